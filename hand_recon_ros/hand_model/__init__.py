@@ -1,0 +1,24 @@
+"""Hand model layer: MANO (user files, loaded without chumpy) or the procedural stand-in, via smplx.
+
+Import-light: torch/smplx are imported only when the model API is first used.
+    from hand_recon_ros.hand_model import load_hand_model
+    model = load_hand_model()             # MANO from $HAND_RECON_MANO_DIR, else the stand-in (warns)
+"""
+_LAZY = {
+    'load_hand_model': ('model', 'load_hand_model'),
+    'HandModel': ('model', 'HandModel'),
+    'STANDIN_WARNING': ('model', 'STANDIN_WARNING'),
+    'render_mesh_overlay': ('render', 'render_mesh_overlay'),
+    'ModelFileError': ('mano_loader', 'ModelFileError'),
+    'load_model_file': ('mano_loader', 'load_model_file'),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f'{__name__}.{module}'), attr)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,0 +1,172 @@
+"""Two-hand MANO layer (smplx.MANO per side) with 21-joint output, faces, part labels.
+
+Works with the user's MANO files or, when none are given, the procedural stand-in (with a warning).
+"""
+import contextlib
+import hashlib
+import io
+import logging
+
+import numpy as np
+import torch
+
+from .. import conventions
+from . import mano_loader, mesh_utils
+
+logger = logging.getLogger('hand_recon_ros.hand_model')
+SIDES = ('right', 'left')
+STANDIN_WARNING = ('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
+_standin_warned = False
+
+
+def _warn_standin_once():
+    global _standin_warned
+    if not _standin_warned:
+        logger.warning(STANDIN_WARNING)
+        _standin_warned = True
+
+
+def _check_side(side):
+    if side not in SIDES:
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    return side
+
+
+def build_smplx_mano(model_dict, side, use_pca=False, num_pca_comps=45, flat_hand_mean=False):
+    """smplx.MANO from an in-memory dict (no file reading; smplx's construction print is swallowed)."""
+    import smplx                       # noqa: PLC0415  (heavy import, only when a model is built)
+    from smplx.utils import Struct     # noqa: PLC0415
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return smplx.MANO('unused', is_rhand=(side == 'right'), data_struct=Struct(**model_dict),
+                          use_pca=use_pca, num_pca_comps=num_pca_comps, flat_hand_mean=flat_hand_mean,
+                          batch_size=1, dtype=torch.float32)
+
+
+class HandModel(torch.nn.Module):
+    """Both hands. ``forward(side, global_orient, hand_pose, betas, transl)`` -> vertices/joints (m)."""
+
+    def __init__(self, models, is_standin, identity, use_pca=False, num_pca_comps=45, flat_hand_mean=False):
+        super().__init__()
+        if set(models) != set(SIDES):
+            raise ValueError(f'need models for {SIDES}, got {sorted(models)}')
+        self.is_standin = bool(is_standin)
+        self.identity = identity
+        self.use_pca = bool(use_pca) and num_pca_comps != 45
+        self.flat_hand_mean = bool(flat_hand_mean)
+        self.pose_dim = num_pca_comps if self.use_pca else 45
+        self.mano = torch.nn.ModuleDict({s: build_smplx_mano(models[s], s, use_pca, num_pca_comps, flat_hand_mean)
+                                         for s in SIDES})
+        self._data = {s: models[s] for s in SIDES}
+        self._faces = {s: np.asarray(models[s]['f'], dtype=np.int64) for s in SIDES}
+        self._loops = {s: mesh_utils.single_boundary_loop(self._faces[s]) for s in SIDES}
+        tips = {'right': conventions.MANO_TIP_VERTICES_RIGHT, 'left': conventions.MANO_TIP_VERTICES_LEFT}
+        for s in SIDES:
+            self.register_buffer(f'tips_{s}', torch.tensor(tips[s], dtype=torch.long), persistent=False)
+            self.register_buffer(f'wrist_loop_{s}', torch.tensor(self._loops[s], dtype=torch.long),
+                                 persistent=False)
+        self.register_buffer('order21', torch.tensor(conventions.MANO16_TIPS_TO_21, dtype=torch.long),
+                             persistent=False)
+
+    @property
+    def device(self):
+        return self.order21.device
+
+    @property
+    def num_vertices(self):
+        return int(self._data['right']['v_template'].shape[0])
+
+    def _as_input(self, name, x, width, batch=None):
+        t = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        if t.ndim == 1:
+            t = t.unsqueeze(0)
+        if t.ndim != 2 or t.shape[1] != width:
+            raise ValueError(f'{name} must have shape (B, {width}), got {tuple(t.shape)}')
+        if batch is not None and t.shape[0] != batch:
+            if t.shape[0] != 1:
+                raise ValueError(f'{name} has batch {t.shape[0]}, expected {batch} (or 1 to broadcast)')
+            t = t.expand(batch, width)
+        return t
+
+    def forward(self, side, global_orient, hand_pose, betas, transl=None):
+        """-> dict(vertices (B,V,3), joints (B,21,3) in conventions' 21-joint order, joints16 (B,16,3))."""
+        _check_side(side)
+        global_orient = self._as_input('global_orient', global_orient, 3)
+        batch = global_orient.shape[0]
+        hand_pose = self._as_input('hand_pose', hand_pose, self.pose_dim, batch)
+        betas = self._as_input('betas', betas, 10, batch)
+        if transl is None:
+            transl = torch.zeros(batch, 3, dtype=torch.float32, device=self.device)
+        transl = self._as_input('transl', transl, 3, batch)
+        out = self.mano[side](betas=betas, global_orient=global_orient, hand_pose=hand_pose, transl=transl)
+        verts, joints16 = out.vertices, out.joints
+        tips = verts[:, getattr(self, f'tips_{side}')]
+        joints = torch.cat([joints16, tips], dim=1)[:, self.order21]
+        return dict(vertices=verts, joints=joints, joints16=joints16)
+
+    def faces(self, side):
+        """(F, 3) int64; the left hand's winding is reversed like MANO's (normals point outwards)."""
+        return self._faces[_check_side(side)].copy()
+
+    def wrist_loop(self, side):
+        """Wrist boundary loop (found from the faces, ordered along the boundary edges)."""
+        return list(self._loops[_check_side(side)])
+
+    def watertight_faces(self, side):
+        """Faces closed at the wrist by a fan to an extra centroid vertex (index V)."""
+        _check_side(side)
+        return np.concatenate([self._faces[side], mesh_utils.cap_faces(self._loops[side], self.num_vertices)])
+
+    def watertight_vertices(self, side, vertices):
+        """(…, V, 3) -> (…, V+1, 3) with the wrist centroid appended (torch or numpy)."""
+        _check_side(side)
+        if isinstance(vertices, torch.Tensor):
+            loop = getattr(self, f'wrist_loop_{side}').to(vertices.device)
+            centroid = vertices.index_select(-2, loop).mean(dim=-2, keepdim=True)
+            return torch.cat([vertices, centroid], dim=-2)
+        v = np.asarray(vertices)
+        return np.concatenate([v, v[..., self._loops[side], :].mean(axis=-2, keepdims=True)], axis=-2)
+
+    def skinning_weights(self, side):
+        return np.asarray(self._data[_check_side(side)]['weights'], dtype=np.float64)
+
+    def part_labels(self, side):
+        """(V,) int64 part per vertex: argmax of the skinning weights (= MANO joint index 0..15)."""
+        return self.skinning_weights(side).argmax(axis=1).astype(np.int64)
+
+    def rest_joints(self, side):
+        """(16, 3) rest-pose joints (betas = 0) = J_regressor @ v_template, metres."""
+        d = self._data[_check_side(side)]
+        return np.asarray(d['J_regressor'], dtype=np.float64) @ np.asarray(d['v_template'], dtype=np.float64)
+
+    def model_array(self, side, key):
+        """A raw array of the loaded model (e.g. 'v_template', 'hands_mean')."""
+        return np.asarray(self._data[_check_side(side)][key])
+
+    def extra_repr(self):
+        return f'identity={self.identity!r}, use_pca={self.use_pca}, flat_hand_mean={self.flat_hand_mean}'
+
+
+def load_hand_model(mano_dir=None, device='cpu', flat_hand_mean=False, use_pca=False, num_pca_comps=45,
+                    fix_left_shapedirs=True, use_cache=True):
+    """Build the two-hand model. mano_dir: directory with MANO_{RIGHT,LEFT}.pkl, a {'right','left'} file
+    mapping, or None (then $HAND_RECON_MANO_DIR, then the shipped stand-in with a warning)."""
+    paths, is_standin, source = mano_loader.resolve_model_files(mano_dir)
+    models, digests = {}, {}
+    for side in SIDES:
+        models[side], digests[side] = mano_loader.load_model_file(paths[side], use_cache=use_cache)
+    if fix_left_shapedirs:
+        models['left'], applied = mano_loader.fix_left_shapedirs(models['left'], models['right'])
+        if applied:
+            logger.info('left-hand shapedirs: applied the x-negation fix (smplx issue #48)')
+    combined = hashlib.sha256((digests['right'] + digests['left']).encode()).hexdigest()[:16]
+    if is_standin:
+        version = str(models['right'].get('standin_version', 'standin'))
+        identity = f'{version} sha256:{combined}'
+        _warn_standin_once()
+    else:
+        identity = f'MANO user files sha256:{combined}'
+    logger.debug('hand model: %s (%s)', identity, source)
+    model = HandModel(models, is_standin, identity, use_pca=use_pca, num_pca_comps=num_pca_comps,
+                      flat_hand_mean=flat_hand_mean)
+    return model.to(device)

@@ -1,0 +1,140 @@
+"""Per-stage CPU latency of the ACR network (random weights, batch 1) and GFLOP per stage.
+
+Stages: preprocess (letterbox of a 640x480 BGR frame), backbone, heads (CoordConv + 8 towers +
+segmentation), aggregation (part attention, centre attention, fusion, image feature), decoding
+(NMS + sampling + prior). Modes: fp32 eager (contiguous), fp32 eager channels_last, and with ``--ort``
+the whole map network under onnxruntime (same decoding).
+
+    .venv/bin/python benchmarks/bench_acr.py                 # default set, about a minute on 2 cores
+    .venv/bin/python benchmarks/bench_acr.py --configs light@256 --iters 30 --ort
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hand_recon_ros.acr.decoding import DecodeConfig, decode  # noqa: E402
+from hand_recon_ros.acr.network import build_acr  # noqa: E402
+from hand_recon_ros.acr.preprocess import letterbox  # noqa: E402
+
+PRESET_OF = {'light': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}
+DEFAULT_CONFIGS = ['light@256', 'light@320', 'light@384', 'resnet50@512', 'hrnet_w32@512']
+STAGES = ('preprocess', 'backbone', 'heads', 'aggregation', 'decoding')
+# threshold 0 so decoding always samples one hand per side (untrained centre maps sit at 0.1)
+DECODE = DecodeConfig(threshold=0.0)
+
+
+def _gflop(fn) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def _run_stages(net, frame: np.ndarray, size: int, channels_last: bool) -> dict[str, float]:
+    times = {}
+    t0 = time.perf_counter()
+    images, _ = letterbox(frame, size, normalization=net.normalization, channels_last=channels_last)
+    t1 = time.perf_counter()
+    feats = net.forward_backbone(images)
+    t2 = time.perf_counter()
+    maps = net.forward_heads(feats)
+    t3 = time.perf_counter()
+    out = net.forward_aggregation(maps)
+    t4 = time.perf_counter()
+    decode(out, DECODE)
+    t5 = time.perf_counter()
+    for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+        times[name] = (b - a) * 1e3
+    return times
+
+
+def bench_eager(net, frame, size, iters, channels_last) -> dict[str, float]:
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        _run_stages(net, frame, size, channels_last)                       # warm-up
+        runs = [_run_stages(net, frame, size, channels_last) for _ in range(iters)]
+    result = {s: statistics.median(r[s] for r in runs) for s in STAGES}
+    result['total'] = statistics.median(sum(r.values()) for r in runs)
+    return result
+
+
+def bench_ort(net, frame, size, iters, threads) -> dict[str, float]:
+    from hand_recon_ros.acr.export import OnnxACR, export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = export_onnx(net, Path(tmp) / 'acr.onnx', input_size=size)
+        session = OnnxACR(result.path, num_threads=threads, decode_config=DECODE)
+        images, _ = letterbox(frame, size, normalization=net.normalization)
+        session.forward_inference(images)
+        runs = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            images, _ = letterbox(frame, size, normalization=net.normalization)
+            t1 = time.perf_counter()
+            out = session(images)
+            t2 = time.perf_counter()
+            decode(out, DECODE)
+            t3 = time.perf_counter()
+            runs.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3))
+    pre, network, dec = (statistics.median(r[i] for r in runs) for i in range(3))
+    return {'preprocess': pre, 'network': network, 'decoding': dec,
+            'total': statistics.median(sum(r) for r in runs), 'exporter': result.exporter}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS,
+                        help='NAME@SIZE with NAME in ' + ', '.join(PRESET_OF))
+    parser.add_argument('--iters', type=int, default=10, help='timed runs for the light configs')
+    parser.add_argument('--big-iters', type=int, default=3, help='timed runs for resnet50/hrnet_w32')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--ort', action='store_true', help='also time the exported network under onnxruntime')
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    print(f'torch {torch.__version__}, threads {args.threads}, batch 1, fp32, random weights, '
+          f'frame 640x480, median ms\n')
+    header = ('| config | mode | ' + ' | '.join(STAGES) + ' | total ms | GFLOP backbone / heads / aggr. / total |')
+    print(header)
+    print('|' + '---|' * (header.count('|') - 1))
+    for spec in args.configs:
+        name, _, size_text = spec.partition('@')
+        if name not in PRESET_OF or not size_text.isdigit():
+            parser.error(f'bad config {spec!r}: use NAME@SIZE with NAME in {", ".join(PRESET_OF)}')
+        size = int(size_text)
+        net = build_acr(PRESET_OF[name], input_size=size).eval()
+        iters = args.iters if name == 'light' else args.big_iters
+        with torch.inference_mode():
+            x = torch.zeros(1, 3, size, size)
+            feats = net.forward_backbone(x)
+            maps = net.forward_heads(feats)
+            flops = [_gflop(lambda: net.forward_backbone(x)), _gflop(lambda: net.forward_heads(feats)),
+                     _gflop(lambda: net.forward_aggregation(maps))]
+        flop_text = ' / '.join(f'{f:.2f}' for f in flops) + f' / **{sum(flops):.2f}**'
+        for mode, channels_last in (('eager', False), ('channels_last', True)):
+            r = bench_eager(net, frame, size, iters, channels_last)
+            cells = ' | '.join(f'{r[s]:.1f}' for s in STAGES)
+            print(f'| {spec} | {mode} | {cells} | **{r["total"]:.1f}** | {flop_text} |', flush=True)
+        if args.ort:
+            net = net.to(memory_format=torch.contiguous_format)
+            r = bench_ort(net, frame, size, iters, args.threads)
+            print(f'| {spec} | ORT ({r["exporter"]}) | {r["preprocess"]:.1f} | network {r["network"]:.1f} | '
+                  f'(incl.) | (incl.) | {r["decoding"]:.1f} | **{r["total"]:.1f}** | {flop_text} |', flush=True)
+
+
+if __name__ == '__main__':
+    main()

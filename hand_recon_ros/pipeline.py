@@ -1,0 +1,303 @@
+"""HandReconstructor: a camera image (+ intrinsics) in, metric two-hand meshes out. No ROS here.
+
+Per frame: letterbox -> ACR network -> centre-map decoding -> 6D rotations to axis-angle -> MANO (smplx)
+-> weak-perspective 2D joints in the original image -> metric translation from the real intrinsics
+(least squares on the 2D/3D joints) -> HandResult in the camera optical frame.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hand_recon_ros import conventions
+from hand_recon_ros.acr.decoding import DecodeConfig, decode
+from hand_recon_ros.acr.network import PRESETS, ACRConfig, build_acr
+from hand_recon_ros.acr.preprocess import letterbox
+from hand_recon_ros.geometry import rotations
+from hand_recon_ros.geometry.camera import (DegenerateTranslationError, LetterboxTransform, fallback_intrinsics,
+                                            project_points, solve_translation, weak_perspective_project,
+                                            weak_to_translation)
+from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult,
+                                    HandResult)
+
+LOG = logging.getLogger('hand_recon_ros.pipeline')
+SIDES = ('left', 'right')       # network side index 0 = left, 1 = right (ACR order)
+DEFAULT_MODEL_NAMES = ('acr_default.safetensors',)
+
+
+@dataclass
+class PipelineConfig:
+    weights: str = ''                 # '' = shipped default model if present
+    allow_untrained: bool = True      # no weights found: seeded random init (demo/tests), loudly
+    backbone: str = 'resnet18'        # only for the untrained network
+    input_size: int = 256             # only for the untrained network
+    mano_dir: str | None = None
+    device: str = 'auto'
+    precision: str = 'fp32'
+    num_threads: int = 0
+    detection_threshold: float = 0.35
+    multi_hand: bool = False
+    max_hands: int = 2
+    seed: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; an explicit 'cuda' without CUDA is an error, never a silent CPU run."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name.startswith('cuda'):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device '{name}' requested but CUDA is not available "
+                               f"(torch {torch.__version__}); use device:=cpu or device:=auto")
+        return torch.device(name)
+    if name == 'cpu':
+        return torch.device('cpu')
+    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
+def _dtype_for(precision: str, device: torch.device):
+    table = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+    if precision not in table:
+        raise ValueError(f'precision must be fp32, fp16 or bf16, got {precision!r}')
+    if precision == 'fp16' and device.type == 'cpu':
+        raise ValueError('precision fp16 needs CUDA; on the CPU use bf16 or fp32')
+    return table[precision]
+
+
+def model_search_dirs() -> list[Path]:
+    """Where shipped models live: the source tree, then the installed share folder."""
+    return [Path(__file__).resolve().parents[1] / 'models',
+            Path(sys.prefix) / 'share' / 'hand_recon_ros' / 'models']
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _find_default_weights() -> Path | None:
+    for folder in model_search_dirs():
+        for name in DEFAULT_MODEL_NAMES:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def params_to_mano(params: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(N, 109) ACR parameters -> cam (N, 3), axis-angle global_orient (N, 3), hand_pose (N, 45), betas,
+    and the root rotation matrices (N, 3, 3)."""
+    n = params.shape[0]
+    rot6d = params[:, 3:99].reshape(n, 16, 6)
+    mats = rotations.rot6d_to_matrix(rot6d, layout='interleaved')
+    aa = rotations.matrix_to_axis_angle(mats)
+    return {'cam': params[:, :3], 'global_orient': aa[:, 0], 'hand_pose': aa[:, 1:].reshape(n, 45),
+            'betas': params[:, 99:109], 'root_rotation': mats[:, 0]}
+
+
+class HandReconstructor:
+    """The whole per-frame pipeline. Build with :func:`create_reconstructor`."""
+
+    def __init__(self, network, hand_model, device, precision='fp32', weights_file='', weights_sha256='',
+                 weights_description='', detection_threshold=0.35, multi_hand=False, max_hands=2):
+        self.network = network.to(device).eval()
+        self.hand_model = hand_model
+        self.device = device
+        self.precision = precision
+        self.autocast_dtype = _dtype_for(precision, device)
+        self.weights_file, self.weights_sha256 = str(weights_file), weights_sha256
+        self.weights_description = weights_description
+        self.input_size = network.config.input_size
+        self.normalization = 'imagenet' if network.normalization == 'imagenet' else 'pm1'
+        self.detection_threshold, self.multi_hand, self.max_hands = detection_threshold, multi_hand, max_hands
+        self._faces = {side: np.asarray(hand_model.faces(side), np.int64) for side in SIDES}
+
+    # ------------------------------------------------------------------ configuration
+    def set_runtime(self, detection_threshold=None, multi_hand=None, max_hands=None):
+        if detection_threshold is not None:
+            self.detection_threshold = float(detection_threshold)
+        if multi_hand is not None:
+            self.multi_hand = bool(multi_hand)
+        if max_hands is not None:
+            self.max_hands = int(max_hands)
+
+    def decode_config(self) -> DecodeConfig:
+        multi = self.multi_hand and self.network.config.center_attention == 'peak'
+        return DecodeConfig(threshold=self.detection_threshold,
+                            max_per_side=max(1, self.max_hands) if multi else 1)
+
+    def faces(self, side):
+        return self._faces[side]
+
+    def info(self) -> dict:
+        cfg = self.network.config
+        return {'network': f'acr/{cfg.backbone}@{cfg.input_size}', 'weights_file': self.weights_file,
+                'weights_sha256': self.weights_sha256, 'weights_description': self.weights_description,
+                'hand_model': self.hand_model.identity, 'hand_model_is_standin': self.hand_model.is_standin,
+                'device': str(self.device), 'precision': self.precision,
+                'num_vertices': int(self.hand_model.num_vertices if hasattr(self.hand_model, 'num_vertices')
+                                    else conventions.NUM_VERTICES),
+                'faces_right': self._faces['right'], 'faces_left': self._faces['left']}
+
+    # ------------------------------------------------------------------ per frame
+    @torch.inference_mode()
+    def reconstruct(self, image_bgr: np.ndarray, K: np.ndarray | None = None,
+                    depth_source: str = DEPTH_SOURCE_CAMERA_INFO) -> FrameResult:
+        """One BGR uint8 frame (any size) -> FrameResult. K: 3x3 intrinsics (None: fallback FOV)."""
+        timings = {}
+        t = time.perf_counter()
+        height, width = image_bgr.shape[:2]
+        if K is None:
+            K, depth_source = fallback_intrinsics(width, height), 'fallback_fov'
+        tensor, _ = letterbox(image_bgr, self.input_size, bgr=True, normalization=self.normalization)
+        tensor = tensor.to(self.device, non_blocking=True)
+        timings['preprocess'] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        if self.autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                outputs = self.network(tensor)
+        else:
+            outputs = self.network(tensor)
+        outputs = {k: v.float() for k, v in outputs.items()}
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        timings['network'] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        dets = decode({k: v.cpu() for k, v in outputs.items() if k in ('center_maps', 'params', 'prior')},
+                      self.decode_config())
+        order = sorted(range(len(dets)), key=lambda i: -float(dets.score[i]))[:max(1, self.max_hands)]
+        timings['decode'] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        hands = []
+        if order:
+            sides = [SIDES[int(dets.side[i])] for i in order]
+            params = dets.params[order].float()
+            scores = [float(dets.score[i]) for i in order]
+            hands = self.hands_from_params(params, sides, scores, (height, width), K, depth_source)
+        timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
+        return FrameResult(hands=hands, image_size=(height, width), intrinsics=np.asarray(K, np.float64),
+                           timings_ms=timings)
+
+    def hands_from_params(self, params, sides, scores, image_size, K, depth_source=DEPTH_SOURCE_CAMERA_INFO):
+        """(N, 109) decoded parameters -> HandResults in the camera frame (metres) and image pixels."""
+        height, width = image_size
+        transform = LetterboxTransform(height, width, self.input_size)
+        mano = params_to_mano(params)
+        out_by_index = {}
+        for side in SIDES:
+            idx = [i for i, s in enumerate(sides) if s == side]
+            if not idx:
+                continue
+            sel = torch.tensor(idx)
+            res = self.hand_model(side, mano['global_orient'][sel].to(self.device),
+                                  mano['hand_pose'][sel].to(self.device), mano['betas'][sel].to(self.device))
+            for k, i in enumerate(idx):
+                out_by_index[i] = (res['vertices'][k].float().cpu().numpy(), res['joints'][k].float().cpu().numpy())
+        hands = []
+        for i, side in enumerate(sides):
+            verts, joints = out_by_index[i]
+            root = joints[conventions.ROOT_MIDDLE_MCP].copy()   # ACR aligns at the middle MCP
+            joints_rel, verts_rel = joints - root, verts - root
+            s, tx, ty = (float(v) for v in mano['cam'][i])
+            if not (np.isfinite([s, tx, ty]).all() and s > 1e-3):
+                LOG.debug('dropping a %s hand with a degenerate camera %s', side, (s, tx, ty))
+                continue
+            kp_weak = transform.normalized_to_original(weak_perspective_project(joints_rel, s, tx, ty))
+            try:
+                t0 = weak_to_translation(s, tx, ty, K, transform)
+                t_cam = solve_translation(joints_rel, kp_weak, K) if depth_source != DEPTH_SOURCE_WEAK_PERSPECTIVE \
+                    else t0
+            except DegenerateTranslationError as exc:
+                LOG.debug('dropping a %s hand: %s', side, exc)
+                continue
+            joints_cam = joints_rel + t_cam
+            verts_cam = verts_rel + t_cam
+            # The published 2D keypoints are the projection of the published 3D joints (one consistent answer).
+            keypoints = project_points(joints_cam, K)
+            if not np.isfinite(keypoints).all():
+                continue
+            quat = rotations.matrix_to_quaternion(mano['root_rotation'][i:i + 1])[0].numpy()
+            pose48 = np.concatenate([mano['global_orient'][i].numpy(), mano['hand_pose'][i].numpy()])
+            hand = HandResult(
+                handedness=side, score=scores[i], joints_3d=joints_cam.astype(np.float32),
+                keypoints_2d=keypoints.astype(np.float32),
+                joint_confidence=np.full(21, scores[i], np.float32),   # no per-joint head yet: the detection score
+                wrist_position=joints_cam[0].astype(np.float32), wrist_orientation=quat.astype(np.float32),
+                vertices=verts_cam.astype(np.float32), mano_pose=pose48.astype(np.float32),
+                mano_shape=mano['betas'][i].numpy().astype(np.float32),
+                weak_camera=np.array([s, tx, ty], np.float32), depth_source=depth_source,
+                center_2d=keypoints[conventions.ROOT_MIDDLE_MCP].astype(np.float32))
+            try:
+                hand.validate()
+            except ValueError as exc:
+                LOG.debug('dropping a %s hand: %s', side, exc)
+                continue
+            hands.append(hand)
+        return hands
+
+
+def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstructor:
+    """Load weights (or build the untrained network), the hand model, and move both to the device."""
+    log = logger or LOG
+    warn = getattr(log, 'warning', None) or log.warn
+    device = resolve_device(config.device)
+    _dtype_for(config.precision, device)
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    from hand_recon_ros.acr.weights import load_acr
+    from hand_recon_ros.hand_model.model import load_hand_model
+
+    description = ''
+    if config.weights:
+        path = Path(config.weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path} (parameter 'weights')")
+    else:
+        path = _find_default_weights()
+    if path is not None:
+        network = load_acr(path)
+        sha = sha256_of(path)
+        manifest = path.with_suffix('.json')
+        if manifest.is_file():
+            try:
+                description = json.loads(manifest.read_text()).get('description', '')
+            except (ValueError, AttributeError):
+                description = ''
+        weights_file = str(path)
+    elif config.allow_untrained:
+        preset = {'resnet18': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}.get(
+            config.backbone)
+        torch.manual_seed(config.seed)
+        if preset is not None:
+            network = build_acr(preset, input_size=int(config.input_size))
+        else:
+            network = build_acr(ACRConfig(backbone=config.backbone, input_size=int(config.input_size)))
+        sha, weights_file = '', ''
+        description = 'UNTRAINED: seeded random initialisation; outputs are not meaningful'
+        warn('no trained weights found: running an UNTRAINED (seeded random-init) network; hand outputs are '
+             'not meaningful. Set the weights parameter to a trained safetensors file.')
+    else:
+        raise FileNotFoundError('no weights file given and no shipped default model found in '
+                                + ', '.join(str(d) for d in model_search_dirs()))
+    hand_model = load_hand_model(config.mano_dir, device=device)
+    if hand_model.is_standin:
+        warn('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
+    return HandReconstructor(network, hand_model, device, config.precision, weights_file, sha, description,
+                             config.detection_threshold, config.multi_hand, config.max_hands)
+
+
+__all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor', 'resolve_device', 'params_to_mano',
+           'PRESETS']

@@ -1,0 +1,175 @@
+"""FrameResult <-> ROS messages. No inference here: only conversion and packing."""
+import array
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+
+from hand_recon_ros import conventions
+from hand_recon_ros.geometry.camera import intrinsics_from_camera_info
+from hand_recon_ros.msg import Hand, HandArray, HandModelInfo
+from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_FALLBACK_FOV, REFINE_FACTORS,
+                                    FrameResult)
+
+DEPTH_SOURCE_CODES = {
+    DEPTH_SOURCE_CAMERA_INFO: Hand.DEPTH_CAMERA_INFO,
+    DEPTH_SOURCE_FALLBACK_FOV: Hand.DEPTH_FALLBACK_FOV,
+}
+
+
+def intrinsics_for(camera_info, width, height, use_rectified=False, fallback_fov_deg=60.0, warn=None):
+    """K (3, 3) and its source for an image of this size from the latest CameraInfo (or the fallback)."""
+    warn = warn or (lambda key, text: None)
+    if camera_info is None:
+        warn('no_camera_info', f'no CameraInfo received: using the fallback field of view '
+             f'({fallback_fov_deg:.0f} deg horizontal); metric depth is approximate')
+        K, source = intrinsics_from_camera_info(np.zeros(9), np.zeros(12), width, height,
+                                                fallback_fov_deg=fallback_fov_deg)
+        return K, source
+    K, source = intrinsics_from_camera_info(np.asarray(camera_info.k), np.asarray(camera_info.p), width, height,
+                                            use_rectified=use_rectified, fallback_fov_deg=fallback_fov_deg)
+    if source != DEPTH_SOURCE_CAMERA_INFO:
+        warn('uncalibrated', f'CameraInfo has no usable intrinsics (k = {list(np.asarray(camera_info.k))}): '
+             f'using the fallback field of view ({fallback_fov_deg:.0f} deg); metric depth is approximate')
+    elif camera_info.width and camera_info.height and (camera_info.width, camera_info.height) != (width, height):
+        # Calibrated at another resolution (e.g. a resized stream): scale the intrinsics with the image.
+        sx, sy = width / camera_info.width, height / camera_info.height
+        warn('info_size', f'CameraInfo is for {camera_info.width}x{camera_info.height} but images are '
+             f'{width}x{height}: scaling the intrinsics')
+        K = K.copy()
+        K[0, :] *= sx
+        K[1, :] *= sy
+    return K, source
+
+
+def _points(xyz):
+    return [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in np.asarray(xyz, np.float64)]
+
+
+def hand_msg(hand, publish_vertices=True):
+    hand.validate()
+    msg = Hand()
+    msg.handedness = Hand.LEFT if hand.handedness == 'left' else Hand.RIGHT
+    msg.score = float(hand.score)
+    msg.track_id = int(hand.track_id)
+    msg.joints = _points(hand.joints_3d)
+    kp = np.asarray(hand.keypoints_2d, np.float32)
+    msg.keypoints_2d = kp.reshape(-1)
+    msg.joint_confidence = np.asarray(hand.joint_confidence, np.float32)
+    msg.bbox_2d = np.array([kp[:, 0].min(), kp[:, 1].min(), kp[:, 0].max(), kp[:, 1].max()], np.float32)
+    pose = msg.wrist_pose.pose
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in hand.wrist_position)
+    q = np.asarray(hand.wrist_orientation, np.float64)
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
+    cov = np.zeros(36)
+    cov[0] = -1.0  # unknown (REP: -1 in the first element)
+    msg.wrist_pose.covariance = cov
+    if publish_vertices and hand.vertices is not None:
+        msg.vertices = array.array('f', np.ascontiguousarray(hand.vertices, np.float32).reshape(-1).tobytes())
+    msg.mano_pose = np.asarray(hand.mano_pose, np.float32)
+    msg.mano_shape = np.asarray(hand.mano_shape, np.float32)
+    msg.weak_camera = np.asarray(hand.weak_camera, np.float32)
+    bits = 0
+    for name in hand.refined_factors:
+        bits |= 1 << REFINE_FACTORS.index(name)
+    msg.refined_factors = bits
+    msg.depth_source = DEPTH_SOURCE_CODES.get(hand.depth_source, Hand.DEPTH_WEAK_PERSPECTIVE)
+    return msg
+
+
+def hand_array_msg(frame: FrameResult, header, publish_vertices=True, smoothed=False, processing_ms=0.0):
+    msg = HandArray()
+    msg.header = header
+    msg.hands = [hand_msg(h, publish_vertices) for h in frame.hands]
+    msg.image_height, msg.image_width = (int(v) for v in frame.image_size)
+    msg.camera_k = np.asarray(frame.intrinsics, np.float64).reshape(9)
+    msg.smoothed = bool(smoothed)
+    msg.processing_time_ms = float(processing_ms)
+    return msg
+
+
+def hand_array_to_numpy(msg):
+    """Decode a HandArray into plain arrays (used by tools and tests; works on any HandArray)."""
+    hands = []
+    for h in msg.hands:
+        verts = np.frombuffer(h.vertices, np.float32).reshape(-1, 3) if len(h.vertices) else None
+        hands.append({
+            'side': 'left' if h.handedness == Hand.LEFT else 'right',
+            'score': h.score, 'track_id': h.track_id,
+            'joints': np.array([[p.x, p.y, p.z] for p in h.joints], np.float64),
+            'keypoints_2d': np.asarray(h.keypoints_2d, np.float32).reshape(21, 2),
+            'vertices': verts,
+        })
+    return hands
+
+
+def model_info_msg(info: dict):
+    msg = HandModelInfo()
+    msg.network = info['network']
+    msg.weights_file = info.get('weights_file', '')
+    msg.weights_sha256 = info.get('weights_sha256', '')
+    msg.weights_description = info.get('weights_description', '')
+    msg.hand_model = 'standin' if info['hand_model_is_standin'] else 'mano'
+    msg.hand_model_is_standin = bool(info['hand_model_is_standin'])
+    msg.hand_model_identity = info.get('hand_model', '')
+    msg.device = info['device']
+    msg.precision = info['precision']
+    msg.joint_names = list(conventions.JOINT_NAMES)
+    msg.joint_parents = list(conventions.JOINT_PARENTS)
+    msg.num_vertices = int(info['num_vertices'])
+    msg.faces_right = array.array('I', np.asarray(info['faces_right'], np.uint32).reshape(-1).tobytes())
+    msg.faces_left = array.array('I', np.asarray(info['faces_left'], np.uint32).reshape(-1).tobytes())
+    return msg
+
+
+def markers_msg(frame, reconstructor, header, lifetime_s):
+    from hand_recon_ros.ros.markers import build_marker_array
+    faces = {side: reconstructor.faces(side) for side in ('left', 'right')}
+    return build_marker_array(frame, faces, header, lifetime_s=lifetime_s)
+
+
+def overlay_msg(image_bgr, frame, reconstructor, header):
+    from hand_recon_ros.hand_model.render import render_mesh_overlay
+    from hand_recon_ros.ros.image_conversion import numpy_to_imgmsg
+    out = image_bgr.copy()
+    colors = {'right': (80, 160, 230), 'left': (230, 170, 90)}
+    for hand in frame.hands:
+        if hand.vertices is not None:
+            out = render_mesh_overlay(out, hand.vertices, reconstructor.faces(hand.handedness),
+                                      frame.intrinsics, colors[hand.handedness])
+    return numpy_to_imgmsg(out, 'bgr8', header=header)
+
+
+def diagnostics_msg(node, stamp):
+    """One DiagnosticStatus for the node: rates, latency percentiles from header stamps, drops, device."""
+    arr = DiagnosticArray()
+    arr.header.stamp = stamp
+    status = DiagnosticStatus()
+    status.name = f'{node.get_name()}: hand reconstruction'
+    status.hardware_id = node.get_fully_qualified_name()
+    values = {}
+    worker = node.worker
+    counters = dict(node.counters)
+    if worker is not None:
+        counters.update({f'worker_{k}': v for k, v in worker.stats().as_dict().items()})
+        values['input_rate_hz'] = f'{worker.input_rate.rate_hz():.2f}'
+        values['processing_ms_p50'] = f'{worker.processing_ms.p50:.1f}'
+    lat = node.latency.summary()
+    values.update({k: str(v) for k, v in counters.items()})
+    values.update({f'latency_{k}': f'{v:.1f}' for k, v in lat.items()})
+    rec = node.reconstructor
+    if rec is not None:
+        info = rec.info()
+        values.update({'device': info['device'], 'precision': info['precision'], 'network': info['network'],
+                       'weights_sha256': info.get('weights_sha256', ''), 'hand_model': info['hand_model']})
+    if worker is None:
+        status.level, status.message = DiagnosticStatus.WARN, 'inactive (lifecycle state not active)'
+    elif counters.get('errors', 0) and counters['errors'] >= counters.get('published', 0):
+        status.level, status.message = DiagnosticStatus.ERROR, 'every frame fails: see the node log'
+    elif counters['received'] == 0:
+        status.level, status.message = DiagnosticStatus.WARN, 'no input images received'
+    else:
+        status.level, status.message = DiagnosticStatus.OK, 'running'
+    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    arr.status = [status]
+    return arr

@@ -1,0 +1,376 @@
+"""The hand_recon lifecycle node: camera images in, two-hand reconstructions out.
+
+Thin ROS layer: it converts messages, hands the newest frame to one worker thread, and publishes what
+the ROS-free pipeline returns. Start it with ``hand_recon_node --ros-args --params-file ...`` (or a
+launch file); with ``autostart`` (default) it configures and activates itself.
+"""
+import signal
+import sys
+import threading
+import time
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+from rclpy.signals import SignalHandlerOptions
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
+
+from hand_recon_ros.msg import HandArray, HandModelInfo
+from hand_recon_ros.ros import conversions
+from hand_recon_ros.ros.frame_worker import FrameWorker, LatencyStats
+from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8
+
+NODE_NAME = 'hand_recon'
+
+# name: (default, description, changeable at runtime)
+PARAMETERS = {
+    'autostart': (True, 'configure and activate on start', False),
+    'weights': ('', 'safetensors weights file; empty = shipped default model', False),
+    'allow_untrained': (True, 'run a seeded random-init network when no weights are found', False),
+    'network.backbone': ('resnet18', 'backbone when no weights file is found', False),
+    'network.input_size': (256, 'network input size when no weights file is found', False),
+    'mano_dir': ('', 'folder with MANO_RIGHT.pkl/MANO_LEFT.pkl; empty = $HAND_RECON_MANO_DIR or stand-in', False),
+    'device': ('auto', 'auto | cpu | cuda | cuda:N', False),
+    'precision': ('fp32', 'fp32 | fp16 | bf16', False),
+    'num_threads': (0, 'torch CPU threads (0 = default)', False),
+    'detection_threshold': (0.35, 'centre-map confidence threshold', True),
+    'multi_hand': (False, 'allow more than one hand per side', True),
+    'max_hands': (2, 'maximum hands per frame', True),
+    'input_transport': ('raw', 'raw | compressed', False),
+    'input_reliability': ('best_effort', 'best_effort | reliable | system_default', False),
+    'input_depth': (1, 'subscription queue depth', False),
+    'max_input_age_s': (0.5, 'drop frames older than this when picked (0 = off)', True),
+    'use_camera_info': (True, 'use CameraInfo intrinsics', True),
+    'use_rectified': (False, 'use P (rectified) instead of K', True),
+    'fallback_fov_deg': (60.0, 'horizontal FOV when no valid CameraInfo', True),
+    'no_input_warn_s': (5.0, 'warn when no image arrives for this long', True),
+    'publish_vertices': (True, 'fill Hand.vertices', True),
+    'publish_markers': (True, 'publish RViz markers', True),
+    'marker_lifetime_s': (0.3, 'marker lifetime', True),
+    'publish_overlay': (True, 'publish ~/debug_image when subscribed', True),
+    'smoothing.enabled': (True, 'publish ~/hands_smoothed', True),
+    'smoothing.min_cutoff': (1.0, 'One-Euro min cutoff (Hz)', True),
+    'smoothing.beta': (0.7, 'One-Euro speed coefficient', True),
+    'smoothing.d_cutoff': (1.0, 'One-Euro derivative cutoff (Hz)', True),
+    'publish_tf': (False, 'publish wrist TF frames (needs tf2_ros)', True),
+    'tf_prefix': ('', 'prefix of the wrist TF frame names', True),
+    'diagnostics_period_s': (1.0, 'period of /diagnostics', False),
+}
+
+
+def input_qos(reliability: str, depth: int) -> QoSProfile:
+    """Subscriber QoS: sensor-data (best effort) by default per REP-2003; reliable on request."""
+    depth = max(1, int(depth))
+    if reliability == 'best_effort':
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                         reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+    elif reliability == 'reliable':
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                         reliability=ReliabilityPolicy.RELIABLE)
+    elif reliability == 'system_default':
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                         reliability=ReliabilityPolicy.SYSTEM_DEFAULT)
+    else:
+        raise ValueError(f"input_reliability must be best_effort, reliable or system_default, got {reliability!r}")
+    return qos
+
+
+class HandReconNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        for name, (default, description, runtime) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(
+                description=description + ('' if runtime else ' (takes effect on activate)')))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.reconstructor = None
+        self.model_info = None
+        self.worker = None
+        self.tracker = None
+        self._pubs = {}
+        self._subs = []
+        self._timers = []
+        self._lock = threading.Lock()
+        self._camera_info = None
+        self._warned = set()
+        self._last_logged = {}
+        self.counters = {'received': 0, 'published': 0, 'bad_input': 0, 'errors': 0}
+        self.latency = LatencyStats(window=300)
+        self._last_input_time = None
+        self._activated_at = None
+        self._sides_published = set()
+
+    # ------------------------------------------------------------------ parameters
+    def p(self, name):
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, params):
+        for param in params:
+            spec = PARAMETERS.get(param.name)
+            if spec is None:
+                continue
+            if not spec[2] and self._state_is_active():
+                return SetParametersResult(successful=False,
+                                           reason=f'{param.name} cannot change while active: deactivate first')
+            if param.name == 'detection_threshold' and not 0.0 < float(param.value) < 1.0:
+                return SetParametersResult(successful=False, reason='detection_threshold must be in (0, 1)')
+            if param.name == 'input_reliability' and param.value not in ('best_effort', 'reliable', 'system_default'):
+                return SetParametersResult(successful=False, reason='input_reliability: best_effort|reliable|system_default')
+            if param.name == 'precision' and param.value not in ('fp32', 'fp16', 'bf16'):
+                return SetParametersResult(successful=False, reason='precision must be fp32, fp16 or bf16')
+        # Runtime values are read per frame; smoothing parameters are pushed into the tracker.
+        tracker = self.tracker
+        if tracker is not None:
+            values = {p.name.split('.', 1)[1]: p.value for p in params if p.name.startswith('smoothing.')
+                      and p.name != 'smoothing.enabled'}
+            if values:
+                tracker.set_params(**values)
+        worker = self.worker
+        for param in params:
+            if param.name == 'max_input_age_s' and worker is not None:
+                worker.max_age_s = float(param.value) if float(param.value) > 0 else None
+        return SetParametersResult(successful=True)
+
+    def _state_is_active(self):
+        return self.worker is not None
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state):
+        """Create publishers and subscriptions; nothing heavy yet (the model loads on activate)."""
+        try:
+            qos = input_qos(self.p('input_reliability'), self.p('input_depth'))
+        except ValueError as exc:
+            self.get_logger().error(str(exc))
+            return TransitionCallbackReturn.FAILURE
+        transport = self.p('input_transport')
+        if transport == 'raw':
+            self._subs.append(self.create_subscription(Image, 'image', self._on_image, qos))
+        elif transport == 'compressed':
+            self._subs.append(self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos))
+        else:
+            self.get_logger().error(f"input_transport must be 'raw' or 'compressed', got {transport!r}")
+            return TransitionCallbackReturn.FAILURE
+        self._subs.append(self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos))
+
+        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._pubs = {
+            'hands': self.create_publisher(HandArray, '~/hands', reliable),
+            'hands_smoothed': self.create_publisher(HandArray, '~/hands_smoothed', reliable),
+            'model_info': self.create_publisher(HandModelInfo, '~/hand_model_info', latched),
+            'markers': self.create_publisher(MarkerArray, '~/markers', reliable),
+            'overlay': self.create_publisher(Image, '~/debug_image', qos_profile_sensor_data),
+            'diagnostics': self.create_publisher(DiagnosticArray, '/diagnostics', 10),
+        }
+        self._timers.append(self.create_timer(float(self.p('diagnostics_period_s')), self._publish_diagnostics))
+        self.get_logger().info(f"configured: input {transport} on '{self._subs[0].topic_name}' "
+                               f"({self.p('input_reliability')}, depth {self.p('input_depth')})")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state):
+        """Load the model on the chosen device and start the worker."""
+        from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+        from hand_recon_ros.smoothing import HandTracker
+
+        try:
+            config = PipelineConfig(
+                weights=self.p('weights'), allow_untrained=self.p('allow_untrained'),
+                backbone=self.p('network.backbone'), input_size=int(self.p('network.input_size')),
+                mano_dir=self.p('mano_dir') or None, device=self.p('device'), precision=self.p('precision'),
+                num_threads=int(self.p('num_threads')), detection_threshold=float(self.p('detection_threshold')))
+            self.reconstructor = create_reconstructor(config, logger=self.get_logger())
+        except Exception as exc:  # a clear message and an inactive node beat a crash
+            self.get_logger().error(f'cannot load the model: {exc}')
+            self.reconstructor = None
+            return TransitionCallbackReturn.FAILURE
+        self.tracker = HandTracker(min_cutoff=float(self.p('smoothing.min_cutoff')),
+                                   beta=float(self.p('smoothing.beta')),
+                                   d_cutoff=float(self.p('smoothing.d_cutoff')))
+        self.model_info = conversions.model_info_msg(self.reconstructor.info())
+        self.model_info.header.stamp = self.get_clock().now().to_msg()
+        self._pubs['model_info'].publish(self.model_info)
+        max_age = float(self.p('max_input_age_s'))
+        self.worker = FrameWorker(self._process, on_result=None, on_error=self._on_worker_error,
+                                  max_age_s=max_age if max_age > 0 else None)
+        self.worker.start()
+        self._activated_at = time.monotonic()
+        info = self.reconstructor.info()
+        self.get_logger().info(f"active: {info['network']} on {info['device']} ({info['precision']}), "
+                               f"hand model {info['hand_model']}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state):
+        self._stop_worker()
+        self.reconstructor = None  # frees the model (and GPU memory)
+        try:
+            import torch
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+        self.get_logger().info('deactivated: model unloaded')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state):
+        self._destroy_entities()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state):
+        self._stop_worker()
+        self._destroy_entities()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self):
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.stop()
+
+    def _destroy_entities(self):
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for pub in self._pubs.values():
+            self.destroy_publisher(pub)
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._subs, self._pubs, self._timers = [], {}, []
+
+    # ------------------------------------------------------------------ inputs
+    def _on_image(self, msg):
+        """Hand the frame to the worker and return at once (no decoding here: never block the executor)."""
+        self.counters['received'] += 1
+        self._last_input_time = time.monotonic()
+        worker = self.worker
+        if worker is not None:
+            now = time.monotonic()
+            worker.submit((msg, now), stamp=now)
+
+    def _on_camera_info(self, msg):
+        self._camera_info = msg
+
+    # ------------------------------------------------------------------ worker
+    def _process(self, item):
+        msg, received_at = item
+        reconstructor = self.reconstructor
+        if reconstructor is None:
+            return
+        header = msg.header
+        if header.stamp.sec == 0 and header.stamp.nanosec == 0:
+            self._warn_once('zero_stamp', 'input images carry a zero timestamp: outputs copy it; '
+                            'fix the camera driver so downstream synchronisation works')
+        try:
+            if isinstance(msg, CompressedImage):
+                image = compressed_to_bgr8(msg)
+            else:
+                image = to_bgr8(msg)
+        except ImageConversionError as exc:
+            self.counters['bad_input'] += 1
+            self._log_throttled(f'bad input image dropped: {exc}')
+            return
+        height, width = image.shape[:2]
+        K, depth_source = conversions.intrinsics_for(
+            self._camera_info if self.p('use_camera_info') else None, width, height,
+            use_rectified=self.p('use_rectified'), fallback_fov_deg=float(self.p('fallback_fov_deg')),
+            warn=self._warn_once)
+        reconstructor.set_runtime(detection_threshold=float(self.p('detection_threshold')),
+                                  multi_hand=bool(self.p('multi_hand')), max_hands=int(self.p('max_hands')))
+        frame = reconstructor.reconstruct(image, K, depth_source=depth_source)
+        processing_ms = (time.monotonic() - received_at) * 1e3
+        publish_vertices = bool(self.p('publish_vertices'))
+        pubs = self._pubs
+        if not pubs:
+            return
+        pubs['hands'].publish(conversions.hand_array_msg(frame, header, publish_vertices, smoothed=False,
+                                                         processing_ms=processing_ms))
+        if self.p('smoothing.enabled') and self.tracker is not None:
+            stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
+            smoothed = self.tracker.update(frame.hands, stamp_s if stamp_s > 0 else time.monotonic())
+            smoothed_frame = type(frame)(hands=smoothed, image_size=frame.image_size,
+                                         intrinsics=frame.intrinsics, timings_ms=frame.timings_ms)
+            pubs['hands_smoothed'].publish(conversions.hand_array_msg(
+                smoothed_frame, header, publish_vertices, smoothed=True, processing_ms=processing_ms))
+        if self.p('publish_markers') and pubs['markers'].get_subscription_count() > 0:
+            pubs['markers'].publish(conversions.markers_msg(
+                frame, reconstructor, header, float(self.p('marker_lifetime_s'))))
+        if self.p('publish_overlay') and pubs['overlay'].get_subscription_count() > 0:
+            pubs['overlay'].publish(conversions.overlay_msg(image, frame, reconstructor, header))
+        self.counters['published'] += 1
+        now = self.get_clock().now().nanoseconds * 1e-9
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        self.latency.add((now - stamp) * 1e3 if stamp > 0 else processing_ms)
+
+    def _on_worker_error(self, item, exc):
+        self.counters['errors'] += 1
+        self._log_throttled(f'frame failed: {type(exc).__name__}: {exc}', error=True)
+
+    def _log_throttled(self, text, period_s=5.0, error=False):
+        """Each distinct problem is logged at once, repeats of it at most every period_s."""
+        key = text[:60]
+        now = time.monotonic()
+        if now - self._last_logged.get(key, -1e9) >= period_s:
+            self._last_logged[key] = now
+            (self.get_logger().error if error else self.get_logger().warning)(text)
+
+    def _warn_once(self, key, text):
+        if key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().warning(text)
+
+    # ------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self):
+        try:
+            self._publish_diagnostics_unsafe()
+        except Exception as exc:  # diagnostics must never take the node down
+            self.get_logger().error(f'diagnostics failed: {type(exc).__name__}: {exc}', throttle_duration_sec=10.0)
+
+    def _publish_diagnostics_unsafe(self):
+        now = time.monotonic()
+        if (self.worker is not None and self.p('no_input_warn_s') > 0
+                and now - (self._last_input_time or self._activated_at or now) > self.p('no_input_warn_s')):
+            sub = self._subs[0] if self._subs else None
+            topic = sub.topic_name if sub else 'image'
+            pubs = self.get_publishers_info_by_topic(topic)
+            qos_text = ', '.join(str(i.qos_profile.reliability).split('.')[-1] for i in pubs) or 'no publisher'
+            self.get_logger().warning(
+                f"no image received on '{topic}' for {self.p('no_input_warn_s'):.0f} s "
+                f"(publishers' reliability: {qos_text}; ours: {self.p('input_reliability')})",
+                throttle_duration_sec=30.0)
+        msg = conversions.diagnostics_msg(self, self.get_clock().now().to_msg())
+        if self._pubs:
+            self._pubs['diagnostics'].publish(msg)
+
+
+def main(args=None):
+    """Signal-safe entry point: SIGINT/SIGTERM end the spin loop; exit code 0, no traceback."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    node = None
+    executor = SingleThreadedExecutor()
+    try:
+        node = HandReconNode()
+        executor.add_node(node)
+        if node.p('autostart'):
+            node.trigger_configure()
+            if node._pubs:
+                node.trigger_activate()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        if node is not None:
+            node._stop_worker()
+        executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

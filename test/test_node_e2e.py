@@ -1,0 +1,283 @@
+"""End-to-end tests of the node as a subprocess, over real DDS (ros2-from-pypi.md §10.3)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip('rclpy')
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+
+from hand_recon_ros.msg import HandArray, HandModelInfo  # noqa: E402
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+FAST = ('-p', 'device:=cpu', '-p', 'network.backbone:=resnet18', '-p', 'network.input_size:=128',
+        '-p', 'num_threads:=1')
+
+
+def make_image(stamp_sec=100, frame_id='cam_optical', width=320, height=240, seed=0):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    msg = Image()
+    msg.header.stamp.sec = stamp_sec
+    msg.header.stamp.nanosec = 123456
+    msg.header.frame_id = frame_id
+    msg.height, msg.width, msg.encoding, msg.step = height, width, 'bgr8', width * 3
+    msg.data = img.tobytes()
+    return msg
+
+
+def make_camera_info(width=320, height=240, f=300.0):
+    info = CameraInfo()
+    info.width, info.height = width, height
+    info.k = np.array([f, 0, width / 2, 0, f, height / 2, 0, 0, 1], float)
+    info.p = np.array([f, 0, width / 2, 0, 0, f, height / 2, 0, 0, 0, 1, 0], float)
+    return info
+
+
+def wait_ready(ros, pub, topic='/hand_recon/hands'):
+    ros.spin_until(lambda: pub.get_subscription_count() > 0, what=f'the node to subscribe {pub.topic_name}')
+    ros.spin_until(lambda: ros.node.count_publishers(topic) > 0, what=f'a publisher on {topic}')
+
+
+def publish_until(ros, pub, msg, received, timeout=30.0, what='a hand message', also=()):
+    """Re-publish (fresh discovery can miss the first sample) until something arrives.
+
+    ``also``: (publisher, message) pairs sent before each image, like a camera's CameraInfo."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not received:
+        for other_pub, other_msg in also:
+            other_pub.publish(other_msg)
+        pub.publish(msg)
+        ros.spin_for(0.3)
+    assert received, f'no {what} within {timeout:.0f} s'
+
+
+def assert_clean_exit(node_proc):
+    rc = node_proc.stop()
+    log = node_proc.log()
+    assert rc == 0, f'node exited with {rc}:\n{log[-3000:]}'
+    assert 'Traceback' not in log, log[-3000:]
+
+
+def test_outputs_copy_input_header_and_model_info_is_latched(ros, start_node):
+    node = start_node(*FAST, '-r', 'image:=/test_cam/image_raw', '-r', 'camera_info:=/test_cam/camera_info')
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    smoothed = ros.collect(HandArray, '/hand_recon/hands_smoothed', RELIABLE)
+    markers = ros.collect(MarkerArray, '/hand_recon/markers', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/test_cam/image_raw', RELIABLE)
+    info_pub = ros.node.create_publisher(CameraInfo, '/test_cam/camera_info', RELIABLE)
+    wait_ready(ros, pub)
+    ros.spin_until(lambda: info_pub.get_subscription_count() > 0, what='the camera_info subscription')
+    publish_until(ros, pub, make_image(stamp_sec=1234), hands, also=[(info_pub, make_camera_info())])
+    ros.spin_until(lambda: smoothed and markers, what='smoothed hands and markers')
+
+    for msg in (hands[0], smoothed[0]):
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1234, 123456)
+        assert msg.header.frame_id == 'cam_optical'
+        assert (msg.image_width, msg.image_height) == (320, 240)
+        assert msg.camera_k[0] == pytest.approx(300.0)
+        for hand in msg.hands:
+            joints = np.array([[p.x, p.y, p.z] for p in hand.joints])
+            assert joints.shape == (21, 3) and np.isfinite(joints).all()
+            assert hand.depth_source == hand.DEPTH_CAMERA_INFO
+    assert not hands[0].smoothed and smoothed[0].smoothed
+    for marker in markers[0].markers:
+        assert marker.header.frame_id == 'cam_optical'
+        assert marker.header.stamp.sec == 1234
+
+    # The model info is latched: a subscriber that arrives late still gets it.
+    infos = ros.collect(HandModelInfo, '/hand_recon/hand_model_info', LATCHED)
+    ros.spin_until(lambda: infos, what='the latched model info')
+    info = infos[0]
+    assert info.hand_model_is_standin and info.hand_model == 'standin'
+    assert list(info.joint_names)[:2] == ['wrist', 'thumb_mcp'] and len(info.joint_parents) == 21
+    assert len(info.faces_right) == 1538 * 3 and info.num_vertices == 778
+    assert info.device == 'cpu'
+    assert_clean_exit(node)
+
+
+def test_parameters_from_yaml_and_cli_and_input_qos(ros, start_node):
+    from rclpy.parameter_client import AsyncParameterClient
+
+    node = start_node(*FAST, '-p', 'detection_threshold:=0.5')
+    ros.spin_until(lambda: ('hand_recon', '/') in ros.node.get_node_names_and_namespaces(), what='the node name')
+    client = AsyncParameterClient(ros.node, 'hand_recon')
+    assert client.wait_for_services(15.0)
+    future = client.get_parameters(['detection_threshold', 'fallback_fov_deg', 'input_reliability'])
+    ros.spin_until(future.done, what='get_parameters')
+    values = [p.double_value for p in future.result().values[:2]] + [future.result().values[2].string_value]
+    assert values == [0.5, 60.0, 'best_effort']   # CLI override after the YAML; YAML value; default QoS
+
+    # Runtime update of a runtime parameter is accepted; a bad value and a model parameter are refused.
+    from rclpy.parameter import Parameter
+    future = client.set_parameters([Parameter('detection_threshold', value=0.6)])
+    ros.spin_until(future.done, what='set_parameters')
+    assert future.result().results[0].successful
+    future = client.set_parameters([Parameter('detection_threshold', value=1.5)])
+    ros.spin_until(future.done, what='set_parameters')
+    assert not future.result().results[0].successful
+    future = client.set_parameters([Parameter('device', value='cuda')])
+    ros.spin_until(future.done, what='set_parameters')
+    assert not future.result().results[0].successful
+
+    ros.spin_until(lambda: ros.node.get_publishers_info_by_topic('/hand_recon/hands') and
+                   ros.node.get_subscriptions_info_by_topic('/image'), what='the node endpoints')
+    sub_info = ros.node.get_subscriptions_info_by_topic('/image')[0]
+    assert sub_info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert_clean_exit(node)
+
+
+def test_reliable_input_option(ros, start_node):
+    node = start_node(*FAST, '-p', 'input_reliability:=reliable')
+    ros.spin_until(lambda: ros.node.get_subscriptions_info_by_topic('/image'), what='the image subscription')
+    assert ros.node.get_subscriptions_info_by_topic('/image')[0].qos_profile.reliability == \
+        ReliabilityPolicy.RELIABLE
+    assert_clean_exit(node)
+
+
+def test_bad_inputs_are_counted_and_the_node_keeps_serving(ros, start_node):
+    node = start_node(*FAST, '-p', 'diagnostics_period_s:=0.2')
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    wait_ready(ros, pub)
+    bad = {}
+    m = make_image(); m.encoding = 'xyz99'; bad['unknown encoding'] = m
+    m = make_image(); m.width = 0; m.step = 0; m.data = b''; bad['zero size'] = m
+    m = make_image(); m.step = 10; bad['step < width * 3'] = m
+    m = make_image(); m.data = bytes(m.data)[:1000]; bad['truncated'] = m
+    m = make_image(); m.width, m.height, m.step = 100000, 100000, 300000; m.data = b'\0' * 300000
+    bad['absurd size'] = m
+
+    def bad_count():
+        values = {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
+        return int(values.get('bad_input', 0))
+
+    ros.spin_until(lambda: diags, what='diagnostics')
+    for what, m in bad.items():
+        before = bad_count()
+        # Re-send until counted: the first samples after discovery may be lost (best-effort input).
+        ros.spin_until(lambda: (pub.publish(m), ros.spin_for(0.2), bad_count() > before)[2], timeout=10,
+                       what=f'the node to count a bad image ({what})')
+    publish_until(ros, pub, make_image(stamp_sec=77), hands)
+    assert hands[-1].header.stamp.sec == 77
+    assert bad_count() >= len(bad)
+    log = node.log()
+    assert 'bad input image dropped' in log and 'encoding' in log.lower()
+    assert_clean_exit(node)
+
+
+def test_compressed_input_and_uncalibrated_camera_info(ros, start_node):
+    import cv2
+    node = start_node(*FAST, '-p', 'input_transport:=compressed')
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    pub = ros.node.create_publisher(CompressedImage, '/image/compressed', RELIABLE)
+    info_pub = ros.node.create_publisher(CameraInfo, '/camera_info', RELIABLE)
+    wait_ready(ros, pub)
+    info = make_camera_info()
+    info.k = np.zeros(9)
+    info.p = np.zeros(12)
+    ros.spin_until(lambda: info_pub.get_subscription_count() > 0, what='the camera_info subscription')
+    img = np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    msg = CompressedImage(format='jpeg', data=cv2.imencode('.jpg', img)[1].tobytes())
+    msg.header.stamp.sec = 5
+    msg.header.frame_id = 'cam'
+    publish_until(ros, pub, msg, hands, also=[(info_pub, info)])
+    assert hands[0].header.frame_id == 'cam'
+    assert all(h.depth_source == h.DEPTH_FALLBACK_FOV for h in hands[0].hands)
+    # Fallback intrinsics: 60 deg horizontal FOV for 320 px -> fx = 160 / tan(30 deg).
+    assert hands[0].camera_k[0] == pytest.approx(160 / np.tan(np.radians(30)), rel=1e-4)
+    ros.spin_for(0.5)
+    assert 'fallback field of view' in node.log()
+    assert_clean_exit(node)
+
+
+def test_lifecycle_transitions(ros, start_node):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    node = start_node(*FAST, '-p', 'autostart:=false')
+    get_state = ros.node.create_client(GetState, '/hand_recon/get_state')
+    change = ros.node.create_client(ChangeState, '/hand_recon/change_state')
+    assert get_state.wait_for_service(15.0) and change.wait_for_service(15.0)
+
+    def call(client, request):
+        future = client.call_async(request)
+        ros.spin_until(future.done, what=f'{client.srv_name}')
+        return future.result()
+
+    def transition(tid):
+        return call(change, ChangeState.Request(transition=Transition(id=tid))).success
+
+    assert call(get_state, GetState.Request()).current_state.label == 'unconfigured'
+    assert transition(Transition.TRANSITION_CONFIGURE)
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    wait_ready(ros, pub)
+    for _ in range(3):
+        pub.publish(make_image())
+        ros.spin_for(0.3)
+    assert not hands, 'an inactive node must not publish'
+    assert transition(Transition.TRANSITION_ACTIVATE)
+    assert call(get_state, GetState.Request()).current_state.label == 'active'
+    publish_until(ros, pub, make_image(stamp_sec=9), hands)
+    assert transition(Transition.TRANSITION_DEACTIVATE)
+    ros.spin_for(0.5)
+    count = len(hands)
+    for _ in range(3):
+        pub.publish(make_image(stamp_sec=10))
+        ros.spin_for(0.3)
+    assert len(hands) == count, 'outputs must stop after deactivate'
+    assert transition(Transition.TRANSITION_CLEANUP)
+    assert call(get_state, GetState.Request()).current_state.label == 'unconfigured'
+    assert_clean_exit(node)
+
+
+CONSUMER = textwrap.dedent('''
+    import sys, time, threading, signal
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from hand_recon_ros.msg import HandArray
+    assert 'torch' not in sys.modules, 'importing the messages must not import torch'
+    rclpy.init()
+    node = rclpy.create_node('planner_stub')
+    got = []
+    node.create_subscription(HandArray, '/hand_recon/hands', got.append,
+                             QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    deadline = time.monotonic() + 60
+    while not got and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    print('CONSUMER_GOT', len(got), got[0].header.stamp.sec if got else -1, flush=True)
+    print('TORCH_LOADED', 'torch' in sys.modules, flush=True)
+    node.destroy_node(); rclpy.try_shutdown()
+''')
+
+
+def test_message_only_consumer_process(ros, start_node, tmp_path):
+    node = start_node(*FAST)
+    script = tmp_path / 'consumer.py'
+    script.write_text(CONSUMER)
+    consumer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, cwd=str(tmp_path), env=dict(os.environ))
+    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    wait_ready(ros, pub)
+    ros.spin_until(lambda: ros.node.count_subscribers('/hand_recon/hands') >= 1, what='the consumer')
+    import time
+    deadline = time.monotonic() + 40
+    while consumer.poll() is None and time.monotonic() < deadline:
+        pub.publish(make_image(stamp_sec=4242))
+        ros.spin_for(0.3)
+    out, _ = consumer.communicate(timeout=30)
+    assert 'CONSUMER_GOT 1 4242' in out or 'CONSUMER_GOT' in out and ' 4242' in out, out
+    assert 'TORCH_LOADED False' in out, out
+    assert_clean_exit(node)

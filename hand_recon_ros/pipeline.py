@@ -110,7 +110,8 @@ class HandReconstructor:
 
     def __init__(self, network, hand_model, device, precision='fp32', weights_file='', weights_sha256='',
                  weights_description='', detection_threshold=0.35, multi_hand=False, max_hands=2):
-        self.network = network.to(device).eval()
+        # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
+        self.network = network.to(device).eval().to(memory_format=torch.channels_last)
         self.hand_model = hand_model
         self.device = device
         self.precision = precision
@@ -159,7 +160,8 @@ class HandReconstructor:
         height, width = image_bgr.shape[:2]
         if K is None:
             K, depth_source = fallback_intrinsics(width, height), 'fallback_fov'
-        tensor, _ = letterbox(image_bgr, self.input_size, bgr=True, normalization=self.normalization)
+        tensor, _ = letterbox(image_bgr, self.input_size, bgr=True, normalization=self.normalization,
+                              channels_last=True)
         tensor = tensor.to(self.device, non_blocking=True)
         timings['preprocess'] = (time.perf_counter() - t) * 1e3
 

@@ -116,7 +116,7 @@ def test_parameters_from_yaml_and_cli_and_input_qos(ros, start_node):
     future = client.get_parameters(['detection_threshold', 'fallback_fov_deg', 'input_reliability'])
     ros.spin_until(future.done, what='get_parameters')
     values = [p.double_value for p in future.result().values[:2]] + [future.result().values[2].string_value]
-    assert values == [0.5, 60.0, 'best_effort']   # CLI override after the YAML; YAML value; default QoS
+    assert values == [0.5, 60.0, 'auto']   # CLI override after the YAML; YAML value; default QoS mode
 
     # Runtime update of a runtime parameter is accepted; a bad value and a model parameter are refused.
     from rclpy.parameter import Parameter
@@ -132,8 +132,56 @@ def test_parameters_from_yaml_and_cli_and_input_qos(ros, start_node):
 
     ros.spin_until(lambda: ros.node.get_publishers_info_by_topic('/hand_recon/hands') and
                    ros.node.get_subscriptions_info_by_topic('/image'), what='the node endpoints')
+    # 'auto' starts best effort (compatible with every publisher) while no image publisher exists.
     sub_info = ros.node.get_subscriptions_info_by_topic('/image')[0]
     assert sub_info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert_clean_exit(node)
+
+
+@pytest.mark.parametrize('publisher, expected', [
+    (ReliabilityPolicy.RELIABLE, ReliabilityPolicy.RELIABLE),
+    (ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.BEST_EFFORT)])
+def test_auto_input_qos_matches_the_publishers(ros, start_node, publisher, expected):
+    node = start_node(*FAST)
+    ros.node.create_publisher(Image, '/image', QoSProfile(depth=1, reliability=publisher))
+
+    def node_reliability():
+        infos = ros.node.get_subscriptions_info_by_topic('/image')
+        return infos[0].qos_profile.reliability if infos else None
+    ros.spin_until(lambda: node_reliability() == expected, what=f'the node to subscribe {expected}')
+    ros.spin_for(1.5)   # and to stay there
+    assert node_reliability() == expected
+    if expected == ReliabilityPolicy.RELIABLE:
+        assert 'input_reliability auto' in node.log()
+    assert_clean_exit(node)
+
+
+def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, start_node):
+    import time
+    # A heavier network on one thread: ~10x slower than the 100 Hz input.
+    node = start_node('-p', 'device:=cpu', '-p', 'network.backbone:=resnet50', '-p', 'network.input_size:=256',
+                      '-p', 'num_threads:=1', '-p', 'diagnostics_period_s:=0.2', '-p', 'detection_threshold:=0.01')
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    wait_ready(ros, pub)
+    publish_until(ros, pub, make_image(stamp_sec=1, width=160, height=120), hands)  # warm up the model
+    hands.clear()
+    sent = 100
+    for i in range(sent):
+        pub.publish(make_image(stamp_sec=1000 + i, width=160, height=120, seed=i))
+        ros.spin_for(0.01)
+    ros.spin_until(lambda: hands and hands[-1].header.stamp.sec >= 1000 + sent - 3, timeout=20,
+                   what='the output to catch up with the newest input')
+    stamps = [h.header.stamp.sec for h in hands]
+    assert len(stamps) < sent // 2, f'{len(stamps)} outputs for {sent} inputs: frames were queued, not dropped'
+    assert stamps == sorted(stamps)
+    ros.spin_for(0.6)
+    values = {kv.key: kv.value for kv in diags[-1].status[0].values}
+    dropped = int(values['worker_dropped_replaced']) + int(values['worker_dropped_stale'])
+    assert dropped >= sent // 2, values
+    # Latency is bounded: the node never processes an old backlog (per-frame processing < 1 s here).
+    assert max(h.processing_time_ms for h in hands) < 2000, [h.processing_time_ms for h in hands]
     assert_clean_exit(node)
 
 

@@ -122,21 +122,16 @@ def model_info_msg(info: dict):
     return msg
 
 
-def markers_msg(frame, reconstructor, header, lifetime_s):
-    from hand_recon_ros.ros.markers import build_marker_array
-    faces = {side: reconstructor.faces(side) for side in ('left', 'right')}
-    return build_marker_array(frame, faces, header, lifetime_s=lifetime_s)
-
-
 def overlay_msg(image_bgr, frame, reconstructor, header):
     from hand_recon_ros.hand_model.render import render_mesh_overlay
     from hand_recon_ros.ros.image_conversion import numpy_to_imgmsg
-    out = image_bgr.copy()
     colors = {'right': (80, 160, 230), 'left': (230, 170, 90)}
-    for hand in frame.hands:
-        if hand.vertices is not None:
-            out = render_mesh_overlay(out, hand.vertices, reconstructor.faces(hand.handedness),
-                                      frame.intrinsics, colors[hand.handedness])
+    hands = [h for h in frame.hands if h.vertices is not None]
+    out = image_bgr
+    if hands:  # one call: both meshes depth-sorted together, the nearer hand covers the farther one
+        out = render_mesh_overlay(image_bgr, [h.vertices for h in hands],
+                                  [reconstructor.faces(h.handedness) for h in hands], frame.intrinsics,
+                                  [colors[h.handedness] for h in hands])
     return numpy_to_imgmsg(out, 'bgr8', header=header)
 
 

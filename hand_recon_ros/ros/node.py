@@ -13,8 +13,7 @@ import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -42,7 +41,7 @@ PARAMETERS = {
     'multi_hand': (False, 'allow more than one hand per side', True),
     'max_hands': (2, 'maximum hands per frame', True),
     'input_transport': ('raw', 'raw | compressed', False),
-    'input_reliability': ('best_effort', 'best_effort | reliable | system_default', False),
+    'input_reliability': ('auto', 'auto (match the publishers) | best_effort | reliable | system_default', False),
     'input_depth': (1, 'subscription queue depth', False),
     'max_input_age_s': (0.5, 'drop frames older than this when picked (0 = off)', True),
     'use_camera_info': (True, 'use CameraInfo intrinsics', True),
@@ -63,10 +62,13 @@ PARAMETERS = {
 }
 
 
+INPUT_RELIABILITY = ('auto', 'best_effort', 'reliable', 'system_default')
+
+
 def input_qos(reliability: str, depth: int) -> QoSProfile:
-    """Subscriber QoS: sensor-data (best effort) by default per REP-2003; reliable on request."""
+    """Subscriber QoS for the image and camera_info inputs ('auto' starts as sensor-data best effort)."""
     depth = max(1, int(depth))
-    if reliability == 'best_effort':
+    if reliability in ('best_effort', 'auto'):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                          reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
     elif reliability == 'reliable':
@@ -76,7 +78,7 @@ def input_qos(reliability: str, depth: int) -> QoSProfile:
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                          reliability=ReliabilityPolicy.SYSTEM_DEFAULT)
     else:
-        raise ValueError(f"input_reliability must be best_effort, reliable or system_default, got {reliability!r}")
+        raise ValueError(f"input_reliability must be one of {', '.join(INPUT_RELIABILITY)}, got {reliability!r}")
     return qos
 
 
@@ -89,6 +91,7 @@ class HandReconNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.reconstructor = None
+        self.marker_builder = None
         self.model_info = None
         self.worker = None
         self.tracker = None
@@ -104,6 +107,7 @@ class HandReconNode(LifecycleNode):
         self._last_input_time = None
         self._activated_at = None
         self._sides_published = set()
+        self._input_reliable = False
 
     # ------------------------------------------------------------------ parameters
     def p(self, name):
@@ -119,8 +123,8 @@ class HandReconNode(LifecycleNode):
                                            reason=f'{param.name} cannot change while active: deactivate first')
             if param.name == 'detection_threshold' and not 0.0 < float(param.value) < 1.0:
                 return SetParametersResult(successful=False, reason='detection_threshold must be in (0, 1)')
-            if param.name == 'input_reliability' and param.value not in ('best_effort', 'reliable', 'system_default'):
-                return SetParametersResult(successful=False, reason='input_reliability: best_effort|reliable|system_default')
+            if param.name == 'input_reliability' and param.value not in INPUT_RELIABILITY:
+                return SetParametersResult(successful=False, reason='input_reliability: ' + '|'.join(INPUT_RELIABILITY))
             if param.name == 'precision' and param.value not in ('fp32', 'fp16', 'bf16'):
                 return SetParametersResult(successful=False, reason='precision must be fp32, fp16 or bf16')
         # Runtime values are read per frame; smoothing parameters are pushed into the tracker.
@@ -148,14 +152,13 @@ class HandReconNode(LifecycleNode):
             self.get_logger().error(str(exc))
             return TransitionCallbackReturn.FAILURE
         transport = self.p('input_transport')
-        if transport == 'raw':
-            self._subs.append(self.create_subscription(Image, 'image', self._on_image, qos))
-        elif transport == 'compressed':
-            self._subs.append(self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos))
-        else:
+        if transport not in ('raw', 'compressed'):
             self.get_logger().error(f"input_transport must be 'raw' or 'compressed', got {transport!r}")
             return TransitionCallbackReturn.FAILURE
-        self._subs.append(self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos))
+        self._input_reliable = self.p('input_reliability') == 'reliable'
+        self._create_input_subscriptions(qos)
+        if self.p('input_reliability') == 'auto':
+            self._timers.append(self.create_timer(0.5, self._adapt_input_qos))
 
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -165,13 +168,45 @@ class HandReconNode(LifecycleNode):
             'hands_smoothed': self.create_publisher(HandArray, '~/hands_smoothed', reliable),
             'model_info': self.create_publisher(HandModelInfo, '~/hand_model_info', latched),
             'markers': self.create_publisher(MarkerArray, '~/markers', reliable),
-            'overlay': self.create_publisher(Image, '~/debug_image', qos_profile_sensor_data),
+            # reliable keep-last 1: compatible with best-effort and reliable viewers, never blocks
+            'overlay': self.create_publisher(Image, '~/debug_image', QoSProfile(
+                history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)),
             'diagnostics': self.create_publisher(DiagnosticArray, '/diagnostics', 10),
         }
         self._timers.append(self.create_timer(float(self.p('diagnostics_period_s')), self._publish_diagnostics))
         self.get_logger().info(f"configured: input {transport} on '{self._subs[0].topic_name}' "
                                f"({self.p('input_reliability')}, depth {self.p('input_depth')})")
         return TransitionCallbackReturn.SUCCESS
+
+    def _create_input_subscriptions(self, qos):
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        if self.p('input_transport') == 'raw':
+            image_sub = self.create_subscription(Image, 'image', self._on_image, qos)
+        else:
+            image_sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos)
+        self._subs = [image_sub, self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)]
+
+    def _adapt_input_qos(self):
+        """input_reliability 'auto': subscribe reliable when every image publisher offers reliable.
+
+        Measured here (README "Input QoS"): a best-effort subscription loses most 640x480 frames while
+        inference keeps the CPU busy (one lost UDP fragment loses the frame), a reliable one repairs them.
+        A best-effort publisher (e.g. a simulator) keeps the best-effort subscription: never a QoS mismatch.
+        """
+        if not self._subs:
+            return
+        infos = self.get_publishers_info_by_topic(self._subs[0].topic_name)
+        if not infos:
+            return
+        all_reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+        if all_reliable != self._input_reliable:
+            self._input_reliable = all_reliable
+            qos = input_qos('reliable' if all_reliable else 'best_effort', self.p('input_depth'))
+            self._create_input_subscriptions(qos)
+            self.get_logger().info(f"input_reliability auto: image publishers offer "
+                                   f"{'reliable' if all_reliable else 'best effort'}: subscribed "
+                                   f"{'reliable' if all_reliable else 'best effort'}")
 
     def on_activate(self, state):
         """Load the model on the chosen device and start the worker."""
@@ -192,6 +227,9 @@ class HandReconNode(LifecycleNode):
         self.tracker = HandTracker(min_cutoff=float(self.p('smoothing.min_cutoff')),
                                    beta=float(self.p('smoothing.beta')),
                                    d_cutoff=float(self.p('smoothing.d_cutoff')))
+        from hand_recon_ros.ros.markers import HandMarkerBuilder
+        self.marker_builder = HandMarkerBuilder({side: self.reconstructor.faces(side) for side in ('left', 'right')},
+                                                lifetime_s=float(self.p('marker_lifetime_s')))
         self.model_info = conversions.model_info_msg(self.reconstructor.info())
         self.model_info.header.stamp = self.get_clock().now().to_msg()
         self._pubs['model_info'].publish(self.model_info)
@@ -295,8 +333,9 @@ class HandReconNode(LifecycleNode):
             pubs['hands_smoothed'].publish(conversions.hand_array_msg(
                 smoothed_frame, header, publish_vertices, smoothed=True, processing_ms=processing_ms))
         if self.p('publish_markers') and pubs['markers'].get_subscription_count() > 0:
-            pubs['markers'].publish(conversions.markers_msg(
-                frame, reconstructor, header, float(self.p('marker_lifetime_s'))))
+            builder = self.marker_builder
+            builder.lifetime_s = float(self.p('marker_lifetime_s'))
+            pubs['markers'].publish(builder.build(frame, header))
         if self.p('publish_overlay') and pubs['overlay'].get_subscription_count() > 0:
             pubs['overlay'].publish(conversions.overlay_msg(image, frame, reconstructor, header))
         self.counters['published'] += 1

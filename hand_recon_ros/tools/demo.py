@@ -116,14 +116,14 @@ def main(argv=None):
             cam.p = np.hstack([K, np.zeros((3, 1))]).reshape(12)
             info_pub.publish(cam)
             sent = time.monotonic()
+            img_pub.publish(msg)
             # Re-publish until answered: the first samples after discovery may be lost.
-            while not spin_until(lambda: stamp in results, 1.0 / args.rate * 4):
+            while not spin_until(lambda: stamp in results, 4.0 / args.rate):
                 if time.monotonic() - sent > args.timeout:
                     break
+                info_pub.publish(cam)
                 img_pub.publish(msg)
-            if stamp not in results:
-                img_pub.publish(msg)
-            got = spin_until(lambda: stamp in results, 0.5)
+            got = stamp in results
             latency_ms = (time.monotonic() - sent) * 1e3
             row = {'frame': path.name, 'received': bool(got), 'round_trip_ms': round(latency_ms, 1), 'hands': []}
             if got:

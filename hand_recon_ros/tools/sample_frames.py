@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import torch
 
+from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import project_points
 
 WIDTH, HEIGHT, FOCAL = 640, 480, 600.0
@@ -42,8 +43,12 @@ def sample_frames(n=8, seed=0):
         # Two hands side by side, facing the camera, approaching each other over the sequence.
         gap = 0.16 - 0.1 * i / max(n - 1, 1)
         for side, sign in (('right', -1.0), ('left', 1.0)):
-            orient = torch.tensor([[np.pi + rng.normal(0, 0.15), rng.normal(0, 0.2), sign * 0.3]], dtype=torch.float32)
-            pose = torch.tensor(rng.normal(0, 0.25, (1, 45)), dtype=torch.float32)
+            # Palm towards the camera, fingers up: the hand's finger axis (-x) -> camera up (-y), palm (-y) ->
+            # towards the camera; 120 deg about (1, 1, 1), mirrored (a, -b, -c) for the left hand.
+            base = np.full(3, 2 * np.pi / 3 / np.sqrt(3)) * np.array([1.0, -sign, -sign]) * np.array([1, -1, -1])
+            upright = np.diag([-1.0, -1.0, 1.0]) @ rotations.axis_angle_to_matrix(base + rng.normal(0, 0.12, 3))
+            orient = torch.tensor(rotations.matrix_to_axis_angle(upright)[None], dtype=torch.float32)
+            pose = torch.tensor(rng.normal(0, 0.2, (1, 45)), dtype=torch.float32)
             betas = torch.tensor(rng.normal(0, 0.5, (1, 10)), dtype=torch.float32)
             with torch.no_grad():
                 out = model(side, orient, pose, betas)

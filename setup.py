@@ -36,6 +36,7 @@ setup(
         'console_scripts': [
             'hand_recon_node = hand_recon_ros.ros.node:main',
             'hand_recon_demo = hand_recon_ros.tools.demo:main',
+            'hand_recon_bag_eval = hand_recon_ros.tools.bag_eval:main',
         ],
     },
     zip_safe=False,

@@ -23,6 +23,7 @@ os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_DOMAIN_ID'] = str(70 + _worker_index())
 os.environ.setdefault('RCUTILS_COLORIZED_OUTPUT', '0')
 os.environ.setdefault('PYTHONUNBUFFERED', '1')
+os.environ.setdefault('RCUTILS_LOGGING_BUFFERED_STREAM', '0')
 
 
 @pytest.fixture(autouse=True, scope='session')

@@ -67,6 +67,7 @@ def assert_clean_exit(node_proc):
     log = node_proc.log()
     assert rc == 0, f'node exited with {rc}:\n{log[-3000:]}'
     assert 'Traceback' not in log, log[-3000:]
+    return log
 
 
 def test_outputs_copy_input_header_and_model_info_is_latched(ros, start_node):
@@ -151,9 +152,9 @@ def test_auto_input_qos_matches_the_publishers(ros, start_node, publisher, expec
     ros.spin_until(lambda: node_reliability() == expected, what=f'the node to subscribe {expected}')
     ros.spin_for(1.5)   # and to stay there
     assert node_reliability() == expected
+    log = assert_clean_exit(node)
     if expected == ReliabilityPolicy.RELIABLE:
-        assert 'input_reliability auto' in node.log()
-    assert_clean_exit(node)
+        assert 'input_reliability auto' in log
 
 
 def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, start_node):
@@ -220,9 +221,8 @@ def test_bad_inputs_are_counted_and_the_node_keeps_serving(ros, start_node):
     publish_until(ros, pub, make_image(stamp_sec=77), hands)
     assert hands[-1].header.stamp.sec == 77
     assert bad_count() >= len(bad)
-    log = node.log()
+    log = assert_clean_exit(node)
     assert 'bad input image dropped' in log and 'encoding' in log.lower()
-    assert_clean_exit(node)
 
 
 def test_compressed_input_and_uncalibrated_camera_info(ros, start_node):
@@ -245,9 +245,7 @@ def test_compressed_input_and_uncalibrated_camera_info(ros, start_node):
     assert all(h.depth_source == h.DEPTH_FALLBACK_FOV for h in hands[0].hands)
     # Fallback intrinsics: 60 deg horizontal FOV for 320 px -> fx = 160 / tan(30 deg).
     assert hands[0].camera_k[0] == pytest.approx(160 / np.tan(np.radians(30)), rel=1e-4)
-    ros.spin_for(0.5)
-    assert 'fallback field of view' in node.log()
-    assert_clean_exit(node)
+    assert 'fallback field of view' in assert_clean_exit(node)
 
 
 def test_lifecycle_transitions(ros, start_node):

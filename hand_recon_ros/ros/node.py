@@ -22,7 +22,9 @@ from visualization_msgs.msg import MarkerArray
 from hand_recon_ros.msg import HandArray, HandModelInfo
 from hand_recon_ros.ros import conversions
 from hand_recon_ros.ros.frame_worker import FrameWorker, LatencyStats
+from hand_recon_ros.ros import vision_output
 from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8
+from hand_recon_ros.ros.tf_output import WristTfPublisher
 
 NODE_NAME = 'hand_recon'
 
@@ -58,6 +60,7 @@ PARAMETERS = {
     'smoothing.d_cutoff': (1.0, 'One-Euro derivative cutoff (Hz)', True),
     'publish_tf': (False, 'publish wrist TF frames (needs tf2_ros)', True),
     'tf_prefix': ('', 'prefix of the wrist TF frame names', True),
+    'publish_detections': (True, 'publish vision_msgs/Detection2DArray on ~/detections (needs vision_msgs)', False),
     'diagnostics_period_s': (1.0, 'period of /diagnostics', False),
 }
 
@@ -108,6 +111,7 @@ class HandReconNode(LifecycleNode):
         self._activated_at = None
         self._sides_published = set()
         self._input_reliable = False
+        self._wrist_tf = None
 
     # ------------------------------------------------------------------ parameters
     def p(self, name):
@@ -173,6 +177,12 @@ class HandReconNode(LifecycleNode):
                 history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)),
             'diagnostics': self.create_publisher(DiagnosticArray, '/diagnostics', 10),
         }
+        # Optional outputs: only where tf2_ros / vision_msgs are installed (full ROS installs).
+        self._wrist_tf = WristTfPublisher(self)
+        if self.p('publish_detections'):
+            det = vision_output.create_detections_publisher(self, '~/detections', reliable)
+            if det is not None:
+                self._pubs['detections'] = det
         self._timers.append(self.create_timer(float(self.p('diagnostics_period_s')), self._publish_diagnostics))
         self.get_logger().info(f"configured: input {transport} on '{self._subs[0].topic_name}' "
                                f"({self.p('input_reliability')}, depth {self.p('input_depth')})")
@@ -270,6 +280,9 @@ class HandReconNode(LifecycleNode):
             worker.stop()
 
     def _destroy_entities(self):
+        if self._wrist_tf is not None:
+            self._wrist_tf.close()
+            self._wrist_tf = None
         for sub in self._subs:
             self.destroy_subscription(sub)
         for pub in self._pubs.values():
@@ -325,6 +338,7 @@ class HandReconNode(LifecycleNode):
             return
         pubs['hands'].publish(conversions.hand_array_msg(frame, header, publish_vertices, smoothed=False,
                                                          processing_ms=processing_ms))
+        smoothed_frame = None
         if self.p('smoothing.enabled') and self.tracker is not None:
             stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
             smoothed = self.tracker.update(frame.hands, stamp_s if stamp_s > 0 else time.monotonic())
@@ -332,6 +346,13 @@ class HandReconNode(LifecycleNode):
                                          intrinsics=frame.intrinsics, timings_ms=frame.timings_ms)
             pubs['hands_smoothed'].publish(conversions.hand_array_msg(
                 smoothed_frame, header, publish_vertices, smoothed=True, processing_ms=processing_ms))
+        if self.p('publish_tf') and self._wrist_tf is not None:
+            try:
+                self._wrist_tf.publish(smoothed_frame or frame, header, self.p('tf_prefix'))
+            except ValueError as exc:
+                self._warn_once('tf', f'no wrist TF: {exc}')
+        if 'detections' in pubs:
+            pubs['detections'].publish(vision_output.detections_msg(frame, header))
         if self.p('publish_markers') and pubs['markers'].get_subscription_count() > 0:
             builder = self.marker_builder
             builder.lifetime_s = float(self.p('marker_lifetime_s'))

@@ -75,10 +75,10 @@ def main(argv=None):
     img_pub = node.create_publisher(Image, '/demo_cam/image_raw', reliable)
     info_pub = node.create_publisher(CameraInfo, '/demo_cam/camera_info', reliable)
     results, overlays, infos = {}, {}, []
-    node.create_subscription(HandArray, '/hand_recon/hands', lambda m: results.setdefault(m.header.stamp.sec, m),
-                             reliable)
-    node.create_subscription(Image, '/hand_recon/debug_image',
-                             lambda m: overlays.setdefault(m.header.stamp.sec, m), reliable)
+    def key(m):
+        return (m.header.stamp.sec, m.header.stamp.nanosec)
+    node.create_subscription(HandArray, '/hand_recon/hands', lambda m: results.setdefault(key(m), m), reliable)
+    node.create_subscription(Image, '/hand_recon/debug_image', lambda m: overlays.setdefault(key(m), m), reliable)
     node.create_subscription(HandModelInfo, '/hand_recon/hand_model_info', infos.append, latched)
     recorder = BagRecorder(node, out / 'bag', [
         ('/demo_cam/image_raw', 'sensor_msgs/msg/Image'), ('/demo_cam/camera_info', 'sensor_msgs/msg/CameraInfo'),
@@ -105,9 +105,12 @@ def main(argv=None):
         for i, path in enumerate(frame_paths):
             image = cv2.imread(str(path))
             frame_gt = gt['frames'][i]
-            stamp = 1000 + i
+            # Camera-like stamps at the publish rate, so the tracker/smoother sees a continuous sequence.
+            t_stamp = 1000.0 + i / args.rate
+            stamp = (int(t_stamp), int(round((t_stamp % 1.0) * 1e9)))
             msg = numpy_to_imgmsg(image, 'bgr8')
-            msg.header.stamp.sec, msg.header.frame_id = stamp, 'demo_cam_optical'
+            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+            msg.header.frame_id = 'demo_cam_optical'
             cam = CameraInfo()
             cam.header = msg.header
             cam.width, cam.height = gt['width'], gt['height']

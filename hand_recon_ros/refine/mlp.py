@@ -1,0 +1,188 @@
+"""IHMR-MLP: one residual MLP per factor, applied in stages, each stage verified (method-acr-ihmr.md §3.3).
+
+Stage order = results.REFINE_FACTORS: translation, left_orient, right_orient, fingers, shape (IHMR's
+camera stage is left out: the pipeline solves the camera from the intrinsics). Each MLP sees
+[pooled image feature, current 122-d two-hand vector] and proposes a residual for its factor only;
+the candidate is kept per sample only if the joint error (vs the joint head) and the collision error
+both drop strictly (verify.accept_candidates).
+
+Cost control, all exact consequences of that rule: the gate skips single or distant hands before any
+work; a pair with zero collision skips every stage (collision cannot drop below 0); the collision of a
+candidate is computed only where its joint error already dropped; a stage re-runs MANO only for the
+hands it changes (translation: none).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from hand_recon_ros.refine.collision import TwoHandCollision
+from hand_recon_ros.refine.factors import (DEFAULT_GATE_M, FACTOR_SIDES, FACTOR_SIZES, PARAM_DIM, REFINE_FACTORS,
+                                           TwoHandState, apply_factor, extract_factor, forward_hands, gate_mask,
+                                           should_refine, wrists_from_vector)
+from hand_recon_ros.refine.verify import accept_candidates, check_joint_head_output, joint_errors
+
+__all__ = ['FactorMLP', 'Refiner', 'build_refiner']
+
+
+class FactorMLP(nn.Module):
+    """FC 512-256-128-K with ReLU; Xavier-uniform weights with a small gain so residuals start near 0."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden=(512, 256, 128), init_gain: float = 0.01):
+        super().__init__()
+        layers, width = [], in_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        layers.append(nn.Linear(width, out_dim))
+        self.net = nn.Sequential(*layers)
+        for m in self.net:
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight, gain=init_gain)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Refiner(nn.Module):
+    def __init__(self, feature_dim: int = 1024, hand_model=None, gate_m: float = DEFAULT_GATE_M,
+                 hidden=(512, 256, 128), init_gain: float = 0.01):
+        super().__init__()
+        if hand_model is None:
+            raise ValueError('Refiner needs a hand model (hand_model.load_hand_model())')
+        if not isinstance(feature_dim, int) or feature_dim <= 0:
+            raise ValueError(f'feature_dim must be a positive int, got {feature_dim!r}')
+        self.feature_dim = feature_dim
+        self.gate_m = float(gate_m)
+        self.factors = REFINE_FACTORS
+        self.mlps = nn.ModuleDict({f: FactorMLP(feature_dim + PARAM_DIM, FACTOR_SIZES[f], hidden, init_gain)
+                                   for f in self.factors})
+        # Kept out of the module tree: the refiner's state dict must never contain MANO-derived buffers.
+        self._hand_model = (hand_model,)
+        self.collision = TwoHandCollision(hand_model)
+
+    @property
+    def hand_model(self):
+        return self._hand_model[0]
+
+    def propose(self, factor: str, vec: torch.Tensor, image_feature: torch.Tensor) -> torch.Tensor:
+        """Candidate vector (B, 122) for one stage: the factor's columns + the MLP residual (differentiable,
+        for training)."""
+        residual = self.mlps[factor](torch.cat([image_feature, vec], dim=1))
+        return apply_factor(vec, factor, extract_factor(vec, factor) + residual)
+
+    def _check_feature(self, image_feature, batch):
+        if not isinstance(image_feature, torch.Tensor):
+            raise TypeError(f'image_feature must be a torch.Tensor, got {type(image_feature).__name__}')
+        if image_feature.dim() == 1:
+            image_feature = image_feature[None]
+        if image_feature.shape != (batch, self.feature_dim):
+            raise ValueError(f'image_feature must be ({batch}, {self.feature_dim}), got {tuple(image_feature.shape)}')
+        return image_feature
+
+    def _candidate_meshes(self, factor, cand, vec, meshes):
+        sides = FACTOR_SIDES[factor]
+        if factor == 'translation':
+            old, new = wrists_from_vector(vec), wrists_from_vector(cand)
+            return {side: (meshes[side][0] + (n - o)[:, None], meshes[side][1] + (n - o)[:, None])
+                    for side, o, n in zip(('left', 'right'), old, new)}
+        out = dict(meshes)
+        out.update(forward_hands(self.hand_model, cand, sides))
+        return out
+
+    @torch.no_grad()
+    def refine_batch(self, vec: torch.Tensor, image_feature: torch.Tensor, joint_head_out: dict, trace=None):
+        """Batched refinement of (B, 122) two-hand vectors. -> (vec, accepted (B, 5) bool, timings_ms).
+
+        ``trace``: optional list; one dict per stage run is appended (errors before/after, accepted).
+        """
+        t_start = time.perf_counter()
+        timings = {'refine_mlp': 0.0, 'refine_hand_model': 0.0, 'refine_collision': 0.0}
+        device = self.hand_model.device
+        if not isinstance(vec, torch.Tensor) or vec.dim() != 2 or vec.shape[1] != PARAM_DIM:
+            raise ValueError(f'vec must be a (B, {PARAM_DIM}) tensor')
+        batch = vec.shape[0]
+        vec = vec.detach().to(device, torch.float32).clone()
+        feature = self._check_feature(image_feature, batch).detach().to(device, torch.float32)
+        head = check_joint_head_output(joint_head_out, batch)
+        head = {k: (v.to(device) if v is not None else None) for k, v in head.items()}
+        accepted = np.zeros((batch, len(self.factors)), dtype=bool)
+        active = gate_mask(vec, self.gate_m).cpu().numpy()
+
+        def clock(key, t):
+            timings[key] += (time.perf_counter() - t) * 1e3
+
+        if active.any():
+            t = time.perf_counter()
+            meshes = forward_hands(self.hand_model, vec)
+            clock('refine_hand_model', t)
+            joint_err = joint_errors(meshes['left'][1], meshes['right'][1], head).cpu().numpy().astype(np.float64)
+            t = time.perf_counter()
+            coll = self.collision.errors(meshes['left'][0], meshes['right'][0], mask=active)
+            clock('refine_collision', t)
+            active &= coll > 0          # NaN > 0 is False
+            for i, factor in enumerate(self.factors):
+                if not active.any():
+                    break
+                t = time.perf_counter()
+                cand = self.propose(factor, vec, feature)
+                clock('refine_mlp', t)
+                t = time.perf_counter()
+                cand_meshes = self._candidate_meshes(factor, cand, vec, meshes)
+                clock('refine_hand_model', t)
+                cand_joint = joint_errors(cand_meshes['left'][1], cand_meshes['right'][1], head).cpu().numpy()
+                with np.errstate(invalid='ignore'):
+                    need = active & (cand_joint < joint_err)
+                t = time.perf_counter()
+                cand_coll = self.collision.errors(cand_meshes['left'][0], cand_meshes['right'][0], mask=need)
+                clock('refine_collision', t)
+                ok = accept_candidates(joint_err, coll, cand_joint, cand_coll) & active
+                if trace is not None:
+                    trace.append({'factor': factor, 'active': active.copy(), 'joint_before': joint_err.copy(),
+                                  'collision_before': coll.copy(), 'joint_candidate': cand_joint.astype(np.float64),
+                                  'collision_candidate': cand_coll.copy(), 'accepted': ok.copy()})
+                if ok.any():
+                    rows = torch.as_tensor(ok, device=device)
+                    vec = torch.where(rows[:, None], cand, vec)
+                    keep = rows[:, None, None]
+                    meshes = {s: tuple(torch.where(keep, c, m) for c, m in zip(cand_meshes[s], meshes[s]))
+                              for s in meshes}
+                    joint_err = np.where(ok, cand_joint, joint_err)
+                    coll = np.where(ok, cand_coll, coll)
+                    accepted[:, i] = ok
+                    active &= coll > 0
+        timings['refine_total'] = (time.perf_counter() - t_start) * 1e3
+        return vec, accepted, timings
+
+    def refine(self, state: TwoHandState, image_feature: torch.Tensor, joint_head_out: dict):
+        """One frame. -> (new_state, accepted factor names, timings_ms). Returns ``state`` itself when
+        the gate skips it or no stage is accepted."""
+        t_start = time.perf_counter()
+        if not isinstance(state, TwoHandState):
+            raise TypeError(f'state must be a TwoHandState, got {type(state).__name__}')
+        if not should_refine(state, self.gate_m):
+            return state, (), {'refine_total': (time.perf_counter() - t_start) * 1e3}
+        vec = state.to_vector()
+        if vec.shape[0] != 1:
+            raise ValueError(f'refine() takes one frame; use refine_batch for a batch of {vec.shape[0]}')
+        new_vec, accepted, timings = self.refine_batch(vec, image_feature, joint_head_out)
+        names = tuple(f for f, a in zip(self.factors, accepted[0]) if a)
+        timings['refine_total'] = (time.perf_counter() - t_start) * 1e3
+        if not names:
+            return state, (), timings
+        new_vec = new_vec.to(state.left.translation.device)
+        return TwoHandState.from_vector(new_vec, batched=state.left.batched), names, timings
+
+
+def build_refiner(feature_dim: int = 1024, hand_model=None, gate_m: float = DEFAULT_GATE_M, **kwargs) -> Refiner:
+    """The MLP refiner (untrained weights: residuals ~ 0, anything worse is rejected by verification).
+    ``hand_model=None`` loads the default model (MANO from $HAND_RECON_MANO_DIR, else the stand-in)."""
+    if hand_model is None:
+        from hand_recon_ros.hand_model.model import load_hand_model
+        hand_model = load_hand_model()
+    refiner = Refiner(feature_dim, hand_model, gate_m, **kwargs)
+    return refiner.to(hand_model.device).eval()

@@ -46,6 +46,8 @@ class PipelineConfig:
     detection_threshold: float = 0.35
     multi_hand: bool = False
     max_hands: int = 2
+    refine: bool = True               # IHMR-MLP refinement for close two-hand pairs
+    refine_gate_m: float = 0.3        # ... only when the wrists are closer than this
     seed: int = 0
 
 
@@ -109,7 +111,8 @@ class HandReconstructor:
     """The whole per-frame pipeline. Build with :func:`create_reconstructor`."""
 
     def __init__(self, network, hand_model, device, precision='fp32', weights_file='', weights_sha256='',
-                 weights_description='', detection_threshold=0.35, multi_hand=False, max_hands=2):
+                 weights_description='', detection_threshold=0.35, multi_hand=False, max_hands=2,
+                 refine=True, refine_gate_m=0.3):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         self.network = network.to(device).eval().to(memory_format=torch.channels_last)
         self.hand_model = hand_model
@@ -122,15 +125,25 @@ class HandReconstructor:
         self.normalization = 'imagenet' if network.normalization == 'imagenet' else 'pm1'
         self.detection_threshold, self.multi_hand, self.max_hands = detection_threshold, multi_hand, max_hands
         self._faces = {side: np.asarray(hand_model.faces(side), np.int64) for side in SIDES}
+        from hand_recon_ros.refine import JointHead, build_refiner, joint_template
+        self.refine_enabled, self.refine_gate_m = bool(refine), float(refine_gate_m)
+        feature_dim = network.config.feature_dim
+        self.joint_head = JointHead(feature_dim, template=joint_template(hand_model)).to(device).eval()
+        self.refiner = build_refiner(feature_dim, hand_model=hand_model, gate_m=self.refine_gate_m).eval()
 
     # ------------------------------------------------------------------ configuration
-    def set_runtime(self, detection_threshold=None, multi_hand=None, max_hands=None):
+    def set_runtime(self, detection_threshold=None, multi_hand=None, max_hands=None, refine=None,
+                    refine_gate_m=None):
         if detection_threshold is not None:
             self.detection_threshold = float(detection_threshold)
         if multi_hand is not None:
             self.multi_hand = bool(multi_hand)
         if max_hands is not None:
             self.max_hands = int(max_hands)
+        if refine is not None:
+            self.refine_enabled = bool(refine)
+        if refine_gate_m is not None:
+            self.refine_gate_m = self.refiner.gate_m = float(refine_gate_m)
 
     def decode_config(self) -> DecodeConfig:
         multi = self.multi_hand and self.network.config.center_attention == 'peak'
@@ -190,8 +203,45 @@ class HandReconstructor:
             scores = [float(dets.score[i]) for i in order]
             hands = self.hands_from_params(params, sides, scores, (height, width), K, depth_source)
         timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
+        if self.refine_enabled and len({h.handedness for h in hands}) == 2:
+            t = time.perf_counter()
+            hands = self.refine_hands(hands, outputs['image_feature'][:1], K)
+            timings['refine'] = (time.perf_counter() - t) * 1e3
         return FrameResult(hands=hands, image_size=(height, width), intrinsics=np.asarray(K, np.float64),
                            timings_ms=timings)
+
+    def refine_hands(self, hands, image_feature, K):
+        """IHMR-MLP on the best left/right pair when they are close; accepted factors update the hands."""
+        from hand_recon_ros.refine import TwoHandState, forward_hands, should_refine
+        state = TwoHandState.from_hand_results(hands)
+        if not should_refine(state, self.refine_gate_m):
+            return hands
+        feature = image_feature.float().cpu()
+        head = {k: v.cpu() for k, v in self.joint_head(image_feature.float()).items()}
+        new_state, accepted, _ = self.refiner.refine(state, feature, head)
+        if not accepted:
+            return hands
+        meshes = forward_hands(self.hand_model, new_state.to_vector())
+        done = set()
+        for hand in hands:
+            side = hand.handedness
+            if side in done:
+                continue      # only the best hand per side was refined
+            done.add(side)
+            verts, joints = (m[0].detach().cpu().numpy().astype(np.float64) for m in meshes[side])
+            params = getattr(new_state, side)
+            orient = params.global_orient.reshape(3).detach().cpu()
+            hand.joints_3d = joints.astype(np.float32)
+            hand.vertices = verts.astype(np.float32)
+            hand.keypoints_2d = project_points(joints, K).astype(np.float32)
+            hand.wrist_position = joints[0].astype(np.float32)
+            hand.wrist_orientation = rotations.axis_angle_to_quaternion(orient[None])[0].numpy().astype(np.float32)
+            hand.mano_pose = np.concatenate([orient.numpy(), params.hand_pose.reshape(45).detach().cpu().numpy()]
+                                            ).astype(np.float32)
+            hand.mano_shape = params.betas.reshape(10).detach().cpu().numpy().astype(np.float32)
+            hand.center_2d = hand.keypoints_2d[conventions.ROOT_MIDDLE_MCP]
+            hand.refined_factors = tuple(accepted)
+        return hands
 
     def hands_from_params(self, params, sides, scores, image_size, K, depth_source=DEPTH_SOURCE_CAMERA_INFO):
         """(N, 109) decoded parameters -> HandResults in the camera frame (metres) and image pixels."""
@@ -298,7 +348,8 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
     if hand_model.is_standin:
         warn('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
     return HandReconstructor(network, hand_model, device, config.precision, weights_file, sha, description,
-                             config.detection_threshold, config.multi_hand, config.max_hands)
+                             config.detection_threshold, config.multi_hand, config.max_hands,
+                             config.refine, config.refine_gate_m)
 
 
 __all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor', 'resolve_device', 'params_to_mano',

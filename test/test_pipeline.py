@@ -91,3 +91,36 @@ def test_device_resolution_fails_loudly_without_cuda():
 def test_missing_weights_file_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match='weights file not found'):
         create_reconstructor(PipelineConfig(weights='/nonexistent/w.safetensors', device='cpu'))
+
+
+def test_refinement_keeps_valid_hands_and_reports_only_known_factors(reconstructor):
+    from hand_recon_ros.results import REFINE_FACTORS
+    rng = np.random.default_rng(4)
+    K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
+    # Two hands with nearly the same camera: overlapping in the image and in depth (a close pair).
+    params = torch.stack([make_params(rng, s=1.3, tx=0.02, ty=0.0), make_params(rng, s=1.3, tx=-0.02, ty=0.0)])
+    hands = reconstructor.hands_from_params(params, ['right', 'left'], [0.9, 0.9], (480, 640), K)
+    before = [h.joints_3d.copy() for h in hands]
+    feature = torch.randn(1, reconstructor.network.config.feature_dim)
+    refined = reconstructor.refine_hands(hands, feature, K)
+    assert [h.handedness for h in refined] == ['right', 'left']
+    for hand, old in zip(refined, before):
+        hand.validate()
+        assert set(hand.refined_factors) <= set(REFINE_FACTORS)
+        if not hand.refined_factors:
+            assert np.array_equal(hand.joints_3d, old)
+        proj = project_points(hand.joints_3d.astype(np.float64), K)
+        assert np.abs(proj - hand.keypoints_2d).max() < 1.0
+
+
+def test_refinement_is_skipped_for_distant_hands(reconstructor, monkeypatch):
+    rng = np.random.default_rng(5)
+    K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
+    params = torch.stack([make_params(rng, s=1.3, tx=0.6, ty=0.0), make_params(rng, s=1.3, tx=-0.6, ty=0.0)])
+    hands = reconstructor.hands_from_params(params, ['right', 'left'], [0.9, 0.9], (480, 640), K)
+    assert np.linalg.norm(hands[0].wrist_position - hands[1].wrist_position) > reconstructor.refine_gate_m
+
+    def fail(*args, **kwargs):
+        raise AssertionError('the refiner must not run for distant hands')
+    monkeypatch.setattr(reconstructor.refiner, 'refine', fail)
+    assert reconstructor.refine_hands(hands, torch.zeros(1, 1024), K) is hands

@@ -41,6 +41,8 @@ PARAMETERS = {
     'num_threads': (0, 'torch CPU threads (0 = default)', False),
     'detection_threshold': (0.35, 'centre-map confidence threshold', True),
     'multi_hand': (False, 'allow more than one hand per side', True),
+    'refinement.enabled': (True, 'IHMR-MLP collision-aware refinement of close two-hand pairs', True),
+    'refinement.gate_m': (0.3, 'refine only when the two wrists are closer than this (metres)', True),
     'max_hands': (2, 'maximum hands per frame', True),
     'input_transport': ('raw', 'raw | compressed', False),
     'input_reliability': ('auto', 'auto (match the publishers) | best_effort | reliable | system_default', False),
@@ -329,7 +331,9 @@ class HandReconNode(LifecycleNode):
             use_rectified=self.p('use_rectified'), fallback_fov_deg=float(self.p('fallback_fov_deg')),
             warn=self._warn_once)
         reconstructor.set_runtime(detection_threshold=float(self.p('detection_threshold')),
-                                  multi_hand=bool(self.p('multi_hand')), max_hands=int(self.p('max_hands')))
+                                  multi_hand=bool(self.p('multi_hand')), max_hands=int(self.p('max_hands')),
+                                  refine=bool(self.p('refinement.enabled')),
+                                  refine_gate_m=float(self.p('refinement.gate_m')))
         frame = reconstructor.reconstruct(image, K, depth_source=depth_source)
         processing_ms = (time.monotonic() - received_at) * 1e3
         publish_vertices = bool(self.p('publish_vertices'))

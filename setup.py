@@ -37,6 +37,8 @@ setup(
             'hand_recon_node = hand_recon_ros.ros.node:main',
             'hand_recon_demo = hand_recon_ros.tools.demo:main',
             'hand_recon_bag_eval = hand_recon_ros.tools.bag_eval:main',
+            'hand_recon_train = hand_recon_train.train:main',
+            'hand_recon_eval = hand_recon_train.evaluate:main',
         ],
     },
     zip_safe=False,

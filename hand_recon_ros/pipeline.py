@@ -325,7 +325,8 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
         manifest = path.with_suffix('.json')
         if manifest.is_file():
             try:
-                description = json.loads(manifest.read_text()).get('description', '')
+                meta = json.loads(manifest.read_text())
+                description = meta.get('description') or (meta.get('extra') or {}).get('description', '')
             except (ValueError, AttributeError):
                 description = ''
         weights_file = str(path)

@@ -327,3 +327,77 @@ def test_message_only_consumer_process(ros, start_node, tmp_path):
     assert 'CONSUMER_GOT 1 4242' in out or 'CONSUMER_GOT' in out and ' 4242' in out, out
     assert 'TORCH_LOADED False' in out, out
     assert_clean_exit(node)
+
+
+def _encoded(encoding, width=64, height=48, seed=0):
+    """A test image in any supported encoding (padded rows for one of them), built without our converter."""
+    from hand_recon_ros.ros.image_conversion import ENCODINGS
+    rng = np.random.default_rng(seed)
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0)
+    if encoding in ('yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv'):
+        row = rng.integers(0, 255, width * 2, dtype=np.uint8)
+        msg.step = width * 2
+        msg.data = np.tile(row, height).tobytes()
+        return msg
+    dtype, channels = ENCODINGS[encoding]
+    if np.dtype(dtype).kind == 'f':
+        arr = rng.random((height, width, channels)).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        arr = rng.integers(max(info.min, 0), min(info.max, 60000), (height, width, channels)).astype(dtype)
+    row_bytes = width * channels * np.dtype(dtype).itemsize
+    pad = 8 if encoding == 'rgb8' else 0          # padded rows: step > width * bytes per pixel
+    rows = arr.reshape(height, row_bytes // np.dtype(dtype).itemsize).view(np.uint8).reshape(height, row_bytes)
+    rows = np.concatenate([rows, np.zeros((height, pad), np.uint8)], axis=1)
+    msg.step = row_bytes + pad
+    msg.data = rows.tobytes()
+    return msg
+
+
+def test_every_supported_encoding_gives_a_result(ros, start_node):
+    from hand_recon_ros.ros.image_conversion import ENCODINGS
+    node = start_node(*FAST, '-p', 'max_input_age_s:=0.0')
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    wait_ready(ros, pub)
+    for k, encoding in enumerate(sorted(ENCODINGS)):
+        msg = _encoded(encoding)
+        msg.header.stamp.sec = 500 + k
+        got = []
+        ros.spin_until(lambda: (pub.publish(msg), ros.spin_for(0.15),
+                                any(h.header.stamp.sec == 500 + k for h in hands))[2], timeout=15,
+                       what=f'a result for a {encoding} image')
+        got = [h for h in hands if h.header.stamp.sec == 500 + k]
+        assert (got[0].image_width, got[0].image_height) == (64, 48), encoding
+    assert 'Traceback' not in node.log()
+    assert_clean_exit(node)
+
+
+def test_corrupt_jpeg_and_nan_intrinsics_are_survived(ros, start_node):
+    import cv2
+    node = start_node(*FAST, '-p', 'input_transport:=compressed', '-p', 'diagnostics_period_s:=0.2')
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
+    pub = ros.node.create_publisher(CompressedImage, '/image/compressed', RELIABLE)
+    info_pub = ros.node.create_publisher(CameraInfo, '/camera_info', RELIABLE)
+    wait_ready(ros, pub)
+    ros.spin_until(lambda: info_pub.get_subscription_count() > 0 and diags, what='camera_info + diagnostics')
+    good = cv2.imencode('.jpg', np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8))[1]
+    corrupt = CompressedImage(format='jpeg', data=good.tobytes()[:200] + b'\x00' * 50)
+    garbage = CompressedImage(format='jpeg', data=b'not an image at all')
+
+    def bad_count():
+        return int({kv.key: kv.value for kv in diags[-1].status[0].values}.get('bad_input', 0))
+    for msg in (corrupt, garbage):
+        before = bad_count()
+        ros.spin_until(lambda: (pub.publish(msg), ros.spin_for(0.2), bad_count() > before)[2], timeout=10,
+                       what='the node to count a corrupt JPEG')
+    info = make_camera_info(160, 120)
+    info.k = np.full(9, np.nan)
+    ok = CompressedImage(format='jpeg', data=good.tobytes())
+    ok.header.stamp.sec = 31
+    publish_until(ros, pub, ok, hands, also=[(info_pub, info)])
+    assert hands[-1].header.stamp.sec == 31
+    assert np.isfinite(hands[-1].camera_k).all()                       # NaN K replaced by the fallback
+    log = assert_clean_exit(node)
+    assert 'bad input image dropped' in log and 'no usable intrinsics' in log

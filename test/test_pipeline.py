@@ -124,3 +124,16 @@ def test_refinement_is_skipped_for_distant_hands(reconstructor, monkeypatch):
         raise AssertionError('the refiner must not run for distant hands')
     monkeypatch.setattr(reconstructor.refiner, 'refine', fail)
     assert reconstructor.refine_hands(hands, torch.zeros(1, 1024), K) is hands
+
+
+def test_bf16_precision_on_cpu_and_fp16_refused():
+    rec = create_reconstructor(PipelineConfig(device='cpu', backbone='resnet18', input_size=128, precision='bf16',
+                                              detection_threshold=0.0))
+    image = np.random.default_rng(6).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    frame = rec.reconstruct(image)
+    assert len(frame.hands) == 2          # threshold 0: the top peak of each side is taken
+    for hand in frame.hands:
+        hand.validate()
+        assert hand.joints_3d.dtype == np.float32
+    with pytest.raises(ValueError, match='fp16 needs CUDA'):
+        create_reconstructor(PipelineConfig(device='cpu', precision='fp16'))

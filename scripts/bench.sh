@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the benchmark suite on this machine and writes out/bench/BENCHMARKS.md (figures, not pass/fail).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-66}
+out=out/bench
+mkdir -p "$out"
+report="$out/BENCHMARKS.md"
+{
+  echo "# Benchmarks ($(date -u +%Y-%m-%dT%H:%MZ))"
+  echo
+  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB;"\
+       "$(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "no GPU")')"
+} > "$report"
+for bench in bench_pipeline bench_acr bench_hand_model bench_penetration bench_refine bench_synth bench_input_qos; do
+  echo "[bench] $bench"
+  { echo; echo "## $bench"; echo; echo '```'; } >> "$report"
+  .venv/bin/python "benchmarks/$bench.py" 2>&1 | grep -v "stand-in hand\|UNTRAINED" | tee -a "$report"
+  echo '```' >> "$report"
+done
+echo "[bench] wrote $report"

@@ -1,7 +1,8 @@
 """Per-stage latency of the whole ROS-free pipeline (HandReconstructor.reconstruct) per configuration.
 
 Stages: preprocess (letterbox), network (backbone + heads + aggregation; split in bench_acr.py), decode,
-MANO + camera (smplx for both hands, 2D/3D joints, metric translation). The detection threshold is set to 0
+MANO + camera (smplx for both hands, 2D/3D joints, metric translation), IHMR-MLP refinement (runs when the
+two hands are within the gate; untrained weights here). The detection threshold is set to 0
 so both hands always go through MANO even with untrained weights.
 Usage: .venv/bin/python benchmarks/bench_pipeline.py [--iters 15] [--threads 2] [--configs light@256 ...]
 """
@@ -55,11 +56,11 @@ def main():
               + f' | total {statistics.median(totals):.1f} ms (min {min(totals):.1f})', flush=True)
     print(f'\n640x480 frame, batch 1, {args.threads} threads, {args.device} {args.precision}, '
           f'torch {torch.__version__}, median ms over the iterations\n')
-    print('| config | preprocess | network | decode | MANO + camera | total (min) | hands |')
-    print('|---|---|---|---|---|---|---|')
+    print('| config | preprocess | network | decode | MANO + camera | IHMR-MLP refine | total (min) | hands |')
+    print('|---|---|---|---|---|---|---|---|')
     for name, med, total, tmin, hands in rows:
         print(f"| {name} | {med['preprocess']:.1f} | {med['network']:.1f} | {med['decode']:.1f} | "
-              f"{med['mano_and_camera']:.1f} | {total:.1f} ({tmin:.1f}) | {hands:g} |")
+              f"{med['mano_and_camera']:.1f} | {med.get('refine', 0.0):.1f} | {total:.1f} ({tmin:.1f}) | {hands:g} |")
 
 
 if __name__ == '__main__':

@@ -17,20 +17,17 @@ Every output of one HandArray is published in the order above from one callback;
 no header, so pair it with the wrist_pose published just before (same stamp and frame). examples/README.md
 has the details (joint order, frames, MoveIt and dex-retargeting use).
 """
-import signal
 import sys
-import threading
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension
 
 from hand_recon_ros.msg import Hand, HandArray, HandModelInfo
+from hand_recon_ros.ros.spin import run_until_signal  # rclpy only, no torch
 
 SIDES = {Hand.LEFT: 'left', Hand.RIGHT: 'right'}
 KEYPOINT_FRAMES = ('wrist', 'camera')
@@ -226,20 +223,7 @@ class HandConsumer(Node):
 
 def main(args=None):
     """Clean Ctrl-C: SIGINT/SIGTERM end the loop; exit code 0."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    node = None
-    try:
-        node = HandConsumer()
-        while not stop.is_set() and rclpy.ok():
-            rclpy.spin_once(node, timeout_sec=0.1)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_until_signal(HandConsumer, args)
 
 
 if __name__ == '__main__':

@@ -168,22 +168,36 @@ class HandReconstructor:
     def reconstruct(self, image_bgr: np.ndarray, K: np.ndarray | None = None,
                     depth_source: str = DEPTH_SOURCE_CAMERA_INFO) -> FrameResult:
         """One BGR uint8 frame (any size) -> FrameResult. K: 3x3 intrinsics (None: fallback FOV)."""
+        return self.reconstruct_batch([image_bgr], [K], [depth_source])[0]
+
+    @torch.inference_mode()
+    def reconstruct_batch(self, images_bgr, Ks=None, depth_sources=None) -> list[FrameResult]:
+        """Several frames (e.g. one per camera, any sizes) in ONE network forward -> one FrameResult each."""
+        n = len(images_bgr)
+        Ks = list(Ks) if Ks is not None else [None] * n
+        depth_sources = list(depth_sources) if depth_sources is not None else [DEPTH_SOURCE_CAMERA_INFO] * n
+        if not (len(Ks) == len(depth_sources) == n) or n == 0:
+            raise ValueError(f'need one K and depth source per image, got {n} images, {len(Ks)} Ks')
         timings = {}
         t = time.perf_counter()
-        height, width = image_bgr.shape[:2]
-        if K is None:
-            K, depth_source = fallback_intrinsics(width, height), 'fallback_fov'
-        tensor, _ = letterbox(image_bgr, self.input_size, bgr=True, normalization=self.normalization,
-                              channels_last=True)
-        tensor = tensor.to(self.device, non_blocking=True)
+        sizes, tensors = [], []
+        for i, image in enumerate(images_bgr):
+            height, width = image.shape[:2]
+            sizes.append((height, width))
+            if Ks[i] is None:
+                Ks[i], depth_sources[i] = fallback_intrinsics(width, height), 'fallback_fov'
+            tensors.append(letterbox(image, self.input_size, bgr=True, normalization=self.normalization,
+                                     channels_last=True)[0])
+        batch = (tensors[0] if n == 1 else torch.cat(tensors)).to(self.device, non_blocking=True)
+        batch = batch.contiguous(memory_format=torch.channels_last)
         timings['preprocess'] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
         if self.autocast_dtype is not None:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                outputs = self.network(tensor)
+                outputs = self.network(batch)
         else:
-            outputs = self.network(tensor)
+            outputs = self.network(batch)
         outputs = {k: v.float() for k, v in outputs.items()}
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
@@ -192,23 +206,28 @@ class HandReconstructor:
         t = time.perf_counter()
         dets = decode({k: v.cpu() for k, v in outputs.items() if k in ('center_maps', 'params', 'prior')},
                       self.decode_config())
-        order = sorted(range(len(dets)), key=lambda i: -float(dets.score[i]))[:max(1, self.max_hands)]
         timings['decode'] = (time.perf_counter() - t) * 1e3
 
-        t = time.perf_counter()
-        hands = []
-        if order:
-            sides = [SIDES[int(dets.side[i])] for i in order]
-            params = dets.params[order].float()
-            scores = [float(dets.score[i]) for i in order]
-            hands = self.hands_from_params(params, sides, scores, (height, width), K, depth_source)
-        timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
-        if self.refine_enabled and len({h.handedness for h in hands}) == 2:
+        results = []
+        for b in range(n):
+            frame_timings = dict(timings)
             t = time.perf_counter()
-            hands = self.refine_hands(hands, outputs['image_feature'][:1], K)
-            timings['refine'] = (time.perf_counter() - t) * 1e3
-        return FrameResult(hands=hands, image_size=(height, width), intrinsics=np.asarray(K, np.float64),
-                           timings_ms=timings)
+            mine = [i for i in range(len(dets)) if int(dets.batch_index[i]) == b]
+            order = sorted(mine, key=lambda i: -float(dets.score[i]))[:max(1, self.max_hands)]
+            hands = []
+            if order:
+                sides = [SIDES[int(dets.side[i])] for i in order]
+                params = dets.params[order].float()
+                scores = [float(dets.score[i]) for i in order]
+                hands = self.hands_from_params(params, sides, scores, sizes[b], Ks[b], depth_sources[b])
+            frame_timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
+            if self.refine_enabled and len({h.handedness for h in hands}) == 2:
+                t = time.perf_counter()
+                hands = self.refine_hands(hands, outputs['image_feature'][b:b + 1], Ks[b])
+                frame_timings['refine'] = (time.perf_counter() - t) * 1e3
+            results.append(FrameResult(hands=hands, image_size=sizes[b], intrinsics=np.asarray(Ks[b], np.float64),
+                                       timings_ms=frame_timings))
+        return results
 
     def refine_hands(self, hands, image_feature, K):
         """IHMR-MLP on the best left/right pair when they are close; accepted factors update the hands."""

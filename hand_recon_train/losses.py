@@ -8,7 +8,6 @@ the ground-truth centre of each hand. Only hands that exist in the image (``vali
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from hand_recon_ros.acr.decoding import DecodeConfig, interaction_coefficient, k
 from hand_recon_ros.conventions import BONES, ROOT_MIDDLE_MCP
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.procrustes import procrustes_align
+from hand_recon_ros.config_utils import dataclass_from_dict
 
 __all__ = ['LOSS_TERMS', 'PAPER_WEIGHTS', 'ACRLoss', 'LossConfig', 'center_focal_loss', 'peak_positions',
            'select_hand_params']
@@ -57,12 +57,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> LossConfig:
-        data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown loss config keys {unknown}; known: {sorted(known)}')
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
 
 
 def center_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,

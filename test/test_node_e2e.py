@@ -158,7 +158,6 @@ def test_auto_input_qos_matches_the_publishers(ros, start_node, publisher, expec
 
 
 def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, start_node):
-    import time
     # A heavier network on one thread: ~10x slower than the 100 Hz input.
     node = start_node('-p', 'device:=cpu', '-p', 'network.backbone:=resnet50', '-p', 'network.input_size:=256',
                       '-p', 'num_threads:=1', '-p', 'diagnostics_period_s:=0.2', '-p', 'detection_threshold:=0.01')

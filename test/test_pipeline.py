@@ -137,3 +137,22 @@ def test_bf16_precision_on_cpu_and_fp16_refused():
         assert hand.joints_3d.dtype == np.float32
     with pytest.raises(ValueError, match='fp16 needs CUDA'):
         create_reconstructor(PipelineConfig(device='cpu', precision='fp16'))
+
+
+def test_batch_of_cameras_equals_one_by_one():
+    rec = create_reconstructor(PipelineConfig(device='cpu', backbone='resnet18', input_size=128,
+                                              detection_threshold=0.0, refine=False))
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(120, 160, 3), (200, 100, 3), (90, 90, 3)]]
+    Ks = [np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]]), None,
+          np.array([[100.0, 0, 45], [0, 100.0, 45], [0, 0, 1]])]
+    batched = rec.reconstruct_batch(images, Ks)
+    for image, K, frame in zip(images, Ks, batched):
+        single = rec.reconstruct(image, K)
+        assert frame.image_size == single.image_size
+        assert [h.handedness for h in frame.hands] == [h.handedness for h in single.hands]
+        for a, b in zip(frame.hands, single.hands):
+            np.testing.assert_allclose(a.joints_3d, b.joints_3d, atol=1e-3)
+    assert batched[1].hands[0].depth_source == 'fallback_fov'
+    with pytest.raises(ValueError):
+        rec.reconstruct_batch(images, Ks[:2])

@@ -15,6 +15,7 @@ from .aggregator import FusionLayer, ImageFeatureHead, PartAggregator, center_at
 from .backbones import create_backbone, list_backbones
 from .decoding import DecodeConfig, Detections, decode
 from .heads import HandHeads, SegmentationHead, coord_maps
+from hand_recon_ros.config_utils import dataclass_from_dict
 
 __all__ = ['ACRConfig', 'ACRNet', 'PRESETS', 'build_acr', 'NUM_PARAMS', 'NUM_PRIOR', 'NUM_SEG_CLASSES']
 
@@ -71,11 +72,7 @@ class ACRConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ACRConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown ACRConfig keys: {unknown}')
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
 
 
 PRESETS: dict[str, dict] = {

@@ -4,17 +4,13 @@ Thin ROS layer: it converts messages, hands the newest frame to one worker threa
 the ROS-free pipeline returns. Start it with ``hand_recon_node --ros-args --params-file ...`` (or a
 launch file); with ``autostart`` (default) it configures and activates itself.
 """
-import signal
 import sys
 import threading
 import time
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
@@ -23,6 +19,7 @@ from hand_recon_ros.msg import HandArray, HandModelInfo
 from hand_recon_ros.ros import conversions
 from hand_recon_ros.ros.frame_worker import FrameWorker, LatencyStats
 from hand_recon_ros.ros import vision_output
+from hand_recon_ros.ros.spin import run_until_signal
 from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8
 from hand_recon_ros.ros.tf_output import WristTfPublisher
 
@@ -409,31 +406,16 @@ class HandReconNode(LifecycleNode):
             self._pubs['diagnostics'].publish(msg)
 
 
+def _autostart(node):
+    if node.p('autostart'):
+        node.trigger_configure()
+        if node._pubs:
+            node.trigger_activate()
+
+
 def main(args=None):
     """Signal-safe entry point: SIGINT/SIGTERM end the spin loop; exit code 0, no traceback."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = HandReconNode()
-        executor.add_node(node)
-        if node.p('autostart'):
-            node.trigger_configure()
-            if node._pubs:
-                node.trigger_activate()
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        if node is not None:
-            node._stop_worker()
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_until_signal(HandReconNode, args, on_started=_autostart, on_stopping=lambda n: n._stop_worker())
 
 
 if __name__ == '__main__':

@@ -25,6 +25,7 @@ from hand_recon_ros.geometry import rotations
 from hand_recon_ros.hand_model import parts
 
 from .raster import rasterize, vertex_normals
+from hand_recon_ros.config_utils import dataclass_from_dict
 
 __all__ = ['GENERATOR_VERSION', 'SCENE_TYPES', 'SIDE_NAMES', 'SynthConfig', 'SynthGenerator', 'fit_weak_camera']
 
@@ -81,12 +82,7 @@ class SynthConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> SynthConfig:
-        data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown SynthConfig keys: {unknown}; known: {sorted(known)}')
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
 
     def config_hash(self) -> str:
         text = json.dumps({'version': GENERATOR_VERSION, **self.to_dict()}, sort_keys=True)

@@ -1,0 +1,12 @@
+"""Small helpers shared by the configuration dataclasses (network, synthetic data, losses)."""
+import dataclasses
+
+
+def dataclass_from_dict(cls, data, what=None):
+    """Build dataclass `cls` from a dict, refusing unknown keys with a message that lists the known ones."""
+    data = dict(data or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f'unknown {what or cls.__name__} keys {unknown}; known: {sorted(known)}')
+    return cls(**data)

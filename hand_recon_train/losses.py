@@ -57,7 +57,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> LossConfig:
-        return dataclass_from_dict(cls, data)
+        return dataclass_from_dict(cls, data, 'loss config')
 
 
 def center_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,

@@ -5,13 +5,17 @@ The collision error of a pair = sum over the vertices of both closed meshes of t
 other hand (metres; 0 when the hands do not interpenetrate). The same number is the value of the
 differentiable ``collision_loss`` (reduction 'sum'), so the OPT objective and the verification measure
 one quantity.
+
+Speed: each closed hand becomes a ``MeshSolid`` whose search structures are built once and serve both
+directions; :meth:`TwoHandCollision.solids` / :meth:`errors_of` let the refiner keep a hand's solid while
+only the other hand changes, and shift it (no rebuild) when a stage only translates it.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from hand_recon_ros.hand_model.penetration import collision_loss, penetration_depths
+from hand_recon_ros.hand_model.penetration import MeshSolid, collision_loss, solid_depths
 
 __all__ = ['TwoHandCollision']
 
@@ -26,21 +30,35 @@ class TwoHandCollision:
             raise ValueError(f'{side} vertices must be a (B, V, 3) tensor')
         return self.hand_model.watertight_vertices(side, verts)
 
-    def errors(self, verts_left: torch.Tensor, verts_right: torch.Tensor, mask=None) -> np.ndarray:
-        """(B,) float64 collision errors (metres). Samples with ``mask`` False are not computed (NaN)."""
-        wl = self._closed('left', verts_left).detach().cpu().double().numpy()
-        wr = self._closed('right', verts_right).detach().cpu().double().numpy()
-        if len(wl) != len(wr):
-            raise ValueError(f'batch sizes differ: {len(wl)} left, {len(wr)} right')
-        out = np.full(len(wl), np.nan)
-        for i in range(len(wl)):
-            if mask is not None and not mask[i]:
-                continue
-            if not (np.isfinite(wl[i]).all() and np.isfinite(wr[i]).all()):
+    def solids(self, side: str, verts: torch.Tensor, mask=None) -> list:
+        """One ``MeshSolid`` per sample of (B, V, 3) vertices (closed at the wrist); None where ``mask`` is
+        False or the vertices are not finite."""
+        closed = self._closed(side, verts).detach().cpu().double().numpy()
+        faces = self.faces[side]
+        out = []
+        for i, v in enumerate(closed):
+            ok = (mask is None or mask[i]) and np.isfinite(v).all()
+            out.append(MeshSolid(np.ascontiguousarray(v), faces) if ok else None)
+        return out
+
+    def errors_of(self, solids_left: list, solids_right: list, mask=None) -> np.ndarray:
+        """(B,) float64 collision errors of prepared hands; NaN where ``mask`` is False or a solid is None."""
+        if len(solids_left) != len(solids_right):
+            raise ValueError(f'batch sizes differ: {len(solids_left)} left, {len(solids_right)} right')
+        out = np.full(len(solids_left), np.nan)
+        for i, (left, right) in enumerate(zip(solids_left, solids_right)):
+            if (mask is not None and not mask[i]) or left is None or right is None:
                 continue      # NaN stays: a broken candidate is never "better"
-            d_left, d_right = penetration_depths(wl[i], self.faces['left'], wr[i], self.faces['right'])
+            d_left, d_right = solid_depths(left, right)
             out[i] = d_left.sum() + d_right.sum()
         return out
+
+    def errors(self, verts_left: torch.Tensor, verts_right: torch.Tensor, mask=None) -> np.ndarray:
+        """(B,) float64 collision errors (metres). Samples with ``mask`` False are not computed (NaN)."""
+        left, right = self._closed('left', verts_left), self._closed('right', verts_right)
+        if len(left) != len(right):
+            raise ValueError(f'batch sizes differ: {len(left)} left, {len(right)} right')
+        return self.errors_of(self.solids('left', verts_left, mask), self.solids('right', verts_right, mask))
 
     def loss(self, verts_left: torch.Tensor, verts_right: torch.Tensor) -> torch.Tensor:
         """(B,) differentiable collision errors (same value as :meth:`errors`)."""

@@ -8,11 +8,12 @@ both drop strictly (verify.accept_candidates).
 
 Cost control, all exact consequences of that rule: the gate skips single or distant hands before any
 work; a pair with zero collision skips every stage (collision cannot drop below 0); the collision of a
-candidate is computed only where its joint error already dropped; a stage re-runs MANO only for the
-hands it changes (translation: none).
+candidate is computed only where its joint error already dropped; a stage re-runs MANO and rebuilds the
+collision structures only for the hands it changes (translation: none, the structures are shifted).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -26,6 +27,20 @@ from hand_recon_ros.refine.factors import (DEFAULT_GATE_M, FACTOR_SIDES, FACTOR_
 from hand_recon_ros.refine.verify import accept_candidates, check_joint_head_output, joint_errors
 
 __all__ = ['FactorMLP', 'Refiner', 'build_refiner']
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads, device):
+    """torch's CPU thread count set for a block and restored after (process-wide while it runs)."""
+    previous = torch.get_num_threads()
+    change = num_threads is not None and torch.device(device).type == 'cpu' and previous != num_threads
+    if change:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(previous)
 
 
 class FactorMLP(nn.Module):
@@ -50,8 +65,12 @@ class FactorMLP(nn.Module):
 
 class Refiner(nn.Module):
     def __init__(self, feature_dim: int = 1024, hand_model=None, gate_m: float = DEFAULT_GATE_M,
-                 hidden=(512, 256, 128), init_gain: float = 0.01):
+                 hidden=(512, 256, 128), init_gain: float = 0.01, num_threads: int | None = 1):
         super().__init__()
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f'num_threads must be a positive int or None, got {num_threads!r}')
+        # Small matmuls and MANO passes: one thread was ~6x faster than two on the shared 2-core machine.
+        self.num_threads = num_threads
         if hand_model is None:
             raise ValueError('Refiner needs a hand model (hand_model.load_hand_model())')
         if not isinstance(feature_dim, int) or feature_dim <= 0:
@@ -94,12 +113,30 @@ class Refiner(nn.Module):
         out.update(forward_hands(self.hand_model, cand, sides))
         return out
 
-    @torch.no_grad()
+    def _candidate_solids(self, factor, cand, vec, cand_meshes, solids, need):
+        """Collision solids of a stage's candidates (rows in ``need``): a translation shifts the current
+        ones, another stage rebuilds the hands it changes and keeps the other hand's."""
+        if factor == 'translation':
+            shifts = [(n - o).detach().cpu().double().numpy() for o, n in zip(wrists_from_vector(vec),
+                                                                              wrists_from_vector(cand))]
+            return {side: [s.translated(shift[j]) if need[j] and s is not None else None
+                           for j, s in enumerate(solids[side])]
+                    for side, shift in zip(('left', 'right'), shifts)}
+        out = dict(solids)
+        for side in FACTOR_SIDES[factor]:
+            out[side] = self.collision.solids(side, cand_meshes[side][0], mask=need)
+        return out
+
     def refine_batch(self, vec: torch.Tensor, image_feature: torch.Tensor, joint_head_out: dict, trace=None):
         """Batched refinement of (B, 122) two-hand vectors. -> (vec, accepted (B, 5) bool, timings_ms).
 
         ``trace``: optional list; one dict per stage run is appended (errors before/after, accepted).
+        On CPU, torch runs with ``num_threads`` threads for the call (restored afterwards).
         """
+        with torch.no_grad(), _torch_threads(self.num_threads, self.hand_model.device):
+            return self._refine_batch(vec, image_feature, joint_head_out, trace)
+
+    def _refine_batch(self, vec: torch.Tensor, image_feature: torch.Tensor, joint_head_out: dict, trace=None):
         t_start = time.perf_counter()
         timings = {'refine_mlp': 0.0, 'refine_hand_model': 0.0, 'refine_collision': 0.0}
         device = self.hand_model.device
@@ -122,7 +159,10 @@ class Refiner(nn.Module):
             clock('refine_hand_model', t)
             joint_err = joint_errors(meshes['left'][1], meshes['right'][1], head).cpu().numpy().astype(np.float64)
             t = time.perf_counter()
-            coll = self.collision.errors(meshes['left'][0], meshes['right'][0], mask=active)
+            # Each hand's collision structures are kept across stages: a stage rebuilds only the hands it
+            # changes, and a translation only shifts them.
+            solids = {side: self.collision.solids(side, meshes[side][0], mask=active) for side in ('left', 'right')}
+            coll = self.collision.errors_of(solids['left'], solids['right'], mask=active)
             clock('refine_collision', t)
             active &= coll > 0          # NaN > 0 is False
             for i, factor in enumerate(self.factors):
@@ -138,7 +178,8 @@ class Refiner(nn.Module):
                 with np.errstate(invalid='ignore'):
                     need = active & (cand_joint < joint_err)
                 t = time.perf_counter()
-                cand_coll = self.collision.errors(cand_meshes['left'][0], cand_meshes['right'][0], mask=need)
+                cand_solids = self._candidate_solids(factor, cand, vec, cand_meshes, solids, need)
+                cand_coll = self.collision.errors_of(cand_solids['left'], cand_solids['right'], mask=need)
                 clock('refine_collision', t)
                 ok = accept_candidates(joint_err, coll, cand_joint, cand_coll) & active
                 if trace is not None:
@@ -151,6 +192,8 @@ class Refiner(nn.Module):
                     keep = rows[:, None, None]
                     meshes = {s: tuple(torch.where(keep, c, m) for c, m in zip(cand_meshes[s], meshes[s]))
                               for s in meshes}
+                    for side in solids:
+                        solids[side] = [c if take else m for c, m, take in zip(cand_solids[side], solids[side], ok)]
                     joint_err = np.where(ok, cand_joint, joint_err)
                     coll = np.where(ok, cand_coll, coll)
                     accepted[:, i] = ok

@@ -11,9 +11,11 @@ report="$out/BENCHMARKS.md"
   echo "# Benchmarks ($(date -u +%Y-%m-%dT%H:%MZ))"
   echo
   echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB;"\
-       "$(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "no GPU")')"
+       "$(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "no GPU")')"\
+       "(load average $(cut -d' ' -f1-3 /proc/loadavg) at start; other jobs slow every figure down)"
 } > "$report"
-for bench in bench_pipeline bench_acr bench_hand_model bench_penetration bench_refine bench_synth bench_input_qos; do
+for bench in bench_pipeline bench_acr bench_hand_model bench_penetration bench_refine bench_synth bench_input_qos \
+    bench_e2e bench_memory bench_scaling; do
   echo "[bench] $bench"
   { echo; echo "## $bench"; echo; echo '```'; } >> "$report"
   .venv/bin/python "benchmarks/$bench.py" 2>&1 | grep -v "stand-in hand\|UNTRAINED" | tee -a "$report"

@@ -1,0 +1,87 @@
+"""Smoke runs of the figure-printing benchmarks (bench_e2e, bench_memory, bench_scaling) with --quick.
+
+No timing assertions: each script must run, print its Markdown tables, and the figures must be consistent
+with what was asked (frame counts, the refinement switch reaching the node, memory ordering, batch sizes).
+"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_bench(name, *args, timeout=120):
+    proc = subprocess.run([sys.executable, str(REPO / 'benchmarks' / name), '--quick', *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+    assert proc.returncode == 0, f'{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    return proc.stdout
+
+
+def table_rows(text, header_start):
+    """Rows (lists of cell strings) of the Markdown table whose header line starts with header_start."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith('|'):
+            break
+        rows.append([cell.strip() for cell in line.strip('|').split('|')])
+    return rows
+
+
+def number(cell):
+    return float(cell.split()[0].rstrip('%'))
+
+
+@pytest.mark.ros
+def test_bench_e2e_quick_prints_latency_and_throughput_tables():
+    out = run_bench('bench_e2e.py', '--domain-id', os.environ['ROS_DOMAIN_ID'])
+    latency = {row[1]: row for row in table_rows(out, '| config | refine | frames | round trip')}
+    assert set(latency) == {'off', 'on'} and all(row[0] == 'light@256' for row in latency.values())
+    for row in latency.values():
+        assert row[2] == '3'                                   # every latency frame answered, none lost
+        p50, p95, p99 = (float(v) for v in row[3].split(' / '))
+        assert 0 < p50 <= p95 <= p99
+        assert 0 < number(row[5]) < p50                        # the network is part of the round trip
+    # refinement.enabled reached the node at runtime: no refine stage when off, the MLP stages ran when on
+    assert number(latency['off'][6]) == 0.0
+    assert number(latency['on'][6]) > 0 and re.search(r'\([0-3]/3\)$', latency['on'][6])
+    throughput = {row[1]: row for row in table_rows(out, '| config | refine | sent')}
+    for row in throughput.values():
+        sent, answered, skipped = int(row[2].split()[0]), int(row[3]), int(row[4].split()[0])
+        assert sent >= 10 and 1 <= answered <= sent and skipped == sent - answered
+        assert number(row[5]) > 0
+    assert 'default light config >= 15 FPS' in throughput['on'][7]
+
+
+@pytest.mark.ros
+def test_bench_memory_quick_prints_peak_rss():
+    import torch
+    out = run_bench('bench_memory.py', '--domain-id', os.environ['ROS_DOMAIN_ID'])
+    (row,) = table_rows(out, '| config | RSS model loaded')
+    assert row[0] == 'light@256'
+    loaded, peak, after = (number(c) for c in row[1:4])
+    assert 100 < loaded <= peak and after <= peak              # MiB; a torch + ROS process is well over 100
+    assert re.fullmatch(r'2 \([0-2]\)', row[4])                # both frames answered
+    if not torch.cuda.is_available():
+        assert row[5] == 'no GPU'
+
+
+def test_bench_scaling_quick_prints_three_tables():
+    out = run_bench('bench_scaling.py')
+    sizes = table_rows(out, '| image |')
+    assert [r[0] for r in sizes] == ['320x240', '1920x1080']
+    assert all(number(r[2]) > 0 and r[6] == '2' for r in sizes)
+    hands = table_rows(out, '| max_hands |')
+    assert [r[0] for r in hands] == ['2', '4']
+    for r in hands:
+        found = int(r[1].split()[0])
+        assert 1 <= found <= int(r[0])
+    cameras = table_rows(out, '| cameras |')
+    assert [r[0] for r in cameras] == ['1', '2']
+    for r in cameras:
+        assert number(r[4]) == pytest.approx(number(r[3]) / int(r[0]), abs=0.06)

@@ -125,3 +125,23 @@ def test_training_package_never_imports_ros():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '[]'
+
+
+def test_fp16_export_is_loaded_by_the_node_pipeline(tiny_run, tmp_path):
+    from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+    from hand_recon_train.export import export_fp16
+
+    out, _, _ = tiny_run
+    shipped = tmp_path / 'acr_default.safetensors'
+    doc = export_fp16(out, shipped, description='tiny test model')
+    assert shipped.stat().st_size < 0.6 * (out / 'model.safetensors').stat().st_size   # float16 storage
+    assert doc['extra']['sha256'] == sha256_of(shipped) and doc['extra']['storage'] == 'float16'
+    fp32, fp16 = load_acr(out / 'model.safetensors'), load_acr(shipped)
+    image = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = fp32(image), fp16(image)
+    torch.testing.assert_close(b['params'], a['params'], atol=0.05, rtol=0.01)
+    rec = create_reconstructor(PipelineConfig(weights=str(shipped), device='cpu'))
+    info = rec.info()
+    assert info['weights_sha256'] == doc['extra']['sha256']
+    assert info['weights_description'] == 'tiny test model' and info['network'] == 'acr/resnet18@128'

@@ -1,0 +1,64 @@
+"""Ship a trained run: fp16 safetensors + config JSON + manifest entry that the node loads.
+
+    python -m hand_recon_train.export out/train/default_cpu --out models/acr_default.safetensors
+
+Floating-point tensors are stored as float16 (half the size; the node loads them into its float32 or
+reduced-precision network); integer buffers stay as they are. The JSON next to the weights carries the
+architecture, a description of what the model is (and is not), training data, metrics and hashes.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hand_recon_ros.acr.weights import _METADATA_KEY, load_acr
+from hand_recon_ros.pipeline import sha256_of
+
+
+def export_fp16(run_dir, out_path, description=None):
+    """Write out_path (fp16 safetensors) + out_path.json from a training run folder; returns the document."""
+    run_dir, out_path = Path(run_dir), Path(out_path)
+    weights = run_dir / 'model.safetensors'
+    manifest_path = run_dir / 'manifest.json'
+    if not weights.is_file() or not manifest_path.is_file():
+        raise FileNotFoundError(f'{run_dir} is not a finished training run (needs model.safetensors and '
+                                'manifest.json)')
+    load_acr(weights)  # refuses a file that does not match its own architecture
+    manifest = json.loads(manifest_path.read_text())
+    document = json.loads((weights.with_suffix('.json')).read_text())
+    state = load_file(str(weights))
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    document['extra'] = {
+        'description': description or manifest.get('description', ''),
+        'metrics_val_synthetic': manifest.get('metrics', {}),
+        'training': {k: manifest.get(k) for k in ('steps', 'created_utc', 'world_size', 'environment')},
+        'data': manifest.get('data', {}),
+        'config': manifest.get('config', {}),
+        'source_weights_sha256_fp32': manifest.get('sha256', ''),
+        'storage': 'float16',
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(half, str(out_path), metadata={_METADATA_KEY: json.dumps(document)})
+    document['extra']['sha256'] = sha256_of(out_path)
+    out_path.with_suffix('.json').write_text(json.dumps(document, indent=2, sort_keys=True) + '\n')
+    return document
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('run_dir')
+    parser.add_argument('--out', default='models/acr_default.safetensors')
+    parser.add_argument('--description', default=None)
+    args = parser.parse_args(argv)
+    doc = export_fp16(args.run_dir, args.out, args.description)
+    size_mb = Path(args.out).stat().st_size / 1e6
+    print(f"wrote {args.out} ({size_mb:.1f} MB, sha256 {doc['extra']['sha256'][:16]}) and "
+          f"{Path(args.out).with_suffix('.json')}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

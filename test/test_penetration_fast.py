@@ -112,3 +112,49 @@ def test_prepare_mesh_validates():
         pen.prepare_mesh(np.zeros((4, 2)), np.array([[0, 1, 2]]))
     with pytest.raises(ValueError, match='NaN'):
         pen.prepare_mesh(np.full((3, 3), np.nan), np.array([[0, 1, 2]]))
+
+
+def test_rotated_solid_gives_the_depths_of_the_rotated_mesh(hands):
+    # A rotated (and translated) copy maps the queries into the built mesh: same depths as building the
+    # rotated vertices from scratch, and nothing rebuilt.
+    from scipy.spatial.transform import Rotation
+    rng = np.random.default_rng(7)
+    vl, fl = _posed(hands, 'left', rng, [-0.176, 0.025, 0.5], scale=0.1)
+    vr, fr = _posed(hands, 'right', rng, [0.0, 0.0, 0.5], scale=0.1)
+    left, right = pen.prepare_mesh(vl, fl), pen.prepare_mesh(vr, fr)
+    pen.solid_depths(left, right)
+    built = dict(left._shared)
+    wrist = vl[0]
+    for angles in ([0.0, 0.0, 0.0], [0.05, -0.1, 0.02], [0.3, 0.2, -0.4]):
+        rot = Rotation.from_rotvec(angles).as_matrix()
+        moved_vl = (vl - wrist) @ rot.T + wrist + [0.0, 0.002, 0.0]
+        moved = left.rotated(rot, wrist).translated([0.0, 0.002, 0.0])
+        np.testing.assert_allclose(moved.points, moved_vl, rtol=0, atol=1e-15)
+        got = pen.solid_depths(moved, right)
+        want = (reference_depths(moved_vl, vr, fr), reference_depths(vr, moved_vl, fl))
+        assert want[0].any() and want[1].any()
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-12)
+    assert all(left._shared[k] is v for k, v in built.items())
+    twice = left.rotated(rot, wrist).rotated(rot.T, wrist)
+    np.testing.assert_allclose(twice.points, vl, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match='rotation'):
+        left.rotated(np.diag([1.0, 1.0, -1.0]), wrist)
+
+
+def test_depth_search_on_a_face_subset_equals_the_whole_mesh(hands):
+    # Shallow overlaps search only the faces near the inside points; the depths and closest faces must be
+    # those of the whole-mesh tree.
+    rng = np.random.default_rng(11)
+    subset_runs = 0
+    for dy in (0.04, 0.035, 0.03, 0.025):
+        vl, fl = _posed(hands, 'left', rng, [-0.176, dy, 0.5], scale=0.1)
+        vr, fr = _posed(hands, 'right', rng, [0.0, 0.0, 0.5], scale=0.1)
+        solid = pen.prepare_mesh(vr, fr)
+        depth, idx, face_ids, closest = solid.depths(vl)
+        assert len(idx)
+        subset_runs += 'aabb' not in solid._shared             # no whole-mesh tree: the subset path ran
+        sq, full_faces, full_closest = pen.prepare_mesh(vr, fr).closest(vl[idx])
+        np.testing.assert_allclose(depth[idx], np.sqrt(sq), rtol=0, atol=1e-15)
+        np.testing.assert_allclose(closest, full_closest, rtol=0, atol=1e-15)
+    assert subset_runs >= 2

@@ -1,5 +1,9 @@
-"""The refiner's reuse of collision structures across stages (kept hands, shifted hands) decides exactly
-like recomputing every candidate's collision from scratch with the reference libigl path."""
+"""The refiner's reuse of collision structures across stages (kept hands, shifted hands, rotated hands)
+decides like recomputing every candidate's collision from scratch with MANO and the reference libigl path.
+
+The orientation stages rotate the current mesh instead of re-running MANO (float32 MANO output differs
+from the exactly rotated mesh by ~1e-7 m), so a decision may differ only where an error changes by less
+than ``TIE_M``."""
 import numpy as np
 import torch
 from hypothesis import given, settings
@@ -13,6 +17,7 @@ from test_refine_support import APART_DY, hand_model, head_from_state, pair
 from test_refine_support import single_torch_thread  # noqa: F401  (autouse fixture)
 
 FEATURE_DIM = 32
+TIE_M = 1e-6
 
 
 @torch.no_grad()
@@ -37,10 +42,13 @@ def replay(refiner, vec, feature, head, trace):
         cand_coll, cm = reference_collision(cand)
         cand_joint = float(joint_errors(cm['left'][1], cm['right'][1], head)[0])
         if cand_joint < joint:
-            assert abs(cand_coll - step['collision_candidate'][0]) < 1e-6, step['factor']
+            assert abs(cand_coll - step['collision_candidate'][0]) < TIE_M, step['factor']
             checked += 1
         accept = cand_joint < joint and cand_coll < coll
-        assert accept == bool(step['accepted'][0]), step['factor']
+        if accept != bool(step['accepted'][0]):
+            # Only a near-tie may decide differently; follow the refiner to stay in step with it.
+            assert min(abs(cand_joint - joint), abs(cand_coll - coll)) < TIE_M, step['factor']
+            accept = bool(step['accepted'][0])
         if accept:
             vec, coll, joint = cand, cand_coll, cand_joint
     return checked
@@ -106,3 +114,33 @@ def test_thread_count_is_restored():
         assert 'num_threads' in str(e)
     else:
         raise AssertionError('num_threads=0 must be refused')
+
+
+@torch.no_grad()
+def test_orientation_stage_rotates_the_mesh_like_mano():
+    # The rotated current mesh (no MANO pass) equals MANO's mesh at the candidate orientation.
+    from hand_recon_ros.refine.factors import apply_factor
+    refiner = Refiner(FEATURE_DIM, hand_model()).eval()
+    vec = pair(0.025, right_orient=(0.1, -0.2, 0.3)).to_vector()
+    meshes = forward_hands(hand_model(), vec)
+    for factor, side, turn in (('left_orient', 'left', [0.3, -0.1, 0.2]), ('right_orient', 'right', [-0.2, 0.4, 0.1])):
+        cand = apply_factor(vec, factor, torch.tensor([turn]) + vec[:, 3:6 if side == 'left' else 6:9])
+        rotated = refiner._candidate_meshes(factor, cand, vec, meshes)
+        mano = forward_hands(hand_model(), cand)
+        for got, want in zip(rotated[side], mano[side]):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+        other = 'right' if side == 'left' else 'left'
+        assert rotated[other][0] is meshes[other][0]
+
+
+def test_rotation_matrices_match_smplx_rodrigues():
+    from smplx.lbs import batch_rodrigues
+    from hand_recon_ros.refine.mlp import rotation_matrices
+    aa = np.random.default_rng(0).normal(0, 1.0, (6, 3))
+    aa[0] = 0.0
+    aa[1] = [1e-10, 0.0, 0.0]
+    got = rotation_matrices(aa)
+    want = batch_rodrigues(torch.tensor(aa)).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(got @ got.transpose(0, 2, 1), np.broadcast_to(np.eye(3), got.shape), atol=1e-12)
+    np.testing.assert_array_equal(got[0], np.eye(3))

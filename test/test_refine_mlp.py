@@ -90,7 +90,10 @@ def test_each_stage_sees_the_previous_stages_result():
     torch.testing.assert_close(vec[0, :3], current.to_vector()[0, :3] + 0.5 * delta[:3])
     torch.testing.assert_close(vec[0, 3:6], truth.left.global_orient)
     j_end, c_end = errors_of(TwoHandState.from_vector(vec), head)
-    assert (j_end, c_end) == pytest.approx((trace[1]['joint_candidate'][0], trace[1]['collision_candidate'][0]))
+    # The orientation stage rotates the current mesh instead of re-running MANO: same errors up to the
+    # float32 rounding of the MANO output (~1e-7 m per vertex).
+    assert j_end == pytest.approx(trace[1]['joint_candidate'][0], rel=1e-5, abs=1e-7)
+    assert c_end == pytest.approx(trace[1]['collision_candidate'][0], rel=0, abs=1e-6)
 
 
 def test_batched_refinement_verifies_each_sample_on_its_own():

@@ -52,7 +52,31 @@ _RAY_FRAME = np.stack([_E1, np.cross(_RAY_DIR, _E1), _RAY_DIR])
 # number instead; such a vertex is at most this deep, so either answer changes its depth by less than this.
 _AMBIGUOUS_M = 1e-9
 _CLOSED_CACHE = {}
+_DEPTH_SLABS = 4
+_UNBOUNDED = np.full(3, np.inf)
 _NEXT = [1, 2, 0]
+
+
+# numpy reduces over a short axis (min over the 3 columns of an (N, 3) array, or over N rows) ~10-20x
+# slower than the same result by elementwise ops on contiguous columns; these run in every query.
+def _min3(a):
+    return np.minimum(np.minimum(a[:, 0], a[:, 1]), a[:, 2])
+
+
+def _max3(a):
+    return np.maximum(np.maximum(a[:, 0], a[:, 1]), a[:, 2])
+
+
+def _box(points):
+    """(lo (3,), hi (3,)) of (N, 3) points."""
+    cols = np.ascontiguousarray(points.T)
+    return cols.min(1), cols.max(1)
+
+
+def _in_box(points, lo, hi):
+    """(N,) bool: points inside the closed box [lo, hi]."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    return (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
 
 
 def _is_closed(faces):
@@ -80,29 +104,38 @@ def _ragged(starts, counts):
 
 
 class _RayGrid:
-    """Faces projected along the ray direction, binned into a 2-D grid of their bounding boxes."""
+    """Faces projected along the ray direction, binned into a 2-D grid of their bounding boxes.
+
+    Per-face constants are stored as rows of (K, F) tables so that a query gathers them with one ``take``
+    and works on contiguous vectors (numpy is several times slower on short strided rows)."""
 
     def __init__(self, verts, faces):
-        p = verts @ _RAY_FRAME.T
-        # (F, 3) corner coordinates in the ray frame; columns rolled by one give each edge's end corner.
-        self.x, self.y, self.z = p[:, 0][faces], p[:, 1][faces], p[:, 2][faces]
-        x, y = self.x, self.y
-        nx, ny = x[:, _NEXT], y[:, _NEXT]
-        self.dx, self.dy = nx - x, ny - y
-        self.area2 = self.dx[:, 0] * (y[:, 2] - y[:, 0]) - self.dy[:, 0] * (x[:, 2] - x[:, 0])
-        self.sign = np.where(self.area2 < 0, -1.0, 1.0)        # orientation seen along the ray: +1 = exit
-        # Edge normals scaled by orientation / length: dot with (query - corner) = signed distance, + inside.
-        inv_len = self.sign[:, None] / np.maximum(np.hypot(self.dx, self.dy), 1e-300)
-        self.nx, self.ny = -self.dy * inv_len, self.dx * inv_len
-        lo, hi = p[:, :2].min(0), p[:, :2].max(0)
-        self.cells = np.full(2, max(4, min(64, int(np.sqrt(len(faces))))))
+        # Ray-frame coordinates about the mesh's first vertex (small numbers: little cancellation below).
+        self.origin = verts[0].copy()
+        p = (verts - self.origin) @ _RAY_FRAME.T
+        corners = np.ascontiguousarray(faces.T)                       # (3, F)
+        x, y, z = p[:, 0][corners], p[:, 1][corners], p[:, 2][corners]
+        dx, dy = x[_NEXT] - x, y[_NEXT] - y                           # edge i: corner i -> corner i+1
+        area2 = dx[0] * (y[2] - y[0]) - dy[0] * (x[2] - x[0])
+        sign = np.where(area2 < 0, -1.0, 1.0)                         # orientation seen along the ray: +1 = exit
+        # Edge normals scaled by orientation / length: normal . query - offset = signed distance, + inside.
+        inv_len = sign / np.maximum(np.hypot(dx, dy), 1e-300)
+        nx, ny = -dy * inv_len, dx * inv_len
+        self.edges = np.concatenate([nx, ny, nx * x + ny * y])       # (9, F)
+        # Twice the area of (corner i, corner i+1, query) = dx_i * qy - dy_i * qx - (dx_i * y_i - dy_i * x_i).
+        self.tris = np.concatenate([dx, dy, dx * y - dy * x, z, area2[None], sign[None]])   # (14, F)
+        lo, hi = _box(p[:, :2])
+        self.cells = np.full(2, max(4, min(64, int(np.sqrt(faces.shape[0])))))
         self.lo = lo
         self.size = np.maximum(hi - lo, 1e-12) / self.cells
-        c0x, c0y = self._cell(x.min(1), 0), self._cell(y.min(1), 1)
-        spanx, spany = self._cell(x.max(1), 0) - c0x + 1, self._cell(y.max(1), 1) - c0y + 1
-        face, k = _ragged(np.zeros(len(faces), dtype=np.int64), spanx * spany)
+        c0x, c0y = self._cell(np.minimum(np.minimum(x[0], x[1]), x[2]), 0), \
+            self._cell(np.minimum(np.minimum(y[0], y[1]), y[2]), 1)
+        spanx = self._cell(np.maximum(np.maximum(x[0], x[1]), x[2]), 0) - c0x + 1
+        spany = self._cell(np.maximum(np.maximum(y[0], y[1]), y[2]), 1) - c0y + 1
+        face, k = _ragged(np.zeros(faces.shape[0], dtype=np.int64), spanx * spany)
         sx = spanx[face]
-        cell = ((c0x[face] + k % sx) * self.cells[1] + c0y[face] + k // sx).astype(np.uint16)
+        row = np.floor((k + 0.5) / sx).astype(np.int64)       # k // sx in floats (exact for these small ints)
+        cell = ((c0x[face] + k - row * sx) * self.cells[1] + c0y[face] + row).astype(np.uint16)
         self.cell_faces = face[np.argsort(cell, kind='stable')]      # radix sort on 16-bit keys
         self.cell_count = np.bincount(cell, minlength=int(self.cells[0] * self.cells[1]))
         self.cell_start = np.cumsum(self.cell_count) - self.cell_count
@@ -112,56 +145,99 @@ class _RayGrid:
         return np.clip(cells, 0, self.cells[axis] - 1)
 
     def winding(self, query):
-        """(integer winding numbers (N,), ambiguous (N,) bool) by signed crossings of a ray from each query."""
-        r = query @ _RAY_FRAME.T
-        cell_xy = np.floor((r[:, :2] - self.lo) / self.size).astype(np.int64)
-        valid = np.all((cell_xy >= 0) & (cell_xy < self.cells), axis=1)
-        cell = np.where(valid, cell_xy[:, 0] * self.cells[1] + cell_xy[:, 1], 0)
+        """(integer winding numbers (N,), ambiguous (N,) bool, first hit (N,)) by signed crossings of a ray
+        from each query; first hit = distance to the nearest crossing (inf without one), an upper bound of
+        the query's distance to the surface."""
+        r = np.ascontiguousarray(((query - self.origin) @ _RAY_FRAME.T).T)
+        rx, ry, rz = r[0], r[1], r[2]
+        cx = np.floor((rx - self.lo[0]) / self.size[0]).astype(np.int64)
+        cy = np.floor((ry - self.lo[1]) / self.size[1]).astype(np.int64)
+        valid = (cx >= 0) & (cx < self.cells[0]) & (cy >= 0) & (cy < self.cells[1])
+        cell = np.where(valid, cx * self.cells[1] + cy, 0)
         owner, flat = _ragged(self.cell_start[cell], np.where(valid, self.cell_count[cell], 0))
         f = self.cell_faces[flat]
-        px, py = r[owner, 0:1], r[owner, 1:2]
-        dist = self.nx[f] * (px - self.x[f]) + self.ny[f] * (py - self.y[f])   # to each edge line
-        inside2d = np.all(dist > _AMBIGUOUS_M, axis=1)
-        on_edge = np.all(dist >= -_AMBIGUOUS_M, axis=1) & ~inside2d
-        fi, oi = f[inside2d], owner[inside2d]
+        px, py = rx[owner], ry[owner]
+        e = self.edges.take(f, axis=1)
+        nearest_edge = np.minimum(np.minimum(e[0] * px + e[3] * py - e[6], e[1] * px + e[4] * py - e[7]),
+                                  e[2] * px + e[5] * py - e[8])       # signed distance to the nearest edge line
+        inside2d = nearest_edge > _AMBIGUOUS_M
+        on_edge = (nearest_edge >= -_AMBIGUOUS_M) & ~inside2d
+        oi = owner[inside2d]
+        t = self.tris.take(f[inside2d], axis=1)
+        qx, qy = px[inside2d], py[inside2d]
+        w0, w1, w2 = (t[i] * qy - t[3 + i] * qx - t[6 + i] for i in range(3))
         # Barycentric weight of corner i+2 = twice the area of (corner i, corner i+1, query) / area2.
-        e = self.dx[fi] * (r[oi, 1:2] - self.y[fi]) - self.dy[fi] * (r[oi, 0:1] - self.x[fi])
-        z = self.z[fi]
-        dz = (e[:, 1] * z[:, 0] + e[:, 2] * z[:, 1] + e[:, 0] * z[:, 2]) / self.area2[fi] - r[oi, 2]
+        dz = (w1 * t[9] + w2 * t[10] + w0 * t[11]) / t[12] - rz[oi]
         crossing = dz > _AMBIGUOUS_M
-        wn = np.bincount(oi[crossing], weights=self.sign[fi[crossing]], minlength=len(query))
+        hit_owner, hit_dz = oi[crossing], dz[crossing]
+        wn = np.bincount(hit_owner, weights=t[13][crossing], minlength=len(query))
         ambiguous = np.zeros(len(query), dtype=bool)
         ambiguous[owner[on_edge]] = True
         ambiguous[oi[np.abs(dz) <= _AMBIGUOUS_M]] = True
-        return wn, ambiguous
+        first_hit = np.full(len(query), np.inf)
+        if len(hit_owner):      # owners come sorted (ragged runs): one minimum per run
+            starts = np.flatnonzero(np.concatenate([[True], hit_owner[1:] != hit_owner[:-1]]))
+            first_hit[hit_owner[starts]] = np.minimum.reduceat(hit_dz, starts)
+        return wn, ambiguous, first_hit
 
 
 class MeshSolid:
     """A watertight mesh prepared for many inside / depth queries (metres, float64).
 
     Its search structures (ray grid, fast-winding-number tree, AABB tree) are built on first use and
-    shared with :meth:`translated` copies, so one mesh serves both directions of a pair and every
-    rigidly shifted candidate of it. Build with :func:`prepare_mesh` (validates the arrays).
+    shared with :meth:`translated` / :meth:`rotated` copies (a rigid motion maps the queries into the
+    built mesh's frame instead), so one mesh serves both directions of a pair and every rigidly moved
+    candidate of it. Build with :func:`prepare_mesh` (validates the arrays).
     """
 
-    def __init__(self, verts, faces, exact=False, _shared=None, _offset=None):
+    def __init__(self, verts, faces, exact=False, _shared=None, _offset=None, _rotation=None):
         self.verts, self.faces, self.exact = verts, faces, bool(exact)
         self._shared = {} if _shared is None else _shared
+        # Where the mesh is: points = verts @ rotation.T + offset (rotation None = identity).
         self.offset = np.zeros(3) if _offset is None else _offset
-        if 'bbox' not in self._shared:
-            self._shared['bbox'] = (verts.min(0), verts.max(0))
-        lo, hi = self._shared['bbox']
-        self.lo, self.hi = lo + self.offset, hi + self.offset
+        self.rotation = _rotation
+        if self.rotation is None:
+            if 'bbox' not in self._shared:
+                self._shared['bbox'] = _box(verts)
+            lo, hi = self._shared['bbox']
+            self.lo, self.hi = lo + self.offset, hi + self.offset
+            self._points = None
+        else:
+            self._points = verts @ self.rotation.T + self.offset
+            self.lo, self.hi = _box(self._points)
 
     @property
     def points(self) -> np.ndarray:
-        """The vertices where this (possibly translated) mesh is."""
+        """The vertices where this (possibly moved) mesh is."""
+        if self._points is not None:
+            return self._points
         return self.verts + self.offset if self.offset.any() else self.verts
 
     def translated(self, shift) -> 'MeshSolid':
         """The same mesh moved by ``shift`` (3,), sharing every built structure."""
         shift = np.asarray(shift, dtype=np.float64).reshape(3)
-        return MeshSolid(self.verts, self.faces, self.exact, self._shared, self.offset + shift)
+        return MeshSolid(self.verts, self.faces, self.exact, self._shared, self.offset + shift, self.rotation)
+
+    def rotated(self, rotation, center) -> 'MeshSolid':
+        """The same mesh rotated by the 3x3 matrix ``rotation`` about the point ``center`` (3,), sharing every
+        built structure (its points differ from rotating the vertices directly only by rounding)."""
+        rotation = np.asarray(rotation, dtype=np.float64)
+        center = np.asarray(center, dtype=np.float64).reshape(3)
+        if rotation.shape != (3, 3) or not np.isfinite(rotation).all():
+            raise ValueError(f'rotation must be a finite 3x3 matrix, got shape {rotation.shape}')
+        if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-9) or np.linalg.det(rotation) <= 0:
+            raise ValueError('rotation must be a proper rotation matrix (orthonormal, det +1)')
+        combined = rotation if self.rotation is None else rotation @ self.rotation
+        return MeshSolid(self.verts, self.faces, self.exact, self._shared,
+                         rotation @ (self.offset - center) + center, combined)
+
+    def _local(self, query):
+        """World query points in the frame of the built structures."""
+        local = query - self.offset
+        return local @ self.rotation if self.rotation is not None else local
+
+    def _world(self, local):
+        return (local @ self.rotation.T if self.rotation is not None else local) + self.offset
 
     def _cached(self, key, build):
         value = self._shared.get(key)
@@ -177,45 +253,88 @@ class MeshSolid:
         return self._cached('fwn', build).winding_number(np.ascontiguousarray(local))
 
     def _winding_inside(self, local):
+        """(inside (N,) bool, upper bounds (N,) of the distance to the surface, inf where unknown)."""
+        unknown = np.full(len(local), np.inf)
         if self.exact:
-            return igl.winding_number(self.verts, self.faces, np.ascontiguousarray(local)) > _INSIDE_WINDING
+            return igl.winding_number(self.verts, self.faces, np.ascontiguousarray(local)) > _INSIDE_WINDING, unknown
         if not self._cached('closed', lambda: _is_closed(self.faces)):
-            return self._fast_winding(local) > _INSIDE_WINDING
-        wn, ambiguous = self._cached('grid', lambda: _RayGrid(self.verts, self.faces)).winding(local)
+            return self._fast_winding(local) > _INSIDE_WINDING, unknown
+        wn, ambiguous, first_hit = self._cached('grid', lambda: _RayGrid(self.verts, self.faces)).winding(local)
         inside = wn > _INSIDE_WINDING
         if ambiguous.any():
             inside[ambiguous] = self._fast_winding(local[ambiguous]) > _INSIDE_WINDING
-        return inside
+        return inside, first_hit
+
+    def _inside_local(self, query):
+        """(inside (N,), indices of the inside points, their local coordinates, their distance bounds)."""
+        candidates = np.flatnonzero(_in_box(query, self.lo, self.hi))
+        inside = np.zeros(len(query), dtype=bool)
+        if not len(candidates):
+            return inside, candidates, np.zeros((0, 3)), np.zeros(0)
+        local = self._local(query[candidates])
+        inside_c, bound = self._winding_inside(local)
+        inside[candidates] = inside_c
+        return inside, candidates[inside_c], local[inside_c], bound[inside_c]
 
     def inside(self, query) -> np.ndarray:
         """(N,) bool for float64 (N, 3) query points; only those inside the bounding box are tested."""
-        candidates = np.flatnonzero(np.all((query >= self.lo) & (query <= self.hi), axis=1))
-        inside = np.zeros(len(query), dtype=bool)
-        if len(candidates):
-            inside[candidates] = self._winding_inside(query[candidates] - self.offset)
-        return inside
+        return self._inside_local(query)[0]
 
-    def closest(self, query):
-        """(squared distances, face ids, closest points) of float64 (N, 3) points to the surface."""
+    def _aabb(self):
         def build():
             tree = igl.AABB()
             tree.init(self.verts, self.faces)
             return tree
-        tree = self._cached('aabb', build)
-        sq, face_ids, closest = tree.squared_distance(self.verts, self.faces,
-                                                      np.ascontiguousarray(query - self.offset))
-        return sq, face_ids, closest + self.offset
+        return self._cached('aabb', build)
+
+    def closest(self, query):
+        """(squared distances, face ids, closest points) of float64 (N, 3) points to the surface."""
+        sq, face_ids, closest = self._aabb().squared_distance(self.verts, self.faces,
+                                                             np.ascontiguousarray(self._local(query)))
+        return sq, face_ids, self._world(closest)
+
+    def _face_boxes(self):
+        """(F, 3) lower and upper corners of each face's box (local frame)."""
+        corners = [self.verts[self.faces[:, k]] for k in range(3)]
+        return (np.minimum(np.minimum(corners[0], corners[1]), corners[2]),
+                np.maximum(np.maximum(corners[0], corners[1]), corners[2]))
+
+    def _closest_local(self, local, bound):
+        """``closest`` in the local frame, searching only the faces that can hold a closest point: those
+        whose box meets the box of the balls of radius ``bound`` around the queries (the nearest ray
+        crossing is a surface point, so the closest one is no farther). A tree over that subset is built
+        per call, much cheaper than the whole mesh's when the hands overlap a little."""
+        if not np.isfinite(bound).all() or 'aabb' in self._shared:
+            sq, face_ids, closest = self._aabb().squared_distance(self.verts, self.faces, np.ascontiguousarray(local))
+            return sq, face_ids, closest
+        face_lo, face_hi = self._cached('face_boxes', self._face_boxes)
+        # Queries in a few slabs along their longest extent, one box each: tighter than one box for all.
+        low, high = local - bound[:, None], local + bound[:, None]
+        lo, hi = _box(low)[0], _box(high)[1]
+        order = np.argsort(local[:, int(np.argmax(hi - lo))], kind='stable')
+        keep = np.zeros(len(self.faces), dtype=bool)
+        for group in np.array_split(order, min(_DEPTH_SLABS, max(1, len(local) // 8))):
+            lo, hi = _box(low[group])[0], _box(high[group])[1]
+            keep |= _in_box(face_hi, lo, _UNBOUNDED) & _in_box(face_lo, -_UNBOUNDED, hi)
+        subset = np.flatnonzero(keep)
+        if len(subset) > 0.6 * len(self.faces):
+            return self._aabb().squared_distance(self.verts, self.faces, np.ascontiguousarray(local))
+        faces = np.ascontiguousarray(self.faces[subset])
+        tree = igl.AABB()
+        tree.init(self.verts, faces)
+        sq, face_ids, closest = tree.squared_distance(self.verts, faces, np.ascontiguousarray(local))
+        return sq, subset[face_ids], closest
 
     def depths(self, query):
         """Depth of each query point inside the mesh (0 outside), the inside indices, and their closest
         faces and points."""
-        inside = self.inside(query)
+        _, idx, local, bound = self._inside_local(query)
         depth = np.zeros(len(query))
-        idx = np.flatnonzero(inside)
         face_ids = closest = None
         if len(idx):
-            sq, face_ids, closest = self.closest(query[idx])
+            sq, face_ids, closest = self._closest_local(local, bound)
             depth[idx] = np.sqrt(sq)
+            closest = self._world(closest)
         return depth, idx, face_ids, closest
 
 

@@ -8,7 +8,7 @@ one quantity.
 
 Speed: each closed hand becomes a ``MeshSolid`` whose search structures are built once and serve both
 directions; :meth:`TwoHandCollision.solids` / :meth:`errors_of` let the refiner keep a hand's solid while
-only the other hand changes, and shift it (no rebuild) when a stage only translates it.
+only the other hand changes, and shift or rotate it (no rebuild) when a stage moves it rigidly.
 """
 from __future__ import annotations
 

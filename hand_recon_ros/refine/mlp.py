@@ -9,7 +9,9 @@ both drop strictly (verify.accept_candidates).
 Cost control, all exact consequences of that rule: the gate skips single or distant hands before any
 work; a pair with zero collision skips every stage (collision cannot drop below 0); the collision of a
 candidate is computed only where its joint error already dropped; a stage re-runs MANO and rebuilds the
-collision structures only for the hands it changes (translation: none, the structures are shifted).
+collision structures only for the hands it changes (translation: none, the meshes and structures are
+shifted; an orientation stage: none, its hand's mesh and structures are rotated about the wrist, equal to a
+MANO pass up to float32 rounding, ~1e-7 m).
 """
 from __future__ import annotations
 
@@ -26,7 +28,25 @@ from hand_recon_ros.refine.factors import (DEFAULT_GATE_M, FACTOR_SIDES, FACTOR_
                                            should_refine, wrists_from_vector)
 from hand_recon_ros.refine.verify import accept_candidates, check_joint_head_output, joint_errors
 
-__all__ = ['FactorMLP', 'Refiner', 'build_refiner']
+__all__ = ['FactorMLP', 'Refiner', 'build_refiner', 'rotation_matrices']
+
+_ORIENT_SIDE = {'left_orient': 'left', 'right_orient': 'right'}
+_ORIENT_COLUMNS = {'left_orient': slice(3, 6), 'right_orient': slice(6, 9)}
+
+
+def rotation_matrices(axis_angle: np.ndarray) -> np.ndarray:
+    """(B, 3, 3) float64 rotation matrices of (B, 3) axis-angle vectors (Rodrigues; exact at angle 0)."""
+    aa = np.asarray(axis_angle, dtype=np.float64).reshape(-1, 3)
+    angle = np.linalg.norm(aa, axis=1)
+    small = angle < 1e-8
+    safe = np.where(small, 1.0, angle)
+    # sin(a)/a and (1 - cos(a))/a^2 with their limits 1 and 1/2 at a = 0.
+    a = np.where(small, 1.0, np.sin(safe) / safe)
+    b = np.where(small, 0.5, (1.0 - np.cos(safe)) / safe ** 2)
+    x, y, z = aa.T
+    zero = np.zeros_like(x)
+    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=1).reshape(-1, 3, 3)
+    return np.eye(3) + a[:, None, None] * k + b[:, None, None] * (k @ k)
 
 
 @contextlib.contextmanager
@@ -104,18 +124,38 @@ class Refiner(nn.Module):
         return image_feature
 
     def _candidate_meshes(self, factor, cand, vec, meshes):
-        sides = FACTOR_SIDES[factor]
+        """Meshes of a stage's candidates. Translation shifts the current meshes; an orientation stage
+        rotates that hand's current mesh about its wrist (MANO rotates the whole hand about the wrist joint,
+        so this equals a MANO pass up to float32 rounding, ~1e-7 m); the others run MANO for the hands
+        they change."""
         if factor == 'translation':
             old, new = wrists_from_vector(vec), wrists_from_vector(cand)
             return {side: (meshes[side][0] + (n - o)[:, None], meshes[side][1] + (n - o)[:, None])
                     for side, o, n in zip(('left', 'right'), old, new)}
         out = dict(meshes)
-        out.update(forward_hands(self.hand_model, cand, sides))
+        if factor in _ORIENT_SIDE:
+            side = _ORIENT_SIDE[factor]
+            rotation, wrist = self._orient_motion(factor, cand, vec)
+            rot = torch.as_tensor(rotation, device=cand.device)
+            pivot = torch.as_tensor(wrist, device=cand.device)[:, None]
+            out[side] = tuple(((m.double() - pivot) @ rot.transpose(1, 2) + pivot).to(m.dtype) for m in meshes[side])
+            return out
+        out.update(forward_hands(self.hand_model, cand, FACTOR_SIDES[factor]))
         return out
+
+    @staticmethod
+    def _orient_motion(factor, cand, vec):
+        """(B, 3, 3) float64 rotations taking the current hand to the candidate's, and (B, 3) wrists."""
+        cols = _ORIENT_COLUMNS[factor]
+        new = rotation_matrices(cand[:, cols].detach().cpu().double().numpy())
+        old = rotation_matrices(vec[:, cols].detach().cpu().double().numpy())
+        wrist = wrists_from_vector(vec)[0 if _ORIENT_SIDE[factor] == 'left' else 1]
+        return new @ old.transpose(0, 2, 1), wrist.detach().cpu().double().numpy()
 
     def _candidate_solids(self, factor, cand, vec, cand_meshes, solids, need):
         """Collision solids of a stage's candidates (rows in ``need``): a translation shifts the current
-        ones, another stage rebuilds the hands it changes and keeps the other hand's."""
+        ones, an orientation stage rotates the current one of its hand (no rebuild), another stage
+        rebuilds the hands it changes; the other hand's solid is kept."""
         if factor == 'translation':
             shifts = [(n - o).detach().cpu().double().numpy() for o, n in zip(wrists_from_vector(vec),
                                                                               wrists_from_vector(cand))]
@@ -123,6 +163,12 @@ class Refiner(nn.Module):
                            for j, s in enumerate(solids[side])]
                     for side, shift in zip(('left', 'right'), shifts)}
         out = dict(solids)
+        if factor in _ORIENT_SIDE:
+            side = _ORIENT_SIDE[factor]
+            rotation, wrist = self._orient_motion(factor, cand, vec)
+            out[side] = [s.rotated(rotation[j], wrist[j]) if need[j] and s is not None else None
+                         for j, s in enumerate(solids[side])]
+            return out
         for side in FACTOR_SIDES[factor]:
             out[side] = self.collision.solids(side, cand_meshes[side][0], mask=need)
         return out

@@ -150,7 +150,8 @@ class ACRLoss(torch.nn.Module):
         w = self.config.weights
         terms = {}
         terms['center'] = center_focal_loss(outputs['center_maps'], batch['center_maps'])
-        if w['seg'] > 0 and epoch < self.config.seg_epochs:
+        # Real datasets have no part labels (all pixels ignore_index = -100): no term rather than a NaN mean.
+        if w['seg'] > 0 and epoch < self.config.seg_epochs and bool((batch['seg'] != -100).any()):
             terms['seg'] = F.cross_entropy(outputs['segmentation'].float(), batch['seg'])
         valid = batch['valid'].bool()
         fused, _ = select_hand_params(outputs, batch['center_maps'], valid, self.decode_config)
@@ -171,7 +172,15 @@ class ACRLoss(torch.nn.Module):
         gt_aa = torch.cat([batch['global_orient'][b_idx, s_idx], batch['hand_pose'][b_idx, s_idx]], dim=-1)
         gt_mats = rotations.axis_angle_to_matrix(gt_aa.reshape(n, 16, 3))
         betas = p[:, 99:109]
-        terms = {'pose': self._l2(mats, gt_mats), 'shape': self._l2(betas, batch['betas'][b_idx, s_idx])}
+        # Real samples: MANO targets only where the dataset has them; joints only where annotated.
+        has_mano = batch['has_mano'][b_idx, s_idx].bool() if 'has_mano' in batch else torch.ones(n, dtype=torch.bool,
+                                                                                                    device=p.device)
+        jvalid = (batch['joints_valid'][b_idx, s_idx].bool() if 'joints_valid' in batch
+                  else torch.ones(n, 21, dtype=torch.bool, device=p.device))
+        terms = {}
+        if has_mano.any():
+            terms['pose'] = self._l2(mats[has_mano], gt_mats[has_mano])
+            terms['shape'] = self._l2(betas[has_mano], batch['betas'][b_idx, s_idx][has_mano])
         if self.config.weights['cam'] > 0:
             terms['cam'] = self._l2(p[:, :3], batch['cam'][b_idx, s_idx])
         aa = rotations.matrix_to_axis_angle(mats)
@@ -185,12 +194,18 @@ class ACRLoss(torch.nn.Module):
         pred_rel = joints - joints[:, root:root + 1]
         gt = batch['joints_3d'][b_idx, s_idx]
         gt_rel = gt - gt[:, root:root + 1]
-        terms['j3d'] = self._points(pred_rel, gt_rel)
-        terms['paj3d'] = self._points(procrustes_align(pred_rel, gt_rel), gt_rel)
         proj = p[:, 0, None, None] * pred_rel[..., :2] + p[:, None, 1:3]
         terms['pj2d'] = self._points(proj, batch['joints_2d'][b_idx, s_idx], batch['joints_vis'][b_idx, s_idx])
+        jvalid = jvalid & jvalid[:, root:root + 1]          # relative joints need a valid root
+        if not jvalid.any():
+            return terms
+        terms['j3d'] = self._points(pred_rel, gt_rel, jvalid)
+        full = jvalid.all(dim=1)                            # Procrustes needs every joint of the hand
+        if full.any():
+            terms['paj3d'] = self._points(procrustes_align(pred_rel[full], gt_rel[full]), gt_rel[full])
         parent, child = _BONE_PARENT.to(p.device), _BONE_CHILD.to(p.device)
         bone_pred = (pred_rel[:, child] - pred_rel[:, parent]).norm(dim=-1)
         bone_gt = (gt_rel[:, child] - gt_rel[:, parent]).norm(dim=-1)
-        terms['bone'] = (bone_pred - bone_gt).abs().mean()
+        bone_ok = (jvalid[:, child] & jvalid[:, parent]).to(p.dtype)
+        terms['bone'] = ((bone_pred - bone_gt).abs() * bone_ok).sum() / bone_ok.sum().clamp_min(1.0)
         return terms

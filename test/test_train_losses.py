@@ -152,3 +152,28 @@ def test_loss_config_validation():
     with pytest.raises(ValueError, match='unknown loss config keys'):
         LossConfig.from_dict({'epochs': 3})
     assert LossConfig(weights={'j3d': 5}).weights['paj3d'] == 360.0
+
+
+def test_real_data_masks_missing_mano_joints_and_part_labels(hand_model, batch):
+    """Real datasets lack MANO fits, some joints and all part labels: those terms must drop out, not go NaN."""
+    loss = ACRLoss(hand_model, LossConfig(seg_epochs=2))
+    outputs = {k: v.clone().requires_grad_(True) for k, v in _gt_outputs(batch).items()}
+    outputs['params'].data[..., 3:99] += 0.2
+    real = dict(batch)
+    real['seg'] = torch.full_like(batch['seg'], -100)
+    real['has_mano'] = torch.zeros_like(batch['valid'])
+    joints_valid = torch.ones(*batch['valid'].shape, 21, dtype=torch.bool)
+    joints_valid[..., 4] = False                                   # a missing thumb tip everywhere
+    real['joints_valid'] = joints_valid
+    total, terms = loss(outputs, real, epoch=0)
+    assert 'seg' not in terms and 'pose' not in terms and 'shape' not in terms
+    assert 'paj3d' not in terms                                    # Procrustes needs complete hands
+    assert {'j3d', 'bone', 'pj2d', 'center'} <= set(terms)
+    total.backward()
+    assert torch.isfinite(total) and torch.isfinite(outputs['params'].grad).all()
+    # Corrupting the masked joint's ground truth changes nothing; an unmasked joint does.
+    moved = dict(real, joints_3d=real['joints_3d'].clone())
+    moved['joints_3d'][..., 4, :] += 0.05
+    assert loss(outputs, moved, epoch=0)[1]['j3d'] == pytest.approx(terms['j3d'], rel=1e-6)
+    moved['joints_3d'][..., 8, :] += 0.05
+    assert loss(outputs, moved, epoch=0)[1]['j3d'] > terms['j3d'] * 1.01

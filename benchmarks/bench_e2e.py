@@ -118,7 +118,7 @@ class NodeUnderTest:
         self.timings_path.write_text('')
         self.log_path = self.workdir / f'node_{backbone}_{input_size}.log'
         args = ['--ros-args', '--params-file', str(PARAMS_FILE), '-p', f'device:={device}',
-                '-p', f'network.backbone:={backbone}', '-p', f'network.input_size:={input_size}',
+                '-p', 'weights:=untrained', '-p', f'network.backbone:={backbone}', '-p', f'network.input_size:={input_size}',
                 '-p', 'detection_threshold:=0.0', '-p', 'input_reliability:=reliable', *node_args]
         if plain:
             cmd = [sys.executable, '-m', 'hand_recon_ros.ros.node', *args]

@@ -36,7 +36,7 @@ def main():
     rows = []
     for name in args.configs:
         key, size = name.split('@')
-        rec = create_reconstructor(PipelineConfig(device=args.device, precision=args.precision,
+        rec = create_reconstructor(PipelineConfig(weights='untrained', device=args.device, precision=args.precision,
                                                   backbone=BACKBONES[key], input_size=int(size),
                                                   detection_threshold=0.0))
         for _ in range(3):

@@ -31,11 +31,12 @@ from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_
 LOG = logging.getLogger('hand_recon_ros.pipeline')
 SIDES = ('left', 'right')       # network side index 0 = left, 1 = right (ACR order)
 DEFAULT_MODEL_NAMES = ('acr_default.safetensors',)
+UNTRAINED = 'untrained'      # weights value that asks for the seeded random-init network (tests, benchmarks)
 
 
 @dataclass
 class PipelineConfig:
-    weights: str = ''                 # '' = shipped default model if present
+    weights: str = ''                 # '' = shipped default model if present; 'untrained' = seeded random init
     allow_untrained: bool = True      # no weights found: seeded random init (demo/tests), loudly
     backbone: str = 'resnet18'        # only for the untrained network
     input_size: int = 256             # only for the untrained network
@@ -332,7 +333,9 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
     from hand_recon_ros.hand_model.model import load_hand_model
 
     description = ''
-    if config.weights:
+    if config.weights == UNTRAINED:
+        path = None           # explicit: the seeded random-init network even when a default model is shipped
+    elif config.weights:
         path = Path(config.weights).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path} (parameter 'weights')")
@@ -349,7 +352,7 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
             except (ValueError, AttributeError):
                 description = ''
         weights_file = str(path)
-    elif config.allow_untrained:
+    elif config.allow_untrained or config.weights == UNTRAINED:
         preset = {'resnet18': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}.get(
             config.backbone)
         torch.manual_seed(config.seed)

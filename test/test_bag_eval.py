@@ -176,7 +176,7 @@ def offline():
     """The untrained seeded network at 128 px with a low threshold: it reports two hands per frame."""
     from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
     from hand_recon_ros.tools.sample_frames import sample_frames
-    rec = create_reconstructor(PipelineConfig(device='cpu', input_size=128, detection_threshold=0.05))
+    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128, detection_threshold=0.05))
     frames = [(f['image'], f['K'], rec.reconstruct(f['image'], f['K'])) for f in sample_frames(n=3, seed=1)]
     assert all(len(r.hands) == 2 for _, _, r in frames), 'the fixture needs frames with two hands'
     return rec, frames
@@ -292,7 +292,7 @@ def test_node_outputs_recorded_by_the_demo_match_the_offline_pipeline(tmp_path):
     import sys
     out = tmp_path / 'demo'
     cmd = [sys.executable, '-m', 'hand_recon_ros.tools.demo', '--out', str(out), '--frames', '3', '--rate', '10', '--',
-           '-p', 'detection_threshold:=0.05', '-p', 'network.input_size:=128', '-p', 'num_threads:=1']
+           '-p', 'detection_threshold:=0.05', '-p', 'weights:=untrained', '-p', 'network.input_size:=128', '-p', 'num_threads:=1']
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rc = bag_eval.main([str(out / 'bag'), '--gt', str(out / 'frames' / 'ground_truth.json'), '--replay',

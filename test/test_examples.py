@@ -27,7 +27,7 @@ from hand_recon_ros.msg import Hand, HandArray, HandModelInfo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / 'examples' / 'hand_consumer.py'
-FAST = ('-p', 'device:=cpu', '-p', 'network.input_size:=128', '-p', 'num_threads:=1')
+FAST = ('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.input_size:=128', '-p', 'num_threads:=1')
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Runs the example as its own __main__ and reports at exit whether anything imported torch.
 RUNNER = ('import atexit, runpy, sys\n'

@@ -31,7 +31,7 @@ LAUNCH_PY = REPO / 'launch' / 'hand_recon.launch.py'
 RVIZ = REPO / 'config' / 'hand_recon.rviz'
 # The source tree as the package's share folder: the files under test, not a possibly stale install.
 SHARES = {'hand_recon_ros': str(REPO)}
-SPEED = ['-p', 'network.input_size:=128', '-p', 'num_threads:=1']
+SPEED = ['-p', 'weights:=untrained', '-p', 'network.input_size:=128', '-p', 'num_threads:=1']
 
 
 def xml_args(path):

@@ -19,7 +19,7 @@ from hand_recon_ros.msg import HandArray, HandModelInfo  # noqa: E402
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-FAST = ('-p', 'device:=cpu', '-p', 'network.backbone:=resnet18', '-p', 'network.input_size:=128',
+FAST = ('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.backbone:=resnet18', '-p', 'network.input_size:=128',
         '-p', 'num_threads:=1')
 
 
@@ -159,7 +159,7 @@ def test_auto_input_qos_matches_the_publishers(ros, start_node, publisher, expec
 
 def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, start_node):
     # A heavier network on one thread: ~10x slower than the 100 Hz input.
-    node = start_node('-p', 'device:=cpu', '-p', 'network.backbone:=resnet50', '-p', 'network.input_size:=256',
+    node = start_node('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.backbone:=resnet50', '-p', 'network.input_size:=256',
                       '-p', 'num_threads:=1', '-p', 'diagnostics_period_s:=0.2', '-p', 'detection_threshold:=0.01')
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
     diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)

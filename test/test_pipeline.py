@@ -11,7 +11,7 @@ from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor, params
 @pytest.fixture(scope='module')
 def reconstructor():
     torch.set_num_threads(1)
-    return create_reconstructor(PipelineConfig(device='cpu', backbone='resnet18', input_size=128))
+    return create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128))
 
 
 def make_params(rng, s=1.4, tx=0.1, ty=-0.2):
@@ -127,7 +127,7 @@ def test_refinement_is_skipped_for_distant_hands(reconstructor, monkeypatch):
 
 
 def test_bf16_precision_on_cpu_and_fp16_refused():
-    rec = create_reconstructor(PipelineConfig(device='cpu', backbone='resnet18', input_size=128, precision='bf16',
+    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128, precision='bf16',
                                               detection_threshold=0.0))
     image = np.random.default_rng(6).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     frame = rec.reconstruct(image)
@@ -140,7 +140,7 @@ def test_bf16_precision_on_cpu_and_fp16_refused():
 
 
 def test_batch_of_cameras_equals_one_by_one():
-    rec = create_reconstructor(PipelineConfig(device='cpu', backbone='resnet18', input_size=128,
+    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128,
                                               detection_threshold=0.0, refine=False))
     rng = np.random.default_rng(7)
     images = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(120, 160, 3), (200, 100, 3), (90, 90, 3)]]

@@ -377,6 +377,8 @@ def pipeline_config(options: ReplayOptions, model_info: dict | None):
                             mano_dir=options.mano_dir, detection_threshold=options.detection_threshold,
                             multi_hand=options.multi_hand, max_hands=options.max_hands)
     network = (model_info or {}).get('network', '')
+    if not options.weights and model_info is not None and not model_info.get('weights_sha256'):
+        config.weights = 'untrained'   # the node ran the seeded random-init network: replay the same one
     if network.startswith('acr/') and '@' in network:
         backbone, size = network[4:].split('@', 1)
         config.backbone = backbone

@@ -17,7 +17,7 @@ from .decoding import DecodeConfig, Detections, decode
 from .heads import HandHeads, SegmentationHead, coord_maps
 from hand_recon_ros.config_utils import dataclass_from_dict
 
-__all__ = ['ACRConfig', 'ACRNet', 'PRESETS', 'build_acr', 'NUM_PARAMS', 'NUM_PRIOR', 'NUM_SEG_CLASSES']
+__all__ = ['AGGREGATIONS', 'ACRConfig', 'ACRNet', 'PRESETS', 'build_acr', 'NUM_PARAMS', 'NUM_PRIOR', 'NUM_SEG_CLASSES']
 
 NUM_CAM = 3
 NUM_POSE_6D = 16 * 6
@@ -26,6 +26,7 @@ NUM_PRIOR = NUM_POSE_6D + NUM_BETAS          # 106
 NUM_PARAMS = NUM_CAM + NUM_PRIOR             # 109
 NUM_SEG_CLASSES = 33
 INPUT_MULTIPLE = 32                          # the backbones downsample to S/32 and come back
+AGGREGATIONS = ('full', 'global+part', 'global')   # ablation variants of ACRConfig.aggregation
 
 
 @dataclass
@@ -35,6 +36,12 @@ class ACRConfig:
     ``center_attention``: ``'softmax'`` (paper: the global vector is the centre-map softmax over the global
     parameter map; one vector per image and side) or ``'peak'`` (released code: f_out at every pixel, the
     decoder samples at the peak; needed for several hands per side).
+
+    ``aggregation`` (ablation switch, ``hand_recon_train.ablation``): ``'full'`` (ACR: global + cross-hand
+    prior + part), ``'global+part'`` (no cross-hand prior: the prior output is zeroed, i.e. coefficient 0
+    whatever the decoder's gate says) or ``'global'`` (also no part features: they are zeroed before the
+    fusion). Zeroing by multiplication keeps the unused heads in the graph (zero gradients), so DDP and
+    ONNX export see the same module tree in every variant.
     """
 
     backbone: str = 'hrnet_w32'
@@ -46,6 +53,7 @@ class ACRConfig:
     seg_channels: tuple[int, int] = (16, 64)
     feature_dim: int = 1024
     center_attention: str = 'softmax'
+    aggregation: str = 'full'
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def __post_init__(self):
@@ -59,6 +67,8 @@ class ACRConfig:
                              f'got {self.input_size!r}')
         if self.center_attention not in ('softmax', 'peak'):
             raise ValueError(f"center_attention must be 'softmax' or 'peak', got {self.center_attention!r}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f'aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}')
         for name in ('head_channels', 'head_blocks', 'pose_feature_channels', 'shape_feature_channels',
                      'feature_dim'):
             value = getattr(self, name)
@@ -143,12 +153,17 @@ class ACRNet(nn.Module):
         else:
             global_params = maps['global_params']
             prior = maps['prior_maps']
+        part_params = part['part_params']
+        if self.config.aggregation != 'full':
+            prior = prior * 0.0
+        if self.config.aggregation == 'global':
+            part_params = part_params * 0.0
         return {
             'center_maps': center,
             'segmentation': maps['segmentation'],
             'global_params': maps['global_params'],
             'prior_maps': maps['prior_maps'],
-            'params': self.fusion(global_params, part['part_params']),
+            'params': self.fusion(global_params, part_params),
             'prior': prior,
             'image_feature': self.image_feature(part['pose_map'], part['part_shape_features']),
         }

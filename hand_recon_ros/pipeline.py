@@ -49,6 +49,7 @@ class PipelineConfig:
     max_hands: int = 2
     refine: bool = True               # IHMR-MLP refinement for close two-hand pairs
     refine_gate_m: float = 0.3        # ... only when the wrists are closer than this
+    refine_weights: str = ''          # IHMR-MLP weights; '' = models/ihmr_default.safetensors if shipped
     seed: int = 0
 
 
@@ -113,7 +114,7 @@ class HandReconstructor:
 
     def __init__(self, network, hand_model, device, precision='fp32', weights_file='', weights_sha256='',
                  weights_description='', detection_threshold=0.35, multi_hand=False, max_hands=2,
-                 refine=True, refine_gate_m=0.3):
+                 refine=True, refine_gate_m=0.3, refine_weights=None):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         self.network = network.to(device).eval().to(memory_format=torch.channels_last)
         self.hand_model = hand_model
@@ -131,6 +132,12 @@ class HandReconstructor:
         feature_dim = network.config.feature_dim
         self.joint_head = JointHead(feature_dim, template=joint_template(hand_model)).to(device).eval()
         self.refiner = build_refiner(feature_dim, hand_model=hand_model, gate_m=self.refine_gate_m).eval()
+        self.refine_weights_file, self.refine_weights_sha256 = '', ''
+        if refine_weights is not None:
+            from hand_recon_ros.refine.weights import load_refiner_weights
+            load_refiner_weights(self.refiner, self.joint_head, refine_weights)
+            self.refiner.eval(), self.joint_head.eval()
+            self.refine_weights_file, self.refine_weights_sha256 = str(refine_weights), sha256_of(refine_weights)
 
     # ------------------------------------------------------------------ configuration
     def set_runtime(self, detection_threshold=None, multi_hand=None, max_hands=None, refine=None,
@@ -160,6 +167,7 @@ class HandReconstructor:
                 'weights_sha256': self.weights_sha256, 'weights_description': self.weights_description,
                 'hand_model': self.hand_model.identity, 'hand_model_is_standin': self.hand_model.is_standin,
                 'device': str(self.device), 'precision': self.precision,
+                'refine_weights_file': self.refine_weights_file, 'refine_weights_sha256': self.refine_weights_sha256,
                 'num_vertices': int(self.hand_model.num_vertices if hasattr(self.hand_model, 'num_vertices')
                                     else conventions.NUM_VERTICES),
                 'faces_right': self._faces['right'], 'faces_left': self._faces['left']}
@@ -367,12 +375,23 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
     else:
         raise FileNotFoundError('no weights file given and no shipped default model found in '
                                 + ', '.join(str(d) for d in model_search_dirs()))
+    refine_path = None
+    if config.refine_weights:
+        refine_path = Path(config.refine_weights).expanduser()
+        if not refine_path.is_file():
+            raise FileNotFoundError(f"refinement weights not found: {refine_path} (parameter 'refinement.weights')")
+    else:
+        refine_path = next((d / 'ihmr_default.safetensors' for d in model_search_dirs()
+                            if (d / 'ihmr_default.safetensors').is_file()), None)
+        if refine_path is None and config.refine:
+            warn('no trained IHMR-MLP weights: the refinement runs untrained (its verification rejects any '
+                 'candidate that is worse, so it cannot make results worse)')
     hand_model = load_hand_model(config.mano_dir, device=device)
     if hand_model.is_standin:
         warn('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
     return HandReconstructor(network, hand_model, device, config.precision, weights_file, sha, description,
                              config.detection_threshold, config.multi_hand, config.max_hands,
-                             config.refine, config.refine_gate_m)
+                             config.refine, config.refine_gate_m, refine_path)
 
 
 __all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor', 'resolve_device', 'params_to_mano',

@@ -160,3 +160,18 @@ def test_acr_initial_state_goes_through_the_pipeline_camera_solve(setup):
     assert float((split['init_vec'] - split['gt_vec']).abs().max()) > 0.05
     wl = split['init_vec'][:, 119:122] + 0.5 * split['init_vec'][:, :3]
     assert bool((wl[:, 2] > 0).all())
+
+
+def test_trained_refiner_weights_are_loaded_by_the_pipeline(run):
+    from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor, sha256_of
+    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128,
+                                              refine_weights=str(run['weights'])))
+    info = rec.info()
+    assert info['refine_weights_sha256'] == sha256_of(run['weights'])
+    fresh = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128))
+    assert fresh.info()['refine_weights_sha256'] == ''
+    a = dict(rec.refiner.named_parameters())
+    b = dict(fresh.refiner.named_parameters())
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(FileNotFoundError, match='refinement weights not found'):
+        create_reconstructor(PipelineConfig(weights='untrained', device='cpu', refine_weights='/nope.safetensors'))

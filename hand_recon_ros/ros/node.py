@@ -40,6 +40,7 @@ PARAMETERS = {
     'multi_hand': (False, 'allow more than one hand per side', True),
     'refinement.enabled': (True, 'IHMR-MLP collision-aware refinement of close two-hand pairs', True),
     'refinement.gate_m': (0.3, 'refine only when the two wrists are closer than this (metres)', True),
+    'refinement.weights': ('', 'IHMR-MLP weights file; empty = models/ihmr_default.safetensors if shipped', False),
     'max_hands': (2, 'maximum hands per frame', True),
     'input_transport': ('raw', 'raw | compressed', False),
     'input_reliability': ('auto', 'auto (match the publishers) | best_effort | reliable | system_default', False),
@@ -227,7 +228,9 @@ class HandReconNode(LifecycleNode):
                 weights=self.p('weights'), allow_untrained=self.p('allow_untrained'),
                 backbone=self.p('network.backbone'), input_size=int(self.p('network.input_size')),
                 mano_dir=self.p('mano_dir') or None, device=self.p('device'), precision=self.p('precision'),
-                num_threads=int(self.p('num_threads')), detection_threshold=float(self.p('detection_threshold')))
+                num_threads=int(self.p('num_threads')), detection_threshold=float(self.p('detection_threshold')),
+                refine=bool(self.p('refinement.enabled')), refine_gate_m=float(self.p('refinement.gate_m')),
+                refine_weights=self.p('refinement.weights'))
             self.reconstructor = create_reconstructor(config, logger=self.get_logger())
         except Exception as exc:  # a clear message and an inactive node beat a crash
             self.get_logger().error(f'cannot load the model: {exc}')

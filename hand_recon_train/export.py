@@ -28,6 +28,12 @@ def export_fp16(run_dir, out_path, description=None):
                                 'manifest.json)')
     load_acr(weights)  # refuses a file that does not match its own architecture
     manifest = json.loads(manifest_path.read_text())
+    # no machine-specific absolute paths in a shipped file
+    source = (manifest.get('config') or {}).get('config_source')
+    if source and Path(source).is_absolute():
+        parts = Path(source).parts
+        manifest['config']['config_source'] = str(Path(*parts[parts.index('hand_recon_train'):])) \
+            if 'hand_recon_train' in parts else Path(source).name
     document = json.loads((weights.with_suffix('.json')).read_text())
     state = load_file(str(weights))
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
@@ -42,6 +48,7 @@ def export_fp16(run_dir, out_path, description=None):
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_file(half, str(out_path), metadata={_METADATA_KEY: json.dumps(document)})
+    out_path.chmod(0o644)
     document['extra']['sha256'] = sha256_of(out_path)
     out_path.with_suffix('.json').write_text(json.dumps(document, indent=2, sort_keys=True) + '\n')
     return document

@@ -75,6 +75,20 @@ def _parse_value(text: str):
     return value
 
 
+def merged_config(path: Path, overrides: list[str] | None, defaults: dict) -> dict:
+    """YAML file + `section.key=value` overrides merged onto the defaults (unknown keys refused)."""
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: the config must be a YAML mapping')
+    for item in overrides or []:
+        key, sep, value = item.partition('=')
+        section, dot, name = key.partition('.')
+        if not sep or not dot:
+            raise ValueError(f'override must look like section.key=value, got {item!r}')
+        data.setdefault(section, {})[name] = _parse_value(value)
+    return _merge(defaults, data)
+
+
 def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = None) -> dict:
     """A YAML config by path or by name in ``hand_recon_train/configs`` merged over ``DEFAULTS``;
     ``overrides``: ``section.key=value`` strings (value parsed as YAML)."""
@@ -85,16 +99,7 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
             available = sorted(p.stem for p in CONFIG_DIR.glob('*.yaml'))
             raise FileNotFoundError(f'no config {name_or_path!r} (not a file; named configs: {available})')
         path = named
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f'{path}: the config must be a YAML mapping')
-    for item in overrides or []:
-        key, sep, value = item.partition('=')
-        section, dot, name = key.partition('.')
-        if not sep or not dot:
-            raise ValueError(f'override must look like section.key=value, got {item!r}')
-        data.setdefault(section, {})[name] = _parse_value(value)
-    config = _merge(DEFAULTS, data)
+    config = merged_config(path, overrides, DEFAULTS)
     if config['model']['preset'] not in PRESETS:
         raise ValueError(f"model.preset must be one of {sorted(PRESETS)}, got {config['model']['preset']!r}")
     if config['data']['train_seed'] == config['data']['val_seed']:

@@ -46,7 +46,7 @@ from hand_recon_ros.geometry import rotations
 from hand_recon_ros.refine.factors import PARAM_DIM, REFINE_FACTORS, extract_factor, forward_hands
 from hand_recon_ros.refine.verify import joint_errors
 
-from .train import CONFIG_DIR, _merge, _parse_value
+from .train import CONFIG_DIR, merged_config
 
 __all__ = ['DEFAULTS', 'load_ihmr_config', 'build_acr_for_features', 'prepare_split', 'train_joint_head',
            'joint_head_outputs', 'stage_loss', 'apply_stage', 'train_stage', 'evaluate_refiner', 'train_ihmr',
@@ -81,16 +81,7 @@ def load_ihmr_config(name_or_path, overrides: list[str] | None = None) -> dict:
         path = CONFIG_DIR / f'{name_or_path}.yaml'
         if not path.is_file():
             raise FileNotFoundError(f'no config {name_or_path!r} (not a file, not in {CONFIG_DIR})')
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f'{path}: the config must be a YAML mapping')
-    for item in overrides or []:
-        key, sep, value = item.partition('=')
-        section, dot, name = key.partition('.')
-        if not sep or not dot:
-            raise ValueError(f'override must look like section.key=value, got {item!r}')
-        data.setdefault(section, {})[name] = _parse_value(value)
-    config = _merge(DEFAULTS, data)
+    config = merged_config(path, overrides, DEFAULTS)
     if config['init']['source'] not in ('perturbed', 'acr'):
         raise ValueError(f"init.source must be 'perturbed' or 'acr', got {config['init']['source']!r}")
     if config['targets']['source'] not in ('gt', 'opt'):

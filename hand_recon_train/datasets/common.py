@@ -210,3 +210,23 @@ def make_sample(image_bgr: np.ndarray, K: np.ndarray | None, joints_cam: np.ndar
         'K': f32(K_net),
         'index': torch.tensor(int(index)),
     }
+
+
+class FrameDataset:
+    """Shared part of the real-data datasets: input size / normalisation checks, length, index checks."""
+
+    def __init__(self, annotations, input_size: int = 256, normalization: str = 'imagenet'):
+        self.annotations = annotations
+        self.input_size, self.normalization = int(input_size), normalization
+        if self.input_size < 8 or self.input_size % 8:
+            raise ValueError(f'input_size must be a positive multiple of 8, got {input_size!r}')
+        if normalization not in ('imagenet', 'pm1'):
+            raise ValueError(f"normalization must be 'imagenet' or 'pm1', got {normalization!r}")
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+    def _check_index(self, index: int) -> int:
+        if not 0 <= index < len(self):
+            raise IndexError(f'index {index} out of range for {len(self)} frames')
+        return int(index)

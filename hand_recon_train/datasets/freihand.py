@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from .common import make_sample, project, read_image, read_json
+from .common import FrameDataset, make_sample, project, read_image, read_json
 
 __all__ = ['FREIHAND_TRAIN_FRAMES', 'FreiHandFrame', 'FreiHandAnnotations', 'FreiHandDataset']
 
@@ -155,25 +155,16 @@ class FreiHandAnnotations:
         return iter(self.frames)
 
 
-class FreiHandDataset(Dataset):
+class FreiHandDataset(FrameDataset, Dataset):
     """FreiHAND frames as trainer samples (:func:`common.make_sample`); the hand is the right one, the left
     slot is empty. mmpose-format frames are 2D-only (``joints_valid`` all False, ``K`` zero)."""
 
     def __init__(self, root: str | os.PathLike, split: str = 'training', input_size: int = 256,
                  normalization: str = 'imagenet', **annotation_options):
-        self.annotations = FreiHandAnnotations(root, split, **annotation_options)
-        self.input_size, self.normalization = int(input_size), normalization
-        if self.input_size < 8 or self.input_size % 8:
-            raise ValueError(f'input_size must be a positive multiple of 8, got {input_size!r}')
-        if normalization not in ('imagenet', 'pm1'):
-            raise ValueError(f"normalization must be 'imagenet' or 'pm1', got {normalization!r}")
-
-    def __len__(self) -> int:
-        return len(self.annotations)
+        super().__init__(FreiHandAnnotations(root, split, **annotation_options), input_size, normalization)
 
     def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < len(self):
-            raise IndexError(f'index {index} out of range for {len(self)} frames')
+        index = self._check_index(index)
         f = self.annotations[int(index)]
         image = read_image(f.image_path)
         joints = None

@@ -30,8 +30,8 @@ from torch.utils.data import Dataset
 
 from hand_recon_ros.conventions import INTERHAND_TO_21, ROOT_WRIST, interhand_to_21
 
-from .common import (SIDE_NAMES, interaction_distance, intrinsics_matrix, make_sample, project, read_image,
-                     read_json, world_to_camera)
+from .common import (SIDE_NAMES, FrameDataset, interaction_distance, intrinsics_matrix, make_sample, project,
+                     read_image, read_json, world_to_camera)
 
 __all__ = ['HAND_TYPES', 'SUBSETS', 'InterHandFrame', 'InterHandAnnotations', 'InterHandDataset',
            'find_interhand_files', 'mano_world_to_camera']
@@ -252,26 +252,17 @@ def _parse_mano(entry) -> dict:
     return out
 
 
-class InterHandDataset(Dataset):
+class InterHandDataset(FrameDataset, Dataset):
     """InterHand2.6M frames as trainer samples (:func:`common.make_sample`): the whole frame letterboxed to
     ``input_size`` like at inference, both hands in the camera frame. MANO root orientation, pose and shape
     (camera frame) with ``has_mano`` when the NeuralAnnot file exists."""
 
     def __init__(self, root: str | os.PathLike, split: str = 'test', input_size: int = 256,
                  normalization: str = 'imagenet', **annotation_options):
-        self.annotations = InterHandAnnotations(root, split, **annotation_options)
-        self.input_size, self.normalization = int(input_size), normalization
-        if self.input_size < 8 or self.input_size % 8:
-            raise ValueError(f'input_size must be a positive multiple of 8, got {input_size!r}')
-        if normalization not in ('imagenet', 'pm1'):
-            raise ValueError(f"normalization must be 'imagenet' or 'pm1', got {normalization!r}")
-
-    def __len__(self) -> int:
-        return len(self.annotations)
+        super().__init__(InterHandAnnotations(root, split, **annotation_options), input_size, normalization)
 
     def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < len(self):
-            raise IndexError(f'index {index} out of range for {len(self)} frames')
+        index = self._check_index(index)
         frame = self.annotations.frame(int(index))
         image = read_image(frame.image_path)
         if image.shape[:2] != (frame.height, frame.width):

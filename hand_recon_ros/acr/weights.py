@@ -21,6 +21,15 @@ _METADATA_KEY = 'acr_config'
 _MAX_LISTED = 20
 
 
+def safetensors_metadata(path) -> dict:
+    """The string metadata of a safetensors file (no tensors read); a clear error for a corrupt file."""
+    try:
+        with safe_open(str(path), framework='pt') as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f'{path}: not a readable safetensors file ({exc})') from None
+
+
 def _config_path(weights_path: Path) -> Path:
     return weights_path.with_suffix('.json')
 
@@ -70,11 +79,7 @@ def load_acr_config(path: str | Path) -> ACRConfig:
     else:
         if not path.is_file():
             raise FileNotFoundError(f'no weights file at {path}')
-        try:
-            with safe_open(str(path), framework='pt') as handle:
-                metadata = handle.metadata() or {}
-        except (SafetensorError, OSError) as exc:
-            raise ValueError(f'{path}: not a readable safetensors file ({exc})') from None
+        metadata = safetensors_metadata(path)
         if _METADATA_KEY not in metadata:
             raise ValueError(f'{path}: no {config_path.name} and no config in the safetensors metadata')
         document = _parse_document(metadata[_METADATA_KEY], f'{path} metadata')

@@ -17,8 +17,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from hand_recon_ros.acr.weights import safetensors_metadata
 
 __all__ = ['FORMAT_VERSION', 'refiner_architecture', 'save_refiner_weights', 'read_refiner_document',
            'load_refiner_weights', 'build_from_weights']
@@ -75,11 +77,7 @@ def read_refiner_document(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'no refiner weights file at {path}')
-    try:
-        with safe_open(str(path), framework='pt') as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f'{path}: not a readable safetensors file ({exc})') from None
+    metadata = safetensors_metadata(path)
     if _METADATA_KEY not in metadata:
         raise ValueError(f'{path}: no {_METADATA_KEY!r} metadata (not written by save_refiner_weights)')
     try:

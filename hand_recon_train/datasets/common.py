@@ -17,6 +17,7 @@ import torch
 from hand_recon_ros.acr.centermaps import center_heatmaps
 from hand_recon_ros.acr.preprocess import letterbox
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
+from hand_recon_train.synth.generator import fit_weak_camera  # one implementation, shared
 
 __all__ = ['SIDE_NAMES', 'SEG_IGNORE', 'INTERACTION_REDUCTIONS', 'world_to_camera', 'project', 'intrinsics_matrix',
            'interaction_distance', 'is_close_interaction', 'fit_weak_camera', 'make_sample', 'read_json',
@@ -108,19 +109,6 @@ def is_close_interaction(joints_left, joints_right, valid_left=None, valid_right
     """
     d = interaction_distance(joints_left, joints_right, valid_left, valid_right, reduce)
     return bool(np.isfinite(d) and d < threshold)
-
-
-def fit_weak_camera(joints_rel, joints_norm, weights=None) -> np.ndarray:
-    """Least-squares ACR weak camera (s, tx, ty): ``s * X[:, :2] + t ~= p`` in [-1, 1] network units."""
-    X = np.asarray(joints_rel, dtype=np.float64)
-    p = np.asarray(joints_norm, dtype=np.float64)
-    w = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=np.float64)
-    rows = np.zeros((2 * len(X), 3))
-    rows[0::2, 0], rows[0::2, 1] = X[:, 0], 1.0
-    rows[1::2, 0], rows[1::2, 2] = X[:, 1], 1.0
-    sw = np.sqrt(np.repeat(w, 2))
-    sol, *_ = np.linalg.lstsq(rows * sw[:, None], p.reshape(-1) * sw, rcond=None)
-    return sol
 
 
 def make_sample(image_bgr: np.ndarray, K: np.ndarray | None, joints_cam: np.ndarray | None,

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from hand_recon_ros.acr.decoding import DecodeConfig, interaction_coefficient, kernel_from_cam_scale
 from hand_recon_ros.conventions import BONES, ROOT_MIDDLE_MCP
 from hand_recon_ros.geometry import rotations
-from hand_recon_ros.geometry.procrustes import procrustes_align
+from hand_recon_ros.geometry.procrustes import similarity_procrustes
 from hand_recon_ros.config_utils import dataclass_from_dict
 
 __all__ = ['LOSS_TERMS', 'PAPER_WEIGHTS', 'ACRLoss', 'LossConfig', 'center_focal_loss', 'peak_positions',
@@ -121,6 +121,16 @@ def select_hand_params(outputs: dict, center_targets: torch.Tensor, valid: torch
     return fused, coeff
 
 
+def _aligned_fixed(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """``pred`` (N, J, 3) after its best similarity alignment onto ``gt``, with scale and rotation held fixed in
+    the backward pass: at the optimum that is the same gradient (envelope theorem), and it avoids the SVD's
+    backward, which is NaN for degenerate joint sets (collinear or coincident points)."""
+    with torch.no_grad():
+        scale, rotation, _ = similarity_procrustes(pred, gt)
+    centred = pred - pred.mean(dim=-2, keepdim=True)
+    return scale[:, None, None] * centred @ rotation.transpose(-1, -2) + gt.mean(dim=-2, keepdim=True)
+
+
 class ACRLoss(torch.nn.Module):
     """Weighted sum of the terms; ``forward`` returns (total, {term: weighted value (detached)})."""
 
@@ -202,7 +212,7 @@ class ACRLoss(torch.nn.Module):
         terms['j3d'] = self._points(pred_rel, gt_rel, jvalid)
         full = jvalid.all(dim=1)                            # Procrustes needs every joint of the hand
         if full.any():
-            terms['paj3d'] = self._points(procrustes_align(pred_rel[full], gt_rel[full]), gt_rel[full])
+            terms['paj3d'] = self._points(_aligned_fixed(pred_rel[full], gt_rel[full]), gt_rel[full])
         parent, child = _BONE_PARENT.to(p.device), _BONE_CHILD.to(p.device)
         bone_pred = (pred_rel[:, child] - pred_rel[:, parent]).norm(dim=-1)
         bone_gt = (gt_rel[:, child] - gt_rel[:, parent]).norm(dim=-1)

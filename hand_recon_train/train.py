@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -24,11 +25,13 @@ import torch
 import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, RandomSampler
 
 from hand_recon_ros.acr.decoding import DecodeConfig
 from hand_recon_ros.acr.network import PRESETS, build_acr
 
+from .augment import AugmentConfig, AugmentedDataset
+from .datasets.mixed import HarmonizedDataset, MixtureSampler, build_real_dataset, parse_real_sources
 from .evaluate import METRIC_KEYS, evaluate
 from .losses import LOSS_TERMS, ACRLoss, LossConfig
 from .synth import GENERATOR_VERSION, SynthConfig, SynthDataset
@@ -40,7 +43,7 @@ CHECKPOINT_NAME = 'checkpoint.safetensors'
 DEFAULTS = {
     'model': {'preset': 'acr_light', 'input_size': 256, 'overrides': {}},
     'data': {'train_seed': 0, 'train_size': 1000, 'val_seed': 100000, 'val_size': 64, 'num_workers': 0,
-             'cache_dir': None, 'synth': {}},
+             'cache_dir': None, 'synth': {}, 'augment': {}, 'real': [], 'synth_weight': 1.0},
     'optim': {'batch_size': 8, 'epochs': 1, 'lr': 3.0e-4, 'weight_decay': 1.0e-6, 'lr_steps': [10, 20],
               'lr_factor': 0.1, 'grad_clip': 10.0},
     'loss': {},
@@ -116,6 +119,13 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
         section = 'train' if key in ('log_every', 'eval_every') else 'optim'
         if not isinstance(config[section][key], int) or config[section][key] < 1:
             raise ValueError(f'{section}.{key} must be a positive int, got {config[section][key]!r}')
+    AugmentConfig.from_dict(config['data']['augment'])          # refuse bad values before any work
+    parse_real_sources(config['data']['real'])
+    weight = config['data']['synth_weight']
+    if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        raise ValueError(f'data.synth_weight must be a number >= 0, got {weight!r}')
+    if weight == 0 and not config['data']['real']:
+        raise ValueError('data.synth_weight is 0 but data.real lists no source: nothing to train on')
     config['config_source'] = str(path)
     return config
 
@@ -223,6 +233,39 @@ def _lr_at(config: dict, epoch: int) -> float:
     return optim['lr'] * optim['lr_factor'] ** sum(1 for step in optim['lr_steps'] if epoch >= step)
 
 
+def _training_data(synth_set, dcfg: dict, seed: int, model, world: int, rank: int):
+    """-> (dataset, sampler, datasets needing set_epoch, real sources, augment config): synthetic data alone,
+    or mixed with ``data.real`` in the configured proportions; augmented when ``data.augment.enabled``."""
+    augment = AugmentConfig.from_dict(dcfg['augment'])
+    real_sources = parse_real_sources(dcfg['real'])
+    epoch_aware = []
+
+    def maybe_augment(dataset, offset):
+        if not augment.enabled:
+            return dataset
+        wrapped = AugmentedDataset(dataset, augment, seed=seed * 1009 + offset, normalization=model.normalization)
+        epoch_aware.append(wrapped)
+        return wrapped
+
+    if not real_sources:
+        data = maybe_augment(synth_set, 0)
+        if world > 1:
+            return data, DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=seed), \
+                epoch_aware, real_sources, augment
+        return data, RandomSampler(data, generator=torch.Generator().manual_seed(seed)), epoch_aware, \
+            real_sources, augment
+    parts, weights = [], []
+    if dcfg['synth_weight'] > 0:
+        parts.append(HarmonizedDataset(maybe_augment(synth_set, 0), 0))
+        weights.append(float(dcfg['synth_weight']))
+    for i, source in enumerate(real_sources, start=1):
+        real = build_real_dataset(source, model.config.input_size, model.normalization)
+        parts.append(HarmonizedDataset(maybe_augment(real, i), i))
+        weights.append(source['weight'])
+    sampler = MixtureSampler([len(p) for p in parts], weights, max(1, int(dcfg['train_size']) // world), seed, rank)
+    return ConcatDataset(parts), sampler, epoch_aware, real_sources, augment
+
+
 def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
     """Run the configured training; returns {'out_dir', 'metrics', 'model', 'history'} (rank 0)."""
     from hand_recon_ros.hand_model.model import load_hand_model
@@ -267,14 +310,13 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
         # unused-parameter search
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
 
+    train_data, sampler, epoch_aware, real_sources, augment = _training_data(
+        train_set, dcfg, tcfg['seed'], model, world, rank)
     workers = int(dcfg['num_workers'])
+    # epoch-dependent augmentation must reach the workers: they are re-created each epoch then
     loader_kw = dict(batch_size=ocfg['batch_size'], num_workers=workers, drop_last=True,
-                     pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
-    if world > 1:
-        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=tcfg['seed'])
-    else:
-        sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(tcfg['seed']))
-    loader = DataLoader(train_set, sampler=sampler, **loader_kw)
+                     pin_memory=device.type == 'cuda', persistent_workers=workers > 0 and not epoch_aware)
+    loader = DataLoader(train_data, sampler=sampler, **loader_kw)
     val_loader = DataLoader(val_set, batch_size=ocfg['batch_size'], num_workers=0)
     if len(loader) == 0:
         raise ValueError(f"data.train_size ({dcfg['train_size']}) is smaller than one batch per process "
@@ -287,13 +329,16 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if tcfg['amp'] == 'bf16' else None
     t_start = time.perf_counter()
     stop = False
+    skipped_steps = 0
     for epoch in range(start_epoch, ocfg['epochs']):
         for group in optimizer.param_groups:
             group['lr'] = _lr_at(config, epoch)
-        if isinstance(sampler, DistributedSampler):
+        if isinstance(sampler, (DistributedSampler, MixtureSampler)):
             sampler.set_epoch(epoch)
         else:
             sampler.generator.manual_seed(tcfg['seed'] * 100003 + epoch)    # same order on resume
+        for dataset in epoch_aware:
+            dataset.set_epoch(epoch)
         net.train()
         progress = loader
         if rank == 0 and tcfg['progress']:
@@ -313,9 +358,14 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
             total = total + 0.0 * outputs['image_feature'].sum()
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            if ocfg['grad_clip']:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), ocfg['grad_clip'])
-            optimizer.step()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), ocfg['grad_clip'] or math.inf)
+            if torch.isfinite(grad_norm):
+                optimizer.step()
+            else:
+                # one bad batch must not turn every weight into NaN: drop its update, keep a count
+                skipped_steps += 1
+                optimizer.zero_grad(set_to_none=True)
+                print(f'step {step + 1}: non-finite gradient, update skipped ({skipped_steps} so far)', flush=True)
             step += 1
             terms.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]['lr'],
                          seconds=round(time.perf_counter() - t_start, 3))
@@ -344,12 +394,15 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
         if stop:
             break
 
-    result = {'out_dir': str(out_dir), 'metrics': metrics, 'history': history, 'model': None}
+    result = {'out_dir': str(out_dir), 'metrics': metrics, 'history': history, 'model': None,
+              'skipped_steps': skipped_steps}
     if rank == 0:
         from hand_recon_ros.acr.weights import save_acr
         weights_path = out_dir / 'model.safetensors'
+        real_names = ' + '.join(src['type'] for src in real_sources)
         description = (f"ACR {mcfg['preset']}@{model.config.input_size} trained on synthetic data "
-                       f"({GENERATOR_VERSION}, {hand_model.identity}); {step} steps")
+                       f"({GENERATOR_VERSION}, {hand_model.identity})" + (f' + {real_names}' if real_names else '')
+                       + f'; {step} steps' + (' with augmentation' if augment.enabled else ''))
         save_acr(model, weights_path, extra={'description': description, 'metrics': metrics})
         manifest = {
             'weights': weights_path.name,
@@ -361,9 +414,12 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
                      'synth_config_hash': synth.config_hash(), 'hand_model': hand_model.identity,
                      'hand_model_is_standin': hand_model.is_standin,
                      'train': {'seed': dcfg['train_seed'], 'size': dcfg['train_size']},
-                     'val': {'seed': dcfg['val_seed'], 'size': dcfg['val_size']}},
+                     'val': {'seed': dcfg['val_seed'], 'size': dcfg['val_size']},
+                     'augment': dataclasses.asdict(augment) if augment.enabled else None,
+                     'real': real_sources, 'synth_weight': dcfg['synth_weight'] if real_sources else None},
             'metrics': metrics,
             'steps': step,
+            'skipped_steps': skipped_steps,
             'world_size': world,
             'environment': {'torch': torch.__version__, 'python': platform.python_version(),
                             'device': str(device)},

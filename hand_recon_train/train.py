@@ -49,6 +49,7 @@ DEFAULTS = {
     'loss': {},
     'decode': {},
     'train': {'seed': 0, 'device': 'auto', 'out_dir': 'out/train/run', 'log_every': 10, 'max_steps': None,
+              'init_weights': None,
               'threads': 0, 'amp': None, 'eval_every': 1, 'eval_batches': None, 'progress': True},
 }
 
@@ -300,6 +301,10 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=ocfg['lr'], weight_decay=ocfg['weight_decay'])
 
     start_epoch, step = 0, 0
+    if tcfg['init_weights'] and resume is None:
+        # warm start (e.g. the synthetic model before real data): weights only, a fresh optimiser and schedule
+        from hand_recon_ros.acr.weights import load_state_dict_into
+        load_state_dict_into(model, tcfg['init_weights'])
     if resume is not None:
         state = load_checkpoint(Path(resume), model, optimizer)
         start_epoch, step = int(state['next_epoch']), int(state['step'])

@@ -10,6 +10,7 @@ from hand_recon_train.datasets.mixed import MixtureSampler, TRAIN_KEYS, parse_re
 from hand_recon_train.train import _training_data, load_config, train
 from hand_recon_train.synth import SynthConfig, SynthDataset
 from hand_recon_ros.acr.network import build_acr
+from hand_recon_ros.acr.weights import load_acr
 
 from test_datasets_freihand import _write_official        # the loaders' own fixture writers
 from test_datasets_interhand import _write_fixture
@@ -94,3 +95,21 @@ def test_mixed_augmented_training_runs_and_records_its_data(real_roots, tmp_path
     assert [s['type'] for s in manifest['data']['real']] == ['freihand', 'interhand']
     assert manifest['data']['augment']['enabled'] is True
     assert 'freihand + interhand' in manifest['description'] and 'augmentation' in manifest['description']
+
+
+def test_warm_start_loads_the_given_weights(tmp_path):
+    first = train(load_config('tiny_cpu', [f'train.out_dir={tmp_path / "a"}', 'train.progress=false', 'train.max_steps=2',
+                                           'data.train_size=8', 'data.val_size=4', 'train.threads=2']))
+    # lr 0: the run's exported parameters are exactly the warm-start weights (BatchNorm statistics still move)
+    second = train(load_config('tiny_cpu', [f'train.out_dir={tmp_path / "b"}', 'train.progress=false',
+                                            'train.max_steps=1', 'data.train_size=8', 'data.val_size=4',
+                                            'optim.lr=0', 'optim.weight_decay=0', 'train.threads=2',
+                                            f'train.init_weights={first["model"]}']))
+    a, b = load_acr(first['model']), load_acr(second['model'])
+    fresh = build_acr('acr_light', input_size=128)
+    names = [n for n, _ in a.named_parameters()]
+    assert all(torch.equal(dict(a.named_parameters())[n], dict(b.named_parameters())[n]) for n in names)
+    assert not all(torch.equal(dict(a.named_parameters())[n], dict(fresh.named_parameters())[n]) for n in names)
+    with pytest.raises(FileNotFoundError):
+        train(load_config('tiny_cpu', [f'train.out_dir={tmp_path / "c"}', 'train.progress=false', 'train.max_steps=1',
+                                       f'train.init_weights={tmp_path / "none.safetensors"}']))

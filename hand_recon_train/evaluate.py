@@ -5,7 +5,9 @@ prior gate) so it does not mix with detection; detection is scored separately fr
 a ground-truth hand counts as found when a detection of its side lies within ``match_radius`` map pixels
 of its centre-map peak.
 
-``python -m hand_recon_train.evaluate --weights out/train/x/model.safetensors --num 64 --seed 100000``
+``python -m hand_recon_train.evaluate --weights out/train/x/model.safetensors --num 64 --seed 100000 [--out DIR]``
+prints (or with ``--out`` writes as JSON + Markdown + PNG) the full report of ``eval_report.evaluate_split``:
+MPJPE/MPVPE/PA-* per protocol and subset, I-MPJPE/MRRPE/AVE-P/MAX-P on two-hand images, detection, per scene.
 
 Real-image check (InterHand2.6M annotation files + images, e.g. the mmpose test frames):
 ``python -m hand_recon_train.evaluate --interhand ../shared/realimgs/interhand26m_mmpose [--weights W] [--out DIR]``
@@ -195,15 +197,10 @@ def _build_reconstructor(args):
     if not args.untrained:
         return create_reconstructor(config)
     # --untrained: never pick up a shipped default model (create_reconstructor would)
-    from hand_recon_ros.acr.network import build_acr
     from hand_recon_ros.hand_model.model import load_hand_model
     from hand_recon_ros.pipeline import resolve_device
-    preset = {'resnet18': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}.get(args.backbone)
-    if preset is None:
-        raise ValueError(f'--backbone must be resnet18, resnet50 or hrnet_w32, got {args.backbone!r}')
-    torch.manual_seed(config.seed)          # the same random network as the pipeline's untrained fallback
     device = resolve_device(args.device)
-    network = build_acr(preset, input_size=args.input_size)
+    network = _untrained_acr(args.backbone, args.input_size)
     return HandReconstructor(network, load_hand_model(args.mano_dir, device=device), device,
                              detection_threshold=args.threshold, refine=config.refine)
 
@@ -223,49 +220,92 @@ def _main_interhand(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description='Evaluate ACR weights on a held-out synthetic split, or '
-                                     '(--interhand) the whole pipeline on real InterHand2.6M frames.')
-    parser.add_argument('--weights', help='model .safetensors (from save_acr / hand_recon_train); required for '
-                        'the synthetic split; with --interhand the default is the shipped model, else untrained')
-    parser.add_argument('--num', type=int, default=64, help='number of samples')
-    parser.add_argument('--seed', type=int, default=100000, help='synthetic split seed (held out from training)')
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--threshold', type=float, default=DecodeConfig().threshold)
-    real = parser.add_argument_group('real-image check (InterHand2.6M)')
-    real.add_argument('--interhand', metavar='DIR', help='InterHand2.6M folder (official or mmpose file names)')
-    real.add_argument('--split', default='test')
-    real.add_argument('--num-frames', type=int, default=None, help='evaluate only the first N frames')
-    real.add_argument('--out', metavar='DIR', help='write interhand_report.json and interhand_report.md here')
-    real.add_argument('--untrained', action='store_true', help='seeded random-init network (tests, data path)')
-    real.add_argument('--backbone', default='resnet18', help='untrained network backbone')
-    real.add_argument('--input-size', type=int, default=256, help='untrained network input size')
-    real.add_argument('--mano-dir', default=None)
-    real.add_argument('--no-refine', action='store_true', help='skip the IHMR refinement stage')
-    args = parser.parse_args(argv)
-    if args.interhand:
-        return _main_interhand(args)
-    if not args.weights:
-        parser.error('--weights is required (or use --interhand DIR)')
+def _untrained_acr(backbone: str, input_size: int):
+    """The seeded random-init network the pipeline falls back to (same seed), for tests of the data path."""
+    from hand_recon_ros.acr.network import build_acr
+    from hand_recon_ros.pipeline import PipelineConfig
+    preset = {'resnet18': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}.get(backbone)
+    if preset is None:
+        raise ValueError(f'--backbone must be resnet18, resnet50 or hrnet_w32, got {backbone!r}')
+    torch.manual_seed(PipelineConfig().seed)
+    return build_acr(preset, input_size=input_size)
 
-    from torch.utils.data import DataLoader
+
+def _main_synthetic(args) -> int:
+    import dataclasses
+    import time
+    from pathlib import Path
 
     from hand_recon_ros.acr.weights import load_acr
     from hand_recon_ros.hand_model.model import load_hand_model
     from hand_recon_ros.pipeline import resolve_device
 
+    from .eval_report import evaluate_split, json_ready, report_markdown, write_report
     from .synth import SynthConfig, SynthDataset
 
+    if args.num < 1:
+        raise SystemExit(f'--num must be >= 1, got {args.num}')
     device = resolve_device(args.device)
-    model = load_acr(args.weights).to(device)
-    data = SynthDataset(SynthConfig(image_size=model.config.input_size), seed=args.seed, length=args.num,
-                        normalization=model.normalization)
-    loader = DataLoader(data, batch_size=args.batch_size)
-    result = evaluate(model, loader, load_hand_model(device=device), device,
-                      DecodeConfig(threshold=args.threshold))
-    print(json.dumps(result, indent=2))
+    model = (_untrained_acr(args.backbone, args.input_size) if args.untrained else load_acr(args.weights)).to(device)
+    hand_model = load_hand_model(args.mano_dir, device=device)
+    config = SynthConfig(image_size=model.config.input_size)
+    data = SynthDataset(config, seed=args.seed, length=args.num, normalization=model.normalization)
+    decode_config = dataclasses.replace(model.config.decode, threshold=args.threshold)   # as trained, own threshold
+    start = time.perf_counter()
+    result = evaluate_split(model, data, hand_model, device, decode_config, batch_size=args.batch_size,
+                            close_threshold_m=args.close_threshold)
+    cfg = model.config
+    result['meta'] = {'network': f'acr/{cfg.backbone}@{cfg.input_size}',
+                      'weights': args.weights or 'none (untrained)', 'split seed': args.seed, 'samples': args.num,
+                      'hand model': hand_model.identity + (' (stand-in, not MANO)' if hand_model.is_standin else ''),
+                      'detection threshold': args.threshold,
+                      'seconds': round(time.perf_counter() - start, 1)}
+    if args.untrained:
+        result['meta']['note'] = UNTRAINED_NOTE
+    title = f'Synthetic split evaluation: {Path(args.weights).name if args.weights else "untrained network"}'
+    if args.out:
+        paths = write_report(result, args.out, title)
+        print(report_markdown(result, title))
+        print('wrote ' + ', '.join(str(p) for p in paths.values()))
+    else:    # the tables; the per-image / per-hand rows only go to the --out JSON
+        summary = {k: v for k, v in result.items() if k not in ('per_image', 'per_hand')}
+        print(json.dumps(json_ready(summary), indent=2))
     return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description='Evaluate ACR weights on a held-out synthetic split (accuracy per '
+                                     'protocol and subset, two-hand metrics, detection; --out writes JSON, Markdown '
+                                     'and plots), or (--interhand) the whole pipeline on real InterHand2.6M frames.')
+    parser.add_argument('--weights', help='model .safetensors (from save_acr / hand_recon_train); the synthetic '
+                        'split needs it or --untrained; with --interhand the default is the shipped model')
+    parser.add_argument('--num', type=int, default=64, help='number of samples')
+    parser.add_argument('--seed', type=int, default=100000, help='synthetic split seed (held out from training)')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threshold', type=float, default=DecodeConfig().threshold)
+    parser.add_argument('--out', metavar='DIR', help='write the report here: eval_report.{json,md,png} (synthetic) '
+                        'or interhand_report.{json,md} (--interhand); synthetic without it: print JSON')
+    parser.add_argument('--untrained', action='store_true', help='seeded random-init network (tests, data path)')
+    parser.add_argument('--backbone', default='resnet18', help='untrained network backbone')
+    parser.add_argument('--input-size', type=int, default=256, help='untrained network input size')
+    parser.add_argument('--mano-dir', default=None)
+    parser.add_argument('--close-threshold', type=float, default=0.04, metavar='M',
+                        help='synthetic "close" subset: mean nearest-joint distance between the hands below this '
+                        '(metres)')
+    real = parser.add_argument_group('real-image check (InterHand2.6M)')
+    real.add_argument('--interhand', metavar='DIR', help='InterHand2.6M folder (official or mmpose file names)')
+    real.add_argument('--split', default='test')
+    real.add_argument('--num-frames', type=int, default=None, help='evaluate only the first N frames')
+    real.add_argument('--no-refine', action='store_true', help='skip the IHMR refinement stage')
+    args = parser.parse_args(argv)
+    if args.interhand:
+        return _main_interhand(args)
+    if args.weights and args.untrained:
+        parser.error('--weights and --untrained exclude each other')
+    if not args.weights and not args.untrained:
+        parser.error('--weights (or --untrained) is required (or use --interhand DIR)')
+    return _main_synthetic(args)
 
 
 if __name__ == '__main__':

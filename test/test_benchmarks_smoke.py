@@ -85,3 +85,15 @@ def test_bench_scaling_quick_prints_three_tables():
     assert [r[0] for r in cameras] == ['1', '2']
     for r in cameras:
         assert number(r[4]) == pytest.approx(number(r[3]) / int(r[0]), abs=0.06)
+
+
+def test_bench_accuracy_quick_lists_the_shipped_model():
+    if not (REPO / 'models' / 'acr_default.safetensors').is_file():
+        pytest.skip('no shipped ACR model')
+    out = run_bench('bench_accuracy.py', timeout=300)
+    rows = table_rows(out, '| model |')
+    assert [r[0] for r in rows] == ['`models/acr_default.safetensors`']
+    network, aggregation, training = rows[0][1:4]
+    assert network == 'resnet18@192' and aggregation == 'full' and training.startswith('48k samples')
+    mpjpe_all = number(rows[0][4].split('/')[0])
+    assert 0 < mpjpe_all < 500

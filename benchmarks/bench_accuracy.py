@@ -1,0 +1,140 @@
+"""Speed / accuracy frontier: each trained ACR model's held-out synthetic accuracy per subset next to its cost.
+
+    .venv/bin/python benchmarks/bench_accuracy.py                       # models/acr_default.safetensors
+    .venv/bin/python benchmarks/bench_accuracy.py --weights out/ablation/cpu/*/model.safetensors --num 256
+
+Accuracy: ``hand_recon_train.eval_report.evaluate_split`` on the held-out synthetic split (seed 100000, never
+trained on) rendered at each model's input size: MPJPE / PA-MPJPE (mm, middle-MCP root, at the ground-truth
+hands) per subset, detection recall and the root (placement) error. Cost: the ROS-free pipeline
+(``HandReconstructor.reconstruct``) on 640x480 frames of that split, refinement off and on, median ms per
+frame. Untrained networks are not listed: their accuracy means nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hand_recon_ros.acr.weights import load_acr  # noqa: E402
+from hand_recon_ros.hand_model.model import load_hand_model  # noqa: E402
+from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor  # noqa: E402
+from hand_recon_train.eval_report import evaluate_split  # noqa: E402
+from hand_recon_train.synth import SynthConfig, SynthDataset  # noqa: E402
+
+
+def _f(value, digits=1, suffix=''):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return '-'
+    return f'{value:.{digits}f}{suffix}'
+
+
+def _training_of(weights: Path) -> str:
+    """Training samples, from the exported JSON (``extra.training``) or the run folder's manifest."""
+    documents = []
+    for path in (weights.with_suffix('.json'), weights.parent / 'manifest.json'):
+        try:
+            documents.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            pass
+    for document in documents:
+        extra = document.get('extra') or document
+        steps = (extra.get('training') or {}).get('steps') or extra.get('steps')
+        batch = ((extra.get('config') or {}).get('optim') or {}).get('batch_size')
+        if steps and batch:
+            return f'{int(steps) * int(batch) / 1000:.0f}k samples ({steps} steps)'
+    return '?'
+
+
+def time_pipeline(weights: Path, frames: list[np.ndarray], K: np.ndarray, refine: bool, repeats: int) -> float:
+    reconstructor = create_reconstructor(PipelineConfig(weights=str(weights), device='cpu', refine=refine,
+                                                        allow_untrained=False))
+    for frame in frames[:2]:
+        reconstructor.reconstruct(frame, K)                     # warm-up
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        reconstructor.reconstruct(frames[i % len(frames)], K)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times)
+
+
+def camera_frames(num: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """640x480 frames with hands (the synthetic generator at 640 px, cropped to 4:3) and their intrinsics."""
+    data = SynthDataset(SynthConfig(image_size=640, supersample=1), seed=seed, length=num)
+    frames, K = [], None
+    for i in range(num):
+        raw = data.raw(i)
+        frames.append(np.ascontiguousarray(raw['image'][80:560]))
+        K = raw['K'].astype(np.float64).copy()
+        K[1, 2] -= 80.0
+    return frames, K
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--weights', nargs='*', default=None, help='ACR .safetensors files (default: models/acr_*.safetensors)')
+    parser.add_argument('--num', type=int, default=128, help='held-out synthetic images per model')
+    parser.add_argument('--seed', type=int, default=100000)
+    parser.add_argument('--repeats', type=int, default=20, help='timed pipeline frames per setting')
+    parser.add_argument('--quick', action='store_true', help='tiny run (tests): 8 images, 3 timed frames')
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.num, args.repeats = 8, 3
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    weights = [Path(w) for w in (args.weights or sorted(str(p) for p in (REPO / 'models').glob('acr_*.safetensors')))]
+    if not weights:
+        print('no trained ACR model found (models/acr_*.safetensors); nothing to measure')
+        return 1
+    hand_model = load_hand_model()
+    frames, K = camera_frames(4 if args.quick else 8, args.seed + 1)
+    load = os.getloadavg()[0]
+    rows = []
+    t_start = time.perf_counter()
+    for path in weights:
+        if not path.is_file():
+            print(f'skipping {path}: not a file')
+            continue
+        model = load_acr(path).eval()
+        size = model.config.input_size
+        split = SynthDataset(SynthConfig(image_size=size), seed=args.seed, length=args.num,
+                             normalization=model.normalization)
+        result = evaluate_split(model, split, hand_model, torch.device('cpu'), model.config.decode)
+        ms_off = time_pipeline(path, frames, K, refine=False, repeats=args.repeats)
+        ms_on = time_pipeline(path, frames, K, refine=True, repeats=args.repeats)
+        rows.append({'weights': str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
+                     'network': f"{model.config.backbone}@{size}", 'aggregation': model.config.aggregation,
+                     'training': _training_of(path), 'subsets': result['subsets'], 'ms_off': ms_off, 'ms_on': ms_on})
+    print(f'# Speed / accuracy frontier\n\nMachine: {platform.processor() or platform.machine()}, '
+          f'{os.cpu_count()} cores, torch {torch.__version__}, CPU fp32; load average {load:.2f} at start; '
+          f'{args.num} held-out synthetic images (seed {args.seed}) per model; pipeline on 640x480 frames, '
+          f'median of {args.repeats}; stand-in hand model; took {time.perf_counter() - t_start:.0f} s.\n')
+    print('| model | network | aggregation | training | MPJPE all / single / interacting | PA-MPJPE all | '
+          'recall | root error | pipeline ms (FPS), refine off / on |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        s = r['subsets']
+        mp = ' / '.join(_f(s[k]['protocols']['middle_mcp']['mpjpe_mm']) for k in ('all', 'single', 'interacting'))
+        print(f"| `{r['weights']}` | {r['network']} | {r['aggregation']} | {r['training']} | {mp} | "
+              f"{_f(s['all']['protocols']['middle_mcp']['pa_mpjpe_mm'])} | {_f(100 * s['all']['recall'], 0, ' %')} | "
+              f"{_f(s['all']['root_error_mm'], 0)} | {_f(r['ms_off'])} ({_f(1000 / r['ms_off'], 0)}) / "
+              f"{_f(r['ms_on'])} ({_f(1000 / r['ms_on'], 0)}) |")
+    print('\nMPJPE / PA-MPJPE / root error in mm (middle-MCP root, at the ground-truth hands). Every model here '
+          'is a CPU-budget preview trained on the synthetic stand-in domain only: compare rows, not papers.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

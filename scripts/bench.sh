@@ -17,8 +17,8 @@ report="$out/BENCHMARKS.md"
 for bench in bench_pipeline bench_acr bench_hand_model bench_penetration bench_refine bench_synth bench_input_qos \
     bench_e2e bench_memory bench_scaling bench_accuracy; do
   echo "[bench] $bench"
-  { echo; echo "## $bench"; echo; echo '```'; } >> "$report"
+  { echo; echo "## $bench"; echo; } >> "$report"
+  # the scripts print Markdown (tables + notes): kept unfenced so the tables render
   .venv/bin/python "benchmarks/$bench.py" 2>&1 | grep -v "stand-in hand\|UNTRAINED" | tee -a "$report"
-  echo '```' >> "$report"
 done
 echo "[bench] wrote $report"

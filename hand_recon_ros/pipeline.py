@@ -6,9 +6,11 @@ Per frame: letterbox -> ACR network -> centre-map decoding -> 6D rotations to ax
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -100,13 +102,36 @@ def _find_default_weights() -> Path | None:
 
 def params_to_mano(params: torch.Tensor) -> dict[str, torch.Tensor]:
     """(N, 109) ACR parameters -> cam (N, 3), axis-angle global_orient (N, 3), hand_pose (N, 45), betas,
-    and the root rotation matrices (N, 3, 3)."""
+    the root rotation matrices (N, 3, 3) and the same root rotations as (x, y, z, w) quaternions (N, 4)."""
     n = params.shape[0]
     rot6d = params[:, 3:99].reshape(n, 16, 6)
     mats = rotations.rot6d_to_matrix(rot6d, layout='interleaved')
-    aa = rotations.matrix_to_axis_angle(mats)
+    # matrix_to_axis_angle goes through the quaternion anyway: keep it, the root one is the wrist orientation
+    quats = rotations.matrix_to_quaternion(mats)
+    aa = rotations.quaternion_to_axis_angle(quats)
     return {'cam': params[:, :3], 'global_orient': aa[:, 0], 'hand_pose': aa[:, 1:].reshape(n, 45),
-            'betas': params[:, 99:109], 'root_rotation': mats[:, 0]}
+            'betas': params[:, 99:109], 'root_rotation': mats[:, 0], 'root_quaternion': quats[:, 0]}
+
+
+@contextlib.contextmanager
+def single_intra_op_thread():
+    """Run the post-network torch work (decoding, smplx on a few hands) on one intra-op thread.
+
+    Those tensors are tiny, so a second thread only adds fork/join barriers; on a loaded CPU each barrier
+    waits for a descheduled thread (measured: decode + MANO 3 ms with one thread, 80 ms with two while
+    another process kept both cores busy). Per-element results do not depend on the thread count.
+    The count is restored afterwards so the network keeps its threads (it is process-wide: torch work of
+    another thread during this scope also runs on one thread).
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class HandReconstructor:
@@ -213,21 +238,23 @@ class HandReconstructor:
         timings['network'] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
-        dets = decode({k: v.cpu() for k, v in outputs.items() if k in ('center_maps', 'params', 'prior')},
-                      self.decode_config())
+        with single_intra_op_thread():
+            dets = decode({k: v.cpu() for k, v in outputs.items() if k in ('center_maps', 'params', 'prior')},
+                          self.decode_config())
+        det_batch, det_side, det_score = dets.batch_index.tolist(), dets.side.tolist(), dets.score.tolist()
         timings['decode'] = (time.perf_counter() - t) * 1e3
 
         results = []
         for b in range(n):
             frame_timings = dict(timings)
             t = time.perf_counter()
-            mine = [i for i in range(len(dets)) if int(dets.batch_index[i]) == b]
-            order = sorted(mine, key=lambda i: -float(dets.score[i]))[:max(1, self.max_hands)]
+            mine = [i for i in range(len(dets)) if det_batch[i] == b]
+            order = sorted(mine, key=lambda i: -det_score[i])[:max(1, self.max_hands)]
             hands = []
             if order:
-                sides = [SIDES[int(dets.side[i])] for i in order]
+                sides = [SIDES[det_side[i]] for i in order]
                 params = dets.params[order].float()
-                scores = [float(dets.score[i]) for i in order]
+                scores = [det_score[i] for i in order]
                 hands = self.hands_from_params(params, sides, scores, sizes[b], Ks[b], depth_sources[b])
             frame_timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
             if self.refine_enabled and len({h.handedness for h in hands}) == 2:
@@ -275,31 +302,39 @@ class HandReconstructor:
         """(N, 109) decoded parameters -> HandResults in the camera frame (metres) and image pixels."""
         height, width = image_size
         transform = LetterboxTransform(height, width, self.input_size)
-        mano = params_to_mano(params)
-        out_by_index = {}
-        for side in SIDES:
-            idx = [i for i, s in enumerate(sides) if s == side]
-            if not idx:
-                continue
-            sel = torch.tensor(idx)
-            res = self.hand_model(side, mano['global_orient'][sel].to(self.device),
-                                  mano['hand_pose'][sel].to(self.device), mano['betas'][sel].to(self.device))
-            for k, i in enumerate(idx):
-                out_by_index[i] = (res['vertices'][k].float().cpu().numpy(), res['joints'][k].float().cpu().numpy())
+        with single_intra_op_thread():
+            mano = params_to_mano(params)
+            meshes = {}
+            for side in SIDES:
+                idx = [i for i, s in enumerate(sides) if s == side]
+                if not idx:
+                    continue
+                sel = torch.tensor(idx)
+                res = self.hand_model(side, mano['global_orient'][sel].to(self.device),
+                                      mano['hand_pose'][sel].to(self.device), mano['betas'][sel].to(self.device))
+                verts_side, joints_side = (res[k].float().cpu().numpy() for k in ('vertices', 'joints'))
+                for k, i in enumerate(idx):
+                    meshes[i] = (verts_side[k], joints_side[k])
+        # one host conversion per quantity for all hands instead of one per hand
+        cams = mano['cam'].tolist()
+        quats = mano['root_quaternion'].numpy()
+        poses = torch.cat([mano['global_orient'], mano['hand_pose']], dim=1).numpy()
+        betas = mano['betas'].numpy()
         hands = []
         for i, side in enumerate(sides):
-            verts, joints = out_by_index[i]
+            verts, joints = meshes[i]
             root = joints[conventions.ROOT_MIDDLE_MCP].copy()   # ACR aligns at the middle MCP
             joints_rel, verts_rel = joints - root, verts - root
-            s, tx, ty = (float(v) for v in mano['cam'][i])
-            if not (np.isfinite([s, tx, ty]).all() and s > 1e-3):
+            s, tx, ty = cams[i]
+            if not (math.isfinite(s) and math.isfinite(tx) and math.isfinite(ty) and s > 1e-3):
                 LOG.debug('dropping a %s hand with a degenerate camera %s', side, (s, tx, ty))
                 continue
             kp_weak = transform.normalized_to_original(weak_perspective_project(joints_rel, s, tx, ty))
             try:
-                t0 = weak_to_translation(s, tx, ty, K, transform)
-                t_cam = solve_translation(joints_rel, kp_weak, K) if depth_source != DEPTH_SOURCE_WEAK_PERSPECTIVE \
-                    else t0
+                if depth_source == DEPTH_SOURCE_WEAK_PERSPECTIVE:
+                    t_cam = weak_to_translation(s, tx, ty, K, transform)
+                else:   # (the closed form cannot fail here: s is finite and > 0, checked above)
+                    t_cam = solve_translation(joints_rel, kp_weak, K)
             except DegenerateTranslationError as exc:
                 LOG.debug('dropping a %s hand: %s', side, exc)
                 continue
@@ -309,15 +344,14 @@ class HandReconstructor:
             keypoints = project_points(joints_cam, K)
             if not np.isfinite(keypoints).all():
                 continue
-            quat = rotations.matrix_to_quaternion(mano['root_rotation'][i:i + 1])[0].numpy()
-            pose48 = np.concatenate([mano['global_orient'][i].numpy(), mano['hand_pose'][i].numpy()])
+            quat, pose48 = quats[i], poses[i]
             hand = HandResult(
                 handedness=side, score=scores[i], joints_3d=joints_cam.astype(np.float32),
                 keypoints_2d=keypoints.astype(np.float32),
                 joint_confidence=np.full(21, scores[i], np.float32),   # no per-joint head yet: the detection score
                 wrist_position=joints_cam[0].astype(np.float32), wrist_orientation=quat.astype(np.float32),
                 vertices=verts_cam.astype(np.float32), mano_pose=pose48.astype(np.float32),
-                mano_shape=mano['betas'][i].numpy().astype(np.float32),
+                mano_shape=betas[i].astype(np.float32),
                 weak_camera=np.array([s, tx, ty], np.float32), depth_source=depth_source,
                 center_2d=keypoints[conventions.ROOT_MIDDLE_MCP].astype(np.float32))
             try:
@@ -395,4 +429,4 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
 
 
 __all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor', 'resolve_device', 'params_to_mano',
-           'PRESETS']
+           'single_intra_op_thread', 'PRESETS']

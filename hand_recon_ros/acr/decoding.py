@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 
@@ -72,8 +74,25 @@ class Detections:
                 for i in range(len(self))]
 
 
+def _max_filter_cv2(maps: np.ndarray, kernel: int) -> np.ndarray:
+    """(N, H, W) float32 k x k max filter, outside = -inf: what max_pool2d(stride 1, padding k//2) computes,
+    ~25x faster on CPU (a max is exact, so the values are identical)."""
+    element = np.ones((kernel, kernel), np.uint8)
+    out = np.empty_like(maps)
+    for i in range(maps.shape[0]):
+        out[i] = cv2.dilate(maps[i], element, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
+    return out
+
+
 def nms_mask(center_logits: torch.Tensor, kernel: int = 5) -> torch.Tensor:
     """True where a pixel equals the max of its k x k neighbourhood (plateaus keep every pixel)."""
+    # NaN: torch's max propagates it to the whole window, cv2's may not, so such maps take the torch path
+    if (center_logits.device.type == 'cpu' and center_logits.dtype == torch.float32 and center_logits.dim() == 4
+            and center_logits.numel() and not bool(torch.isnan(center_logits).any())):
+        logits = center_logits.detach().contiguous()
+        b, c, h, w = logits.shape
+        pooled = _max_filter_cv2(logits.numpy().reshape(b * c, h, w), kernel)
+        return logits == torch.from_numpy(pooled).reshape(b, c, h, w)
     pooled = nn.functional.max_pool2d(center_logits, kernel, stride=1, padding=kernel // 2)
     return center_logits == pooled
 
@@ -96,17 +115,22 @@ def find_peaks(center_logits: torch.Tensor, threshold: float = 0.35, nms_kernel:
     b, sides, h, w = logits.shape
     scores = torch.sigmoid(logits)
     candidate = nms_mask(logits, nms_kernel) & (scores > threshold)
-    flat = torch.where(candidate, scores, torch.full_like(scores, -1.0)).reshape(b * sides, h * w)
-    order_scores, order = torch.sort(flat, dim=1, descending=True, stable=True)
+    # Only candidates can be kept: a stable descending sort of them alone gives the same order as sorting
+    # the whole map (ties stay in raster order), and the Python loop then walks plain lists.
+    scores_np = scores.reshape(b * sides, h * w).cpu().numpy()
+    candidate_np = candidate.reshape(b * sides, h * w).cpu().numpy()
     rows: list[tuple[int, int, float, int, int]] = []
     for row in range(b * sides):
+        idx = np.flatnonzero(candidate_np[row])
+        if idx.size == 0:
+            continue
+        row_scores = scores_np[row, idx]
+        order = np.argsort(-row_scores, kind='stable')
         kept: list[tuple[int, int]] = []
-        for rank in range(h * w):
-            s = float(order_scores[row, rank])
-            if s < 0 or len(kept) == max_per_side:
+        for s, flat_index in zip(row_scores[order].tolist(), idx[order].tolist()):
+            if len(kept) == max_per_side:
                 break
-            idx = int(order[row, rank])
-            y, x = divmod(idx, w)
+            y, x = divmod(flat_index, w)
             if any(math.hypot(y - ky, x - kx) < min_distance for ky, kx in kept):
                 continue
             kept.append((y, x))
@@ -170,15 +194,16 @@ def decode(outputs: dict[str, torch.Tensor], config: DecodeConfig | None = None)
     n = len(dets)
     params = torch.zeros(n, params_src.shape[2], dtype=params_src.dtype)
     coeffs = torch.zeros(n, dtype=params_src.dtype)
+    batch_index, sides, ys, xs = (t.tolist() for t in (dets.batch_index, dets.side, dets.y, dets.x))
     for i in range(n):
-        b, side, y, x = int(dets.batch_index[i]), int(dets.side[i]), int(dets.y[i]), int(dets.x[i])
+        b, side, y, x = batch_index[i], sides[i], ys[i], xs[i]
         own = _sample(params_src, b, side, y, x).clone()
-        others = [j for j in range(n) if int(dets.batch_index[j]) == b and int(dets.side[j]) != side]
+        others = [j for j in range(n) if batch_index[j] == b and sides[j] != side]
         if others:
-            dist = [math.hypot(y - int(dets.y[j]), x - int(dets.x[j])) for j in others]
+            dist = [math.hypot(y - ys[j], x - xs[j]) for j in others]
             j = others[min(range(len(others)), key=dist.__getitem__)]
             d = min(dist)
-            oy, ox = int(dets.y[j]), int(dets.x[j])
+            oy, ox = ys[j], xs[j]
             k_own = k_other = 0.0
             if config.prior_gate == 'soft':
                 other_scale = float(_sample(params_src, b, 1 - side, oy, ox)[0])

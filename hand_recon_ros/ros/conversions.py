@@ -43,7 +43,14 @@ def intrinsics_for(camera_info, width, height, use_rectified=False, fallback_fov
 
 
 def _points(xyz):
-    return [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in np.asarray(xyz, np.float64)]
+    # tolist(): plain Python floats in one C pass instead of a numpy scalar -> float() per coordinate
+    return [Point(x=x, y=y, z=z) for x, y, z in np.asarray(xyz, np.float64).tolist()]
+
+
+# "unknown" covariance: -1 in the first element. Copied per message: with ROS_PYTHON_CHECK_FIELDS=1 the
+# setter keeps the array itself, and a subscriber in the same process must not be able to edit the constant.
+_UNKNOWN_COVARIANCE = np.zeros(36)
+_UNKNOWN_COVARIANCE[0] = -1.0
 
 
 def hand_msg(hand, publish_vertices=True):
@@ -56,14 +63,12 @@ def hand_msg(hand, publish_vertices=True):
     kp = np.asarray(hand.keypoints_2d, np.float32)
     msg.keypoints_2d = kp.reshape(-1)
     msg.joint_confidence = np.asarray(hand.joint_confidence, np.float32)
-    msg.bbox_2d = np.array([kp[:, 0].min(), kp[:, 1].min(), kp[:, 0].max(), kp[:, 1].max()], np.float32)
+    msg.bbox_2d = np.concatenate([kp.min(axis=0), kp.max(axis=0)])
     pose = msg.wrist_pose.pose
-    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in hand.wrist_position)
-    q = np.asarray(hand.wrist_orientation, np.float64)
-    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
-    cov = np.zeros(36)
-    cov[0] = -1.0  # unknown (REP: -1 in the first element)
-    msg.wrist_pose.covariance = cov
+    pose.position.x, pose.position.y, pose.position.z = np.asarray(hand.wrist_position, np.float64).tolist()
+    q = np.asarray(hand.wrist_orientation, np.float64).tolist()
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = q
+    msg.wrist_pose.covariance = _UNKNOWN_COVARIANCE.copy()
     if publish_vertices and hand.vertices is not None:
         msg.vertices = array.array('f', np.ascontiguousarray(hand.vertices, np.float32).reshape(-1).tobytes())
     msg.mano_pose = np.asarray(hand.mano_pose, np.float32)

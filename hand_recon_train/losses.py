@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,7 +29,11 @@ SIDE_NAMES = ('left', 'right')
 # part segmentation 160. 'cam' (direct weak-camera regression) is 0 like the release (supervise_cam_params=False).
 PAPER_WEIGHTS = {'pose': 80.0, 'shape': 10.0, 'j3d': 200.0, 'paj3d': 360.0, 'pj2d': 400.0, 'bone': 200.0,
                  'center': 80.0, 'seg': 160.0, 'cam': 0.0}
-LOSS_TERMS = tuple(PAPER_WEIGHTS)
+# Optional mesh smoothness terms (DIR supplement practice, off in the paper setup): 'edge' = mean |edge length
+# error| (m), 'normal' = mean |cos| between predicted edges and the ground-truth face normal. They need
+# ground-truth vertices (synthetic data; real samples carry has_vertices = False).
+MESH_TERMS = {'edge': 0.0, 'normal': 0.0}
+LOSS_TERMS = tuple(PAPER_WEIGHTS) + tuple(MESH_TERMS)
 _BONE_PARENT = torch.tensor([p for p, _ in BONES])
 _BONE_CHILD = torch.tensor([c for _, c in BONES])
 
@@ -44,10 +49,10 @@ class LossConfig:
     smooth_l1_beta: float = 0.01
 
     def __post_init__(self):
-        merged = dict(PAPER_WEIGHTS)
-        unknown = sorted(set(self.weights) - set(PAPER_WEIGHTS))
+        merged = {**PAPER_WEIGHTS, **MESH_TERMS}
+        unknown = sorted(set(self.weights) - set(merged))
         if unknown:
-            raise ValueError(f'unknown loss weights {unknown}; known: {list(PAPER_WEIGHTS)}')
+            raise ValueError(f'unknown loss weights {unknown}; known: {list(merged)}')
         merged.update({k: float(v) for k, v in self.weights.items()})
         if any(v < 0 or not math.isfinite(v) for v in merged.values()):
             raise ValueError(f'loss weights must be finite and >= 0, got {merged}')
@@ -139,6 +144,25 @@ class ACRLoss(torch.nn.Module):
         self.config = config or LossConfig()
         self.decode_config = decode_config or DecodeConfig()
         self.hand_model = hand_model.requires_grad_(False)
+        # mesh topology for the optional smoothness terms: unique edges and faces per side
+        for side in SIDE_NAMES:
+            faces = torch.as_tensor(np.asarray(hand_model.faces(side)), dtype=torch.long)
+            edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).sort(dim=1).values.unique(dim=0)
+            self.register_buffer(f'faces_{side}', faces, persistent=False)
+            self.register_buffer(f'edges_{side}', edges, persistent=False)
+
+    def _mesh_terms(self, verts: torch.Tensor, gt: torch.Tensor, side: str) -> dict:
+        """Edge-length and normal-consistency errors of (N, V, 3) predicted vs ground-truth meshes of one side."""
+        edges, faces = getattr(self, f'edges_{side}'), getattr(self, f'faces_{side}')
+        length = (verts[:, edges[:, 0]] - verts[:, edges[:, 1]]).norm(dim=-1)
+        length_gt = (gt[:, edges[:, 0]] - gt[:, edges[:, 1]]).norm(dim=-1)
+        a, b, c = (gt[:, faces[:, k]] for k in range(3))
+        normal_gt = F.normalize(torch.cross(b - a, c - a, dim=-1), dim=-1)
+        cosines = []
+        for i, j in ((0, 1), (1, 2), (2, 0)):
+            edge = F.normalize(verts[:, faces[:, i]] - verts[:, faces[:, j]], dim=-1)
+            cosines.append((edge * normal_gt).sum(-1).abs())
+        return {'edge': (length - length_gt).abs().mean(), 'normal': torch.stack(cosines).mean()}
 
     def _points(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Mean point error over (N, J, D) points: Euclidean, or SmoothL1 summed over coordinates."""
@@ -195,11 +219,26 @@ class ACRLoss(torch.nn.Module):
             terms['cam'] = self._l2(p[:, :3], batch['cam'][b_idx, s_idx])
         aa = rotations.matrix_to_axis_angle(mats)
         joints = torch.zeros(n, 21, 3, dtype=p.dtype, device=p.device)
+        w = self.config.weights
+        mesh_wanted = (w['edge'] > 0 or w['normal'] > 0) and 'vertices' in batch
+        mesh_parts = []
         for side in (0, 1):
             sel = torch.nonzero(s_idx == side).flatten()
             if len(sel):
                 out = self.hand_model(SIDE_NAMES[side], aa[sel, 0], aa[sel, 1:].reshape(len(sel), 45), betas[sel])
                 joints = joints.index_put((sel,), out['joints'].to(p.dtype))
+                if mesh_wanted:
+                    has = (batch['has_vertices'][b_idx[sel], side].bool() if 'has_vertices' in batch
+                           else torch.ones(len(sel), dtype=torch.bool, device=p.device))
+                    if has.any():
+                        gt_verts = batch['vertices'][b_idx[sel][has], side]
+                        mesh_parts.append((self._mesh_terms(out['vertices'][has], gt_verts, SIDE_NAMES[side]),
+                                           int(has.sum())))
+        if mesh_parts:          # hand-count weighted mean over the two sides
+            total = sum(count for _, count in mesh_parts)
+            for name in ('edge', 'normal'):
+                if w[name] > 0:
+                    terms[name] = sum(part[name] * count for part, count in mesh_parts) / total
         root = ROOT_MIDDLE_MCP
         pred_rel = joints - joints[:, root:root + 1]
         gt = batch['joints_3d'][b_idx, s_idx]

@@ -234,7 +234,7 @@ def _lr_at(config: dict, epoch: int) -> float:
     return optim['lr'] * optim['lr_factor'] ** sum(1 for step in optim['lr_steps'] if epoch >= step)
 
 
-def _training_data(synth_set, dcfg: dict, seed: int, model, world: int, rank: int):
+def _training_data(synth_set, dcfg: dict, seed: int, model, world: int, rank: int, num_vertices: int):
     """-> (dataset, sampler, datasets needing set_epoch, real sources, augment config): synthetic data alone,
     or mixed with ``data.real`` in the configured proportions; augmented when ``data.augment.enabled``."""
     augment = AugmentConfig.from_dict(dcfg['augment'])
@@ -257,11 +257,11 @@ def _training_data(synth_set, dcfg: dict, seed: int, model, world: int, rank: in
             real_sources, augment
     parts, weights = [], []
     if dcfg['synth_weight'] > 0:
-        parts.append(HarmonizedDataset(maybe_augment(synth_set, 0), 0))
+        parts.append(HarmonizedDataset(maybe_augment(synth_set, 0), 0, num_vertices))
         weights.append(float(dcfg['synth_weight']))
     for i, source in enumerate(real_sources, start=1):
         real = build_real_dataset(source, model.config.input_size, model.normalization)
-        parts.append(HarmonizedDataset(maybe_augment(real, i), i))
+        parts.append(HarmonizedDataset(maybe_augment(real, i), i, num_vertices))
         weights.append(source['weight'])
     sampler = MixtureSampler([len(p) for p in parts], weights, max(1, int(dcfg['train_size']) // world), seed, rank)
     return ConcatDataset(parts), sampler, epoch_aware, real_sources, augment
@@ -316,7 +316,7 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
 
     train_data, sampler, epoch_aware, real_sources, augment = _training_data(
-        train_set, dcfg, tcfg['seed'], model, world, rank)
+        train_set, dcfg, tcfg['seed'], model, world, rank, hand_model.num_vertices)
     workers = int(dcfg['num_workers'])
     # epoch-dependent augmentation must reach the workers: they are re-created each epoch then
     loader_kw = dict(batch_size=ocfg['batch_size'], num_workers=workers, drop_last=True,

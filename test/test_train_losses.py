@@ -195,3 +195,18 @@ def test_pa_joint_term_has_finite_gradients_for_degenerate_hands():
     pred2 = pred.detach().clone().requires_grad_(True)
     (procrustes_align(pred2, gt) - gt).norm(dim=-1).mean().backward()
     assert not torch.isfinite(pred2.grad).all()
+
+
+def test_mesh_smoothness_terms_are_zero_for_the_true_mesh_and_grow_with_noise(hand_model):
+    loss = ACRLoss(hand_model, LossConfig(weights={'edge': 1.0, 'normal': 1.0}))
+    torch.manual_seed(1)
+    out = hand_model('right', 0.3 * torch.randn(2, 3), 0.3 * torch.randn(2, 45), torch.randn(2, 10))
+    gt = out['vertices']
+    exact = loss._mesh_terms(gt, gt, 'right')
+    assert float(exact['edge']) < 1e-7 and float(exact['normal']) < 1e-4
+    noisy = loss._mesh_terms(gt + 0.002 * torch.randn_like(gt), gt, 'right')
+    assert float(noisy['edge']) > 1e-3 and float(noisy['normal']) > 0.1
+    # a rigidly moved mesh keeps its edge lengths (translation-free term)
+    assert float(loss._mesh_terms(gt + torch.tensor([0.1, 0.0, 0.0]), gt, 'right')['edge']) < 1e-6
+    with pytest.raises(ValueError, match='unknown loss weights'):
+        LossConfig(weights={'laplacian': 1.0})

@@ -46,7 +46,7 @@ def test_bad_sources_are_refused(tmp_path):
     # the loader is built at training time, and a missing dataset folder is named there
     config = load_config('tiny_cpu', ['data.real=[{type: freihand, root: ' + str(tmp_path / 'missing') + '}]'])
     with pytest.raises(FileNotFoundError, match='missing'):
-        _training_data(None, config['data'], 0, build_acr('acr_light', input_size=64), 1, 0)
+        _training_data(None, config['data'], 0, build_acr('acr_light', input_size=64), 1, 0, 778)
 
 
 @pytest.fixture(scope='module')
@@ -70,7 +70,7 @@ def test_batches_mix_the_sources_with_one_key_set(real_roots, tmp_path):
     model = build_acr('acr_light', input_size=128)
     synth = SynthDataset(SynthConfig.from_dict({'supersample': 1, 'image_size': 128}), seed=0, length=24,
                          normalization=model.normalization)
-    data, sampler, epoch_aware, sources, augment = _training_data(synth, config['data'], 0, model, 1, 0)
+    data, sampler, epoch_aware, sources, augment = _training_data(synth, config['data'], 0, model, 1, 0, 778)
     assert [s['type'] for s in sources] == ['freihand', 'interhand'] and augment.enabled and len(epoch_aware) == 3
     seen = Counter()
     for batch in DataLoader(data, sampler=sampler, batch_size=6):
@@ -79,6 +79,8 @@ def test_batches_mix_the_sources_with_one_key_set(real_roots, tmp_path):
         # synthetic hands carry MANO and joint labels everywhere, real ones only where annotated
         synth_rows = batch['source'] == 0
         assert bool((batch['has_mano'][synth_rows] == batch['valid'][synth_rows]).all())
+        assert bool((batch['has_vertices'][batch['source'] != 0] == 0).all())     # no meshes in real data
+        assert bool((batch['has_vertices'][synth_rows] == batch['valid'][synth_rows]).all())
         frei_rows = batch['source'] == 1
         assert not batch['valid'][frei_rows][:, 0].any() or augment.flip_prob > 0     # one hand, maybe mirrored
     assert set(seen) == {0, 1, 2} and sum(seen.values()) == 24
@@ -86,11 +88,13 @@ def test_batches_mix_the_sources_with_one_key_set(real_roots, tmp_path):
 
 def test_mixed_augmented_training_runs_and_records_its_data(real_roots, tmp_path):
     torch.manual_seed(0)
-    result = train(_mixed_config(tmp_path, real_roots, 'train.max_steps=6'))
+    result = train(_mixed_config(tmp_path, real_roots, 'train.max_steps=6',
+                                 'loss.weights={edge: 100, normal: 10}'))
     assert len(result['history']) == 6
     assert result['skipped_steps'] == 0                     # the collinear FreiHAND fixture hand gives finite grads
     assert all(torch.isfinite(torch.tensor(h['total'])) for h in result['history'])
     assert any('pose' in h for h in result['history'])      # MANO supervision from synthetic + FreiHAND
+    assert any('edge' in h and 'normal' in h for h in result['history'])    # mesh terms from the synthetic share
     manifest = json.loads((tmp_path / 'manifest.json').read_text())
     assert [s['type'] for s in manifest['data']['real']] == ['freihand', 'interhand']
     assert manifest['data']['augment']['enabled'] is True

@@ -27,9 +27,10 @@ __all__ = ['REAL_DATASETS', 'TRAIN_KEYS', 'HarmonizedDataset', 'MixtureSampler',
 
 REAL_DATASETS = {'interhand': InterHandDataset, 'freihand': FreiHandDataset}
 _DEFAULT_SPLIT = {'interhand': 'train', 'freihand': 'training'}
-# what the loss reads; synthetic-only keys (vertices) are dropped, real-data masks are added to synthetic samples
+# what the loss reads; masks say which labels a source has (real data: no meshes, MANO and joints where annotated)
 TRAIN_KEYS = ('image', 'seg', 'center_maps', 'valid', 'global_orient', 'hand_pose', 'betas', 'has_mano', 'cam',
-              'joints_3d', 'joints_valid', 'joints_2d', 'joints_vis', 'K', 'index', 'source')
+              'joints_3d', 'joints_valid', 'joints_2d', 'joints_vis', 'vertices', 'has_vertices', 'K', 'index',
+              'source')
 
 
 def parse_real_sources(entries) -> list[dict]:
@@ -68,9 +69,15 @@ def build_real_dataset(source: dict, input_size: int, normalization: str) -> Dat
                **source['options'])
 
 
-def harmonize(item: dict, source: int) -> dict:
-    """A synthetic or real sample -> the ``TRAIN_KEYS`` dict (synthetic hands: MANO and all joints labelled)."""
+def harmonize(item: dict, source: int, num_vertices: int) -> dict:
+    """A synthetic or real sample -> the ``TRAIN_KEYS`` dict (synthetic hands: MANO, all joints and the mesh
+    labelled; real ones get zero vertices with ``has_vertices`` False)."""
     out = {k: item[k] for k in TRAIN_KEYS if k in item}
+    if 'vertices' not in out:
+        out['vertices'] = torch.zeros(2, int(num_vertices), 3)
+        out['has_vertices'] = torch.zeros(2, dtype=torch.bool)
+    elif 'has_vertices' not in out:
+        out['has_vertices'] = item['valid'].clone()
     if 'has_mano' not in out:
         out['has_mano'] = item['valid'].clone()
     if 'joints_valid' not in out:
@@ -83,14 +90,14 @@ def harmonize(item: dict, source: int) -> dict:
 
 
 class HarmonizedDataset(Dataset):
-    def __init__(self, dataset, source: int):
-        self.dataset, self.source = dataset, int(source)
+    def __init__(self, dataset, source: int, num_vertices: int):
+        self.dataset, self.source, self.num_vertices = dataset, int(source), int(num_vertices)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        return harmonize(self.dataset[index], self.source)
+        return harmonize(self.dataset[index], self.source, self.num_vertices)
 
 
 class MixtureSampler(Sampler):

@@ -11,6 +11,7 @@ the whole map network under onnxruntime (same decoding).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -57,6 +58,18 @@ def _run_stages(net, frame: np.ndarray, size: int, channels_last: bool) -> dict[
     for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
         times[name] = (b - a) * 1e3
     return times
+
+
+def sgemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """The machine's practical fp32 peak for these threads: the best of a few n x n matrix products."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
 
 
 def bench_eager(net, frame, size, iters, channels_last) -> dict[str, float]:
@@ -108,7 +121,13 @@ def main() -> None:
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     print(f'torch {torch.__version__}, threads {args.threads}, batch 1, fp32, random weights, '
           f'frame 640x480, median ms\n')
-    header = ('| config | mode | ' + ' | '.join(STAGES) + ' | total ms | GFLOP backbone / heads / aggr. / total |')
+    peak = sgemm_gflops(args.threads)
+    print(f'Practical fp32 peak of this machine at {args.threads} threads: {peak:.0f} GFLOP/s (best 2048x2048 '
+          'torch.mm); "GFLOP/s" below = counted network FLOPs (direct convolution) / network time (backbone + '
+          'heads + aggregation). Above 100% means the convolution library needs fewer operations than counted '
+          '(Winograd-style 3x3 kernels): an effective rate.\n')
+    header = ('| config | mode | ' + ' | '.join(STAGES) + ' | total ms | GFLOP backbone / heads / aggr. / total | '
+              'GFLOP/s (% of peak) |')
     print(header)
     print('|' + '---|' * (header.count('|') - 1))
     for spec in args.configs:
@@ -128,12 +147,16 @@ def main() -> None:
         for mode, channels_last in (('eager', False), ('channels_last', True)):
             r = bench_eager(net, frame, size, iters, channels_last)
             cells = ' | '.join(f'{r[s]:.1f}' for s in STAGES)
-            print(f'| {spec} | {mode} | {cells} | **{r["total"]:.1f}** | {flop_text} |', flush=True)
+            rate = sum(flops) / ((r['backbone'] + r['heads'] + r['aggregation']) / 1e3)
+            print(f'| {spec} | {mode} | {cells} | **{r["total"]:.1f}** | {flop_text} | {rate:.0f} ({100 * rate / peak:.0f}%) |',
+                  flush=True)
         if args.ort:
             net = net.to(memory_format=torch.contiguous_format)
             r = bench_ort(net, frame, size, iters, args.threads)
+            rate = sum(flops) / (r['network'] / 1e3)
             print(f'| {spec} | ORT ({r["exporter"]}) | {r["preprocess"]:.1f} | network {r["network"]:.1f} | '
-                  f'(incl.) | (incl.) | {r["decoding"]:.1f} | **{r["total"]:.1f}** | {flop_text} |', flush=True)
+                  f'(incl.) | (incl.) | {r["decoding"]:.1f} | **{r["total"]:.1f}** | {flop_text} | '
+                  f'{rate:.0f} ({100 * rate / peak:.0f}%) |', flush=True)
 
 
 if __name__ == '__main__':

@@ -53,7 +53,8 @@ __all__ = ['DEFAULTS', 'load_ihmr_config', 'build_acr_for_features', 'prepare_sp
            'load_refiner_weights', 'main']
 
 SIDES = ('left', 'right')
-CLOSE_INTERACTION = {'interacting': 1.0}
+# touching pairs ('close') and near ones ('interacting'); both give the refiner something to separate
+CLOSE_INTERACTION = {'interacting': 0.4, 'close': 0.6}
 DEFAULTS = {
     'data': {'train_seed': 1, 'train_size': 256, 'val_seed': 100001, 'val_size': 64, 'cache_dir': None,
              'drop_penetrating_gt': True,

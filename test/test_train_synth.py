@@ -188,3 +188,26 @@ def test_bad_input_is_rejected(hand_model):
         _gen(hand_model).sample(-1)
     with pytest.raises(ValueError, match='normalization'):
         SynthDataset(normalization='bgr')
+
+
+def test_close_scene_hands_touch_without_intersecting(hand_model):
+    from hand_recon_ros.hand_model.penetration import prepare_mesh
+    gen = SynthGenerator(SynthConfig(image_size=64, supersample=1, scene_weights={'close': 1.0}), seed=4,
+                          hand_model=hand_model)
+    gaps = []
+    for index in range(6):
+        sample = gen.sample(index)
+        assert sample['scene'] == 'close'
+        left, right = (sample['vertices'][s].astype(np.float64) for s in range(2))
+        gaps.append(np.linalg.norm(left[:, None] - right[None], axis=-1).min())
+        solids = [prepare_mesh(hand_model.watertight_vertices(side, v), hand_model.watertight_faces(side))
+                  for side, v in (('left', left), ('right', right))]
+        assert not solids[0].inside(right).any() and not solids[1].inside(left).any()
+    gaps = np.array(gaps)
+    assert (gaps > 0.0019).all() and (gaps < 0.0081).all(), gaps       # 2-8 mm apart: touching, not overlapping
+
+
+def test_adding_the_close_scene_left_default_data_unchanged():
+    # the shipped default model's manifest recorded this hash for its (default-scene) training data
+    config = SynthConfig(image_size=192, supersample=1)
+    assert 'close' not in config.scene_weights and config.config_hash() == 'd5077f9bde17'

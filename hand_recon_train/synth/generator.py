@@ -31,7 +31,8 @@ __all__ = ['GENERATOR_VERSION', 'SCENE_TYPES', 'SIDE_NAMES', 'SynthConfig', 'Syn
 
 GENERATOR_VERSION = 'synth-v1'
 SIDE_NAMES = ('left', 'right')          # network side order
-SCENE_TYPES = ('interacting', 'separate', 'single', 'truncated', 'occluded', 'small', 'large')
+# 'close' (hands touching, a few mm apart) is last and off by default, so default configs draw exactly as before
+SCENE_TYPES = ('interacting', 'separate', 'single', 'truncated', 'occluded', 'small', 'large', 'close')
 _OCCLUDER_ID = -2
 _ASPECTS = ((1, 1), (4, 3), (16, 9), (3, 4))
 
@@ -180,8 +181,8 @@ class SynthGenerator:
         yaw = rng.uniform(-np.pi, np.pi)
         return _rot('z', roll) @ _rot('x', pitch) @ _rot('y', yaw) @ self._side[side]['base']
 
-    def _hand(self, rng, side: str) -> dict:
-        R = self._sample_orientation(rng, side)
+    def _hand(self, rng, side: str, R: np.ndarray | None = None) -> dict:
+        R = self._sample_orientation(rng, side) if R is None else R
         orient = rotations.matrix_to_axis_angle(R)
         pose = self._sample_pose(rng, side)
         betas = np.clip(rng.normal(0.0, self.config.betas_std, 10), -2.5, 2.5)
@@ -210,6 +211,63 @@ class SynthGenerator:
         va, vb = a['vertices'][::3], b['vertices'][::3]
         dv = np.linalg.norm(va[:, None] - vb[None], axis=-1).min()
         return dj > min_joint and dv > min_vertex
+
+    def _solid(self, hand: dict):
+        from hand_recon_ros.hand_model.penetration import prepare_mesh
+        side = hand['side']
+        return prepare_mesh(np.asarray(self.model.watertight_vertices(side, hand['vertices'])),
+                            self.model.watertight_faces(side), name=f'{side} hand')
+
+    def _facing_pair(self, rng, sides) -> list[dict]:
+        """Two hands with roughly opposite orientations (palms towards each other, fingers the same way, as
+        when clapping, praying or interlacing), each with its own random pose."""
+        roll = rng.uniform(-np.deg2rad(100), np.deg2rad(100))
+        pitch = rng.uniform(-np.deg2rad(50), np.deg2rad(50))
+        yaw = rng.uniform(-np.pi, np.pi)
+        hands = []
+        for i, side in enumerate(sides):
+            jitter = rng.normal(0.0, np.deg2rad(15), 3)
+            view = (_rot('z', roll + jitter[0]) @ _rot('x', pitch + jitter[1])
+                    @ _rot('y', yaw + i * np.pi + jitter[2]))
+            hand = self._hand(rng, side, view @ self._side[side]['base'])
+            hand['view'] = view
+            hands.append(hand)
+        return hands
+
+    def _touching(self, rng, fixed: dict, moving: dict, towards: np.ndarray | None = None, far_m: float = 0.3,
+                  steps: int = 14) -> None:
+        """Slide ``moving`` towards ``fixed`` along a random direction until they nearly touch: the nearest
+        vertices ``gap`` (2-8 mm) apart and neither mesh inside the other (checked with the solids, since a
+        vertex gap alone lets a fingertip slip between vertices). Bisection on the distance between roots."""
+        from scipy.spatial import cKDTree
+        tree = cKDTree(fixed['vertices'])
+        fixed_solid = self._solid(fixed)
+        anchor = fixed['joints'][9]
+        gap = rng.uniform(0.002, 0.008)
+
+        def clear(distance, direction):
+            self._place(moving, anchor + distance * direction)
+            if tree.query(moving['vertices'], k=1)[0].min() <= gap:
+                return False
+            if fixed_solid.inside(moving['vertices']).any():
+                return False
+            return not self._solid(moving).inside(fixed['vertices']).any()
+
+        for attempt in range(8):
+            if towards is not None and attempt < 6:       # mostly along the palm normal, spread wider on retries
+                direction = towards + rng.normal(0.0, 0.25 + 0.1 * attempt, 3)
+            else:
+                direction = rng.normal(0.0, 1.0, 3) * np.array([1.0, 1.0, 0.6])
+            direction /= np.linalg.norm(direction)
+            if not clear(far_m, direction):
+                continue
+            lo, hi = 0.0, far_m
+            for _ in range(steps):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (lo, mid) if clear(mid, direction) else (mid, hi)
+            clear(hi, direction)
+            return
+        self._place(moving, anchor + np.array([far_m, 0.0, 0.0]))     # no clear direction found: far apart
 
     def _layout(self, rng, scene: str, K, box) -> list[dict]:
         """Hands placed in the camera frame. ``box`` = content area (x0, y0, x1, y1) in pixels."""
@@ -250,6 +308,12 @@ class SynthGenerator:
             for hand, u in zip(hands, us):
                 v = rng.uniform(y0 + 0.25 * ch, y1 - 0.25 * ch)
                 self._place(hand, self._backproject(K, u, v, z * rng.uniform(0.85, 1.15)))
+            return hands
+        if scene == 'close':
+            hands = self._facing_pair(rng, sides)
+            self._place(hands[0], self._backproject(K, *uniform_px(0.3), z))
+            palm_normal = hands[0]['view'] @ np.array([0.0, 0.0, -1.0])
+            self._touching(rng, hands[0], hands[1], palm_normal)
             return hands
         # interacting: the second hand close to the first, at a random 3D offset, without touching
         self._place(hands[0], self._backproject(K, *uniform_px(0.3), z))

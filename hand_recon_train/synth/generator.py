@@ -29,7 +29,8 @@ from hand_recon_ros.config_utils import dataclass_from_dict
 
 __all__ = ['GENERATOR_VERSION', 'SCENE_TYPES', 'SIDE_NAMES', 'SynthConfig', 'SynthGenerator', 'fit_weak_camera']
 
-GENERATOR_VERSION = 'synth-v1'
+# v2: interacting pairs tested for intersection with the closed meshes (v1 sampled every third vertex)
+GENERATOR_VERSION = 'synth-v2'
 SIDE_NAMES = ('left', 'right')          # network side order
 # 'close' (hands touching, a few mm apart) is last and off by default, so default configs draw exactly as before
 SCENE_TYPES = ('interacting', 'separate', 'single', 'truncated', 'occluded', 'small', 'large', 'close')
@@ -205,12 +206,15 @@ class SynthGenerator:
     def _backproject(K, u, v, z) -> np.ndarray:
         return np.array([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z])
 
-    @staticmethod
-    def _apart(a: dict, b: dict, min_joint: float = 0.02, min_vertex: float = 0.004) -> bool:
-        dj = np.linalg.norm(a['joints'][:, None] - b['joints'][None], axis=-1).min()
-        va, vb = a['vertices'][::3], b['vertices'][::3]
-        dv = np.linalg.norm(va[:, None] - vb[None], axis=-1).min()
-        return dj > min_joint and dv > min_vertex
+    def _apart(self, a: dict, b: dict, min_joint: float = 0.02, min_vertex: float = 0.004) -> bool:
+        """Joints > ``min_joint`` and every vertex > ``min_vertex`` apart, and no vertex of either hand inside the
+        other's closed mesh (synth-v1 compared every third vertex only: ~10 % of pairs intersected)."""
+        from scipy.spatial import cKDTree
+        if np.linalg.norm(a['joints'][:, None] - b['joints'][None], axis=-1).min() <= min_joint:
+            return False
+        if cKDTree(a['vertices']).query(b['vertices'], k=1)[0].min() <= min_vertex:
+            return False
+        return not self._solid(a).inside(b['vertices']).any() and not self._solid(b).inside(a['vertices']).any()
 
     def _solid(self, hand: dict):
         from hand_recon_ros.hand_model.penetration import prepare_mesh

@@ -14,7 +14,10 @@ Per configuration, one node; refinement is switched at runtime (refinement.enabl
 Overhead (latency mode, medians): round trip - network - refine = DDS both ways, message conversion, letterbox,
 decode, MANO + camera, message building; shown as a fraction of the network time. Its ROS part = round trip -
 every pipeline stage (DDS, (de)serialisation, image conversion, worker hand-off, message building).
+--size WxH sets the frame size; --fastdds-profile FILE runs the bench and the node with that Fast DDS XML profile
+(e.g. config/fastdds_large_frames.xml: frames over 512 KiB through shared memory instead of UDP fragments).
 Usage: .venv/bin/python benchmarks/bench_e2e.py [--configs light@256 ...] [--frames 30] [--seconds 5] [--quick]
+       [--size 640x480] [--fastdds-profile FILE]
 """
 import argparse
 import json
@@ -280,7 +283,12 @@ def summarize_latency(bench, stamps, lost, timings):
                 - r['timings'].get('refine', 0.0) for r in recs]
     ros_only = [(bench.answers[r['stamp']][0] - bench.published[r['stamp']]) * 1e3 - sum(r['timings'].values())
                 for r in recs]
+    stages = {k: median([r['timings'].get(k, 0.0) for r in recs]) for k in ('preprocess', 'decode', 'mano_and_camera')}
+    # callback -> pipeline start and pipeline end -> processing_time stamp: worker hand-off, image conversion,
+    # intrinsics, runtime parameters (everything the node does around the pipeline before publishing)
+    handoff = [bench.answers[r['stamp']][1] - sum(r['timings'].values()) for r in recs]
     return {'frames': len(stamps), 'lost': lost, **percentiles(rtt), 'processing': median(processing),
+            'stages': stages, 'handoff': median(handoff),
             'ros_only': median(ros_only),
             'network': median(network), 'refine': median(refine), 'pipeline_other': median(other),
             'dds_in': median(dds_in), 'dds_out': median(dds_out), 'overhead': median(overhead),
@@ -312,19 +320,26 @@ def main():
     parser.add_argument('--domain-id', type=int, default=int(os.environ.get('BENCH_E2E_DOMAIN_ID', 67)))
     parser.add_argument('--plain-node', action='store_true', help='run the node module itself (no stage timings)')
     parser.add_argument('--quick', action='store_true', help='smoke run: light@256, 3 frames, 1 s')
+    parser.add_argument('--size', default='640x480', help='frame size WxH (bgr8)')
+    parser.add_argument('--fastdds-profile', default='', help='Fast DDS XML profile for the bench and the node')
     parser.add_argument('--node-args', type=shlex.split, default=[],
                         help="extra --ros-args for the node, e.g. '-p num_threads:=1'")
     args = parser.parse_args()
     if args.quick:
         args.configs, args.frames, args.seconds = ['light@256'], 3, 1.0
     setup_environment(args.domain_id)
+    width, height = (int(v) for v in args.size.split('x'))
+    if args.fastdds_profile:   # read when this process (and the node, which inherits it) creates a participant
+        os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(Path(args.fastdds_profile).resolve())
+    else:
+        os.environ.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
     load_start = os.getloadavg()
     t_start = time.monotonic()
     lat_rows, tp_rows = [], []
     for name in args.configs:
         backbone, size = CONFIGS[name]
         frames = max(3, args.frames // 3) if backbone in BIG and not args.quick else args.frames
-        bench = NodeUnderTest(backbone, size, args.node_args, plain=args.plain_node)
+        bench = NodeUnderTest(backbone, size, args.node_args, plain=args.plain_node, width=width, height=height)
         try:
             bench.wait_ready()
             for refine in args.refine:
@@ -346,7 +361,9 @@ def main():
             bench.close()
     load_end = os.getloadavg()
 
-    print(f'\n640x480 bgr8 frames, node on CPU ({os.cpu_count()} cores, torch default threads), '
+    transport = (f'Fast DDS profile {Path(args.fastdds_profile).name}' if args.fastdds_profile
+                 else 'Fast DDS default transports')
+    print(f'\n{width}x{height} bgr8 frames ({transport}), node on CPU ({os.cpu_count()} cores, torch default threads), '
           f'detection_threshold 0 (both hands always), untrained weights, procedural stand-in (no MANO); reliable QoS; '
           f'load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; {time.monotonic() - t_start:.0f} s; '
           f'{"plain node" if args.plain_node else "node with stage timings"}; extra args: {args.node_args or "none"}\n')
@@ -365,6 +382,14 @@ def main():
               f'{fmt(r["refine"])}{ran} | {fmt(r["pipeline_other"])} | {fmt(r["dds_in"])} | {fmt(r["dds_out"])} | '
               f'{fmt(r["overhead"])} ({fmt(r["ros_only"])}) | '
               f'{fmt(share, 0)}% ({fmt(ros_share, 0)}%); goal < 10%: {"met" if share < 10 else "not met"} |')
+    print('\nOverhead breakdown (latency mode, medians, ms):\n')
+    print('| config | refine | publish -> callback | node around the pipeline | letterbox | decode | MANO + camera '
+          '| message + DDS out | total overhead |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    for name, refine, r in lat_rows:
+        st = r['stages']
+        print(f'| {name} | {refine} | {fmt(r["dds_in"])} | {fmt(r["handoff"])} | {fmt(st["preprocess"])} | '
+              f'{fmt(st["decode"])} | {fmt(st["mano_and_camera"])} | {fmt(r["dds_out"])} | {fmt(r["overhead"])} |')
     print(f'\nThroughput mode ({args.rate:g} Hz for {args.seconds:g} s; the node answers the newest frame, '
           'skipping the rest):\n')
     print('| config | refine | sent (input Hz) | answered | skipped | output FPS | latency p50 ms | goal |')

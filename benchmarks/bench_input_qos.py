@@ -2,7 +2,11 @@
 
 For each (publisher reliability, node input_reliability) pair: start the node, publish 640x480 bgr8 frames at a
 camera-like rate for a fixed time, and count what the node received (its diagnostics) and answered.
+With --fastdds-profile FILE both the publisher (this process) and the node run with that Fast DDS XML profile
+(FASTRTPS_DEFAULT_PROFILES_FILE), e.g. config/fastdds_large_frames.xml, whose 16 MiB shared-memory segment keeps
+frames out of UDP fragments.
 Usage: .venv/bin/python benchmarks/bench_input_qos.py [--seconds 6] [--rate 15] [--size 640x480]
+       [--fastdds-profile config/fastdds_large_frames.xml]
 """
 import argparse
 import os
@@ -79,11 +83,19 @@ def main():
     parser.add_argument('--seconds', type=float, default=6.0)
     parser.add_argument('--rate', type=float, default=15.0)
     parser.add_argument('--size', default='640x480')
+    parser.add_argument('--fastdds-profile', default='',
+                        help='Fast DDS XML profile for the publisher and the node (default: none, Fast DDS defaults)')
     parser.add_argument('node_args', nargs='*', help='extra --ros-args for the node, e.g. -p num_threads:=1')
     args = parser.parse_args()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', '66')
     width, height = (int(v) for v in args.size.split('x'))
+    if args.fastdds_profile:   # read by Fast DDS when this process creates its first participant
+        os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(Path(args.fastdds_profile).resolve())
+    else:
+        os.environ.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
+    transport = (f'Fast DDS profile {Path(args.fastdds_profile).name} (publisher and node)' if args.fastdds_profile
+                 else 'Fast DDS default transports (512 KiB shared-memory segment)')
     rows = []
     for pub_rel, node_rel in [('reliable', 'best_effort'), ('reliable', 'reliable'), ('reliable', 'auto'),
                               ('best_effort', 'best_effort'), ('best_effort', 'auto')]:
@@ -91,7 +103,7 @@ def main():
         rows.append((pub_rel, node_rel, r))
         print(f'{pub_rel:>12} -> {node_rel:<12} {r}', flush=True)
     print(f'\n{args.size} bgr8 at {args.rate:g} Hz for {args.seconds:g} s, node on CPU '
-          f'({os.cpu_count()} cores), extra args: {args.node_args or "none"}\n')
+          f'({os.cpu_count()} cores), {transport}, extra args: {args.node_args or "none"}\n')
     print('| publisher | node input_reliability | frames sent | received by node | answered | node processing p50 ms |')
     print('|---|---|---|---|---|---|')
     for pub_rel, node_rel, r in rows:

@@ -11,7 +11,8 @@ empty. `launch` is imported inside the functions only: machines with ROS from Py
 
 PACKAGE = 'hand_recon_ros'
 
-# name: (default, description); a default starting with 'share:' is a path in this package's share folder
+# name: (default, description); a default starting with 'share:' is a path in this package's share folder,
+# 'env:NAME|fallback' is the environment variable NAME when set, else the fallback
 ARGUMENTS = {
     'camera': ('/camera', 'camera namespace: subscribes <camera>/<image> and <camera>/camera_info'),
     'image': ('image_raw', 'image topic inside the camera namespace (compressed transport: + /compressed)'),
@@ -25,7 +26,13 @@ ARGUMENTS = {
     'record': ('false', 'record the node outputs and camera_info with ros2 bag (MCAP)'),
     'record_images': ('false', 'also record the input images (large)'),
     'bag_dir': ('', 'bag folder to create; empty = ./hand_recon_<date>_<time>'),
+    # Fast DDS sends frames over 512 KiB by UDP fragments unless the shared-memory segment is enlarged
+    # (config/fastdds_large_frames.xml explains); a FASTRTPS_DEFAULT_PROFILES_FILE already set wins.
+    'fastdds_profile': ('env:FASTRTPS_DEFAULT_PROFILES_FILE|share:config/fastdds_large_frames.xml',
+                        'Fast DDS XML profile for the processes this file starts '
+                        '(default: 16 MiB shared-memory segment for camera frames)'),
 }
+PROFILE_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
 
 OUTPUT_TOPICS = ('hands', 'hands_smoothed', 'hand_model_info')
 
@@ -62,6 +69,7 @@ def _launch_setup(context):
     camera = _absolute(arg['camera'], namespace)
     image = f"{camera}/{arg['image'].strip('/')}"
     node_topic = f"{namespace.rstrip('/')}/hand_recon"
+    env = {PROFILE_ENV: arg['fastdds_profile']}
 
     actions = [Node(
         package=PACKAGE, executable='hand_recon_node', name='hand_recon', namespace=namespace,
@@ -70,6 +78,7 @@ def _launch_setup(context):
                                          'autostart': arg['autostart']}],
         remappings=[('image', image), ('image/compressed', f'{image}/compressed'),
                     ('camera_info', f'{camera}/camera_info')],
+        additional_env=env,
     )]
 
     if arg['rviz']:
@@ -81,6 +90,7 @@ def _launch_setup(context):
             # The config names /hand_recon/...; relative targets follow this launch's namespace.
             remappings=[('/hand_recon/markers', 'hand_recon/markers'),
                         ('/hand_recon/debug_image', 'hand_recon/debug_image')],
+            additional_env=env,
         ))
 
     if arg['record']:
@@ -93,7 +103,7 @@ def _launch_setup(context):
             LogInfo(msg=f'recording {len(topics)} topics to {bag_dir}'),
             # Jazzy syntax; on Humble (positional topics) drop '--topics'.
             ExecuteProcess(cmd=['ros2', 'bag', 'record', '-s', 'mcap', '-o', bag_dir, '--topics', *topics],
-                           output='screen'),
+                           output='screen', additional_env=env),
         ]
     return actions
 
@@ -101,12 +111,19 @@ def _launch_setup(context):
 def generate_launch_description():
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
-    from launch.substitutions import PathJoinSubstitution
+    from launch.substitutions import EnvironmentVariable, PathJoinSubstitution
     from launch_ros.substitutions import FindPackageShare
+
+    def substitution(default):
+        if default.startswith('env:'):      # 'env:NAME|fallback': the variable when set, else the fallback
+            variable, fallback = default[len('env:'):].split('|', 1)
+            return EnvironmentVariable(variable, default_value=substitution(fallback))
+        if default.startswith('share:'):
+            return PathJoinSubstitution([FindPackageShare(PACKAGE), *default[len('share:'):].split('/')])
+        return default
 
     declared = []
     for name, (default, description) in ARGUMENTS.items():
-        if default.startswith('share:'):
-            default = PathJoinSubstitution([FindPackageShare(PACKAGE), *default[len('share:'):].split('/')])
+        default = substitution(default)
         declared.append(DeclareLaunchArgument(name, default_value=default, description=description))
     return LaunchDescription([*declared, OpaqueFunction(function=_launch_setup)])

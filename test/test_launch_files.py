@@ -55,6 +55,20 @@ def test_default_xml_launch_is_one_node_with_params_then_remaps():
     assert node.namespace == '/' and node.name == 'hand_recon'
 
 
+def test_launch_gives_its_processes_the_large_frame_fastdds_profile(monkeypatch):
+    monkeypatch.delenv('FASTRTPS_DEFAULT_PROFILES_FILE', raising=False)
+    procs = read_launch_file(LAUNCH_XML, {'rviz': 'true', 'record': 'true'}, package_shares=SHARES)
+    shipped = str(REPO / 'config' / 'fastdds_large_frames.xml')
+    assert [p.env for p in procs] == [{'FASTRTPS_DEFAULT_PROFILES_FILE': shipped}] * 3
+    assert procs[0].command.startswith(f'FASTRTPS_DEFAULT_PROFILES_FILE={shipped} ')
+    # The user's own profile (already in the environment) wins; the argument overrides both.
+    monkeypatch.setenv('FASTRTPS_DEFAULT_PROFILES_FILE', '/etc/my_dds.xml')
+    (node,) = read_launch_file(LAUNCH_XML, package_shares=SHARES)
+    assert node.env == {'FASTRTPS_DEFAULT_PROFILES_FILE': '/etc/my_dds.xml'}
+    (node,) = read_launch_file(LAUNCH_XML, {'fastdds_profile': '/x.xml'}, package_shares=SHARES)
+    assert node.env == {'FASTRTPS_DEFAULT_PROFILES_FILE': '/x.xml'}
+
+
 def test_xml_switches_rviz_namespace_and_recording():
     procs = read_launch_file(LAUNCH_XML, {'camera': '/rs/color', 'namespace': '/cam1', 'rviz': True,
                                           'fixed_frame': 'rs_color_optical_frame', 'record': 'true',
@@ -97,6 +111,8 @@ def test_multi_camera_xml_gives_one_node_per_namespace():
     ('<arg name="x" default="1"/>', {'y': '2'}, "unknown launch argument"),
     ('<node pkg="p" exec="e"><param from="/does/not/exist.yaml"/></node>', {}, 'does not exist'),
     ('<node pkg="p" exec="e" args="$(find-pkg-share no_such_package_xyz)"/>', {}, 'package not found'),
+    ('<node pkg="p" exec="e"><env name="A"/></node>', {}, 'exactly name= and value='),
+    ('<executable cmd="e"><remap from="a" to="b"/></executable>', {}, 'unsupported executable child'),
 ])
 def test_reader_refuses_what_it_cannot_read_faithfully(tmp_path, body, overrides, message):
     f = tmp_path / 'bad.launch.xml'
@@ -168,7 +184,8 @@ def _stub_launch_modules(monkeypatch):
         'launch.actions': {n: cls(n, *p) for n, p in [('DeclareLaunchArgument', ('name',)), ('OpaqueFunction', ()),
                                                       ('ExecuteProcess', ()), ('LogInfo', ())]},
         'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration,
-                                 'PathJoinSubstitution': cls('PathJoinSubstitution', 'parts')},
+                                 'PathJoinSubstitution': cls('PathJoinSubstitution', 'parts'),
+                                 'EnvironmentVariable': cls('EnvironmentVariable', 'name')},
         'launch_ros.actions': {'Node': cls('Node')},
         'launch_ros.substitutions': {'FindPackageShare': FindPackageShare},
     }
@@ -190,7 +207,8 @@ def test_python_launch_file_compiles_imports_launch_lazily_and_matches_the_xml(t
     xml_defaults = xml_args(LAUNCH_XML)
     assert set(arguments) == set(xml_defaults)
     differ = {k for k in arguments if arguments[k][0] != xml_defaults[k]}
-    assert differ == {'params_file', 'bag_dir'}   # share path built by substitution; timestamped bag name
+    # share paths and the environment built by substitution; timestamped bag name
+    assert differ == {'params_file', 'bag_dir', 'fastdds_profile'}
 
     # Run it against stand-in launch classes.
     namespace = {'__name__': 'hand_recon_launch'}
@@ -200,11 +218,18 @@ def test_python_launch_file_compiles_imports_launch_lazily_and_matches_the_xml(t
     entities = description.kwargs['entities']
     declared = [e.kwargs['name'] for e in entities if e.kind == 'DeclareLaunchArgument']
     assert declared == list(arguments)
+    profile = next(e.kwargs['default_value'] for e in entities if e.kind == 'DeclareLaunchArgument'
+                   and e.kwargs['name'] == 'fastdds_profile')
+    assert profile.kind == 'EnvironmentVariable' and profile.kwargs['name'] == 'FASTRTPS_DEFAULT_PROFILES_FILE'
+    assert profile.kwargs['default_value'].kwargs['parts'][1:] == ['config', 'fastdds_large_frames.xml']
     setup = entities[-1].kwargs['function']
     context = {k: v[0] for k, v in arguments.items()}
     context.update(params_file='/p.yaml', camera='color', namespace='cam1/', rviz='True', record='1',
-                   record_images='true', input_transport='compressed', device='cuda:1', bag_dir='/b')
+                   record_images='true', input_transport='compressed', device='cuda:1', bag_dir='/b',
+                   fastdds_profile='/dds.xml')
     node, rviz, _, record = setup(context)
+    assert node.kwargs['additional_env'] == rviz.kwargs['additional_env'] == record.kwargs['additional_env'] == {
+        'FASTRTPS_DEFAULT_PROFILES_FILE': '/dds.xml'}
     assert node.kwargs['namespace'] == '/cam1' and node.kwargs['name'] == 'hand_recon'
     assert node.kwargs['parameters'] == ['/p.yaml', {'device': 'cuda:1', 'input_transport': 'compressed',
                                                      'autostart': True}]
@@ -288,7 +313,7 @@ def started(processes, log_dir, extra=()):
             assert p.found, f'{p.executable} not found (run scripts/setup.sh)'
             log = open(log_dir / f'proc_{i}.log', 'w')
             running.append((subprocess.Popen([*p.argv, *extra], stdout=log, stderr=subprocess.STDOUT,
-                                             cwd=str(REPO), env=dict(os.environ)), log))
+                                             cwd=str(REPO), env={**os.environ, **p.env}), log))
         yield [proc for proc, _ in running]
     finally:
         for proc, _ in running:

@@ -6,7 +6,8 @@ understands the declarative subset the project's launch files keep to:
 
   <arg name default>  <let name value>  <group scoped> + <push-ros-namespace namespace>
   <include file> + <arg name value>     <node pkg exec name namespace args> + <param from>,
-  <param name value>, <remap from to>   <executable cmd>    `if` / `unless` on every element
+  <param name value>, <remap from to>, <env name value>   <executable cmd> + <env name value>
+  `if` / `unless` on every element
   substitutions $(var x), $(find-pkg-share p), $(env NAME [default]), $(dirname)
 
 Anything else raises ValueError, so a launch file that leaves the subset fails its tests instead of
@@ -51,10 +52,12 @@ class LaunchProcess:
     namespace: str = '/'
     params: list = field(default_factory=list)     # ('file', path) or ('value', name, value), in order
     remaps: list = field(default_factory=list)     # (from, to)
+    env: dict = field(default_factory=dict)        # <env> children: set on top of the launching environment
 
     @property
     def command(self):
-        return shlex.join(self.argv)
+        """A shell line: the <env> settings, then the command."""
+        return ' '.join([*(f'{k}={shlex.quote(v)}' for k, v in self.env.items()), shlex.join(self.argv)])
 
 
 def as_bool(text, what='condition'):
@@ -190,9 +193,16 @@ class _Reader:
             argv = shlex.split(self.subst(self._required(el, 'cmd', where), scope, where))
             if not argv:
                 raise ValueError(f'{where}: empty cmd')
+            env = {}
+            for child in el:
+                if isinstance(child.tag, str):
+                    cwhere = f'{where} <{child.tag}>'
+                    if child.tag != 'env':
+                        raise ValueError(f'{cwhere}: unsupported executable child (env)')
+                    self._env(child, env, scope, cwhere)
             exe = shutil.which(argv[0])
             self.processes.append(LaunchProcess('executable', [exe or argv[0], *argv[1:]], exe is not None,
-                                                executable=argv[0], name=el.get('name', '')))
+                                                executable=argv[0], name=el.get('name', ''), env=env))
 
     def include(self, el, scope, where):
         file = Path(self.subst(self._required(el, 'file', where), scope, where))
@@ -222,7 +232,7 @@ class _Reader:
             ros_args += ['-r', f'__node:={name}']
         if ns != '/':
             ros_args += ['-r', f'__ns:={ns}']
-        params, remaps = [], []
+        params, remaps, env = [], [], {}
         for child in el:
             if not isinstance(child.tag, str):
                 continue
@@ -246,14 +256,22 @@ class _Reader:
                     raise ValueError(f'{cwhere}: needs exactly from= and to=')
                 pair = (self.subst(child.get('from'), scope, cwhere), self.subst(child.get('to'), scope, cwhere))
                 remaps.append(pair)
+            elif child.tag == 'env':
+                self._env(child, env, scope, cwhere)
             else:
-                raise ValueError(f'{cwhere}: unsupported node child (param, remap)')
+                raise ValueError(f'{cwhere}: unsupported node child (param, remap, env)')
         for src, dst in remaps:   # launch_ros passes remaps after the parameters
             ros_args += ['-r', f'{src}:={dst}']
         if ros_args:
             argv += ['--ros-args', *ros_args]
         self.processes.append(LaunchProcess('node', argv, exe is not None, package=pkg, executable=exe_name,
-                                            name=name or '', namespace=ns, params=params, remaps=remaps))
+                                            name=name or '', namespace=ns, params=params, remaps=remaps,
+                                            env=env))
+
+    def _env(self, child, env, scope, where):
+        if set(child.attrib) != {'name', 'value'}:
+            raise ValueError(f'{where}: needs exactly name= and value=')
+        env[self.subst(child.get('name'), scope, where)] = self.subst(child.get('value'), scope, where)
 
     @staticmethod
     def _required(el, attr, where):

@@ -56,6 +56,27 @@ def test_bench_e2e_quick_prints_latency_and_throughput_tables():
         assert sent >= 10 and 1 <= answered <= sent and skipped == sent - answered
         assert number(row[5]) > 0
     assert 'default light config >= 15 FPS' in throughput['on'][7]
+    # The overhead splits into its parts: transport in, node around the pipeline, stages, transport out.
+    breakdown = {row[1]: row for row in table_rows(out, '| config | refine | publish -> callback')}
+    assert set(breakdown) == {'off', 'on'}
+    for row in breakdown.values():
+        parts = [number(cell) for cell in row[2:8]]
+        assert all(v >= 0 for v in parts) and number(row[2]) > 0 and number(row[7]) > 0
+
+
+@pytest.mark.ros
+def test_bench_dds_transport_quick_compares_defaults_and_the_profile():
+    out = run_bench('bench_dds_transport.py', timeout=180)
+    rows = {row[0]: row for row in table_rows(out, '| QoS | frame | MiB')}
+    assert set(rows) == {'reliable', 'best_effort'}
+    for row in rows.values():
+        assert row[1] == '640x480' and number(row[2]) == pytest.approx(0.88, abs=0.01)
+    # Reliable frames always come back (3 of 3) with either transport setting, with a positive round trip.
+    reliable = rows['reliable']
+    assert reliable[4] == '0/3' and reliable[6] == '0/3'
+    for cell in (reliable[3], reliable[5]):
+        p50, p95 = (float(v) for v in cell.split(' / '))
+        assert 0 < p50 <= p95
 
 
 @pytest.mark.ros

@@ -24,9 +24,8 @@ from hand_recon_ros.acr.decoding import DecodeConfig, decode
 from hand_recon_ros.acr.network import PRESETS, ACRConfig, build_acr
 from hand_recon_ros.acr.preprocess import letterbox
 from hand_recon_ros.geometry import rotations
-from hand_recon_ros.geometry.camera import (DegenerateTranslationError, LetterboxTransform, fallback_intrinsics,
-                                            project_points, solve_translation, weak_perspective_project,
-                                            weak_to_translation)
+from hand_recon_ros.geometry.camera import (LetterboxTransform, fallback_intrinsics, project_points,
+                                            solve_translations, weak_perspective_project, weak_to_translation)
 from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult,
                                     HandResult)
 
@@ -320,24 +319,31 @@ class HandReconstructor:
         quats = mano['root_quaternion'].numpy()
         poses = torch.cat([mano['global_orient'], mano['hand_pose']], dim=1).numpy()
         betas = mano['betas'].numpy()
-        hands = []
+        placed = []            # (index, joints_rel, verts_rel, weak 2D keypoints) of hands with a usable camera
         for i, side in enumerate(sides):
             verts, joints = meshes[i]
             root = joints[conventions.ROOT_MIDDLE_MCP].copy()   # ACR aligns at the middle MCP
-            joints_rel, verts_rel = joints - root, verts - root
             s, tx, ty = cams[i]
             if not (math.isfinite(s) and math.isfinite(tx) and math.isfinite(ty) and s > 1e-3):
                 LOG.debug('dropping a %s hand with a degenerate camera %s', side, (s, tx, ty))
                 continue
-            kp_weak = transform.normalized_to_original(weak_perspective_project(joints_rel, s, tx, ty))
-            try:
-                if depth_source == DEPTH_SOURCE_WEAK_PERSPECTIVE:
-                    t_cam = weak_to_translation(s, tx, ty, K, transform)
-                else:   # (the closed form cannot fail here: s is finite and > 0, checked above)
-                    t_cam = solve_translation(joints_rel, kp_weak, K)
-            except DegenerateTranslationError as exc:
-                LOG.debug('dropping a %s hand: %s', side, exc)
+            joints_rel = joints - root
+            placed.append((i, joints_rel, verts - root,
+                           transform.normalized_to_original(weak_perspective_project(joints_rel, s, tx, ty))))
+        if not placed:
+            return []
+        if depth_source == DEPTH_SOURCE_WEAK_PERSPECTIVE:
+            translations = [weak_to_translation(*cams[i], K, transform) for i, *_ in placed]
+        else:   # one vectorised solve for every hand (s is finite and > 0 here, checked above)
+            t_all, ok = solve_translations(np.stack([p[1] for p in placed]), np.stack([p[3] for p in placed]), K)
+            translations = [t if good else None for t, good in zip(t_all, ok)]
+        hands = []
+        for (i, joints_rel, verts_rel, _), t_cam in zip(placed, translations):
+            side = sides[i]
+            if t_cam is None:
+                LOG.debug('dropping a %s hand: no translation puts it in front of the camera', side)
                 continue
+            s, tx, ty = cams[i]
             joints_cam = joints_rel + t_cam
             verts_cam = verts_rel + t_cam
             # The published 2D keypoints are the projection of the published 3D joints (one consistent answer).

@@ -151,6 +151,42 @@ def test_solve_translation_weights_and_nan_joints():
     assert np.linalg.norm(cam.solve_translation(X, corrupted, K) - t) > 1e-3
 
 
+def test_batched_translations_equal_the_per_hand_solver():
+    rng = np.random.default_rng(6)
+    for trial in range(10):
+        K, _, _ = _random_camera(rng)
+        if trial % 2:
+            K[0, 1] = rng.uniform(-2, 2)                 # skew too
+        H = 1 + trial % 5
+        X = np.stack([_hand_like_joints(rng) * [1, 1, 1 + trial % 3] for _ in range(H)])
+        t = np.stack([_random_translation(rng) for _ in range(H)])
+        uv = cam.project_points(X + t[:, None], K) + rng.normal(scale=2.0, size=(H, 21, 2))
+        for iters in (0, 5):
+            t_batch, ok = cam.solve_translations(X, uv, K, refine_iters=iters)
+            t_single = np.stack([cam.solve_translation(X[h], uv[h], K, refine_iters=iters) for h in range(H)])
+            assert ok.all()
+            np.testing.assert_allclose(t_batch, t_single, atol=1e-8)
+
+
+def test_batched_translations_flag_bad_hands_and_keep_the_others():
+    K = np.array([[700.0, 0, 320], [0, 700, 240], [0, 0, 1]])
+    X = _hand_like_joints(np.random.default_rng(7))
+    t = np.array([0.05, 0.0, 0.6])
+    uv = cam.project_points(X + t, K)
+    rays_coincide = np.broadcast_to(uv[:1], uv.shape)   # every keypoint on one pixel: depth undetermined
+    with_nan = uv.copy()
+    with_nan[4] = np.nan
+    behind = 2 * K[:2, 2] - uv                          # best explained by a hand behind the camera
+    t_all, ok = cam.solve_translations(np.stack([X] * 5), np.stack([uv, rays_coincide, with_nan, behind, uv]), K)
+    assert ok.tolist() == [True, False, False, False, True]
+    np.testing.assert_allclose(t_all[[0, 4]], [t, t], atol=1e-9)
+    assert np.isnan(t_all[1:4]).all()
+    with pytest.raises(cam.DegenerateTranslationError):
+        cam.solve_translation(X, rays_coincide, K)
+    with pytest.raises(ValueError, match='must match'):
+        cam.solve_translations(X[None], uv[None, :20], K)
+
+
 def test_solve_translation_degenerate_inputs():
     K = np.array([[700.0, 0, 320], [0, 700, 240], [0, 0, 1]])
     X = _hand_like_joints(np.random.default_rng(5))

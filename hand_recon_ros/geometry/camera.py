@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     'LetterboxTransform', 'weak_perspective_project', 'weak_to_translation', 'solve_translation',
+    'solve_translations',
     'reprojection_errors', 'project_points', 'intrinsics_from_camera_info', 'fallback_intrinsics',
     'DEFAULT_FALLBACK_FOV_DEG', 'DegenerateTranslationError',
 ]
@@ -242,6 +243,77 @@ def solve_translation(joints_rootrel, keypoints_px, K, weights=None, refine_iter
     if not np.isfinite(best):
         raise DegenerateTranslationError(f'solution t={t.tolist()} puts joints behind the camera')
     return t
+
+
+def solve_translations(joints_rootrel, keypoints_px, K, refine_iters=5, min_depth=1e-3):
+    """``solve_translation`` for H hands at once (equal joint weights): (H, N, 3), (H, N, 2) -> t (H, 3), ok (H,).
+
+    The same linear step and Gauss-Newton refinement, vectorised over the hands through 3x3 normal equations
+    (per-frame cost no longer grows by a Python-level solve per hand). A hand whose values are not all finite,
+    whose rays coincide, or whose solution puts a joint closer than ``min_depth`` to the camera gets ok False
+    (its t is NaN), where ``solve_translation`` raises.
+    """
+    X = _as_points(joints_rootrel, 3, 'joints_rootrel')
+    uv = _as_points(keypoints_px, 2, 'keypoints_px')
+    if X.ndim != 3 or uv.shape != X.shape[:2] + (2,):
+        raise ValueError(f'joints_rootrel (H, N, 3) and keypoints_px (H, N, 2) must match, got {X.shape}, {uv.shape}')
+    K = _check_K(K)
+    fx, skew, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+    h, n = X.shape[:2]
+    finite = np.isfinite(X).all(axis=(1, 2)) & np.isfinite(uv).all(axis=(1, 2))
+    X = np.where(finite[:, None, None], X, 0.0)
+    uv = np.where(finite[:, None, None], uv, 0.0)
+    # normalised image coordinates K^-1 (u, v, 1)
+    y = (uv[..., 1] - cy) / fy
+    x = (uv[..., 0] - cx - skew * y) / fx
+    # linear step: t_x - x t_z = x Z - X, t_y - y t_z = y Z - Y, as normal equations A^T A t = A^T b
+    bx, by = x * X[..., 2] - X[..., 0], y * X[..., 2] - X[..., 1]
+    sx, sy, sxx = x.sum(1), y.sum(1), (x * x + y * y).sum(1)
+    AtA = np.zeros((h, 3, 3))
+    AtA[:, 0, 0] = AtA[:, 1, 1] = n
+    AtA[:, 0, 2] = AtA[:, 2, 0] = -sx
+    AtA[:, 1, 2] = AtA[:, 2, 1] = -sy
+    AtA[:, 2, 2] = sxx
+    Atb = np.stack([bx.sum(1), by.sum(1), -(x * bx + y * by).sum(1)], axis=-1)
+    # the depth is undetermined when all rays coincide: the spread of (x, y) around its mean vanishes
+    spread = sxx - (sx * sx + sy * sy) / n
+    ok = finite & (spread > 1e-12 * np.maximum(sxx, 1e-300))
+    AtA[~ok] = np.eye(3)
+    t = np.linalg.solve(AtA, Atb[..., None])[..., 0]
+
+    def cost(t_):
+        P = X + t_[:, None, :]
+        z = P[..., 2]
+        zs = np.where(z > 0, z, 1.0)
+        r = np.stack([(fx * P[..., 0] + skew * P[..., 1]) / zs + cx, fy * P[..., 1] / zs + cy], -1) - uv
+        c = (r * r).sum(axis=(1, 2))
+        return np.where((z >= min_depth).all(1), c, np.inf), P, zs, r
+
+    best, P, z, r = cost(t)
+    active = ok & np.isfinite(best)
+    for _ in range(refine_iters):
+        if not active.any():
+            break
+        # d(u, v)/dt for u = (fx X + skew Y)/Z + cx, v = fy Y/Z + cy (dP/dt = I); J (H, N, 2, 3)
+        J = np.zeros((h, n, 2, 3))
+        J[..., 0, 0] = fx / z
+        J[..., 0, 1] = skew / z
+        J[..., 0, 2] = -(fx * P[..., 0] + skew * P[..., 1]) / z ** 2
+        J[..., 1, 1] = fy / z
+        J[..., 1, 2] = -fy * P[..., 1] / z ** 2
+        J = J.reshape(h, 2 * n, 3)
+        JtJ = np.einsum('hki,hkj->hij', J, J)
+        Jtr = np.einsum('hki,hk->hi', J, r.reshape(h, 2 * n))
+        JtJ[~active] = np.eye(3)
+        step = np.linalg.solve(JtJ, -Jtr[..., None])[..., 0]
+        candidate, P_c, z_c, r_c = cost(t + step)
+        take = active & (candidate < best)       # a step is kept only if it lowers the error, as in the single
+        t = np.where(take[:, None], t + step, t)
+        best = np.where(take, candidate, best)
+        P, z, r = (np.where(take[(...,) + (None,) * (a.ndim - 1)], a, b) for a, b in ((P_c, P), (z_c, z), (r_c, r)))
+        active = take
+    ok &= np.isfinite(best)
+    return np.where(ok[:, None], t, np.nan), ok
 
 
 def intrinsics_from_camera_info(k, p, width, height, use_rectified=False,

@@ -10,6 +10,7 @@ Usage: .venv/bin/python benchmarks/bench_dds_transport.py [--frames 40] [--sizes
 """
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,7 +50,9 @@ def measure(profile, sizes, frames):
     env.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
     if profile:
         env['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(profile)
-    echo = subprocess.Popen([sys.executable, '-c', ECHO], env=env, stdout=subprocess.DEVNULL)
+    # No pipes to the echo: if it outlived us it would hold our parent's pipes open.
+    echo = subprocess.Popen([sys.executable, '-c', ECHO], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     results = {}
     try:
         ctx = rclpy.Context()
@@ -70,6 +73,7 @@ def measure(profile, sizes, frames):
             end = time.monotonic() + 1.0        # let discovery finish (locators) before timing
             while time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.05)
+            print(f'[child] {name}: matched', file=sys.stderr, flush=True)
             for width, height in sizes:
                 data = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8).tobytes()
                 msg = Image(height=height, width=width, encoding='bgr8', step=width * 3, data=data)
@@ -91,20 +95,31 @@ def measure(profile, sizes, frames):
                         ex.spin_once(timeout_sec=0.005)
                     del back[:]
                 results[(name, width, height)] = (rtts, lost)
+        print('[child] measured; shutting down', file=sys.stderr, flush=True)
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
+        print('[child] rclpy shut down', file=sys.stderr, flush=True)
     finally:
-        echo.terminate()
-        echo.wait(timeout=20)
+        echo.send_signal(signal.SIGINT)
+        try:
+            echo.wait(timeout=10)
+        except subprocess.TimeoutExpired:   # seen rarely under load: a DDS participant that never finishes exiting
+            print('note: the echo process did not exit within 10 s of SIGINT; killed', file=sys.stderr)
+            echo.kill()
+            echo.wait()
     return results
 
 
 def child_main(args):
+    import faulthandler
     import json
+    # A transport that hangs must not hang the bench: dump every thread's stack and exit after the budget.
+    faulthandler.dump_traceback_later(args.child_budget_s, exit=True)
     sizes = [tuple(int(v) for v in s.split('x')) for s in args.sizes]
     res = measure(os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE', ''), sizes, args.frames)
-    print(json.dumps([[k[0], k[1], k[2], v[0], v[1]] for k, v in res.items()]))
+    print(json.dumps([[k[0], k[1], k[2], v[0], v[1]] for k, v in res.items()]), flush=True)
+    print('[child] done', file=sys.stderr, flush=True)
 
 
 def main():
@@ -113,6 +128,7 @@ def main():
     parser.add_argument('--sizes', nargs='*', default=['320x240', '640x480', '1280x720', '1920x1080'])
     parser.add_argument('--quick', action='store_true', help='smoke run: 3 frames of 640x480')
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--child-budget-s', type=float, default=600.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.frames, args.sizes = 3, ['640x480']
@@ -127,10 +143,12 @@ def main():
         env.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
         if profile:
             env['FASTRTPS_DEFAULT_PROFILES_FILE'] = profile
+        budget = 60 + 25 * len(args.sizes) * (1 + args.frames / 10)
         out = subprocess.run([sys.executable, __file__, '--child', '--frames', str(args.frames),
-                              '--sizes', *args.sizes], env=env, capture_output=True, text=True, timeout=900)
+                              '--child-budget-s', str(budget), '--sizes', *args.sizes], env=env,
+                             capture_output=True, text=True, timeout=budget + 60)
         if out.returncode != 0:
-            raise RuntimeError(out.stderr[-3000:])
+            raise RuntimeError(f'{label} run failed ({out.returncode}):\n{out.stderr[-6000:]}')
         for name, w, h, rtts, lost in json.loads(out.stdout.strip().splitlines()[-1]):
             rows[(name, w, h, label)] = (rtts, lost)
             p = f'{np.percentile(rtts, 50):.2f} / {np.percentile(rtts, 95):.2f}' if rtts else '-'

@@ -185,6 +185,26 @@ def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, star
     assert_clean_exit(node)
 
 
+def test_large_best_effort_frames_get_a_transport_hint_and_diagnostics_name_the_middleware(ros, start_node):
+    node = start_node(*FAST, '-p', 'input_reliability:=best_effort', '-p', 'diagnostics_period_s:=0.2',
+                      env={'FASTRTPS_DEFAULT_PROFILES_FILE': ''})
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    wait_ready(ros, pub)
+    small = make_image(stamp_sec=5, width=320, height=240)            # 225 KiB: fits the default segment
+    publish_until(ros, pub, small, hands)
+    ros.spin_until(lambda: diags, what='diagnostics')
+    values = {kv.key: kv.value for kv in diags[-1].status[0].values}
+    assert values['rmw'] == 'rmw_fastrtps_cpp' and values['fastdds_profile'] == 'none (Fast DDS defaults)'
+    hands.clear()
+    # 640x480 bgr8 (900 KiB) over best effort: frames may be lost, so re-send until one is answered.
+    publish_until(ros, pub, make_image(stamp_sec=6, width=640, height=480), hands, timeout=60)
+    log = assert_clean_exit(node)
+    assert log.count('best-effort input frames of 0.9 MiB') == 1, log[-3000:]
+    assert 'fastdds_large_frames.xml' in log
+
+
 def test_reliable_input_option(ros, start_node):
     node = start_node(*FAST, '-p', 'input_reliability:=reliable')
     ros.spin_until(lambda: ros.node.get_subscriptions_info_by_topic('/image'), what='the image subscription')

@@ -1,7 +1,9 @@
 """FrameResult <-> ROS messages. No inference here: only conversion and packing."""
 import array
+import os
 
 import numpy as np
+from rclpy import get_rmw_implementation_identifier as rmw_implementation_identifier
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 
@@ -156,6 +158,9 @@ def diagnostics_msg(node, stamp):
         values['processing_ms_p50'] = f'{worker.processing_ms.p50:.1f}'
     lat = node.latency.summary()
     values.update({k: str(v) for k, v in counters.items()})
+    # which middleware and Fast DDS profile this process runs with (frame losses depend on them)
+    values['rmw'] = rmw_implementation_identifier()
+    values['fastdds_profile'] = os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE', '') or 'none (Fast DDS defaults)'
     values.update({f'latency_{k}': f'{v:.1f}' for k, v in lat.items()})
     rec = node.reconstructor
     if rec is not None:

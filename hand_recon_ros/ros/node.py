@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -66,6 +67,8 @@ PARAMETERS = {
 
 
 INPUT_RELIABILITY = ('auto', 'best_effort', 'reliable', 'system_default')
+# Fast DDS's default shared-memory segment: larger frames travel as UDP fragments (config/fastdds_large_frames.xml)
+FASTDDS_DEFAULT_SEGMENT_BYTES = 512 * 1024
 
 
 def input_qos(reliability: str, depth: int) -> QoSProfile:
@@ -325,6 +328,8 @@ class HandReconNode(LifecycleNode):
             self.counters['bad_input'] += 1
             self._log_throttled(f'bad input image dropped: {exc}')
             return
+        if isinstance(msg, Image) and len(msg.data) > FASTDDS_DEFAULT_SEGMENT_BYTES:
+            self._hint_large_best_effort_frames(len(msg.data))
         height, width = image.shape[:2]
         K, depth_source = conversions.intrinsics_for(
             self._camera_info if self.p('use_camera_info') else None, width, height,
@@ -367,6 +372,21 @@ class HandReconNode(LifecycleNode):
         now = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         self.latency.add((now - stamp) * 1e3 if stamp > 0 else processing_ms)
+
+    def _hint_large_best_effort_frames(self, size):
+        """Once: best-effort frames over Fast DDS's 512 KiB segment get lost whole unless the camera side
+        runs with a larger segment, which the node cannot see (bench_input_qos.py: ~45% lost at 640x480)."""
+        if 'large_frames' in self._warned:
+            return
+        mode = self.p('input_reliability')
+        best_effort = mode == 'best_effort' or (mode == 'auto' and not self._input_reliable)
+        if best_effort and 'fastrtps' in rclpy.get_rmw_implementation_identifier():
+            self._warned.add('large_frames')
+            self.get_logger().info(
+                f'best-effort input frames of {size / 2 ** 20:.1f} MiB: Fast DDS sends frames over its 512 KiB '
+                'shared-memory segment as UDP fragments and loses whole frames, unless the camera driver runs with '
+                'a larger segment: FASTRTPS_DEFAULT_PROFILES_FILE=<share>/hand_recon_ros/config/'
+                'fastdds_large_frames.xml (README "Input QoS and latency")')
 
     def _on_worker_error(self, item, exc):
         self.counters['errors'] += 1

@@ -65,11 +65,12 @@ def test_profile_is_valid_fast_dds_xml():
     participant = root.find('f:participant', ns)
     assert participant.get('is_default_profile') == 'true'
     used = [t.text for t in participant.findall('f:rtps/f:userTransports/f:transport_id', ns)]
-    # UDPv4 stays next to shared memory, or other machines (a remote RViz) would no longer see the topics.
     kinds = {d.find('f:transport_id', ns).text: d.find('f:type', ns).text
              for d in root.findall('f:transport_descriptors/f:transport_descriptor', ns)}
-    assert sorted(kinds[t] for t in used) == ['SHM', 'UDPv4']
-    assert participant.find('f:rtps/f:useBuiltinTransports', ns).text == 'false'
+    # Only shared memory is added; UDP stays with the built-in transports (or the RMW's localhost-only ones),
+    # so remote machines still see the topics and a localhost-only setup gets no extra UDP interface.
+    assert [kinds[t] for t in used] == ['SHM']
+    assert participant.find('f:rtps/f:useBuiltinTransports', ns).text == 'true'
 
 
 @pytest.mark.ros

@@ -20,9 +20,9 @@ for bench in bench_pipeline bench_acr bench_hand_model bench_penetration bench_r
   { echo; echo "## $bench"; echo; } >> "$report"
   # the scripts print Markdown (tables + notes): kept unfenced so the tables render
   .venv/bin/python "benchmarks/$bench.py" 2>&1 | grep -v "stand-in hand\|UNTRAINED" | tee -a "$report"
-  if [ "$bench" = bench_input_qos ]; then   # the same cases with the shipped large-frame Fast DDS profile
+  if [ "$bench" = bench_input_qos ] || [ "$bench" = bench_e2e ]; then   # again with the shipped Fast DDS profile
     echo | tee -a "$report"
-    .venv/bin/python benchmarks/bench_input_qos.py --fastdds-profile config/fastdds_large_frames.xml 2>&1 \
+    .venv/bin/python "benchmarks/$bench.py" --fastdds-profile config/fastdds_large_frames.xml 2>&1 \
       | grep -v "stand-in hand\|UNTRAINED" | tee -a "$report"
   fi
 done

@@ -22,20 +22,23 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / 'config' / 'fastdds_large_frames.xml'
 
 ECHO = '''
-import sys
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-rclpy.init()
-node = rclpy.create_node('bench_dds_echo')
-for name, rel in (('reliable', ReliabilityPolicy.RELIABLE), ('best_effort', ReliabilityPolicy.BEST_EFFORT)):
-    qos = QoSProfile(depth=2, reliability=rel)
-    pub = node.create_publisher(Image, f'/bench_dds/{name}/pong', qos)
-    node.create_subscription(Image, f'/bench_dds/{name}/ping', pub.publish, qos)
-try:
-    rclpy.spin(node)
-except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-    pass
+from hand_recon_ros.ros.spin import run_until_signal
+
+
+def make_node():
+    node = rclpy.create_node('bench_dds_echo')
+    for name, rel in (('reliable', ReliabilityPolicy.RELIABLE), ('best_effort', ReliabilityPolicy.BEST_EFFORT)):
+        qos = QoSProfile(depth=2, reliability=rel)
+        pub = node.create_publisher(Image, f'/bench_dds/{name}/pong', qos)
+        node.create_subscription(Image, f'/bench_dds/{name}/ping', pub.publish, qos)
+    return node
+
+
+# the node's own signal-safe loop: rclpy's default SIGINT handling can race an executor under load
+run_until_signal(make_node)
 '''
 
 

@@ -40,6 +40,7 @@ def number(cell):
 @pytest.mark.ros
 def test_bench_e2e_quick_prints_latency_and_throughput_tables():
     out = run_bench('bench_e2e.py', '--domain-id', os.environ['ROS_DOMAIN_ID'])
+    assert 'node on cpu fp32' in out        # the device the node reported (auto: no GPU here)
     latency = {row[1]: row for row in table_rows(out, '| config | refine | frames | round trip')}
     assert set(latency) == {'off', 'on'} and all(row[0] == 'light@256' for row in latency.values())
     for row in latency.values():

@@ -98,6 +98,8 @@ def test_multi_camera_xml_gives_one_node_per_namespace():
     assert [(p.name, p.namespace) for p in procs] == [('hand_recon', '/cam1'), ('hand_recon', '/cam2')]
     assert [p.remaps[0] for p in procs] == [('image', '/camera1/image_raw'), ('image', '/right_cam/image_raw')]
     assert all(('value', 'device', 'cpu') in p.params for p in procs)
+    given = read_launch_file(MULTI_XML, {'fastdds_profile': '/dds.xml'}, package_shares=SHARES)
+    assert [p.env for p in given] == [{'FASTRTPS_DEFAULT_PROFILES_FILE': '/dds.xml'}] * 2
 
 
 @pytest.mark.parametrize('body, overrides, message', [

@@ -58,9 +58,24 @@ def _training_of(weights: Path) -> str:
     return '?'
 
 
-def time_pipeline(weights: Path, frames: list[np.ndarray], K: np.ndarray, refine: bool, repeats: int) -> float:
+class AutocastNetwork(torch.nn.Module):
+    """The network under bf16 autocast, outputs back in fp32: what the node runs with ``precision: bf16``
+    (the metrics and MANO after it stay fp32)."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = self.network(images)
+        return {k: v.float() for k, v in out.items()}
+
+
+def time_pipeline(weights: Path, frames: list[np.ndarray], K: np.ndarray, refine: bool, repeats: int,
+                  precision: str = 'fp32') -> float:
     reconstructor = create_reconstructor(PipelineConfig(weights=str(weights), device='cpu', refine=refine,
-                                                        allow_untrained=False))
+                                                        allow_untrained=False, precision=precision))
     for frame in frames[:2]:
         reconstructor.reconstruct(frame, K)                     # warm-up
     times = []
@@ -90,6 +105,8 @@ def main(argv=None) -> int:
     parser.add_argument('--seed', type=int, default=100000)
     parser.add_argument('--repeats', type=int, default=20, help='timed pipeline frames per setting')
     parser.add_argument('--quick', action='store_true', help='tiny run (tests): 8 images, 3 timed frames')
+    parser.add_argument('--precision', nargs='+', default=['fp32'], choices=['fp32', 'bf16'],
+                        help='network precision(s) to measure; bf16 = the node\'s precision: bf16 (autocast)')
     args = parser.parse_args(argv)
     if args.quick:
         args.num, args.repeats = 8, 3
@@ -111,14 +128,17 @@ def main(argv=None) -> int:
         size = model.config.input_size
         split = SynthDataset(SynthConfig(image_size=size), seed=args.seed, length=args.num,
                              normalization=model.normalization)
-        result = evaluate_split(model, split, hand_model, torch.device('cpu'), model.config.decode)
-        ms_off = time_pipeline(path, frames, K, refine=False, repeats=args.repeats)
-        ms_on = time_pipeline(path, frames, K, refine=True, repeats=args.repeats)
-        rows.append({'weights': str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
-                     'network': f"{model.config.backbone}@{size}", 'aggregation': model.config.aggregation,
-                     'training': _training_of(path), 'subsets': result['subsets'], 'ms_off': ms_off, 'ms_on': ms_on})
+        for precision in args.precision:
+            evaluated = AutocastNetwork(model) if precision == 'bf16' else model
+            result = evaluate_split(evaluated, split, hand_model, torch.device('cpu'), model.config.decode)
+            ms_off = time_pipeline(path, frames, K, refine=False, repeats=args.repeats, precision=precision)
+            ms_on = time_pipeline(path, frames, K, refine=True, repeats=args.repeats, precision=precision)
+            rows.append({'weights': str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
+                         'network': f"{model.config.backbone}@{size} {precision}",
+                         'aggregation': model.config.aggregation, 'training': _training_of(path),
+                         'subsets': result['subsets'], 'ms_off': ms_off, 'ms_on': ms_on})
     print(f'# Speed / accuracy frontier\n\nMachine: {platform.processor() or platform.machine()}, '
-          f'{os.cpu_count()} cores, torch {torch.__version__}, CPU fp32; load average {load:.2f} at start; '
+          f'{os.cpu_count()} cores, torch {torch.__version__}, CPU {"/".join(args.precision)}; load average {load:.2f} at start; '
           f'{args.num} held-out synthetic images (seed {args.seed}) per model; pipeline on 640x480 frames, '
           f'median of {args.repeats}; stand-in hand model; took {time.perf_counter() - t_start:.0f} s.\n')
     print('| model | network | aggregation | training | MPJPE all / single / interacting | PA-MPJPE all | '

@@ -2,8 +2,10 @@
 
 Stages: preprocess (letterbox of a 640x480 BGR frame), backbone, heads (CoordConv + 8 towers +
 segmentation), aggregation (part attention, centre attention, fusion, image feature), decoding
-(NMS + sampling + prior). Modes: fp32 eager (contiguous), fp32 eager channels_last, and with ``--ort``
-the whole map network under onnxruntime (same decoding).
+(NMS + sampling + prior). Modes: fp32 eager (contiguous), fp32 eager channels_last, bf16 channels_last
+(torch.autocast over the network stages, outputs back to fp32 before decoding, as the node's ``precision: bf16``;
+fast where the CPU has bf16 instructions, e.g. AVX512-BF16 or AMX), and with ``--ort`` the whole map network under
+onnxruntime (same decoding).
 
     .venv/bin/python benchmarks/bench_acr.py                 # default set, about a minute on 2 cores
     .venv/bin/python benchmarks/bench_acr.py --configs light@256 --iters 30 --ort
@@ -42,16 +44,19 @@ def _gflop(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def _run_stages(net, frame: np.ndarray, size: int, channels_last: bool) -> dict[str, float]:
+def _run_stages(net, frame: np.ndarray, size: int, channels_last: bool, bf16: bool = False) -> dict[str, float]:
     times = {}
     t0 = time.perf_counter()
     images, _ = letterbox(frame, size, normalization=net.normalization, channels_last=channels_last)
     t1 = time.perf_counter()
-    feats = net.forward_backbone(images)
-    t2 = time.perf_counter()
-    maps = net.forward_heads(feats)
-    t3 = time.perf_counter()
-    out = net.forward_aggregation(maps)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        feats = net.forward_backbone(images)
+        t2 = time.perf_counter()
+        maps = net.forward_heads(feats)
+        t3 = time.perf_counter()
+        out = net.forward_aggregation(maps)
+    if bf16:
+        out = {k: v.float() for k, v in out.items()}
     t4 = time.perf_counter()
     decode(out, DECODE)
     t5 = time.perf_counter()
@@ -72,12 +77,12 @@ def sgemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n ** 3 / best / 1e9
 
 
-def bench_eager(net, frame, size, iters, channels_last) -> dict[str, float]:
+def bench_eager(net, frame, size, iters, channels_last, bf16=False) -> dict[str, float]:
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        _run_stages(net, frame, size, channels_last)                       # warm-up
-        runs = [_run_stages(net, frame, size, channels_last) for _ in range(iters)]
+        _run_stages(net, frame, size, channels_last, bf16)                 # warm-up
+        runs = [_run_stages(net, frame, size, channels_last, bf16) for _ in range(iters)]
     result = {s: statistics.median(r[s] for r in runs) for s in STAGES}
     result['total'] = statistics.median(sum(r.values()) for r in runs)
     return result
@@ -119,7 +124,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    print(f'torch {torch.__version__}, threads {args.threads}, batch 1, fp32, random weights, '
+    bf16_native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    print(f'torch {torch.__version__}, threads {args.threads}, batch 1, fp32 (and bf16 autocast: native bf16 '
+          f'instructions {"present" if bf16_native else "absent, emulated: slow"}), random weights, '
           f'frame 640x480, median ms\n')
     peak = sgemm_gflops(args.threads)
     print(f'Practical fp32 peak of this machine at {args.threads} threads: {peak:.0f} GFLOP/s (best 2048x2048 '
@@ -144,8 +151,9 @@ def main() -> None:
             flops = [_gflop(lambda: net.forward_backbone(x)), _gflop(lambda: net.forward_heads(feats)),
                      _gflop(lambda: net.forward_aggregation(maps))]
         flop_text = ' / '.join(f'{f:.2f}' for f in flops) + f' / **{sum(flops):.2f}**'
-        for mode, channels_last in (('eager', False), ('channels_last', True)):
-            r = bench_eager(net, frame, size, iters, channels_last)
+        for mode, channels_last, bf16 in (('eager', False, False), ('channels_last', True, False),
+                                          ('bf16 channels_last', True, True)):
+            r = bench_eager(net, frame, size, iters, channels_last, bf16)
             cells = ' | '.join(f'{r[s]:.1f}' for s in STAGES)
             rate = sum(flops) / ((r['backbone'] + r['heads'] + r['aggregation']) / 1e3)
             print(f'| {spec} | {mode} | {cells} | **{r["total"]:.1f}** | {flop_text} | {rate:.0f} ({100 * rate / peak:.0f}%) |',

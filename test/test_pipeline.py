@@ -139,6 +139,31 @@ def test_bf16_precision_on_cpu_and_fp16_refused():
         create_reconstructor(PipelineConfig(device='cpu', precision='fp16'))
 
 
+def test_bf16_keeps_the_shipped_models_answers():
+    """precision bf16 (autocast over the network only) against fp32 with the shipped trained model on synthetic
+    hand frames: same detections and scores, hand shape and 2D keypoints within fractions of a mm / px."""
+    from hand_recon_train.synth import SynthConfig, SynthDataset
+    data = SynthDataset(SynthConfig(image_size=640, supersample=1), seed=4242, length=4)
+    recs = {p: create_reconstructor(PipelineConfig(device='cpu', precision=p, refine=False)) for p in ('fp32', 'bf16')}
+    assert recs['fp32'].weights_sha256 and recs['fp32'].weights_sha256 == recs['bf16'].weights_sha256
+    compared = 0
+    for i in range(4):
+        raw = data.raw(i)
+        image = np.ascontiguousarray(raw['image'][80:560])
+        K = raw['K'].astype(np.float64).copy()
+        K[1, 2] -= 80.0
+        out = {p: {h.handedness: h for h in r.reconstruct(image, K).hands} for p, r in recs.items()}
+        for side in set(out['fp32']) & set(out['bf16']):
+            a, b = out['fp32'][side], out['bf16'][side]
+            root_relative = (a.joints_3d - a.joints_3d[9]) - (b.joints_3d - b.joints_3d[9])
+            assert np.abs(root_relative).max() < 0.002                                # m
+            assert np.abs(a.keypoints_2d - b.keypoints_2d).max() < 3.0               # px
+            assert np.abs(a.joints_3d - b.joints_3d).max() < 0.02                    # m (depth is the sensitive part)
+            assert abs(a.score - b.score) < 0.01
+            compared += 1
+    assert compared >= 4
+
+
 def test_batch_of_cameras_equals_one_by_one():
     rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128,
                                               detection_threshold=0.0, refine=False))

@@ -134,20 +134,20 @@ def main(argv=None) -> int:
             ms_off = time_pipeline(path, frames, K, refine=False, repeats=args.repeats, precision=precision)
             ms_on = time_pipeline(path, frames, K, refine=True, repeats=args.repeats, precision=precision)
             rows.append({'weights': str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
-                         'network': f"{model.config.backbone}@{size} {precision}",
+                         'network': f"{model.config.backbone}@{size}", 'precision': precision,
                          'aggregation': model.config.aggregation, 'training': _training_of(path),
                          'subsets': result['subsets'], 'ms_off': ms_off, 'ms_on': ms_on})
     print(f'# Speed / accuracy frontier\n\nMachine: {platform.processor() or platform.machine()}, '
           f'{os.cpu_count()} cores, torch {torch.__version__}, CPU {"/".join(args.precision)}; load average {load:.2f} at start; '
           f'{args.num} held-out synthetic images (seed {args.seed}) per model; pipeline on 640x480 frames, '
           f'median of {args.repeats}; stand-in hand model; took {time.perf_counter() - t_start:.0f} s.\n')
-    print('| model | network | aggregation | training | MPJPE all / single / interacting | PA-MPJPE all | '
+    print('| model | network | precision | aggregation | training | MPJPE all / single / interacting | PA-MPJPE all | '
           'recall | root error | pipeline ms (FPS), refine off / on |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    print('|---|---|---|---|---|---|---|---|---|---|')
     for r in rows:
         s = r['subsets']
         mp = ' / '.join(_f(s[k]['protocols']['middle_mcp']['mpjpe_mm']) for k in ('all', 'single', 'interacting'))
-        print(f"| `{r['weights']}` | {r['network']} | {r['aggregation']} | {r['training']} | {mp} | "
+        print(f"| `{r['weights']}` | {r['network']} | {r['precision']} | {r['aggregation']} | {r['training']} | {mp} | "
               f"{_f(s['all']['protocols']['middle_mcp']['pa_mpjpe_mm'])} | {_f(100 * s['all']['recall'], 0, ' %')} | "
               f"{_f(s['all']['root_error_mm'], 0)} | {_f(r['ms_off'])} ({_f(1000 / r['ms_off'], 0)}) / "
               f"{_f(r['ms_on'])} ({_f(1000 / r['ms_on'], 0)}) |")

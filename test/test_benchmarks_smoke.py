@@ -112,10 +112,13 @@ def test_bench_scaling_quick_prints_three_tables():
 def test_bench_accuracy_quick_lists_the_shipped_model():
     if not (REPO / 'models' / 'acr_default.safetensors').is_file():
         pytest.skip('no shipped ACR model')
-    out = run_bench('bench_accuracy.py', timeout=300)
+    out = run_bench('bench_accuracy.py', '--precision', 'fp32', 'bf16', timeout=300)
     rows = table_rows(out, '| model |')
-    assert [r[0] for r in rows] == ['`models/acr_default.safetensors`']
-    network, aggregation, training = rows[0][1:4]
-    assert network == 'resnet18@192' and aggregation == 'full' and training.startswith('48k samples')
-    mpjpe_all = number(rows[0][4].split('/')[0])
-    assert 0 < mpjpe_all < 500
+    assert [r[0] for r in rows] == ['`models/acr_default.safetensors`'] * 2
+    assert [r[2] for r in rows] == ['fp32', 'bf16']
+    for row in rows:
+        network, _, aggregation, training = row[1:5]
+        assert network == 'resnet18@192' and aggregation == 'full' and training.startswith('48k samples')
+    mpjpe = [number(row[5].split('/')[0]) for row in rows]
+    assert 0 < mpjpe[0] < 500
+    assert mpjpe[1] == pytest.approx(mpjpe[0], abs=2.0)   # bf16 keeps the accuracy (autocast over the network)

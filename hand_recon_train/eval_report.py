@@ -18,7 +18,8 @@ so that accuracy does not mix with detection):
   protocol; AVE-P / MAX-P = penetration between the two predicted meshes (IHMR definition as in
   ``train_ihmr.evaluate_refiner``: mean depth over the 2 x V model vertices, zeros included / deepest vertex;
   means over images). ``gt_ave_p`` / ``gt_max_p`` are the same numbers for the ground-truth meshes, the floor
-  a perfect prediction would reach. ``root_error`` (per hand): placed middle-MCP position error.
+  a perfect prediction would reach. ``root_error`` (per hand): placed middle-MCP position error;
+  ``depth_ratio`` (per hand, median per subset): placed / true middle-MCP depth, the sign of a depth bias.
 * Detection (``decode`` at the configured threshold): a ground-truth hand is found when a detection of its side
   lies within ``match_radius`` map pixels of its centre-map peak; unmatched detections are false positives.
 
@@ -192,6 +193,12 @@ def _nan_to_none(value):
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def _nanmedian(values) -> float:
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else float('nan')
+
+
 def _summarize_group(images: list[dict], hands: list[dict]) -> dict:
     tp, fn, fp = (sum(im[k] for im in images) for k in ('tp', 'fn', 'fp'))
     pairs = [im['pair'] for im in images if im['pair'] is not None]
@@ -202,6 +209,7 @@ def _summarize_group(images: list[dict], hands: list[dict]) -> dict:
              'recall': tp / (tp + fn) if tp + fn else float('nan'),
              'precision': tp / (tp + fp) if tp + fp else float('nan'),
              'root_error_mm': hand_mean.get('root_error_mm', float('nan')),
+             'depth_ratio_median': _nanmedian([h.get('depth_ratio', float('nan')) for h in hands]),
              'protocols': {}, 'two_hand': {k: pair_mean.get(k, float('nan')) for k in TWO_HAND_KEYS}}
     for name in PROTOCOLS:
         row = {k: hand_mean.get(f'{name}/{k}', float('nan')) for k in HAND_KEYS}
@@ -216,7 +224,7 @@ def evaluate_split(model, dataset, hand_model, device=None, decode_config: Decod
     """Score ``model`` on ``dataset`` (items as ``SynthDataset``'s: K in network pixels, camera-frame GT).
 
     Returns ``{'subsets': {name: {num_images, num_hands, num_pairs, num_pairs_placed, recall, precision,
-    root_error_mm, protocols: {middle_mcp|wrist: {mpjpe_mm, mpvpe_mm, pa_mpjpe_mm, pa_mpvpe_mm, mrrpe_mm}},
+    root_error_mm, depth_ratio_median, protocols: {middle_mcp|wrist: {mpjpe_mm, mpvpe_mm, pa_mpjpe_mm, pa_mpvpe_mm, mrrpe_mm}},
     two_hand: {i_mpjpe_mm, i_mpjpe_iso_mm, ave_p_mm, max_p_mm, gt_ave_p_mm, gt_max_p_mm}}}, 'scenes': {scene:
     {num_images, num_hands, mpjpe_mm, pa_mpjpe_mm, recall}}, 'per_image': [...], 'per_hand': [...], ...}``;
     means are NaN where a subset has nothing to average (e.g. two-hand metrics without a two-hand image).
@@ -272,6 +280,8 @@ def evaluate_split(model, dataset, hand_model, device=None, decode_config: Decod
                     placed[side] = place_hand(pj, pv, fused[b, s, :3].tolist(), Ks[b], size)
                     row['root_error_mm'] = (float('nan') if placed[side] is None else float(
                         np.linalg.norm(placed[side][0][ROOT_MIDDLE_MCP] - gt_joints[b, s, ROOT_MIDDLE_MCP]) * 1e3))
+                    row['depth_ratio'] = (float('nan') if placed[side] is None else float(
+                        placed[side][0][ROOT_MIDDLE_MCP, 2] / gt_joints[b, s, ROOT_MIDDLE_MCP, 2]))
                     per_hand.append(row)
                 if image['num_gt_hands'] == 2:
                     gl, gr = gt_joints[b, 0], gt_joints[b, 1]
@@ -367,12 +377,12 @@ def report_markdown(result: dict, title: str = 'Synthetic split evaluation') -> 
                      f"{_fmt(t['i_mpjpe_iso_mm'])} | {_fmt(t['ave_p_mm'], 2)} | {_fmt(t['max_p_mm'], 2)} | "
                      f"{_fmt(t['gt_ave_p_mm'], 2)} | {_fmt(t['gt_max_p_mm'], 2)} |")
     lines += ['', '## Detection and placement', '',
-              '| subset | images | GT hands | recall | precision | root error (mm) |',
-              '|---|---:|---:|---:|---:|---:|']
+              '| subset | images | GT hands | recall | precision | root error (mm) | depth placed / true (median) |',
+              '|---|---:|---:|---:|---:|---:|---:|']
     for subset in SUBSETS:
         g = subsets[subset]
         lines.append(f"| {subset} | {g['num_images']} | {g['num_hands']} | {_pct(g['recall'])} | "
-                     f"{_pct(g['precision'])} | {_fmt(g['root_error_mm'])} |")
+                     f"{_pct(g['precision'])} | {_fmt(g['root_error_mm'])} | {_fmt(g['depth_ratio_median'], 2)} |")
     lines += ['', '## Per generator scene', '', '| scene | images | hands | MPJPE | PA-MPJPE | recall |',
               '|---|---:|---:|---:|---:|---:|']
     for scene, g in result['scenes'].items():
@@ -382,7 +392,8 @@ def report_markdown(result: dict, title: str = 'Synthetic split evaluation') -> 
               '(the same under both protocols); MRRPE = error of the left-to-right root vector; I-MPJPE = both hands '
               'aligned jointly without rotation (IHMR per-axis; iso = one scale + translation); AVE-P/MAX-P = '
               'penetration between the two meshes (mean over all 2 x V vertices / deepest vertex, averaged over '
-              'images), GT = the ground-truth meshes; root error = placed middle-MCP position error; recall / '
+              'images), GT = the ground-truth meshes; root error = placed middle-MCP position error; depth placed / '
+              'true = median ratio of the placed to the true middle-MCP depth (above 1: hands placed too far); recall / '
               'precision: a detection of the same side within 2 map pixels of the ground-truth centre. "-" = '
               'nothing to average.', '']
     return '\n'.join(lines)

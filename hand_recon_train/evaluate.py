@@ -27,11 +27,12 @@ import torch
 from hand_recon_ros import metrics
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
+from hand_recon_ros.geometry.camera import weak_perspective_project
 from hand_recon_ros.pipeline import params_to_mano
 
 from .losses import ACRLoss, peak_positions, select_hand_params
 
-__all__ = ['evaluate', 'evaluate_interhand', 'interhand_markdown', 'main', 'METRIC_KEYS']
+__all__ = ['evaluate', 'projection_error_px', 'evaluate_interhand', 'interhand_markdown', 'main', 'METRIC_KEYS']
 
 SIDE_NAMES = ('left', 'right')
 METRIC_KEYS = ('val_loss', 'mpjpe_mm', 'pa_mpjpe_mm', 'mpvpe_mm', 'pj2d_px', 'recall', 'precision', 'num_hands')
@@ -63,16 +64,12 @@ def evaluate(model, loader, hand_model, device=None, decode_config: DecodeConfig
                              mano['betas'].to(device))
             pj, pv = out['joints'][0].cpu().numpy(), out['vertices'][0].cpu().numpy()
             gj, gv = batch['joints_3d'][b, s].cpu().numpy(), batch['vertices'][b, s].cpu().numpy()
-            cam = fused[b, s, :3].cpu().numpy()
-            rel = pj - pj[ROOT_MIDDLE_MCP]
-            proj = (cam[0] * rel[:, :2] + cam[1:]) * (size / 2.0)
-            gt2d = (batch['joints_2d'][b, s].cpu().numpy() + 1.0) * (size / 2.0)
-            vis = batch['joints_vis'][b, s].cpu().numpy().astype(bool)
             per_hand.append({
                 'mpjpe_mm': metrics.mpjpe(pj, gj, root=ROOT_MIDDLE_MCP),
                 'pa_mpjpe_mm': metrics.pa_mpjpe(pj, gj),
                 'mpvpe_mm': metrics.mpvpe(pv, gv, pj, gj, root=ROOT_MIDDLE_MCP),
-                'pj2d_px': float(np.linalg.norm(proj - gt2d, axis=-1)[vis].mean()) if vis.any() else None,
+                'pj2d_px': projection_error_px(pj, fused[b, s, :3].cpu().numpy(), batch['joints_2d'][b, s].cpu().numpy(),
+                                               batch['joints_vis'][b, s].cpu().numpy(), size),
             })
         dets = decode({k: outputs[k].cpu() for k in ('center_maps', 'params', 'prior')}, decode_config)
         peaks = peak_positions(batch['center_maps']).cpu()
@@ -95,6 +92,19 @@ def evaluate(model, loader, hand_model, device=None, decode_config: DecodeConfig
     result['precision'] = tp / (tp + fp) if tp + fp else float('nan')
     result['num_hands'] = len(per_hand)
     return {k: result[k] for k in METRIC_KEYS}
+
+
+def projection_error_px(joints, cam, joints_2d, visible, size: int) -> float | None:
+    """Mean 2D error (network-input pixels) of ``joints`` (21, 3) under the weak camera ``cam`` (s, tx, ty)
+    against ``joints_2d`` (21, 2) in [-1, 1], over the visible joints; None when none is visible."""
+    visible = np.asarray(visible).astype(bool)
+    if not visible.any():
+        return None
+    rel = np.asarray(joints, np.float64) - np.asarray(joints, np.float64)[ROOT_MIDDLE_MCP]
+    # both sides in [-1, 1] first, then to pixels the same way: (p + 1) * size / 2
+    projected = weak_perspective_project(rel, *np.asarray(cam, np.float64)[:3])
+    error = np.linalg.norm(projected - np.asarray(joints_2d, np.float64), axis=-1) * (size / 2.0)
+    return float(error[visible].mean())
 
 
 UNTRAINED_NOTE = ('UNTRAINED network (seeded random initialisation): these numbers only show that the data path '

@@ -103,6 +103,19 @@ def test_metrics_finite_where_defined_and_nan_where_not(setup):
     assert mcp['pa_mpjpe_mm'] == wrist['pa_mpjpe_mm'] and mcp['mpjpe_mm'] != wrist['mpjpe_mm']
 
 
+def test_depth_ratio_is_the_placed_over_the_true_depth(setup):
+    """Per hand: placed / true middle-MCP depth, consistent with the root error; per subset: the median."""
+    _, _, data, result = setup
+    hands = [h for h in result['per_hand'] if math.isfinite(h['depth_ratio'])]
+    assert hands
+    for h in hands:
+        true = data[h['index']]['joints_3d'][('left', 'right').index(h['side']), ROOT_MIDDLE_MCP].double().numpy()
+        depth_error_mm = abs(h['depth_ratio'] - 1.0) * true[2] * 1e3
+        assert h['depth_ratio'] > 0 and depth_error_mm <= h['root_error_mm'] + 1e-6
+    expected = float(np.median([h['depth_ratio'] for h in hands]))
+    assert result['subsets']['all']['depth_ratio_median'] == pytest.approx(expected, rel=1e-12)
+
+
 def test_single_hand_split_has_no_two_hand_metrics(setup, tmp_path):
     model, hand_model, _, _ = setup
     data = SynthDataset(SynthConfig(image_size=SIZE, supersample=1, scene_weights={'single': 1.0}), seed=5,
@@ -175,6 +188,21 @@ def test_place_hand_is_a_pure_translation_near_the_ground_truth(setup):
     assert root_error < 0.1 * joints[ROOT_MIDDLE_MCP, 2]      # the fitted weak camera: within 10 % of the depth
     assert eval_report.place_hand(joints, verts, [0.0, 0.1, 0.1], K, SIZE) is None
     assert eval_report.place_hand(joints, verts, [float('nan'), 0.0, 0.0], K, SIZE) is None
+
+
+def test_projection_error_of_the_ground_truth_is_small_and_an_offset_shows_in_pixels(setup):
+    """The trainer's 2D metric at the ground-truth joints and fitted weak camera: only the weak-vs-full
+    perspective residual is left; shifting the camera by 0.1 (normalised) adds 0.1 * SIZE / 2 pixels."""
+    _, _, data, _ = setup
+    item = data[0]
+    side = int(np.nonzero(item['valid'].numpy())[0][0])
+    joints, cam = item['joints_3d'][side].double().numpy(), item['cam'][side].double().numpy()
+    gt_2d, visible = item['joints_2d'][side].numpy(), item['joints_vis'][side].numpy()
+    exact = evaluate.projection_error_px(joints, cam, gt_2d, visible, SIZE)
+    assert exact < 3.0
+    shifted = evaluate.projection_error_px(joints, cam + np.array([0.0, 0.1, 0.0]), gt_2d, visible, SIZE)
+    assert abs(shifted - 0.1 * SIZE / 2) < exact + 1e-9
+    assert evaluate.projection_error_px(joints, cam, gt_2d, np.zeros(21), SIZE) is None
 
 
 def test_bad_arguments_are_rejected(setup):

@@ -18,6 +18,14 @@ from hand_recon_ros.acr.weights import _METADATA_KEY, load_acr
 from hand_recon_ros.pipeline import sha256_of
 
 
+def _portable(source):
+    """A config path without this machine's folders: from ``hand_recon_train/`` on, or the file name."""
+    if not source or not Path(source).is_absolute():
+        return source
+    parts = Path(source).parts
+    return str(Path(*parts[parts.index('hand_recon_train'):])) if 'hand_recon_train' in parts else Path(source).name
+
+
 def export_fp16(run_dir, out_path, description=None):
     """Write out_path (fp16 safetensors) + out_path.json from a training run folder; returns the document."""
     run_dir, out_path = Path(run_dir), Path(out_path)
@@ -29,18 +37,17 @@ def export_fp16(run_dir, out_path, description=None):
     load_acr(weights)  # refuses a file that does not match its own architecture
     manifest = json.loads(manifest_path.read_text())
     # no machine-specific absolute paths in a shipped file
-    source = (manifest.get('config') or {}).get('config_source')
-    if source and Path(source).is_absolute():
-        parts = Path(source).parts
-        manifest['config']['config_source'] = str(Path(*parts[parts.index('hand_recon_train'):])) \
-            if 'hand_recon_train' in parts else Path(source).name
+    if (manifest.get('config') or {}).get('config_source'):
+        manifest['config']['config_source'] = _portable(manifest['config']['config_source'])
+    stages = [dict(stage, config_source=_portable(stage.get('config_source'))) for stage in manifest.get('stages', [])]
     document = json.loads((weights.with_suffix('.json')).read_text())
     state = load_file(str(weights))
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     document['extra'] = {
         'description': description or manifest.get('description', ''),
         'metrics_val_synthetic': manifest.get('metrics', {}),
-        'training': {k: manifest.get(k) for k in ('steps', 'created_utc', 'world_size', 'environment')},
+        'training': {**{k: manifest.get(k) for k in ('steps', 'created_utc', 'world_size', 'environment')},
+                     'stages': stages},
         'data': manifest.get('data', {}),
         'config': manifest.get('config', {}),
         'source_weights_sha256_fp32': manifest.get('sha256', ''),

@@ -55,6 +55,32 @@ DEFAULTS = {
 
 
 # ---------------------------------------------------------------------------------------------- config
+def training_stages(init_weights, this_stage: dict) -> list[dict]:
+    """The chain of runs that produced a model, oldest first: the warm-start file's own run (read from the
+    ``manifest.json`` beside it, when there is one) and then ``this_stage``."""
+    from hand_recon_ros.pipeline import sha256_of
+    if not init_weights:
+        return [this_stage]
+    init_weights = Path(init_weights)
+    try:
+        parent = json.loads((init_weights.parent / 'manifest.json').read_text())
+    except (OSError, ValueError):
+        parent = None
+    if parent is not None and parent.get('sha256') == sha256_of(init_weights):
+        if parent.get('stages'):
+            earlier = list(parent['stages'])
+        else:       # a run from before stages were recorded
+            batch = ((parent.get('config') or {}).get('optim') or {}).get('batch_size')
+            steps = parent.get('steps')
+            earlier = [{'config_source': (parent.get('config') or {}).get('config_source'), 'steps': steps,
+                        'samples': steps * batch * parent.get('world_size', 1) if steps and batch else None,
+                        'created_utc': parent.get('created_utc'), 'sha256': parent.get('sha256')}]
+    else:           # weights from elsewhere: only their hash is known
+        earlier = [{'config_source': None, 'steps': None, 'samples': None, 'created_utc': None,
+                    'sha256': sha256_of(init_weights)}]
+    return earlier + [this_stage]
+
+
 def _merge(base: dict, override: dict, where: str = '') -> dict:
     out = copy.deepcopy(base)
     for key, value in (override or {}).items():
@@ -429,6 +455,10 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
             'environment': {'torch': torch.__version__, 'python': platform.python_version(),
                             'device': str(device)},
         }
+        manifest['stages'] = training_stages(tcfg['init_weights'], {
+            'config_source': config.get('config_source'), 'steps': step,
+            'samples': step * ocfg['batch_size'] * world, 'created_utc': manifest['created_utc'],
+            'sha256': manifest['sha256']})
         (out_dir / 'manifest.json').write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + '\n')
         result['model'] = str(weights_path)
     if world > 1:

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hand_recon_train.datasets.mixed import MixtureSampler, TRAIN_KEYS, parse_real_sources
+from hand_recon_train.export import export_fp16
 from hand_recon_train.train import _training_data, load_config, train
 from hand_recon_train.synth import SynthConfig, SynthDataset
 from hand_recon_ros.acr.network import build_acr
@@ -114,6 +115,16 @@ def test_warm_start_loads_the_given_weights(tmp_path):
     names = [n for n, _ in a.named_parameters()]
     assert all(torch.equal(dict(a.named_parameters())[n], dict(b.named_parameters())[n]) for n in names)
     assert not all(torch.equal(dict(a.named_parameters())[n], dict(fresh.named_parameters())[n]) for n in names)
+    # the chain of runs is recorded (each stage's steps, samples and weights hash) and reaches the shipped JSON
+    first_manifest = json.loads((tmp_path / 'a' / 'manifest.json').read_text())
+    stages = json.loads((tmp_path / 'b' / 'manifest.json').read_text())['stages']
+    assert [(st['steps'], st['sha256']) for st in stages] == [(2, first_manifest['sha256']),
+                                                              (1, stages[1]['sha256'])]
+    assert stages[0] == first_manifest['stages'][0]
+    assert stages[1]['samples'] == 1 * load_config('tiny_cpu')['optim']['batch_size']
+    doc = export_fp16(tmp_path / 'b', tmp_path / 'shipped.safetensors')
+    assert [st['steps'] for st in doc['extra']['training']['stages']] == [2, 1]
+    assert all(not str(st['config_source']).startswith('/') for st in doc['extra']['training']['stages'])
     with pytest.raises(FileNotFoundError):
         train(load_config('tiny_cpu', [f'train.out_dir={tmp_path / "c"}', 'train.progress=false', 'train.max_steps=1',
                                        f'train.init_weights={tmp_path / "none.safetensors"}']))

@@ -118,7 +118,7 @@ def test_bench_accuracy_quick_lists_the_shipped_model():
     assert [r[2] for r in rows] == ['fp32', 'bf16']
     for row in rows:
         network, _, aggregation, training = row[1:5]
-        assert network == 'resnet18@192' and aggregation == 'full' and training.startswith('48k samples')
+        assert network == 'resnet18@192' and aggregation == 'full' and training.startswith('64k samples (2 stages')
     mpjpe = [number(row[5].split('/')[0]) for row in rows]
     assert 0 < mpjpe[0] < 500
     assert mpjpe[1] == pytest.approx(mpjpe[0], abs=2.0)   # bf16 keeps the accuracy (autocast over the network)

@@ -398,6 +398,14 @@ def main():
         st = r['stages']
         print(f'| {name} | {refine} | {fmt(r["dds_in"])} | {fmt(r["handoff"])} | {fmt(st["preprocess"])} | '
               f'{fmt(st["decode"])} | {fmt(st["mano_and_camera"])} | {fmt(r["dds_out"])} | {fmt(r["overhead"])} |')
+    print('\nCPU-side ceiling (latency mode, medians): the time per frame spent outside the network (overhead + '
+          'refinement) caps the frame rate whatever the accelerator, as long as the worker runs the stages one after '
+          'another (the frame in transport overlaps with the previous one, so this is a bound, not a prediction):\n')
+    print('| config | refine | outside the network (ms) | frames/s if the network took 0 ms |')
+    print('|---|---|---|---|')
+    for name, refine, r in lat_rows:
+        outside = r['overhead'] + r['refine']
+        print(f'| {name} | {refine} | {fmt(outside)} | {fmt(1000.0 / outside if outside > 0 else float("nan"), 0)} |')
     print(f'\nThroughput mode ({args.rate:g} Hz for {args.seconds:g} s; the node answers the newest frame, '
           'skipping the rest):\n')
     print('| config | refine | sent (input Hz) | answered | skipped | output FPS | latency p50 ms | goal |')

@@ -63,6 +63,12 @@ def test_bench_e2e_quick_prints_latency_and_throughput_tables():
     for row in breakdown.values():
         parts = [number(cell) for cell in row[2:8]]
         assert all(v >= 0 for v in parts) and number(row[2]) > 0 and number(row[7]) > 0
+    # The CPU-side ceiling is the round trip minus the network, as a frame rate.
+    ceiling = {row[1]: row for row in table_rows(out, '| config | refine | outside the network')}
+    for refine, row in ceiling.items():
+        outside = number(row[2])
+        assert 0 < outside < number(latency[refine][3].split(' / ')[0])
+        assert abs(number(row[3]) - 1000.0 / outside) <= 0.5 + 1000.0 / outside * 0.01
 
 
 @pytest.mark.ros

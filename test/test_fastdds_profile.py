@@ -102,3 +102,14 @@ def test_large_best_effort_frames_go_through_the_profiles_shared_memory(ros, tmp
         expected = np.random.default_rng(m.header.stamp.sec).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
         assert (m.width, m.height) == (WIDTH, HEIGHT)
         assert np.array_equal(np.frombuffer(m.data, np.uint8).reshape(HEIGHT, WIDTH, 3), expected)
+
+
+def test_the_node_reports_the_profile_under_either_variable(monkeypatch):
+    from hand_recon_ros.ros.conversions import fastdds_profile_file
+    monkeypatch.delenv('FASTDDS_DEFAULT_PROFILES_FILE', raising=False)
+    monkeypatch.delenv('FASTRTPS_DEFAULT_PROFILES_FILE', raising=False)
+    assert fastdds_profile_file() == ''
+    monkeypatch.setenv('FASTRTPS_DEFAULT_PROFILES_FILE', '/jazzy.xml')          # Humble, Jazzy
+    assert fastdds_profile_file() == '/jazzy.xml'
+    monkeypatch.setenv('FASTDDS_DEFAULT_PROFILES_FILE', '/kilted.xml')          # the name from Kilted on wins
+    assert fastdds_profile_file() == '/kilted.xml'

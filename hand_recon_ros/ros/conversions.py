@@ -142,6 +142,13 @@ def overlay_msg(image_bgr, frame, reconstructor, header):
     return numpy_to_imgmsg(out, 'bgr8', header=header)
 
 
+
+def fastdds_profile_file() -> str:
+    """The Fast DDS XML profile this process was started with: FASTDDS_DEFAULT_PROFILES_FILE (Fast DDS 3, ROS 2
+    Kilted on), else FASTRTPS_DEFAULT_PROFILES_FILE (Humble, Jazzy; deprecated from Kilted on); '' when none."""
+    return os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', '') or os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE', '')
+
+
 def diagnostics_msg(node, stamp):
     """One DiagnosticStatus for the node: rates, latency percentiles from header stamps, drops, device."""
     arr = DiagnosticArray()
@@ -160,7 +167,7 @@ def diagnostics_msg(node, stamp):
     values.update({k: str(v) for k, v in counters.items()})
     # which middleware and Fast DDS profile this process runs with (frame losses depend on them)
     values['rmw'] = rmw_implementation_identifier()
-    values['fastdds_profile'] = os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE', '') or 'none (Fast DDS defaults)'
+    values['fastdds_profile'] = fastdds_profile_file() or 'none (Fast DDS defaults)'
     values.update({f'latency_{k}': f'{v:.1f}' for k, v in lat.items()})
     rec = node.reconstructor
     if rec is not None:

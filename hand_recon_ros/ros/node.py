@@ -382,11 +382,16 @@ class HandReconNode(LifecycleNode):
         best_effort = mode == 'best_effort' or (mode == 'auto' and not self._input_reliable)
         if best_effort and 'fastrtps' in rclpy.get_rmw_implementation_identifier():
             self._warned.add('large_frames')
+            own = conversions.fastdds_profile_file()
+            # the sender's segment decides: a profile here does not tell whether the camera driver has one
+            remedy = (f'this node runs with {own}; start the camera driver with the same profile'
+                      if own else 'start the camera driver (and this node) with FASTRTPS_DEFAULT_PROFILES_FILE='
+                      '<share>/hand_recon_ros/config/fastdds_large_frames.xml (FASTDDS_DEFAULT_PROFILES_FILE from '
+                      'Kilted on)')
             self.get_logger().info(
                 f'best-effort input frames of {size / 2 ** 20:.1f} MiB: Fast DDS sends frames over its 512 KiB '
-                'shared-memory segment as UDP fragments and loses whole frames, unless the camera driver runs with '
-                'a larger segment: FASTRTPS_DEFAULT_PROFILES_FILE=<share>/hand_recon_ros/config/'
-                'fastdds_large_frames.xml (README "Input QoS and latency")')
+                'shared-memory segment as UDP fragments and loses whole frames unless the sender has a larger '
+                f'segment: {remedy} (README "Input QoS and latency")')
 
     def _on_worker_error(self, item, exc):
         self.counters['errors'] += 1

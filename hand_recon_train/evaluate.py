@@ -30,23 +30,26 @@ from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
 from hand_recon_ros.geometry.camera import weak_perspective_project
 from hand_recon_ros.pipeline import params_to_mano
 
+from .eval_report import place_hand
 from .losses import ACRLoss, peak_positions, select_hand_params
 
 __all__ = ['evaluate', 'projection_error_px', 'evaluate_interhand', 'interhand_markdown', 'main', 'METRIC_KEYS']
 
 SIDE_NAMES = ('left', 'right')
-METRIC_KEYS = ('val_loss', 'mpjpe_mm', 'pa_mpjpe_mm', 'mpvpe_mm', 'pj2d_px', 'recall', 'precision', 'num_hands')
+METRIC_KEYS = ('val_loss', 'mpjpe_mm', 'pa_mpjpe_mm', 'mpvpe_mm', 'pj2d_px', 'root_error_mm', 'depth_ratio', 'recall',
+               'precision', 'num_hands')
 
 
 @torch.no_grad()
 def evaluate(model, loader, hand_model, device=None, decode_config: DecodeConfig | None = None,
              loss_fn: ACRLoss | None = None, match_radius: float = 2.0, max_batches: int | None = None) -> dict:
-    """Mean metrics over the loader (keys ``METRIC_KEYS``; NaN when no hand was present)."""
+    """Mean metrics over the loader (keys ``METRIC_KEYS``; NaN when no hand was present). ``depth_ratio``:
+    median placed / true hand depth (above 1: hands placed too far; the weak camera's scale decides it)."""
     device = device or next(model.parameters()).device
     decode_config = decode_config or DecodeConfig()
     was_training = model.training
     model.eval()
-    per_hand, losses = [], []
+    per_hand, losses, depth_ratios = [], [], []
     tp = fn = fp = 0
     for n_batch, batch in enumerate(loader):
         if max_batches is not None and n_batch >= max_batches:
@@ -64,7 +67,15 @@ def evaluate(model, loader, hand_model, device=None, decode_config: DecodeConfig
                              mano['betas'].to(device))
             pj, pv = out['joints'][0].cpu().numpy(), out['vertices'][0].cpu().numpy()
             gj, gv = batch['joints_3d'][b, s].cpu().numpy(), batch['vertices'][b, s].cpu().numpy()
+            # placed in the camera frame as the pipeline does: the depth comes from the weak camera's scale
+            placed = place_hand(pj, pv, fused[b, s, :3].tolist(), batch['K'][b].double().cpu().numpy(), size)
+            root_error = depth_ratio = None
+            if placed is not None:
+                root_error = float(np.linalg.norm(placed[0][ROOT_MIDDLE_MCP] - gj[ROOT_MIDDLE_MCP]) * 1e3)
+                depth_ratio = float(placed[0][ROOT_MIDDLE_MCP, 2] / gj[ROOT_MIDDLE_MCP, 2])
+                depth_ratios.append(depth_ratio)
             per_hand.append({
+                'root_error_mm': root_error,
                 'mpjpe_mm': metrics.mpjpe(pj, gj, root=ROOT_MIDDLE_MCP),
                 'pa_mpjpe_mm': metrics.pa_mpjpe(pj, gj),
                 'mpvpe_mm': metrics.mpvpe(pv, gv, pj, gj, root=ROOT_MIDDLE_MCP),
@@ -86,7 +97,8 @@ def evaluate(model, loader, hand_model, device=None, decode_config: DecodeConfig
     if was_training:
         model.train()
     summary = metrics.summarize(per_hand)
-    result = {k: summary.get(k, float('nan')) for k in ('mpjpe_mm', 'pa_mpjpe_mm', 'mpvpe_mm', 'pj2d_px')}
+    result = {k: summary.get(k, float('nan')) for k in ('mpjpe_mm', 'pa_mpjpe_mm', 'mpvpe_mm', 'pj2d_px', 'root_error_mm')}
+    result['depth_ratio'] = float(np.median(depth_ratios)) if depth_ratios else float('nan')     # 1 = unbiased
     result['val_loss'] = float(np.mean(losses)) if losses else float('nan')
     result['recall'] = tp / (tp + fn) if tp + fn else float('nan')
     result['precision'] = tp / (tp + fp) if tp + fp else float('nan')

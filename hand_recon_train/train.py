@@ -205,6 +205,15 @@ def load_checkpoint(path: Path, model, optimizer=None) -> dict:
 # ---------------------------------------------------------------------------------------------- logging
 def _append_csv(path: Path, fields: list[str], row: dict) -> None:
     new = not path.is_file()
+    if not new:
+        with open(path, newline='') as f:
+            reader = csv.DictReader(f)
+            old, header = list(reader), reader.fieldnames
+        if header is not None and list(header) != fields:   # a run resumed by a version that logs other columns
+            with open(path, 'w', newline='') as f:
+                writer = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
+                writer.writeheader()
+                writer.writerows({k: r.get(k, '') for k in fields} for r in old)
     with open(path, 'a', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
         if new:

@@ -145,3 +145,11 @@ def test_fp16_export_is_loaded_by_the_node_pipeline(tiny_run, tmp_path):
     info = rec.info()
     assert info['weights_sha256'] == doc['extra']['sha256']
     assert info['weights_description'] == 'tiny test model' and info['network'] == 'acr/resnet18@128'
+
+
+def test_metrics_csv_keeps_its_rows_when_the_columns_change(tmp_path):
+    from hand_recon_train.train import _append_csv
+    path = tmp_path / 'metrics.csv'
+    _append_csv(path, ['epoch', 'mpjpe_mm'], {'epoch': 0, 'mpjpe_mm': 60.0})
+    _append_csv(path, ['epoch', 'mpjpe_mm', 'depth_ratio'], {'epoch': 1, 'mpjpe_mm': 55.0, 'depth_ratio': 1.1})
+    assert path.read_text().splitlines() == ['epoch,mpjpe_mm,depth_ratio', '0,60.0,', '1,55.0,1.1']

@@ -125,6 +125,9 @@ def test_bench_accuracy_quick_lists_the_shipped_model():
     for row in rows:
         network, _, aggregation, training = row[1:5]
         assert network == 'resnet18@192' and aggregation == 'full' and training.startswith('64k samples (2 stages')
+    for row in rows:                   # refinement changes counted on the frames where both hands were found
+        changed, two_hand = (int(v) for v in row[11].split(' / '))
+        assert 0 <= changed <= two_hand <= 4
     mpjpe = [number(row[5].split('/')[0]) for row in rows]
     assert 0 < mpjpe[0] < 500
     assert mpjpe[1] == pytest.approx(mpjpe[0], abs=2.0)   # bf16 keeps the accuracy (autocast over the network)

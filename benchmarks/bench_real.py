@@ -1,0 +1,90 @@
+"""Real-image benchmark: ACR models, MediaPipe and MediaPipe + fit side by side on real photos.
+
+    .venv/bin/python benchmarks/bench_real.py                          # shipped model + MediaPipe, both label sets
+    .venv/bin/python benchmarks/bench_real.py --weights a.safetensors b.safetensors --fit
+
+Label sets and the matching rule: ``hand_recon_train/real_benchmark.py``. ``realval`` needs the teacher labels
+(``python -m hand_recon_train.teacher label``); MediaPipe columns need ``.venv-teacher`` (``scripts/setup_teacher.sh``).
+Writes ``<out>/real_benchmark.md``, ``.json`` and two contact sheets (``sheet_annotated.png``, ``sheet_realval.png``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from hand_recon_train import real_benchmark as rb  # noqa: E402
+from hand_recon_train.teacher.corpus import default_root  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--weights', nargs='*', default=[''], help="ACR weights ('' = the shipped model)")
+    p.add_argument('--sets', nargs='+', default=['annotated', 'realval'], choices=['annotated', 'realval'])
+    p.add_argument('--labels', type=Path, default=REPO / 'out/teacher/realimgs-train.labels.json')
+    p.add_argument('--annotated-root', type=Path, default=REPO.parent / 'shared' / 'realimgs')
+    p.add_argument('--train-root', type=Path, default=None)
+    p.add_argument('--max-realval', type=int, default=None, help='first N validation frames only')
+    p.add_argument('--no-mediapipe', action='store_true')
+    p.add_argument('--fit', action='store_true', help='add MediaPipe + hand-model fit (3D)')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'])
+    p.add_argument('--out', type=Path, default=REPO / 'out/bench/real')
+    args = p.parse_args(argv)
+
+    frames_by_set = {}
+    if 'annotated' in args.sets:
+        if args.annotated_root.is_dir():
+            frames_by_set['annotated'] = rb.load_annotated(args.annotated_root)
+        else:
+            print(f'annotated photos not found at {args.annotated_root}: skipped')
+    if 'realval' in args.sets:
+        if args.labels.is_file():
+            frames = rb.load_realval(args.labels, args.train_root or default_root())
+            frames_by_set['realval'] = frames[:args.max_realval]
+        else:
+            print(f'no teacher labels at {args.labels} (python -m hand_recon_train.teacher label): realval skipped')
+    if not frames_by_set:
+        print('nothing to benchmark')
+        return 1
+    all_frames = [f for fs in frames_by_set.values() for f in fs]
+    methods = []
+    for i, w in enumerate(args.weights):
+        name = 'acr (shipped)' if not w else f'acr:{Path(w).parent.name or Path(w).stem}'
+        if len(args.weights) > 1 and name in [m.name for m in methods]:
+            name += f'#{i}'
+        methods.append(rb.AcrMethod(w, name=name, precision=args.precision))
+    if not args.no_mediapipe:
+        if rb.teacher_available():
+            args.out.mkdir(parents=True, exist_ok=True)
+            methods.append(rb.MediaPipeMethod(all_frames, args.out / 'mediapipe.raw.jsonl'))
+            if args.fit:
+                from hand_recon_ros.hand_model.model import load_hand_model
+                methods.append(rb.MediaPipeMethod(all_frames, args.out / 'mediapipe.raw.jsonl', fit=True,
+                                                  hand_model=load_hand_model()))
+        else:
+            print('MediaPipe column skipped: no teacher environment (scripts/setup_teacher.sh)')
+    results = rb.run_benchmark(all_frames, methods)
+    table = rb.markdown_table(results, all_frames)
+    print("Methods: " + "; ".join(f"{n} = {r['description']}" for n, r in results.items()))
+    print()
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / 'real_benchmark.md').write_text(table + '\n')
+    (args.out / 'real_benchmark.json').write_text(json.dumps(
+        {n: {k: v for k, v in r.items() if k != 'preds'} for n, r in results.items()}, indent=2))
+    for set_name, frames in frames_by_set.items():
+        pick = frames
+        if set_name == 'realval':     # the sheet shows the two-hand frames first, then a spread of the rest
+            pick = [f for f in frames if f.two_hand][:8] + [f for f in frames if not f.two_hand][::40][:10]
+        path = rb.contact_sheet(pick, results, args.out / f'sheet_{set_name}.png')
+        print(f'\ncontact sheet: {path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""The real-image benchmark: methods side by side on real photos, position-checked (``detection_metrics``).
+
+Label sets:
+- ``realval``: the fixed validation split of ``../shared/realimgs-train`` (``teacher.corpus``; never trained on).
+  Detection (recall, precision, two-hand frames) is scored against the datasets' own boxes: that is accuracy.
+  Handedness and keypoints exist only from the teacher (MediaPipe): those figures are *agreement with the teacher*.
+- ``annotated``: the manually annotated photos of ``../shared/realimgs`` (InterHand2.6M with 3D and cameras,
+  FreiHAND, OneHand10K, Panoptic; evaluation only): detection, handedness where known, 2D error and PCK@0.1, and on
+  InterHand2.6M the wrist-aligned MPJPE and root depth error with the true intrinsics.
+
+Methods: ``acr`` (any ACR weights through the ROS-free pipeline; the shipped model by default), ``mediapipe``
+(the teacher itself, run in ``.venv-teacher``) and ``mediapipe+fit`` (its keypoints with the hand model fitted to
+them, for 3D; needs ``hand_recon_ros.hand_model.fit``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hand_recon_ros.conventions import BONES
+from hand_recon_ros.detection_metrics import DetectionTally, LabelledHand, PredictedHand, keypoint_box
+from hand_recon_ros.geometry.camera import fallback_intrinsics
+
+from .teacher.labels import DEFAULT_SETTINGS, hand_from_raw, load_labels
+from .teacher.runner import TeacherUnavailable, find_teacher_python, read_raw, run_worker
+
+__all__ = ['Frame', 'load_annotated', 'load_realval', 'AcrMethod', 'MediaPipeMethod', 'run_benchmark',
+           'markdown_table', 'contact_sheet', 'ANNOTATED_SETS']
+
+ANNOTATED_SETS = ('interhand', 'freihand', 'onehand10k', 'panoptic')
+# MediaPipe on evaluation images: no flip pass, same detector settings as the labels
+MP_EVAL_SETTINGS = {**DEFAULT_SETTINGS, 'flip_check': False}
+
+
+@dataclass
+class Frame:
+    path: Path
+    set_name: str
+    hands: list                               # LabelledHand
+    K: np.ndarray | None = None               # true intrinsics when known
+    teacher_labels: bool = False              # keypoints / sides are the teacher's, not a person's
+    two_hand: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _kp_box(kps, vis):
+    return keypoint_box(np.where(np.asarray(vis, bool)[:, None], kps, np.nan))
+
+
+def _coco_frames(folder: Path, json_name: str, set_name: str, side_of=None) -> list[Frame]:
+    doc = json.loads((folder / json_name).read_text())
+    images = {im['id']: im for im in doc['images']}
+    frames: dict[str, Frame] = {}
+    for ann in doc['annotations']:
+        im = images[ann['image_id']]
+        k = np.asarray(ann['keypoints'], np.float64).reshape(21, 3)
+        vis = k[:, 2] > 0
+        if vis.sum() < 3:
+            continue
+        side = side_of(im['file_name']) if side_of else None
+        hand = LabelledHand(box=_kp_box(k[:, :2], vis), side=side, keypoints=k[:, :2], visible=vis)
+        # Panoptic stores one picture twice (one file per hand): one frame with both hands
+        key = im['file_name'][:-6] if set_name == 'panoptic' else im['file_name']
+        fr = frames.setdefault(key, Frame(folder / im['file_name'], set_name, []))
+        fr.hands.append(hand)
+    for fr in frames.values():
+        fr.two_hand = len(fr.hands) >= 2
+    return sorted(frames.values(), key=lambda f: str(f.path))
+
+
+def load_annotated(root: Path) -> list[Frame]:
+    """The manually annotated photos of ``../shared/realimgs`` as frames (missing folders are skipped)."""
+    root = Path(root)
+    frames: list[Frame] = []
+    ih = root / 'derived' / 'interhand26m_gt_camera.json'
+    if ih.is_file():
+        doc = json.loads(ih.read_text())
+        order = doc['interhand_to_openpose_order_per_hand']
+        for im in doc['images']:
+            c = im['intrinsics']
+            K = np.array([[c['fx'], 0, c['cx']], [0, c['fy'], c['cy']], [0, 0, 1.0]])
+            j3 = np.asarray(im['joints_cam_mm'], np.float64) / 1000.0
+            j2 = np.asarray(im['joints_2d_px'], np.float64)
+            valid = np.asarray(im['joint_valid'], bool)
+            hands = []
+            for side, off in (('right', 0), ('left', 21)):
+                idx = [off + i for i in order]
+                v = valid[idx]
+                if v.sum() < 3:
+                    continue
+                hands.append(LabelledHand(box=_kp_box(j2[idx], v), side=side, keypoints=j2[idx], visible=v,
+                                          joints_cam=j3[idx], joints_valid=v))
+            frames.append(Frame(root / 'interhand26m_mmpose' / im['file'], 'interhand', hands, K=K,
+                                two_hand=len(hands) == 2))
+    for set_name, sub, name, side_of in (
+            ('freihand', 'freihand_mmpose', 'test_freihand.json', lambda f: 'right'),
+            ('onehand10k', 'onehand10k_mmpose', 'test_onehand10k.json', None),
+            ('panoptic', 'panoptic_mmpose', 'test_panoptic.json',
+             lambda f: {'l': 'left', 'r': 'right'}[f.rsplit('_', 1)[1][0]])):
+        if (root / sub / name).is_file():
+            frames += _coco_frames(root / sub, name, set_name, side_of)
+    return frames
+
+
+def load_realval(labels_path: Path, root: Path, verify_hashes: bool = True) -> list[Frame]:
+    """Validation frames of the training photos: dataset boxes, teacher sides and keypoints where the teacher
+    found the boxed hand (signdigits has no boxes: its frames hold the teacher's hands as labels)."""
+    doc = load_labels(labels_path, root=root, verify_hashes=verify_hashes)
+    frames = []
+    for im in doc['images']:
+        if im['split'] != 'val':
+            continue
+        hands = []
+        if im['boxes'] is not None:
+            by_box = {hd['flags']['box']: hd for hd in im['hands'] if hd['flags']['box'] is not None}
+            for b, box in enumerate(im['boxes']):
+                hd = by_box.get(b)
+                hands.append(LabelledHand(box=np.asarray(box), side=hd['side'] if hd else None,
+                                          keypoints=hd['keypoints'] if hd else None,
+                                          visible=np.ones(21, bool) if hd else None))
+        else:
+            # one hand per crop by construction: the label is the crop's whole extent
+            h, w = im['height'], im['width']
+            hd = im['hands'][0] if len(im['hands']) == 1 else None
+            hands.append(LabelledHand(box=np.array([0, 0, w, h], float), side=hd['side'] if hd else None,
+                                      keypoints=hd['keypoints'] if hd else None,
+                                      visible=np.ones(21, bool) if hd else None))
+        frames.append(Frame(Path(root) / im['path'], f'realval/{im["source"]}', hands, teacher_labels=True,
+                            two_hand=len(hands) >= 2))
+    return frames
+
+
+class AcrMethod:
+    """An ACR model through the ROS-free pipeline (true K when the frame has one, else the node's fallback)."""
+
+    def __init__(self, weights: str = '', name: str = 'acr', precision: str = 'fp32', threshold: float | None = None,
+                 refine: bool = False):
+        from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+        cfg = PipelineConfig(weights=weights, device='cpu', precision=precision, refine=refine)
+        if threshold is not None:
+            cfg.detection_threshold = threshold
+        self.reconstructor = create_reconstructor(cfg)
+        self.name = name
+        info = self.reconstructor.info()
+        self.description = f"{info['network']} {Path(info['weights_file']).name or 'untrained'}"
+
+    def predict(self, image_bgr: np.ndarray, frame: Frame) -> list[PredictedHand]:
+        K = frame.K if frame.K is not None else fallback_intrinsics(image_bgr.shape[1], image_bgr.shape[0])
+        result = self.reconstructor.reconstruct(image_bgr, K)
+        return [PredictedHand(np.asarray(h.keypoints_2d, np.float64), h.handedness, float(h.score),
+                              np.asarray(h.joints_3d, np.float64)) for h in result.hands]
+
+
+class MediaPipeMethod:
+    """MediaPipe Hands 0.10.21 (the teacher) on the benchmark images, cached per image in ``cache``; with
+    ``fit`` the hand model is fitted to its keypoints and world landmarks for metric 3D."""
+
+    def __init__(self, frames: list[Frame], cache: Path, fit: bool = False, hand_model=None):
+        self.name = 'mediapipe+fit' if fit else 'mediapipe'
+        self.description = 'MediaPipe Hands 0.10.21' + (' + hand-model fit' if fit else '')
+        jobs = [{'path': str(f.path), 'pad': 0} for f in frames]
+        t0 = time.perf_counter()
+        self.raw = run_worker(jobs, MP_EVAL_SETTINGS, cache, log=lambda *_: None)
+        self.fit = fit
+        self.hand_model = hand_model
+        self.ms_per_image = None
+        if len(self.raw) and time.perf_counter() - t0 > 1.0:
+            self.ms_per_image = 1000 * (time.perf_counter() - t0) / max(len(jobs), 1)
+
+    def predict(self, image_bgr: np.ndarray, frame: Frame) -> list[PredictedHand]:
+        rec = self.raw.get(str(frame.path))
+        if rec is None or 'error' in rec:
+            return []
+        hands = [hand_from_raw(r, rec['width'], rec['height']) for r in rec.get('hands', [])]
+        preds = [PredictedHand(h['keypoints'].astype(np.float64), h['side'], h['side_score']) for h in hands]
+        if self.fit and hands:
+            from hand_recon_ros.hand_model.fit import fit_keypoints
+            K = frame.K if frame.K is not None else fallback_intrinsics(rec['width'], rec['height'])
+            for side in ('left', 'right'):
+                idx = [i for i, h in enumerate(hands) if h['side'] == side]
+                if not idx:
+                    continue
+                out = fit_keypoints(self.hand_model, side, np.stack([hands[i]['keypoints'] for i in idx]), K,
+                                    world_joints=np.stack([hands[i]['world'] for i in idx]))
+                for n, i in enumerate(idx):
+                    preds[i].joints_cam = np.asarray(out['joints'][n], np.float64)
+        return preds
+
+
+def _read(path: Path):
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
+def run_benchmark(frames: list[Frame], methods: list, log=print) -> dict:
+    """Per method and label set: the tally summary, ms per image, and per-frame predictions (for the sheet)."""
+    results = {}
+    for method in methods:
+        tallies: dict[str, DetectionTally] = {}
+        preds, times = {}, []
+        for frame in frames:
+            image = _read(frame.path)
+            if image is None:
+                log(f'[bench_real] unreadable image skipped: {frame.path}')
+                continue
+            t0 = time.perf_counter()
+            p = method.predict(image, frame)
+            times.append(time.perf_counter() - t0)
+            preds[str(frame.path)] = p
+            tallies.setdefault(frame.set_name, DetectionTally()).add_frame(frame.hands, p)
+        ms = 1000 * float(np.median(times)) if times else math.nan
+        if getattr(method, 'ms_per_image', None):
+            ms = method.ms_per_image
+        results[method.name] = {'description': method.description, 'ms': ms,
+                                'sets': {k: t.summary() for k, t in sorted(tallies.items())}, 'preds': preds}
+    return results
+
+
+def _f(v, d=2, pct=False):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return '-'
+    return f'{100 * v:.0f} %' if pct else f'{v:.{d}f}'
+
+
+def markdown_table(results: dict, frames: list[Frame]) -> str:
+    teacher_sets = {f.set_name for f in frames if f.teacher_labels}
+    lines = ['| set | method | images | hands | recall | precision | handedness | 2D err px | err / box | '
+             'PCK@0.1 | both hands found | MPJPE mm (wrist-aligned) | root depth err mm | ms / image |',
+             '|---' * 14 + '|']
+    sets = sorted({s for r in results.values() for s in r['sets']})
+    n_images = {s: sum(1 for f in frames if f.set_name == s) for s in sets}
+    for s in sets:
+        for name, r in results.items():
+            t = r['sets'].get(s)
+            if t is None:
+                continue
+            agree = '*' if s in teacher_sets else ''
+            both = f"{_f(t['both_found'], pct=True)} of {t['two_hand_frames']}" if t['two_hand_frames'] else '-'
+            lines.append(f"| {s} | {name} | {n_images[s]} | {t['labelled']} | {_f(t['recall'])} | "
+                         f"{_f(t['precision'])} | {_f(t['handedness'])}{agree} | {_f(t['err_px'], 1)}{agree} | "
+                         f"{_f(t['err_rel'], 3)}{agree} | {_f(t['pck'])}{agree} | {both} | "
+                         f"{_f(t['mpjpe_mm'], 1)} | {_f(t['root_depth_mm'], 0)} | {_f(r['ms'], 1)} |")
+    if teacher_sets:
+        lines += ['', '\\* agreement with the teacher (MediaPipe), not accuracy: on these photos only the boxes are '
+                  "a person's labels; MediaPipe's own agreement with itself is 1 by construction."]
+    return '\n'.join(lines)
+
+
+_COLORS = {'left': (255, 160, 0), 'right': (0, 140, 255)}    # BGR: left blue, right orange
+
+
+def _draw(image, hands_kps, thickness=2):
+    for kps, side in hands_kps:
+        c = _COLORS.get(side, (0, 255, 0))
+        k = np.asarray(kps)
+        for a, b in BONES:
+            if np.isfinite(k[[a, b]]).all():
+                cv2.line(image, tuple(int(v) for v in k[a]), tuple(int(v) for v in k[b]), c, thickness, cv2.LINE_AA)
+        if np.isfinite(k[0]).all():
+            cv2.circle(image, tuple(int(v) for v in k[0]), thickness + 2, c, -1, cv2.LINE_AA)
+
+
+def contact_sheet(frames: list[Frame], results: dict, path: Path, cell: int = 220, max_rows: int = 24) -> Path:
+    """PNG grid: one row per image, the labels first, then each method's hands (left blue, right orange)."""
+    names = list(results)
+    rows = []
+    for frame in frames[:max_rows]:
+        image = _read(frame.path)
+        if image is None:
+            continue
+        cells = []
+        lab = image.copy()
+        for h in frame.hands:
+            x0, y0, x1, y1 = (int(v) for v in h.box)
+            cv2.rectangle(lab, (x0, y0), (x1, y1), (200, 200, 200), 1)
+        _draw(lab, [(np.where(h.visible[:, None], h.keypoints, np.nan) if h.visible is not None else h.keypoints,
+                     h.side) for h in frame.hands if h.keypoints is not None])
+        cells.append(lab)
+        for name in names:
+            im = image.copy()
+            _draw(im, [(p.keypoints, p.side) for p in results[name]['preds'].get(str(frame.path), [])])
+            cells.append(im)
+        tiles = []
+        for c in cells:
+            s = cell / max(c.shape[:2])
+            c = cv2.resize(c, (max(1, int(c.shape[1] * s)), max(1, int(c.shape[0] * s))), interpolation=cv2.INTER_AREA)
+            tile = np.full((cell, cell, 3), 40, np.uint8)
+            tile[:c.shape[0], :c.shape[1]] = c
+            tiles.append(tile)
+        rows.append(np.concatenate(tiles, axis=1))
+    header = np.full((28, cell * (len(names) + 1), 3), 255, np.uint8)
+    title = ['labels' + (' (teacher)' if any(f.teacher_labels for f in frames) else '')] + names
+    for i, t in enumerate(title):
+        cv2.putText(header, t, (i * cell + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    sheet = np.concatenate([header] + rows, axis=0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), sheet)
+    return path
+
+
+def teacher_available() -> bool:
+    try:
+        find_teacher_python()
+        return True
+    except TeacherUnavailable:
+        return False
+
+
+__all__ += ['teacher_available', 'read_raw', 'MP_EVAL_SETTINGS']

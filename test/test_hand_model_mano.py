@@ -71,7 +71,9 @@ def test_chumpy_pickle_loads_to_the_same_arrays_as_the_npz(chumpy_dir):
     from_npz, _ = mano_loader.load_model_file(os.path.join(STANDIN_DIR, 'STANDIN_RIGHT.npz'))
     for key in mano_loader.REQUIRED_KEYS:
         assert from_pkl[key].shape == from_npz[key].shape, key
-        np.testing.assert_array_equal(from_pkl[key].astype(np.float64), from_npz[key].astype(np.float64))
+        # the fixture pickles freshly generated arrays: equal to the shipped ones up to BLAS rounding
+        np.testing.assert_allclose(from_pkl[key].astype(np.float64), from_npz[key].astype(np.float64),
+                                   rtol=1e-6, atol=1e-12, err_msg=key)
     assert isinstance(from_pkl['J_regressor'], np.ndarray)    # densified
 
 

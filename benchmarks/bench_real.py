@@ -25,7 +25,9 @@ from hand_recon_train.teacher.corpus import default_root  # noqa: E402
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--weights', nargs='*', default=[''], help="ACR weights ('' = the shipped model)")
-    p.add_argument('--sets', nargs='+', default=['annotated', 'realval'], choices=['annotated', 'realval'])
+    p.add_argument('--sets', nargs='+', default=['annotated', 'realval', 'synthetic'],
+                   choices=['annotated', 'realval', 'synthetic'])
+    p.add_argument('--synth-per-scene', type=int, default=40)
     p.add_argument('--labels', type=Path, default=REPO / 'out/teacher/realimgs-train.labels.json')
     p.add_argument('--annotated-root', type=Path, default=REPO.parent / 'shared' / 'realimgs')
     p.add_argument('--train-root', type=Path, default=None)
@@ -48,6 +50,8 @@ def main(argv=None) -> int:
             frames_by_set['realval'] = frames[:args.max_realval]
         else:
             print(f'no teacher labels at {args.labels} (python -m hand_recon_train.teacher label): realval skipped')
+    if 'synthetic' in args.sets:
+        frames_by_set['synthetic'] = rb.load_synthetic(args.out, per_scene=args.synth_per_scene)
     if not frames_by_set:
         print('nothing to benchmark')
         return 1
@@ -81,6 +85,9 @@ def main(argv=None) -> int:
         pick = frames
         if set_name == 'realval':     # the sheet shows the two-hand frames first, then a spread of the rest
             pick = [f for f in frames if f.two_hand][:8] + [f for f in frames if not f.two_hand][::40][:10]
+        elif set_name == 'synthetic':
+            pick = [f for f in frames if f.set_name != 'synth/separate'][::5] + \
+                [f for f in frames if f.set_name == 'synth/separate'][:4]
         path = rb.contact_sheet(pick, results, args.out / f'sheet_{set_name}.png')
         print(f'\ncontact sheet: {path}')
     return 0

@@ -30,7 +30,7 @@ from hand_recon_ros.geometry.camera import fallback_intrinsics
 from .teacher.labels import DEFAULT_SETTINGS, hand_from_raw, load_labels
 from .teacher.runner import TeacherUnavailable, find_teacher_python, read_raw, run_worker
 
-__all__ = ['Frame', 'load_annotated', 'load_realval', 'AcrMethod', 'MediaPipeMethod', 'run_benchmark',
+__all__ = ['Frame', 'load_annotated', 'load_realval', 'load_synthetic', 'SYNTH_SCENES', 'AcrMethod', 'MediaPipeMethod', 'run_benchmark',
            'markdown_table', 'contact_sheet', 'ANNOTATED_SETS']
 
 ANNOTATED_SETS = ('interhand', 'freihand', 'onehand10k', 'panoptic')
@@ -105,6 +105,38 @@ def load_annotated(root: Path) -> list[Frame]:
              lambda f: {'l': 'left', 'r': 'right'}[f.rsplit('_', 1)[1][0]])):
         if (root / sub / name).is_file():
             frames += _coco_frames(root / sub, name, set_name, side_of)
+    return frames
+
+
+SYNTH_SCENES = ('interacting', 'close', 'separate')
+
+
+def load_synthetic(out_dir: Path, scenes=SYNTH_SCENES, per_scene: int = 40, size: int = 256,
+                   seed: int = 200_000) -> list[Frame]:
+    """Held-out synthetic frames (a seed no config trains on) written as PNGs so every method reads the same file;
+    true 2D keypoints, sides, camera-frame joints and K. ``separate`` is the control: hands apart."""
+    from .synth import SynthConfig, SynthDataset
+    frames = []
+    for n, scene in enumerate(scenes):
+        ds = SynthDataset(SynthConfig.from_dict({'image_size': size, 'scene_weights': {scene: 1.0}}),
+                          seed=seed + n, length=per_scene)
+        folder = Path(out_dir) / f'synth_{scene}'
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_scene):
+            s = ds.raw(i)
+            path = folder / f'{i:04d}.png'
+            if not path.is_file():
+                cv2.imwrite(str(path), s['image'])
+            hands = []
+            for side_i, side in enumerate(('left', 'right')):
+                vis = np.asarray(s['joints_vis'][side_i], bool)
+                if not s['valid'][side_i] or vis.sum() < 3:
+                    continue
+                kps = np.asarray(s['keypoints_2d'][side_i], np.float64)
+                hands.append(LabelledHand(box=_kp_box(kps, vis), side=side, keypoints=kps, visible=vis,
+                                          joints_cam=np.asarray(s['joints_3d'][side_i], np.float64)))
+            frames.append(Frame(path, f'synth/{scene}', hands, K=np.asarray(s['K'], np.float64),
+                                two_hand=len(hands) == 2))
     return frames
 
 
@@ -197,6 +229,14 @@ def _read(path: Path):
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
+def _group_of(set_name: str) -> str | None:
+    if set_name in ANNOTATED_SETS:
+        return 'annotated (all)'
+    if set_name.startswith('realval/'):
+        return 'realval (all)'
+    return None
+
+
 def run_benchmark(frames: list[Frame], methods: list, log=print) -> dict:
     """Per method and label set: the tally summary, ms per image, and per-frame predictions (for the sheet)."""
     results = {}
@@ -213,6 +253,9 @@ def run_benchmark(frames: list[Frame], methods: list, log=print) -> dict:
             times.append(time.perf_counter() - t0)
             preds[str(frame.path)] = p
             tallies.setdefault(frame.set_name, DetectionTally()).add_frame(frame.hands, p)
+            group = _group_of(frame.set_name)
+            if group:
+                tallies.setdefault(group, DetectionTally()).add_frame(frame.hands, p)
         ms = 1000 * float(np.median(times)) if times else math.nan
         if getattr(method, 'ms_per_image', None):
             ms = method.ms_per_image
@@ -228,12 +271,12 @@ def _f(v, d=2, pct=False):
 
 
 def markdown_table(results: dict, frames: list[Frame]) -> str:
-    teacher_sets = {f.set_name for f in frames if f.teacher_labels}
+    teacher_sets = {f.set_name for f in frames if f.teacher_labels} | {'realval (all)'}
     lines = ['| set | method | images | hands | recall | precision | handedness | 2D err px | err / box | '
              'PCK@0.1 | both hands found | MPJPE mm (wrist-aligned) | root depth err mm | ms / image |',
              '|---' * 14 + '|']
     sets = sorted({s for r in results.values() for s in r['sets']})
-    n_images = {s: sum(1 for f in frames if f.set_name == s) for s in sets}
+    n_images = {s: sum(1 for f in frames if f.set_name == s or _group_of(f.set_name) == s) for s in sets}
     for s in sets:
         for name, r in results.items():
             t = r['sets'].get(s)

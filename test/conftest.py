@@ -20,7 +20,8 @@ def _worker_index():
 
 # Every ROS process of the tests stays on this machine and in its own domain per xdist worker.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-os.environ['ROS_DOMAIN_ID'] = str(70 + _worker_index())
+# HAND_RECON_TEST_DOMAIN_BASE lets two suites run side by side on one machine without hearing each other.
+os.environ['ROS_DOMAIN_ID'] = str(int(os.environ.get('HAND_RECON_TEST_DOMAIN_BASE', '70')) + _worker_index())
 os.environ.setdefault('RCUTILS_COLORIZED_OUTPUT', '0')
 os.environ.setdefault('PYTHONUNBUFFERED', '1')
 os.environ.setdefault('RCUTILS_LOGGING_BUFFERED_STREAM', '0')

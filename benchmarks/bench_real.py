@@ -5,7 +5,8 @@
 
 Label sets and the matching rule: ``hand_recon_train/real_benchmark.py``. ``realval`` needs the teacher labels
 (``python -m hand_recon_train.teacher label``); MediaPipe columns need ``.venv-teacher`` (``scripts/setup_teacher.sh``).
-Writes ``<out>/real_benchmark.md``, ``.json`` and two contact sheets (``sheet_annotated.png``, ``sheet_realval.png``).
+Writes ``<out>/real_benchmark.md``, ``.json`` and one contact sheet per set (``sheet_<set>.png``).
+``pasted``: held-out overlapping pairs made from validation-split hands (``hand_recon_train/datasets/pasted.py``).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from hand_recon_train.teacher.corpus import default_root  # noqa: E402
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--weights', nargs='*', default=[''], help="ACR weights ('' = the shipped model)")
-    p.add_argument('--sets', nargs='+', default=['annotated', 'realval', 'synthetic'],
-                   choices=['annotated', 'realval', 'synthetic'])
+    p.add_argument('--sets', nargs='+', default=['annotated', 'realval', 'pasted', 'synthetic'],
+                   choices=['annotated', 'realval', 'pasted', 'synthetic'])
+    p.add_argument('--pasted', type=int, default=60, help='held-out pasted pairs (validation-split hands)')
     p.add_argument('--synth-per-scene', type=int, default=40)
     p.add_argument('--labels', type=Path, default=REPO / 'out/teacher/realimgs-train.labels.json')
     p.add_argument('--annotated-root', type=Path, default=REPO.parent / 'shared' / 'realimgs')
@@ -50,6 +52,9 @@ def main(argv=None) -> int:
             frames_by_set['realval'] = frames[:args.max_realval]
         else:
             print(f'no teacher labels at {args.labels} (python -m hand_recon_train.teacher label): realval skipped')
+    if 'pasted' in args.sets and args.labels.is_file():
+        frames_by_set['pasted'] = rb.load_pasted(args.labels, args.train_root or default_root(), args.out,
+                                                 count=args.pasted)
     if 'synthetic' in args.sets:
         frames_by_set['synthetic'] = rb.load_synthetic(args.out, per_scene=args.synth_per_scene)
     if not frames_by_set:
@@ -85,6 +90,8 @@ def main(argv=None) -> int:
         pick = frames
         if set_name == 'realval':     # the sheet shows the two-hand frames first, then a spread of the rest
             pick = [f for f in frames if f.two_hand][:8] + [f for f in frames if not f.two_hand][::40][:10]
+        elif set_name == 'pasted':
+            pick = frames[:16]
         elif set_name == 'synthetic':
             pick = [f for f in frames if f.set_name != 'synth/separate'][::5] + \
                 [f for f in frames if f.set_name == 'synth/separate'][:4]

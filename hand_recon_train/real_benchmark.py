@@ -140,6 +140,26 @@ def load_synthetic(out_dir: Path, scenes=SYNTH_SCENES, per_scene: int = 40, size
     return frames
 
 
+def load_pasted(labels_path: Path, root: Path, out_dir: Path, count: int = 60, seed: int = 300_000) -> list[Frame]:
+    """Held-out overlapping pairs: validation-split hands pasted over validation-split hands (the training pairs
+    use the train split only), written as PNGs. Sides and keypoints are the teacher's from before pasting; boxes
+    span all 21 keypoints (hidden ones included: the hand is there)."""
+    from .datasets.pasted import PastedPairsDataset
+    ds = PastedPairsDataset(root, 'val', labels=str(labels_path), seed=seed, length=count)
+    folder = Path(out_dir) / 'pasted_val'
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for i in range(count):
+        image, hands = ds.compose(i)
+        path = folder / f'{i:04d}.png'
+        if not path.is_file():
+            cv2.imwrite(str(path), image)
+        labelled = [LabelledHand(box=keypoint_box(h.keypoints), side=h.side, keypoints=h.keypoints,
+                                 visible=h.visible) for h in hands]
+        frames.append(Frame(path, 'pasted/val', labelled, teacher_labels=True, two_hand=len(labelled) == 2))
+    return frames
+
+
 def load_realval(labels_path: Path, root: Path, verify_hashes: bool = True) -> list[Frame]:
     """Validation frames of the training photos: dataset boxes, teacher sides and keypoints where the teacher
     found the boxed hand (signdigits has no boxes: its frames hold the teacher's hands as labels)."""

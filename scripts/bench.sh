@@ -26,4 +26,13 @@ for bench in bench_pipeline bench_acr bench_hand_model bench_penetration bench_r
       | grep -v "stand-in hand\|UNTRAINED" | tee -a "$report"
   fi
 done
+# The real-image benchmark: the shipped model beside MediaPipe Hands (the teacher, in its own environment) on the
+# annotated photos of ../shared/realimgs, the fixed validation split of ../shared/realimgs-train (labelled by the
+# teacher first; resumable, ~7 min for all 5,844 photos), held-out pasted pairs and synthetic interacting scenes.
+echo "[bench] bench_real"
+{ echo; echo "## bench_real"; echo; } >> "$report"
+bash scripts/setup_teacher.sh | tail -1
+.venv/bin/python -m hand_recon_train.teacher label | tail -12 | tee -a "$report"
+echo | tee -a "$report"
+.venv/bin/python benchmarks/bench_real.py --fit --out "$out/real" 2>&1 | grep -v "stand-in hand\|UNTRAINED" | tee -a "$report"
 echo "[bench] wrote $report"

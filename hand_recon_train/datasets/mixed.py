@@ -21,13 +21,15 @@ from torch.utils.data import Dataset, Sampler
 
 from .freihand import FreiHandDataset
 from .interhand import InterHandDataset
+from .pasted import PastedPairsDataset
 from .teacher import TeacherDataset
 
 __all__ = ['REAL_DATASETS', 'TRAIN_KEYS', 'HarmonizedDataset', 'MixtureSampler', 'build_real_dataset',
            'harmonize', 'parse_real_sources']
 
-REAL_DATASETS = {'interhand': InterHandDataset, 'freihand': FreiHandDataset, 'teacher': TeacherDataset}
-_DEFAULT_SPLIT = {'interhand': 'train', 'freihand': 'training', 'teacher': 'train'}
+REAL_DATASETS = {'interhand': InterHandDataset, 'freihand': FreiHandDataset, 'teacher': TeacherDataset,
+                 'teacher_pairs': PastedPairsDataset}
+_DEFAULT_SPLIT = {'interhand': 'train', 'freihand': 'training', 'teacher': 'train', 'teacher_pairs': 'train'}
 # what the loss reads; masks say which labels a source has (real data: no meshes, MANO and joints where annotated)
 TRAIN_KEYS = ('image', 'seg', 'center_maps', 'valid', 'global_orient', 'hand_pose', 'betas', 'has_mano', 'cam',
               'joints_3d', 'joints_valid', 'joints_2d', 'joints_vis', 'vertices', 'has_vertices', 'K', 'index',

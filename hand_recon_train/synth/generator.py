@@ -58,6 +58,10 @@ class SynthConfig:
     min_visible_pixels: int = 40                           # at S; fewer and the hand counts as absent
     visibility_tolerance_m: float = 0.025                  # joint hidden if a surface is this much nearer
     noise_std: tuple = (1.0, 6.0)
+    # hand-free crops of the training photos as backgrounds (teacher label file + photo root; train split only)
+    real_background_prob: float = 0.0
+    real_background_labels: str | None = None
+    real_background_root: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or self.image_size < 64 or self.image_size % 32:
@@ -78,6 +82,10 @@ class SynthConfig:
         self.fov_deg, self.depth_m = tuple(self.fov_deg), tuple(self.depth_m)
         self.small_depth_m, self.large_depth_m = tuple(self.small_depth_m), tuple(self.large_depth_m)
         self.noise_std, self.aspect_weights = tuple(self.noise_std), tuple(self.aspect_weights)
+        if not 0.0 <= float(self.real_background_prob) <= 1.0:
+            raise ValueError(f'real_background_prob must be in [0, 1], got {self.real_background_prob!r}')
+        if self.real_background_prob > 0 and not (self.real_background_labels and self.real_background_root):
+            raise ValueError('real_background_prob > 0 needs real_background_labels and real_background_root')
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -87,7 +95,11 @@ class SynthConfig:
         return dataclass_from_dict(cls, data)
 
     def config_hash(self) -> str:
-        text = json.dumps({'version': GENERATOR_VERSION, **self.to_dict()}, sort_keys=True)
+        fields = self.to_dict()
+        if not self.real_background_prob:      # configs from before real backgrounds keep their hash (and cache)
+            for key in ('real_background_prob', 'real_background_labels', 'real_background_root'):
+                fields.pop(key)
+        text = json.dumps({'version': GENERATOR_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -137,6 +149,10 @@ class SynthGenerator:
         self._scenes, self._scene_p = scene_names, w / w.sum()
         self._aspect_p = np.asarray(self.config.aspect_weights, dtype=np.float64)
         self._aspect_p = self._aspect_p / self._aspect_p.sum()
+        self._backgrounds = None
+        if self.config.real_background_prob > 0:
+            from .backgrounds import BackgroundBank
+            self._backgrounds = BackgroundBank(self.config.real_background_labels, self.config.real_background_root)
         self._side = {}
         for side in SIDE_NAMES:
             faces = np.asarray(hand_model.watertight_faces(side), dtype=np.int64)
@@ -429,7 +445,11 @@ class SynthGenerator:
         tones = [_skin_bgr(rng)]
         tones.append(tones[0] * rng.uniform(0.95, 1.05) if rng.uniform() < 0.8 else _skin_bgr(rng))
 
-        bg = self._background(rng, ch, cw)
+        bg = None
+        if self._backgrounds is not None and rng.uniform() < self.config.real_background_prob:
+            bg = self._backgrounds.sample(np.random.default_rng([self.seed, int(index), 1]), ch, cw)
+        if bg is None:
+            bg = self._background(rng, ch, cw)
         image = np.zeros((H, H, 3), np.float32)
         image[y0 * ss:(y0 + ch) * ss, x0 * ss:(x0 + cw) * ss] = cv2.resize(bg, (cw * ss, ch * ss),
                                                                              interpolation=cv2.INTER_LINEAR)

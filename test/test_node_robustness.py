@@ -1,0 +1,164 @@
+"""A node no command or message can kill: lifecycle requests, parameters and bad input over real DDS.
+
+The node runs as a subprocess (conftest.start_node); every request goes through the real lifecycle and
+parameter services, like `ros2 lifecycle set` / `ros2 param set` or a lifecycle manager would send it.
+"""
+import math
+import textwrap
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip('rclpy')
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from hand_recon_ros.msg import HandArray  # noqa: E402
+from test_node_e2e import FAST, RELIABLE, assert_clean_exit, make_image, publish_until, wait_ready  # noqa: E402
+
+
+class Lifecycle:
+    def __init__(self, ros, node_name='hand_recon'):
+        self.ros = ros
+        self.get = ros.node.create_client(GetState, f'/{node_name}/get_state')
+        self.change = ros.node.create_client(ChangeState, f'/{node_name}/change_state')
+        assert self.get.wait_for_service(30.0) and self.change.wait_for_service(30.0)
+
+    def _call(self, client, request):
+        future = client.call_async(request)
+        self.ros.spin_until(future.done, timeout=60, what=f'an answer from {client.srv_name}')
+        return future.result()
+
+    def state(self):
+        return self._call(self.get, GetState.Request()).current_state.label
+
+    def transition(self, tid=0, label=''):
+        return self._call(self.change, ChangeState.Request(transition=Transition(id=tid, label=label))).success
+
+    def wait_state(self, label, timeout=60):
+        self.ros.spin_until(lambda: self.state() == label, timeout=timeout, what=f"state '{label}'")
+
+
+def endpoint_counts(ros):
+    return (ros.node.count_publishers('/hand_recon/hands'), ros.node.count_publishers('/diagnostics'))
+
+
+# From 'active': every transition id that lifecycle_msgs defines and is not deactivate/active_shutdown,
+# the callback-result ids, unknown ids, an unknown label and the label of a transition of another state.
+INVALID_WHEN_ACTIVE = [
+    ('create', Transition.TRANSITION_CREATE, ''), ('configure', Transition.TRANSITION_CONFIGURE, ''),
+    ('cleanup', Transition.TRANSITION_CLEANUP, ''), ('activate', Transition.TRANSITION_ACTIVATE, ''),
+    ('unconfigured_shutdown', Transition.TRANSITION_UNCONFIGURED_SHUTDOWN, ''),
+    ('inactive_shutdown', Transition.TRANSITION_INACTIVE_SHUTDOWN, ''),
+    ('destroy', Transition.TRANSITION_DESTROY, ''),
+    ('on_configure_success', Transition.TRANSITION_ON_CONFIGURE_SUCCESS, ''),
+    ('on_activate_failure', Transition.TRANSITION_ON_ACTIVATE_FAILURE, ''),
+    ('on_error_success', Transition.TRANSITION_ON_ERROR_SUCCESS, ''),
+    ('id 99', 99, ''), ('id 255', 255, ''),
+    ('label bogus', 0, 'bogus'), ('label configure', 0, 'configure'),
+]
+
+
+def test_every_invalid_lifecycle_transition_is_answered_and_the_node_survives(ros, start_node):
+    node = start_node(*FAST, '-p', 'input_reliability:=reliable')
+    lc = Lifecycle(ros)
+    lc.wait_state('active')
+    for what, tid, label in INVALID_WHEN_ACTIVE:
+        assert lc.transition(tid, label) is False, what
+        assert lc.state() == 'active', what
+    assert node.proc.poll() is None
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    wait_ready(ros, pub)
+    publish_until(ros, pub, make_image(stamp_sec=21), hands)   # still serving
+
+    # from inactive and unconfigured, the transitions of other states are refused too
+    assert lc.transition(Transition.TRANSITION_DEACTIVATE) and lc.state() == 'inactive'
+    for tid in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CONFIGURE,
+                Transition.TRANSITION_ACTIVE_SHUTDOWN, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN):
+        assert lc.transition(tid) is False and lc.state() == 'inactive'
+    assert lc.transition(Transition.TRANSITION_CLEANUP) and lc.state() == 'unconfigured'
+    for tid in (Transition.TRANSITION_ACTIVATE, Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP,
+                Transition.TRANSITION_INACTIVE_SHUTDOWN):
+        assert lc.transition(tid) is False and lc.state() == 'unconfigured'
+    # a valid shutdown ends in 'finalized': the process stays up, answers, and refuses everything
+    assert lc.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) and lc.state() == 'finalized'
+    for tid in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN, 7):
+        assert lc.transition(tid) is False and lc.state() == 'finalized'
+    assert node.proc.poll() is None
+    log = assert_clean_exit(node)
+    assert log.count('refused: not available in state') == len(INVALID_WHEN_ACTIVE) + 4 + 4 + 3, log[-3000:]
+    assert "lifecycle transition configure (id 1) refused: not available in state 'active'" in log
+
+
+FAILING_NODE = textwrap.dedent('''
+    """HandReconNode whose first configure raises after its publishers exist and first activate raises
+    after the model is loaded: the cleanup paths under test, with the real node code around them."""
+    import sys
+    from hand_recon_ros.ros import node as hr
+    from hand_recon_ros.ros.spin import run_until_signal
+
+    class FailingOnce(hr.HandReconNode):
+        failures = {'configure': 1, 'activate': 1}
+
+        def create_timer(self, period, callback, *args, **kwargs):
+            if self.failures['configure'] and period == self.p('diagnostics_period_s'):
+                self.failures['configure'] -= 1
+                raise RuntimeError('injected configure failure after the publishers were created')
+            return super().create_timer(period, callback, *args, **kwargs)
+
+        def _start_worker(self):
+            if self.failures['activate']:
+                self.failures['activate'] -= 1
+                raise RuntimeError('injected activate failure after the model was loaded')
+            return super()._start_worker()
+
+    sys.exit(run_until_signal(FailingOnce, on_started=hr._autostart, on_stopping=lambda n: n._stop_worker()))
+''')
+
+
+def test_failed_configure_and_activate_log_why_and_leave_no_duplicate_endpoints(ros, start_node, tmp_path):
+    import os
+    (tmp_path / 'failing_node.py').write_text(FAILING_NODE)
+    path = os.pathsep.join([str(tmp_path), os.environ.get('PYTHONPATH', '')])
+    node = start_node(*FAST, '-p', 'input_reliability:=reliable', module='failing_node', env={'PYTHONPATH': path})
+    lc = Lifecycle(ros)
+    ros.spin_until(lambda: 'configure failed' in node.log(), timeout=60, what='the configure failure')
+    assert lc.state() == 'unconfigured'
+    ros.spin_for(1.0)   # discovery: the destroyed publishers must be gone, not only unseen yet
+    assert endpoint_counts(ros) == (0, 0)
+    log = node.log()
+    assert 'configure failed: RuntimeError: injected configure failure' in log and 'Traceback' in log
+    assert 'the node stays unconfigured' in log
+
+    assert lc.transition(Transition.TRANSITION_CONFIGURE) and lc.state() == 'inactive'
+    ros.spin_until(lambda: endpoint_counts(ros) == (1, 1), what='one publisher on ~/hands and /diagnostics')
+    assert lc.transition(Transition.TRANSITION_ACTIVATE) is False
+    assert lc.state() == 'inactive'
+    assert 'activate failed: RuntimeError: injected activate failure' in node.log()
+    assert lc.transition(Transition.TRANSITION_ACTIVATE) and lc.state() == 'active'
+    ros.spin_for(1.0)
+    assert endpoint_counts(ros) == (1, 1)
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    wait_ready(ros, pub)
+    publish_until(ros, pub, make_image(stamp_sec=22), hands)
+    # cleanup + configure again: still one of each
+    assert lc.transition(Transition.TRANSITION_DEACTIVATE) and lc.transition(Transition.TRANSITION_CLEANUP)
+    assert lc.transition(Transition.TRANSITION_CONFIGURE)
+    ros.spin_for(1.0)
+    assert endpoint_counts(ros) == (1, 1)
+    assert node.stop() == 0   # the injected failures' tracebacks are in the log on purpose
+
+
+def test_autostart_off_waits_for_a_lifecycle_manager(ros, start_node):
+    node = start_node(*FAST, '-p', 'autostart:=false')
+    lc = Lifecycle(ros)
+    assert lc.state() == 'unconfigured'
+    assert 'autostart is off' in node.log()
+    assert lc.transition(label='configure') and lc.transition(label='activate') and lc.state() == 'active'
+    assert_clean_exit(node)

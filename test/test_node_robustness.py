@@ -6,6 +6,7 @@ parameter services, like `ros2 lifecycle set` / `ros2 param set` or a lifecycle 
 import math
 import textwrap
 
+import numpy as np
 import pytest
 import yaml
 
@@ -254,3 +255,24 @@ def _check_bad_start_up(ros, node):
     log = assert_clean_exit(node)
     assert log.count('parameter refused at start-up') == len(BAD_START) + 3, log[-3000:]
     assert 'diagnostics_period_s must be >= 0.05' in log
+
+
+def test_full_hd_camera_info_with_vga_images_gives_scaled_intrinsics(ros, start_node):
+    from sensor_msgs.msg import CameraInfo
+    from test_camera_info_scaling import full_hd_info
+    node = start_node(*FAST, '-p', 'input_reliability:=reliable')
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    info_pub = ros.node.create_publisher(CameraInfo, '/camera_info', RELIABLE)
+    wait_ready(ros, pub)
+    ros.spin_until(lambda: info_pub.get_subscription_count() > 0, what='the camera_info subscription')
+    # CameraInfo and image travel on two topics: re-send both until a result comes after the CameraInfo
+    # arrived (the fallback FOV would give fx = 554 for 640 px, the scaled calibration 466.7)
+    ros.spin_until(lambda: (info_pub.publish(full_hd_info()), pub.publish(make_image(26, width=640, height=480)),
+                            ros.spin_for(0.3))
+                   and hands and abs(hands[-1].camera_k[0] - 1400 / 3) < 1e-6, timeout=30,
+                   what='a result computed with the scaled CameraInfo')
+    k = np.asarray(hands[-1].camera_k).reshape(3, 3)
+    np.testing.assert_allclose(k, [[1400 / 3, 0, 320], [0, 1400 * 480 / 1080, 240], [0, 0, 1]], rtol=1e-6)
+    log = assert_clean_exit(node)
+    assert 'scaling the intrinsics' in log

@@ -16,6 +16,7 @@ rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from hand_recon_ros.msg import HandArray  # noqa: E402
@@ -276,3 +277,68 @@ def test_full_hd_camera_info_with_vga_images_gives_scaled_intrinsics(ros, start_
     np.testing.assert_allclose(k, [[1400 / 3, 0, 320], [0, 1400 * 480 / 1080, 240], [0, 0, 1]], rtol=1e-6)
     log = assert_clean_exit(node)
     assert 'scaling the intrinsics' in log
+
+
+def _diag_values(diags):
+    return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
+
+
+def test_a_flood_of_distinct_bad_messages_gives_a_bounded_number_of_log_lines(ros, start_node):
+    import time
+    node = start_node(*FAST, '-p', 'input_reliability:=reliable', '-p', 'input_depth:=100',
+                      '-p', 'max_input_age_s:=0.0', '-p', 'diagnostics_period_s:=0.2')
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    sent = 2000
+    pub = ros.node.create_publisher(Image, '/image', QoSProfile(depth=sent, reliability=ReliabilityPolicy.RELIABLE))
+    wait_ready(ros, pub)
+    started = time.monotonic()
+    for i in range(sent):
+        msg = make_image(stamp_sec=30, width=4, height=4)
+        msg.encoding = f'enc{i:04d}' + 'x' * (i % 50)      # every text different, sender-controlled
+        pub.publish(msg)
+        if i % 20 == 19:
+            ros.spin_for(0.02)
+    # (the reader's history may replace some under this flood: what arrives is what counts)
+    last = {}
+
+    def settled():
+        values = _diag_values(diags)
+        key = (values.get('received'), values.get('bad_input'))
+        done = key == last.get('key') and int(values.get('bad_input', 0)) > 0
+        last['key'] = key
+        return done
+    ros.spin_until(lambda: (ros.spin_for(0.5), settled())[1], timeout=120, what='the flood to be processed')
+    publish_until(ros, pub, make_image(stamp_sec=31), hands)            # still serving
+    elapsed = time.monotonic() - started
+    values = _diag_values(diags)
+    log = assert_clean_exit(node)
+    lines = log.count('bad input image dropped')
+    # one kind of problem: one line at once, then at most one per 5 s, however fast or slow the machine ran
+    assert 1 <= lines <= math.ceil(elapsed / 5.0) + 1, (lines, elapsed, values)
+    assert int(values['bad_input']) >= 20, values   # each a different text: the old text-keyed throttle logged each
+    assert 'bad_input.encoding=' in values['problems'], values
+    assert int(values['problem_log_lines']) == lines
+
+
+def test_frames_lost_before_the_callback_are_estimated_from_stamp_gaps(ros, start_node):
+    node = start_node(*FAST, '-p', 'input_reliability:=reliable', '-p', 'input_depth:=100',
+                      '-p', 'diagnostics_period_s:=0.2')
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    wait_ready(ros, pub)
+    frames = [i for i in range(40) if not 20 <= i < 25]   # a 30 Hz camera whose frames 20..24 never arrive
+    for i in frames:
+        msg = make_image(width=8, height=8)
+        t = 2000.0 + i / 30
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int(round((t - int(t)) * 1e9))
+        pub.publish(msg)
+        ros.spin_for(0.01)
+    ros.spin_until(lambda: int(_diag_values(diags).get('received', 0)) >= len(frames), timeout=30,
+                   what='every frame received')
+    ros.spin_for(0.5)
+    values = _diag_values(diags)
+    assert values['received'] == str(len(frames))
+    assert values['input_lost_estimate'] == '5', values
+    assert float(values['input_period_ms']) == pytest.approx(1000 / 30, abs=0.06)   # printed to 0.1 ms
+    assert_clean_exit(node)

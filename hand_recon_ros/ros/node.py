@@ -28,6 +28,8 @@ from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed
 from hand_recon_ros.ros.tf_output import WristTfPublisher
 from hand_recon_ros.ros import lifecycle_guard, parameters
 from hand_recon_ros.ros.lifecycle_guard import transition_callback
+from hand_recon_ros.ros.input_gaps import StampGapEstimator
+from hand_recon_ros.ros.problem_log import ProblemLog, guarded_callback
 
 NODE_NAME = 'hand_recon'
 
@@ -76,8 +78,9 @@ class HandReconNode(LifecycleNode):
         self._lock = threading.Lock()
         self._camera_info = None
         self._warned = set()
-        self._last_logged = {}
         self.counters = {'received': 0, 'published': 0, 'bad_input': 0, 'errors': 0}
+        self.problems = ProblemLog(self.get_logger().warning, self.get_logger().error)
+        self.input_gaps = StampGapEstimator()
         self.latency = LatencyStats(window=300)
         self._last_input_time = None
         self._activated_at = None
@@ -206,6 +209,7 @@ class HandReconNode(LifecycleNode):
             image_sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos)
         self._subs = [image_sub, self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)]
 
+    @guarded_callback
     def _adapt_input_qos(self):
         """input_reliability 'auto': subscribe reliable when every image publisher offers reliable.
 
@@ -335,15 +339,18 @@ class HandReconNode(LifecycleNode):
         self._subs, self._pubs, self._timers = [], {}, []
 
     # ------------------------------------------------------------------ inputs
+    @guarded_callback
     def _on_image(self, msg):
         """Hand the frame to the worker and return at once (no decoding here: never block the executor)."""
         self.counters['received'] += 1
+        self.input_gaps.update(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         self._last_input_time = time.monotonic()
         worker = self.worker
         if worker is not None:
             now = time.monotonic()
             worker.submit((msg, now), stamp=now)
 
+    @guarded_callback
     def _on_camera_info(self, msg):
         self._camera_info = msg
 
@@ -364,7 +371,7 @@ class HandReconNode(LifecycleNode):
                 image = to_bgr8(msg)
         except ImageConversionError as exc:
             self.counters['bad_input'] += 1
-            self._log_throttled(f'bad input image dropped: {exc}')
+            self.problems.report(f'bad_input.{exc.kind}', f'bad input image dropped: {exc}')
             return
         if isinstance(msg, Image) and len(msg.data) > FASTDDS_DEFAULT_SEGMENT_BYTES:
             self._hint_large_best_effort_frames(len(msg.data))
@@ -433,15 +440,7 @@ class HandReconNode(LifecycleNode):
 
     def _on_worker_error(self, item, exc):
         self.counters['errors'] += 1
-        self._log_throttled(f'frame failed: {type(exc).__name__}: {exc}', error=True)
-
-    def _log_throttled(self, text, period_s=5.0, error=False):
-        """Each distinct problem is logged at once, repeats of it at most every period_s."""
-        key = text[:60]
-        now = time.monotonic()
-        if now - self._last_logged.get(key, -1e9) >= period_s:
-            self._last_logged[key] = now
-            (self.get_logger().error if error else self.get_logger().warning)(text)
+        self.problems.report('frame_failed', f'frame failed: {type(exc).__name__}: {exc}', error=True)
 
     def _warn_once(self, key, text):
         if key not in self._warned:
@@ -475,6 +474,16 @@ class HandReconNode(LifecycleNode):
     def _add_robustness_diagnostics(self, status):
         from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
         status.values.append(KeyValue(key='lifecycle_state', value=lifecycle_guard.current_state(self)))
+        gaps = self.input_gaps
+        period = gaps.period_s
+        status.values.extend([
+            KeyValue(key='input_lost_estimate', value=str(gaps.lost)),
+            KeyValue(key='input_period_ms', value='nan' if period != period else f'{period * 1e3:.1f}'),
+            KeyValue(key='input_pauses', value=str(gaps.pauses)),
+            KeyValue(key='input_stamps_out_of_order', value=str(gaps.out_of_order)),
+            KeyValue(key='problems', value=self.problems.summary() or 'none'),
+            KeyValue(key='problem_log_lines', value=str(self.problems.lines)),
+        ])
         if self.parameter_problems:
             status.values.append(KeyValue(key='parameter_problems', value='; '.join(self.parameter_problems)))
             if status.level == DiagnosticStatus.OK:

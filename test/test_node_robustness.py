@@ -342,3 +342,37 @@ def test_frames_lost_before_the_callback_are_estimated_from_stamp_gaps(ros, star
     assert values['input_lost_estimate'] == '5', values
     assert float(values['input_period_ms']) == pytest.approx(1000 / 30, abs=0.06)   # printed to 0.1 ms
     assert_clean_exit(node)
+
+
+def _peak_rss_mib(pid):
+    with open(f'/proc/{pid}/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM')) / 1024
+
+
+def test_compressed_bombs_are_refused_by_the_node_without_memory_growth(ros, start_node):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+    from test_image_conversion import _jpeg_bomb, _tiff
+    node = start_node(*FAST, '-p', 'input_transport:=compressed', '-p', 'input_reliability:=reliable',
+                      '-p', 'diagnostics_period_s:=0.2')
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    pub = ros.node.create_publisher(CompressedImage, '/image/compressed', RELIABLE)
+    wait_ready(ros, pub)
+    good = CompressedImage(format='jpeg', data=cv2.imencode(
+        '.jpg', np.random.default_rng(3).integers(0, 255, (240, 320, 3), dtype=np.uint8))[1].tobytes())
+    good.header.stamp.sec = 40
+    publish_until(ros, pub, good, hands)      # model warm: its memory is in the peak already
+    peak_before = _peak_rss_mib(node.proc.pid)
+    for data, kind in ((_jpeg_bomb(), 'bad_input.size'), (_tiff(4000, 3000), 'bad_input.format_refused')):
+        bomb = CompressedImage(format='jpeg', data=data)
+        ros.spin_until(lambda: (pub.publish(bomb), ros.spin_for(0.3))
+                       and f'{kind}=' in _diag_values(diags).get('problems', ''), timeout=20,
+                       what=f'the node to count {kind}')
+    good.header.stamp.sec = 41
+    hands.clear()
+    publish_until(ros, pub, good, hands)
+    growth = _peak_rss_mib(node.proc.pid) - peak_before
+    assert growth < 150, f'peak memory grew by {growth:.0f} MiB'   # decoding the JPEG bomb alone: 1.1 GiB
+    log = assert_clean_exit(node)
+    assert '20000x20000 pixels exceeds the limit' in log and 'format tiff refused' in log

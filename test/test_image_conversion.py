@@ -409,7 +409,7 @@ def test_webp_bomb_headers_are_read():
 
 
 OPENCV_GUARD = """
-import os, resource, sys
+import os, sys
 import hand_recon_ros.ros.image_conversion  # sets OpenCV's limit before cv2 loads
 import cv2
 print('LIMIT', os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS'))
@@ -419,7 +419,8 @@ try:
     print('DECODED', None if img is None else img.shape)
 except cv2.error as exc:
     print('REFUSED', 'CV_IO_MAX_IMAGE_PIXELS' in str(exc))
-print('MAXRSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM, not ru_maxrss: the latter can carry the forking parent's peak across exec
+print('MAXRSS_MB', next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) // 1024)
 """
 
 

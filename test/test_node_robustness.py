@@ -245,14 +245,15 @@ def _check_bad_start_up(ros, node):
     pub = ros.node.create_publisher(Image, '/image', RELIABLE)
     wait_ready(ros, pub)
     publish_until(ros, pub, make_image(stamp_sec=25), hands)
-    ros.spin_until(lambda: len(diags) >= 3, timeout=30, what='three diagnostics')
+    ros.spin_until(lambda: len(diags) >= 5, timeout=30, what='five diagnostics')
     values = {kv.key: kv.value for kv in diags[-1].status[0].values}
     for name in [n for n, _ in BAD_START] + ['detection_threshold', 'max_input_age_s', 'publish_markers']:
         assert name in values['parameter_problems'], name
     assert diags[-1].status[0].level == diags[-1].status[0].WARN
-    # diagnostics_period_s 0 fell back to 1 s: measured from the messages' own stamps, not wall time
+    # diagnostics_period_s 0 fell back to 1 s: measured from the messages' own stamps, not wall time (the
+    # median interval: the timer runs one overdue call after the model load blocked the executor)
     stamps = [d.header.stamp.sec + d.header.stamp.nanosec * 1e-9 for d in diags]
-    assert (len(stamps) - 1) / (stamps[-1] - stamps[0]) < 1.5
+    assert float(np.median(np.diff(stamps))) == pytest.approx(1.0, abs=0.2), np.diff(stamps)
     log = assert_clean_exit(node)
     assert log.count('parameter refused at start-up') == len(BAD_START) + 3, log[-3000:]
     assert 'diagnostics_period_s must be >= 0.05' in log

@@ -107,7 +107,9 @@ class HandReconNode(LifecycleNode):
                     problems.append(f'{reason}: using the default {spec.default!r}')
                     self.get_logger().error(f'parameter refused at start-up: {problems[-1]}')
             self.declare_parameter(name, value, parameters.descriptor(spec), ignore_override=True)
-        unknown = sorted(set(overrides) - set(PARAMETERS) - {'use_sim_time', 'start_type_description_service'})
+        rclpy_own = {'use_sim_time', 'start_type_description_service'}
+        unknown = sorted(n for n in set(overrides) - set(PARAMETERS) - rclpy_own
+                         if not n.startswith('qos_overrides.'))   # declared by rclpy with the endpoints
         if unknown:
             self.get_logger().warning(f"unknown parameter(s) ignored: {', '.join(unknown)} (README \"Parameters\")")
         return problems

@@ -79,37 +79,46 @@ def test_slot_concurrent_puts_account_for_every_item():
 # ---- FrameWorker -----------------------------------------------------------------------------------------
 
 def test_burst_is_processed_without_backlog():
-    """100 frames at 100 Hz into a 50 ms process_fn: most are dropped, the newest is always worked on."""
+    """100 frames at ~100 Hz into a >= 50 ms process_fn: the newest is always worked on, the rest dropped.
+
+    Nothing here depends on the producer keeping its pace (a loaded machine may stretch the sleeps): every
+    assertion is an invariant of a one-slot worker, or a bound derived from the time actually measured.
+    """
     latest = {'submitted': -1}
-    picks = []  # (frame index, newest index submitted when processing started)
+    picks = []  # (frame index, newest index submitted when its processing ended)
     results = []
     lock = threading.Lock()
 
     def process(idx):
+        time.sleep(0.05)
         with lock:
             picks.append((idx, latest['submitted']))
-        time.sleep(0.05)
         return idx * 10
 
     worker = FrameWorker(process, on_result=lambda f, r: results.append((f, r)))
+    started = time.monotonic()
     with worker:
         for i in range(100):
             with lock:
                 latest['submitted'] = i
-            worker.submit(i)
+                worker.submit(i)
             time.sleep(0.01)
-        assert worker.wait_idle(timeout=5)
+        assert worker.wait_idle(timeout=30)
+        span = time.monotonic() - started
         s = worker.stats()
     assert s.received == 100
     assert s.processed + s.dropped_replaced + s.dropped_stale + s.errors == s.received
     assert s.errors == 0 and s.dropped_stale == 0
-    assert 2 <= s.processed <= 50, s            # ideal is ~17-20; a queue would process all 100
+    # each processing takes >= 50 ms on one thread: at most span / 50 ms of them fit in the measured span
+    assert s.processed <= span / 0.05 + 1, (s, span)
     indices = [i for i, _ in picks]
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
     assert indices[-1] == 99                    # the final frame is never lost
-    # Each frame started while it was (nearly) the newest: a queue would lag by dozens of frames.
-    max_lag = max(newest - idx for idx, newest in picks)
-    assert max_lag <= 5, picks
+    # No backlog: after each frame the worker takes a frame at least as new as the newest submitted while
+    # it was busy (a queue would take the next one in line).
+    for (_, newest_at_end), (next_idx, _) in zip(picks, picks[1:]):
+        assert next_idx >= newest_at_end, picks
+    assert s.dropped_replaced == 100 - s.processed
     assert results == [(i, i * 10) for i in indices]
     assert len(worker.processing_ms) == s.processed
     assert worker.processing_ms.p50 >= 45.0     # sleep(0.05) is a lower bound, not a timing claim

@@ -212,10 +212,13 @@ def test_compressed_bad_inputs():
     with pytest.raises(ImageConversionError, match='no data'):
         compressed_to_bgr8(CompressedImage(format='jpeg'))
     good = bgr8_to_compressed(_smooth_bgr(), 'jpeg')
-    corrupt = CompressedImage(format='jpeg', data=bytes(good.data)[:20])
-    with pytest.raises(ImageConversionError, match='could not decode'):
+    corrupt = CompressedImage(format='jpeg', data=bytes(good.data)[:20])   # SOI + APP0, no frame header
+    with pytest.raises(ImageConversionError, match='no frame header'):
         compressed_to_bgr8(corrupt)
-    with pytest.raises(ImageConversionError, match='could not decode'):
+    truncated = CompressedImage(format='jpeg', data=bytes(good.data)[:400])  # header intact, scan cut
+    with pytest.raises(ImageConversionError, match='could not decode|OpenCV refused'):
+        compressed_to_bgr8(truncated)
+    with pytest.raises(ImageConversionError, match='unrecognised refused'):
         compressed_to_bgr8(CompressedImage(format='jpeg', data=b'not an image at all'))
     with pytest.raises(ImageConversionError, match='compressedDepth'):
         compressed_to_bgr8(CompressedImage(format='16UC1; compressedDepth png', data=b'\x00' * 20))
@@ -322,3 +325,117 @@ def test_numpy_to_imgmsg_big_endian_array_and_non_contiguous_input():
 
 def test_errors_are_value_errors():
     assert issubclass(ImageConversionError, ValueError)
+
+
+# ---- compressed-image bombs: the declared size is checked before any decoding ------------------------------
+
+def _jpeg_bomb(width=20000, height=20000, app_bytes=3 * 65533):
+    """A small real JPEG whose frame header declares width x height, placed after app_bytes of APP1 segments
+    (the size marker sits far beyond the first 64/128 KiB)."""
+    data = bytearray(cv2.imencode('.jpg', _smooth_bgr())[1].tobytes())
+    sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC1, 0xC2))
+    data[sof + 5:sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+    apps = bytearray()
+    while app_bytes > 0:
+        n = min(app_bytes, 65533)
+        apps += b'\xff\xe1' + (n + 2).to_bytes(2, 'big') + bytes(n)
+        app_bytes -= n
+    return bytes(data[:2] + apps + data[2:])
+
+
+def _tiff(width=64, height=48):
+    return cv2.imencode('.tiff', _smooth_bgr(height, width))[1].tobytes()
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """cv2.imdecode replaced by a recorder that fails the test if the converter ever reaches the decoder."""
+    import hand_recon_ros.ros.image_conversion as conv
+    calls = []
+
+    def fake_imdecode(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError('the decoder was reached')
+    monkeypatch.setattr(conv.cv2, 'imdecode', fake_imdecode)
+    return calls
+
+
+def test_jpeg_bomb_with_size_marker_after_128_kib_is_refused_before_decoding(no_decoding):
+    bomb = _jpeg_bomb()
+    assert len(bomb) > 128 * 1024 and bomb.index(b'\xff\xc0') > 128 * 1024
+    with pytest.raises(ImageConversionError, match='20000x20000 pixels exceeds the limit') as exc:
+        compressed_to_bgr8(CompressedImage(format='jpeg', data=bomb))
+    assert exc.value.kind == 'size' and not no_decoding
+
+
+def test_huge_png_tiff_and_other_formats_are_refused_before_decoding(no_decoding):
+    ihdr = b'\x89PNG\r\n\x1a\n' + b'\x00\x00\x00\x0dIHDR' + (30000).to_bytes(4, 'big') * 2 + b'\x08\x02\x00\x00\x00'
+    with pytest.raises(ImageConversionError, match='30000x30000'):
+        compressed_to_bgr8(CompressedImage(format='png', data=ihdr + bytes(100)))
+    for data, name in ((_tiff(), 'tiff'), (cv2.imencode('.bmp', _smooth_bgr())[1].tobytes(), 'bmp'),
+                       (b'GIF89a' + bytes(20), 'gif'), (cv2.imencode('.ppm', _smooth_bgr())[1].tobytes(), 'pnm')):
+        with pytest.raises(ImageConversionError, match=f'format {name} refused') as exc:
+            compressed_to_bgr8(CompressedImage(format='jpeg', data=data))   # the format string is not trusted
+        assert exc.value.kind == 'format_refused'
+    # a PNG whose first chunk is not IHDR, a JPEG with garbage where a marker belongs, SOS before SOF
+    with pytest.raises(ImageConversionError, match='IHDR'):
+        compressed_to_bgr8(CompressedImage(format='png', data=b'\x89PNG\r\n\x1a\n' + bytes(40)))
+    with pytest.raises(ImageConversionError, match='no marker'):
+        compressed_to_bgr8(CompressedImage(format='jpeg', data=b'\xff\xd8\x00\x01' + bytes(40)))
+    with pytest.raises(ImageConversionError, match='scan data before'):
+        compressed_to_bgr8(CompressedImage(format='jpeg', data=b'\xff\xd8\xff\xda\x00\x08' + bytes(40)))
+    assert not no_decoding
+
+
+def test_declared_size_matches_the_decoded_size_for_accepted_formats():
+    from hand_recon_ros.ros.image_limits import declared_size
+    img = _smooth_bgr(37, 53)
+    for ext, params in (('.png', []), ('.jpg', []), ('.jpg', [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+                        ('.webp', [cv2.IMWRITE_WEBP_QUALITY, 80]), ('.webp', [cv2.IMWRITE_WEBP_QUALITY, 101])):
+        data = cv2.imencode(ext, img, params)[1].tobytes()
+        fmt, width, height = declared_size(data)
+        assert (width, height) == (53, 37), (ext, params)
+        assert compressed_to_bgr8(CompressedImage(format=fmt, data=data)).shape == (37, 53, 3)
+    # the bomb's declared size is read wherever its frame header sits
+    assert declared_size(_jpeg_bomb(1234, 567, app_bytes=300000))[1:] == (1234, 567)
+
+
+def test_webp_bomb_headers_are_read():
+    from hand_recon_ros.ros.image_limits import check_declared_size
+    vp8x = b'RIFF' + bytes(4) + b'WEBP' + b'VP8X' + (10).to_bytes(4, 'little') + bytes(4) + \
+        (19999).to_bytes(3, 'little') + (19999).to_bytes(3, 'little')
+    with pytest.raises(ImageConversionError, match='20000x20000'):
+        check_declared_size(vp8x)
+
+
+OPENCV_GUARD = """
+import os, sys
+import hand_recon_ros.ros.image_conversion  # sets OpenCV's limit before cv2 loads
+import cv2
+print('LIMIT', os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS'))
+data = open(sys.argv[1], 'rb').read()
+try:
+    img = cv2.imdecode(__import__('numpy').frombuffer(data, 'uint8'), cv2.IMREAD_UNCHANGED)
+    print('DECODED', None if img is None else img.shape)
+except cv2.error as exc:
+    print('REFUSED', 'CV_IO_MAX_IMAGE_PIXELS' in str(exc))
+# VmHWM, not ru_maxrss: the latter can carry the forking parent's peak across exec
+print('MAXRSS_MB', next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) // 1024)
+"""
+
+
+def test_opencv_pixel_limit_is_the_second_guard(tmp_path):
+    """Calling the decoder directly (our header check bypassed): OpenCV itself refuses the bomb, because
+    hand_recon_ros.ros set OPENCV_IO_MAX_IMAGE_PIXELS before cv2 was loaded."""
+    import os
+    import subprocess
+    from pathlib import Path
+    from hand_recon_ros.ros.image_limits import DEFAULT_MAX_PIXELS
+    bomb = tmp_path / 'bomb.jpg'
+    bomb.write_bytes(_jpeg_bomb(12000, 12000))   # 144 Mpx: over our 67 Mpx, under OpenCV's default 1 Gpx
+    env = {k: v for k, v in os.environ.items() if k != 'OPENCV_IO_MAX_IMAGE_PIXELS'}
+    env['PYTHONPATH'] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get('PYTHONPATH', '')
+    out = subprocess.run([sys.executable, '-c', OPENCV_GUARD, str(bomb)], capture_output=True, text=True,
+                         env=env, timeout=120).stdout
+    assert f'LIMIT {DEFAULT_MAX_PIXELS}' in out and 'REFUSED True' in out, out
+    assert int(out.split('MAXRSS_MB')[1]) < 400, out   # 144 Mpx x 3 channels would be 432 MB

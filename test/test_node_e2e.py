@@ -158,30 +158,44 @@ def test_auto_input_qos_matches_the_publishers(ros, start_node, publisher, expec
 
 
 def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, start_node):
-    # A heavier network on one thread: ~10x slower than the 100 Hz input.
+    """A burst into a slow network is not queued. No assertion assumes the publisher keeps a rate (a loaded
+    machine stretches it): the checks are the node's own accounting and a latency bound in units of the
+    inference time the node itself measured."""
     node = start_node('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.backbone:=resnet50', '-p', 'network.input_size:=256',
-                      '-p', 'num_threads:=1', '-p', 'diagnostics_period_s:=0.2', '-p', 'detection_threshold:=0.01')
+                      '-p', 'num_threads:=1', '-p', 'diagnostics_period_s:=0.2', '-p', 'detection_threshold:=0.01',
+                      '-p', 'input_reliability:=reliable', '-p', 'input_depth:=100', '-p', 'max_input_age_s:=0.0')
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
     diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
-    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    sent = 100
+    pub = ros.node.create_publisher(Image, '/image', QoSProfile(depth=sent, reliability=ReliabilityPolicy.RELIABLE))
     wait_ready(ros, pub)
     publish_until(ros, pub, make_image(stamp_sec=1, width=160, height=120), hands)  # warm up the model
     hands.clear()
-    sent = 100
     for i in range(sent):
         pub.publish(make_image(stamp_sec=1000 + i, width=160, height=120, seed=i))
-        ros.spin_for(0.01)
-    ros.spin_until(lambda: hands and hands[-1].header.stamp.sec >= 1000 + sent - 3, timeout=20,
+        ros.spin_for(0.002)
+    ros.spin_until(lambda: hands and hands[-1].header.stamp.sec == 1000 + sent - 1, timeout=120,
                    what='the output to catch up with the newest input')
     stamps = [h.header.stamp.sec for h in hands]
-    assert len(stamps) < sent // 2, f'{len(stamps)} outputs for {sent} inputs: frames were queued, not dropped'
-    assert stamps == sorted(stamps)
-    ros.spin_for(0.6)
-    values = {kv.key: kv.value for kv in diags[-1].status[0].values}
-    dropped = int(values['worker_dropped_replaced']) + int(values['worker_dropped_stale'])
-    assert dropped >= sent // 2, values
-    # Latency is bounded: the node never processes an old backlog (per-frame processing < 1 s here).
-    assert max(h.processing_time_ms for h in hands) < 2000, [h.processing_time_ms for h in hands]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+    def values():
+        return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
+
+    def settled():   # everything received was processed or dropped
+        v = values()
+        return v and int(v['worker_received']) == sum(int(v[f'worker_{k}']) for k in (
+            'processed', 'dropped_replaced', 'dropped_stale', 'errors')) and int(v['received']) >= sent
+    ros.spin_until(settled, timeout=30, what='the worker counters to settle')
+    v = values()
+    assert int(v['worker_errors']) == 0
+    # every input this test sent that has no output was dropped by the worker (none lost unaccounted)
+    assert int(v['worker_dropped_replaced']) + int(v['worker_dropped_stale']) >= sent - len(stamps)
+    # No backlog: a frame waits at most for the one in progress. A queue of 100 frames would make the
+    # last ones wait ~100 inference times.
+    inference_ms = float(v['processing_ms_p50'])
+    latencies = [h.processing_time_ms for h in hands]
+    assert max(latencies) < 20 * inference_ms, (latencies, inference_ms)
     assert_clean_exit(node)
 
 

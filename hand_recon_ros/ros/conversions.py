@@ -28,19 +28,23 @@ def intrinsics_for(camera_info, width, height, use_rectified=False, fallback_fov
         K, source = intrinsics_from_camera_info(np.zeros(9), np.zeros(12), width, height,
                                                 fallback_fov_deg=fallback_fov_deg)
         return K, source
-    K, source = intrinsics_from_camera_info(np.asarray(camera_info.k), np.asarray(camera_info.p), width, height,
+    k = np.array(camera_info.k, np.float64).reshape(-1)
+    p = np.array(camera_info.p, np.float64).reshape(-1)
+    if camera_info.width and camera_info.height and (camera_info.width, camera_info.height) != (width, height):
+        # Calibrated at another resolution (e.g. a resized stream): scale K and P to the image first, so
+        # the plausibility check (principal point inside the image) sees the image's own intrinsics.
+        sx, sy = width / camera_info.width, height / camera_info.height
+        warn('info_size', f'CameraInfo is for {camera_info.width}x{camera_info.height} but images are '
+             f'{width}x{height}: scaling the intrinsics')
+        if k.size == 9:
+            k = (k.reshape(3, 3) * np.array([[sx], [sy], [1.0]])).reshape(-1)
+        if p.size == 12:
+            p = (p.reshape(3, 4) * np.array([[sx], [sy], [1.0]])).reshape(-1)
+    K, source = intrinsics_from_camera_info(k, p, width, height,
                                             use_rectified=use_rectified, fallback_fov_deg=fallback_fov_deg)
     if source != DEPTH_SOURCE_CAMERA_INFO:
         warn('uncalibrated', f'CameraInfo has no usable intrinsics (k = {list(np.asarray(camera_info.k))}): '
              f'using the fallback field of view ({fallback_fov_deg:.0f} deg); metric depth is approximate')
-    elif camera_info.width and camera_info.height and (camera_info.width, camera_info.height) != (width, height):
-        # Calibrated at another resolution (e.g. a resized stream): scale the intrinsics with the image.
-        sx, sy = width / camera_info.width, height / camera_info.height
-        warn('info_size', f'CameraInfo is for {camera_info.width}x{camera_info.height} but images are '
-             f'{width}x{height}: scaling the intrinsics')
-        K = K.copy()
-        K[0, :] *= sx
-        K[1, :] *= sy
     return K, source
 
 

@@ -4,11 +4,12 @@ The PyPI cv_bridge port is broken with numpy 2 and rosbags-image ignores a padde
 (ros2-from-pypi.md §13), so the node converts images itself. Reading is zero-copy when the rows are
 unpadded and the byte order is native: the returned array is then a view of ``msg.data``.
 """
-import struct
 import sys
 from typing import Any, Dict, Optional, Tuple
 
-import cv2
+from hand_recon_ros.ros.image_limits import DEFAULT_MAX_PIXELS, ImageConversionError, check_declared_size
+
+import cv2  # noqa: E402  (after image_limits: OpenCV reads its pixel limit when loaded)
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -18,12 +19,8 @@ __all__ = [
 ]
 
 
-class ImageConversionError(ValueError):
-    """A message or array that cannot be turned into an image (bad encoding, size or data)."""
-
-
-# Larger images are rejected before any allocation: a corrupt header must not make the node allocate GBs.
-DEFAULT_MAX_PIXELS = 8192 * 8192
+# Larger images (DEFAULT_MAX_PIXELS) are rejected before any allocation: a corrupt header must not make
+# the node allocate GBs.
 
 # encoding -> (dtype, channels). yuv422 variants are two interleaved bytes per pixel.
 ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {}
@@ -59,15 +56,16 @@ def _lookup(encoding: str) -> Tuple[np.dtype, int]:
         return ENCODINGS[encoding]
     except (KeyError, TypeError):
         raise ImageConversionError(
-            f'unsupported image encoding {encoding!r}; supported: {", ".join(sorted(ENCODINGS))}') from None
+            f'unsupported image encoding {encoding!r}; supported: {", ".join(sorted(ENCODINGS))}',
+            'encoding') from None
 
 
 def _check_size(height: int, width: int, max_pixels: int) -> None:
     if height <= 0 or width <= 0:
-        raise ImageConversionError(f'image has zero size ({width}x{height})')
+        raise ImageConversionError(f'image has zero size ({width}x{height})', 'size')
     if height * width > max_pixels:
         raise ImageConversionError(
-            f'image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels')
+            f'image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels', 'size')
 
 
 def imgmsg_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -90,7 +88,8 @@ def imgmsg_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
         buf = np.asarray(msg.data, np.uint8).ravel()
     if buf.size < step * height:
         raise ImageConversionError(
-            f'image data truncated: {buf.size} bytes, expected step*height = {step}*{height} = {step * height}')
+            f'image data truncated: {buf.size} bytes, expected step*height = {step}*{height} = {step * height}',
+            'truncated')
     rows = buf[:step * height].reshape(height, step)
     if step != row_bytes:
         rows = np.ascontiguousarray(rows[:, :row_bytes])  # drop the row padding
@@ -187,49 +186,29 @@ def to_bgr8(msg_or_array: Any, encoding: Optional[str] = None,
     return cv2.cvtColor(np.ascontiguousarray(img8), code)
 
 
-def _peek_dimensions(data: np.ndarray) -> Optional[Tuple[int, int]]:
-    """(width, height) from a PNG or JPEG header without decoding, or None if not recognised."""
-    head = data[:32].tobytes()
-    if head.startswith(b'\x89PNG\r\n\x1a\n') and len(head) >= 24:
-        return struct.unpack('>II', head[16:24])
-    if not head.startswith(b'\xff\xd8'):
-        return None
-    raw = data.tobytes() if data.size < 65536 else data[:65536].tobytes()  # SOF sits in the first segments
-    pos = 2
-    while pos + 4 <= len(raw):
-        if raw[pos] != 0xFF:
-            return None
-        marker = raw[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        length = struct.unpack('>H', raw[pos + 2:pos + 4])[0]
-        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 9 > len(raw):
-                return None
-            height, width = struct.unpack('>HH', raw[pos + 5:pos + 9])
-            return width, height
-        pos += 2 + length
-    return None
-
-
 def compressed_to_bgr8(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """CompressedImage (jpeg/png, image_transport 'compressed') -> (H, W, 3) uint8 BGR."""
+    """CompressedImage (jpeg/png/webp, image_transport 'compressed') -> (H, W, 3) uint8 BGR.
+
+    The pixel size is read from the data's header before decoding (image_limits); other formats are
+    refused. The format string is not trusted: the magic number decides.
+    """
     fmt = (msg.format or '').lower()
     if 'compresseddepth' in fmt:
         raise ImageConversionError(
-            f'compressedDepth images are depth maps, not camera images (format {msg.format!r})')
+            f'compressedDepth images are depth maps, not camera images (format {msg.format!r})', 'format_refused')
     data = np.frombuffer(msg.data, np.uint8) if len(msg.data) else np.zeros(0, np.uint8)
     if data.size == 0:
-        raise ImageConversionError('compressed image has no data')
-    dims = _peek_dimensions(data)
-    if dims is not None:
-        _check_size(dims[1], dims[0], max_pixels)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        raise ImageConversionError('compressed image has no data', 'truncated')
+    check_declared_size(data, max_pixels)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:   # OpenCV's own size guard (OPENCV_IO_MAX_IMAGE_PIXELS) or a decoder failure
+        raise ImageConversionError(f'OpenCV refused the compressed image: {str(exc).strip()[-200:]}',
+                                   'decode_failed') from None
     if img is None or img.size == 0:
         raise ImageConversionError(
-            f'could not decode compressed image ({data.size} bytes, format {msg.format!r}): corrupt or unsupported')
+            f'could not decode compressed image ({data.size} bytes, format {msg.format!r}): corrupt or unsupported',
+            'decode_failed')
     _check_size(img.shape[0], img.shape[1], max_pixels)
     # imdecode gives BGR(A) or gray; the original encoding in the format string does not change that.
     if img.ndim == 2:

@@ -2,14 +2,17 @@
 
 Thin ROS layer: it converts messages, hands the newest frame to one worker thread, and publishes what
 the ROS-free pipeline returns. Start it with ``hand_recon_node --ros-args --params-file ...`` (or a
-launch file); with ``autostart`` (default) it configures and activates itself.
+launch file); with ``autostart`` (default) it configures and activates itself. Parameters are declared
+from the table in parameters.py; lifecycle requests go through lifecycle_guard.py (no request ends it).
 """
 import sys
 import threading
 import time
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
+from lifecycle_msgs.msg import Transition
+from rclpy.parameter import Parameter
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -23,47 +26,15 @@ from hand_recon_ros.ros import vision_output
 from hand_recon_ros.ros.spin import run_until_signal
 from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8
 from hand_recon_ros.ros.tf_output import WristTfPublisher
+from hand_recon_ros.ros import lifecycle_guard, parameters
+from hand_recon_ros.ros.lifecycle_guard import transition_callback
+from hand_recon_ros.ros.input_gaps import StampGapEstimator
+from hand_recon_ros.ros.problem_log import ProblemLog, guarded_callback
 
 NODE_NAME = 'hand_recon'
 
-# name: (default, description, changeable at runtime)
-PARAMETERS = {
-    'autostart': (True, 'configure and activate on start', False),
-    'weights': ('', 'safetensors weights file; empty = shipped default model', False),
-    'allow_untrained': (True, 'run a seeded random-init network when no weights are found', False),
-    'network.backbone': ('resnet18', 'backbone when no weights file is found', False),
-    'network.input_size': (256, 'network input size when no weights file is found', False),
-    'mano_dir': ('', 'folder with MANO_RIGHT.pkl/MANO_LEFT.pkl; empty = $HAND_RECON_MANO_DIR or stand-in', False),
-    'device': ('auto', 'auto | cpu | cuda | cuda:N', False),
-    'precision': ('fp32', 'fp32 | fp16 | bf16', False),
-    'num_threads': (0, 'torch CPU threads (0 = default)', False),
-    'detection_threshold': (0.35, 'centre-map confidence threshold', True),
-    'multi_hand': (False, 'allow more than one hand per side', True),
-    'refinement.enabled': (True, 'IHMR-MLP collision-aware refinement of close two-hand pairs', True),
-    'refinement.gate_m': (0.3, 'refine only when the two wrists are closer than this (metres)', True),
-    'refinement.weights': ('', 'IHMR-MLP weights file; empty = models/ihmr_default.safetensors if shipped', False),
-    'max_hands': (2, 'maximum hands per frame', True),
-    'input_transport': ('raw', 'raw | compressed', False),
-    'input_reliability': ('auto', 'auto (match the publishers) | best_effort | reliable | system_default', False),
-    'input_depth': (1, 'subscription queue depth', False),
-    'max_input_age_s': (0.5, 'drop frames older than this when picked (0 = off)', True),
-    'use_camera_info': (True, 'use CameraInfo intrinsics', True),
-    'use_rectified': (False, 'use P (rectified) instead of K', True),
-    'fallback_fov_deg': (60.0, 'horizontal FOV when no valid CameraInfo', True),
-    'no_input_warn_s': (5.0, 'warn when no image arrives for this long', True),
-    'publish_vertices': (True, 'fill Hand.vertices', True),
-    'publish_markers': (True, 'publish RViz markers', True),
-    'marker_lifetime_s': (0.3, 'marker lifetime', True),
-    'publish_overlay': (True, 'publish ~/debug_image when subscribed', True),
-    'smoothing.enabled': (True, 'publish ~/hands_smoothed', True),
-    'smoothing.min_cutoff': (1.0, 'One-Euro min cutoff (Hz)', True),
-    'smoothing.beta': (0.7, 'One-Euro speed coefficient', True),
-    'smoothing.d_cutoff': (1.0, 'One-Euro derivative cutoff (Hz)', True),
-    'publish_tf': (False, 'publish wrist TF frames (needs tf2_ros)', True),
-    'tf_prefix': ('', 'prefix of the wrist TF frame names', True),
-    'publish_detections': (True, 'publish vision_msgs/Detection2DArray on ~/detections (needs vision_msgs)', False),
-    'diagnostics_period_s': (1.0, 'period of /diagnostics', False),
-}
+# name -> ParamSpec (type, default, range or choices, when it applies): the one table in parameters.py
+PARAMETERS = parameters.SPECS
 
 
 INPUT_RELIABILITY = ('auto', 'best_effort', 'reliable', 'system_default')
@@ -91,10 +62,10 @@ def input_qos(reliability: str, depth: int) -> QoSProfile:
 class HandReconNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        for name, (default, description, runtime) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(
-                description=description + ('' if runtime else ' (takes effect on activate)')))
+        self.parameter_problems = self._declare_parameters()
+        self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        lifecycle_guard.guard_change_state(self)
 
         self.reconstructor = None
         self.marker_builder = None
@@ -107,8 +78,9 @@ class HandReconNode(LifecycleNode):
         self._lock = threading.Lock()
         self._camera_info = None
         self._warned = set()
-        self._last_logged = {}
         self.counters = {'received': 0, 'published': 0, 'bad_input': 0, 'errors': 0}
+        self.problems = ProblemLog(self.get_logger().warning, self.get_logger().error)
+        self.input_gaps = StampGapEstimator()
         self.latency = LatencyStats(window=300)
         self._last_input_time = None
         self._activated_at = None
@@ -120,20 +92,62 @@ class HandReconNode(LifecycleNode):
     def p(self, name):
         return self.get_parameter(name).value
 
+    def _declare_parameters(self):
+        """Declare every parameter from the table; a bad start-up value is logged with the reason and
+        replaced by the default (never a crash, never a silent unconfigured node). Returns the problems."""
+        overrides = getattr(self, '_parameter_overrides', {}) or {}
+        problems = []
+        for name, spec in PARAMETERS.items():
+            value = spec.default
+            if name in overrides:
+                ok, coerced, reason = parameters.validate(spec, overrides[name].value)
+                if ok:
+                    value = coerced
+                else:
+                    problems.append(f'{reason}: using the default {spec.default!r}')
+                    self.get_logger().error(f'parameter refused at start-up: {problems[-1]}')
+            self.declare_parameter(name, value, parameters.descriptor(spec), ignore_override=True)
+        rclpy_own = {'use_sim_time', 'start_type_description_service'}
+        unknown = sorted(n for n in set(overrides) - set(PARAMETERS) - rclpy_own
+                         if not n.startswith('qos_overrides.'))   # declared by rclpy with the endpoints
+        if unknown:
+            self.get_logger().warning(f"unknown parameter(s) ignored: {', '.join(unknown)} (README \"Parameters\")")
+        return problems
+
+    def _coerce_parameters(self, params):
+        """`ros2 param set ... fallback_fov_deg 70` sends an integer: take it as 70.0 for float parameters."""
+        out = []
+        for param in params:
+            spec = PARAMETERS.get(param.name)
+            if spec is not None and spec.type is float and param.type_ == Parameter.Type.INTEGER:
+                param = Parameter(param.name, Parameter.Type.DOUBLE, float(param.value))
+            out.append(param)
+        return out
+
     def _on_set_parameters(self, params):
+        """Refuse (with the reason) any value outside the table's range, and changes that cannot apply in
+        the current lifecycle state; never raise (an exception here would end the node)."""
+        try:
+            return self._set_parameters_checked(params)
+        except Exception as exc:
+            self.get_logger().error(f'parameter update failed: {type(exc).__name__}: {exc}')
+            return SetParametersResult(successful=False, reason=f'{type(exc).__name__}: {exc}')
+
+    def _set_parameters_checked(self, params):
+        state = lifecycle_guard.current_state(self)
         for param in params:
             spec = PARAMETERS.get(param.name)
             if spec is None:
                 continue
-            if not spec[2] and self._state_is_active():
+            ok, _, reason = parameters.validate(spec, param.value)
+            if not ok:
+                return SetParametersResult(successful=False, reason=reason)
+            if spec.applies == 'activate' and state == 'active':
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name} cannot change while active: deactivate first')
-            if param.name == 'detection_threshold' and not 0.0 < float(param.value) < 1.0:
-                return SetParametersResult(successful=False, reason='detection_threshold must be in (0, 1)')
-            if param.name == 'input_reliability' and param.value not in INPUT_RELIABILITY:
-                return SetParametersResult(successful=False, reason='input_reliability: ' + '|'.join(INPUT_RELIABILITY))
-            if param.name == 'precision' and param.value not in ('fp32', 'fp16', 'bf16'):
-                return SetParametersResult(successful=False, reason='precision must be fp32, fp16 or bf16')
+            if spec.applies == 'configure' and state in ('inactive', 'active'):
+                return SetParametersResult(successful=False, reason=f'{param.name} takes effect on configure: '
+                                           f'deactivate and clean up first (state {state})')
         # Runtime values are read per frame; smoothing parameters are pushed into the tracker.
         tracker = self.tracker
         if tracker is not None:
@@ -151,17 +165,12 @@ class HandReconNode(LifecycleNode):
         return self.worker is not None
 
     # ------------------------------------------------------------------ lifecycle
+    @transition_callback('configure')
     def on_configure(self, state):
         """Create publishers and subscriptions; nothing heavy yet (the model loads on activate)."""
-        try:
-            qos = input_qos(self.p('input_reliability'), self.p('input_depth'))
-        except ValueError as exc:
-            self.get_logger().error(str(exc))
-            return TransitionCallbackReturn.FAILURE
+        self._destroy_entities()   # nothing may be left from an earlier failed attempt
+        qos = input_qos(self.p('input_reliability'), self.p('input_depth'))
         transport = self.p('input_transport')
-        if transport not in ('raw', 'compressed'):
-            self.get_logger().error(f"input_transport must be 'raw' or 'compressed', got {transport!r}")
-            return TransitionCallbackReturn.FAILURE
         self._input_reliable = self.p('input_reliability') == 'reliable'
         self._create_input_subscriptions(qos)
         if self.p('input_reliability') == 'auto':
@@ -170,13 +179,15 @@ class HandReconNode(LifecycleNode):
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        # Lifecycle publishers send only while active; model info and diagnostics also describe an
+        # inactive node, so they are plain publishers.
         self._pubs = {
-            'hands': self.create_publisher(HandArray, '~/hands', reliable),
-            'hands_smoothed': self.create_publisher(HandArray, '~/hands_smoothed', reliable),
+            'hands': self.create_lifecycle_publisher(HandArray, '~/hands', reliable),
+            'hands_smoothed': self.create_lifecycle_publisher(HandArray, '~/hands_smoothed', reliable),
             'model_info': self.create_publisher(HandModelInfo, '~/hand_model_info', latched),
-            'markers': self.create_publisher(MarkerArray, '~/markers', reliable),
+            'markers': self.create_lifecycle_publisher(MarkerArray, '~/markers', reliable),
             # reliable keep-last 1: compatible with best-effort and reliable viewers, never blocks
-            'overlay': self.create_publisher(Image, '~/debug_image', QoSProfile(
+            'overlay': self.create_lifecycle_publisher(Image, '~/debug_image', QoSProfile(
                 history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)),
             'diagnostics': self.create_publisher(DiagnosticArray, '/diagnostics', 10),
         }
@@ -200,6 +211,7 @@ class HandReconNode(LifecycleNode):
             image_sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos)
         self._subs = [image_sub, self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)]
 
+    @guarded_callback
     def _adapt_input_qos(self):
         """input_reliability 'auto': subscribe reliable when every image publisher offers reliable.
 
@@ -221,6 +233,7 @@ class HandReconNode(LifecycleNode):
                                    f"{'reliable' if all_reliable else 'best effort'}: subscribed "
                                    f"{'reliable' if all_reliable else 'best effort'}")
 
+    @transition_callback('activate')
     def on_activate(self, state):
         """Load the model on the chosen device and start the worker."""
         from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
@@ -237,7 +250,6 @@ class HandReconNode(LifecycleNode):
             self.reconstructor = create_reconstructor(config, logger=self.get_logger())
         except Exception as exc:  # a clear message and an inactive node beat a crash
             self.get_logger().error(f'cannot load the model: {exc}')
-            self.reconstructor = None
             return TransitionCallbackReturn.FAILURE
         self.tracker = HandTracker(min_cutoff=float(self.p('smoothing.min_cutoff')),
                                    beta=float(self.p('smoothing.beta')),
@@ -248,16 +260,20 @@ class HandReconNode(LifecycleNode):
         self.model_info = conversions.model_info_msg(self.reconstructor.info())
         self.model_info.header.stamp = self.get_clock().now().to_msg()
         self._pubs['model_info'].publish(self.model_info)
-        max_age = float(self.p('max_input_age_s'))
-        self.worker = FrameWorker(self._process, on_result=None, on_error=self._on_worker_error,
-                                  max_age_s=max_age if max_age > 0 else None)
-        self.worker.start()
+        self._start_worker()
         self._activated_at = time.monotonic()
         info = self.reconstructor.info()
         self.get_logger().info(f"active: {info['network']} on {info['device']} ({info['precision']}), "
                                f"hand model {info['hand_model']}")
         return super().on_activate(state)
 
+    def _start_worker(self):
+        max_age = float(self.p('max_input_age_s'))
+        self.worker = FrameWorker(self._process, on_result=None, on_error=self._on_worker_error,
+                                  max_age_s=max_age if max_age > 0 else None)
+        self.worker.start()
+
+    @transition_callback('deactivate')
     def on_deactivate(self, state):
         self._stop_worker()
         self.reconstructor = None  # frees the model (and GPU memory)
@@ -270,14 +286,39 @@ class HandReconNode(LifecycleNode):
         self.get_logger().info('deactivated: model unloaded')
         return super().on_deactivate(state)
 
+    @transition_callback('cleanup')
     def on_cleanup(self, state):
         self._destroy_entities()
         return TransitionCallbackReturn.SUCCESS
 
+    @transition_callback('shutdown')
     def on_shutdown(self, state):
-        self._stop_worker()
+        self._unload()
         self._destroy_entities()
         return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state):
+        self.get_logger().error(f'lifecycle error while leaving {state.label}: unloading and cleaning up; the '
+                                'node is unconfigured (send configure to start again)')
+        self._unload()
+        self._destroy_entities()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _undo_transition(self, name):
+        """After a failed transition: leave the state the lifecycle falls back to with nothing half-made."""
+        if name == 'configure':
+            self._destroy_entities()
+            self.get_logger().error('configure failed: the node stays unconfigured (fix the reason above, '
+                                    'then send configure)')
+        elif name == 'activate':
+            self._unload()
+            self.get_logger().error('activate failed: the node stays inactive (fix the reason above, then send '
+                                    'activate)')
+
+    def _unload(self):
+        self._stop_worker()
+        self.reconstructor = None
+        self.tracker = None
 
     def _stop_worker(self):
         worker, self.worker = self.worker, None
@@ -291,21 +332,27 @@ class HandReconNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         for pub in self._pubs.values():
-            self.destroy_publisher(pub)
+            if pub in self._managed_entities:
+                self.destroy_lifecycle_publisher(pub)
+            else:
+                self.destroy_publisher(pub)
         for timer in self._timers:
             self.destroy_timer(timer)
         self._subs, self._pubs, self._timers = [], {}, []
 
     # ------------------------------------------------------------------ inputs
+    @guarded_callback
     def _on_image(self, msg):
         """Hand the frame to the worker and return at once (no decoding here: never block the executor)."""
         self.counters['received'] += 1
+        self.input_gaps.update(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         self._last_input_time = time.monotonic()
         worker = self.worker
         if worker is not None:
             now = time.monotonic()
             worker.submit((msg, now), stamp=now)
 
+    @guarded_callback
     def _on_camera_info(self, msg):
         self._camera_info = msg
 
@@ -326,7 +373,7 @@ class HandReconNode(LifecycleNode):
                 image = to_bgr8(msg)
         except ImageConversionError as exc:
             self.counters['bad_input'] += 1
-            self._log_throttled(f'bad input image dropped: {exc}')
+            self.problems.report(f'bad_input.{exc.kind}', f'bad input image dropped: {exc}')
             return
         if isinstance(msg, Image) and len(msg.data) > FASTDDS_DEFAULT_SEGMENT_BYTES:
             self._hint_large_best_effort_frames(len(msg.data))
@@ -395,15 +442,7 @@ class HandReconNode(LifecycleNode):
 
     def _on_worker_error(self, item, exc):
         self.counters['errors'] += 1
-        self._log_throttled(f'frame failed: {type(exc).__name__}: {exc}', error=True)
-
-    def _log_throttled(self, text, period_s=5.0, error=False):
-        """Each distinct problem is logged at once, repeats of it at most every period_s."""
-        key = text[:60]
-        now = time.monotonic()
-        if now - self._last_logged.get(key, -1e9) >= period_s:
-            self._last_logged[key] = now
-            (self.get_logger().error if error else self.get_logger().warning)(text)
+        self.problems.report('frame_failed', f'frame failed: {type(exc).__name__}: {exc}', error=True)
 
     def _warn_once(self, key, text):
         if key not in self._warned:
@@ -430,15 +469,37 @@ class HandReconNode(LifecycleNode):
                 f"(publishers' reliability: {qos_text}; ours: {self.p('input_reliability')})",
                 throttle_duration_sec=30.0)
         msg = conversions.diagnostics_msg(self, self.get_clock().now().to_msg())
+        self._add_robustness_diagnostics(msg.status[0])
         if self._pubs:
             self._pubs['diagnostics'].publish(msg)
+
+    def _add_robustness_diagnostics(self, status):
+        from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+        status.values.append(KeyValue(key='lifecycle_state', value=lifecycle_guard.current_state(self)))
+        gaps = self.input_gaps
+        period = gaps.period_s
+        status.values.extend([
+            KeyValue(key='input_lost_estimate', value=str(gaps.lost)),
+            KeyValue(key='input_period_ms', value='nan' if period != period else f'{period * 1e3:.1f}'),
+            KeyValue(key='input_pauses', value=str(gaps.pauses)),
+            KeyValue(key='input_stamps_out_of_order', value=str(gaps.out_of_order)),
+            KeyValue(key='problems', value=self.problems.summary() or 'none'),
+            KeyValue(key='problem_log_lines', value=str(self.problems.lines)),
+        ])
+        if self.parameter_problems:
+            status.values.append(KeyValue(key='parameter_problems', value='; '.join(self.parameter_problems)))
+            if status.level == DiagnosticStatus.OK:
+                status.level = DiagnosticStatus.WARN
+                status.message = 'running with default values for refused parameters: see parameter_problems'
 
 
 def _autostart(node):
     if node.p('autostart'):
-        node.trigger_configure()
-        if node._pubs:
-            node.trigger_activate()
+        if lifecycle_guard.trigger(node, Transition.TRANSITION_CONFIGURE):
+            lifecycle_guard.trigger(node, Transition.TRANSITION_ACTIVATE)
+    else:
+        node.get_logger().info('autostart is off: unconfigured, waiting for a lifecycle manager '
+                               '(configure, then activate)')
 
 
 def main(args=None):

@@ -1,0 +1,141 @@
+"""The node's parameters as one typed table: type, default, range or choices, when a change takes effect.
+
+The ParameterDescriptors (ranges, read_only, description) are generated from the table, and the same
+table validates every value: at start-up (a bad value is logged with the reason and replaced by the
+default, so a typo never crashes the node nor leaves it silently unconfigured) and at run time (the
+set-parameters callback refuses it with the reason). Validation here is plain Python.
+"""
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+__all__ = ['ParamSpec', 'SPECS', 'validate', 'descriptor', 'APPLIES']
+
+# When a change takes effect: at once, on the next activate, on the next configure, or only at start.
+APPLIES = ('runtime', 'activate', 'configure', 'start')
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    applies: str = 'runtime'
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False          # True: low itself is refused (e.g. > 0)
+    high_open: bool = False
+    choices: Tuple[str, ...] = ()
+    pattern: Optional[str] = None   # full-match regex for strings
+    step: int = 0                   # integers: multiple of step
+
+    @property
+    def type(self):
+        return type(self.default)
+
+    @property
+    def read_only(self) -> bool:
+        return self.applies == 'start'
+
+    def constraints(self) -> str:
+        if self.choices:
+            return 'one of: ' + ', '.join(self.choices)
+        if self.pattern:
+            return f'matches {self.pattern}'
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        if self.step:
+            parts.append(f'multiple of {self.step}')
+        return ', '.join(parts)
+
+
+_P = ParamSpec
+_TABLE = (
+    _P('autostart', True, 'configure and activate on start (false: wait for a lifecycle manager)', 'start'),
+    _P('weights', '', 'safetensors weights file; empty = shipped default model', 'activate'),
+    _P('allow_untrained', True, 'run a seeded random-init network when no weights are found', 'activate'),
+    _P('network.backbone', 'resnet18', 'backbone when no weights file is found', 'activate',
+       pattern=r'[A-Za-z0-9_]+'),
+    _P('network.input_size', 256, 'network input size when no weights file is found', 'activate',
+       low=64, high=1024, step=32),
+    _P('mano_dir', '', 'folder with MANO_RIGHT.pkl/MANO_LEFT.pkl; empty = $HAND_RECON_MANO_DIR or stand-in',
+       'activate'),
+    _P('device', 'auto', 'auto | cpu | cuda | cuda:N', 'activate', pattern=r'auto|cpu|cuda(:[0-9]{1,2})?'),
+    _P('precision', 'fp32', 'inference precision', 'activate', choices=('fp32', 'fp16', 'bf16')),
+    _P('num_threads', 0, 'torch CPU threads (0 = default)', 'activate', low=0, high=256),
+    _P('detection_threshold', 0.35, 'centre-map confidence threshold (0 keeps every candidate)', low=0.0,
+       high=1.0, high_open=True),
+    _P('multi_hand', False, 'allow more than one hand per side'),
+    _P('refinement.enabled', True, 'IHMR-MLP collision-aware refinement of close two-hand pairs'),
+    _P('refinement.gate_m', 0.3, 'refine only when the two wrists are closer than this (metres)',
+       low=0.0, high=5.0, low_open=True),
+    _P('refinement.weights', '', 'IHMR-MLP weights file; empty = models/ihmr_default.safetensors if shipped',
+       'activate'),
+    _P('max_hands', 2, 'maximum hands per frame', low=1, high=20),
+    _P('input_transport', 'raw', 'image input type', 'configure', choices=('raw', 'compressed')),
+    _P('input_reliability', 'auto', 'auto matches the image publishers', 'configure',
+       choices=('auto', 'best_effort', 'reliable', 'system_default')),
+    _P('input_depth', 1, 'subscription queue depth', 'configure', low=1, high=100),
+    _P('max_input_age_s', 0.5, 'drop frames older than this when picked (0 = off)', low=0.0, high=3600.0),
+    _P('use_camera_info', True, 'use CameraInfo intrinsics'),
+    _P('use_rectified', False, 'use P (rectified) instead of K'),
+    _P('fallback_fov_deg', 60.0, 'horizontal FOV when no valid CameraInfo', low=1.0, high=170.0),
+    _P('no_input_warn_s', 5.0, 'warn when no image arrives for this long (0 = never)', low=0.0, high=3600.0),
+    _P('publish_vertices', True, 'fill Hand.vertices'),
+    _P('publish_markers', True, 'publish RViz markers'),
+    _P('marker_lifetime_s', 0.3, 'marker lifetime (0 = until replaced)', low=0.0, high=3600.0),
+    _P('publish_overlay', True, 'publish ~/debug_image when subscribed'),
+    _P('smoothing.enabled', True, 'publish ~/hands_smoothed'),
+    _P('smoothing.min_cutoff', 1.0, 'One-Euro min cutoff (Hz)', low=0.0, high=100.0, low_open=True),
+    _P('smoothing.beta', 0.7, 'One-Euro speed coefficient', low=0.0, high=100.0),
+    _P('smoothing.d_cutoff', 1.0, 'One-Euro derivative cutoff (Hz)', low=0.0, high=100.0, low_open=True),
+    _P('publish_tf', False, 'publish wrist TF frames (needs tf2_ros)'),
+    _P('tf_prefix', '', 'prefix of the wrist TF frame names', pattern=r'[A-Za-z0-9_/]*'),
+    _P('publish_detections', True, 'publish vision_msgs/Detection2DArray on ~/detections (needs vision_msgs)',
+       'configure'),
+    _P('diagnostics_period_s', 1.0, 'period of /diagnostics', 'configure', low=0.05, high=3600.0),
+)
+SPECS = {spec.name: spec for spec in _TABLE}
+
+
+def validate(spec: ParamSpec, value: Any) -> Tuple[bool, Any, str]:
+    """(ok, value to use, reason). Integers are accepted for float parameters (YAML `60` for 60.0)."""
+    expected = spec.type
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        return False, value, f'{spec.name} must be a {expected.__name__}, got {type(value).__name__} {value!r}'
+    if expected is float and not math.isfinite(value):
+        return False, value, f'{spec.name} must be finite, got {value}'
+    if expected in (int, float):
+        if spec.low is not None and (value < spec.low or (spec.low_open and value == spec.low)):
+            return False, value, f'{spec.name} must be {spec.constraints()}, got {value}'
+        if spec.high is not None and (value > spec.high or (spec.high_open and value == spec.high)):
+            return False, value, f'{spec.name} must be {spec.constraints()}, got {value}'
+        if spec.step and value % spec.step:
+            return False, value, f'{spec.name} must be {spec.constraints()}, got {value}'
+    if expected is str:
+        if spec.choices and value not in spec.choices:
+            return False, value, f'{spec.name} must be {spec.constraints()}, got {value!r}'
+        if spec.pattern and not re.fullmatch(spec.pattern, value):
+            return False, value, f'{spec.name} must match {spec.pattern}, got {value!r}'
+    return True, value, ''
+
+
+def descriptor(spec: ParamSpec):
+    """The rcl_interfaces ParameterDescriptor of a spec (ranges closed: open ends are in the text)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    when = {'runtime': '', 'activate': ' (takes effect on activate)',
+            'configure': ' (takes effect on configure)', 'start': ' (read at start only)'}[spec.applies]
+    desc = ParameterDescriptor(description=spec.description + when, read_only=spec.read_only,
+                               additional_constraints=spec.constraints())
+    if spec.type is float and spec.low is not None and spec.high is not None:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
+                                                        step=0.0)]
+    elif spec.type is int and spec.low is not None and spec.high is not None:
+        desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=spec.step)]
+    return desc

@@ -10,6 +10,7 @@ Imports only rclpy, standard message packages, numpy and the project's *message*
 
 Outputs, per side (<side> = left | right), relative to the node (default name hand_consumer):
   ~/<side>/wrist_pose      geometry_msgs/PoseStamped    wrist (MANO root) pose in the camera optical frame
+  ~/<side>/operator_frame  geometry_msgs/PoseStamped    the retargeting (operator) frame at the wrist, camera frame
   ~/<side>/keypoints       geometry_msgs/PoseArray      21 keypoints relative to the wrist (see keypoint_frame)
   ~/<side>/keypoints_flat  std_msgs/Float32MultiArray   the same 21 x 3 values, row-major (x, y, z per joint)
   ~/<side>/mesh            shape_msgs/Mesh              watertight hand (778 + 1 vertices), camera frame
@@ -30,7 +31,15 @@ from hand_recon_ros.msg import Hand, HandArray, HandModelInfo
 from hand_recon_ros.ros.spin import run_until_signal  # rclpy only, no torch
 
 SIDES = {Hand.LEFT: 'left', Hand.RIGHT: 'right'}
-KEYPOINT_FRAMES = ('wrist', 'camera')
+KEYPOINT_FRAMES = ('operator', 'wrist', 'camera')
+
+# Axis permutations from the keypoint-estimated wrist frame (columns: wrist-from-middle-MCP, palm normal,
+# towards the index side) to the operator frame dex-retargeting's MediaPipe pipeline feeds its optimizer
+# (its OPERATOR2MANO_RIGHT / _LEFT constants; test_examples.py compares them with the installed package).
+OPERATOR_AXES = {
+    'right': np.array([[0, 0, -1], [-1, 0, 0], [0, 1, 0]], np.float64),
+    'left': np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], np.float64),
+}
 
 
 def quaternion_to_matrix(x, y, z, w):
@@ -45,6 +54,48 @@ def quaternion_to_matrix(x, y, z, w):
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
     ])
+
+
+def matrix_to_quaternion(R):
+    """3x3 rotation -> unit quaternion x, y, z, w (the largest of the four computed first, for accuracy)."""
+    R = np.asarray(R, np.float64)
+    trace = np.trace(R)
+    if trace > max(R[0, 0], R[1, 1], R[2, 2]):
+        w = 0.5 * np.sqrt(1.0 + trace)
+        q = [(R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w), (R[1, 0] - R[0, 1]) / (4 * w), w]
+    else:
+        i = int(np.argmax(np.diag(R)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        v = 0.5 * np.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 0.0))
+        q = [0.0, 0.0, 0.0, (R[k, j] - R[j, k]) / (4 * v)]
+        q[i], q[j], q[k] = v, (R[j, i] + R[i, j]) / (4 * v), (R[k, i] + R[i, k]) / (4 * v)
+    q = np.asarray(q)
+    return q / np.linalg.norm(q)
+
+
+def operator_frame(joints, side):
+    """Rotation (operator frame -> camera frame) that dex-retargeting's MediaPipe pipeline builds from the
+    keypoints: the palm plane through wrist, index MCP and middle MCP, x' from the middle MCP to the wrist
+    in that plane, z' towards the index side, then its fixed axis permutation per side. In the result the
+    fingers point along +z and, for the right hand, the index side is +y; `keypoints @ R` are the values its
+    retargeting optimizer expects."""
+    joints = np.asarray(joints, np.float64)
+    if joints.shape != (21, 3):
+        raise ValueError(f'expected 21 x 3 joints, got {joints.shape}')
+    if side not in OPERATOR_AXES:
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    wrist, index, middle = joints[0], joints[5], joints[9]
+    normal = np.cross(index - wrist, middle - wrist)
+    along = wrist - middle
+    if np.linalg.norm(normal) < 1e-10 or np.linalg.norm(along) < 1e-9:
+        raise ValueError('wrist, index MCP and middle MCP are (nearly) collinear: no palm plane')
+    normal /= np.linalg.norm(normal)
+    x = along - np.dot(along, normal) * normal
+    x /= np.linalg.norm(x)
+    z = np.cross(x, normal)
+    if np.dot(z, index - middle) < 0:     # the sign of the plane normal is free: pick z towards the index
+        normal, z = -normal, -z
+    return np.stack([x, normal, z], axis=1) @ OPERATOR_AXES[side]
 
 
 def wrist_relative_keypoints(joints, wrist_rotation=None):
@@ -114,7 +165,7 @@ class HandConsumer(Node):
         super().__init__('hand_consumer', **kwargs)
         self.declare_parameter('hands_topic', '/hand_recon/hands_smoothed')
         self.declare_parameter('model_info_topic', '/hand_recon/hand_model_info')
-        self.declare_parameter('keypoint_frame', 'wrist')
+        self.declare_parameter('keypoint_frame', 'operator')
         self.declare_parameter('publish_mesh', True)
         self.declare_parameter('tf_prefix', '')   # the node's tf_prefix: keypoint frames = its wrist TF frames
         self.keypoint_frame = self.get_parameter('keypoint_frame').value
@@ -128,6 +179,7 @@ class HandConsumer(Node):
         for side in SIDES.values():
             self.pubs[side] = {
                 'wrist_pose': self.create_publisher(PoseStamped, f'~/{side}/wrist_pose', 5),
+                'operator_frame': self.create_publisher(PoseStamped, f'~/{side}/operator_frame', 5),
                 'keypoints': self.create_publisher(PoseArray, f'~/{side}/keypoints', 5),
                 'keypoints_flat': self.create_publisher(Float32MultiArray, f'~/{side}/keypoints_flat', 5),
                 'mesh': self.create_publisher(Mesh, f'~/{side}/mesh', 5),
@@ -182,11 +234,20 @@ class HandConsumer(Node):
 
         wrist = PoseStamped(header=header, pose=pose)
         pubs['wrist_pose'].publish(wrist)
+        operator = operator_frame(joints, side)
+        qx, qy, qz, qw = matrix_to_quaternion(operator).tolist()
+        op_pose = PoseStamped(header=header)     # the frame itself, so no TF is needed to use the keypoints
+        op_pose.pose.position = pose.position
+        op_pose.pose.orientation.x, op_pose.pose.orientation.y = qx, qy
+        op_pose.pose.orientation.z, op_pose.pose.orientation.w = qz, qw
+        pubs['operator_frame'].publish(op_pose)
 
-        relative = wrist_relative_keypoints(joints, rotation if self.keypoint_frame == 'wrist' else None)
-        # Named like the node's wrist TF frames (publish_tf: true), so RViz can place the keypoints.
+        rotations = {'operator': operator, 'wrist': rotation, 'camera': None}
+        relative = wrist_relative_keypoints(joints, rotations[self.keypoint_frame])
+        # Wrist frame: named like the node's wrist TF frames (publish_tf: true), so RViz can place them.
         prefix = str(self.get_parameter('tf_prefix').value).lstrip('/')
-        frame = f'{prefix}{side}_hand_wrist' if self.keypoint_frame == 'wrist' else header.frame_id
+        frame = {'operator': f'{prefix}{side}_hand_operator', 'wrist': f'{prefix}{side}_hand_wrist',
+                 'camera': header.frame_id}[self.keypoint_frame]
         keypoints = PoseArray(header=Header(stamp=header.stamp, frame_id=frame))   # never alias the input
         keypoints.poses = [Pose(position=p) for p in _points(relative)]   # orientation: identity
         pubs['keypoints'].publish(keypoints)

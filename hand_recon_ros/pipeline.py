@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from hand_recon_ros import conventions
+from hand_recon_ros.acr import confidence
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
 from hand_recon_ros.acr.network import PRESETS, ACRConfig, build_acr
 from hand_recon_ros.acr.preprocess import letterbox
@@ -193,9 +194,18 @@ class HandReconstructor:
     def faces(self, side):
         return self._faces[side]
 
+    @property
+    def model_id(self) -> str:
+        """Short identity of network + weights + hand model (HandArray.model_id / HandModelInfo.model_id)."""
+        cfg = self.network.config
+        weights = self.weights_sha256[:12] if self.weights_sha256 else 'untrained'
+        hand = hashlib.sha256(str(self.hand_model.identity).encode()).hexdigest()[:12]
+        return f'acr/{cfg.backbone}@{cfg.input_size}|weights:{weights}|hand:{hand}'
+
     def info(self) -> dict:
         cfg = self.network.config
-        return {'network': f'acr/{cfg.backbone}@{cfg.input_size}', 'weights_file': self.weights_file,
+        return {'network': f'acr/{cfg.backbone}@{cfg.input_size}', 'model_id': self.model_id,
+                'weights_file': self.weights_file,
                 'weights_sha256': self.weights_sha256, 'weights_description': self.weights_description,
                 'hand_model': self.hand_model.identity, 'hand_model_is_standin': self.hand_model.is_standin,
                 'device': str(self.device), 'precision': self.precision,
@@ -246,8 +256,10 @@ class HandReconstructor:
 
         t = time.perf_counter()
         with single_intra_op_thread():
-            dets = decode({k: v.cpu() for k, v in outputs.items() if k in ('center_maps', 'params', 'prior')},
-                          self.decode_config())
+            host = {k: v.cpu() for k, v in outputs.items() if k in ('center_maps', 'params', 'prior')}
+            dets = decode(host, self.decode_config())
+            det_handedness = confidence.handedness_scores(host['center_maps'], dets.batch_index.tolist(),
+                                                          dets.side.tolist(), dets.y.tolist(), dets.x.tolist())
         det_batch, det_side, det_score = dets.batch_index.tolist(), dets.side.tolist(), dets.score.tolist()
         timings['decode'] = (time.perf_counter() - t) * 1e3
 
@@ -262,14 +274,20 @@ class HandReconstructor:
                 sides = [SIDES[det_side[i]] for i in order]
                 params = dets.params[order].float()
                 scores = [det_score[i] for i in order]
-                hands = self.hands_from_params(params, sides, scores, sizes[b], Ks[b], depth_sources[b])
+                hands = self.hands_from_params(params, sides, scores, sizes[b], Ks[b], depth_sources[b],
+                                               handedness_scores=[det_handedness[i] for i in order])
             frame_timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
             if self.refine_enabled and len({h.handedness for h in hands}) == 2:
                 t = time.perf_counter()
                 hands = self.refine_hands(hands, outputs['image_feature'][b:b + 1], Ks[b])
                 frame_timings['refine'] = (time.perf_counter() - t) * 1e3
+            if 'segmentation' in outputs:
+                # after refinement: the confidence belongs to the published keypoints
+                for hand in hands:
+                    hand.joint_confidence = confidence.joint_confidences(
+                        outputs['segmentation'][b], hand.keypoints_2d, hand.handedness, sizes[b], self.input_size)
             results.append(FrameResult(hands=hands, image_size=sizes[b], intrinsics=np.asarray(Ks[b], np.float64),
-                                       timings_ms=frame_timings))
+                                       timings_ms=frame_timings, model_id=self.model_id))
         return results
 
     def refine_hands(self, hands, image_feature, K):
@@ -305,8 +323,13 @@ class HandReconstructor:
             hand.refined_factors = tuple(accepted)
         return hands
 
-    def hands_from_params(self, params, sides, scores, image_size, K, depth_source=DEPTH_SOURCE_CAMERA_INFO):
-        """(N, 109) decoded parameters -> HandResults in the camera frame (metres) and image pixels."""
+    def hands_from_params(self, params, sides, scores, image_size, K, depth_source=DEPTH_SOURCE_CAMERA_INFO,
+                          handedness_scores=None):
+        """(N, 109) decoded parameters -> HandResults in the camera frame (metres) and image pixels.
+
+        joint_confidence is the detection score here; reconstruct_batch replaces it with the per-joint
+        segmentation confidence once the final keypoints are known."""
+        handedness_scores = handedness_scores if handedness_scores is not None else [0.5] * len(sides)
         height, width = image_size
         transform = LetterboxTransform(height, width, self.input_size)
         with single_intra_op_thread():
@@ -362,7 +385,7 @@ class HandReconstructor:
             hand = HandResult(
                 handedness=side, score=scores[i], joints_3d=joints_cam.astype(np.float32),
                 keypoints_2d=keypoints.astype(np.float32),
-                joint_confidence=np.full(21, scores[i], np.float32),   # no per-joint head yet: the detection score
+                joint_confidence=np.full(21, scores[i], np.float32), handedness_score=float(handedness_scores[i]),
                 wrist_position=joints_cam[0].astype(np.float32), wrist_orientation=quat.astype(np.float32),
                 vertices=verts_cam.astype(np.float32), mano_pose=pose48.astype(np.float32),
                 mano_shape=betas[i].astype(np.float32),

@@ -23,7 +23,7 @@ class HandResult:
     score: float                         # detection confidence in [0, 1]
     joints_3d: np.ndarray                # (21, 3) float32, metres, camera frame, 21-joint order
     keypoints_2d: np.ndarray             # (21, 2) float32, pixels in the original image
-    joint_confidence: np.ndarray         # (21,) float32 in [0, 1]
+    joint_confidence: np.ndarray         # (21,) float32 in [0, 1]: part-segmentation probability per joint
     wrist_position: np.ndarray           # (3,) float32, metres
     wrist_orientation: np.ndarray        # (4,) float32 quaternion x, y, z, w (hand frame in camera frame)
     vertices: Optional[np.ndarray] = None  # (778, 3) float32, metres, camera frame
@@ -34,6 +34,8 @@ class HandResult:
     refined_factors: Tuple[str, ...] = ()
     track_id: int = 0
     center_2d: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # pixels
+    handedness_score: float = 0.5        # P(this side) / (P(left) + P(right)) at the centre; 0.5 = unknown
+    joint_velocities: Optional[np.ndarray] = None  # (21, 3) m/s from the smoother; None when not estimated
 
     def validate(self) -> None:
         """Raise ValueError if shapes are wrong or any value is not finite (never publish NaN)."""
@@ -47,6 +49,8 @@ class HandResult:
             'mano_shape': (self.mano_shape, (10,)),
             'weak_camera': (self.weak_camera, (3,)),
         }
+        if self.joint_velocities is not None:
+            checks['joint_velocities'] = (self.joint_velocities, (21, 3))
         if self.vertices is not None:
             checks['vertices'] = (self.vertices, (self.vertices.shape[0], 3))
         for name, (arr, shape) in checks.items():
@@ -55,6 +59,8 @@ class HandResult:
                 raise ValueError(f'{name}: shape {arr.shape}, expected {shape}')
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f'{name}: contains non-finite values')
+        if not 0.0 <= float(self.handedness_score) <= 1.0:
+            raise ValueError(f'handedness_score must be in [0, 1], got {self.handedness_score}')
         if self.handedness not in ('left', 'right'):
             raise ValueError(f'handedness must be left or right, got {self.handedness!r}')
 
@@ -65,6 +71,7 @@ class FrameResult:
     image_size: Tuple[int, int]          # (height, width) of the input image
     intrinsics: np.ndarray               # (3, 3) K used for the metric conversion
     timings_ms: dict = field(default_factory=dict)  # per-stage latency, for diagnostics/benchmarks
+    model_id: str = ''                   # HandReconstructor.model_id of the model that produced it
 
     def hand(self, side: str) -> Optional[HandResult]:
         for h in self.hands:

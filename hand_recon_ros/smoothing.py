@@ -68,6 +68,12 @@ class OneEuroFilter:
         self._raw: Optional[np.ndarray] = None
         self._dx: Optional[np.ndarray] = None
         self._t: Optional[float] = None
+        self._updates = 0
+
+    @property
+    def derivative(self) -> Optional[np.ndarray]:
+        """The filtered speed of the raw signal (units per second); None before a second sample."""
+        return None if self._dx is None or self._updates == 0 else self._dx.copy()
 
     @property
     def value(self) -> Optional[np.ndarray]:
@@ -98,6 +104,7 @@ class OneEuroFilter:
         cutoff = p.min_cutoff + (p.beta * self.speed_scale) * np.abs(self._dx)
         self._x += _alpha(cutoff, dt) * (x - self._x)
         self._raw, self._t = x.copy(), t
+        self._updates += 1
         return self._x.copy()
 
 
@@ -301,7 +308,8 @@ class HandTracker:
                 changes[name] = values[name].astype(np.asarray(src).dtype)
             elif src is not None:
                 changes[name] = np.array(src, copy=True)
-        return dataclasses.replace(hand, track_id=track_id, **changes)
+        # velocities belong to the smoother's output only (set by _smooth)
+        return dataclasses.replace(hand, track_id=track_id, joint_velocities=None, **changes)
 
     def _smooth(self, hand: HandResult, track: Track, stamp_s: float) -> HandResult:
         if not self.enabled:
@@ -317,4 +325,7 @@ class HandTracker:
                 filt.reset()
             values[name] = filt(src, stamp_s)
         values['wrist_orientation'] = track.orientation(hand.wrist_orientation, stamp_s)
-        return self._copy(hand, values, track.track_id)
+        out = self._copy(hand, values, track.track_id)
+        velocity = track.filters['joints_3d'].derivative if 'joints_3d' in track.filters else None
+        out.joint_velocities = None if velocity is None else velocity.astype(np.float32)
+        return out

@@ -2,11 +2,17 @@
 # Creates/updates the project environment in .venv: pinned ROS 2 Jazzy wheels + inference/test packages,
 # the rosidl build of msg/ installed into the venv prefix, and the project's Python packages.
 # Idempotent: each step runs only when its inputs changed (stamps in .venv/.stamps).
+# PYTHON=... picks the interpreter (3.11 default; 3.12 = Ubuntu 24.04 / ROS 2 Jazzy's own Python),
+# VENV=... another environment folder, e.g.
+#   PYTHON=/root/.pyenv/versions/3.12.1/bin/python3.12 VENV=/tmp/venv312 bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-VENV="$ROOT/.venv"
+VENV="${VENV:-$ROOT/.venv}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 PYTHON_BIN="${PYTHON:-python3.11}"
+# the default venv keeps its CMake build in build/interfaces (as before); others next to their venv
+if [ "$VENV" = "$ROOT/.venv" ]; then IFACE_BUILD="$ROOT/build/interfaces"; else IFACE_BUILD="$VENV/.build-interfaces"; fi
 STAMPS="$VENV/.stamps"
 t0=$(date +%s)
 
@@ -15,7 +21,7 @@ hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
 # pip prints one harmless warning per unreachable local index entry on these machines: keep the log readable
 quiet_pip() { "$VENV/bin/pip" "$@" 2>&1 | { grep -v "^WARNING: Location '" || true; }; return "${PIPESTATUS[0]}"; }
 
-command -v "$PYTHON_BIN" >/dev/null || { echo "setup: $PYTHON_BIN not found (Python 3.11 is required; set PYTHON=...)" >&2; exit 1; }
+command -v "$PYTHON_BIN" >/dev/null || { echo "setup: $PYTHON_BIN not found (Python 3.11 or 3.12 is required; set PYTHON=...)" >&2; exit 1; }
 command -v cmake >/dev/null || { echo "setup: cmake not found (apt-get install cmake g++)" >&2; exit 1; }
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
@@ -24,6 +30,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/nu
   "$PYTHON_BIN" -m venv "$VENV"
 fi
 mkdir -p "$STAMPS"
+# colcon crawls the workspace: never let it pick up packages inside an environment folder
+touch "$VENV/COLCON_IGNORE"
 
 req_hash=$(hash_of requirements/*.txt)
 if [ "$(cat "$STAMPS/requirements" 2>/dev/null)" != "$req_hash" ]; then
@@ -37,12 +45,13 @@ fi
 iface_hash=$(hash_of CMakeLists.txt package.xml msg/*.msg)
 if [ "$(cat "$STAMPS/interfaces" 2>/dev/null)" != "$iface_hash" ]; then
   log "building interfaces (msg/) with rosidl into the venv prefix"
-  rm -rf build/interfaces; mkdir -p build
-  cmake -S . -B build/interfaces -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+  LOG="$IFACE_BUILD.log"
+  rm -rf "$IFACE_BUILD"; mkdir -p "$(dirname "$IFACE_BUILD")"
+  cmake -S . -B "$IFACE_BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
     -DHAND_RECON_PYTHON_VIA_PIP=ON -DCMAKE_PREFIX_PATH="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
-    -DCMAKE_INSTALL_PREFIX="$VENV" > build/interfaces.log 2>&1 || { cat build/interfaces.log; exit 1; }
-  cmake --build build/interfaces -j"$(nproc)" >> build/interfaces.log 2>&1 || { tail -50 build/interfaces.log; exit 1; }
-  cmake --install build/interfaces >> build/interfaces.log 2>&1 || { tail -50 build/interfaces.log; exit 1; }
+    -DCMAKE_INSTALL_PREFIX="$VENV" > "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+  cmake --build "$IFACE_BUILD" -j"$(nproc)" >> "$LOG" 2>&1 || { tail -50 "$LOG"; exit 1; }
+  cmake --install "$IFACE_BUILD" >> "$LOG" 2>&1 || { tail -50 "$LOG"; exit 1; }
   echo "$iface_hash" > "$STAMPS/interfaces"
   rm -f "$STAMPS/python"
 fi

@@ -79,6 +79,105 @@ def test_quaternion_and_wrist_relative_keypoints(example):
         example['quaternion_to_matrix'](0, 0, 0, 0)
 
 
+# ----------------------------------------------------------------------------------- teleoperation frame
+def _angle_deg(Ra, Rb):
+    return float(np.degrees(Rotation.from_matrix(Ra.T @ Rb).magnitude()))
+
+
+def test_operator_frame_is_the_retargeting_frame_and_independent_of_the_camera(example):
+    rng = np.random.default_rng(2)
+    hands = stand_in_hands()
+    for side, h in hands.items():
+        R_op = example['operator_frame'](h['joints'], side)
+        np.testing.assert_allclose(R_op.T @ R_op, np.eye(3), atol=1e-12)
+        assert np.linalg.det(R_op) == pytest.approx(1.0)
+        kp = example['wrist_relative_keypoints'](h['joints'], R_op)
+        # the axes dex-retargeting's optimizer sees: fingers along +z; index side +y (right) / -y (left)
+        unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+        assert unit(kp[9])[2] > 0.95 and unit(kp[12])[2] > 0.9
+        assert unit(kp[5] - kp[17])[1] * (1 if side == 'right' else -1) > 0.9
+        # the same keypoints whatever the camera sees: rotate and move the whole hand
+        turn = Rotation.from_rotvec(rng.normal(size=3)).as_matrix()
+        moved = h['joints'] @ turn.T + rng.normal(size=3)
+        np.testing.assert_allclose(example['wrist_relative_keypoints'](moved, example['operator_frame'](moved, side)),
+                                   kp, atol=1e-9)
+        # vs the MANO root frame the old example used: the keypoint frame is the root frame (the left hand's
+        # turned half a turn about z: MANO mirrors it) up to the palm's tilt in the template, and the
+        # permutation then turns it by 120 degrees: what the old example left out
+        R_mano = Rotation.from_quat(h['quat']).as_matrix()
+        mirror = np.diag([1.0, 1.0, 1.0]) if side == 'right' else np.diag([-1.0, -1.0, 1.0])
+        to_operator = mirror @ example['OPERATOR_AXES'][side]
+        assert _angle_deg(np.eye(3), to_operator) == pytest.approx(120.0)
+        assert _angle_deg(R_op, R_mano @ to_operator) < 15.0
+        # the published pose of the frame
+        q = example['matrix_to_quaternion'](R_op)
+        np.testing.assert_allclose(Rotation.from_quat(q).as_matrix(), R_op, atol=1e-12)
+    with pytest.raises(ValueError, match='collinear'):
+        example['operator_frame'](np.zeros((21, 3)), 'right')
+
+
+def test_matrix_to_quaternion_all_branches(example):
+    rng = np.random.default_rng(4)
+    for rotvec in [rng.normal(size=3) for _ in range(20)] + [np.array([np.pi, 0, 0]), np.array([0, np.pi, 0]),
+                                                             np.array([0, 0, np.pi]), np.zeros(3)]:
+        rot = Rotation.from_rotvec(rotvec)
+        q = example['matrix_to_quaternion'](rot.as_matrix())
+        assert abs(abs(np.dot(q, rot.as_quat())) - 1.0) < 1e-12
+
+
+def test_operator_axes_are_dex_retargetings(example):
+    constants = pytest.importorskip(
+        'dex_retargeting.constants', reason='dex-retargeting not installed (pip install -r requirements/retargeting.txt)')
+    np.testing.assert_array_equal(example['OPERATOR_AXES']['right'], constants.OPERATOR2MANO[constants.HandType.right])
+    np.testing.assert_array_equal(example['OPERATOR_AXES']['left'], constants.OPERATOR2MANO[constants.HandType.left])
+
+
+# Five fingertips on three prismatic joints each (x, y, z of the robot's palm frame): vector retargeting of
+# wrist -> tip then puts each tip exactly at the (scaled) human vector, which shows the frame the optimizer
+# receives.
+_TOY_HAND = """<?xml version="1.0"?>
+<robot name="toy_hand">
+  <link name="palm"/>
+{fingers}
+</robot>
+"""
+_TOY_FINGER = """  <link name="{f}_a"/><link name="{f}_b"/><link name="{f}_tip"/>
+  <joint name="{f}_x" type="prismatic"><parent link="palm"/><child link="{f}_a"/><axis xyz="1 0 0"/>
+    <limit lower="-0.4" upper="0.4" effort="1" velocity="1"/></joint>
+  <joint name="{f}_y" type="prismatic"><parent link="{f}_a"/><child link="{f}_b"/><axis xyz="0 1 0"/>
+    <limit lower="-0.4" upper="0.4" effort="1" velocity="1"/></joint>
+  <joint name="{f}_z" type="prismatic"><parent link="{f}_b"/><child link="{f}_tip"/><axis xyz="0 0 1"/>
+    <limit lower="-0.4" upper="0.4" effort="1" velocity="1"/></joint>
+"""
+FINGERS = ('thumb', 'index', 'middle', 'ring', 'pinky')
+
+
+def test_keypoints_feed_dex_retargeting_as_the_readme_shows(example, tmp_path):
+    pytest.importorskip('dex_retargeting',
+                        reason='dex-retargeting not installed (pip install -r requirements/retargeting.txt)')
+    from dex_retargeting.retargeting_config import RetargetingConfig
+
+    urdf = tmp_path / 'toy_hand.urdf'
+    urdf.write_text(_TOY_HAND.format(fingers=''.join(_TOY_FINGER.format(f=f) for f in FINGERS)))
+    config = RetargetingConfig.from_dict(dict(
+        type='vector', urdf_path=str(urdf), target_origin_link_names=['palm'] * 5,
+        target_task_link_names=[f'{f}_tip' for f in FINGERS],
+        target_link_human_indices=[[0] * 5, [4, 8, 12, 16, 20]], scaling_factor=1.0, low_pass_alpha=-1.0))
+    retargeting = config.build()
+    h = stand_in_hands()['right']
+    joints = example['wrist_relative_keypoints'](h['joints'], example['operator_frame'](h['joints'], 'right'))
+    # examples/README.md: what a keypoints_flat message becomes
+    flat = joints.astype(np.float32).reshape(-1)
+    joints = np.asarray(flat, np.float32).reshape(21, 3)
+    idx = retargeting.optimizer.target_link_human_indices
+    ref = joints[idx] if retargeting.optimizer.retargeting_type == 'POSITION' else joints[idx[1]] - joints[idx[0]]
+    qpos = retargeting.retarget(ref)
+    names = retargeting.joint_names
+    tips = np.array([[qpos[names.index(f'{f}_{a}')] for a in 'xyz'] for f in FINGERS])
+    np.testing.assert_allclose(tips, joints[[4, 8, 12, 16, 20]], atol=5e-3)
+    assert (tips[1:, 2] > 0.05).all()       # the four fingertips point along the robot's +z
+
+
 # ----------------------------------------------------------------------------------- over DDS
 def stand_in_hands():
     """Both stand-in hands, rigidly rotated and moved, plus their rest-pose joints (wrist-relative)."""
@@ -114,6 +213,10 @@ def hand_msg(side, joints, quat, vertices=None, score=0.9):
     return msg
 
 
+def example_module():
+    return runpy.run_path(str(EXAMPLE), run_name='hand_consumer_under_test')
+
+
 def spin_publishing(ros, pub, msg, done, timeout=30.0, what='outputs'):
     deadline = time.monotonic() + timeout
     while not done() and time.monotonic() < deadline:
@@ -133,7 +236,7 @@ def test_consumer_turns_hand_arrays_into_teleop_and_grasp_inputs(ros, start_node
     try:
         got = {}
         for side in ('right', 'left'):
-            for name, typ in (('wrist_pose', PoseStamped), ('keypoints', PoseArray),
+            for name, typ in (('wrist_pose', PoseStamped), ('operator_frame', PoseStamped), ('keypoints', PoseArray),
                               ('keypoints_flat', Float32MultiArray), ('mesh', Mesh)):
                 got[side, name] = ros.collect(typ, f'/hand_consumer/{side}/{name}', RELIABLE)
         pub = ros.node.create_publisher(HandArray, '/hand_recon/hands_smoothed', RELIABLE)
@@ -160,14 +263,21 @@ def test_consumer_turns_hand_arrays_into_teleop_and_grasp_inputs(ros, start_node
             np.testing.assert_allclose([p.x, p.y, p.z], h['joints'][0], atol=1e-12)
             np.testing.assert_allclose([q.x, q.y, q.z, q.w], h['quat'], atol=1e-12)
 
-            # Teleop keypoints: exactly R^T (joint - wrist) in the published joint order, which for a
-            # rigidly placed hand is the rest pose relative to its wrist.
+            # Teleop keypoints (default keypoint_frame: operator): R_op^T (joint - wrist) with R_op the frame
+            # published on operator_frame (no TF needed); a rigidly placed hand gives its rest-pose values.
             kp = got[side, 'keypoints'][-1]
-            assert (kp.header.stamp.sec, kp.header.frame_id) == (77, f'{side}_hand_wrist')
+            assert (kp.header.stamp.sec, kp.header.frame_id) == (77, f'{side}_hand_operator')
             xyz = np.array([[m.position.x, m.position.y, m.position.z] for m in kp.poses])
-            R = Rotation.from_quat(h['quat']).as_matrix()
-            np.testing.assert_allclose(xyz, (h['joints'] - h['joints'][0]) @ R, atol=1e-12)
-            np.testing.assert_allclose(xyz, h['rest_relative'], atol=2e-6)
+            op = got[side, 'operator_frame'][-1]
+            assert (op.header.stamp.sec, op.header.frame_id) == (77, 'cam_optical')
+            o = op.pose.orientation
+            R_op = Rotation.from_quat([o.x, o.y, o.z, o.w]).as_matrix()
+            np.testing.assert_allclose([op.pose.position.x, op.pose.position.y, op.pose.position.z],
+                                       h['joints'][0], atol=1e-12)
+            np.testing.assert_allclose(xyz, (h['joints'] - h['joints'][0]) @ R_op, atol=1e-9)
+            rest = example_module()['wrist_relative_keypoints']
+            rest_op = rest(h['rest_relative'], example_module()['operator_frame'](h['rest_relative'], side))
+            np.testing.assert_allclose(xyz, rest_op, atol=2e-6)
             assert np.abs(xyz).max() > 0.05   # a hand-sized spread, not zeros
             flat = got[side, 'keypoints_flat'][-1]
             assert [(d.label, d.size, d.stride) for d in flat.layout.dim] == [('joints', 21, 63), ('xyz', 3, 3)]

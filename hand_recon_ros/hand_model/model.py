@@ -1,11 +1,14 @@
-"""Two-hand MANO layer (smplx.MANO per side) with 21-joint output, faces, part labels.
+"""Two-hand MANO layer with 21-joint output, faces, part labels.
 
 Works with the user's MANO files or, when none are given, the procedural stand-in (with a warning).
+Skinning by smplx.MANO per side, or by the in-house layer of skinning.py (``skinning='builtin'``), which
+gives the same outputs without smplx's non-commercial code licence.
 """
 import contextlib
 import hashlib
 import io
 import logging
+import os
 
 import numpy as np
 import torch
@@ -16,6 +19,8 @@ from . import mano_loader, mesh_utils
 logger = logging.getLogger('hand_recon_ros.hand_model')
 SIDES = ('right', 'left')
 STANDIN_WARNING = ('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
+SKINNING_CHOICES = ('smplx', 'builtin')
+SKINNING_ENV = 'HAND_RECON_SKINNING'
 _standin_warned = False
 
 
@@ -46,17 +51,27 @@ def build_smplx_mano(model_dict, side, use_pca=False, num_pca_comps=45, flat_han
 class HandModel(torch.nn.Module):
     """Both hands. ``forward(side, global_orient, hand_pose, betas, transl)`` -> vertices/joints (m)."""
 
-    def __init__(self, models, is_standin, identity, use_pca=False, num_pca_comps=45, flat_hand_mean=False):
+    def __init__(self, models, is_standin, identity, use_pca=False, num_pca_comps=45, flat_hand_mean=False,
+                 skinning='smplx'):
         super().__init__()
         if set(models) != set(SIDES):
             raise ValueError(f'need models for {SIDES}, got {sorted(models)}')
+        if skinning not in SKINNING_CHOICES:
+            raise ValueError(f'skinning must be one of {SKINNING_CHOICES}, got {skinning!r}')
         self.is_standin = bool(is_standin)
         self.identity = identity
         self.use_pca = bool(use_pca) and num_pca_comps != 45
         self.flat_hand_mean = bool(flat_hand_mean)
         self.pose_dim = num_pca_comps if self.use_pca else 45
-        self.mano = torch.nn.ModuleDict({s: build_smplx_mano(models[s], s, use_pca, num_pca_comps, flat_hand_mean)
-                                         for s in SIDES})
+        self.skinning = skinning
+        if skinning == 'builtin':
+            if self.use_pca:
+                raise ValueError("skinning 'builtin' takes the full 45-value hand pose (use_pca=False)")
+            from .skinning import BuiltinMano
+            self.mano = torch.nn.ModuleDict({s: BuiltinMano(models[s], flat_hand_mean=flat_hand_mean) for s in SIDES})
+        else:
+            self.mano = torch.nn.ModuleDict({s: build_smplx_mano(models[s], s, use_pca, num_pca_comps,
+                                                                 flat_hand_mean) for s in SIDES})
         self._data = {s: models[s] for s in SIDES}
         self._faces = {s: np.asarray(models[s]['f'], dtype=np.int64) for s in SIDES}
         self._loops = {s: mesh_utils.single_boundary_loop(self._faces[s]) for s in SIDES}
@@ -144,13 +159,27 @@ class HandModel(torch.nn.Module):
         return np.asarray(self._data[_check_side(side)][key])
 
     def extra_repr(self):
-        return f'identity={self.identity!r}, use_pca={self.use_pca}, flat_hand_mean={self.flat_hand_mean}'
+        return (f'identity={self.identity!r}, use_pca={self.use_pca}, flat_hand_mean={self.flat_hand_mean}, '
+                f'skinning={self.skinning}')
+
+
+def resolve_skinning(skinning, is_standin):
+    """'smplx' | 'builtin' | 'auto'/None. auto: $HAND_RECON_SKINNING if set, else builtin for the stand-in
+    (no smplx code on that path) and smplx, the reference implementation, for the user's MANO files (which
+    carry MANO's own non-commercial licence anyway)."""
+    value = skinning or os.environ.get(SKINNING_ENV, '').strip() or 'auto'
+    if value == 'auto':
+        return 'builtin' if is_standin else 'smplx'
+    if value not in SKINNING_CHOICES:
+        raise ValueError(f"skinning must be one of {SKINNING_CHOICES} or 'auto', got {value!r}")
+    return value
 
 
 def load_hand_model(mano_dir=None, device='cpu', flat_hand_mean=False, use_pca=False, num_pca_comps=45,
-                    fix_left_shapedirs=True, use_cache=True):
+                    fix_left_shapedirs=True, use_cache=True, skinning=None):
     """Build the two-hand model. mano_dir: directory with MANO_{RIGHT,LEFT}.pkl, a {'right','left'} file
-    mapping, or None (then $HAND_RECON_MANO_DIR, then the shipped stand-in with a warning)."""
+    mapping, or None (then $HAND_RECON_MANO_DIR, then the shipped stand-in with a warning).
+    skinning: 'smplx', 'builtin' or 'auto'/None (see resolve_skinning)."""
     paths, is_standin, source = mano_loader.resolve_model_files(mano_dir)
     models, digests = {}, {}
     for side in SIDES:
@@ -168,5 +197,5 @@ def load_hand_model(mano_dir=None, device='cpu', flat_hand_mean=False, use_pca=F
         identity = f'MANO user files sha256:{combined}'
     logger.debug('hand model: %s (%s)', identity, source)
     model = HandModel(models, is_standin, identity, use_pca=use_pca, num_pca_comps=num_pca_comps,
-                      flat_hand_mean=flat_hand_mean)
+                      flat_hand_mean=flat_hand_mean, skinning=resolve_skinning(skinning, is_standin))
     return model.to(device)

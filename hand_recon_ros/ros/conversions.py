@@ -5,7 +5,7 @@ import os
 import numpy as np
 from rclpy import get_rmw_implementation_identifier as rmw_implementation_identifier
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Vector3
 
 from hand_recon_ros import conventions
 from hand_recon_ros.geometry.camera import intrinsics_from_camera_info
@@ -64,6 +64,7 @@ def hand_msg(hand, publish_vertices=True):
     msg = Hand()
     msg.handedness = Hand.LEFT if hand.handedness == 'left' else Hand.RIGHT
     msg.score = float(hand.score)
+    msg.handedness_score = float(hand.handedness_score)
     msg.track_id = int(hand.track_id)
     msg.joints = _points(hand.joints_3d)
     kp = np.asarray(hand.keypoints_2d, np.float32)
@@ -75,6 +76,9 @@ def hand_msg(hand, publish_vertices=True):
     q = np.asarray(hand.wrist_orientation, np.float64).tolist()
     pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = q
     msg.wrist_pose.covariance = _UNKNOWN_COVARIANCE.copy()
+    if hand.joint_velocities is not None:
+        msg.joint_velocities = [Vector3(x=x, y=y, z=z)
+                                for x, y, z in np.asarray(hand.joint_velocities, np.float64).tolist()]
     if publish_vertices and hand.vertices is not None:
         msg.vertices = array.array('f', np.ascontiguousarray(hand.vertices, np.float32).reshape(-1).tobytes())
     msg.mano_pose = np.asarray(hand.mano_pose, np.float32)
@@ -96,6 +100,7 @@ def hand_array_msg(frame: FrameResult, header, publish_vertices=True, smoothed=F
     msg.camera_k = np.asarray(frame.intrinsics, np.float64).reshape(9)
     msg.smoothed = bool(smoothed)
     msg.processing_time_ms = float(processing_ms)
+    msg.model_id = frame.model_id
     return msg
 
 
@@ -106,7 +111,10 @@ def hand_array_to_numpy(msg):
         verts = np.frombuffer(h.vertices, np.float32).reshape(-1, 3) if len(h.vertices) else None
         hands.append({
             'side': 'left' if h.handedness == Hand.LEFT else 'right',
-            'score': h.score, 'track_id': h.track_id,
+            'score': h.score, 'track_id': h.track_id, 'handedness_score': h.handedness_score,
+            'joint_confidence': np.asarray(h.joint_confidence, np.float32),
+            'joint_velocities': (np.array([[v.x, v.y, v.z] for v in h.joint_velocities], np.float64)
+                                 if len(h.joint_velocities) else None),
             'joints': np.array([[p.x, p.y, p.z] for p in h.joints], np.float64),
             'keypoints_2d': np.asarray(h.keypoints_2d, np.float32).reshape(21, 2),
             'vertices': verts,
@@ -117,6 +125,7 @@ def hand_array_to_numpy(msg):
 def model_info_msg(info: dict):
     msg = HandModelInfo()
     msg.network = info['network']
+    msg.model_id = info.get('model_id', '')
     msg.weights_file = info.get('weights_file', '')
     msg.weights_sha256 = info.get('weights_sha256', '')
     msg.weights_description = info.get('weights_description', '')

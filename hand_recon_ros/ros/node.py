@@ -5,6 +5,7 @@ the ROS-free pipeline returns. Start it with ``hand_recon_node --ros-args --para
 launch file); with ``autostart`` (default) it configures and activates itself. Parameters are declared
 from the table in parameters.py; lifecycle requests go through lifecycle_guard.py (no request ends it).
 """
+import dataclasses
 import sys
 import threading
 import time
@@ -398,8 +399,7 @@ class HandReconNode(LifecycleNode):
         if self.p('smoothing.enabled') and self.tracker is not None:
             stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
             smoothed = self.tracker.update(frame.hands, stamp_s if stamp_s > 0 else time.monotonic())
-            smoothed_frame = type(frame)(hands=smoothed, image_size=frame.image_size,
-                                         intrinsics=frame.intrinsics, timings_ms=frame.timings_ms)
+            smoothed_frame = dataclasses.replace(frame, hands=smoothed)
             pubs['hands_smoothed'].publish(conversions.hand_array_msg(
                 smoothed_frame, header, publish_vertices, smoothed=True, processing_ms=processing_ms))
         if self.p('publish_tf') and self._wrist_tf is not None:

@@ -85,7 +85,7 @@ def main(argv=None):
         ('/hand_recon/hands', 'hand_recon_ros/msg/HandArray'),
         ('/hand_recon/hands_smoothed', 'hand_recon_ros/msg/HandArray'),
         ('/hand_recon/markers', 'visualization_msgs/msg/MarkerArray'),
-        ('/hand_recon/hand_model_info', 'hand_recon_ros/msg/HandModelInfo'),
+        ('/hand_recon/hand_model_info', 'hand_recon_ros/msg/HandModelInfo', latched),
         ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray')])
 
     def spin_until(pred, timeout):

@@ -1,6 +1,6 @@
 """Turn a ROS 2 XML launch file into the command lines `ros2 launch` would start (no `launch` needed).
 
-ROS 2 `launch`/`launch_ros` are not installable from PyPI (docs/ros2-from-pypi.md §10), so tests and
+ROS 2 `launch`/`launch_ros` are not installable from PyPI (ROS 2 from wheels, README), so tests and
 launch-less machines use this reader to start exactly what a shipped XML launch file describes. It
 understands the declarative subset the project's launch files keep to:
 

@@ -771,7 +771,7 @@ def _intrinsics(K, n):
     if not np.isfinite(k).all() or not (k[:, 0, 0] > 0).all() or not (k[:, 1, 1] > 0).all() \
             or not np.allclose(k[:, 2], [0.0, 0.0, 1.0]) or not np.allclose(k[:, 1, 0], 0.0):
         raise ValueError('K must be a finite pinhole matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0')
-    return torch.as_tensor(np.ascontiguousarray(k), dtype=DTYPE)
+    return torch.tensor(np.array(k, dtype=np.float64))
 
 
 def _check_spread(target, name):

@@ -1,6 +1,8 @@
 """Hand-model fit to 21 keypoints (hand_recon_ros.hand_model.fit) on synthetic hands with known parameters."""
 import dataclasses
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ from hand_recon_ros.hand_model import fit, fit_check, mano_loader, standin
 from hand_recon_ros.hand_model.model import HandModel, load_hand_model
 
 N = 10
-STANDIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'models', 'standin')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STANDIN_DIR = os.path.join(REPO, 'models', 'standin')
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -263,3 +266,19 @@ def test_config_is_a_frozen_dataclass():
     assert cfg.free_scale and cfg.robust in fit.ROBUST_KERNELS
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.iterations = 3
+
+
+@pytest.mark.slow
+def test_bench_fit_quick_prints_its_tables():
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', 'bench_fit.py'), '--quick', '--threads', '1'],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.strip('|').split('|')]
+            for line in lines if line.startswith('| ') and not line.startswith('| input') and not line.startswith('| mode')}
+    assert any(k.startswith('3D root-relative') for k in rows) and '2D + K' in rows
+    joint = float(rows['2D + K + 3D x0.9 (free scale)'][2].split(' / ')[0])
+    assert 0 < joint < float(rows['none: mean hand, true rotation'][2].split(' / ')[0])
+    times = [r for r in rows.values() if r[1] == '1' and len(r) == 4]
+    assert {r[0] for r in times} == {'3D', '2D + 3D', '2D only'}
+    assert all(float(v) > 0 for r in times for v in r[2:])

@@ -236,6 +236,8 @@ def test_bad_input_is_refused_clearly(model, hands):
         fit.FitConfig(robust='cauchy')
     with pytest.raises(ValueError, match='sigma_2d'):
         fit.FitConfig(sigma_2d=0)
+    with pytest.raises(ValueError, match='num_threads'):
+        fit.FitConfig(num_threads=0)
 
 
 def test_mano_format_files_and_pca_models(tmp_path, model, hands):
@@ -259,6 +261,21 @@ def test_mano_format_files_and_pca_models(tmp_path, model, hands):
             out = m('left', *(torch.tensor(x, dtype=torch.float32)
                               for x in (res.global_orient, res.hand_pose, res.betas, res.transl)))
         assert np.allclose(out['joints'].numpy(), res.joints, atol=1e-5)
+
+
+def test_num_threads_applies_during_the_fit_only(model, hands, monkeypatch):
+    h = hands['right']
+    before = torch.get_num_threads()
+    seen = []
+    original = fit._fit_stages
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return original(*args)
+
+    monkeypatch.setattr(fit, '_fit_stages', spy)
+    res = fit.fit_hands(model, 'right', h['noisy_3d'][:2], fit.FitConfig(num_threads=before + 1))
+    assert seen == [before + 1] and torch.get_num_threads() == before and len(res) == 2
 
 
 def test_config_is_a_frozen_dataclass():

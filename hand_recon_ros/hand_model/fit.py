@@ -55,8 +55,11 @@ class FitConfig:
     free_scale: bool = True               # 3D targets of unknown scale (e.g. MediaPipe world landmarks)
     robust: str = 'huber'
     robust_threshold: float = 3.0         # in sigmas
-    tolerance: float = 1e-7               # relative cost decrease under which a hand is done
+    tolerance: float = 1e-4               # relative cost decrease under which a hand is done
     return_vertices: bool = True
+    # torch threads during the fit (None: leave torch's setting); its operations are small, so on a shared or
+    # loaded machine 1 thread is faster than 2
+    num_threads: int | None = None
 
     def __post_init__(self):
         if self.robust not in ROBUST_KERNELS:
@@ -67,6 +70,8 @@ class FitConfig:
         for name in ('iterations', 'init_iterations', 'screen_iterations', 'rotation_starts', 'starts_kept'):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}')
+        if self.num_threads is not None and int(self.num_threads) < 1:
+            raise ValueError(f'num_threads must be >= 1 or None, got {self.num_threads!r}')
         for name in ('weight_3d', 'weight_2d', 'pose_prior_weight', 'limit_weight', 'shape_prior_weight'):
             if not getattr(self, name) >= 0:
                 raise ValueError(f'{name} must be >= 0, got {getattr(self, name)!r}')
@@ -652,6 +657,17 @@ def _params_from(problem, values):
 
 
 def _fit(hand_model, side, target3d, kp2d, K, cfg):
+    if cfg.num_threads is None:
+        return _fit_stages(hand_model, side, target3d, kp2d, K, cfg)
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(cfg.num_threads))
+    try:
+        return _fit_stages(hand_model, side, target3d, kp2d, K, cfg)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit_stages(hand_model, side, target3d, kp2d, K, cfg):
     kin = _kinematics(hand_model, side)
     n = (target3d if target3d is not None else kp2d).shape[0]
     zeros = lambda k: torch.zeros(n, k, dtype=DTYPE)           # noqa: E731

@@ -513,8 +513,8 @@ class _Problem:
 
 
 def _jacobian(problem, p, r, step=1e-6):
-    """(B, R, P) Jacobian by forward differences in float64, all P perturbations of all hands in one batched
-    forward (cheaper here than forward-mode autodiff, whose per-op overhead dominates at these sizes)."""
+    """(B, R, P) Jacobian by forward differences in float64 (all P perturbations of all hands in one batched
+    forward): the reference the tests hold the analytic ``_Problem.jacobian`` to."""
     b, n = p.shape
     rep = problem.repeated(n)
     shifted = (p.unsqueeze(1) + step * torch.eye(n, dtype=p.dtype)).reshape(b * n, n)
@@ -637,6 +637,7 @@ def _root_params(root):
 
 # ------------------------------------------------------------------------------------------------
 # Fitting
+# Fitting stages
 # ------------------------------------------------------------------------------------------------
 def _take(problem, p, names):
     return {n: problem.block(p, n).clone() for n in names}

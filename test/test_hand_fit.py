@@ -85,7 +85,8 @@ def test_analytic_jacobian_matches_finite_differences(model, hands):
         kin = fit._kinematics(m, 'right')
         b = 3
         vals = dict(pose=torch.as_tensor(rng.normal(0, 0.7, (b, kin.pose_dim))),
-                    betas=torch.as_tensor(rng.normal(0, 1, (b, 10))), log_scale=torch.full((b, 1), 0.1, dtype=torch.float64),
+                    betas=torch.as_tensor(rng.normal(0, 1, (b, 10))),
+                    log_scale=torch.full((b, 1), 0.1, dtype=torch.float64),
                     offset=torch.as_tensor(rng.normal(0, 0.01, (b, 3))),
                     root=fit._root_params(torch.as_tensor(h['root'][:b])))
         problem = fit._Problem(kin, fit.FitConfig(), ('rot', 'pose', 'betas', 'log_scale', 'offset', 'root'), vals,
@@ -287,12 +288,13 @@ def test_config_is_a_frozen_dataclass():
 
 @pytest.mark.slow
 def test_bench_fit_quick_prints_its_tables():
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', 'bench_fit.py'), '--quick', '--threads', '1'],
+    script = os.path.join(REPO, 'benchmarks', 'bench_fit.py')
+    proc = subprocess.run([sys.executable, script, '--quick', '--threads', '1'],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    rows = {line.split('|')[1].strip(): [c.strip() for c in line.strip('|').split('|')]
-            for line in lines if line.startswith('| ') and not line.startswith('| input') and not line.startswith('| mode')}
+    body = [line for line in lines if line.startswith('| ') and not line.startswith(('| input', '| mode'))]
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.strip('|').split('|')] for line in body}
     assert any(k.startswith('3D root-relative') for k in rows) and '2D + K' in rows
     joint = float(rows['2D + K + 3D x0.9 (free scale)'][2].split(' / ')[0])
     assert 0 < joint < float(rows['none: mean hand, true rotation'][2].split(' / ')[0])

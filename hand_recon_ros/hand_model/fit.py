@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .. import conventions
-from ..geometry import camera, rotations
+from ..geometry import rotations
 
 logger = logging.getLogger('hand_recon_ros.hand_model')
 DTYPE = torch.float64
@@ -465,7 +465,8 @@ class _Problem:
         rows.append(row_block(d, {'pose': cfg.pose_prior_weight ** 0.5 * eye}))
         outside = ((coeffs > self.hi) | (coeffs < self.lo)).to(DTYPE)
         rows.append(row_block(d, {'pose': cfg.limit_weight ** 0.5 * eye * outside.unsqueeze(-1)}))
-        rows.append(row_block(10, {'betas': cfg.shape_prior_weight ** 0.5 * torch.eye(10, dtype=DTYPE).expand(b, 10, 10)}))
+        eye10 = torch.eye(10, dtype=DTYPE).expand(b, 10, 10)
+        rows.append(row_block(10, {'betas': cfg.shape_prior_weight ** 0.5 * eye10}))
         return torch.cat(rows, 1)
 
     def normal_equations(self, p, r, w):

@@ -11,6 +11,10 @@ _LAZY = {
     'render_mesh_overlay': ('render', 'render_mesh_overlay'),
     'ModelFileError': ('mano_loader', 'ModelFileError'),
     'load_model_file': ('mano_loader', 'load_model_file'),
+    'fit_keypoints': ('fit', 'fit_keypoints'),
+    'fit_hands': ('fit', 'fit_hands'),
+    'FitConfig': ('fit', 'FitConfig'),
+    'FitResult': ('fit', 'FitResult'),
 }
 
 __all__ = sorted(_LAZY)

@@ -260,3 +260,18 @@ def test_trainer_pretrained_flag_is_ignored_for_warm_starts_and_refused_without_
         load_config('tiny_cpu', ['model.pretrained=true'])
     with pytest.raises(ValueError, match='model.pretrained must be true or false'):
         load_config('tiny_cpu', ['model.pretrained=1'])
+
+
+def test_onnx_export_of_the_preset_matches_torch(tmp_path):
+    """The node can run ACR under onnxruntime: the SAME padding (a static F.pad) must export."""
+    from hand_recon_ros.acr.export import OnnxACR, export_onnx
+    torch.manual_seed(0)
+    net = build_acr('acr_effnet_lite0', input_size=96).eval()
+    result = export_onnx(net, tmp_path / 'acr.onnx')
+    session = OnnxACR(result.path, num_threads=1)
+    images = _recorded_input()[:1, :, :96, :96].contiguous()
+    ort_out = session(images)
+    with torch.inference_mode():
+        torch_out = net(images)
+    for name in ('center_maps', 'segmentation', 'params'):
+        torch.testing.assert_close(ort_out[name], torch_out[name], rtol=1e-4, atol=1e-4)

@@ -9,6 +9,7 @@ onnxruntime (same decoding).
 
     .venv/bin/python benchmarks/bench_acr.py                 # default set, about a minute on 2 cores
     .venv/bin/python benchmarks/bench_acr.py --configs light@256 --iters 30 --ort
+    .venv/bin/python benchmarks/bench_acr.py --configs light@192 effnet@192 light@224 effnet@224 light@256 effnet@256 --threads 1
 """
 from __future__ import annotations
 
@@ -30,9 +31,14 @@ from hand_recon_ros.acr.decoding import DecodeConfig, decode  # noqa: E402
 from hand_recon_ros.acr.network import build_acr  # noqa: E402
 from hand_recon_ros.acr.preprocess import letterbox  # noqa: E402
 
-PRESET_OF = {'light': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}
-DEFAULT_CONFIGS = ['light@256', 'light@320', 'light@384', 'resnet50@512', 'hrnet_w32@512']
+PRESET_OF = {'light': 'acr_light', 'effnet': 'acr_effnet_lite0', 'resnet50': 'acr_resnet50',
+             'hrnet_w32': 'acr_hrnet_w32'}
+LIGHT = ('light', 'effnet')      # timed with --iters; the big ones with --big-iters
+DEFAULT_CONFIGS = ['light@256', 'light@320', 'light@384', 'effnet@224', 'resnet50@512', 'hrnet_w32@512']
 STAGES = ('preprocess', 'backbone', 'heads', 'aggregation', 'decoding')
+# --clock cpu: process CPU time instead of wall time. On a machine shared with other jobs, CPU time at --threads 1
+# stays close to the idle-core latency while wall time swings with the load (not a latency at 2 threads: it sums both).
+CLOCK = time.perf_counter
 # threshold 0 so decoding always samples one hand per side (untrained centre maps sit at 0.1)
 DECODE = DecodeConfig(threshold=0.0)
 
@@ -46,20 +52,20 @@ def _gflop(fn) -> float:
 
 def _run_stages(net, frame: np.ndarray, size: int, channels_last: bool, bf16: bool = False) -> dict[str, float]:
     times = {}
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     images, _ = letterbox(frame, size, normalization=net.normalization, channels_last=channels_last)
-    t1 = time.perf_counter()
+    t1 = CLOCK()
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
         feats = net.forward_backbone(images)
-        t2 = time.perf_counter()
+        t2 = CLOCK()
         maps = net.forward_heads(feats)
-        t3 = time.perf_counter()
+        t3 = CLOCK()
         out = net.forward_aggregation(maps)
     if bf16:
         out = {k: v.float() for k, v in out.items()}
-    t4 = time.perf_counter()
+    t4 = CLOCK()
     decode(out, DECODE)
-    t5 = time.perf_counter()
+    t5 = CLOCK()
     for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
         times[name] = (b - a) * 1e3
     return times
@@ -119,7 +125,11 @@ def main() -> None:
     parser.add_argument('--big-iters', type=int, default=3, help='timed runs for resnet50/hrnet_w32')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--ort', action='store_true', help='also time the exported network under onnxruntime')
+    parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                        help='eager stage timings in wall time or process CPU time (load-robust at --threads 1)')
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == 'cpu' else time.perf_counter
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -127,7 +137,7 @@ def main() -> None:
     bf16_native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     print(f'torch {torch.__version__}, threads {args.threads}, batch 1, fp32 (and bf16 autocast: native bf16 '
           f'instructions {"present" if bf16_native else "absent, emulated: slow"}), random weights, '
-          f'frame 640x480, median ms\n')
+          f'frame 640x480, median ms ({"process CPU" if args.clock == "cpu" else "wall"} time)\n')
     peak = sgemm_gflops(args.threads)
     print(f'Practical fp32 peak of this machine at {args.threads} threads: {peak:.0f} GFLOP/s (best 2048x2048 '
           'torch.mm); "GFLOP/s" below = counted network FLOPs (direct convolution) / network time (backbone + '
@@ -143,7 +153,7 @@ def main() -> None:
             parser.error(f'bad config {spec!r}: use NAME@SIZE with NAME in {", ".join(PRESET_OF)}')
         size = int(size_text)
         net = build_acr(PRESET_OF[name], input_size=size).eval()
-        iters = args.iters if name == 'light' else args.big_iters
+        iters = args.iters if name in LIGHT else args.big_iters
         with torch.inference_mode():
             x = torch.zeros(1, 3, size, size)
             feats = net.forward_backbone(x)

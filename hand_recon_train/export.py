@@ -46,7 +46,8 @@ def export_fp16(run_dir, out_path, description=None):
     document['extra'] = {
         'description': description or manifest.get('description', ''),
         'metrics_val_synthetic': manifest.get('metrics', {}),
-        'training': {**{k: manifest.get(k) for k in ('steps', 'created_utc', 'world_size', 'environment')},
+        'training': {**{k: manifest.get(k) for k in ('steps', 'created_utc', 'world_size', 'environment',
+                                                         'pretrained_backbone')},
                      'stages': stages},
         'data': manifest.get('data', {}),
         'config': manifest.get('config', {}),

@@ -36,12 +36,13 @@ from .evaluate import METRIC_KEYS, evaluate
 from .losses import LOSS_TERMS, ACRLoss, LossConfig
 from .synth import GENERATOR_VERSION, SynthConfig, SynthDataset
 
-__all__ = ['CONFIG_DIR', 'DEFAULTS', 'load_config', 'load_checkpoint', 'main', 'save_checkpoint', 'train']
+__all__ = ['CONFIG_DIR', 'DEFAULTS', 'build_model', 'load_config', 'load_checkpoint', 'main', 'save_checkpoint',
+           'train']
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 CHECKPOINT_NAME = 'checkpoint.safetensors'
 DEFAULTS = {
-    'model': {'preset': 'acr_light', 'input_size': 256, 'overrides': {}},
+    'model': {'preset': 'acr_light', 'input_size': 256, 'overrides': {}, 'pretrained': False},
     'data': {'train_seed': 0, 'train_size': 1000, 'val_seed': 100000, 'val_size': 64, 'num_workers': 0,
              'cache_dir': None, 'synth': {}, 'augment': {}, 'real': [], 'synth_weight': 1.0},
     'optim': {'batch_size': 8, 'epochs': 1, 'lr': 3.0e-4, 'weight_decay': 1.0e-6, 'lr_steps': [10, 20],
@@ -134,6 +135,14 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
         raise ValueError(f"model.preset must be one of {sorted(PRESETS)}, got {config['model']['preset']!r}")
     if config['data']['train_seed'] == config['data']['val_seed']:
         raise ValueError('data.val_seed must differ from data.train_seed (the evaluation split is held out)')
+    if not isinstance(config['model']['pretrained'], bool):
+        raise ValueError(f"model.pretrained must be true or false, got {config['model']['pretrained']!r}")
+    if config['model']['pretrained']:
+        from hand_recon_ros.acr.pretrained import PRETRAINED_BACKBONES
+        backbone = {**PRESETS[config['model']['preset']], **(config['model']['overrides'] or {})}.get('backbone')
+        if backbone not in PRETRAINED_BACKBONES:
+            raise ValueError(f"model.pretrained: no ImageNet weights for backbone {backbone!r} "
+                             f"(preset {config['model']['preset']!r}); available for: {', '.join(PRETRAINED_BACKBONES)}")
     if config['train']['amp'] not in (None, 'bf16'):
         raise ValueError(f"train.amp must be null or 'bf16', got {config['train']['amp']!r}")
     for key in ('lr', 'weight_decay', 'lr_factor', 'grad_clip'):
@@ -200,6 +209,19 @@ def load_checkpoint(path: Path, model, optimizer=None) -> dict:
                 group['betas'] = tuple(group['betas'])
         optimizer.load_state_dict({'state': state, 'param_groups': groups})
     return meta['state']
+
+
+def build_model(config: dict, resume=None):
+    """The configured network -> (model, pretrained provenance or None). ``model.pretrained`` copies the ImageNet
+    weights into the backbone trunk only for a run from scratch: ``train.init_weights`` or a resumed checkpoint
+    overwrite every weight anyway, so the file is not even read then."""
+    mcfg = config['model']
+    model = build_acr(mcfg['preset'], input_size=int(mcfg['input_size']), **(mcfg['overrides'] or {}))
+    pretrained = None
+    if mcfg['pretrained'] and not config['train']['init_weights'] and resume is None:
+        from hand_recon_ros.acr.pretrained import load_pretrained_backbone
+        pretrained = load_pretrained_backbone(model)
+    return model, pretrained
 
 
 # ---------------------------------------------------------------------------------------------- logging
@@ -324,7 +346,8 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
 
     torch.manual_seed(tcfg['seed'])
     mcfg = config['model']
-    model = build_acr(mcfg['preset'], input_size=int(mcfg['input_size']), **(mcfg['overrides'] or {})).to(device)
+    model, pretrained = build_model(config, resume)
+    model = model.to(device)
     synth = SynthConfig.from_dict({**dcfg['synth'], 'image_size': model.config.input_size})
     train_set = SynthDataset(synth, seed=dcfg['train_seed'], length=dcfg['train_size'],
                              normalization=model.normalization, cache_dir=dcfg['cache_dir'])
@@ -343,6 +366,7 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
     if resume is not None:
         state = load_checkpoint(Path(resume), model, optimizer)
         start_epoch, step = int(state['next_epoch']), int(state['step'])
+        pretrained = state.get('pretrained_backbone')      # the interrupted run's initialisation
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -427,7 +451,8 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
             _append_csv(out_dir / 'metrics.csv', ['epoch', 'step', *METRIC_KEYS], {'epoch': epoch, 'step': step,
                                                                                    **metrics})
             save_checkpoint(out_dir / CHECKPOINT_NAME, model, optimizer,
-                            {'next_epoch': epoch + 1, 'step': step, 'config': config})
+                            {'next_epoch': epoch + 1, 'step': step, 'config': config,
+                             'pretrained_backbone': pretrained})
             _plot(out_dir)
             print(f'epoch {epoch} step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in metrics.items()),
                   flush=True)
@@ -458,6 +483,8 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
                      'augment': dataclasses.asdict(augment) if augment.enabled else None,
                      'real': real_sources, 'synth_weight': dcfg['synth_weight'] if real_sources else None},
             'metrics': metrics,
+            # ImageNet initialisation of the backbone (hand_recon_ros.acr.pretrained), None when not used
+            'pretrained_backbone': pretrained,
             'steps': step,
             'skipped_steps': skipped_steps,
             'world_size': world,
@@ -467,7 +494,7 @@ def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
         manifest['stages'] = training_stages(tcfg['init_weights'], {
             'config_source': config.get('config_source'), 'steps': step,
             'samples': step * ocfg['batch_size'] * world, 'created_utc': manifest['created_utc'],
-            'sha256': manifest['sha256']})
+            'sha256': manifest['sha256'], 'pretrained_backbone': pretrained})
         (out_dir / 'manifest.json').write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + '\n')
         result['model'] = str(weights_path)
     if world > 1:

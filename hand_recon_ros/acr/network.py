@@ -93,6 +93,10 @@ PRESETS: dict[str, dict] = {
     # CPU real-time variant: ResNet-18 + FPN neck, narrower heads, 256 input
     'acr_light': dict(backbone='resnet18', input_size=256, head_channels=32, head_blocks=1,
                       pose_feature_channels=128, shape_feature_channels=32, seg_channels=(16, 32)),
+    # CPU variant with an ImageNet-pretrained trunk (hand_recon_ros.acr.pretrained): EfficientNet-Lite0 + FPN neck,
+    # acr_light's heads, 224 input (Lite0's own resolution)
+    'acr_effnet_lite0': dict(backbone='efficientnet_lite0', input_size=224, head_channels=32, head_blocks=1,
+                             pose_feature_channels=128, shape_feature_channels=32, seg_channels=(16, 32)),
 }
 
 

@@ -232,14 +232,15 @@ class MediaPipeMethod:
         hands = [hand_from_raw(r, rec['width'], rec['height']) for r in rec.get('hands', [])]
         preds = [PredictedHand(h['keypoints'].astype(np.float64), h['side'], h['side_score']) for h in hands]
         if self.fit and hands:
-            from hand_recon_ros.hand_model.fit import fit_keypoints
+            from hand_recon_ros.hand_model.fit import FitConfig, fit_keypoints
             K = frame.K if frame.K is not None else fallback_intrinsics(rec['width'], rec['height'])
             for side in ('left', 'right'):
                 idx = [i for i, h in enumerate(hands) if h['side'] == side]
                 if not idx:
                     continue
                 out = fit_keypoints(self.hand_model, side, np.stack([hands[i]['keypoints'] for i in idx]), K,
-                                    world_joints=np.stack([hands[i]['world'] for i in idx]))
+                                    world_joints=np.stack([hands[i]['world'] for i in idx]),
+                                    config=FitConfig(num_threads=1))   # small ops: threads only wait on each other
                 for n, i in enumerate(idx):
                     preds[i].joints_cam = np.asarray(out['joints'][n], np.float64)
         return preds

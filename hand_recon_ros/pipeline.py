@@ -6,12 +6,8 @@ Per frame: letterbox -> ACR network -> centre-map decoding -> 6D rotations to ax
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
-import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,25 +18,27 @@ import torch
 from hand_recon_ros import conventions
 from hand_recon_ros.acr import confidence
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
-from hand_recon_ros.acr.network import PRESETS, ACRConfig, build_acr
+from hand_recon_ros.acr.factory import (UNTRAINED, create_model, find_default_weights, find_shipped,
+                                        model_search_dirs, weights_description)
+from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.acr.preprocess import letterbox
+from hand_recon_ros.conventions import SIDES    # network side index 0 = left, 1 = right (ACR order)
 from hand_recon_ros.geometry import rotations
-from hand_recon_ros.geometry.camera import (LetterboxTransform, fallback_intrinsics, project_points,
-                                            solve_translations, weak_perspective_project, weak_to_translation)
+from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsics, project_points
+from hand_recon_ros.geometry.placement import place_hands
 from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult,
                                     HandResult)
+from hand_recon_ros.runtime import (autocast_dtype, cpu_has_native_bf16, resolve_device, sha256_of,
+                                    single_intra_op_thread)
 
 LOG = logging.getLogger('hand_recon_ros.pipeline')
-SIDES = ('left', 'right')       # network side index 0 = left, 1 = right (ACR order)
-DEFAULT_MODEL_NAMES = ('acr_default.safetensors',)
-UNTRAINED = 'untrained'      # weights value that asks for the seeded random-init network (tests, benchmarks)
 
 
 @dataclass
 class PipelineConfig:
     weights: str = ''                 # '' = shipped default model if present; 'untrained' = seeded random init
     allow_untrained: bool = True      # no weights found: seeded random init (demo/tests), loudly
-    backbone: str = 'resnet18'        # only for the untrained network
+    backbone: str = 'resnet18'        # only for the untrained network (or any acr.factory.create_model name)
     input_size: int = 256             # only for the untrained network
     mano_dir: str | None = None
     device: str = 'auto'
@@ -55,93 +53,6 @@ class PipelineConfig:
     seed: int = 0
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; an explicit 'cuda' without CUDA is an error, never a silent CPU run."""
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name.startswith('cuda'):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device '{name}' requested but CUDA is not available "
-                               f"(torch {torch.__version__}); use device:=cpu or device:=auto")
-        return torch.device(name)
-    if name == 'cpu':
-        return torch.device('cpu')
-    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
-
-
-def _dtype_for(precision: str, device: torch.device):
-    table = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
-    if precision not in table:
-        raise ValueError(f'precision must be fp32, fp16 or bf16, got {precision!r}')
-    if precision == 'fp16' and device.type == 'cpu':
-        raise ValueError('precision fp16 needs CUDA; on the CPU use bf16 or fp32')
-    return table[precision]
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN has bf16 instructions on this CPU (AVX512-BF16 / AMX); emulated bf16 is slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def model_search_dirs() -> list[Path]:
-    """Where shipped models live: the source tree, then the installed share folder."""
-    return [Path(__file__).resolve().parents[1] / 'models',
-            Path(sys.prefix) / 'share' / 'hand_recon_ros' / 'models']
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _find_default_weights() -> Path | None:
-    for folder in model_search_dirs():
-        for name in DEFAULT_MODEL_NAMES:
-            if (folder / name).is_file():
-                return folder / name
-    return None
-
-
-def params_to_mano(params: torch.Tensor) -> dict[str, torch.Tensor]:
-    """(N, 109) ACR parameters -> cam (N, 3), axis-angle global_orient (N, 3), hand_pose (N, 45), betas,
-    the root rotation matrices (N, 3, 3) and the same root rotations as (x, y, z, w) quaternions (N, 4)."""
-    n = params.shape[0]
-    rot6d = params[:, 3:99].reshape(n, 16, 6)
-    mats = rotations.rot6d_to_matrix(rot6d, layout='interleaved')
-    # matrix_to_axis_angle goes through the quaternion anyway: keep it, the root one is the wrist orientation
-    quats = rotations.matrix_to_quaternion(mats)
-    aa = rotations.quaternion_to_axis_angle(quats)
-    return {'cam': params[:, :3], 'global_orient': aa[:, 0], 'hand_pose': aa[:, 1:].reshape(n, 45),
-            'betas': params[:, 99:109], 'root_rotation': mats[:, 0], 'root_quaternion': quats[:, 0]}
-
-
-@contextlib.contextmanager
-def single_intra_op_thread():
-    """Run the post-network torch work (decoding, smplx on a few hands) on one intra-op thread.
-
-    Those tensors are tiny, so a second thread only adds fork/join barriers; on a loaded CPU each barrier
-    waits for a descheduled thread (measured: decode + MANO 3 ms with one thread, 80 ms with two while
-    another process kept both cores busy). Per-element results do not depend on the thread count.
-    The count is restored afterwards so the network keeps its threads (it is process-wide: torch work of
-    another thread during this scope also runs on one thread).
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class HandReconstructor:
     """The whole per-frame pipeline. Build with :func:`create_reconstructor`."""
 
@@ -153,7 +64,7 @@ class HandReconstructor:
         self.hand_model = hand_model
         self.device = device
         self.precision = precision
-        self.autocast_dtype = _dtype_for(precision, device)
+        self.autocast_dtype = autocast_dtype(precision, device)
         self.weights_file, self.weights_sha256 = str(weights_file), weights_sha256
         self.weights_description = weights_description
         self.input_size = network.config.input_size
@@ -350,37 +261,18 @@ class HandReconstructor:
         quats = mano['root_quaternion'].numpy()
         poses = torch.cat([mano['global_orient'], mano['hand_pose']], dim=1).numpy()
         betas = mano['betas'].numpy()
-        placed = []            # (index, joints_rel, verts_rel, weak 2D keypoints) of hands with a usable camera
-        for i, side in enumerate(sides):
-            verts, joints = meshes[i]
-            root = joints[conventions.ROOT_MIDDLE_MCP].copy()   # ACR aligns at the middle MCP
-            s, tx, ty = cams[i]
-            if not (math.isfinite(s) and math.isfinite(tx) and math.isfinite(ty) and s > 1e-3):
-                LOG.debug('dropping a %s hand with a degenerate camera %s', side, (s, tx, ty))
-                continue
-            joints_rel = joints - root
-            placed.append((i, joints_rel, verts - root,
-                           transform.normalized_to_original(weak_perspective_project(joints_rel, s, tx, ty))))
-        if not placed:
-            return []
-        if depth_source == DEPTH_SOURCE_WEAK_PERSPECTIVE:
-            translations = [weak_to_translation(*cams[i], K, transform) for i, *_ in placed]
-        else:   # one vectorised solve for every hand (s is finite and > 0 here, checked above)
-            t_all, ok = solve_translations(np.stack([p[1] for p in placed]), np.stack([p[3] for p in placed]), K)
-            translations = [t if good else None for t, good in zip(t_all, ok)]
+        verts_model, joints_model = zip(*(meshes[i] for i in range(len(sides))))
+        placements = place_hands(joints_model, verts_model, cams, K, transform,
+                                 weak_perspective=depth_source == DEPTH_SOURCE_WEAK_PERSPECTIVE)
         hands = []
-        for (i, joints_rel, verts_rel, _), t_cam in zip(placed, translations):
+        for i, placed in enumerate(placements):
             side = sides[i]
-            if t_cam is None:
-                LOG.debug('dropping a %s hand: no translation puts it in front of the camera', side)
+            if placed is None:
+                LOG.debug('dropping a %s hand: it cannot be placed in front of the camera', side)
                 continue
             s, tx, ty = cams[i]
-            joints_cam = joints_rel + t_cam
-            verts_cam = verts_rel + t_cam
             # The published 2D keypoints are the projection of the published 3D joints (one consistent answer).
-            keypoints = project_points(joints_cam, K)
-            if not np.isfinite(keypoints).all():
-                continue
+            joints_cam, verts_cam, keypoints = placed.joints, placed.vertices, placed.keypoints_2d
             quat, pose48 = quats[i], poses[i]
             hand = HandResult(
                 handedness=side, score=scores[i], joints_3d=joints_cam.astype(np.float32),
@@ -405,13 +297,11 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
     log = logger or LOG
     warn = getattr(log, 'warning', None) or log.warn
     device = resolve_device(config.device)
-    _dtype_for(config.precision, device)
+    autocast_dtype(config.precision, device)
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
-    from hand_recon_ros.acr.weights import load_acr
     from hand_recon_ros.hand_model.model import load_hand_model
 
-    description = ''
     if config.weights == UNTRAINED:
         path = None           # explicit: the seeded random-init network even when a default model is shipped
     elif config.weights:
@@ -419,26 +309,12 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
         if not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path} (parameter 'weights')")
     else:
-        path = _find_default_weights()
+        path = find_default_weights()
     if path is not None:
-        network = load_acr(path)
-        sha = sha256_of(path)
-        manifest = path.with_suffix('.json')
-        if manifest.is_file():
-            try:
-                meta = json.loads(manifest.read_text())
-                description = meta.get('description') or (meta.get('extra') or {}).get('description', '')
-            except (ValueError, AttributeError):
-                description = ''
-        weights_file = str(path)
+        network = create_model(path)
+        sha, weights_file, description = sha256_of(path), str(path), weights_description(path)
     elif config.allow_untrained or config.weights == UNTRAINED:
-        preset = {'resnet18': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}.get(
-            config.backbone)
-        torch.manual_seed(config.seed)
-        if preset is not None:
-            network = build_acr(preset, input_size=int(config.input_size))
-        else:
-            network = build_acr(ACRConfig(backbone=config.backbone, input_size=int(config.input_size)))
+        network = create_model(config.backbone, seed=config.seed, input_size=int(config.input_size))
         sha, weights_file = '', ''
         description = 'UNTRAINED: seeded random initialisation; outputs are not meaningful'
         warn('no trained weights found: running an UNTRAINED (seeded random-init) network; hand outputs are '
@@ -452,8 +328,7 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
         if not refine_path.is_file():
             raise FileNotFoundError(f"refinement weights not found: {refine_path} (parameter 'refinement.weights')")
     else:
-        refine_path = next((d / 'ihmr_default.safetensors' for d in model_search_dirs()
-                            if (d / 'ihmr_default.safetensors').is_file()), None)
+        refine_path = find_shipped('ihmr_default.safetensors')
         if refine_path is None and config.refine:
             warn('no trained IHMR-MLP weights: the refinement runs untrained (its verification rejects any '
                  'candidate that is worse, so it cannot make results worse)')
@@ -469,5 +344,4 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
                              config.refine, config.refine_gate_m, refine_path)
 
 
-__all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor', 'resolve_device', 'params_to_mano',
-           'single_intra_op_thread', 'cpu_has_native_bf16', 'PRESETS']
+__all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor']

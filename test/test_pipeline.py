@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import LetterboxTransform, project_points, weak_perspective_project
-from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor, params_to_mano, resolve_device
+from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+from hand_recon_ros.runtime import resolve_device
 
 
 @pytest.fixture(scope='module')

@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -177,7 +176,8 @@ def main(argv=None) -> int:
         mp = ' / '.join(_f(s[k]['protocols']['middle_mcp']['mpjpe_mm']) for k in ('all', 'single', 'interacting'))
         print(f"| `{r['weights']}` | {r['network']} | {r['precision']} | {r['aggregation']} | {r['training']} | {mp} | "
               f"{_f(s['all']['protocols']['middle_mcp']['pa_mpjpe_mm'])} | {_f(100 * s['all']['recall'], 0, ' %')} | "
-              f"{_f(s['all']['root_error_mm'], 0)} | {_f(s['all']['depth_ratio_median'], 2)} | {_f(r['ms_off'])} ({_f(1000 / r['ms_off'], 0)}) / "
+              f"{_f(s['all']['root_error_mm'], 0)} | {_f(s['all']['depth_ratio_median'], 2)} | "
+              f"{_f(r['ms_off'])} ({_f(1000 / r['ms_off'], 0)}) / "
               f"{_f(r['ms_on'])} ({_f(1000 / r['ms_on'], 0)}) | {r['refine_changed']} / {r['refine_two_hand']} |")
     print('\nMPJPE / PA-MPJPE / root error in mm (middle-MCP root, at the ground-truth hands); depth placed / true: '
           'median ratio of the placed to the true hand depth (1 = unbiased, above 1 = placed too far). Every model here '

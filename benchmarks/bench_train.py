@@ -58,8 +58,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     clock = time.process_time if args.clock == 'cpu' else time.perf_counter
     torch.set_num_threads(args.threads)
-    print(f'| config | input | batch | data ms/sample (source) | compute variant | ms/step | samples/s compute | '
-          f'samples/s trainer loop |')
+    print('| config | input | batch | data ms/sample (source) | compute variant | ms/step | samples/s compute | '
+          'samples/s trainer loop |')
     print('|---|---|---|---|---|---|---|---|')
     for name in args.configs:
         cfg = load_config(name)

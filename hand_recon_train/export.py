@@ -11,7 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from hand_recon_ros.acr.weights import _METADATA_KEY, load_acr

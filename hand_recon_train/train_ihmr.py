@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from hand_recon_ros import metrics
 from hand_recon_ros.conventions import ROOT_WRIST, SIDES

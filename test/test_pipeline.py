@@ -129,8 +129,8 @@ def test_refinement_is_skipped_for_distant_hands(reconstructor, monkeypatch):
 
 
 def test_bf16_precision_on_cpu_and_fp16_refused():
-    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128, precision='bf16',
-                                              detection_threshold=0.0))
+    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128,
+                                              precision='bf16', detection_threshold=0.0))
     image = np.random.default_rng(6).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     frame = rec.reconstruct(image)
     assert len(frame.hands) == 2          # threshold 0: the top peak of each side is taken

@@ -41,7 +41,7 @@ def place_hands(joints: Sequence[np.ndarray], vertices: Sequence[np.ndarray], ca
     degenerate camera (s <= ``MIN_WEAK_SCALE``), no translation that puts every joint in front of the camera, or
     a projection that is not finite. All hands are solved in one vectorised call."""
     result: list[PlacedHand | None] = [None] * len(cams)
-    rooted = []            # (index, joints_rel, verts_rel, weak 2D keypoints) of hands with a usable camera
+    rooted = []            # (index, cam, joints_rel, verts_rel, weak 2D keypoints) of hands with a usable camera
     for i, cam in enumerate(cams):
         s, tx, ty = (float(v) for v in cam)
         if not (math.isfinite(s) and math.isfinite(tx) and math.isfinite(ty) and s > MIN_WEAK_SCALE):
@@ -49,16 +49,16 @@ def place_hands(joints: Sequence[np.ndarray], vertices: Sequence[np.ndarray], ca
             continue
         root = joints[i][ROOT_MIDDLE_MCP].copy()
         joints_rel = joints[i] - root
-        rooted.append((i, joints_rel, vertices[i] - root,
+        rooted.append((i, (s, tx, ty), joints_rel, vertices[i] - root,
                        transform.normalized_to_original(weak_perspective_project(joints_rel, s, tx, ty))))
     if not rooted:
         return result
     if weak_perspective:
-        translations = [weak_to_translation(*(float(v) for v in cams[i]), K, transform) for i, *_ in rooted]
+        translations = [weak_to_translation(s, tx, ty, K, transform) for _, (s, tx, ty), *_ in rooted]
     else:   # s is finite and > 0 here, checked above
-        t_all, ok = solve_translations(np.stack([r[1] for r in rooted]), np.stack([r[3] for r in rooted]), K)
+        t_all, ok = solve_translations(np.stack([r[2] for r in rooted]), np.stack([r[4] for r in rooted]), K)
         translations = [t if good else None for t, good in zip(t_all, ok)]
-    for (i, joints_rel, verts_rel, _), t_cam in zip(rooted, translations):
+    for (i, _, joints_rel, verts_rel, _), t_cam in zip(rooted, translations):
         if t_cam is None:
             LOG.debug('not placing hand %d: no translation puts it in front of the camera', i)
             continue

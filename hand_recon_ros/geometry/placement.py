@@ -53,6 +53,7 @@ def place_hands(joints: Sequence[np.ndarray], vertices: Sequence[np.ndarray], ca
                        transform.normalized_to_original(weak_perspective_project(joints_rel, s, tx, ty))))
     if not rooted:
         return result
+    translations: list[np.ndarray | None]
     if weak_perspective:
         translations = [weak_to_translation(s, tx, ty, K, transform) for _, (s, tx, ty), *_ in rooted]
     else:   # s is finite and > 0 here, checked above

@@ -3,14 +3,20 @@
 Per frame: letterbox -> ACR network -> centre-map decoding -> 6D rotations to axis-angle -> MANO (smplx)
 -> weak-perspective 2D joints in the original image -> metric translation from the real intrinsics
 (least squares on the 2D/3D joints) -> HandResult in the camera optical frame.
+
+This module only composes those steps. The parts live beside it: the network, its factory (``create_model``,
+weight discovery) and its parameter conversion in ``acr/``, hand placement in ``geometry/placement.py``,
+device / precision / thread / hash helpers in ``runtime.py``.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +26,7 @@ from hand_recon_ros.acr import confidence
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
 from hand_recon_ros.acr.factory import (UNTRAINED, create_model, find_default_weights, find_shipped,
                                         model_search_dirs, weights_description)
+from hand_recon_ros.acr.network import ACRNet
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.acr.preprocess import letterbox
 from hand_recon_ros.conventions import SIDES    # network side index 0 = left, 1 = right (ACR order)
@@ -30,6 +37,9 @@ from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_
                                     HandResult)
 from hand_recon_ros.runtime import (autocast_dtype, cpu_has_native_bf16, resolve_device, sha256_of,
                                     single_intra_op_thread)
+
+if TYPE_CHECKING:
+    from hand_recon_ros.hand_model.model import HandModel
 
 LOG = logging.getLogger('hand_recon_ros.pipeline')
 
@@ -56,9 +66,10 @@ class PipelineConfig:
 class HandReconstructor:
     """The whole per-frame pipeline. Build with :func:`create_reconstructor`."""
 
-    def __init__(self, network, hand_model, device, precision='fp32', weights_file='', weights_sha256='',
-                 weights_description='', detection_threshold=0.35, multi_hand=False, max_hands=2,
-                 refine=True, refine_gate_m=0.3, refine_weights=None):
+    def __init__(self, network: ACRNet, hand_model: HandModel, device: torch.device, precision: str = 'fp32',
+                 weights_file: str | Path = '', weights_sha256: str = '', weights_description: str = '',
+                 detection_threshold: float = 0.35, multi_hand: bool = False, max_hands: int = 2,
+                 refine: bool = True, refine_gate_m: float = 0.3, refine_weights: str | Path | None = None):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         self.network = network.to(device).eval().to(memory_format=torch.channels_last)
         self.hand_model = hand_model
@@ -84,8 +95,9 @@ class HandReconstructor:
             self.refine_weights_file, self.refine_weights_sha256 = str(refine_weights), sha256_of(refine_weights)
 
     # ------------------------------------------------------------------ configuration
-    def set_runtime(self, detection_threshold=None, multi_hand=None, max_hands=None, refine=None,
-                    refine_gate_m=None):
+    def set_runtime(self, detection_threshold: float | None = None, multi_hand: bool | None = None,
+                    max_hands: int | None = None, refine: bool | None = None,
+                    refine_gate_m: float | None = None) -> None:
         if detection_threshold is not None:
             self.detection_threshold = float(detection_threshold)
         if multi_hand is not None:
@@ -102,7 +114,7 @@ class HandReconstructor:
         return DecodeConfig(threshold=self.detection_threshold,
                             max_per_side=max(1, self.max_hands) if multi else 1)
 
-    def faces(self, side):
+    def faces(self, side: str) -> np.ndarray:
         return self._faces[side]
 
     @property
@@ -113,7 +125,7 @@ class HandReconstructor:
         hand = hashlib.sha256(str(self.hand_model.identity).encode()).hexdigest()[:12]
         return f'acr/{cfg.backbone}@{cfg.input_size}|weights:{weights}|hand:{hand}'
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         cfg = self.network.config
         return {'network': f'acr/{cfg.backbone}@{cfg.input_size}', 'model_id': self.model_id,
                 'weights_file': self.weights_file,
@@ -133,7 +145,8 @@ class HandReconstructor:
         return self.reconstruct_batch([image_bgr], [K], [depth_source])[0]
 
     @torch.inference_mode()
-    def reconstruct_batch(self, images_bgr, Ks=None, depth_sources=None) -> list[FrameResult]:
+    def reconstruct_batch(self, images_bgr: Sequence[np.ndarray], Ks: Sequence[np.ndarray | None] | None = None,
+                          depth_sources: Sequence[str] | None = None) -> list[FrameResult]:
         """Several frames (e.g. one per camera, any sizes) in ONE network forward -> one FrameResult each."""
         n = len(images_bgr)
         Ks = list(Ks) if Ks is not None else [None] * n
@@ -201,7 +214,8 @@ class HandReconstructor:
                                        timings_ms=frame_timings, model_id=self.model_id))
         return results
 
-    def refine_hands(self, hands, image_feature, K):
+    def refine_hands(self, hands: list[HandResult], image_feature: torch.Tensor,
+                     K: np.ndarray) -> list[HandResult]:
         """IHMR-MLP on the best left/right pair when they are close; accepted factors update the hands."""
         from hand_recon_ros.refine import TwoHandState, forward_hands, should_refine
         state = TwoHandState.from_hand_results(hands)
@@ -234,8 +248,9 @@ class HandReconstructor:
             hand.refined_factors = tuple(accepted)
         return hands
 
-    def hands_from_params(self, params, sides, scores, image_size, K, depth_source=DEPTH_SOURCE_CAMERA_INFO,
-                          handedness_scores=None):
+    def hands_from_params(self, params: torch.Tensor, sides: Sequence[str], scores: Sequence[float],
+                          image_size: tuple[int, int], K: np.ndarray, depth_source: str = DEPTH_SOURCE_CAMERA_INFO,
+                          handedness_scores: Sequence[float] | None = None) -> list[HandResult]:
         """(N, 109) decoded parameters -> HandResults in the camera frame (metres) and image pixels.
 
         joint_confidence is the detection score here; reconstruct_batch replaces it with the per-joint
@@ -292,8 +307,10 @@ class HandReconstructor:
         return hands
 
 
-def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstructor:
-    """Load weights (or build the untrained network), the hand model, and move both to the device."""
+def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReconstructor:
+    """Load weights (or build the untrained network), the hand model, and move both to the device.
+
+    ``logger``: a ``logging.Logger`` or an rclpy logger (``warning``/``warn``, ``info``); default this module's."""
     log = logger or LOG
     warn = getattr(log, 'warning', None) or log.warn
     device = resolve_device(config.device)

@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from hand_recon_ros.acr.weights import load_acr
+from hand_recon_ros.hand_model.model import load_hand_model
+from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+from hand_recon_train.eval_report import evaluate_split
+from hand_recon_train.synth import SynthConfig, SynthDataset
 
-from hand_recon_ros.acr.weights import load_acr  # noqa: E402
-from hand_recon_ros.hand_model.model import load_hand_model  # noqa: E402
-from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor  # noqa: E402
-from hand_recon_train.eval_report import evaluate_split  # noqa: E402
-from hand_recon_train.synth import SynthConfig, SynthDataset  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _f(value, digits=1, suffix=''):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +24,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hand_recon_ros.acr.decoding import DecodeConfig, decode  # noqa: E402
-from hand_recon_ros.acr.factory import SHORT_NAMES, create_model  # noqa: E402
-from hand_recon_ros.acr.preprocess import letterbox  # noqa: E402
+from hand_recon_ros.acr.decoding import DecodeConfig, decode
+from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
+from hand_recon_ros.acr.preprocess import letterbox
 
 LIGHT = ('light', 'effnet')      # timed with --iters; the big ones with --big-iters
 DEFAULT_CONFIGS = ['light@256', 'light@320', 'light@384', 'effnet@224', 'resnet50@512', 'hrnet_w32@512']

@@ -426,7 +426,5 @@ def main():
 
 if __name__ == '__main__':
     if len(sys.argv) > 2 and sys.argv[1] == '--node-with-timings':
-        sys.path.insert(0, str(REPO))
         sys.exit(run_timed_node(sys.argv[2], sys.argv[3:]))
-    sys.path.insert(0, str(REPO))
     main()

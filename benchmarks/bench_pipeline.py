@@ -13,20 +13,17 @@ Usage: .venv/bin/python benchmarks/bench_pipeline.py [--iters 15] [--threads 2] 
 """
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, not an installed copy
 
-from hand_recon_ros.acr.factory import SHORT_NAMES  # noqa: E402
-from hand_recon_ros.acr.params import params_to_mano  # noqa: E402
-from hand_recon_ros.conventions import SIDES  # noqa: E402
-from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor  # noqa: E402
-from hand_recon_ros.runtime import single_intra_op_thread  # noqa: E402
+from hand_recon_ros.acr.factory import SHORT_NAMES
+from hand_recon_ros.acr.params import params_to_mano
+from hand_recon_ros.conventions import SIDES
+from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+from hand_recon_ros.runtime import single_intra_op_thread
 
 
 def median_ms(fn, iters):

@@ -12,18 +12,15 @@ Usage: .venv/bin/python benchmarks/bench_scaling.py [--iters 12] [--threads 2] [
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, not an installed copy
 
-from hand_recon_ros.acr.factory import SHORT_NAMES, create_model  # noqa: E402
-from hand_recon_ros.hand_model.model import load_hand_model  # noqa: E402
-from hand_recon_ros.pipeline import HandReconstructor  # noqa: E402
+from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
+from hand_recon_ros.hand_model.model import load_hand_model
+from hand_recon_ros.pipeline import HandReconstructor
 
 SIZES = [(320, 240), (640, 480), (1280, 720), (1920, 1080)]
 STAGES = ('preprocess', 'network', 'decode', 'mano_and_camera', 'refine')

@@ -23,18 +23,16 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from hand_recon_ros.acr.weights import load_acr
+from hand_recon_ros.hand_model.model import load_hand_model
+from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+from hand_recon_train.eval_report import evaluate_split
+from hand_recon_train.synth import SynthConfig, SynthDataset
 
-from hand_recon_ros.acr.weights import load_acr  # noqa: E402
-from hand_recon_ros.hand_model.model import load_hand_model  # noqa: E402
-from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor  # noqa: E402
-from hand_recon_train.eval_report import evaluate_split  # noqa: E402
-from hand_recon_train.synth import SynthConfig, SynthDataset  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _f(value, digits=1, suffix=''):
@@ -177,7 +175,8 @@ def main(argv=None) -> int:
         mp = ' / '.join(_f(s[k]['protocols']['middle_mcp']['mpjpe_mm']) for k in ('all', 'single', 'interacting'))
         print(f"| `{r['weights']}` | {r['network']} | {r['precision']} | {r['aggregation']} | {r['training']} | {mp} | "
               f"{_f(s['all']['protocols']['middle_mcp']['pa_mpjpe_mm'])} | {_f(100 * s['all']['recall'], 0, ' %')} | "
-              f"{_f(s['all']['root_error_mm'], 0)} | {_f(s['all']['depth_ratio_median'], 2)} | {_f(r['ms_off'])} ({_f(1000 / r['ms_off'], 0)}) / "
+              f"{_f(s['all']['root_error_mm'], 0)} | {_f(s['all']['depth_ratio_median'], 2)} | "
+              f"{_f(r['ms_off'])} ({_f(1000 / r['ms_off'], 0)}) / "
               f"{_f(r['ms_on'])} ({_f(1000 / r['ms_on'], 0)}) | {r['refine_changed']} / {r['refine_two_hand']} |")
     print('\nMPJPE / PA-MPJPE / root error in mm (middle-MCP root, at the ground-truth hands); depth placed / true: '
           'median ratio of the placed to the true hand depth (1 = unbiased, above 1 = placed too far). Every model here '

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,14 +24,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hand_recon_ros.acr.decoding import DecodeConfig, decode  # noqa: E402
-from hand_recon_ros.acr.network import build_acr  # noqa: E402
-from hand_recon_ros.acr.preprocess import letterbox  # noqa: E402
+from hand_recon_ros.acr.decoding import DecodeConfig, decode
+from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
+from hand_recon_ros.acr.preprocess import letterbox
 
-PRESET_OF = {'light': 'acr_light', 'effnet': 'acr_effnet_lite0', 'resnet50': 'acr_resnet50',
-             'hrnet_w32': 'acr_hrnet_w32'}
 LIGHT = ('light', 'effnet')      # timed with --iters; the big ones with --big-iters
 DEFAULT_CONFIGS = ['light@256', 'light@320', 'light@384', 'effnet@224', 'resnet50@512', 'hrnet_w32@512']
 STAGES = ('preprocess', 'backbone', 'heads', 'aggregation', 'decoding')
@@ -120,7 +116,7 @@ def bench_ort(net, frame, size, iters, threads) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS,
-                        help='NAME@SIZE with NAME in ' + ', '.join(PRESET_OF))
+                        help='NAME@SIZE with NAME in ' + ', '.join(SHORT_NAMES))
     parser.add_argument('--iters', type=int, default=10, help='timed runs for the light configs')
     parser.add_argument('--big-iters', type=int, default=3, help='timed runs for resnet50/hrnet_w32')
     parser.add_argument('--threads', type=int, default=2)
@@ -149,10 +145,10 @@ def main() -> None:
     print('|' + '---|' * (header.count('|') - 1))
     for spec in args.configs:
         name, _, size_text = spec.partition('@')
-        if name not in PRESET_OF or not size_text.isdigit():
-            parser.error(f'bad config {spec!r}: use NAME@SIZE with NAME in {", ".join(PRESET_OF)}')
+        if name not in SHORT_NAMES or not size_text.isdigit():
+            parser.error(f'bad config {spec!r}: use NAME@SIZE with NAME in {", ".join(SHORT_NAMES)}')
         size = int(size_text)
-        net = build_acr(PRESET_OF[name], input_size=size).eval()
+        net = create_model(name, input_size=size).eval()
         iters = args.iters if name in LIGHT else args.big_iters
         with torch.inference_mode():
             x = torch.zeros(1, 3, size, size)

@@ -371,7 +371,8 @@ def main():
 
     transport = (f'Fast DDS profile {Path(args.fastdds_profile).name}' if args.fastdds_profile
                  else 'Fast DDS default transports')
-    print(f'\n{width}x{height} bgr8 frames ({transport}), node on {", ".join(sorted(devices)) or "?"} ({os.cpu_count()} CPU cores, torch default threads), '
+    print(f'\n{width}x{height} bgr8 frames ({transport}), node on {", ".join(sorted(devices)) or "?"} '
+          f'({os.cpu_count()} CPU cores, torch default threads), '
           f'detection_threshold 0 (both hands always), untrained weights, procedural stand-in (no MANO); reliable QoS; '
           f'load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; {time.monotonic() - t_start:.0f} s; '
           f'{"plain node" if args.plain_node else "node with stage timings"}; extra args: {args.node_args or "none"}\n')
@@ -425,7 +426,5 @@ def main():
 
 if __name__ == '__main__':
     if len(sys.argv) > 2 and sys.argv[1] == '--node-with-timings':
-        sys.path.insert(0, str(REPO))
         sys.exit(run_timed_node(sys.argv[2], sys.argv[3:]))
-    sys.path.insert(0, str(REPO))
     main()

@@ -12,15 +12,13 @@ CPU, 1 and 2 threads.
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from hand_recon_ros.hand_model import fit, fit_check   # noqa: E402
-from hand_recon_ros.hand_model.model import load_hand_model   # noqa: E402
+from hand_recon_ros.hand_model import fit, fit_check
+from hand_recon_ros.hand_model.model import load_hand_model
 
 SIDES = ('right', 'left')
 

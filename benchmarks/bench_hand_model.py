@@ -13,11 +13,10 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hand_recon_ros.hand_model import mano_loader, standin   # noqa: E402
-from hand_recon_ros.hand_model.model import load_hand_model   # noqa: E402
-from hand_recon_ros.hand_model.render import render_mesh_overlay   # noqa: E402
+from hand_recon_ros.hand_model import mano_loader, standin
+from hand_recon_ros.hand_model.model import load_hand_model
+from hand_recon_ros.hand_model.render import render_mesh_overlay
 
 
 def timeit(fn, repeats, warmup=3):

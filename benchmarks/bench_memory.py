@@ -10,14 +10,10 @@ Usage: .venv/bin/python benchmarks/bench_memory.py [--configs light@256 ...] [--
 import argparse
 import os
 import shlex
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_e2e import CONFIGS, NodeUnderTest, setup_environment  # noqa: E402
+from bench_e2e import CONFIGS, NodeUnderTest, setup_environment
 
 
 def measure(name, frames, node_args, device):

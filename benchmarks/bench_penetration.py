@@ -9,16 +9,13 @@ and pushed 1 cm into it. Target: metric < 10 ms per pair on CPU.
     .venv/bin/python benchmarks/bench_penetration.py [--runs 30] [--standin]
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
-from hand_recon_ros.hand_model.penetration import collision_loss, penetration_metrics  # noqa: E402
+from hand_recon_ros.hand_model.penetration import collision_loss, penetration_metrics
 
 
 def closed_ellipsoid(n_vertices=779, semi_axes=(0.09, 0.045, 0.02)):

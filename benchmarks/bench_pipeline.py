@@ -13,19 +13,17 @@ Usage: .venv/bin/python benchmarks/bench_pipeline.py [--iters 15] [--threads 2] 
 """
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, not an installed copy
 
-from hand_recon_ros.pipeline import (SIDES, PipelineConfig, create_reconstructor, params_to_mano,  # noqa: E402
-                                     single_intra_op_thread)
-
-BACKBONES = {'light': 'resnet18', 'resnet50': 'resnet50', 'hrnet': 'hrnet_w32'}
+from hand_recon_ros.acr.factory import SHORT_NAMES
+from hand_recon_ros.acr.params import params_to_mano
+from hand_recon_ros.conventions import SIDES
+from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+from hand_recon_ros.runtime import single_intra_op_thread
 
 
 def median_ms(fn, iters):
@@ -93,7 +91,8 @@ def stage_breakdown(rec, image, K, iters):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--configs', nargs='*', default=['light@256', 'light@320', 'resnet50@512', 'hrnet@512'])
+    parser.add_argument('--configs', nargs='*', default=['light@256', 'light@320', 'resnet50@512', 'hrnet_w32@512'],
+                        help='NAME@SIZE with NAME in ' + ', '.join(SHORT_NAMES))
     parser.add_argument('--iters', type=int, default=15)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cpu')
@@ -107,8 +106,10 @@ def main():
     rows, breakdowns = [], []
     for name in args.configs:
         key, size = name.split('@')
+        if key not in SHORT_NAMES:
+            parser.error(f'bad config {name!r}: use NAME@SIZE with NAME in {", ".join(SHORT_NAMES)}')
         rec = create_reconstructor(PipelineConfig(weights='untrained', device=args.device, precision=args.precision,
-                                                  backbone=BACKBONES[key], input_size=int(size),
+                                                  backbone=key, input_size=int(size),
                                                   detection_threshold=0.0, refine=not args.no_refine))
         for _ in range(3):
             rec.reconstruct(image, K)

@@ -15,12 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from hand_recon_train import real_benchmark as rb
+from hand_recon_train.teacher.corpus import default_root
 
-from hand_recon_train import real_benchmark as rb  # noqa: E402
-from hand_recon_train.teacher.corpus import default_root  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:

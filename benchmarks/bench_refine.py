@@ -15,19 +15,15 @@ Target (issue 5): MLP refinement < 15 ms per frame for a close pair on this CPU.
 """
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a source checkout
-from hand_recon_ros.hand_model.model import load_hand_model  # noqa: E402
-from hand_recon_ros.refine.factors import HandParams, TwoHandState, forward_hands  # noqa: E402
-from hand_recon_ros.refine.joint_head import JointHead, joint_template  # noqa: E402
-from hand_recon_ros.refine.mlp import build_refiner  # noqa: E402
-from hand_recon_ros.refine.optimize import OptConfig, optimize_state  # noqa: E402
+from hand_recon_ros.hand_model.model import load_hand_model
+from hand_recon_ros.refine.factors import HandParams, TwoHandState, forward_hands
+from hand_recon_ros.refine.joint_head import JointHead, joint_template
+from hand_recon_ros.refine.mlp import build_refiner
+from hand_recon_ros.refine.optimize import OptConfig, optimize_state
 
 
 def pair(dy, dx=-0.176, left_orient=(0.0, 0.0, 0.0), right_orient=(0.0, 0.0, 0.0), left_pose=None, betas=0.0):

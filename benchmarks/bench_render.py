@@ -31,14 +31,12 @@ import statistics
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, not an installed copy
 
-from hand_recon_train.synth import SynthConfig, SynthGenerator  # noqa: E402
-from hand_recon_train.synth.raster import rasterize  # noqa: E402
+from hand_recon_train.synth import SynthConfig, SynthGenerator
+from hand_recon_train.synth.raster import rasterize
 
 SIDES = ('left', 'right')
 ORDER_TOLERANCE_M = 1e-3

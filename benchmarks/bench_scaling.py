@@ -12,31 +12,26 @@ Usage: .venv/bin/python benchmarks/bench_scaling.py [--iters 12] [--threads 2] [
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, not an installed copy
 
-from hand_recon_ros.acr.network import build_acr  # noqa: E402
-from hand_recon_ros.hand_model.model import load_hand_model  # noqa: E402
-from hand_recon_ros.pipeline import HandReconstructor  # noqa: E402
+from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
+from hand_recon_ros.hand_model.model import load_hand_model
+from hand_recon_ros.pipeline import HandReconstructor
 
-BACKBONES = {'light': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}
 SIZES = [(320, 240), (640, 480), (1280, 720), (1920, 1080)]
 STAGES = ('preprocess', 'network', 'decode', 'mano_and_camera', 'refine')
 
 
 def build(config, hand_model, **runtime):
     key, size = config.split('@')
-    if key not in BACKBONES:
-        raise ValueError(f'config must be one of {", ".join(k + "@N" for k in BACKBONES)}, got {config!r}')
-    torch.manual_seed(0)
-    network = build_acr(BACKBONES[key], input_size=int(size), center_attention=runtime.pop('center_attention',
-                                                                                           'softmax'))
+    if key not in SHORT_NAMES:
+        raise ValueError(f'config must be one of {", ".join(k + "@N" for k in SHORT_NAMES)}, got {config!r}')
+    network = create_model(key, seed=0, input_size=int(size),
+                           center_attention=runtime.pop('center_attention', 'softmax'))
     return HandReconstructor(network, hand_model, torch.device('cpu'), detection_threshold=0.0, **runtime)
 
 

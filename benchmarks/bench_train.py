@@ -19,17 +19,13 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from hand_recon_ros.acr.network import build_acr  # noqa: E402
-from hand_recon_ros.hand_model.model import load_hand_model  # noqa: E402
-from hand_recon_train.augment import AugmentConfig, AugmentedDataset  # noqa: E402
-from hand_recon_train.datasets.mixed import build_real_dataset, harmonize, parse_real_sources  # noqa: E402
-from hand_recon_train.losses import ACRLoss, LossConfig  # noqa: E402
-from hand_recon_train.synth import SynthConfig, SynthDataset  # noqa: E402
-from hand_recon_train.train import load_config, train  # noqa: E402
+from hand_recon_ros.acr.network import build_acr
+from hand_recon_ros.hand_model.model import load_hand_model
+from hand_recon_train.augment import AugmentConfig, AugmentedDataset
+from hand_recon_train.datasets.mixed import build_real_dataset, harmonize, parse_real_sources
+from hand_recon_train.losses import ACRLoss, LossConfig
+from hand_recon_train.synth import SynthConfig, SynthDataset
+from hand_recon_train.train import load_config, train
 
 
 def _time_samples(dataset, n):
@@ -58,8 +54,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     clock = time.process_time if args.clock == 'cpu' else time.perf_counter
     torch.set_num_threads(args.threads)
-    print(f'| config | input | batch | data ms/sample (source) | compute variant | ms/step | samples/s compute | '
-          f'samples/s trainer loop |')
+    print('| config | input | batch | data ms/sample (source) | compute variant | ms/step | samples/s compute | '
+          'samples/s trainer loop |')
     print('|---|---|---|---|---|---|---|---|')
     for name in args.configs:
         cfg = load_config(name)

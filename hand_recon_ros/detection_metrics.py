@@ -9,16 +9,19 @@ is a false positive; a labelled hand with no match is a miss.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ['keypoint_box', 'box_size', 'box_iou', 'keypoint_centroid', 'match_hands', 'keypoint_errors_px',
            'LabelledHand', 'PredictedHand', 'DetectionTally']
 
 
-def keypoint_box(keypoints) -> np.ndarray:
+def keypoint_box(keypoints: ArrayLike) -> np.ndarray:
     """[x0, y0, x1, y1] around the finite keypoints of one hand ((21, 2) pixels)."""
     k = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
     k = k[np.isfinite(k).all(axis=1)]
@@ -27,13 +30,13 @@ def keypoint_box(keypoints) -> np.ndarray:
     return np.array([k[:, 0].min(), k[:, 1].min(), k[:, 0].max(), k[:, 1].max()])
 
 
-def box_size(box) -> float:
+def box_size(box: ArrayLike) -> float:
     """The longer side of [x0, y0, x1, y1]."""
     b = np.asarray(box, dtype=np.float64)
     return float(max(b[2] - b[0], b[3] - b[1]))
 
 
-def box_iou(a, b) -> float:
+def box_iou(a: ArrayLike, b: ArrayLike) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -42,7 +45,7 @@ def box_iou(a, b) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def keypoint_centroid(keypoints) -> np.ndarray:
+def keypoint_centroid(keypoints: ArrayLike) -> np.ndarray:
     k = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
     k = k[np.isfinite(k).all(axis=1)]
     if len(k) == 0:
@@ -50,7 +53,7 @@ def keypoint_centroid(keypoints) -> np.ndarray:
     return k.mean(axis=0)
 
 
-def match_hands(pred_centroids, gt_boxes) -> list[tuple[int, int]]:
+def match_hands(pred_centroids: Sequence[ArrayLike], gt_boxes: Sequence[ArrayLike]) -> list[tuple[int, int]]:
     """One-to-one (pred index, labelled index) pairs under the position check (module docstring)."""
     p = np.asarray(pred_centroids, dtype=np.float64).reshape(-1, 2)
     g = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
@@ -65,7 +68,7 @@ def match_hands(pred_centroids, gt_boxes) -> list[tuple[int, int]]:
     return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 
 
-def keypoint_errors_px(pred, gt, visible=None) -> np.ndarray:
+def keypoint_errors_px(pred: ArrayLike, gt: ArrayLike, visible: ArrayLike | None = None) -> np.ndarray:
     """Per-joint pixel distance; NaN where the label is missing or not visible."""
     pred = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
     gt = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
@@ -146,7 +149,7 @@ class DetectionTally:
                     self.root_depth_mm.append(float(abs(p[0, 2] - g[0, 2]) * 1000))
         return pairs
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         def ratio(a, b):
             return a / b if b else math.nan
 

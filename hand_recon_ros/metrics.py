@@ -8,9 +8,14 @@ Protocols (method-acr-ihmr.md §4):
   * IntagHand / ACR: ``root=ROOT_MIDDLE_MCP, scale_bone=(0, 9)`` (``INTAGHAND_PROTOCOL``);
   * IHMR: ``root=ROOT_WRIST``, no scale (``IHMR_PROTOCOL``); I-MPJPE with per-axis alignment.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, ROOT_WRIST
 from hand_recon_ros.geometry.procrustes import per_axis_align, procrustes_align, scale_translation_align
@@ -24,9 +29,15 @@ INTAGHAND_PROTOCOL = {'root': ROOT_MIDDLE_MCP, 'scale_bone': (ROOT_WRIST, ROOT_M
 IHMR_PROTOCOL = {'root': ROOT_WRIST, 'scale_bone': None}
 I_MPJPE_ALIGNMENTS = ('per_axis', 'isotropic')
 _M_TO_MM = 1000.0
+# a float for a single sample, an array over the leading dimensions otherwise
+Metric = Union[float, np.ndarray]
 
 
-def _np(x, name):
+def _host(x: Any) -> Any:
+    return x.detach().cpu().numpy() if type(x).__module__.startswith('torch') else x
+
+
+def _np(x: Any, name: str) -> np.ndarray:
     if type(x).__module__.startswith('torch'):
         x = x.detach().cpu().numpy()
     arr = np.asarray(x, dtype=np.float64)
@@ -35,7 +46,7 @@ def _np(x, name):
     return arr
 
 
-def _check_pair(pred, gt, pred_name='pred', gt_name='gt'):
+def _check_pair(pred: Any, gt: Any, pred_name: str = 'pred', gt_name: str = 'gt') -> tuple[np.ndarray, np.ndarray]:
     pred, gt = _np(pred, pred_name), _np(gt, gt_name)
     if pred.shape != gt.shape:
         raise ValueError(f'{pred_name} {pred.shape} and {gt_name} {gt.shape} must have the same shape')
@@ -52,7 +63,7 @@ def _valid(valid, shape):
     return v
 
 
-def _zero_invalid(points, v):
+def _zero_invalid(points: np.ndarray, v: np.ndarray | None) -> np.ndarray:
     """Invalid points may hold NaN; zero them so they cannot poison a weighted alignment."""
     return points if v is None else np.where(v[..., None] > 0, points, 0.0)
 
@@ -80,7 +91,8 @@ def _align_to_root(pred_pts, gt_pts, pred_joints, gt_joints, root, scale_bone):
     return pred_pts, gt_pts
 
 
-def mpjpe(pred, gt, *, root=ROOT_WRIST, scale_bone=None, valid=None):
+def mpjpe(pred: ArrayLike, gt: ArrayLike, *, root: int = ROOT_WRIST, scale_bone: tuple[int, int] | None = None,
+          valid: ArrayLike | None = None) -> Metric:
     """Mean per-joint position error (mm) after root alignment (``root=None``: none).
 
     ``scale_bone=(i, j)`` rescales the prediction so that its i-j bone has the GT length (IntagHand
@@ -91,7 +103,9 @@ def mpjpe(pred, gt, *, root=ROOT_WRIST, scale_bone=None, valid=None):
     return _mean_error_mm(pred_a, gt_a, valid)
 
 
-def mpvpe(pred_verts, gt_verts, pred_joints=None, gt_joints=None, *, root=ROOT_WRIST, scale_bone=None):
+def mpvpe(pred_verts: ArrayLike, gt_verts: ArrayLike, pred_joints: ArrayLike | None = None,
+          gt_joints: ArrayLike | None = None, *, root: int = ROOT_WRIST,
+          scale_bone: tuple[int, int] | None = None) -> Metric:
     """Mean per-vertex position error (mm); root and bone scale come from the joints (as in MPJPE)."""
     pred_verts, gt_verts = _check_pair(pred_verts, gt_verts, 'pred_verts', 'gt_verts')
     if root is not None or scale_bone is not None:
@@ -103,7 +117,7 @@ def mpvpe(pred_verts, gt_verts, pred_joints=None, gt_joints=None, *, root=ROOT_W
     return _mean_error_mm(pred_a, gt_a)
 
 
-def pa_mpjpe(pred, gt, valid=None):
+def pa_mpjpe(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = None) -> Metric:
     """MPJPE after similarity Procrustes alignment (rotation, isotropic scale, translation), mm."""
     pred, gt = _check_pair(pred, gt)
     v = None if valid is None else _valid(valid, pred.shape[:-1])
@@ -111,14 +125,15 @@ def pa_mpjpe(pred, gt, valid=None):
     return _mean_error_mm(procrustes_align(pred, gt, v), gt, v)
 
 
-def pa_mpvpe(pred_verts, gt_verts):
+def pa_mpvpe(pred_verts: ArrayLike, gt_verts: ArrayLike) -> Metric:
     """MPVPE after similarity Procrustes alignment of the vertices, mm."""
     pred_verts, gt_verts = _check_pair(pred_verts, gt_verts, 'pred_verts', 'gt_verts')
     return _mean_error_mm(procrustes_align(pred_verts, gt_verts), gt_verts)
 
 
-def i_mpjpe(pred_left, pred_right, gt_left, gt_right, *, alignment='per_axis', valid_left=None,
-            valid_right=None):
+def i_mpjpe(pred_left: ArrayLike, pred_right: ArrayLike, gt_left: ArrayLike, gt_right: ArrayLike, *,
+            alignment: str = 'per_axis', valid_left: ArrayLike | None = None,
+            valid_right: ArrayLike | None = None) -> Metric:
     """Interacting-hand MPJPE (mm): both hands' joints aligned JOINTLY, no rotation, so the error
     includes the relative placement of the two hands.
 
@@ -142,12 +157,13 @@ def i_mpjpe(pred_left, pred_right, gt_left, gt_right, *, alignment='per_axis', v
     return _mean_error_mm(align(pred, gt, v), gt, v)
 
 
-def mrrpe(pred_left_root, pred_right_root, gt_left_root, gt_right_root):
+def mrrpe(pred_left_root: ArrayLike, pred_right_root: ArrayLike, gt_left_root: ArrayLike,
+          gt_right_root: ArrayLike) -> Metric:
     """Mean relative-root position error (mm): |(r - l)_pred - (r - l)_gt| for root positions (..., 3)."""
     arrays = []
     for name, x in (('pred_left_root', pred_left_root), ('pred_right_root', pred_right_root),
                     ('gt_left_root', gt_left_root), ('gt_right_root', gt_right_root)):
-        a = np.asarray(x.detach().cpu().numpy() if type(x).__module__.startswith('torch') else x, dtype=np.float64)
+        a = np.asarray(_host(x), dtype=np.float64)
         if a.shape[-1:] != (3,):
             raise ValueError(f'{name} must have shape (..., 3), got {a.shape}')
         arrays.append(a)
@@ -156,7 +172,7 @@ def mrrpe(pred_left_root, pred_right_root, gt_left_root, gt_right_root):
     return out[()] if out.ndim == 0 else out
 
 
-def penetration_from_depths(depth_a, depth_b):
+def penetration_from_depths(depth_a: ArrayLike, depth_b: ArrayLike) -> dict[str, float]:
     """IHMR's AVE-P / MAX-P (mm) from per-vertex penetration depths (metres, 0 = not inside).
 
     AVE-P = mean over all vertices of both hands, zeros included; MAX-P = the largest depth.
@@ -169,7 +185,7 @@ def penetration_from_depths(depth_a, depth_b):
             'n_inside': int((d > 0).sum())}
 
 
-def summarize(samples, counts=False):
+def summarize(samples: Iterable[Mapping[str, Any]], counts: bool = False) -> dict[str, Any]:
     """Average per-sample metric dicts into one row of a table.
 
     Each key's mean is taken over the samples where it is a finite number (a missing hand can be None
@@ -177,17 +193,17 @@ def summarize(samples, counts=False):
     dropped. The result holds 'num_samples' and, with ``counts``, 'n_<key>' = samples used per key.
     """
     samples = list(samples)
-    keys = []
+    keys: list[str] = []
     for s in samples:
         if not isinstance(s, dict):
             raise TypeError(f'summarize expects dicts, got {type(s).__name__}')
         keys.extend(k for k in s if k not in keys)
-    out = {'num_samples': len(samples)}
+    out: dict[str, Any] = {'num_samples': len(samples)}
     for k in keys:
         present = [s[k] for s in samples if s.get(k) is not None]
         if present and all(isinstance(v, (str, bool)) for v in present):
             continue
-        values = []
+        values: list[float] = []
         for v in present:
             if isinstance(v, (str, bool)):
                 continue

@@ -3,18 +3,20 @@
 Per frame: letterbox -> ACR network -> centre-map decoding -> 6D rotations to axis-angle -> MANO (smplx)
 -> weak-perspective 2D joints in the original image -> metric translation from the real intrinsics
 (least squares on the 2D/3D joints) -> HandResult in the camera optical frame.
+
+This module only composes those steps. The parts live beside it: the network, its factory (``create_model``,
+weight discovery) and its parameter conversion in ``acr/``, hand placement in ``geometry/placement.py``,
+device / precision / thread / hash helpers in ``runtime.py``.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
-import math
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,25 +24,31 @@ import torch
 from hand_recon_ros import conventions
 from hand_recon_ros.acr import confidence
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
-from hand_recon_ros.acr.network import PRESETS, ACRConfig, build_acr
+from hand_recon_ros.acr.factory import (UNTRAINED, create_model, find_default_weights, find_shipped,
+                                        model_search_dirs, weights_description)
+from hand_recon_ros.acr.network import ACRNet
+from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.acr.preprocess import letterbox
+from hand_recon_ros.conventions import SIDES    # network side index 0 = left, 1 = right (ACR order)
 from hand_recon_ros.geometry import rotations
-from hand_recon_ros.geometry.camera import (LetterboxTransform, fallback_intrinsics, project_points,
-                                            solve_translations, weak_perspective_project, weak_to_translation)
+from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsics, project_points
+from hand_recon_ros.geometry.placement import place_hands
 from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult,
                                     HandResult)
+from hand_recon_ros.runtime import (autocast_dtype, cpu_has_native_bf16, resolve_device, sha256_of,
+                                    single_intra_op_thread)
+
+if TYPE_CHECKING:
+    from hand_recon_ros.hand_model.model import HandModel
 
 LOG = logging.getLogger('hand_recon_ros.pipeline')
-SIDES = ('left', 'right')       # network side index 0 = left, 1 = right (ACR order)
-DEFAULT_MODEL_NAMES = ('acr_default.safetensors',)
-UNTRAINED = 'untrained'      # weights value that asks for the seeded random-init network (tests, benchmarks)
 
 
 @dataclass
 class PipelineConfig:
     weights: str = ''                 # '' = shipped default model if present; 'untrained' = seeded random init
     allow_untrained: bool = True      # no weights found: seeded random init (demo/tests), loudly
-    backbone: str = 'resnet18'        # only for the untrained network
+    backbone: str = 'resnet18'        # only for the untrained network (or any acr.factory.create_model name)
     input_size: int = 256             # only for the untrained network
     mano_dir: str | None = None
     device: str = 'auto'
@@ -55,105 +63,19 @@ class PipelineConfig:
     seed: int = 0
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; an explicit 'cuda' without CUDA is an error, never a silent CPU run."""
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name.startswith('cuda'):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device '{name}' requested but CUDA is not available "
-                               f"(torch {torch.__version__}); use device:=cpu or device:=auto")
-        return torch.device(name)
-    if name == 'cpu':
-        return torch.device('cpu')
-    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
-
-
-def _dtype_for(precision: str, device: torch.device):
-    table = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
-    if precision not in table:
-        raise ValueError(f'precision must be fp32, fp16 or bf16, got {precision!r}')
-    if precision == 'fp16' and device.type == 'cpu':
-        raise ValueError('precision fp16 needs CUDA; on the CPU use bf16 or fp32')
-    return table[precision]
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN has bf16 instructions on this CPU (AVX512-BF16 / AMX); emulated bf16 is slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def model_search_dirs() -> list[Path]:
-    """Where shipped models live: the source tree, then the installed share folder."""
-    return [Path(__file__).resolve().parents[1] / 'models',
-            Path(sys.prefix) / 'share' / 'hand_recon_ros' / 'models']
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _find_default_weights() -> Path | None:
-    for folder in model_search_dirs():
-        for name in DEFAULT_MODEL_NAMES:
-            if (folder / name).is_file():
-                return folder / name
-    return None
-
-
-def params_to_mano(params: torch.Tensor) -> dict[str, torch.Tensor]:
-    """(N, 109) ACR parameters -> cam (N, 3), axis-angle global_orient (N, 3), hand_pose (N, 45), betas,
-    the root rotation matrices (N, 3, 3) and the same root rotations as (x, y, z, w) quaternions (N, 4)."""
-    n = params.shape[0]
-    rot6d = params[:, 3:99].reshape(n, 16, 6)
-    mats = rotations.rot6d_to_matrix(rot6d, layout='interleaved')
-    # matrix_to_axis_angle goes through the quaternion anyway: keep it, the root one is the wrist orientation
-    quats = rotations.matrix_to_quaternion(mats)
-    aa = rotations.quaternion_to_axis_angle(quats)
-    return {'cam': params[:, :3], 'global_orient': aa[:, 0], 'hand_pose': aa[:, 1:].reshape(n, 45),
-            'betas': params[:, 99:109], 'root_rotation': mats[:, 0], 'root_quaternion': quats[:, 0]}
-
-
-@contextlib.contextmanager
-def single_intra_op_thread():
-    """Run the post-network torch work (decoding, smplx on a few hands) on one intra-op thread.
-
-    Those tensors are tiny, so a second thread only adds fork/join barriers; on a loaded CPU each barrier
-    waits for a descheduled thread (measured: decode + MANO 3 ms with one thread, 80 ms with two while
-    another process kept both cores busy). Per-element results do not depend on the thread count.
-    The count is restored afterwards so the network keeps its threads (it is process-wide: torch work of
-    another thread during this scope also runs on one thread).
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class HandReconstructor:
     """The whole per-frame pipeline. Build with :func:`create_reconstructor`."""
 
-    def __init__(self, network, hand_model, device, precision='fp32', weights_file='', weights_sha256='',
-                 weights_description='', detection_threshold=0.35, multi_hand=False, max_hands=2,
-                 refine=True, refine_gate_m=0.3, refine_weights=None):
+    def __init__(self, network: ACRNet, hand_model: HandModel, device: torch.device, precision: str = 'fp32',
+                 weights_file: str | Path = '', weights_sha256: str = '', weights_description: str = '',
+                 detection_threshold: float = 0.35, multi_hand: bool = False, max_hands: int = 2,
+                 refine: bool = True, refine_gate_m: float = 0.3, refine_weights: str | Path | None = None):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         self.network = network.to(device).eval().to(memory_format=torch.channels_last)
         self.hand_model = hand_model
         self.device = device
         self.precision = precision
-        self.autocast_dtype = _dtype_for(precision, device)
+        self.autocast_dtype = autocast_dtype(precision, device)
         self.weights_file, self.weights_sha256 = str(weights_file), weights_sha256
         self.weights_description = weights_description
         self.input_size = network.config.input_size
@@ -173,8 +95,9 @@ class HandReconstructor:
             self.refine_weights_file, self.refine_weights_sha256 = str(refine_weights), sha256_of(refine_weights)
 
     # ------------------------------------------------------------------ configuration
-    def set_runtime(self, detection_threshold=None, multi_hand=None, max_hands=None, refine=None,
-                    refine_gate_m=None):
+    def set_runtime(self, detection_threshold: float | None = None, multi_hand: bool | None = None,
+                    max_hands: int | None = None, refine: bool | None = None,
+                    refine_gate_m: float | None = None) -> None:
         if detection_threshold is not None:
             self.detection_threshold = float(detection_threshold)
         if multi_hand is not None:
@@ -191,7 +114,7 @@ class HandReconstructor:
         return DecodeConfig(threshold=self.detection_threshold,
                             max_per_side=max(1, self.max_hands) if multi else 1)
 
-    def faces(self, side):
+    def faces(self, side: str) -> np.ndarray:
         return self._faces[side]
 
     @property
@@ -202,7 +125,7 @@ class HandReconstructor:
         hand = hashlib.sha256(str(self.hand_model.identity).encode()).hexdigest()[:12]
         return f'acr/{cfg.backbone}@{cfg.input_size}|weights:{weights}|hand:{hand}'
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         cfg = self.network.config
         return {'network': f'acr/{cfg.backbone}@{cfg.input_size}', 'model_id': self.model_id,
                 'weights_file': self.weights_file,
@@ -222,7 +145,8 @@ class HandReconstructor:
         return self.reconstruct_batch([image_bgr], [K], [depth_source])[0]
 
     @torch.inference_mode()
-    def reconstruct_batch(self, images_bgr, Ks=None, depth_sources=None) -> list[FrameResult]:
+    def reconstruct_batch(self, images_bgr: Sequence[np.ndarray], Ks: Sequence[np.ndarray | None] | None = None,
+                          depth_sources: Sequence[str] | None = None) -> list[FrameResult]:
         """Several frames (e.g. one per camera, any sizes) in ONE network forward -> one FrameResult each."""
         n = len(images_bgr)
         Ks = list(Ks) if Ks is not None else [None] * n
@@ -290,7 +214,8 @@ class HandReconstructor:
                                        timings_ms=frame_timings, model_id=self.model_id))
         return results
 
-    def refine_hands(self, hands, image_feature, K):
+    def refine_hands(self, hands: list[HandResult], image_feature: torch.Tensor,
+                     K: np.ndarray) -> list[HandResult]:
         """IHMR-MLP on the best left/right pair when they are close; accepted factors update the hands."""
         from hand_recon_ros.refine import TwoHandState, forward_hands, should_refine
         state = TwoHandState.from_hand_results(hands)
@@ -323,8 +248,9 @@ class HandReconstructor:
             hand.refined_factors = tuple(accepted)
         return hands
 
-    def hands_from_params(self, params, sides, scores, image_size, K, depth_source=DEPTH_SOURCE_CAMERA_INFO,
-                          handedness_scores=None):
+    def hands_from_params(self, params: torch.Tensor, sides: Sequence[str], scores: Sequence[float],
+                          image_size: tuple[int, int], K: np.ndarray, depth_source: str = DEPTH_SOURCE_CAMERA_INFO,
+                          handedness_scores: Sequence[float] | None = None) -> list[HandResult]:
         """(N, 109) decoded parameters -> HandResults in the camera frame (metres) and image pixels.
 
         joint_confidence is the detection score here; reconstruct_batch replaces it with the per-joint
@@ -350,37 +276,18 @@ class HandReconstructor:
         quats = mano['root_quaternion'].numpy()
         poses = torch.cat([mano['global_orient'], mano['hand_pose']], dim=1).numpy()
         betas = mano['betas'].numpy()
-        placed = []            # (index, joints_rel, verts_rel, weak 2D keypoints) of hands with a usable camera
-        for i, side in enumerate(sides):
-            verts, joints = meshes[i]
-            root = joints[conventions.ROOT_MIDDLE_MCP].copy()   # ACR aligns at the middle MCP
-            s, tx, ty = cams[i]
-            if not (math.isfinite(s) and math.isfinite(tx) and math.isfinite(ty) and s > 1e-3):
-                LOG.debug('dropping a %s hand with a degenerate camera %s', side, (s, tx, ty))
-                continue
-            joints_rel = joints - root
-            placed.append((i, joints_rel, verts - root,
-                           transform.normalized_to_original(weak_perspective_project(joints_rel, s, tx, ty))))
-        if not placed:
-            return []
-        if depth_source == DEPTH_SOURCE_WEAK_PERSPECTIVE:
-            translations = [weak_to_translation(*cams[i], K, transform) for i, *_ in placed]
-        else:   # one vectorised solve for every hand (s is finite and > 0 here, checked above)
-            t_all, ok = solve_translations(np.stack([p[1] for p in placed]), np.stack([p[3] for p in placed]), K)
-            translations = [t if good else None for t, good in zip(t_all, ok)]
+        verts_model, joints_model = zip(*(meshes[i] for i in range(len(sides))))
+        placements = place_hands(joints_model, verts_model, cams, K, transform,
+                                 weak_perspective=depth_source == DEPTH_SOURCE_WEAK_PERSPECTIVE)
         hands = []
-        for (i, joints_rel, verts_rel, _), t_cam in zip(placed, translations):
+        for i, placed in enumerate(placements):
             side = sides[i]
-            if t_cam is None:
-                LOG.debug('dropping a %s hand: no translation puts it in front of the camera', side)
+            if placed is None:
+                LOG.debug('dropping a %s hand: it cannot be placed in front of the camera', side)
                 continue
             s, tx, ty = cams[i]
-            joints_cam = joints_rel + t_cam
-            verts_cam = verts_rel + t_cam
             # The published 2D keypoints are the projection of the published 3D joints (one consistent answer).
-            keypoints = project_points(joints_cam, K)
-            if not np.isfinite(keypoints).all():
-                continue
+            joints_cam, verts_cam, keypoints = placed.joints, placed.vertices, placed.keypoints_2d
             quat, pose48 = quats[i], poses[i]
             hand = HandResult(
                 handedness=side, score=scores[i], joints_3d=joints_cam.astype(np.float32),
@@ -400,18 +307,18 @@ class HandReconstructor:
         return hands
 
 
-def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstructor:
-    """Load weights (or build the untrained network), the hand model, and move both to the device."""
+def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReconstructor:
+    """Load weights (or build the untrained network), the hand model, and move both to the device.
+
+    ``logger``: a ``logging.Logger`` or an rclpy logger (``warning``/``warn``, ``info``); default this module's."""
     log = logger or LOG
     warn = getattr(log, 'warning', None) or log.warn
     device = resolve_device(config.device)
-    _dtype_for(config.precision, device)
+    autocast_dtype(config.precision, device)
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
-    from hand_recon_ros.acr.weights import load_acr
     from hand_recon_ros.hand_model.model import load_hand_model
 
-    description = ''
     if config.weights == UNTRAINED:
         path = None           # explicit: the seeded random-init network even when a default model is shipped
     elif config.weights:
@@ -419,26 +326,12 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
         if not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path} (parameter 'weights')")
     else:
-        path = _find_default_weights()
+        path = find_default_weights()
     if path is not None:
-        network = load_acr(path)
-        sha = sha256_of(path)
-        manifest = path.with_suffix('.json')
-        if manifest.is_file():
-            try:
-                meta = json.loads(manifest.read_text())
-                description = meta.get('description') or (meta.get('extra') or {}).get('description', '')
-            except (ValueError, AttributeError):
-                description = ''
-        weights_file = str(path)
+        network = create_model(path)
+        sha, weights_file, description = sha256_of(path), str(path), weights_description(path)
     elif config.allow_untrained or config.weights == UNTRAINED:
-        preset = {'resnet18': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}.get(
-            config.backbone)
-        torch.manual_seed(config.seed)
-        if preset is not None:
-            network = build_acr(preset, input_size=int(config.input_size))
-        else:
-            network = build_acr(ACRConfig(backbone=config.backbone, input_size=int(config.input_size)))
+        network = create_model(config.backbone, seed=config.seed, input_size=int(config.input_size))
         sha, weights_file = '', ''
         description = 'UNTRAINED: seeded random initialisation; outputs are not meaningful'
         warn('no trained weights found: running an UNTRAINED (seeded random-init) network; hand outputs are '
@@ -452,8 +345,7 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
         if not refine_path.is_file():
             raise FileNotFoundError(f"refinement weights not found: {refine_path} (parameter 'refinement.weights')")
     else:
-        refine_path = next((d / 'ihmr_default.safetensors' for d in model_search_dirs()
-                            if (d / 'ihmr_default.safetensors').is_file()), None)
+        refine_path = find_shipped('ihmr_default.safetensors')
         if refine_path is None and config.refine:
             warn('no trained IHMR-MLP weights: the refinement runs untrained (its verification rejects any '
                  'candidate that is worse, so it cannot make results worse)')
@@ -469,5 +361,4 @@ def create_reconstructor(config: PipelineConfig, logger=None) -> HandReconstruct
                              config.refine, config.refine_gate_m, refine_path)
 
 
-__all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor', 'resolve_device', 'params_to_mano',
-           'single_intra_op_thread', 'cpu_has_native_bf16', 'PRESETS']
+__all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor']

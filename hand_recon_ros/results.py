@@ -8,6 +8,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from hand_recon_ros.conventions import SIDES
+
 # Where the metric depth of a hand came from (mirrored by constants in msg/Hand.msg).
 DEPTH_SOURCE_CAMERA_INFO = 'camera_info'        # real intrinsics
 DEPTH_SOURCE_FALLBACK_FOV = 'fallback_fov'      # uncalibrated camera: documented fallback field of view
@@ -61,7 +63,7 @@ class HandResult:
                 raise ValueError(f'{name}: contains non-finite values')
         if not 0.0 <= float(self.handedness_score) <= 1.0:
             raise ValueError(f'handedness_score must be in [0, 1], got {self.handedness_score}')
-        if self.handedness not in ('left', 'right'):
+        if self.handedness not in SIDES:
             raise ValueError(f'handedness must be left or right, got {self.handedness!r}')
 
 

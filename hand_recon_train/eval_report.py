@@ -12,7 +12,8 @@ so that accuracy does not mix with detection):
   PA-MPVPE: error after a similarity Procrustes fit, which removes any root translation, so they are the
   same under both protocols (repeated in each table for reading convenience).
 * Per image with both ground-truth hands, the predicted hands are first placed in the camera frame the way
-  the pipeline places them (weak-perspective 2D joints -> ``solve_translation`` with the sample's K):
+  the pipeline places them (``geometry.placement.place_hands``: weak-perspective 2D joints -> translation fit
+  with the sample's K):
   I-MPJPE = both hands' joints aligned jointly without rotation (IHMR's per-axis alignment; ``i_mpjpe_iso``
   = one isotropic scale + translation); MRRPE = error of the left-to-right root vector, root as in the
   protocol; AVE-P / MAX-P = penetration between the two predicted meshes (IHMR definition as in
@@ -39,10 +40,10 @@ import torch
 
 from hand_recon_ros import metrics
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
-from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, ROOT_WRIST
-from hand_recon_ros.geometry.camera import (DegenerateTranslationError, LetterboxTransform, solve_translation,
-                                            weak_perspective_project)
-from hand_recon_ros.pipeline import params_to_mano
+from hand_recon_ros.acr.params import params_to_mano
+from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, ROOT_WRIST, SIDES
+from hand_recon_ros.geometry.camera import LetterboxTransform
+from hand_recon_ros.geometry.placement import place_hands
 
 from .datasets.common import interaction_distance, is_close_interaction
 from .losses import peak_positions, select_hand_params
@@ -50,7 +51,6 @@ from .losses import peak_positions, select_hand_params
 __all__ = ['evaluate_split', 'summarize_split', 'write_report', 'report_markdown', 'json_ready', 'hand_errors',
            'pair_errors', 'place_hand', 'pair_penetration', 'PROTOCOLS', 'SUBSETS']
 
-SIDE_NAMES = ('left', 'right')
 PROTOCOLS = {'middle_mcp': ROOT_MIDDLE_MCP, 'wrist': ROOT_WRIST}
 PROTOCOL_TITLES = {'middle_mcp': 'root-relative at the middle MCP (project default, ACR)',
                    'wrist': 'root-relative at the wrist (IHMR)'}
@@ -76,21 +76,13 @@ def hand_errors(pred_joints, pred_verts, gt_joints, gt_verts) -> dict:
     return row
 
 
-def place_hand(joints, verts, cam, K, image_size: int):
-    """Model-frame joints/vertices + weak camera -> camera-frame (joints, verts), as the pipeline places a hand
-    (``HandReconstructor.hands_from_params`` with camera intrinsics); None when the pipeline would drop it."""
-    s, tx, ty = (float(v) for v in cam)
-    if not (math.isfinite(s) and math.isfinite(tx) and math.isfinite(ty) and s > 1e-3):
-        return None
-    root = joints[ROOT_MIDDLE_MCP]
-    joints_rel, verts_rel = joints - root, verts - root
+def place_hand(joints: np.ndarray, verts: np.ndarray, cam, K: np.ndarray,
+               image_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Model-frame joints/vertices + weak camera -> camera-frame (joints, verts), placed by the pipeline's own
+    ``geometry.placement.place_hands`` (camera intrinsics); None when the pipeline would drop it."""
     transform = LetterboxTransform(image_size, image_size, image_size)     # items are already network-sized
-    keypoints = transform.normalized_to_original(weak_perspective_project(joints_rel, s, tx, ty))
-    try:
-        t_cam = solve_translation(joints_rel, keypoints, K)
-    except DegenerateTranslationError:
-        return None
-    return joints_rel + t_cam, verts_rel + t_cam
+    placed = place_hands([joints], [verts], [cam], K, transform)[0]
+    return None if placed is None else (placed.joints, placed.vertices)
 
 
 def pair_penetration(hand_model, verts_left, verts_right) -> dict:
@@ -254,7 +246,7 @@ def evaluate_split(model, dataset, hand_model, device=None, decode_config: Decod
             gt_verts = batch['vertices'].double().cpu().numpy()
             Ks = batch['K'].double().cpu().numpy()
             meshes = {}
-            for s, side in enumerate(SIDE_NAMES):         # one hand-model call per side and batch
+            for s, side in enumerate(SIDES):         # one hand-model call per side and batch
                 rows = np.nonzero(valid_np[:, s])[0].tolist()
                 if not rows:
                     continue
@@ -271,7 +263,7 @@ def evaluate_split(model, dataset, hand_model, device=None, decode_config: Decod
                          'close': False, 'interaction_distance_mm': None, 'tp': tp, 'fn': fn, 'fp': fp,
                          'pair': None}
                 placed = {}
-                for s, side in enumerate(SIDE_NAMES):
+                for s, side in enumerate(SIDES):
                     if not valid_np[b, s]:
                         continue
                     pj, pv = meshes[b, s]
@@ -287,7 +279,7 @@ def evaluate_split(model, dataset, hand_model, device=None, decode_config: Decod
                     gl, gr = gt_joints[b, 0], gt_joints[b, 1]
                     image['interaction_distance_mm'] = interaction_distance(gl, gr) * 1e3
                     image['close'] = is_close_interaction(gl, gr, threshold=close_threshold_m)
-                    gt = {side: (gt_joints[b, s], gt_verts[b, s]) for s, side in enumerate(SIDE_NAMES)}
+                    gt = {side: (gt_joints[b, s], gt_verts[b, s]) for s, side in enumerate(SIDES)}
                     image['pair'] = pair_errors(placed, gt, hand_model)
                 image['subsets'] = _subsets_of(image)
                 per_image.append(image)

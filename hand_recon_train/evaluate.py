@@ -26,16 +26,15 @@ import torch
 
 from hand_recon_ros import metrics
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
-from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
+from hand_recon_ros.acr.params import params_to_mano
+from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, SIDES
 from hand_recon_ros.geometry.camera import weak_perspective_project
-from hand_recon_ros.pipeline import params_to_mano
 
 from .eval_report import place_hand
 from .losses import ACRLoss, peak_positions, select_hand_params
 
 __all__ = ['evaluate', 'projection_error_px', 'evaluate_interhand', 'interhand_markdown', 'main', 'METRIC_KEYS']
 
-SIDE_NAMES = ('left', 'right')
 METRIC_KEYS = ('val_loss', 'mpjpe_mm', 'pa_mpjpe_mm', 'mpvpe_mm', 'pj2d_px', 'root_error_mm', 'depth_ratio', 'recall',
                'precision', 'num_hands')
 
@@ -63,7 +62,7 @@ def evaluate(model, loader, hand_model, device=None, decode_config: DecodeConfig
         size = batch['image'].shape[-1]
         for b, s in torch.nonzero(valid).tolist():
             mano = params_to_mano(fused[b, s][None].cpu())
-            out = hand_model(SIDE_NAMES[s], mano['global_orient'].to(device), mano['hand_pose'].to(device),
+            out = hand_model(SIDES[s], mano['global_orient'].to(device), mano['hand_pose'].to(device),
                              mano['betas'].to(device))
             pj, pv = out['joints'][0].cpu().numpy(), out['vertices'][0].cpu().numpy()
             gj, gv = batch['joints_3d'][b, s].cpu().numpy(), batch['vertices'][b, s].cpu().numpy()
@@ -148,10 +147,10 @@ def evaluate_interhand(reconstructor, root, split: str = 'test', max_frames: int
         for hand in sorted(result.hands, key=lambda h: -h.score):
             best.setdefault(hand.handedness, hand)
         entry = {'image': frame.image_path.name, 'hand_type': frame.hand_type,
-                 'gt_sides': [s for s, v in zip(SIDE_NAMES, frame.hand_valid) if v],
+                 'gt_sides': [s for s, v in zip(SIDES, frame.hand_valid) if v],
                  'detected_sides': sorted(best), 'scores': {s: float(h.score) for s, h in best.items()},
                  'hands': {}, 'mrrpe_mm': None}
-        for s, side in enumerate(SIDE_NAMES):
+        for s, side in enumerate(SIDES):
             if not frame.hand_valid[s]:
                 continue
             gt, valid = frame.joints_cam[s], frame.joints_valid[s]
@@ -165,7 +164,7 @@ def evaluate_interhand(reconstructor, root, split: str = 'test', max_frames: int
                            error_2d_px=float(err2d[valid].mean()), pred_wrist_m=pred[ROOT_WRIST].tolist())
                 rows.append({k: row[k] for k in ('mpjpe_mm', 'root_error_mm', 'error_2d_px')})
             entry['hands'][side] = row
-        if all(side in entry['hands'] and entry['hands'][side]['detected'] for side in SIDE_NAMES):
+        if all(side in entry['hands'] and entry['hands'][side]['detected'] for side in SIDES):
             h = entry['hands']
             entry['mrrpe_mm'] = float(metrics.mrrpe(h['left']['pred_wrist_m'], h['right']['pred_wrist_m'],
                                                     h['left']['gt_wrist_m'], h['right']['gt_wrist_m']))
@@ -220,7 +219,7 @@ def _build_reconstructor(args):
         return create_reconstructor(config)
     # --untrained: never pick up a shipped default model (create_reconstructor would)
     from hand_recon_ros.hand_model.model import load_hand_model
-    from hand_recon_ros.pipeline import resolve_device
+    from hand_recon_ros.runtime import resolve_device
     device = resolve_device(args.device)
     network = _untrained_acr(args.backbone, args.input_size)
     return HandReconstructor(network, load_hand_model(args.mano_dir, device=device), device,
@@ -244,13 +243,11 @@ def _main_interhand(args) -> int:
 
 def _untrained_acr(backbone: str, input_size: int):
     """The seeded random-init network the pipeline falls back to (same seed), for tests of the data path."""
-    from hand_recon_ros.acr.network import build_acr
+    from hand_recon_ros.acr.factory import BACKBONE_PRESETS, create_model
     from hand_recon_ros.pipeline import PipelineConfig
-    preset = {'resnet18': 'acr_light', 'resnet50': 'acr_resnet50', 'hrnet_w32': 'acr_hrnet_w32'}.get(backbone)
-    if preset is None:
-        raise ValueError(f'--backbone must be resnet18, resnet50 or hrnet_w32, got {backbone!r}')
-    torch.manual_seed(PipelineConfig().seed)
-    return build_acr(preset, input_size=input_size)
+    if backbone not in BACKBONE_PRESETS:
+        raise ValueError(f'--backbone must be one of {", ".join(BACKBONE_PRESETS)}, got {backbone!r}')
+    return create_model(backbone, seed=PipelineConfig().seed, input_size=input_size)
 
 
 def _main_synthetic(args) -> int:
@@ -260,7 +257,7 @@ def _main_synthetic(args) -> int:
 
     from hand_recon_ros.acr.weights import load_acr
     from hand_recon_ros.hand_model.model import load_hand_model
-    from hand_recon_ros.pipeline import resolve_device
+    from hand_recon_ros.runtime import resolve_device
 
     from .eval_report import evaluate_split, json_ready, report_markdown, write_report
     from .synth import SynthConfig, SynthDataset

@@ -11,11 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from hand_recon_ros.acr.weights import _METADATA_KEY, load_acr
-from hand_recon_ros.pipeline import sha256_of
+from hand_recon_ros.runtime import sha256_of
 
 
 def _portable(source):

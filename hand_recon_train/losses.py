@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from hand_recon_ros.acr.decoding import DecodeConfig, interaction_coefficient, kernel_from_cam_scale
-from hand_recon_ros.conventions import BONES, ROOT_MIDDLE_MCP
+from hand_recon_ros.conventions import BONES, ROOT_MIDDLE_MCP, SIDES
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.procrustes import similarity_procrustes
 from hand_recon_ros.config_utils import dataclass_from_dict
@@ -24,7 +24,7 @@ from hand_recon_ros.config_utils import dataclass_from_dict
 __all__ = ['LOSS_TERMS', 'PAPER_WEIGHTS', 'ACRLoss', 'LossConfig', 'center_focal_loss', 'peak_positions',
            'select_hand_params']
 
-SIDE_NAMES = ('left', 'right')
+SIDE_NAMES = SIDES
 # Paper weights [paper, unconfirmed]: j3d 200, paj3d 360, pj2d 400, bone 200, pose 80, shape 10, centre 80,
 # part segmentation 160. 'cam' (direct weak-camera regression) is 0 like the release (supervise_cam_params=False).
 PAPER_WEIGHTS = {'pose': 80.0, 'shape': 10.0, 'j3d': 200.0, 'paj3d': 360.0, 'pj2d': 400.0, 'bone': 200.0,

@@ -30,8 +30,8 @@ from hand_recon_ros.geometry.camera import fallback_intrinsics
 from .teacher.labels import DEFAULT_SETTINGS, hand_from_raw, load_labels
 from .teacher.runner import TeacherUnavailable, find_teacher_python, read_raw, run_worker
 
-__all__ = ['Frame', 'load_annotated', 'load_realval', 'load_synthetic', 'SYNTH_SCENES', 'AcrMethod', 'MediaPipeMethod', 'run_benchmark',
-           'markdown_table', 'contact_sheet', 'ANNOTATED_SETS']
+__all__ = ['Frame', 'load_annotated', 'load_realval', 'load_synthetic', 'SYNTH_SCENES', 'AcrMethod', 'MediaPipeMethod',
+           'run_benchmark', 'markdown_table', 'contact_sheet', 'ANNOTATED_SETS']
 
 ANNOTATED_SETS = ('interhand', 'freihand', 'onehand10k', 'panoptic')
 # MediaPipe on evaluation images: no flip pass, same detector settings as the labels

@@ -59,7 +59,7 @@ DEFAULTS = {
 def training_stages(init_weights, this_stage: dict) -> list[dict]:
     """The chain of runs that produced a model, oldest first: the warm-start file's own run (read from the
     ``manifest.json`` beside it, when there is one) and then ``this_stage``."""
-    from hand_recon_ros.pipeline import sha256_of
+    from hand_recon_ros.runtime import sha256_of
     if not init_weights:
         return [this_stage]
     init_weights = Path(init_weights)
@@ -327,7 +327,7 @@ def _training_data(synth_set, dcfg: dict, seed: int, model, world: int, rank: in
 def train(config: dict, resume: str | os.PathLike | None = None) -> dict:
     """Run the configured training; returns {'out_dir', 'metrics', 'model', 'history'} (rank 0)."""
     from hand_recon_ros.hand_model.model import load_hand_model
-    from hand_recon_ros.pipeline import resolve_device, sha256_of
+    from hand_recon_ros.runtime import resolve_device, sha256_of
 
     rank, world, local_rank = _distributed()
     tcfg, dcfg, ocfg = config['train'], config['data'], config['optim']

@@ -38,10 +38,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from hand_recon_ros import metrics
-from hand_recon_ros.conventions import ROOT_WRIST
+from hand_recon_ros.conventions import ROOT_WRIST, SIDES
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.refine.factors import PARAM_DIM, REFINE_FACTORS, extract_factor, forward_hands
 from hand_recon_ros.refine.verify import joint_errors
@@ -52,7 +51,6 @@ __all__ = ['DEFAULTS', 'load_ihmr_config', 'build_acr_for_features', 'prepare_sp
            'joint_head_outputs', 'stage_loss', 'apply_stage', 'train_stage', 'evaluate_refiner', 'train_ihmr',
            'load_refiner_weights', 'main']
 
-SIDES = ('left', 'right')
 # touching pairs ('close') and near ones ('interacting'); both give the refiner something to separate
 CLOSE_INTERACTION = {'interacting': 0.4, 'close': 0.6}
 DEFAULTS = {
@@ -473,7 +471,7 @@ def _csv_logger(path: Path):
 def train_ihmr(config: dict) -> dict:
     """Run the whole recipe; returns {'out_dir', 'weights', 'metrics', 'stages', 'joint_head'}."""
     from hand_recon_ros.hand_model.model import load_hand_model
-    from hand_recon_ros.pipeline import resolve_device, sha256_of
+    from hand_recon_ros.runtime import resolve_device, sha256_of
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
     from hand_recon_ros.refine.mlp import build_refiner
     from hand_recon_ros.refine.weights import save_refiner_weights

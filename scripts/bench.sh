@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-66}
+# the benchmarks import the checkout, not the copy installed in .venv (current only after scripts/setup.sh)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 out=out/bench
 mkdir -p "$out"
 report="$out/BENCHMARKS.md"

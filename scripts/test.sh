@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the whole test suite in the project venv (after scripts/setup.sh). Extra arguments go to pytest.
+# Runs the lint/type gate (scripts/lint.sh), then the whole test suite in the project venv (after scripts/setup.sh).
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
+bash scripts/lint.sh             # a lint or type error fails the run before any test starts
 workers=${TEST_WORKERS:-2}
 set +e
 .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"

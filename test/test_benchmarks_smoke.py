@@ -15,8 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_bench(name, *args, timeout=120):
+    # the checkout first, as scripts/bench.sh runs them (the benchmarks carry no sys.path edits)
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get('PYTHONPATH')) if p)
     proc = subprocess.run([sys.executable, str(REPO / 'benchmarks' / name), '--quick', *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ, PYTHONPATH=pythonpath))
     assert proc.returncode == 0, f'{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
     return proc.stdout
 

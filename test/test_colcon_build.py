@@ -47,8 +47,9 @@ def test_colcon_builds_the_package_and_installs_the_ros2_run_layout(tmp_path):
     venv = Path(sys.prefix)
     env = {k: v for k, v in os.environ.items() if not k.startswith('_ROS_WHEELS')}
     env.update(AMENT_PREFIX_PATH=str(venv), CMAKE_PREFIX_PATH=str(venv))
-    result = subprocess.run([str(colcon), 'build', '--event-handlers', 'console_direct+', '--cmake-args', f'-DPython3_EXECUTABLE={sys.executable}',
-                             '-DBUILD_TESTING=ON'], cwd=tmp_path / 'ws', env=env, capture_output=True, text=True)
+    result = subprocess.run([str(colcon), 'build', '--event-handlers', 'console_direct+', '--cmake-args',
+                             f'-DPython3_EXECUTABLE={sys.executable}', '-DBUILD_TESTING=ON'],
+                            cwd=tmp_path / 'ws', env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     install = tmp_path / 'ws' / 'install' / 'hand_recon_ros'
     entry = install / 'lib' / 'hand_recon_ros' / 'hand_recon_node'               # what `ros2 run` starts

@@ -106,11 +106,11 @@ def test_overlay_paints_the_projected_hands_only(model):
 def test_overlay_nearer_hand_covers_the_farther_one(model, right_depth, left_depth, winner):
     K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
     image = np.zeros((480, 640, 3), np.uint8)
-    r, l = _hands_in_front_of_camera(model)
+    right, left = _hands_in_front_of_camera(model)
     palm = model.part_labels('right') == 0          # same vertex labels on both sides
-    r = r - r[palm].mean(0) + np.array([0, 0, right_depth])
-    l = l - l[palm].mean(0) + np.array([0, 0, left_depth])
-    out = render_mesh_overlay(image, [r, l], [model.faces('right'), model.faces('left')], K,
+    right = right - right[palm].mean(0) + np.array([0, 0, right_depth])
+    left = left - left[palm].mean(0) + np.array([0, 0, left_depth])
+    out = render_mesh_overlay(image, [right, left], [model.faces('right'), model.faces('left')], K,
                               [(0, 0, 255), (255, 0, 0)], alpha=1.0)
     centre = out[235:245, 315:325].reshape(-1, 3)          # both palms cover the image centre
     assert np.all(centre[:, winner] > 0) and np.all(centre[:, 2 - winner] == 0)

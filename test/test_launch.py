@@ -16,7 +16,7 @@ launch_testing = pytest.importorskip(
                              'full ROS 2 installs (colcon test)')
 
 import launch  # noqa: E402
-import launch_testing.actions  # noqa: E402
+import launch_testing.actions  # noqa: E402, F811 (the importorskip above only checks presence)
 import launch_testing.asserts  # noqa: E402
 import launch_testing.markers  # noqa: E402
 import rclpy  # noqa: E402

@@ -161,7 +161,8 @@ def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, star
     """A burst into a slow network is not queued. No assertion assumes the publisher keeps a rate (a loaded
     machine stretches it): the checks are the node's own accounting and a latency bound in units of the
     inference time the node itself measured."""
-    node = start_node('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.backbone:=resnet50', '-p', 'network.input_size:=256',
+    node = start_node('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.backbone:=resnet50',
+                      '-p', 'network.input_size:=256',
                       '-p', 'num_threads:=1', '-p', 'diagnostics_period_s:=0.2', '-p', 'detection_threshold:=0.01',
                       '-p', 'input_reliability:=reliable', '-p', 'input_depth:=100', '-p', 'max_input_age_s:=0.0')
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import LetterboxTransform, project_points, weak_perspective_project
-from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor, params_to_mano, resolve_device
+from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+from hand_recon_ros.runtime import resolve_device
 
 
 @pytest.fixture(scope='module')
@@ -127,8 +129,8 @@ def test_refinement_is_skipped_for_distant_hands(reconstructor, monkeypatch):
 
 
 def test_bf16_precision_on_cpu_and_fp16_refused():
-    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128, precision='bf16',
-                                              detection_threshold=0.0))
+    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128,
+                                              precision='bf16', detection_threshold=0.0))
     image = np.random.default_rng(6).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     frame = rec.reconstruct(image)
     assert len(frame.hands) == 2          # threshold 0: the top peak of each side is taken

@@ -116,7 +116,7 @@ def test_tiny_run_weights_round_trip(run, setup):
         assert record['loss_after'] < record['loss_before'], factor
     assert run['joint_head']['loss_after'] < run['joint_head']['loss_before']
     manifest = json.loads((ti.Path(run['out_dir']) / 'manifest.json').read_text())
-    from hand_recon_ros.pipeline import sha256_of
+    from hand_recon_ros.runtime import sha256_of
     assert manifest['sha256'] == sha256_of(run['weights'])
     assert manifest['config']['init']['source'] == 'perturbed'
     assert set(manifest['metrics']['before']) == set(ti.EVAL_KEYS)
@@ -163,7 +163,8 @@ def test_acr_initial_state_goes_through_the_pipeline_camera_solve(setup):
 
 
 def test_trained_refiner_weights_are_loaded_by_the_pipeline(run):
-    from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor, sha256_of
+    from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+    from hand_recon_ros.runtime import sha256_of
     rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128,
                                               refine_weights=str(run['weights'])))
     info = rec.info()

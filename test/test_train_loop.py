@@ -8,7 +8,7 @@ import torch
 
 from hand_recon_ros.acr.network import build_acr
 from hand_recon_ros.acr.weights import load_acr
-from hand_recon_ros.pipeline import sha256_of
+from hand_recon_ros.runtime import sha256_of
 from hand_recon_train.train import load_checkpoint, load_config, save_checkpoint, train
 
 

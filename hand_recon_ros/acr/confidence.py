@@ -41,7 +41,7 @@ def _class_mask(side: str) -> np.ndarray:
     return mask
 
 
-_CLASS_MASKS = {side: _class_mask(side) for side in ('left', 'right')}
+_CLASS_MASKS = {side: _class_mask(side) for side in conventions.SIDES}
 
 
 def handedness_scores(center_logits: torch.Tensor, batch_index, side, y, x) -> list[float]:

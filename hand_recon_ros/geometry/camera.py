@@ -8,9 +8,12 @@ Chain from the network to metres:
   network input ([-1, 1], padded square) --LetterboxTransform--> original pixels
   --solve_translation (true K)--> camera-frame translation of the root-relative hand.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     'LetterboxTransform', 'weak_perspective_project', 'weak_to_translation', 'solve_translation',
@@ -28,14 +31,14 @@ class DegenerateTranslationError(ValueError):
     """The 2D/3D correspondences do not determine a translation in front of the camera."""
 
 
-def _as_points(x, dim, name):
+def _as_points(x: ArrayLike, dim: int, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim < 1 or arr.shape[-1] != dim:
         raise ValueError(f'{name} must have shape (..., {dim}), got {arr.shape}')
     return arr
 
 
-def _check_K(K):
+def _check_K(K: ArrayLike) -> np.ndarray:
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3):
         raise ValueError(f'K must be 3x3, got {K.shape}')
@@ -55,56 +58,56 @@ class LetterboxTransform:
     width: int
     input_size: int = 512
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ('height', 'width', 'input_size'):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f'{name} must be a positive integer, got {value!r}')
 
     @property
-    def padded_side(self):
+    def padded_side(self) -> int:
         return max(self.height, self.width)
 
     @property
-    def pad_left(self):
+    def pad_left(self) -> int:
         return (self.padded_side - self.width) // 2
 
     @property
-    def pad_top(self):
+    def pad_top(self) -> int:
         return (self.padded_side - self.height) // 2
 
     @property
-    def pad_right(self):
+    def pad_right(self) -> int:
         return self.padded_side - self.width - self.pad_left
 
     @property
-    def pad_bottom(self):
+    def pad_bottom(self) -> int:
         return self.padded_side - self.height - self.pad_top
 
     @property
-    def scale(self):
+    def scale(self) -> float:
         return self.input_size / self.padded_side
 
-    def to_input(self, uv):
+    def to_input(self, uv: ArrayLike) -> np.ndarray:
         """Original-image pixels (..., 2) -> network-input pixels (..., 2)."""
         uv = _as_points(uv, 2, 'uv')
         return (uv + [self.pad_left, self.pad_top]) * self.scale
 
-    def to_original(self, uv_input):
+    def to_original(self, uv_input: ArrayLike) -> np.ndarray:
         """Network-input pixels (..., 2) -> original-image pixels (..., 2)."""
         uv_input = _as_points(uv_input, 2, 'uv_input')
         return uv_input / self.scale - [self.pad_left, self.pad_top]
 
-    def normalized_to_original(self, p):
+    def normalized_to_original(self, p: ArrayLike) -> np.ndarray:
         """Normalised input coordinates in [-1, 1] (..., 2) -> original pixels: (p+1)/2*S_pad - pad."""
         p = _as_points(p, 2, 'p')
         return (p + 1.0) * (0.5 * self.padded_side) - [self.pad_left, self.pad_top]
 
-    def original_to_normalized(self, uv):
+    def original_to_normalized(self, uv: ArrayLike) -> np.ndarray:
         uv = _as_points(uv, 2, 'uv')
         return (uv + [self.pad_left, self.pad_top]) / (0.5 * self.padded_side) - 1.0
 
-    def apply(self, image, interpolation=None):
+    def apply(self, image: np.ndarray, interpolation: int | None = None) -> np.ndarray:
         """Letterbox an HxW(xC) image: black centred padding, then resize (bicubic like ACR)."""
         import cv2
         image = np.asarray(image)
@@ -116,7 +119,7 @@ class LetterboxTransform:
         return cv2.resize(padded, size, interpolation=cv2.INTER_CUBIC if interpolation is None else interpolation)
 
 
-def weak_perspective_project(X_rootrel, s, tx, ty):
+def weak_perspective_project(X_rootrel: ArrayLike, s: ArrayLike, tx: ArrayLike, ty: ArrayLike) -> np.ndarray:
     """Weak perspective of ACR: p = s * X[..., :2] + (tx, ty), normalised input coords in [-1, 1].
 
     X_rootrel: (..., N, 3) root-relative points in metres; s, tx, ty: scalars or (...,) arrays.
@@ -127,7 +130,8 @@ def weak_perspective_project(X_rootrel, s, tx, ty):
     return np.stack([s * X[..., 0] + tx, s * X[..., 1] + ty], axis=-1)
 
 
-def weak_to_translation(s, tx, ty, K, letterbox):
+def weak_to_translation(s: float, tx: float, ty: float, K: ArrayLike,
+                        letterbox: LetterboxTransform) -> np.ndarray:
     """Closed-form metric translation from the weak-perspective camera (initial guess).
 
     A root-relative point X at depth t_z projects to u = fx (X + t_x)/t_z + cx under the real camera
@@ -150,7 +154,7 @@ def weak_to_translation(s, tx, ty, K, letterbox):
     return np.array([tz * (u_c - cx) / fx, tz * (v_c - cy) / fy, tz])
 
 
-def project_points(X_cam, K):
+def project_points(X_cam: ArrayLike, K: ArrayLike) -> np.ndarray:
     """(..., N, 3) camera-frame points -> (..., N, 2) pixels; NaN for points with Z <= 0."""
     X = _as_points(X_cam, 3, 'X_cam')
     K = _check_K(K)
@@ -161,13 +165,14 @@ def project_points(X_cam, K):
     return np.where(in_front, uv, np.nan)
 
 
-def reprojection_errors(joints_rootrel, t, keypoints_px, K):
+def reprojection_errors(joints_rootrel: ArrayLike, t: ArrayLike, keypoints_px: ArrayLike, K: ArrayLike) -> np.ndarray:
     """Per-joint pixel distance between the projection of joints_rootrel + t and keypoints_px."""
     uv = project_points(np.asarray(joints_rootrel, dtype=np.float64) + np.asarray(t, dtype=np.float64), K)
     return np.linalg.norm(uv - np.asarray(keypoints_px, dtype=np.float64), axis=-1)
 
 
-def solve_translation(joints_rootrel, keypoints_px, K, weights=None, refine_iters=5, min_depth=1e-3):
+def solve_translation(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: ArrayLike, weights: ArrayLike | None = None,
+                      refine_iters: int = 5, min_depth: float = 1e-3) -> np.ndarray:
     """Metric translation t (3,) such that K (X_i + t) projects onto the keypoints.
 
     Linear step (DLT-like): with normalised image coordinates (x_i, y_i, 1) = K^-1 (u_i, v_i, 1),
@@ -245,7 +250,8 @@ def solve_translation(joints_rootrel, keypoints_px, K, weights=None, refine_iter
     return t
 
 
-def solve_translations(joints_rootrel, keypoints_px, K, refine_iters=5, min_depth=1e-3):
+def solve_translations(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: ArrayLike, refine_iters: int = 5,
+                       min_depth: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
     """``solve_translation`` for H hands at once (equal joint weights): (H, N, 3), (H, N, 2) -> t (H, 3), ok (H,).
 
     The same linear step and Gauss-Newton refinement, vectorised over the hands through 3x3 normal equations
@@ -295,7 +301,7 @@ def solve_translations(joints_rootrel, keypoints_px, K, refine_iters=5, min_dept
         if not active.any():
             break
         # d(u, v)/dt for u = (fx X + skew Y)/Z + cx, v = fy Y/Z + cy (dP/dt = I); J (H, N, 2, 3)
-        J = np.zeros((h, n, 2, 3))
+        J: np.ndarray = np.zeros((h, n, 2, 3))
         J[..., 0, 0] = fx / z
         J[..., 0, 1] = skew / z
         J[..., 0, 2] = -(fx * P[..., 0] + skew * P[..., 1]) / z ** 2
@@ -316,8 +322,8 @@ def solve_translations(joints_rootrel, keypoints_px, K, refine_iters=5, min_dept
     return np.where(ok[:, None], t, np.nan), ok
 
 
-def intrinsics_from_camera_info(k, p, width, height, use_rectified=False,
-                                fallback_fov_deg=DEFAULT_FALLBACK_FOV_DEG):
+def intrinsics_from_camera_info(k: ArrayLike, p: ArrayLike, width: int, height: int, use_rectified: bool = False,
+                                fallback_fov_deg: float = DEFAULT_FALLBACK_FOV_DEG) -> tuple[np.ndarray, str]:
     """Pick a usable K (3, 3) from CameraInfo arrays; returns (K, source).
 
     k: CameraInfo.k (9,), p: CameraInfo.p (12,). With ``use_rectified`` (images from image_rect)
@@ -342,7 +348,7 @@ def intrinsics_from_camera_info(k, p, width, height, use_rectified=False,
     return fallback_intrinsics(width, height, fallback_fov_deg), 'fallback_fov'
 
 
-def _plausible_intrinsics(K, width, height):
+def _plausible_intrinsics(K: np.ndarray, width: int, height: int) -> bool:
     if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] <= 0:
         return False
     if np.any(K[2, :2] != 0) or K[1, 0] != 0:
@@ -351,7 +357,7 @@ def _plausible_intrinsics(K, width, height):
     return 0.0 <= cx <= width and 0.0 <= cy <= height
 
 
-def fallback_intrinsics(width, height, fov_deg=DEFAULT_FALLBACK_FOV_DEG):
+def fallback_intrinsics(width: int, height: int, fov_deg: float = DEFAULT_FALLBACK_FOV_DEG) -> np.ndarray:
     """Pinhole K with square pixels, the given horizontal FOV and the principal point at the centre."""
     if width <= 0 or height <= 0:
         raise ValueError(f'image size must be positive, got {width}x{height}')

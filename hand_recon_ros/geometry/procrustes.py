@@ -5,12 +5,22 @@ numpy arrays or torch tensors (the result has the input's type; torch keeps grad
 ``weights`` (..., N) are per-point non-negative weights (a 0/1 validity mask works). All functions align
 ``source`` onto ``target``; degenerate sources (all points equal) get scale 0 instead of NaN.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Union
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ['similarity_procrustes', 'procrustes_align', 'scale_translation_align', 'per_axis_align']
 
+# numpy arrays or torch tensors; the result has the type of the inputs (torch if either is torch)
+Points = Union[np.ndarray, 'torch.Tensor']
 
-def _is_torch(x):
+
+def _is_torch(x: object) -> bool:
     return type(x).__module__.startswith('torch')
 
 
@@ -54,7 +64,23 @@ def _safe_div(a, b):
     return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
 
 
-def similarity_procrustes(source, target, weights=None):
+def _similarity_torch(xc, yc, wx, mu_x, mu_y):
+    import torch
+    M = yc.transpose(-1, -2) @ wx
+    U, S, Vh = torch.linalg.svd(M)
+    sign = torch.sign(torch.linalg.det(U @ Vh))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    d = torch.ones_like(S)
+    d = torch.cat([d[..., :-1], sign[..., None]], dim=-1)
+    R = U @ torch.diag_embed(d) @ Vh
+    var_x = (wx * xc).sum((-1, -2))
+    s = _safe_div((S * d).sum(-1), var_x)
+    t = mu_y[..., 0, :] - s[..., None] * (R @ mu_x[..., 0, :, None])[..., 0]
+    return s, R, t
+
+
+def similarity_procrustes(source: Points, target: Points,
+                          weights: Points | None = None) -> tuple[Points, Points, Points]:
     """(s, R, t) minimising sum_i w_i |s R x_i + t - y_i|^2, with det(R) = +1 (reflection fixed).
 
     Shapes: s (...,), R (..., D, D), t (..., D). Apply as ``s * x @ R^T + t``.
@@ -63,18 +89,7 @@ def similarity_procrustes(source, target, weights=None):
     xc, yc, mu_x, mu_y = _centre(x, y, w)
     wx = xc * w[..., None]
     if _is_torch(x):
-        import torch
-        M = yc.transpose(-1, -2) @ wx
-        U, S, Vh = torch.linalg.svd(M)
-        sign = torch.sign(torch.linalg.det(U @ Vh))
-        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-        d = torch.ones_like(S)
-        d = torch.cat([d[..., :-1], sign[..., None]], dim=-1)
-        R = U @ torch.diag_embed(d) @ Vh
-        var_x = (wx * xc).sum((-1, -2))
-        s = _safe_div((S * d).sum(-1), var_x)
-        t = mu_y[..., 0, :] - s[..., None] * (R @ mu_x[..., 0, :, None])[..., 0]
-        return s, R, t
+        return _similarity_torch(xc, yc, wx, mu_x, mu_y)
     M = np.swapaxes(yc, -1, -2) @ wx
     U, S, Vh = np.linalg.svd(M)
     sign = np.sign(np.linalg.det(U @ Vh))
@@ -88,7 +103,7 @@ def similarity_procrustes(source, target, weights=None):
     return s, R, t
 
 
-def procrustes_align(source, target, weights=None):
+def procrustes_align(source: Points, target: Points, weights: Points | None = None) -> Points:
     """``source`` after the best similarity transform onto ``target`` (for PA-MPJPE / PA-MPVPE)."""
     s, R, t = similarity_procrustes(source, target, weights)
     x, _, _ = _prepare(source, target, weights)
@@ -96,7 +111,7 @@ def procrustes_align(source, target, weights=None):
         + t[..., None, :]
 
 
-def scale_translation_align(source, target, weights=None):
+def scale_translation_align(source: Points, target: Points, weights: Points | None = None) -> Points:
     """Isotropic scale + translation (no rotation) least-squares alignment of source onto target."""
     x, y, w = _prepare(source, target, weights)
     xc, yc, _, mu_y = _centre(x, y, w)
@@ -105,7 +120,7 @@ def scale_translation_align(source, target, weights=None):
     return s[..., None, None] * xc + mu_y
 
 
-def per_axis_align(source, target, weights=None):
+def per_axis_align(source: Points, target: Points, weights: Points | None = None) -> Points:
     """IHMR's I-MPJPE alignment: standardise each axis of source, then give it target's mean and std.
 
     An anisotropic scale + translation, no rotation; an axis without spread in source gets scale 0.

@@ -9,7 +9,11 @@ Conventions:
     ``matrix_to_quaternion`` returns the representative with w >= 0;
   * axis-angle vectors are axis * angle (radians), angle in [0, pi].
 """
+from __future__ import annotations
+
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,8 +27,9 @@ __all__ = [
 ROT6D_LAYOUTS = ('interleaved', 'split')
 
 
-def _numpy_compatible(fn):
-    """Let a torch function take/return numpy arrays (computed in float64)."""
+def _numpy_compatible(fn: Callable[..., torch.Tensor]) -> Callable[..., Any]:
+    """Let a torch function take/return numpy arrays (computed in float64); the signatures below show the
+    torch form, a numpy array (or nested list) in gives a float64 numpy array out."""
     @functools.wraps(fn)
     def wrapper(x, *args, **kwargs):
         if isinstance(x, torch.Tensor):
@@ -49,7 +54,7 @@ def _small_angle_threshold(dtype):
 
 
 @_numpy_compatible
-def rot6d_to_matrix(x, layout='interleaved'):
+def rot6d_to_matrix(x: torch.Tensor, layout: str = 'interleaved') -> torch.Tensor:
     """(..., 6) continuous 6D representation -> (..., 3, 3) rotation matrix.
 
     ``layout='interleaved'`` is the ACR/SPIN/ROMP convention: the 6 numbers are a row-major 3x2
@@ -74,7 +79,7 @@ def rot6d_to_matrix(x, layout='interleaved'):
 
 
 @_numpy_compatible
-def matrix_to_rot6d(R, layout='interleaved'):
+def matrix_to_rot6d(R: torch.Tensor, layout: str = 'interleaved') -> torch.Tensor:
     """(..., 3, 3) rotation matrix -> (..., 6): the first two columns in the given layout."""
     _check_last_dims(R, (3, 3), 'R')
     if layout == 'interleaved':
@@ -95,7 +100,7 @@ def _skew(v):
 
 
 @_numpy_compatible
-def axis_angle_to_matrix(aa):
+def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     """(..., 3) axis-angle -> (..., 3, 3), Rodrigues: R = I + A [v]x + B [v]x^2 with the unnormalised v.
 
     A = sin(t)/t and B = (1 - cos t)/t^2 = 2 sin^2(t/2)/t^2 (cancellation-free form); both switch to
@@ -114,7 +119,7 @@ def axis_angle_to_matrix(aa):
 
 
 @_numpy_compatible
-def quaternion_to_matrix(q):
+def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """(..., 4) quaternion (x, y, z, w), normalised here -> (..., 3, 3)."""
     _check_last_dims(q, (4,), 'quaternion')
     q = q / q.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(q.dtype).eps)
@@ -127,7 +132,7 @@ def quaternion_to_matrix(q):
 
 
 @_numpy_compatible
-def matrix_to_quaternion(R):
+def matrix_to_quaternion(R: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotation matrix -> (..., 4) unit quaternion (x, y, z, w) with w >= 0.
 
     Shepperd's method: of the four algebraically equal formulas, use the one whose pivot
@@ -162,7 +167,7 @@ def matrix_to_quaternion(R):
 
 
 @_numpy_compatible
-def quaternion_to_axis_angle(q):
+def quaternion_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
     """(..., 4) quaternion (x, y, z, w) -> (..., 3) axis-angle with angle in [0, pi].
 
     angle = 2 atan2(|v|, w) after flipping to w >= 0. The factor angle/|v| tends to 2/w at the
@@ -183,13 +188,13 @@ def quaternion_to_axis_angle(q):
 
 
 @_numpy_compatible
-def matrix_to_axis_angle(R):
+def matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) -> (..., 3), through the quaternion: stable at 0 and at pi, never NaN."""
     return quaternion_to_axis_angle(matrix_to_quaternion(R))
 
 
 @_numpy_compatible
-def axis_angle_to_quaternion(aa):
+def axis_angle_to_quaternion(aa: torch.Tensor) -> torch.Tensor:
     """(..., 3) axis-angle -> (..., 4) quaternion (x, y, z, w); sin(t/2)/t uses Taylor near 0."""
     _check_last_dims(aa, (3,), 'axis_angle')
     theta2 = (aa * aa).sum(-1)

@@ -51,7 +51,7 @@ _RAY_FRAME = np.stack([_E1, np.cross(_RAY_DIR, _E1), _RAY_DIR])
 # A query this close (metres) to a projected edge or to the crossing point is decided by the fast winding
 # number instead; such a vertex is at most this deep, so either answer changes its depth by less than this.
 _AMBIGUOUS_M = 1e-9
-_CLOSED_CACHE = {}
+_CLOSED_CACHE: dict = {}
 _DEPTH_SLABS = 4
 _UNBOUNDED = np.full(3, np.inf)
 _NEXT = [1, 2, 0]

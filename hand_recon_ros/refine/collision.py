@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.hand_model.penetration import MeshSolid, collision_loss, solid_depths
 
 __all__ = ['TwoHandCollision']
@@ -23,7 +24,7 @@ __all__ = ['TwoHandCollision']
 class TwoHandCollision:
     def __init__(self, hand_model):
         self.hand_model = hand_model
-        self.faces = {side: hand_model.watertight_faces(side) for side in ('left', 'right')}
+        self.faces = {side: hand_model.watertight_faces(side) for side in SIDES}
 
     def _closed(self, side, verts):
         if not isinstance(verts, torch.Tensor) or verts.dim() != 3 or verts.shape[-1] != 3:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.results import REFINE_FACTORS
 
 __all__ = ['HandParams', 'TwoHandState', 'PARAM_DIM', 'FACTOR_SLICES', 'FACTOR_SIZES', 'REFINE_FACTORS',
@@ -46,7 +47,7 @@ FACTOR_SIZES = {name: sum(s.stop - s.start for s in slices) for name, slices in 
 assert tuple(FACTOR_SLICES) == REFINE_FACTORS
 # Which hands' meshes a factor changes (the other hand's mesh can be reused).
 FACTOR_SIDES = {'translation': (), 'left_orient': ('left',), 'right_orient': ('right',),
-                'fingers': ('left', 'right'), 'shape': ('left', 'right')}
+                'fingers': SIDES, 'shape': SIDES}
 
 # Hands whose wrists are farther apart than this cannot touch unless both reach out with straight
 # fingers (wrist-to-fingertip is ~0.18 m for an adult hand); beyond it the refinement is skipped free.
@@ -188,13 +189,13 @@ def wrists_from_vector(vec: torch.Tensor):
     return mid + 0.5 * rel, mid - 0.5 * rel
 
 
-def forward_hands(hand_model, vec: torch.Tensor, sides=('left', 'right')):
+def forward_hands(hand_model, vec: torch.Tensor, sides=SIDES):
     """Meshes of the state: {side: (vertices (B, V, 3), joints (B, 21, 3))}, camera frame, metres.
 
     The MANO output is shifted so its wrist joint lands on the state's wrist position.
     """
     vec = _check_vector(vec)
-    wrists = dict(zip(('left', 'right'), wrists_from_vector(vec)))
+    wrists = dict(zip(SIDES, wrists_from_vector(vec)))
     cols = {'left': (slice(3, 6), _FINGERS_LEFT, _BETAS_LEFT), 'right': (slice(6, 9), _FINGERS_RIGHT, _BETAS_RIGHT)}
     out = {}
     for side in sides:

@@ -17,17 +17,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hand_recon_ros.conventions import SIDES
+
 __all__ = ['JointHead', 'joint_template', 'SIDE_PARAM_DIM']
 
 SIDE_PARAM_DIM = 109
-_SIDES = ('left', 'right')
 
 
 @torch.no_grad()
 def joint_template(hand_model) -> torch.Tensor:
     """(2, 21, 3) wrist-relative joints of the model's mean pose / mean shape, [left, right]."""
     rows = []
-    for side in _SIDES:
+    for side in SIDES:
         joints = hand_model(side, torch.zeros(1, 3), torch.zeros(1, hand_model.pose_dim), torch.zeros(1, 10))['joints']
         rows.append((joints[0] - joints[0, :1]).float().cpu())
     return torch.stack(rows)

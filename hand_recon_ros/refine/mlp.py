@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.refine.collision import TwoHandCollision
 from hand_recon_ros.refine.factors import (DEFAULT_GATE_M, FACTOR_SIDES, FACTOR_SIZES, PARAM_DIM, REFINE_FACTORS,
                                            TwoHandState, apply_factor, extract_factor, forward_hands, gate_mask,
@@ -131,7 +132,7 @@ class Refiner(nn.Module):
         if factor == 'translation':
             old, new = wrists_from_vector(vec), wrists_from_vector(cand)
             return {side: (meshes[side][0] + (n - o)[:, None], meshes[side][1] + (n - o)[:, None])
-                    for side, o, n in zip(('left', 'right'), old, new)}
+                    for side, o, n in zip(SIDES, old, new)}
         out = dict(meshes)
         if factor in _ORIENT_SIDE:
             side = _ORIENT_SIDE[factor]
@@ -161,7 +162,7 @@ class Refiner(nn.Module):
                                                                               wrists_from_vector(cand))]
             return {side: [s.translated(shift[j]) if need[j] and s is not None else None
                            for j, s in enumerate(solids[side])]
-                    for side, shift in zip(('left', 'right'), shifts)}
+                    for side, shift in zip(SIDES, shifts)}
         out = dict(solids)
         if factor in _ORIENT_SIDE:
             side = _ORIENT_SIDE[factor]
@@ -207,7 +208,7 @@ class Refiner(nn.Module):
             t = time.perf_counter()
             # Each hand's collision structures are kept across stages: a stage rebuilds only the hands it
             # changes, and a translation only shifts them.
-            solids = {side: self.collision.solids(side, meshes[side][0], mask=active) for side in ('left', 'right')}
+            solids = {side: self.collision.solids(side, meshes[side][0], mask=active) for side in SIDES}
             coll = self.collision.errors_of(solids['left'], solids['right'], mask=active)
             clock('refine_collision', t)
             active &= coll > 0          # NaN > 0 is False

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.refine.collision import TwoHandCollision
 from hand_recon_ros.refine.factors import (FACTOR_SIZES, PARAM_DIM, REFINE_FACTORS, TwoHandState, apply_factor,
                                            extract_factor, forward_hands, gate_mask, wrists_from_vector)
@@ -125,7 +126,7 @@ def _stage_meshes(hand_model, stage, vec, base_vec, base_meshes):
     if stage.factors == ('translation',):
         old, new = wrists_from_vector(base_vec), wrists_from_vector(vec)
         return {s: (base_meshes[s][0] + (n - o)[:, None], base_meshes[s][1] + (n - o)[:, None])
-                for s, o, n in zip(('left', 'right'), old, new)}
+                for s, o, n in zip(SIDES, old, new)}
     return forward_hands(hand_model, vec)
 
 

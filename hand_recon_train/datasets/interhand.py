@@ -28,7 +28,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 from torch.utils.data import Dataset
 
-from hand_recon_ros.conventions import INTERHAND_TO_21, ROOT_WRIST, interhand_to_21
+from hand_recon_ros.conventions import INTERHAND_TO_21, ROOT_WRIST, SIDES, interhand_to_21
 
 from .common import (SIDE_NAMES, FrameDataset, interaction_distance, intrinsics_matrix, make_sample, project,
                      read_image, read_json, world_to_camera)
@@ -132,7 +132,7 @@ class InterHandFrame:
 
 
 def _sides_of(hand_type: str) -> tuple[str, ...]:
-    return ('left', 'right') if hand_type == 'interacting' else (hand_type,)
+    return SIDES if hand_type == 'interacting' else (hand_type,)
 
 
 class InterHandAnnotations:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from hand_recon_ros.acr.centermaps import center_heatmaps
+from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.hand_model import parts
 
@@ -31,7 +32,7 @@ __all__ = ['GENERATOR_VERSION', 'SCENE_TYPES', 'SIDE_NAMES', 'SynthConfig', 'Syn
 
 # v2: interacting pairs tested for intersection with the closed meshes (v1 sampled every third vertex)
 GENERATOR_VERSION = 'synth-v2'
-SIDE_NAMES = ('left', 'right')          # network side order
+SIDE_NAMES = SIDES          # network side order
 # 'close' (hands touching, a few mm apart) is last and off by default, so default configs draw exactly as before
 SCENE_TYPES = ('interacting', 'separate', 'single', 'truncated', 'occluded', 'small', 'large', 'close')
 _OCCLUDER_ID = -2

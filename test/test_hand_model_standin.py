@@ -169,9 +169,19 @@ def test_shipped_files_match_manifest_and_regeneration(right, tmp_path):
         for key, shipped_arr in shipped_arrays.items():
             regenerated = np.asarray(model[key])
             assert regenerated.dtype == shipped_arr.dtype and regenerated.shape == shipped_arr.shape, (name, key)
-            # the generator is deterministic, but BLAS/numpy builds may round the last bit differently
-            np.testing.assert_allclose(regenerated.astype(np.float64), shipped_arr.astype(np.float64),
-                                       rtol=1e-6, atol=1e-12,
+            if not np.issubdtype(shipped_arr.dtype, np.number):
+                assert (regenerated == shipped_arr).all(), (name, key)
+                continue
+            regenerated, expected = regenerated.astype(np.float64), shipped_arr.astype(np.float64)
+            if key == 'hands_components':
+                # rows past the pose bank's rank span its null space: any orthonormal basis of it is right, and
+                # LAPACK builds pick different ones. Compare those rows by the subspace they span.
+                rank = int(np.linalg.matrix_rank(np.asarray(model['hands_coeffs'], np.float64), tol=1e-9))
+                rest_r, rest_e = regenerated[rank:], expected[rank:]
+                np.testing.assert_allclose(rest_r.T @ rest_r, rest_e.T @ rest_e, atol=1e-5, err_msg=name)
+                regenerated, expected = regenerated[:rank], expected[:rank]
+            # the generator is deterministic, but BLAS/numpy builds may round the last bits differently
+            np.testing.assert_allclose(regenerated, expected, rtol=1e-5, atol=1e-9,
                                        err_msg=f'{name}:{key}: regenerated arrays differ; rerun the standin CLI')
         if standin.content_sha256(model) == info['content_sha256'] and zlib.ZLIB_RUNTIME_VERSION == manifest['zlib']:
             assert hashlib.sha256(standin.npz_bytes(model)).hexdigest() == info['sha256']

@@ -163,13 +163,13 @@ class HandModel(torch.nn.Module):
                 f'skinning={self.skinning}')
 
 
-def resolve_skinning(skinning, is_standin):
+def resolve_skinning(skinning, is_standin, pca=False):
     """'smplx' | 'builtin' | 'auto'/None. auto: $HAND_RECON_SKINNING if set, else builtin for the stand-in
     (no smplx code on that path) and smplx, the reference implementation, for the user's MANO files (which
-    carry MANO's own non-commercial licence anyway)."""
+    carry MANO's own non-commercial licence anyway) and for PCA hand poses, which only smplx takes."""
     value = skinning or os.environ.get(SKINNING_ENV, '').strip() or 'auto'
     if value == 'auto':
-        return 'builtin' if is_standin else 'smplx'
+        return 'builtin' if is_standin and not pca else 'smplx'
     if value not in SKINNING_CHOICES:
         raise ValueError(f"skinning must be one of {SKINNING_CHOICES} or 'auto', got {value!r}")
     return value
@@ -197,5 +197,6 @@ def load_hand_model(mano_dir=None, device='cpu', flat_hand_mean=False, use_pca=F
         identity = f'MANO user files sha256:{combined}'
     logger.debug('hand model: %s (%s)', identity, source)
     model = HandModel(models, is_standin, identity, use_pca=use_pca, num_pca_comps=num_pca_comps,
-                      flat_hand_mean=flat_hand_mean, skinning=resolve_skinning(skinning, is_standin))
+                      flat_hand_mean=flat_hand_mean,
+                      skinning=resolve_skinning(skinning, is_standin, pca=use_pca and num_pca_comps != 45))
     return model.to(device)

@@ -76,10 +76,24 @@ def training_stages(init_weights, this_stage: dict) -> list[dict]:
             earlier = [{'config_source': (parent.get('config') or {}).get('config_source'), 'steps': steps,
                         'samples': steps * batch * parent.get('world_size', 1) if steps and batch else None,
                         'created_utc': parent.get('created_utc'), 'sha256': parent.get('sha256')}]
-    else:           # weights from elsewhere: only their hash is known
-        earlier = [{'config_source': None, 'steps': None, 'samples': None, 'created_utc': None,
-                    'sha256': sha256_of(init_weights)}]
+    else:
+        earlier = _exported_stages(init_weights)
     return earlier + [this_stage]
+
+
+def _exported_stages(weights: Path) -> list[dict]:
+    """Stages of an exported model (``export`` writes them into the JSON beside the weights, e.g. the shipped
+    ``models/acr_default.json``); weights from elsewhere: only their hash is known."""
+    from hand_recon_ros.runtime import sha256_of
+    digest = sha256_of(weights)
+    try:
+        extra = json.loads(weights.with_suffix('.json').read_text()).get('extra') or {}
+    except (OSError, ValueError, AttributeError):
+        extra = {}
+    stages = (extra.get('training') or {}).get('stages')
+    if extra.get('sha256') == digest and stages:
+        return list(stages)
+    return [{'config_source': None, 'steps': None, 'samples': None, 'created_utc': None, 'sha256': digest}]
 
 
 def _merge(base: dict, override: dict, where: str = '') -> dict:

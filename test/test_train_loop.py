@@ -153,3 +153,21 @@ def test_metrics_csv_keeps_its_rows_when_the_columns_change(tmp_path):
     _append_csv(path, ['epoch', 'mpjpe_mm'], {'epoch': 0, 'mpjpe_mm': 60.0})
     _append_csv(path, ['epoch', 'mpjpe_mm', 'depth_ratio'], {'epoch': 1, 'mpjpe_mm': 55.0, 'depth_ratio': 1.1})
     assert path.read_text().splitlines() == ['epoch,mpjpe_mm,depth_ratio', '0,60.0,', '1,55.0,1.1']
+
+
+def test_warm_start_from_an_exported_model_keeps_its_training_stages(tiny_run, tmp_path):
+    from hand_recon_train.export import export_fp16
+    from hand_recon_train.train import training_stages
+
+    out, _, _ = tiny_run
+    shipped = tmp_path / 'acr_default.safetensors'
+    doc = export_fp16(out, shipped, description='tiny test model')
+    stages = training_stages(shipped, {'config_source': 'next.yaml', 'sha256': 'x'})
+    assert stages[:-1] == doc['extra']['training']['stages'] and stages[-1]['config_source'] == 'next.yaml'
+    assert stages[0]['sha256'] == sha256_of(out / 'model.safetensors')
+    # a file whose JSON does not describe it: only its hash is known
+    other = tmp_path / 'other.safetensors'
+    other.write_bytes(shipped.read_bytes() + b' ')
+    (tmp_path / 'other.json').write_text(shipped.with_suffix('.json').read_text())
+    assert training_stages(other, {'sha256': 'y'})[0] == {'config_source': None, 'steps': None, 'samples': None,
+                                                         'created_utc': None, 'sha256': sha256_of(other)}

@@ -113,6 +113,9 @@ class DetectionTally:
     pck_joints: int = 0
     two_hand_frames: int = 0
     two_hand_found: int = 0
+    # matching is by position only: on overlapping hands one location can fall inside both boxes, so "found"
+    # alone can count a hand seen twice (once per side map); this one also needs both sides right
+    two_hand_found_sides: int = 0
     mpjpe_mm: list = field(default_factory=list)          # wrist-aligned, per matched 3D hand
     root_depth_mm: list = field(default_factory=list)     # |z_pred - z_true| of the wrist
 
@@ -125,6 +128,9 @@ class DetectionTally:
         if len(labelled) >= 2:
             self.two_hand_frames += 1
             self.two_hand_found += int(len(pairs) >= 2)
+            right_sides = {labelled[gi].side for pi, gi in pairs
+                           if labelled[gi].side is not None and predicted[pi].side == labelled[gi].side}
+            self.two_hand_found_sides += int(len(right_sides) >= 2)
         for pi, gi in pairs:
             gt, pr = labelled[gi], predicted[pi]
             if gt.side is not None:
@@ -162,5 +168,6 @@ class DetectionTally:
             'err_px': mean(self.errors_px), 'err_rel': mean(self.errors_rel),
             'pck': ratio(self.pck_hits, self.pck_joints), 'two_hand_frames': self.two_hand_frames,
             'both_found': ratio(self.two_hand_found, self.two_hand_frames),
+            'both_found_sides': ratio(self.two_hand_found_sides, self.two_hand_frames),
             'mpjpe_mm': mean(self.mpjpe_mm), 'root_depth_mm': mean(self.root_depth_mm), 'n_3d': len(self.mpjpe_mm),
         }

@@ -160,13 +160,14 @@ def load_pasted(labels_path: Path, root: Path, out_dir: Path, count: int = 60, s
     return frames
 
 
-def load_realval(labels_path: Path, root: Path, verify_hashes: bool = True) -> list[Frame]:
+def load_realval(labels_path: Path, root: Path, verify_hashes: bool = True, split: str = 'val') -> list[Frame]:
     """Validation frames of the training photos: dataset boxes, teacher sides and keypoints where the teacher
-    found the boxed hand (signdigits has no boxes: its frames hold the teacher's hands as labels)."""
+    found the boxed hand (signdigits has no boxes: its frames hold the teacher's hands as labels). ``split='train'``
+    gives the training split's frames the same way (for calibration; never for the reported figures)."""
     doc = load_labels(labels_path, root=root, verify_hashes=verify_hashes)
     frames = []
     for im in doc['images']:
-        if im['split'] != 'val':
+        if im['split'] != split:
             continue
         hands = []
         if im['boxes'] is not None:
@@ -183,7 +184,7 @@ def load_realval(labels_path: Path, root: Path, verify_hashes: bool = True) -> l
             hands.append(LabelledHand(box=np.array([0, 0, w, h], float), side=hd['side'] if hd else None,
                                       keypoints=hd['keypoints'] if hd else None,
                                       visible=np.ones(21, bool) if hd else None))
-        frames.append(Frame(Path(root) / im['path'], f'realval/{im["source"]}', hands, teacher_labels=True,
+        frames.append(Frame(Path(root) / im['path'], f'real{split}/{im["source"]}', hands, teacher_labels=True,
                             two_hand=len(hands) >= 2))
     return frames
 
@@ -294,8 +295,8 @@ def _f(v, d=2, pct=False):
 def markdown_table(results: dict, frames: list[Frame]) -> str:
     teacher_sets = {f.set_name for f in frames if f.teacher_labels} | {'realval (all)'}
     lines = ['| set | method | images | hands | recall | precision | handedness | 2D err px | err / box | '
-             'PCK@0.1 | both hands found | MPJPE mm (wrist-aligned) | root depth err mm | ms / image |',
-             '|---' * 14 + '|']
+             'PCK@0.1 | both hands found | both, sides right | MPJPE mm (wrist-aligned) | root depth err mm | '
+             'ms / image |', '|---' * 15 + '|']
     sets = sorted({s for r in results.values() for s in r['sets']})
     n_images = {s: sum(1 for f in frames if f.set_name == s or _group_of(f.set_name) == s) for s in sets}
     for s in sets:
@@ -305,9 +306,10 @@ def markdown_table(results: dict, frames: list[Frame]) -> str:
                 continue
             agree = '*' if s in teacher_sets else ''
             both = f"{_f(t['both_found'], pct=True)} of {t['two_hand_frames']}" if t['two_hand_frames'] else '-'
+            both_sides = _f(t.get('both_found_sides'), pct=True) if t['two_hand_frames'] else '-'
             lines.append(f"| {s} | {name} | {n_images[s]} | {t['labelled']} | {_f(t['recall'])} | "
                          f"{_f(t['precision'])} | {_f(t['handedness'])}{agree} | {_f(t['err_px'], 1)}{agree} | "
-                         f"{_f(t['err_rel'], 3)}{agree} | {_f(t['pck'])}{agree} | {both} | "
+                         f"{_f(t['err_rel'], 3)}{agree} | {_f(t['pck'])}{agree} | {both} | {both_sides}{agree} | "
                          f"{_f(t['mpjpe_mm'], 1)} | {_f(t['root_depth_mm'], 0)} | {_f(r['ms'], 1)} |")
     if teacher_sets:
         lines += ['', '\\* agreement with the teacher (MediaPipe), not accuracy: on these photos only the boxes are '

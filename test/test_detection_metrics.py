@@ -81,6 +81,25 @@ def test_two_hand_frames_and_one_to_one_assignment():
     assert s['recall'] == pytest.approx(3 / 4) and s['handedness'] == 1.0
 
 
+def test_one_hand_seen_twice_over_an_overlapping_pair_is_found_but_not_with_both_sides():
+    # two overlapping hands; the model fires both side maps at one spot inside both boxes
+    a, b = _hand(100, 100, seed=1), _hand(150, 100, seed=2)
+    tally = DetectionTally()
+    pairs = tally.add_frame([_label(a, 'left'), _label(b, 'right')],
+                            [PredictedHand(_hand(120, 100, seed=3), 'right'), PredictedHand(_hand(130, 100, seed=3), 'left')])
+    assert sorted(pairs) == [(0, 0), (1, 1)]
+    s = tally.summary()
+    assert s['both_found'] == 1.0              # position-only matching counts it
+    assert s['both_found_sides'] == 0.0
+    seen = DetectionTally()
+    # both predictions with the same side: never "both, sides right"
+    seen.add_frame([_label(a, 'left'), _label(b, 'right')], [PredictedHand(a, 'right'), PredictedHand(b, 'right')])
+    assert seen.summary()['both_found'] == 1.0 and seen.summary()['both_found_sides'] == 0.0
+    right = DetectionTally()
+    right.add_frame([_label(a, 'left'), _label(b, 'right')], [PredictedHand(b, 'right'), PredictedHand(a, 'left')])
+    assert right.summary()['both_found_sides'] == 1.0
+
+
 def test_3d_wrist_aligned_error_and_root_depth():
     gt2d = _hand(100, 100)
     j = np.random.default_rng(3).normal(size=(21, 3)) * 0.03 + np.array([0, 0, 0.5])

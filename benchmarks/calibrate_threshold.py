@@ -1,0 +1,103 @@
+"""Centre-map threshold sweep of an ACR model on the TRAINING split of the teacher-labelled photos.
+
+    .venv/bin/python benchmarks/calibrate_threshold.py                       # shipped model, prints the sweep
+    .venv/bin/python benchmarks/calibrate_threshold.py --weights out/train/real_cpu/model.safetensors
+
+Frames: those the trainer uses (seen in training, so scores there run a little higher than on new photos: the
+suggestion errs towards a higher threshold). The network runs once per frame with the threshold at 0; with one peak
+per side (the node's default) the best peak of a side is kept at threshold t exactly when its score exceeds t, so
+every threshold of the sweep is the same run filtered by score. It prints, per threshold, recall, precision,
+handedness, both hands found (by position, and with both sides right) and ``same-spot pairs``: frames where a left
+and a right detection sit on one hand (centroids closer than a quarter of the smaller hand), the false positives
+that fall when the threshold rises. The suggestion: the lowest threshold whose precision stays >= ``--min-
+precision``. The reported real-image figures stay on the validation split (``bench_real.py``), which this never
+reads.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hand_recon_ros.detection_metrics import DetectionTally, box_size, keypoint_box, keypoint_centroid
+from hand_recon_train import real_benchmark as rb
+from hand_recon_train.datasets.teacher import select_frames
+from hand_recon_train.teacher.labels import load_labels
+
+REPO = Path(__file__).resolve().parents[1]
+THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+
+
+def same_spot(preds: list, fraction: float = 0.25) -> bool:
+    """A left and a right detection on one spot: one hand seen by both side maps."""
+    left = [p for p in preds if p.side == 'left']
+    right = [p for p in preds if p.side == 'right']
+    for a in left:
+        for b in right:
+            size = min(box_size(keypoint_box(a.keypoints)), box_size(keypoint_box(b.keypoints)))
+            if np.linalg.norm(keypoint_centroid(a.keypoints) - keypoint_centroid(b.keypoints)) < fraction * size:
+                return True
+    return False
+
+
+def sweep(frames: list, predictions: dict, thresholds=THRESHOLDS) -> dict[float, dict]:
+    out = {}
+    for t in thresholds:
+        tally, spots = DetectionTally(), 0
+        for frame in frames:
+            preds = predictions.get(str(frame.path))
+            if preds is None:
+                continue
+            kept = [p for p in preds if p.score > t]
+            tally.add_frame(frame.hands, kept)
+            spots += int(same_spot(kept))
+        out[t] = {**tally.summary(), 'same_spot_frames': spots}
+    return out
+
+
+def choose(rows: dict[float, dict], min_precision: float) -> float | None:
+    ok = [t for t, r in rows.items() if math.isfinite(r['precision']) and r['precision'] >= min_precision]
+    return min(ok) if ok else None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--weights', default='', help="ACR weights ('' = the shipped model)")
+    p.add_argument('--labels', type=Path, default=REPO / 'out/teacher/realimgs-train.labels.json')
+    p.add_argument('--train-root', type=Path, default=REPO.parent / 'shared' / 'realimgs-train')
+    p.add_argument('--every', type=int, default=4, help='one-hand frames: every N-th (two-hand frames: all)')
+    p.add_argument('--min-precision', type=float, default=0.9)
+    args = p.parse_args(argv)
+    if not args.labels.exists():
+        print(f'no teacher labels at {args.labels}: run python -m hand_recon_train.teacher label', file=sys.stderr)
+        return 2
+    frames = rb.load_realval(args.labels, args.train_root, verify_hashes=False, split='train')
+    # only frames the trainer uses (every boxed hand labelled, trusted): the roboflow mosaics of tiny hands that
+    # training leaves out would otherwise decide the threshold
+    trainable = {im['path'] for im in select_frames(load_labels(args.labels, root=args.train_root,
+                                                                verify_hashes=False), 'train')[0]}
+    frames = [f for f in frames if str(f.path.relative_to(args.train_root)) in trainable]
+    two = [f for f in frames if f.two_hand]
+    one = [f for f in frames if not f.two_hand][::max(1, args.every)]
+    frames = two + one
+    method = rb.AcrMethod(args.weights, name='acr', threshold=0.0)
+    print(f'[calibrate] {method.description}: {len(frames)} training-split frames ({len(two)} with two hands)')
+    result = rb.run_benchmark(frames, [method], log=print)['acr']
+    rows = sweep(frames, result['preds'])
+    print('| threshold | recall | precision | handedness* | both hands found | both, sides right* | same-spot pairs |')
+    print('|---' * 7 + '|')
+    for t, r in rows.items():
+        print(f"| {t:.2f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['handedness']:.3f} | "
+              f"{100 * r['both_found']:.0f} % of {r['two_hand_frames']} | {100 * r['both_found_sides']:.0f} % | "
+              f"{r['same_spot_frames']} of {len(frames)} frames |")
+    chosen = choose(rows, args.min_precision)
+    print(f'[calibrate] lowest threshold with precision >= {args.min_precision}: {chosen}')
+    return 0
+
+
+if __name__ == '__main__':
+    np.set_printoptions(precision=3)
+    sys.exit(main())

@@ -88,11 +88,19 @@ class HandReconstructor:
         self.joint_head = JointHead(feature_dim, template=joint_template(hand_model)).to(device).eval()
         self.refiner = build_refiner(feature_dim, hand_model=hand_model, gate_m=self.refine_gate_m).eval()
         self.refine_weights_file, self.refine_weights_sha256 = '', ''
+        self.refine_acr_sha256 = ''          # the ACR whose features the refiner was trained on ('' = not recorded)
         if refine_weights is not None:
             from hand_recon_ros.refine.weights import load_refiner_weights
-            load_refiner_weights(self.refiner, self.joint_head, refine_weights)
+            document = load_refiner_weights(self.refiner, self.joint_head, refine_weights)
             self.refiner.eval(), self.joint_head.eval()
             self.refine_weights_file, self.refine_weights_sha256 = str(refine_weights), sha256_of(refine_weights)
+            self.refine_acr_sha256 = str((document.get('extra') or {}).get('acr_sha256') or '')
+
+    def refiner_matches_network(self) -> bool | None:
+        """Whether the refiner was trained on this network's features (None: no weights or no record)."""
+        if not self.refine_weights_file or not self.refine_acr_sha256 or not self.weights_sha256:
+            return None
+        return self.refine_acr_sha256 == self.weights_sha256
 
     # ------------------------------------------------------------------ configuration
     def set_runtime(self, detection_threshold: float | None = None, multi_hand: bool | None = None,
@@ -356,9 +364,14 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
     hand_model = load_hand_model(config.mano_dir, device=device)
     if hand_model.is_standin:
         warn('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
-    return HandReconstructor(network, hand_model, device, config.precision, weights_file, sha, description,
-                             config.detection_threshold, config.multi_hand, config.max_hands,
-                             config.refine, config.refine_gate_m, refine_path)
+    reconstructor = HandReconstructor(network, hand_model, device, config.precision, weights_file, sha,
+                                      description, config.detection_threshold, config.multi_hand, config.max_hands,
+                                      config.refine, config.refine_gate_m, refine_path)
+    if reconstructor.refiner_matches_network() is False:
+        warn(f'the IHMR-MLP weights {refine_path} were trained on the features of another ACR network (sha256 '
+             f'{reconstructor.refine_acr_sha256[:12]}, running {sha[:12]}): the refinement may not help; its '
+             'verification still rejects candidates that are worse')
+    return reconstructor
 
 
 __all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor']

@@ -528,9 +528,13 @@ def train_ihmr(config: dict) -> dict:
                    f"{hand_model.identity}); init {config['init']['source']}, targets {config['targets']['source']}, "
                    f"ACR features from {config['acr']['weights'] or 'an UNTRAINED seeded ' + config['acr']['preset']}")
     weights_path = out_dir / 'refiner.safetensors'
+    acr_weights = config['acr']['weights']
+    # the refiner reads this ACR's image features: the pipeline warns when it runs with another network
+    acr_sha256 = sha256_of(acr_weights) if acr_weights else ''
     save_refiner_weights(refiner, joint_head, weights_path, use_side_params=hcfg['use_side_params'],
                          hand_model_identity=hand_model.identity,
-                         extra={'description': description, 'metrics': result_metrics, 'config': config})
+                         extra={'description': description, 'metrics': result_metrics, 'config': config,
+                                'acr_sha256': acr_sha256})
     data_record = {'generator': GENERATOR_VERSION, 'synth_config': synth.to_dict(),
                    'synth_config_hash': synth.config_hash(), 'hand_model': hand_model.identity,
                    'hand_model_is_standin': hand_model.is_standin}

@@ -45,7 +45,7 @@ from hand_recon_ros.geometry import rotations
 from hand_recon_ros.refine.factors import PARAM_DIM, REFINE_FACTORS, extract_factor, forward_hands
 from hand_recon_ros.refine.verify import joint_errors
 
-from .config import IhmrConfig, build_config, load_config
+from .config import IhmrConfig, InitSection, PairDataSection, build_config, load_config
 from .loop import Hook, LoopState, run_loop
 from .run_record import CsvLog, manifest, write_manifest
 
@@ -96,7 +96,7 @@ def _gt_vector(batch, rows):
     return torch.cat([wl - wr, ol, orr, pl, pr, bl, br, 0.5 * (wl + wr)], dim=1).float()
 
 
-def _perturbed(gt_vec: torch.Tensor, indices, cfg: Any) -> torch.Tensor:
+def _perturbed(gt_vec: torch.Tensor, indices, cfg: InitSection) -> torch.Tensor:
     """Ground truth + per-sample noise (stream default_rng([init.seed, index]): independent of batching);
     the wrist-to-wrist vector is shortened by ``approach`` (fraction) so that many pairs interpenetrate."""
     out = gt_vec.clone()
@@ -125,7 +125,7 @@ def _acr_initial(reconstructor, side_params, batch, rows):
     return out
 
 
-def _synth_config(dcfg: Any, image_size: int):
+def _synth_config(dcfg: PairDataSection, image_size: int) -> Any:
     from .synth import SynthConfig
     return SynthConfig.from_dict({'scene_weights': dict(CLOSE_INTERACTION), **dcfg.synth, 'image_size': image_size})
 

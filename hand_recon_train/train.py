@@ -150,6 +150,18 @@ def _training_data(synth_set, dcfg: Any, seed: int, model, world: int, rank: int
     return ConcatDataset(parts), sampler, epoch_aware, real_sources, augment
 
 
+def _train_loader(data: Any, sampler: Any, config: TrainConfig, device: torch.device, world: int,
+                  epoch_aware_workers: bool) -> DataLoader:
+    workers, batch_size = config.data.num_workers, config.optim.batch_size
+    # epoch-dependent augmentation must reach the workers: they are re-created each epoch then
+    loader = DataLoader(data, sampler=sampler, batch_size=batch_size, num_workers=workers, drop_last=True,
+                        pin_memory=device.type == 'cuda', persistent_workers=workers > 0 and not epoch_aware_workers)
+    if len(loader) == 0:
+        raise ValueError(f'data.train_size ({config.data.train_size}) is smaller than one batch per process '
+                         f'({batch_size} x {world})')
+    return loader
+
+
 class _Progress(Hook):
     """Rank 0's progress bar (tqdm) over each epoch's batches; ``wrap`` is the loop's batch source."""
 
@@ -277,14 +289,8 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
 
     train_data, sampler, epoch_aware, real_sources, augment = _training_data(
         train_set, dcfg, tcfg.seed, model, world, rank, hand_model.num_vertices)
-    workers = int(dcfg.num_workers)
-    # epoch-dependent augmentation must reach the workers: they are re-created each epoch then
-    loader = DataLoader(train_data, sampler=sampler, batch_size=ocfg.batch_size, num_workers=workers, drop_last=True,
-                        pin_memory=device.type == 'cuda', persistent_workers=workers > 0 and not epoch_aware)
+    loader = _train_loader(train_data, sampler, config, device, world, epoch_aware_workers=bool(epoch_aware))
     val_loader = DataLoader(val_set, batch_size=ocfg.batch_size, num_workers=0)
-    if len(loader) == 0:
-        raise ValueError(f'data.train_size ({dcfg.train_size}) is smaller than one batch per process '
-                         f'({ocfg.batch_size} x {world})')
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if tcfg.amp == 'bf16' else None
     t_start = time.perf_counter()

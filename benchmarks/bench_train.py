@@ -59,15 +59,15 @@ def main(argv=None) -> int:
     print('|---|---|---|---|---|---|---|---|')
     for name in args.configs:
         cfg = load_config(name)
-        m, d, o = cfg['model'], cfg['data'], cfg['optim']
+        m, d, o = cfg.model, cfg.data, cfg.optim
         torch.manual_seed(0)
-        model = build_acr(m['preset'], input_size=int(m['input_size']))
-        S, B = model.config.input_size, int(o['batch_size'])
-        synth = SynthDataset(SynthConfig.from_dict({**d['synth'], 'image_size': S}), seed=0, length=10_000,
+        model = build_acr(m.preset, input_size=m.input_size)
+        S, B = model.config.input_size, o.batch_size
+        synth = SynthDataset(SynthConfig.from_dict({**d.synth, 'image_size': S}), seed=0, length=10_000,
                              normalization=model.normalization)
-        aug = AugmentConfig.from_dict(d['augment'])
+        aug = AugmentConfig.from_dict(d.augment)
         sources = [('synthetic', synth)]
-        for src in parse_real_sources(d['real']):
+        for src in parse_real_sources(d.real):
             try:
                 sources.append((src['type'], build_real_dataset(src, S, model.normalization)))
             except (OSError, ValueError) as exc:
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
             batch_samples += [harmonize(ds[i], 0, 778) for i in range(B // len(sources) + 1)]
         batch = _collate(batch_samples[:B])
         hand_model = load_hand_model()
-        loss_fn = ACRLoss(hand_model, LossConfig.from_dict(cfg['loss']))
+        loss_fn = ACRLoss(hand_model, LossConfig.from_dict(cfg.loss))
         loop_rate = '-'
         if args.loop_steps:
             with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
                 ms = 1000 * statistics.median(times)
                 variant = f"{amp or 'fp32'}{' channels_last' if cl else ''}"
                 print(f"| {name} | {S} | {B} | {'; '.join(data_cols)} | {variant} | {ms:.0f} | {1000 * B / ms:.1f} | "
-                      f"{loop_rate if (amp == cfg['train']['amp'] and not cl) else ''} |")
+                      f"{loop_rate if (amp == cfg.train.amp and not cl) else ''} |")
     print('\nThe trainer loop column is the configured variant (train.amp, contiguous), data loaded by '
           'data.num_workers workers beside the compute.')
     return 0

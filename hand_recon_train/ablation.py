@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from .config import TrainConfig
 from .train import CONFIG_DIR, load_config, train
 
 __all__ = ['ABLATION_DEFAULTS', 'VARIANTS', 'load_ablation_config', 'run_ablation', 'refiner_effect',
@@ -60,10 +61,10 @@ def load_ablation_config(name_or_path, overrides: list[str] | None = None) -> di
     return config
 
 
-def _variant_config(config: dict, variant: str) -> dict:
+def _variant_config(config: dict, variant: str) -> TrainConfig:
     train_config = load_config(config['base'], config['set'])
-    train_config['model']['overrides'] = {**(train_config['model']['overrides'] or {}), 'aggregation': variant}
-    train_config['train']['out_dir'] = str(Path(config['out_dir']) / variant.replace('+', '_'))
+    train_config.model.overrides = {**(train_config.model.overrides or {}), 'aggregation': variant}
+    train_config.train.out_dir = str(Path(config['out_dir']) / variant.replace('+', '_'))
     return train_config
 
 
@@ -79,11 +80,12 @@ def refiner_effect(refiner_weights, val_size: int = 64) -> dict:
 
     hand_model = load_hand_model()
     refiner, joint_head, document = build_from_weights(refiner_weights, hand_model)
-    ihmr_config = (document.get('extra') or {}).get('config')
-    if not isinstance(ihmr_config, dict):
+    stored = (document.get('extra') or {}).get('config')
+    if not isinstance(stored, dict):
         raise ValueError(f'{refiner_weights}: no training config stored (not written by train_ihmr)')
+    ihmr_config = train_ihmr.as_ihmr_config(stored)
     network = train_ihmr.build_acr_for_features(ihmr_config, torch.device('cpu'))
-    split = train_ihmr.prepare_split(ihmr_config, ihmr_config['data']['val_seed'], int(val_size), network,
+    split = train_ihmr.prepare_split(ihmr_config, ihmr_config.data.val_seed, int(val_size), network,
                                      hand_model, torch.device('cpu'))
     result = train_ihmr.evaluate_refiner(refiner, joint_head, split, document['config']['joint_head_side_params'])
     result['weights'] = str(refiner_weights)
@@ -100,7 +102,7 @@ def run_ablation(config: dict, refiner_weights=None) -> dict:
         t0 = time.perf_counter()
         result = train(train_config)
         steps = len(result['history'])
-        samples = steps * train_config['optim']['batch_size']
+        samples = steps * train_config.optim.batch_size
         m = result['metrics']
         rows.append({'variant': variant, 'description': DESCRIPTIONS[variant], 'steps': steps, 'samples': samples,
                      'seconds': round(time.perf_counter() - t0, 1), 'weights': result['model'],

@@ -39,14 +39,13 @@ import numpy as np
 import torch
 
 from hand_recon_ros import metrics
-from hand_recon_ros.acr.decoding import DecodeConfig, decode
-from hand_recon_ros.acr.params import params_to_mano
+from hand_recon_ros.acr.decoding import DecodeConfig
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, ROOT_WRIST, SIDES
 from hand_recon_ros.geometry.camera import LetterboxTransform
 from hand_recon_ros.geometry.placement import place_hands
 
 from .datasets.common import interaction_distance, is_close_interaction
-from .losses import peak_positions, select_hand_params
+from .eval_loop import eval_batches
 
 __all__ = ['evaluate_split', 'summarize_split', 'write_report', 'report_markdown', 'json_ready', 'hand_errors',
            'pair_errors', 'place_hand', 'pair_penetration', 'PROTOCOLS', 'SUBSETS']
@@ -133,6 +132,7 @@ def _items_with_scene(dataset):
 
 
 def _batches(dataset, batch_size):
+    """Stacked item tensors plus ``scene``: the items' scene labels."""
     items, scenes = [], []
     for item, scene in _items_with_scene(dataset):
         missing = [k for k in _TENSOR_KEYS if k not in item]
@@ -142,32 +142,10 @@ def _batches(dataset, batch_size):
         items.append(item)
         scenes.append(scene)
         if len(items) == batch_size:
-            yield {k: torch.stack([it[k] for it in items]) for k in _TENSOR_KEYS}, scenes
+            yield {'scene': scenes, **{k: torch.stack([it[k] for it in items]) for k in _TENSOR_KEYS}}
             items, scenes = [], []
     if items:
-        yield {k: torch.stack([it[k] for it in items]) for k in _TENSOR_KEYS}, scenes
-
-
-def _detections_per_image(outputs, center_maps, valid, decode_config, match_radius):
-    """(tp, fn, fp) per image, with ``evaluate``'s matching rule."""
-    dets = decode({k: outputs[k].cpu() for k in ('center_maps', 'params', 'prior')}, decode_config)
-    peaks = peak_positions(center_maps).cpu()
-    det_b, det_s = dets.batch_index.tolist(), dets.side.tolist()
-    det_y, det_x = dets.y.tolist(), dets.x.tolist()
-    counts = []
-    for b in range(valid.shape[0]):
-        tp = fn = 0
-        used = set()
-        mine = [i for i in range(len(det_b)) if int(det_b[i]) == b]
-        for s in range(2):
-            if not valid[b, s]:
-                continue
-            hit = [i for i in mine if int(det_s[i]) == s and math.hypot(
-                int(det_y[i]) - int(peaks[b, s, 0]), int(det_x[i]) - int(peaks[b, s, 1])) <= match_radius]
-            tp, fn = (tp + 1, fn) if hit else (tp, fn + 1)
-            used.update(hit[:1])
-        counts.append((tp, fn, len(mine) - len(used)))
-    return counts
+        yield {'scene': scenes, **{k: torch.stack([it[k] for it in items]) for k in _TENSOR_KEYS}}
 
 
 def _subsets_of(image: dict) -> list[str]:
@@ -226,66 +204,40 @@ def evaluate_split(model, dataset, hand_model, device=None, decode_config: Decod
         raise ValueError(f'batch_size must be a positive int, got {batch_size!r}')
     if not (isinstance(close_threshold_m, (int, float)) and close_threshold_m > 0):
         raise ValueError(f'close_threshold_m must be a positive number of metres, got {close_threshold_m!r}')
-    device = device or next(model.parameters()).device
-    decode_config = decode_config or DecodeConfig()
-    was_training = model.training
-    model.eval()
-    per_image, per_hand = [], []
-    try:
-        for batch, scenes in _batches(dataset, batch_size):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            outputs = {k: v.float() for k, v in model(batch['image']).items()}
-            valid = batch['valid'].bool()
-            fused, _ = select_hand_params(outputs, batch['center_maps'], valid, decode_config)
-            fused = fused.cpu()
-            size = int(batch['image'].shape[-1])
-            detections = _detections_per_image(outputs, batch['center_maps'], valid.cpu(), decode_config,
-                                               match_radius)
-            valid_np = valid.cpu().numpy()
-            gt_joints = batch['joints_3d'].double().cpu().numpy()
-            gt_verts = batch['vertices'].double().cpu().numpy()
-            Ks = batch['K'].double().cpu().numpy()
-            meshes = {}
-            for s, side in enumerate(SIDES):         # one hand-model call per side and batch
-                rows = np.nonzero(valid_np[:, s])[0].tolist()
-                if not rows:
+    per_image: list[dict] = []
+    per_hand: list[dict] = []
+    for step in eval_batches(model, _batches(dataset, batch_size), hand_model, device, decode_config, match_radius):
+        batch, fused, valid_np, meshes, scenes = step.batch, step.fused, step.valid, step.meshes, step.batch['scene']
+        gt_joints = batch['joints_3d'].double().cpu().numpy()
+        gt_verts = batch['vertices'].double().cpu().numpy()
+        Ks = batch['K'].double().cpu().numpy()
+        for b in range(valid_np.shape[0]):
+            index = len(per_image)
+            tp, fn, fp = step.detections[b]
+            image = {'index': index, 'scene': scenes[b], 'num_gt_hands': int(valid_np[b].sum()),
+                     'close': False, 'interaction_distance_mm': None, 'tp': tp, 'fn': fn, 'fp': fp,
+                     'pair': None}
+            placed = {}
+            for s, side in enumerate(SIDES):
+                if not valid_np[b, s]:
                     continue
-                mano = params_to_mano(fused[rows, s])
-                out = hand_model(side, mano['global_orient'].to(device), mano['hand_pose'].to(device),
-                                 mano['betas'].to(device))
-                joints, verts = (out[k].double().cpu().numpy() for k in ('joints', 'vertices'))
-                for k, b in enumerate(rows):
-                    meshes[b, s] = (joints[k], verts[k])
-            for b in range(valid_np.shape[0]):
-                index = len(per_image)
-                tp, fn, fp = detections[b]
-                image = {'index': index, 'scene': scenes[b], 'num_gt_hands': int(valid_np[b].sum()),
-                         'close': False, 'interaction_distance_mm': None, 'tp': tp, 'fn': fn, 'fp': fp,
-                         'pair': None}
-                placed = {}
-                for s, side in enumerate(SIDES):
-                    if not valid_np[b, s]:
-                        continue
-                    pj, pv = meshes[b, s]
-                    row = {'index': index, 'side': side, 'scene': scenes[b]}
-                    row.update(hand_errors(pj, pv, gt_joints[b, s], gt_verts[b, s]))
-                    placed[side] = place_hand(pj, pv, fused[b, s, :3].tolist(), Ks[b], size)
-                    row['root_error_mm'] = (float('nan') if placed[side] is None else float(
-                        np.linalg.norm(placed[side][0][ROOT_MIDDLE_MCP] - gt_joints[b, s, ROOT_MIDDLE_MCP]) * 1e3))
-                    row['depth_ratio'] = (float('nan') if placed[side] is None else float(
-                        placed[side][0][ROOT_MIDDLE_MCP, 2] / gt_joints[b, s, ROOT_MIDDLE_MCP, 2]))
-                    per_hand.append(row)
-                if image['num_gt_hands'] == 2:
-                    gl, gr = gt_joints[b, 0], gt_joints[b, 1]
-                    image['interaction_distance_mm'] = interaction_distance(gl, gr) * 1e3
-                    image['close'] = is_close_interaction(gl, gr, threshold=close_threshold_m)
-                    gt = {side: (gt_joints[b, s], gt_verts[b, s]) for s, side in enumerate(SIDES)}
-                    image['pair'] = pair_errors(placed, gt, hand_model)
-                image['subsets'] = _subsets_of(image)
-                per_image.append(image)
-    finally:
-        if was_training:
-            model.train()
+                pj, pv = meshes[b, s]
+                row = {'index': index, 'side': side, 'scene': scenes[b]}
+                row.update(hand_errors(pj, pv, gt_joints[b, s], gt_verts[b, s]))
+                placed[side] = place_hand(pj, pv, fused[b, s, :3].tolist(), Ks[b], step.size)
+                row['root_error_mm'] = (float('nan') if placed[side] is None else float(
+                    np.linalg.norm(placed[side][0][ROOT_MIDDLE_MCP] - gt_joints[b, s, ROOT_MIDDLE_MCP]) * 1e3))
+                row['depth_ratio'] = (float('nan') if placed[side] is None else float(
+                    placed[side][0][ROOT_MIDDLE_MCP, 2] / gt_joints[b, s, ROOT_MIDDLE_MCP, 2]))
+                per_hand.append(row)
+            if image['num_gt_hands'] == 2:
+                gl, gr = gt_joints[b, 0], gt_joints[b, 1]
+                image['interaction_distance_mm'] = interaction_distance(gl, gr) * 1e3
+                image['close'] = is_close_interaction(gl, gr, threshold=close_threshold_m)
+                gt = {side: (gt_joints[b, s], gt_verts[b, s]) for s, side in enumerate(SIDES)}
+                image['pair'] = pair_errors(placed, gt, hand_model)
+            image['subsets'] = _subsets_of(image)
+            per_image.append(image)
     return summarize_split(per_image, per_hand, close_threshold_m)
 
 

@@ -17,6 +17,7 @@ wrist-relative MPJPE, wrist (root) error, 2D error and MRRPE against the 3D grou
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -25,13 +26,13 @@ import numpy as np
 import torch
 
 from hand_recon_ros import metrics
-from hand_recon_ros.acr.decoding import DecodeConfig, decode
-from hand_recon_ros.acr.params import params_to_mano
+from hand_recon_ros.acr.decoding import DecodeConfig
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, SIDES
 from hand_recon_ros.geometry.camera import weak_perspective_project
 
+from .eval_loop import eval_batches
 from .eval_report import place_hand
-from .losses import ACRLoss, peak_positions, select_hand_params
+from .losses import ACRLoss
 
 __all__ = ['evaluate', 'projection_error_px', 'evaluate_interhand', 'interhand_markdown', 'main', 'METRIC_KEYS']
 
@@ -44,30 +45,17 @@ def evaluate(model, loader, hand_model, device=None, decode_config: DecodeConfig
              loss_fn: ACRLoss | None = None, match_radius: float = 2.0, max_batches: int | None = None) -> dict:
     """Mean metrics over the loader (keys ``METRIC_KEYS``; NaN when no hand was present). ``depth_ratio``:
     median placed / true hand depth (above 1: hands placed too far; the weak camera's scale decides it)."""
-    device = device or next(model.parameters()).device
-    decode_config = decode_config or DecodeConfig()
-    was_training = model.training
-    model.eval()
     per_hand, losses, depth_ratios = [], [], []
     tp = fn = fp = 0
-    for n_batch, batch in enumerate(loader):
-        if max_batches is not None and n_batch >= max_batches:
-            break
-        batch = {k: v.to(device) for k, v in batch.items()}
-        outputs = {k: v.float() for k, v in model(batch['image']).items()}
+    batches = loader if max_batches is None else itertools.islice(loader, max_batches)
+    for step in eval_batches(model, batches, hand_model, device, decode_config, match_radius):
+        batch, fused = step.batch, step.fused
         if loss_fn is not None:
-            losses.append(loss_fn(outputs, batch, epoch=10 ** 9)[1]['total'])    # no segmentation term
-        valid = batch['valid'].bool()
-        fused, _ = select_hand_params(outputs, batch['center_maps'], valid, decode_config)
-        size = batch['image'].shape[-1]
-        for b, s in torch.nonzero(valid).tolist():
-            mano = params_to_mano(fused[b, s][None].cpu())
-            out = hand_model(SIDES[s], mano['global_orient'].to(device), mano['hand_pose'].to(device),
-                             mano['betas'].to(device))
-            pj, pv = out['joints'][0].cpu().numpy(), out['vertices'][0].cpu().numpy()
-            gj, gv = batch['joints_3d'][b, s].cpu().numpy(), batch['vertices'][b, s].cpu().numpy()
+            losses.append(loss_fn(step.outputs, batch, epoch=10 ** 9)[1]['total'])    # no segmentation term
+        for (b, s), (pj, pv) in sorted(step.meshes.items()):
+            gj, gv = batch['joints_3d'][b, s].double().cpu().numpy(), batch['vertices'][b, s].double().cpu().numpy()
             # placed in the camera frame as the pipeline does: the depth comes from the weak camera's scale
-            placed = place_hand(pj, pv, fused[b, s, :3].tolist(), batch['K'][b].double().cpu().numpy(), size)
+            placed = place_hand(pj, pv, fused[b, s, :3].tolist(), batch['K'][b].double().cpu().numpy(), step.size)
             root_error = depth_ratio = None
             if placed is not None:
                 root_error = float(np.linalg.norm(placed[0][ROOT_MIDDLE_MCP] - gj[ROOT_MIDDLE_MCP]) * 1e3)
@@ -78,23 +66,11 @@ def evaluate(model, loader, hand_model, device=None, decode_config: DecodeConfig
                 'mpjpe_mm': metrics.mpjpe(pj, gj, root=ROOT_MIDDLE_MCP),
                 'pa_mpjpe_mm': metrics.pa_mpjpe(pj, gj),
                 'mpvpe_mm': metrics.mpvpe(pv, gv, pj, gj, root=ROOT_MIDDLE_MCP),
-                'pj2d_px': projection_error_px(pj, fused[b, s, :3].cpu().numpy(), batch['joints_2d'][b, s].cpu().numpy(),
-                                               batch['joints_vis'][b, s].cpu().numpy(), size),
+                'pj2d_px': projection_error_px(pj, fused[b, s, :3].numpy(), batch['joints_2d'][b, s].cpu().numpy(),
+                                               batch['joints_vis'][b, s].cpu().numpy(), step.size),
             })
-        dets = decode({k: outputs[k].cpu() for k in ('center_maps', 'params', 'prior')}, decode_config)
-        peaks = peak_positions(batch['center_maps']).cpu()
-        used = set()
-        for b in range(valid.shape[0]):
-            for s in range(2):
-                rows = [i for i in range(len(dets)) if int(dets.batch_index[i]) == b and int(dets.side[i]) == s]
-                if valid[b, s]:
-                    hit = [i for i in rows if math.hypot(int(dets.y[i]) - int(peaks[b, s, 0]),
-                                                         int(dets.x[i]) - int(peaks[b, s, 1])) <= match_radius]
-                    tp, fn = (tp + 1, fn) if hit else (tp, fn + 1)
-                    used.update(hit[:1])
-        fp += len(dets) - len(used)
-    if was_training:
-        model.train()
+        for image_tp, image_fn, image_fp in step.detections:
+            tp, fn, fp = tp + image_tp, fn + image_fn, fp + image_fp
     summary = metrics.summarize(per_hand)
     result = {k: summary.get(k, float('nan')) for k in ('mpjpe_mm', 'pa_mpjpe_mm', 'mpvpe_mm', 'pj2d_px', 'root_error_mm')}
     result['depth_ratio'] = float(np.median(depth_ratios)) if depth_ratios else float('nan')     # 1 = unbiased

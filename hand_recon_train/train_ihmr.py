@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import json
 import math
-import platform
+import os
 import sys
 import time
-from datetime import datetime, timezone
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,69 +45,45 @@ from hand_recon_ros.geometry import rotations
 from hand_recon_ros.refine.factors import PARAM_DIM, REFINE_FACTORS, extract_factor, forward_hands
 from hand_recon_ros.refine.verify import joint_errors
 
-from .train import CONFIG_DIR, merged_config
+from .config import IhmrConfig, InitSection, PairDataSection, build_config, load_config
+from .loop import Hook, LoopState, run_loop
+from .run_record import CsvLog, manifest, write_manifest
 
-__all__ = ['DEFAULTS', 'load_ihmr_config', 'build_acr_for_features', 'prepare_split', 'train_joint_head',
+__all__ = ['load_ihmr_config', 'as_ihmr_config', 'build_acr_for_features', 'prepare_split', 'train_joint_head',
            'joint_head_outputs', 'stage_loss', 'apply_stage', 'train_stage', 'evaluate_refiner', 'train_ihmr',
            'load_refiner_weights', 'main']
 
 # touching pairs ('close') and near ones ('interacting'); both give the refiner something to separate
 CLOSE_INTERACTION = {'interacting': 0.4, 'close': 0.6}
-DEFAULTS = {
-    'data': {'train_seed': 1, 'train_size': 256, 'val_seed': 100001, 'val_size': 64, 'cache_dir': None,
-             'drop_penetrating_gt': True,
-             'synth': {}},          # free-form SynthConfig fields; scene_weights default to CLOSE_INTERACTION
-    'acr': {'weights': None, 'preset': 'acr_light', 'input_size': 128, 'seed': 0, 'batch_size': 16},
-    'init': {'source': 'perturbed', 'seed': 7, 'approach': [0.1, 0.4], 'translation_m': 0.01, 'orient_rad': 0.1,
-             'finger_rad': 0.1, 'betas_std': 0.3},
-    'targets': {'source': 'gt', 'opt_steps': 40},
-    'joint_head': {'hidden': [512, 256], 'epochs': 4, 'lr': 1.0e-3, 'batch_size': 32, 'use_side_params': False,
-                   'weights': {'j3d': 100.0, 'j2d': 1.0, 'relative': 100.0}},
-    'refiner': {'hidden': [512, 256, 128], 'epochs_per_stage': 2, 'lr': 1.0e-4, 'batch_size': 16,
-                'max_steps_per_stage': None, 'gate_m': 0.3, 'grad_clip': 10.0},
-    'loss': {'param': 10.0, 'j3d': 10.0, 'trans': 10.0, 'j3d_translation_stage': 1000.0,
-             'trans_translation_stage': 1000.0, 'collision': 1.0},
-    'train': {'seed': 0, 'device': 'cpu', 'out_dir': 'out/train_ihmr/run', 'threads': 0},
-}
 
 
 # ---------------------------------------------------------------------------------------------- config
-def load_ihmr_config(name_or_path, overrides: list[str] | None = None) -> dict:
-    """YAML by path or by name in hand_recon_train/configs, merged over ``DEFAULTS``; ``overrides`` are
-    ``section.key=value`` strings."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = CONFIG_DIR / f'{name_or_path}.yaml'
-        if not path.is_file():
-            raise FileNotFoundError(f'no config {name_or_path!r} (not a file, not in {CONFIG_DIR})')
-    config = merged_config(path, overrides, DEFAULTS)
-    if config['init']['source'] not in ('perturbed', 'acr'):
-        raise ValueError(f"init.source must be 'perturbed' or 'acr', got {config['init']['source']!r}")
-    if config['targets']['source'] not in ('gt', 'opt'):
-        raise ValueError(f"targets.source must be 'gt' or 'opt', got {config['targets']['source']!r}")
-    if config['data']['train_seed'] == config['data']['val_seed']:
-        raise ValueError('data.val_seed must differ from data.train_seed (the evaluation split is held out)')
-    for section, key in (('refiner', 'lr'), ('joint_head', 'lr')):
-        config[section][key] = float(config[section][key])
-    for section, key in (('data', 'train_size'), ('data', 'val_size'), ('refiner', 'batch_size'),
-                         ('joint_head', 'batch_size'), ('acr', 'batch_size')):
-        if not isinstance(config[section][key], int) or config[section][key] < 1:
-            raise ValueError(f'{section}.{key} must be a positive int, got {config[section][key]!r}')
-    config['config_source'] = str(path)
-    return config
+def load_ihmr_config(name_or_path: str | os.PathLike, overrides: list[str] | None = None) -> IhmrConfig:
+    """An IHMR-MLP training config (``hand_recon_train.config.IhmrConfig``) by path or by name in
+    hand_recon_train/configs; ``overrides`` are ``section.key=value`` strings."""
+    return typing.cast(IhmrConfig, load_config(name_or_path, overrides, schema=IhmrConfig))
+
+
+def as_ihmr_config(config: IhmrConfig | dict) -> IhmrConfig:
+    """A config as given, or rebuilt (and checked) from the mapping a run record stores."""
+    if isinstance(config, IhmrConfig):
+        return config
+    built = build_config(IhmrConfig, config)
+    built.check()
+    return built
 
 
 # ---------------------------------------------------------------------------------------------- data
-def build_acr_for_features(config: dict, device):
+def build_acr_for_features(config: IhmrConfig, device) -> Any:
     """The frozen ACR network: ``acr.weights`` when given, else a seeded untrained ``acr.preset``."""
     from hand_recon_ros.acr.network import build_acr
     from hand_recon_ros.acr.weights import load_acr
-    acfg = config['acr']
-    if acfg['weights']:
-        network = load_acr(acfg['weights'])
+    acfg = config.acr
+    if acfg.weights:
+        network = load_acr(acfg.weights)
     else:
-        torch.manual_seed(int(acfg['seed']))
-        network = build_acr(acfg['preset'], input_size=int(acfg['input_size']))
+        torch.manual_seed(int(acfg.seed))
+        network = build_acr(acfg.preset, input_size=int(acfg.input_size))
     return network.to(device).eval().requires_grad_(False)
 
 
@@ -120,18 +96,18 @@ def _gt_vector(batch, rows):
     return torch.cat([wl - wr, ol, orr, pl, pr, bl, br, 0.5 * (wl + wr)], dim=1).float()
 
 
-def _perturbed(gt_vec: torch.Tensor, indices, cfg: dict) -> torch.Tensor:
+def _perturbed(gt_vec: torch.Tensor, indices, cfg: InitSection) -> torch.Tensor:
     """Ground truth + per-sample noise (stream default_rng([init.seed, index]): independent of batching);
     the wrist-to-wrist vector is shortened by ``approach`` (fraction) so that many pairs interpenetrate."""
     out = gt_vec.clone()
-    lo, hi = cfg['approach']
+    lo, hi = cfg.approach
     for row, index in enumerate(indices):
-        rng = np.random.default_rng([int(cfg['seed']), int(index)])
+        rng = np.random.default_rng([int(cfg.seed), int(index)])
         noise = np.zeros(PARAM_DIM)
-        noise[0:3] = -rng.uniform(lo, hi) * gt_vec[row, 0:3].numpy() + rng.normal(0, cfg['translation_m'], 3)
-        noise[3:9] = rng.normal(0, cfg['orient_rad'], 6)
-        noise[9:99] = rng.normal(0, cfg['finger_rad'], 90)
-        noise[99:119] = rng.normal(0, cfg['betas_std'], 20)
+        noise[0:3] = -rng.uniform(lo, hi) * gt_vec[row, 0:3].numpy() + rng.normal(0, cfg.translation_m, 3)
+        noise[3:9] = rng.normal(0, cfg.orient_rad, 6)
+        noise[9:99] = rng.normal(0, cfg.finger_rad, 90)
+        noise[99:119] = rng.normal(0, cfg.betas_std, 20)
         out[row] += torch.from_numpy(noise).float()
     return out
 
@@ -149,13 +125,13 @@ def _acr_initial(reconstructor, side_params, batch, rows):
     return out
 
 
-def _synth_config(dcfg: dict, image_size: int):
+def _synth_config(dcfg: PairDataSection, image_size: int) -> Any:
     from .synth import SynthConfig
-    return SynthConfig.from_dict({'scene_weights': dict(CLOSE_INTERACTION), **dcfg['synth'], 'image_size': image_size})
+    return SynthConfig.from_dict({'scene_weights': dict(CLOSE_INTERACTION), **dcfg.synth, 'image_size': image_size})
 
 
 @torch.no_grad()
-def prepare_split(config: dict, seed: int, size: int, network, hand_model, device) -> dict:
+def prepare_split(config: IhmrConfig, seed: int, size: int, network, hand_model, device) -> dict:
     """Render ``size`` samples of the close-interaction generator (seed ``seed``), keep those with both
     hands valid (and, with ``data.drop_penetrating_gt``, a collision-free ground truth), run the frozen ACR
     once. -> tensors (N, ...): feature, side_params (ACR's 109 per side at
@@ -165,13 +141,13 @@ def prepare_split(config: dict, seed: int, size: int, network, hand_model, devic
     from .losses import select_hand_params
     from .synth import SynthDataset
 
-    dcfg = config['data']
+    dcfg = config.data
     synth = _synth_config(dcfg, network.config.input_size)
     data = SynthDataset(synth, seed=seed, length=size, normalization=network.normalization,
-                        cache_dir=dcfg['cache_dir'])
-    loader = DataLoader(data, batch_size=config['acr']['batch_size'], num_workers=0)
+                        cache_dir=dcfg.cache_dir)
+    loader = DataLoader(data, batch_size=config.acr.batch_size, num_workers=0)
     reconstructor = None
-    if config['init']['source'] == 'acr':
+    if config.init.source == 'acr':
         from hand_recon_ros.pipeline import HandReconstructor
         reconstructor = HandReconstructor(network, hand_model, device, refine=False)
     keep = {k: [] for k in ('feature', 'side_params', 'init_vec', 'gt_vec', 'joints3d', 'joints2d', 'index')}
@@ -186,7 +162,7 @@ def prepare_split(config: dict, seed: int, size: int, network, hand_model, devic
                                             network.config.decode)
         gt_vec = _gt_vector(batch, rows)
         if reconstructor is None:
-            init = list(_perturbed(gt_vec, batch['index'][rows].tolist(), config['init']))
+            init = list(_perturbed(gt_vec, batch['index'][rows].tolist(), config.init))
         else:
             init = _acr_initial(reconstructor, side_params, batch, rows)
         for j, b in enumerate(rows.tolist()):
@@ -205,7 +181,7 @@ def prepare_split(config: dict, seed: int, size: int, network, hand_model, devic
                          f'({dropped} dropped by the camera solve): raise data sizes or check init.source')
     split = {k: torch.stack(v) for k, v in keep.items()}
     penetrating = 0
-    if dcfg['drop_penetrating_gt']:
+    if dcfg.drop_penetrating_gt:
         # the generator's "apart" test samples vertices, so a few ground-truth pairs still interpenetrate
         # (measured: 3 of 40, up to 15 mm); a target inside the other hand would fight the collision term
         from hand_recon_ros.refine.collision import TwoHandCollision
@@ -234,7 +210,7 @@ def _head_loss(out, target, weights):
     terms = {'j3d': (out['joints3d'] - target['joints3d']).norm(dim=-1).mean(),
              'j2d': (out['joints2d'] - target['joints2d']).abs().mean(),
              'relative': (out['relative_translation'] - target['relative']).norm(dim=-1).mean()}
-    return sum(weights[k] * v for k, v in terms.items()), {k: float(v.detach()) for k, v in terms.items()}
+    return sum(getattr(weights, k) * v for k, v in terms.items()), {k: float(v.detach()) for k, v in terms.items()}
 
 
 def joint_head_outputs(joint_head, split, use_side_params: bool, batch_size: int = 256) -> dict:
@@ -247,35 +223,41 @@ def joint_head_outputs(joint_head, split, use_side_params: bool, batch_size: int
     return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
 
 
-def train_joint_head(joint_head, split, config: dict, log=None) -> dict:
-    """Adam on the 3D / 2D / wrist-to-wrist terms; returns {'loss_before', 'loss_after', 'steps'}."""
-    hcfg = config['joint_head']
+def _row_batches(n: int, batch_size: int, gen: torch.Generator) -> Callable[[int], Any]:
+    """The loop's batch source over a split held in memory: each epoch a fresh permutation of its rows."""
+    def batches(epoch: int) -> Any:
+        order = torch.randperm(n, generator=gen)
+        return (order[start:start + batch_size] for start in range(0, n, batch_size))
+    return batches
+
+
+def train_joint_head(joint_head, split: dict, config: IhmrConfig, hooks: typing.Sequence[Hook] = ()) -> dict:
+    """Adam on the 3D / 2D / wrist-to-wrist terms; returns {'loss_before', 'loss_after', 'steps'}. ``hooks``
+    (e.g. ``run_record.CsvLog``) see each step's record (phase ``joint_head``)."""
+    hcfg = config.joint_head
     target = _head_targets(split)
-    use_side = hcfg['use_side_params']
+    use_side = hcfg.use_side_params
 
     def full_loss():
         out = joint_head_outputs(joint_head, split, use_side)
-        return float(_head_loss(out, target, hcfg['weights'])[0])
+        return float(_head_loss(out, target, hcfg.weights)[0])
 
     before = full_loss()
-    optimizer = torch.optim.Adam(joint_head.parameters(), lr=hcfg['lr'])
-    gen = torch.Generator().manual_seed(int(config['train']['seed']))
-    n, step = len(split['index']), 0
+    optimizer = torch.optim.Adam(joint_head.parameters(), lr=hcfg.lr)
+    gen = torch.Generator().manual_seed(int(config.train.seed))
+
+    def step(rows: torch.Tensor, state: LoopState) -> dict:
+        out = joint_head(split['feature'][rows], split['side_params'][rows] if use_side else None)
+        loss, terms = _head_loss(out, {k: v[rows] for k, v in target.items()}, hcfg.weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {'phase': 'joint_head', 'loss': float(loss.detach()), **terms}
+
     joint_head.train()
-    for epoch in range(int(hcfg['epochs'])):
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, hcfg['batch_size']):
-            rows = order[start:start + hcfg['batch_size']]
-            out = joint_head(split['feature'][rows], split['side_params'][rows] if use_side else None)
-            loss, terms = _head_loss(out, {k: v[rows] for k, v in target.items()}, hcfg['weights'])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if log is not None:
-                log({'phase': 'joint_head', 'epoch': epoch, 'step': step, 'loss': float(loss.detach()), **terms})
+    state = run_loop(step, _row_batches(len(split['index']), hcfg.batch_size, gen), range(int(hcfg.epochs)), hooks)
     joint_head.eval()
-    return {'loss_before': before, 'loss_after': full_loss(), 'steps': step}
+    return {'loss_before': before, 'loss_after': full_loss(), 'steps': state.step}
 
 
 # ---------------------------------------------------------------------------------------------- stages
@@ -307,9 +289,9 @@ def stage_loss(refiner, factor: str, cand: torch.Tensor, target_vec: torch.Tenso
         gt = rotations.axis_angle_to_matrix(extract_factor(target_vec, factor).reshape(-1, 3))
         terms['param'] = ((pred - gt) ** 2).mean()
     terms['collision'] = refiner.collision.loss(vl, vr).mean()
-    w = {'j3d': weights['j3d_translation_stage'] if first else weights['j3d'],
-         'trans': weights['trans_translation_stage'] if first else weights['trans'],
-         'param': weights['param'], 'collision': weights['collision']}
+    w = {'j3d': weights.j3d_translation_stage if first else weights.j3d,
+         'trans': weights.trans_translation_stage if first else weights.trans,
+         'param': weights.param, 'collision': weights.collision}
     total = sum(w[k] * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
@@ -349,38 +331,36 @@ def _mean_stage_loss(refiner, factor, vec, feature, target_vec, target_head, wei
     return total / n
 
 
-def train_stage(refiner, factor: str, vec, feature, target_vec, target_head, config: dict, log=None) -> dict:
+def train_stage(refiner, factor: str, vec, feature, target_vec, target_head, config: IhmrConfig,
+                hooks: typing.Sequence[Hook] = ()) -> dict:
     """Train one factor MLP (fresh Adam, ``refiner.lr``) on the stage inputs ``vec`` (already passed
-    through the earlier stages). Returns {'loss_before', 'loss_after', 'steps'} (mean loss over ``vec``)."""
-    rcfg, weights = config['refiner'], config['loss']
+    through the earlier stages). Returns {'loss_before', 'loss_after', 'steps'} (mean loss over ``vec``);
+    ``hooks`` see each step's record (phase = the factor)."""
+    rcfg, weights = config.refiner, config.loss
     mlp = refiner.mlps[factor]
-    before = _mean_stage_loss(refiner, factor, vec, feature, target_vec, target_head, weights, rcfg['batch_size'])
-    optimizer = torch.optim.Adam(mlp.parameters(), lr=rcfg['lr'])
-    gen = torch.Generator().manual_seed(int(config['train']['seed']) * 1009 + REFINE_FACTORS.index(factor))
-    n, step, max_steps = len(vec), 0, rcfg['max_steps_per_stage']
+    before = _mean_stage_loss(refiner, factor, vec, feature, target_vec, target_head, weights, rcfg.batch_size)
+    optimizer = torch.optim.Adam(mlp.parameters(), lr=rcfg.lr)
+    gen = torch.Generator().manual_seed(int(config.train.seed) * 1009 + REFINE_FACTORS.index(factor))
+
+    def step(rows: torch.Tensor, state: LoopState) -> dict:
+        cand = refiner.propose(factor, vec[rows], feature[rows])
+        loss, terms = stage_loss(refiner, factor, cand, target_vec[rows],
+                                 {k: v[rows] for k, v in target_head.items()}, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if rcfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(mlp.parameters(), rcfg.grad_clip)
+        optimizer.step()
+        if not math.isfinite(float(loss.detach())):
+            raise FloatingPointError(f'stage {factor}: loss {float(loss.detach())} at step {state.step + 1}: {terms}')
+        return {'phase': factor, 'loss': float(loss.detach()), **terms}
+
     mlp.train()
-    for epoch in range(int(rcfg['epochs_per_stage'])):
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, rcfg['batch_size']):
-            if max_steps is not None and step >= max_steps:
-                break
-            rows = order[start:start + rcfg['batch_size']]
-            cand = refiner.propose(factor, vec[rows], feature[rows])
-            loss, terms = stage_loss(refiner, factor, cand, target_vec[rows],
-                                     {k: v[rows] for k, v in target_head.items()}, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if rcfg['grad_clip']:
-                torch.nn.utils.clip_grad_norm_(mlp.parameters(), rcfg['grad_clip'])
-            optimizer.step()
-            step += 1
-            if not math.isfinite(float(loss.detach())):
-                raise FloatingPointError(f'stage {factor}: loss {float(loss.detach())} at step {step}: {terms}')
-            if log is not None:
-                log({'phase': factor, 'epoch': epoch, 'step': step, 'loss': float(loss.detach()), **terms})
+    state = run_loop(step, _row_batches(len(vec), rcfg.batch_size, gen), range(int(rcfg.epochs_per_stage)), hooks,
+                     max_steps=rcfg.max_steps_per_stage)
     mlp.eval()
-    after = _mean_stage_loss(refiner, factor, vec, feature, target_vec, target_head, weights, rcfg['batch_size'])
-    return {'loss_before': before, 'loss_after': after, 'steps': step}
+    after = _mean_stage_loss(refiner, factor, vec, feature, target_vec, target_head, weights, rcfg.batch_size)
+    return {'loss_before': before, 'loss_after': after, 'steps': state.step}
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -455,20 +435,10 @@ def _opt_targets(split, head_out, hand_model, steps: int, batch_size: int = 64):
     return torch.cat(outs)
 
 
-def _csv_logger(path: Path):
-    fields = ['phase', 'epoch', 'step', 'loss', 'j3d', 'j2d', 'relative', 'trans', 'param', 'collision']
-
-    def log(row):
-        new = not path.is_file()
-        with open(path, 'a', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-    return log
+LOG_FIELDS = ['phase', 'epoch', 'step', 'loss', 'j3d', 'j2d', 'relative', 'trans', 'param', 'collision']
 
 
-def train_ihmr(config: dict) -> dict:
+def train_ihmr(config: IhmrConfig) -> dict:
     """Run the whole recipe; returns {'out_dir', 'weights', 'metrics', 'stages', 'joint_head'}."""
     from hand_recon_ros.hand_model.model import load_hand_model
     from hand_recon_ros.runtime import resolve_device, sha256_of
@@ -478,39 +448,38 @@ def train_ihmr(config: dict) -> dict:
 
     from .synth import GENERATOR_VERSION
 
-    tcfg, dcfg = config['train'], config['data']
-    device = resolve_device(tcfg['device'])
-    if tcfg['threads']:
-        torch.set_num_threads(int(tcfg['threads']))
-    out_dir = Path(tcfg['out_dir'])
+    tcfg, dcfg = config.train, config.data
+    device = resolve_device(tcfg.device)
+    if tcfg.threads:
+        torch.set_num_threads(int(tcfg.threads))
+    out_dir = Path(tcfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / 'train_log.csv').unlink(missing_ok=True)
-    log = _csv_logger(out_dir / 'train_log.csv')
+    log = [CsvLog(out_dir / 'train_log.csv', LOG_FIELDS, fresh=True)]
     t0 = time.perf_counter()
 
     hand_model = load_hand_model(device=device)
     network = build_acr_for_features(config, device)
-    train_split = prepare_split(config, dcfg['train_seed'], dcfg['train_size'], network, hand_model, device)
-    val_split = prepare_split(config, dcfg['val_seed'], dcfg['val_size'], network, hand_model, device)
+    train_split = prepare_split(config, dcfg.train_seed, dcfg.train_size, network, hand_model, device)
+    val_split = prepare_split(config, dcfg.val_seed, dcfg.val_size, network, hand_model, device)
     feature_dim, input_size = network.config.feature_dim, network.config.input_size
     del network
 
-    torch.manual_seed(int(tcfg['seed']))
-    hcfg, rcfg = config['joint_head'], config['refiner']
-    joint_head = JointHead(feature_dim, hidden=tuple(hcfg['hidden']), template=joint_template(hand_model)).to(device)
-    refiner = build_refiner(feature_dim, hand_model=hand_model, gate_m=float(rcfg['gate_m']),
-                            hidden=tuple(rcfg['hidden']))
+    torch.manual_seed(int(tcfg.seed))
+    hcfg, rcfg = config.joint_head, config.refiner
+    joint_head = JointHead(feature_dim, hidden=tuple(hcfg.hidden), template=joint_template(hand_model)).to(device)
+    refiner = build_refiner(feature_dim, hand_model=hand_model, gate_m=float(rcfg.gate_m),
+                            hidden=tuple(rcfg.hidden))
     head_record = train_joint_head(joint_head, train_split, config, log)
-    head_out = joint_head_outputs(joint_head, train_split, hcfg['use_side_params'])
+    head_out = joint_head_outputs(joint_head, train_split, hcfg.use_side_params)
 
-    if config['targets']['source'] == 'opt':
-        target_vec = _opt_targets(train_split, head_out, hand_model, config['targets']['opt_steps'])
+    if config.targets.source == 'opt':
+        target_vec = _opt_targets(train_split, head_out, hand_model, config.targets.opt_steps)
     else:
         target_vec = train_split['gt_vec']
     with torch.no_grad():
         target_head = _head_from_vec(target_vec, hand_model)
 
-    baseline = evaluate_refiner(refiner, joint_head, val_split, hcfg['use_side_params'])
+    baseline = evaluate_refiner(refiner, joint_head, val_split, hcfg.use_side_params)
     vec, feature, stages = train_split['init_vec'], train_split['feature'], {}
     for factor in REFINE_FACTORS:
         record = train_stage(refiner, factor, vec, feature, target_vec, target_head, config, log)
@@ -520,20 +489,20 @@ def train_ihmr(config: dict) -> dict:
         print(f"stage {factor}: loss {record['loss_before']:.4g} -> {record['loss_after']:.4g}, "
               f"{record['steps']} steps, accepted on {100 * record['train_accept_rate']:.0f}% of the training pairs",
               flush=True)
-    result_metrics = evaluate_refiner(refiner, joint_head, val_split, hcfg['use_side_params'])
+    result_metrics = evaluate_refiner(refiner, joint_head, val_split, hcfg.use_side_params)
     result_metrics['untrained_refiner_after'] = baseline['after']
 
     synth = _synth_config(dcfg, input_size)
     description = (f"IHMR-MLP refiner + joint head trained on synthetic close two-hand pairs ({GENERATOR_VERSION}, "
-                   f"{hand_model.identity}); init {config['init']['source']}, targets {config['targets']['source']}, "
-                   f"ACR features from {config['acr']['weights'] or 'an UNTRAINED seeded ' + config['acr']['preset']}")
+                   f"{hand_model.identity}); init {config.init.source}, targets {config.targets.source}, "
+                   f"ACR features from {config.acr.weights or 'an UNTRAINED seeded ' + config.acr.preset}")
     weights_path = out_dir / 'refiner.safetensors'
-    acr_weights = config['acr']['weights']
+    acr_weights = config.acr.weights
     # the refiner reads this ACR's image features: the pipeline warns when it runs with another network
     acr_sha256 = sha256_of(acr_weights) if acr_weights else ''
-    save_refiner_weights(refiner, joint_head, weights_path, use_side_params=hcfg['use_side_params'],
+    save_refiner_weights(refiner, joint_head, weights_path, use_side_params=hcfg.use_side_params,
                          hand_model_identity=hand_model.identity,
-                         extra={'description': description, 'metrics': result_metrics, 'config': config,
+                         extra={'description': description, 'metrics': result_metrics, 'config': config.to_dict(),
                                 'acr_sha256': acr_sha256})
     data_record = {'generator': GENERATOR_VERSION, 'synth_config': synth.to_dict(),
                    'synth_config_hash': synth.config_hash(), 'hand_model': hand_model.identity,
@@ -542,15 +511,10 @@ def train_ihmr(config: dict) -> dict:
         data_record[name] = {'seed': split['seed'], 'rendered': split['num_rendered'],
                              'pairs': int(len(split['index'])), 'dropped_by_camera_solve': split['num_dropped'],
                              'dropped_penetrating_gt': split['num_penetrating_gt']}
-    manifest = {
-        'weights': weights_path.name, 'sha256': sha256_of(weights_path), 'description': description,
-        'created_utc': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        'loader': 'hand_recon_ros.refine.weights.load_refiner_weights(refiner, joint_head, path)',
-        'config': config, 'data': data_record, 'joint_head': head_record, 'stages': stages,
-        'metrics': result_metrics, 'seconds': round(time.perf_counter() - t0, 1),
-        'environment': {'torch': torch.__version__, 'python': platform.python_version(), 'device': str(device)},
-    }
-    (out_dir / 'manifest.json').write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + '\n')
+    record = manifest(weights_path, description, config.to_dict(), data_record, result_metrics, device,
+                      loader='hand_recon_ros.refine.weights.load_refiner_weights(refiner, joint_head, path)',
+                      joint_head=head_record, stages=stages, seconds=round(time.perf_counter() - t0, 1))
+    write_manifest(out_dir, record)
     return {'out_dir': str(out_dir), 'weights': str(weights_path), 'metrics': result_metrics, 'stages': stages,
             'joint_head': head_record}
 
@@ -573,7 +537,7 @@ def main(argv=None) -> int:
         overrides.append(f'train.out_dir={args.out_dir}')
     config = load_ihmr_config(args.config, overrides)
     if args.acr_weights:
-        config['acr']['weights'] = args.acr_weights
+        config.acr.weights = args.acr_weights
     result = train_ihmr(config)
     m = result['metrics']
     for key in EVAL_KEYS:

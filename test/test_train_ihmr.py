@@ -1,5 +1,6 @@
 """IHMR-MLP training (hand_recon_train.train_ihmr): data preparation, staged training, weights round trip,
 evaluation. Tiny: an untrained light ACR at 128 px for the features, a dozen close pairs."""
+import copy
 import json
 
 import numpy as np
@@ -97,8 +98,8 @@ def test_stage_training_lowers_the_stage_loss(setup, config):
     torch.manual_seed(0)
     refiner = build_refiner(network.config.feature_dim, hand_model=hand_model)
     target_head = ti._head_from_vec(split['gt_vec'], hand_model)
-    cfg = json.loads(json.dumps(config))
-    cfg['refiner'].update(max_steps_per_stage=6, epochs_per_stage=6, batch_size=6)
+    cfg = copy.deepcopy(config)
+    cfg.refiner.max_steps_per_stage, cfg.refiner.epochs_per_stage, cfg.refiner.batch_size = 6, 6, 6
     before = {k: v.clone() for k, v in refiner.mlps['fingers'].state_dict().items()}
     record = ti.train_stage(refiner, 'translation', split['init_vec'], split['feature'], split['gt_vec'],
                             target_head, cfg)

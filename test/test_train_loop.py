@@ -148,7 +148,7 @@ def test_fp16_export_is_loaded_by_the_node_pipeline(tiny_run, tmp_path):
 
 
 def test_metrics_csv_keeps_its_rows_when_the_columns_change(tmp_path):
-    from hand_recon_train.train import _append_csv
+    from hand_recon_train.run_record import append_csv as _append_csv
     path = tmp_path / 'metrics.csv'
     _append_csv(path, ['epoch', 'mpjpe_mm'], {'epoch': 0, 'mpjpe_mm': 60.0})
     _append_csv(path, ['epoch', 'mpjpe_mm', 'depth_ratio'], {'epoch': 1, 'mpjpe_mm': 55.0, 'depth_ratio': 1.1})

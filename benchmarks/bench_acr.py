@@ -91,7 +91,7 @@ def bench_eager(net, frame, size, iters, channels_last, bf16=False) -> dict[str,
 
 
 def bench_ort(net, frame, size, iters, threads) -> dict[str, float]:
-    from hand_recon_ros.acr.export import OnnxACR, export_onnx
+    from hand_recon_ros.acr.onnx_model import OnnxACR, export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         result = export_onnx(net, Path(tmp) / 'acr.onnx', input_size=size)

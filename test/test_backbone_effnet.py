@@ -264,7 +264,7 @@ def test_trainer_pretrained_flag_is_ignored_for_warm_starts_and_refused_without_
 
 def test_onnx_export_of_the_preset_matches_torch(tmp_path):
     """The node can run ACR under onnxruntime: the SAME padding (a static F.pad) must export."""
-    from hand_recon_ros.acr.export import OnnxACR, export_onnx
+    from hand_recon_ros.acr.onnx_model import OnnxACR, export_onnx
     torch.manual_seed(0)
     net = build_acr('acr_effnet_lite0', input_size=96).eval()
     result = export_onnx(net, tmp_path / 'acr.onnx')

@@ -1,7 +1,7 @@
 """ACR network (Attention Collaboration-based Regressor): backbones, heads, aggregator, decoding.
 
 Importing this package imports torch (unlike the top-level ``hand_recon_ros``). ONNX Runtime is only
-imported by :class:`hand_recon_ros.acr.export.OnnxACR`. See docs/design-acr.md.
+imported by :class:`hand_recon_ros.acr.onnx_model.OnnxACR`. See docs/design-acr.md.
 """
 from .backbones import create_backbone, list_backbones, map_pretrained_state_dict
 from .decoding import LEFT, RIGHT, DecodeConfig, Detections, decode

@@ -142,7 +142,8 @@ def model_info_msg(info: dict):
     return msg
 
 
-def overlay_msg(image_bgr, frame, reconstructor, header):
+def overlay_msg(image_bgr, frame, faces, header):
+    """The hands' meshes drawn on the input image; faces: side -> (F, 3) triangle indices."""
     from hand_recon_ros.hand_model.render import render_mesh_overlay
     from hand_recon_ros.ros.image_conversion import numpy_to_imgmsg
     colors = {'right': (80, 160, 230), 'left': (230, 170, 90)}
@@ -150,7 +151,7 @@ def overlay_msg(image_bgr, frame, reconstructor, header):
     out = image_bgr
     if hands:  # one call: both meshes depth-sorted together, the nearer hand covers the farther one
         out = render_mesh_overlay(image_bgr, [h.vertices for h in hands],
-                                  [reconstructor.faces(h.handedness) for h in hands], frame.intrinsics,
+                                  [faces[h.handedness] for h in hands], frame.intrinsics,
                                   [colors[h.handedness] for h in hands])
     return numpy_to_imgmsg(out, 'bgr8', header=header)
 

@@ -3,13 +3,13 @@ import array
 import os
 
 import numpy as np
-from rclpy import get_rmw_implementation_identifier as rmw_implementation_identifier
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
 
 from hand_recon_ros import conventions
 from hand_recon_ros.geometry.camera import intrinsics_from_camera_info
 from hand_recon_ros.msg import Hand, HandArray, HandModelInfo
+from hand_recon_ros.ros.node_status import NodeStatus, diagnostic_values
 from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_FALLBACK_FOV, REFINE_FACTORS,
                                     FrameResult)
 
@@ -163,39 +163,12 @@ def fastdds_profile_file() -> str:
     return os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', '') or os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE', '')
 
 
-def diagnostics_msg(node, stamp):
-    """One DiagnosticStatus for the node: rates, latency percentiles from header stamps, drops, device."""
+def diagnostics_msg(status: NodeStatus, name: str, hardware_id: str, stamp) -> DiagnosticArray:
+    """One DiagnosticStatus built from the node's status object alone (node_status.diagnostic_values)."""
+    diagnostic = diagnostic_values(status)
     arr = DiagnosticArray()
     arr.header.stamp = stamp
-    status = DiagnosticStatus()
-    status.name = f'{node.get_name()}: hand reconstruction'
-    status.hardware_id = node.get_fully_qualified_name()
-    values = {}
-    worker = node.worker
-    counters = dict(node.counters)
-    if worker is not None:
-        counters.update({f'worker_{k}': v for k, v in worker.stats().as_dict().items()})
-        values['input_rate_hz'] = f'{worker.input_rate.rate_hz():.2f}'
-        values['processing_ms_p50'] = f'{worker.processing_ms.p50:.1f}'
-    lat = node.latency.summary()
-    values.update({k: str(v) for k, v in counters.items()})
-    # which middleware and Fast DDS profile this process runs with (frame losses depend on them)
-    values['rmw'] = rmw_implementation_identifier()
-    values['fastdds_profile'] = fastdds_profile_file() or 'none (Fast DDS defaults)'
-    values.update({f'latency_{k}': f'{v:.1f}' for k, v in lat.items()})
-    rec = node.reconstructor
-    if rec is not None:
-        info = rec.info()
-        values.update({'device': info['device'], 'precision': info['precision'], 'network': info['network'],
-                       'weights_sha256': info.get('weights_sha256', ''), 'hand_model': info['hand_model']})
-    if worker is None:
-        status.level, status.message = DiagnosticStatus.WARN, 'inactive (lifecycle state not active)'
-    elif counters.get('errors', 0) and counters['errors'] >= counters.get('published', 0):
-        status.level, status.message = DiagnosticStatus.ERROR, 'every frame fails: see the node log'
-    elif counters['received'] == 0:
-        status.level, status.message = DiagnosticStatus.WARN, 'no input images received'
-    else:
-        status.level, status.message = DiagnosticStatus.OK, 'running'
-    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-    arr.status = [status]
+    arr.status = [DiagnosticStatus(level=bytes([diagnostic.level]), name=name, message=diagnostic.message,
+                                   hardware_id=hardware_id,
+                                   values=[KeyValue(key=k, value=v) for k, v in diagnostic.values])]
     return arr

@@ -28,6 +28,7 @@ from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed
 from hand_recon_ros.ros import lifecycle_guard, parameters
 from hand_recon_ros.ros.lifecycle_guard import transition_callback
 from hand_recon_ros.ros.input_gaps import StampGapEstimator
+from hand_recon_ros.ros.node_status import ModelStatus, NodeStatus
 from hand_recon_ros.ros.problem_log import ProblemLog, guarded_callback
 
 NODE_NAME = 'hand_recon'
@@ -61,7 +62,9 @@ def input_qos(reliability: str, depth: int) -> QoSProfile:
 class HandReconNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        self.parameter_problems = self._declare_parameters()
+        # everything /diagnostics reports: counted here, filled in before each report (node_status.py)
+        self.status = NodeStatus(parameter_problems=self._declare_parameters(), rmw=rclpy.get_rmw_implementation_identifier(),
+                                 fastdds_profile=conversions.fastdds_profile_file())
         self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         lifecycle_guard.guard_change_state(self)
@@ -75,7 +78,6 @@ class HandReconNode(LifecycleNode):
         self._lock = threading.Lock()
         self._camera_info = None
         self._warned = set()
-        self.counters = {'received': 0, 'published': 0, 'bad_input': 0, 'errors': 0}
         self.problems = ProblemLog(self.get_logger().warning, self.get_logger().error)
         self.input_gaps = StampGapEstimator()
         self.latency = LatencyStats(window=300)
@@ -233,9 +235,10 @@ class HandReconNode(LifecycleNode):
                                    d_cutoff=float(self.p('smoothing.d_cutoff')))
         self.outputs.set_model({side: self.reconstructor.faces(side) for side in SIDES}, self.reconstructor.info(),
                                self.get_clock().now().to_msg(), float(self.p('marker_lifetime_s')))
+        info = self.reconstructor.info()
+        self.status.model = ModelStatus.from_info(info)
         self._start_worker()
         self._activated_at = time.monotonic()
-        info = self.reconstructor.info()
         self.get_logger().info(f"active: {info['network']} on {info['device']} ({info['precision']}), "
                                f"hand model {info['hand_model']}")
         return super().on_activate(state)
@@ -250,6 +253,7 @@ class HandReconNode(LifecycleNode):
     def on_deactivate(self, state):
         self._stop_worker()
         self.reconstructor = None  # frees the model (and GPU memory)
+        self.status.model = None
         try:
             import torch
             if torch.cuda.is_available():
@@ -291,6 +295,7 @@ class HandReconNode(LifecycleNode):
     def _unload(self):
         self._stop_worker()
         self.reconstructor = None
+        self.status.model = None
         self.tracker = None
 
     def _stop_worker(self):
@@ -312,7 +317,7 @@ class HandReconNode(LifecycleNode):
     @guarded_callback
     def _on_image(self, msg):
         """Hand the frame to the worker and return at once (no decoding here: never block the executor)."""
-        self.counters['received'] += 1
+        self.status.received += 1
         self.input_gaps.update(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         self._last_input_time = time.monotonic()
         worker = self.worker
@@ -353,17 +358,18 @@ class HandReconNode(LifecycleNode):
             return
         outputs.publish(frame, header, OutputSettings.from_parameters(self.p), image=image,
                         smoothed=self._smoothed(frame, header), processing_ms=processing_ms)
-        self.counters['published'] += 1
+        self.status.published += 1
         now = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
-        self.latency.add((now - stamp) * 1e3 if stamp > 0 else processing_ms)
+        self.status.last_latency_ms = (now - stamp) * 1e3 if stamp > 0 else processing_ms
+        self.latency.add(self.status.last_latency_ms)
 
     def _to_image(self, msg):
         """The message as a BGR8 array, or None (counted and logged by kind) when it cannot be read."""
         try:
             image = compressed_to_bgr8(msg) if isinstance(msg, CompressedImage) else to_bgr8(msg)
         except ImageConversionError as exc:
-            self.counters['bad_input'] += 1
+            self.status.bad_input += 1
             self.problems.report(f'bad_input.{exc.kind}', f'bad input image dropped: {exc}')
             return None
         if isinstance(msg, Image) and len(msg.data) > FASTDDS_DEFAULT_SEGMENT_BYTES:
@@ -399,7 +405,7 @@ class HandReconNode(LifecycleNode):
                 f'segment: {remedy} (README "Input QoS and latency")')
 
     def _on_worker_error(self, item, exc):
-        self.counters['errors'] += 1
+        self.status.errors += 1
         self.problems.report('frame_failed', f'frame failed: {type(exc).__name__}: {exc}', error=True)
 
     def _warn_once(self, key, text):
@@ -426,29 +432,25 @@ class HandReconNode(LifecycleNode):
                 f"no image received on '{topic}' for {self.p('no_input_warn_s'):.0f} s "
                 f"(publishers' reliability: {qos_text}; ours: {self.p('input_reliability')})",
                 throttle_duration_sec=30.0)
-        msg = conversions.diagnostics_msg(self, self.get_clock().now().to_msg())
-        self._add_robustness_diagnostics(msg.status[0])
+        self._update_status()
         if self.outputs is not None:
-            self.outputs.publish_diagnostics(msg)
+            self.outputs.publish_diagnostics(conversions.diagnostics_msg(
+                self.status, f'{self.get_name()}: hand reconstruction', self.get_fully_qualified_name(),
+                self.get_clock().now().to_msg()))
 
-    def _add_robustness_diagnostics(self, status):
-        from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-        status.values.append(KeyValue(key='lifecycle_state', value=lifecycle_guard.current_state(self)))
-        gaps = self.input_gaps
-        period = gaps.period_s
-        status.values.extend([
-            KeyValue(key='input_lost_estimate', value=str(gaps.lost)),
-            KeyValue(key='input_period_ms', value='nan' if period != period else f'{period * 1e3:.1f}'),
-            KeyValue(key='input_pauses', value=str(gaps.pauses)),
-            KeyValue(key='input_stamps_out_of_order', value=str(gaps.out_of_order)),
-            KeyValue(key='problems', value=self.problems.summary() or 'none'),
-            KeyValue(key='problem_log_lines', value=str(self.problems.lines)),
-        ])
-        if self.parameter_problems:
-            status.values.append(KeyValue(key='parameter_problems', value='; '.join(self.parameter_problems)))
-            if status.level == DiagnosticStatus.OK:
-                status.level = DiagnosticStatus.WARN
-                status.message = 'running with default values for refused parameters: see parameter_problems'
+    def _update_status(self):
+        """Copy what the worker, the latency window, the stamp-gap estimator and the problem log hold."""
+        status, worker, gaps = self.status, self.worker, self.input_gaps
+        status.lifecycle_state = lifecycle_guard.current_state(self)
+        status.active = worker is not None
+        if worker is not None:
+            status.worker = worker.stats().as_dict()
+            status.input_rate_hz = worker.input_rate.rate_hz()
+            status.processing_ms_p50 = worker.processing_ms.p50
+        status.latency_ms = self.latency.summary()
+        status.input_lost_estimate, status.input_period_s = gaps.lost, gaps.period_s
+        status.input_pauses, status.input_stamps_out_of_order = gaps.pauses, gaps.out_of_order
+        status.problems, status.problem_log_lines = self.problems.counts_snapshot(), self.problems.lines
 
 
 def _autostart(node):

@@ -14,7 +14,6 @@ onnxruntime (same decoding).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
 from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
 from hand_recon_ros.acr.preprocess import letterbox
+from hand_recon_ros.tools.timing import time_calls
 
 LIGHT = ('light', 'effnet')      # timed with --iters; the big ones with --big-iters
 DEFAULT_CONFIGS = ['light@256', 'light@320', 'light@384', 'effnet@224', 'resnet50@512', 'hrnet_w32@512']
@@ -70,12 +70,7 @@ def _run_stages(net, frame: np.ndarray, size: int, channels_last: bool, bf16: bo
 def sgemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
     """The machine's practical fp32 peak for these threads: the best of a few n x n matrix products."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
+    best = time_calls(lambda: torch.mm(a, b), repeats, warmup=1).best_s
     return 2.0 * n ** 3 / best / 1e9
 
 

@@ -10,26 +10,19 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def _node_command(params_file, extra):
-    exe = Path(sys.executable).with_name('hand_recon_node')
-    cmd = [str(exe)] if exe.exists() else [sys.executable, '-m', 'hand_recon_ros.ros.node']
-    return cmd + ['--ros-args', '--params-file', str(params_file), '-r', 'image:=/demo_cam/image_raw',
-                  '-r', 'camera_info:=/demo_cam/camera_info', *extra]
+from hand_recon_ros.tools.node_process import ChildProcess, default_params_file, node_command
 
 
-def _params_file():
-    installed = Path(sys.prefix) / 'share' / 'hand_recon_ros' / 'config' / 'hand_recon.yaml'
-    source = Path(__file__).resolve().parents[2] / 'config' / 'hand_recon.yaml'
-    return installed if installed.exists() else source
+def _node_command(extra):
+    exe = Path(sys.executable).with_name('hand_recon_node')   # the console entry point, as a user starts it
+    return node_command('-r', 'image:=/demo_cam/image_raw', '-r', 'camera_info:=/demo_cam/camera_info', *extra,
+                        params_file=default_params_file(), executable=exe if exe.exists() else None)
 
 
 def main(argv=None):
@@ -63,10 +56,9 @@ def main(argv=None):
     gt = json.loads((out / 'frames' / 'ground_truth.json').read_text())
     print(f'[demo] rendered {len(frame_paths)} sample frames in {time.monotonic() - t0:.1f} s -> {out / "frames"}')
 
-    node_log = open(out / 'node.log', 'w')
-    cmd = _node_command(_params_file(), args.node_args)
+    cmd = _node_command(args.node_args)
     print('[demo] starting the node:', ' '.join(cmd))
-    node_proc = subprocess.Popen(cmd, stdout=node_log, stderr=subprocess.STDOUT)
+    node_proc = ChildProcess(cmd, out / 'node.log')
 
     rclpy.init()
     node = rclpy.create_node('hand_recon_demo')
@@ -152,14 +144,7 @@ def main(argv=None):
         recorder.close()
         node.destroy_node()
         rclpy.try_shutdown()
-        if node_proc.poll() is None:
-            node_proc.send_signal(signal.SIGINT)
-            try:
-                rc = node_proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                node_proc.kill()
-                rc = node_proc.wait()
-        node_log.close()
+        rc = node_proc.stop(timeout=20)
 
     write_report(out, rows, infos[0] if infos else None, recorder, rc)
     ok = rc == 0 and rows and all(r['received'] for r in rows)

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
 from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
 from hand_recon_ros.acr.preprocess import letterbox
@@ -149,8 +148,10 @@ def main() -> None:
             x = torch.zeros(1, 3, size, size)
             feats = net.forward_backbone(x)
             maps = net.forward_heads(feats)
-            flops = [_gflop(lambda: net.forward_backbone(x)), _gflop(lambda: net.forward_heads(feats)),
-                     _gflop(lambda: net.forward_aggregation(maps))]
+            # each closure runs inside _gflop, in this iteration: bound by default arguments to say so
+            flops = [_gflop(lambda net=net, x=x: net.forward_backbone(x)),
+                     _gflop(lambda net=net, feats=feats: net.forward_heads(feats)),
+                     _gflop(lambda net=net, maps=maps: net.forward_aggregation(maps))]
         flop_text = ' / '.join(f'{f:.2f}' for f in flops) + f' / **{sum(flops):.2f}**'
         for mode, channels_last, bf16 in (('eager', False, False), ('channels_last', True, False),
                                           ('bf16 channels_last', True, True)):

@@ -191,7 +191,7 @@ class NodeUnderTest:
                   file=sys.stderr, flush=True)
         for _ in range(3):   # warm-up: first inferences allocate
             stamp = self.publish()
-            if not self.spin_until(lambda: stamp in self.answers, 60.0, 'a warm-up answer'):
+            if not self.spin_until(lambda stamp=stamp: stamp in self.answers, 60.0, 'a warm-up answer'):
                 raise RuntimeError('no answer to a warm-up frame:\n' + self.log_tail())
 
     def set_parameters(self, **values):
@@ -218,7 +218,7 @@ class NodeUnderTest:
         stamps, lost = [], 0
         for _ in range(frames):
             stamp = self.publish()
-            if self.spin_until(lambda: stamp in self.answers, timeout_s, 'an answer'):
+            if self.spin_until(lambda stamp=stamp: stamp in self.answers, timeout_s, 'an answer'):
                 stamps.append(stamp)
             else:
                 lost += 1

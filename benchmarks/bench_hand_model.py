@@ -13,7 +13,6 @@ import time
 import numpy as np
 import torch
 
-
 from hand_recon_ros.hand_model import mano_loader, standin
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_ros.hand_model.render import render_mesh_overlay
@@ -43,14 +42,14 @@ def main(argv=None):
                                               torch.randn(batch, 10, generator=g),
                                               torch.randn(batch, 3, generator=g) * 0.1)]
 
-        def fwd():
+        def fwd(inputs=inputs):
             with torch.no_grad():
                 model('right', *inputs)
             sync()
 
         pose = inputs[1].clone().requires_grad_(True)
 
-        def fwd_bwd():
+        def fwd_bwd(inputs=inputs, pose=pose):
             out = model('right', inputs[0], pose, inputs[2], inputs[3])
             out['vertices'].square().sum().backward()
             pose.grad = None

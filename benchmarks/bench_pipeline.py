@@ -18,7 +18,6 @@ import time
 import numpy as np
 import torch
 
-
 from hand_recon_ros.acr.factory import SHORT_NAMES
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.conventions import SIDES

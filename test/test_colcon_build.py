@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
 from hand_recon_ros.tools.node_process import ChildProcess, node_command
+
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
 

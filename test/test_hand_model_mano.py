@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from hand_recon_ros import conventions
-from hand_recon_ros.hand_model import mano_loader, model as model_mod, standin
+from hand_recon_ros.hand_model import mano_loader, standin
+from hand_recon_ros.hand_model import model as model_mod
 from hand_recon_ros.hand_model.model import HandModel, load_hand_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -388,8 +388,8 @@ def test_multi_camera_launch_starts_two_independent_nodes(ros, tmp_path):
     with started(procs, tmp_path, SPEED) as running:
         pubs = {ns: ros.node.create_publisher(Image, f'/mc_{ns}/image_raw', reliable) for ns in ('cam1', 'cam2')}
         for ns, pub in pubs.items():
-            ros.spin_until(lambda: pub.get_subscription_count() == 1, timeout=30, what=f'{ns} to subscribe')
-            ros.spin_until(lambda: ros.node.count_publishers(f'/{ns}/hand_recon/hands') == 1, timeout=30,
+            ros.spin_until(lambda pub=pub: pub.get_subscription_count() == 1, timeout=30, what=f'{ns} to subscribe')
+            ros.spin_until(lambda ns=ns: ros.node.count_publishers(f'/{ns}/hand_recon/hands') == 1, timeout=30,
                            what=f'/{ns}/hand_recon/hands')
         # Node names travel on their own graph topic, apart from the endpoints: wait for them separately.
         ros.spin_until(lambda: {('hand_recon', '/cam1'), ('hand_recon', '/cam2')} <=

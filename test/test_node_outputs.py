@@ -9,6 +9,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from hand_recon_ros.msg import HandArray  # noqa: E402
+
 from test_node_e2e import FAST, RELIABLE, assert_clean_exit, make_image, publish_until, wait_ready  # noqa: E402
 
 BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)

@@ -7,8 +7,14 @@ import textwrap
 
 import pytest
 
-from hand_recon_ros.tools.node_process import (NODE_MODULE, ChildProcess, default_params_file, environment,
-                                               node_command, stop_all)
+from hand_recon_ros.tools.node_process import (
+    NODE_MODULE,
+    ChildProcess,
+    default_params_file,
+    environment,
+    node_command,
+    stop_all,
+)
 from hand_recon_ros.tools.timing import time_calls
 
 # Says it is ready, then waits for SIGINT and exits with 0 (like the node's spin loop) or 3 on SIGTERM.

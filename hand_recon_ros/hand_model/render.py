@@ -24,7 +24,7 @@ def render_mesh_overlay(image_bgr, vertices_cam, faces, K, color=(80, 170, 255),
     intrinsics; color: BGR tuple or a list of them. Back faces and faces behind the camera are skipped.
     Returns a new image; the input is not modified.
     """
-    import cv2   # noqa: PLC0415
+    import cv2  # noqa: PLC0415
 
     image = np.asarray(image_bgr)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -100,7 +100,7 @@ def _view_basis(view):
 
 def draw_mesh(ax, vertices, faces, view='back', face_colors=None, base_color=(0.85, 0.68, 0.55), side='right'):
     """Flat-shaded orthographic drawing of one mesh on a 2D matplotlib axis (painter's algorithm)."""
-    from matplotlib.collections import PolyCollection   # noqa: PLC0415
+    from matplotlib.collections import PolyCollection  # noqa: PLC0415
 
     right, up, toward = _view_basis(view)
     if side == 'left':       # the same view of the mirrored hand (so the left thumb shows on the right)
@@ -129,13 +129,13 @@ def draw_mesh(ax, vertices, faces, view='back', face_colors=None, base_color=(0.
 
 def pose_sheet(model, out_path, poses=('flat', 'mean', 'half_fist', 'fist', 'pointing', 'spread')):
     """Render each pose for both hands (back view and a side view) plus part colours; write a PNG."""
-    import matplotlib   # noqa: PLC0415
+    import matplotlib  # noqa: PLC0415
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt   # noqa: PLC0415
-    import torch   # noqa: PLC0415
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import torch  # noqa: PLC0415
 
-    from . import standin   # noqa: PLC0415
-    from .parts import face_part_labels   # noqa: PLC0415
+    from . import standin  # noqa: PLC0415
+    from .parts import face_part_labels  # noqa: PLC0415
 
     rows = [('right', 'back'), ('right', 'side'), ('left', 'back')]
     fig, axes = plt.subplots(len(rows), len(poses) + 1, figsize=(2.3 * (len(poses) + 1), 2.9 * len(rows)))
@@ -175,7 +175,7 @@ def main(argv=None):
     parser.add_argument('--out', default='out/standin_poses.png')
     parser.add_argument('--mano-dir', default=None, help='MANO directory (default: env or stand-in)')
     args = parser.parse_args(argv)
-    from .model import load_hand_model   # noqa: PLC0415
+    from .model import load_hand_model  # noqa: PLC0415
     model = load_hand_model(args.mano_dir, flat_hand_mean=False)
     print(pose_sheet(model, args.out))
     return 0

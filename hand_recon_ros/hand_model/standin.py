@@ -295,7 +295,7 @@ def _delaunay_flips_3d(verts, faces, max_passes=30):
 
 
 def _triangulate_palm(fingers):
-    import triangle   # noqa: PLC0415  (generation-time dependency only)
+    import triangle  # noqa: PLC0415  (generation-time dependency only)
 
     wrist_phi = 2 * np.pi * (np.arange(_N_WRIST) + 0.5) / _N_WRIST
     wrist_uv = np.stack([np.cos(wrist_phi), np.sin(wrist_phi)], axis=1)
@@ -390,12 +390,12 @@ def _tube_faces(ring_ids):
 
 
 def _orient_outwards(verts, faces):
-    import trimesh   # noqa: PLC0415
+    import trimesh  # noqa: PLC0415
 
     mesh = trimesh.Trimesh(verts, faces, process=False)
     trimesh.repair.fix_winding(mesh)
     faces = np.asarray(mesh.faces, dtype=np.int64)
-    from .mesh_utils import cap_boundary   # noqa: PLC0415
+    from .mesh_utils import cap_boundary  # noqa: PLC0415
     v_closed, f_closed = cap_boundary(verts, faces)
     if _signed_volume(v_closed, f_closed) < 0:
         faces = faces[:, ::-1].copy()
@@ -450,7 +450,7 @@ def _skinning_weights(verts, fingers, owner):
 
 def _joint_regressor(verts, joints):
     """Sparse, non-negative, affine (rows sum to 1) regressor reproducing the design joints."""
-    from scipy.optimize import nnls   # noqa: PLC0415
+    from scipy.optimize import nnls  # noqa: PLC0415
 
     R = np.zeros((len(joints), len(verts)))
     vm = verts * 1000.0           # solve in millimetres
@@ -722,7 +722,7 @@ def npz_bytes(model):
 
 
 def _sparse_csc(dense):
-    import scipy.sparse   # noqa: PLC0415
+    import scipy.sparse  # noqa: PLC0415
     return scipy.sparse.csc_matrix(np.asarray(dense, dtype=np.float64))
 
 
@@ -768,7 +768,7 @@ class _LegacyNamePickler(pickle._Pickler):
     """Writes the Python-2-era global names found in released MANO pickles."""
 
     def __init__(self, fh):
-        import scipy.sparse   # noqa: PLC0415
+        import scipy.sparse  # noqa: PLC0415
         super().__init__(fh, protocol=2)
         self._legacy = {id(_ChumpyCh): ('chumpy.ch', 'Ch'), id(_ChumpySelect): ('chumpy.reordering', 'Select'),
                         id(scipy.sparse.csc_matrix): ('scipy.sparse.csc', 'csc_matrix'),

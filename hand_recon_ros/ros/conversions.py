@@ -9,9 +9,8 @@ from geometry_msgs.msg import Point, Vector3
 from hand_recon_ros import conventions
 from hand_recon_ros.geometry.camera import intrinsics_from_camera_info
 from hand_recon_ros.msg import Hand, HandArray, HandModelInfo
+from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_FALLBACK_FOV, REFINE_FACTORS, FrameResult
 from hand_recon_ros.ros.node_status import NodeStatus, diagnostic_values
-from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_FALLBACK_FOV, REFINE_FACTORS,
-                                    FrameResult)
 
 DEPTH_SOURCE_CODES = {
     DEPTH_SOURCE_CAMERA_INFO: Hand.DEPTH_CAMERA_INFO,

@@ -12,24 +12,23 @@ import threading
 import time
 
 import rclpy
-from rcl_interfaces.msg import SetParametersResult
 from lifecycle_msgs.msg import Transition
-from rclpy.parameter import Parameter
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from hand_recon_ros.conventions import SIDES
-from hand_recon_ros.ros import conversions
+from hand_recon_ros.ros import conversions, lifecycle_guard, parameters
 from hand_recon_ros.ros.frame_worker import FrameWorker, LatencyStats
-from hand_recon_ros.ros.outputs import NodeOutputs, OutputSettings
-from hand_recon_ros.ros.spin import run_until_signal
 from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8
-from hand_recon_ros.ros import lifecycle_guard, parameters
-from hand_recon_ros.ros.lifecycle_guard import transition_callback
 from hand_recon_ros.ros.input_gaps import StampGapEstimator
+from hand_recon_ros.ros.lifecycle_guard import transition_callback
 from hand_recon_ros.ros.node_status import ModelStatus, NodeStatus
+from hand_recon_ros.ros.outputs import NodeOutputs, OutputSettings
 from hand_recon_ros.ros.problem_log import ProblemLog, guarded_callback
+from hand_recon_ros.ros.spin import run_until_signal
 
 NODE_NAME = 'hand_recon'
 

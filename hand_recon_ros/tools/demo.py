@@ -113,7 +113,7 @@ def main(argv=None):
             sent = time.monotonic()
             img_pub.publish(msg)
             # Re-publish until answered: the first samples after discovery may be lost.
-            while not spin_until(lambda: stamp in results, 4.0 / args.rate):
+            while not spin_until(lambda stamp=stamp: stamp in results, 4.0 / args.rate):
                 if time.monotonic() - sent > args.timeout:
                     break
                 info_pub.publish(cam)
@@ -136,7 +136,7 @@ def main(argv=None):
             rows.append(row)
             print(f"[demo] {path.name}: {'%d hand(s)' % len(row['hands']) if got else 'NO RESULT'} "
                   f"round trip {latency_ms:.0f} ms")
-            spin_until(lambda: stamp in overlays, 2.0)
+            spin_until(lambda stamp=stamp: stamp in overlays, 2.0)
             if stamp in overlays:
                 cv2.imwrite(str(out / 'overlays' / path.name), imgmsg_to_numpy(overlays[stamp]))
         spin_until(lambda: False, 0.5)  # let the bag catch the last messages

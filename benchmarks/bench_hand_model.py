@@ -13,10 +13,11 @@ import time
 import numpy as np
 import torch
 
-from hand_recon_ros.hand_model import mano_loader, standin
+from hand_recon_ros.hand_model import mano_loader
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_ros.hand_model.render import render_mesh_overlay
 from hand_recon_ros.tools.timing import time_calls
+from tools.standin import generator as standin
 
 
 def report(name, timing):

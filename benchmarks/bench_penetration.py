@@ -29,7 +29,7 @@ def closed_ellipsoid(n_vertices=779, semi_axes=(0.09, 0.045, 0.02)):
 
 def standin_hand():
     from hand_recon_ros.hand_model.mesh_utils import cap_boundary
-    from hand_recon_ros.hand_model.standin import build_standin_arrays
+    from tools.standin.generator import build_standin_arrays
     model = build_standin_arrays('right')
     verts, faces = cap_boundary(np.asarray(model['v_template']), np.asarray(model['f'], dtype=np.int64))
     return np.asarray(verts, dtype=np.float64), np.asarray(faces, dtype=np.int64)

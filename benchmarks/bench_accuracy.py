@@ -14,11 +14,11 @@ Untrained networks are not listed: their accuracy means nothing.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,6 +29,7 @@ import torch
 from hand_recon_ros.acr.weights import load_acr
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+from hand_recon_ros.tools.timing import time_calls
 from hand_recon_train.eval_report import evaluate_split
 from hand_recon_train.synth import SynthConfig, SynthDataset
 
@@ -83,12 +84,8 @@ def time_pipeline(weights: Path, frames: list[np.ndarray], K: np.ndarray, refine
                                                         allow_untrained=False, precision=precision))
     for frame in frames[:2]:
         reconstructor.reconstruct(frame, K)                     # warm-up
-    times = []
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        reconstructor.reconstruct(frames[i % len(frames)], K)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times)
+    cycle = itertools.cycle(frames)
+    return time_calls(lambda: reconstructor.reconstruct(next(cycle), K), repeats).median_ms
 
 
 def refinement_changes(weights: Path, frames: list[np.ndarray], K: np.ndarray, precision: str = 'fp32'):

@@ -14,7 +14,6 @@ onnxruntime (same decoding).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import tempfile
 import time
@@ -24,10 +23,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
 from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
 from hand_recon_ros.acr.preprocess import letterbox
+from hand_recon_ros.tools.timing import time_calls
 
 LIGHT = ('light', 'effnet')      # timed with --iters; the big ones with --big-iters
 DEFAULT_CONFIGS = ['light@256', 'light@320', 'light@384', 'effnet@224', 'resnet50@512', 'hrnet_w32@512']
@@ -70,12 +69,7 @@ def _run_stages(net, frame: np.ndarray, size: int, channels_last: bool, bf16: bo
 def sgemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
     """The machine's practical fp32 peak for these threads: the best of a few n x n matrix products."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
+    best = time_calls(lambda: torch.mm(a, b), repeats, warmup=1).best_s
     return 2.0 * n ** 3 / best / 1e9
 
 
@@ -154,8 +148,10 @@ def main() -> None:
             x = torch.zeros(1, 3, size, size)
             feats = net.forward_backbone(x)
             maps = net.forward_heads(feats)
-            flops = [_gflop(lambda: net.forward_backbone(x)), _gflop(lambda: net.forward_heads(feats)),
-                     _gflop(lambda: net.forward_aggregation(maps))]
+            # each closure runs inside _gflop, in this iteration: bound by default arguments to say so
+            flops = [_gflop(lambda net=net, x=x: net.forward_backbone(x)),
+                     _gflop(lambda net=net, feats=feats: net.forward_heads(feats)),
+                     _gflop(lambda net=net, maps=maps: net.forward_aggregation(maps))]
         flop_text = ' / '.join(f'{f:.2f}' for f in flops) + f' / **{sum(flops):.2f}**'
         for mode, channels_last, bf16 in (('eager', False, False), ('channels_last', True, False),
                                           ('bf16 channels_last', True, True)):

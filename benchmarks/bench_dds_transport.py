@@ -10,13 +10,14 @@ Usage: .venv/bin/python benchmarks/bench_dds_transport.py [--frames 40] [--sizes
 """
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from hand_recon_ros.tools.node_process import ChildProcess, environment
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / 'config' / 'fastdds_large_frames.xml'
@@ -49,13 +50,9 @@ def measure(profile, sizes, frames):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    env = dict(os.environ)
-    env.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
-    if profile:
-        env['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(profile)
-    # No pipes to the echo: if it outlived us it would hold our parent's pipes open.
-    echo = subprocess.Popen([sys.executable, '-c', ECHO], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    # No pipes to the echo (no log file): if it outlived us it would hold our parent's pipes open.
+    echo = ChildProcess([sys.executable, '-c', ECHO],
+                        env=environment(FASTRTPS_DEFAULT_PROFILES_FILE=str(profile) if profile else None))
     results = {}
     try:
         ctx = rclpy.Context()
@@ -104,13 +101,9 @@ def measure(profile, sizes, frames):
         rclpy.try_shutdown(context=ctx)
         print('[child] rclpy shut down', file=sys.stderr, flush=True)
     finally:
-        echo.send_signal(signal.SIGINT)
-        try:
-            echo.wait(timeout=10)
-        except subprocess.TimeoutExpired:   # seen rarely under load: a DDS participant that never finishes exiting
+        echo.stop(timeout=10)
+        if echo.killed:   # seen rarely under load: a DDS participant that never finishes exiting
             print('note: the echo process did not exit within 10 s of SIGINT; killed', file=sys.stderr)
-            echo.kill()
-            echo.wait()
     return results
 
 

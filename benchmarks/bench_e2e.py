@@ -26,14 +26,14 @@ import json
 import os
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from hand_recon_ros.tools.node_process import NODE_MODULE, ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO / 'config' / 'hand_recon.yaml'
@@ -126,12 +126,11 @@ class NodeUnderTest:
                 '-p', 'weights:=untrained', '-p', f'network.backbone:={backbone}', '-p', f'network.input_size:={input_size}',
                 '-p', 'detection_threshold:=0.0', '-p', 'input_reliability:=reliable', *node_args]
         if plain:
-            cmd = [sys.executable, '-m', 'hand_recon_ros.ros.node', *args]
+            cmd = [sys.executable, '-m', NODE_MODULE, *args]
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), '--node-with-timings', str(self.timings_path), *args]
         self.expected_network = f'acr/{backbone}@{input_size}'
-        self._log = open(self.log_path, 'w')
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.proc = ChildProcess(cmd, self.log_path, cwd=REPO)
 
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=int(os.environ['ROS_DOMAIN_ID']))
@@ -159,8 +158,7 @@ class NodeUnderTest:
         self.answers[int(msg.header.stamp.sec)] = (time.monotonic(), float(msg.processing_time_ms), len(msg.hands))
 
     def log_tail(self):
-        self._log.flush()
-        return self.log_path.read_text(errors='replace')[-3000:]
+        return self.proc.log_tail()
 
     def spin_until(self, predicate, timeout, what):
         deadline = time.monotonic() + timeout
@@ -193,7 +191,7 @@ class NodeUnderTest:
                   file=sys.stderr, flush=True)
         for _ in range(3):   # warm-up: first inferences allocate
             stamp = self.publish()
-            if not self.spin_until(lambda: stamp in self.answers, 60.0, 'a warm-up answer'):
+            if not self.spin_until(lambda stamp=stamp: stamp in self.answers, 60.0, 'a warm-up answer'):
                 raise RuntimeError('no answer to a warm-up frame:\n' + self.log_tail())
 
     def set_parameters(self, **values):
@@ -220,7 +218,7 @@ class NodeUnderTest:
         stamps, lost = [], 0
         for _ in range(frames):
             stamp = self.publish()
-            if self.spin_until(lambda: stamp in self.answers, timeout_s, 'an answer'):
+            if self.spin_until(lambda stamp=stamp: stamp in self.answers, timeout_s, 'an answer'):
                 stamps.append(stamp)
             else:
                 lost += 1
@@ -255,14 +253,7 @@ class NodeUnderTest:
         raise RuntimeError(f'{key} not in /proc/{self.proc.pid}/status')
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.proc.stop(timeout=30)
         self.executor.shutdown()
         self.node.destroy_node()
         import rclpy

@@ -10,13 +10,12 @@ Usage: .venv/bin/python benchmarks/bench_input_qos.py [--seconds 6] [--rate 15] 
 """
 import argparse
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from hand_recon_ros.tools.node_process import ChildProcess, node_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,11 +28,9 @@ def run_case(pub_reliability, node_reliability, seconds, rate, width, height, ex
 
     from hand_recon_ros.msg import HandArray
 
-    cmd = [sys.executable, '-m', 'hand_recon_ros.ros.node', '--ros-args', '--params-file',
-           str(REPO / 'config' / 'hand_recon.yaml'), '-p', f'input_reliability:={node_reliability}',
-           '-p', 'device:=cpu', '-p', 'diagnostics_period_s:=0.5', *extra]
-    log = open(os.devnull, 'w')
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    proc = ChildProcess(node_command('-p', f'input_reliability:={node_reliability}', '-p', 'device:=cpu',
+                                     '-p', 'diagnostics_period_s:=0.5', *extra,
+                                     params_file=REPO / 'config' / 'hand_recon.yaml'), cwd=REPO)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node('bench_input_qos', context=ctx)
@@ -71,8 +68,7 @@ def run_case(pub_reliability, node_reliability, seconds, rate, width, height, ex
                 'processed': int(values.get('worker_processed', 0)), 'answered': len(stamps),
                 'processing_ms_p50': values.get('processing_ms_p50', '-')}
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
+        proc.stop(timeout=20)
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)

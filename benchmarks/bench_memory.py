@@ -12,7 +12,6 @@ import os
 import shlex
 import time
 
-
 from bench_e2e import CONFIGS, NodeUnderTest, setup_environment
 
 

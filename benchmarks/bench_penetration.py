@@ -9,13 +9,13 @@ and pushed 1 cm into it. Target: metric < 10 ms per pair on CPU.
     .venv/bin/python benchmarks/bench_penetration.py [--runs 30] [--standin]
 """
 import argparse
-import time
 
 import numpy as np
 import torch
 import trimesh
 
 from hand_recon_ros.hand_model.penetration import collision_loss, penetration_metrics
+from hand_recon_ros.tools.timing import time_calls
 
 
 def closed_ellipsoid(n_vertices=779, semi_axes=(0.09, 0.045, 0.02)):
@@ -29,20 +29,10 @@ def closed_ellipsoid(n_vertices=779, semi_axes=(0.09, 0.045, 0.02)):
 
 def standin_hand():
     from hand_recon_ros.hand_model.mesh_utils import cap_boundary
-    from hand_recon_ros.hand_model.standin import build_standin_arrays
+    from tools.standin.generator import build_standin_arrays
     model = build_standin_arrays('right')
     verts, faces = cap_boundary(np.asarray(model['v_template']), np.asarray(model['f'], dtype=np.int64))
     return np.asarray(verts, dtype=np.float64), np.asarray(faces, dtype=np.int64)
-
-
-def timed(fn, runs):
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * min(times), 1e3 * float(np.median(times))
 
 
 def main():
@@ -66,12 +56,15 @@ def main():
           f'AVE-P {m["ave_p_mm"]:.2f} mm, MAX-P {m["max_p_mm"]:.2f} mm')
     print(f'torch {torch.__version__}, threads {torch.get_num_threads()}, runs {args.runs}')
 
-    lo, med = timed(lambda: penetration_metrics(va, fa, vb, fb), args.runs)
+    t = time_calls(lambda: penetration_metrics(va, fa, vb, fb), args.runs, warmup=1)
+    lo, med = t.best_ms, t.median_ms
     print(f'penetration_metrics (fast WN)      min {lo:6.2f} ms  median {med:6.2f} ms  (target < 10 ms)')
-    lo, med = timed(lambda: penetration_metrics(va, fa, vb, fb, exact=True), args.runs)
+    t = time_calls(lambda: penetration_metrics(va, fa, vb, fb, exact=True), args.runs, warmup=1)
+    lo, med = t.best_ms, t.median_ms
     print(f'penetration_metrics (exact WN)     min {lo:6.2f} ms  median {med:6.2f} ms')
     far = vb + [1.0, 0, 0]
-    lo, med = timed(lambda: penetration_metrics(va, fa, far, fb), args.runs)
+    t = time_calls(lambda: penetration_metrics(va, fa, far, fb), args.runs, warmup=1)
+    lo, med = t.best_ms, t.median_ms
     print(f'penetration_metrics (separated)    min {lo:6.2f} ms  median {med:6.2f} ms')
 
     ta = torch.tensor(va, dtype=torch.float32)
@@ -82,12 +75,14 @@ def main():
         b = tb.clone().requires_grad_(True)
         collision_loss(a, fa, b, fb).backward()
 
-    lo, med = timed(fwd_bwd, args.runs)
+    t = time_calls(fwd_bwd, args.runs, warmup=1)
+    lo, med = t.best_ms, t.median_ms
     print(f'collision_loss fwd+bwd (B=1)       min {lo:6.2f} ms  median {med:6.2f} ms')
     batch = 8
     ba = ta.expand(batch, -1, -1).clone().requires_grad_(True)
     bb = tb.expand(batch, -1, -1).clone().requires_grad_(True)
-    lo, med = timed(lambda: collision_loss(ba, fa, bb, fb).sum().backward(), max(3, args.runs // 4))
+    t = time_calls(lambda: collision_loss(ba, fa, bb, fb).sum().backward(), max(3, args.runs // 4), warmup=1)
+    lo, med = t.best_ms, t.median_ms
     print(f'collision_loss fwd+bwd (B={batch})       min {lo:6.2f} ms  median {med:6.2f} ms '
           f'({med / batch:.2f} ms per pair)')
 

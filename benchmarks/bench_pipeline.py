@@ -18,21 +18,16 @@ import time
 import numpy as np
 import torch
 
-
 from hand_recon_ros.acr.factory import SHORT_NAMES
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
 from hand_recon_ros.runtime import single_intra_op_thread
+from hand_recon_ros.tools.timing import time_calls
 
 
 def median_ms(fn, iters):
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+    return time_calls(fn, iters).median_ms
 
 
 def stage_breakdown(rec, image, K, iters):

@@ -34,7 +34,6 @@ import warnings
 
 import numpy as np
 
-
 from hand_recon_train.synth import SynthConfig, SynthGenerator
 from hand_recon_train.synth.raster import rasterize
 
@@ -144,11 +143,12 @@ def make_open3d():
 
 
 def _make_trimesh(module_name):
-    import trimesh
     from importlib import import_module
+
+    import trimesh
     module = import_module(f'trimesh.ray.{module_name}')
     if module_name == 'ray_triangle':
-        import rtree    # trimesh's candidate search needs it; fail here, not mid-run
+        import rtree  # trimesh's candidate search needs it; fail here, not mid-run
         label = f'trimesh {trimesh.__version__}, rtree {rtree.__version__}'
     else:
         import embreex

@@ -17,7 +17,6 @@ import time
 import numpy as np
 import torch
 
-
 from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_ros.pipeline import HandReconstructor
@@ -83,7 +82,7 @@ def main():
     for width, height in sizes:
         image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
         K = intrinsics(width, height)
-        wall, med, hands, _ = time_frames(lambda: [rec.reconstruct(image, K)], args.iters)
+        wall, med, hands, _ = time_frames(lambda image=image, K=K: [rec.reconstruct(image, K)], args.iters)
         size_rows.append((f'{width}x{height}', wall, med, hands))
         print(f'size {width}x{height}: {wall:.1f} ms {med}', flush=True)
 
@@ -102,7 +101,7 @@ def main():
     batch_rows = []
     frames = [rng.integers(0, 255, (480, 640, 3), dtype=np.uint8) for _ in range(max(cameras))]
     for n in cameras:
-        wall, med, hands, _ = time_frames(lambda: rec.reconstruct_batch(frames[:n], [K] * n), args.iters)
+        wall, med, hands, _ = time_frames(lambda n=n: rec.reconstruct_batch(frames[:n], [K] * n), args.iters)
         batch_rows.append((n, wall, med, hands))
         print(f'cameras {n}: {wall:.1f} ms per call, {wall / n:.1f} per frame', flush=True)
 
@@ -127,7 +126,7 @@ def main():
     print('| cameras | network (whole batch) | MANO + camera per frame | total per call | per frame | '
           'frames/s |')
     print('|---|---|---|---|---|---|')
-    for n, wall, m, hands in batch_rows:
+    for n, wall, m, _hands in batch_rows:
         print(f"| {n} | {m['network']:.1f} | {m['mano_and_camera']:.1f} | {wall:.1f} | {wall / n:.1f} | "
               f"{1e3 * n / wall:.1f} |")
 

@@ -24,19 +24,29 @@ import torch
 from hand_recon_ros import conventions
 from hand_recon_ros.acr import confidence
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
-from hand_recon_ros.acr.factory import (UNTRAINED, create_model, find_default_weights, find_shipped,
-                                        model_search_dirs, weights_description)
+from hand_recon_ros.acr.factory import (
+    UNTRAINED,
+    create_model,
+    find_default_weights,
+    find_shipped,
+    model_search_dirs,
+    weights_description,
+)
 from hand_recon_ros.acr.network import ACRNet
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.acr.preprocess import letterbox
-from hand_recon_ros.conventions import SIDES    # network side index 0 = left, 1 = right (ACR order)
+from hand_recon_ros.conventions import SIDES  # network side index 0 = left, 1 = right (ACR order)
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsics, project_points
 from hand_recon_ros.geometry.placement import place_hands
-from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult,
-                                    HandResult)
-from hand_recon_ros.runtime import (autocast_dtype, cpu_has_native_bf16, resolve_device, sha256_of,
-                                    single_intra_op_thread)
+from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult, HandResult
+from hand_recon_ros.runtime import (
+    autocast_dtype,
+    cpu_has_native_bf16,
+    resolve_device,
+    sha256_of,
+    single_intra_op_thread,
+)
 
 if TYPE_CHECKING:
     from hand_recon_ros.hand_model.model import HandModel

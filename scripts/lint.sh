@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
 echo "[lint] ruff check"
-"$py" -m ruff check hand_recon_ros hand_recon_train benchmarks test examples
+"$py" -m ruff check hand_recon_ros hand_recon_train tools benchmarks test examples
 echo "[lint] mypy (pyproject.toml [tool.mypy] files)"
 "$py" -m mypy

@@ -1,12 +1,11 @@
 """Shared fixtures: per-worker ROS environment, a test-side rclpy context, and node subprocesses."""
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from hand_recon_ros.tools.node_process import NODE_MODULE, ChildProcess, node_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
@@ -80,33 +79,12 @@ class RosHelper:
         return received
 
 
-class NodeProcess:
+class NodeProcess(ChildProcess):
     """The node under test as a real subprocess, started with --ros-args like a launch file would."""
 
-    def __init__(self, args, log_path, env=None, module='hand_recon_ros.ros.node'):
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, 'w')
-        cmd = [sys.executable, '-m', module, '--ros-args', '--params-file', str(PARAMS_FILE), *args]
-        self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO),
-                                     env={**os.environ, **(env or {})})
-
-    def log(self):
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors='replace')
-
-    def stop(self, sig=signal.SIGINT, timeout=15):
-        """Stop like ros2 launch does (SIGINT) and return the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()  # leaves stale shared memory: only as a last resort
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+    def __init__(self, args, log_path, env=None, module=NODE_MODULE):
+        super().__init__(node_command(*args, params_file=PARAMS_FILE, module=module), log_path,
+                         env={**os.environ, **(env or {})}, cwd=REPO)
 
 
 @pytest.fixture
@@ -114,7 +92,7 @@ def start_node(tmp_path):
     """Factory: start_node('-p', 'x:=1', ...) -> NodeProcess; every process is stopped at teardown."""
     procs = []
 
-    def _start(*args, env=None, module='hand_recon_ros.ros.node', name='node'):
+    def _start(*args, env=None, module=NODE_MODULE, name='node'):
         p = NodeProcess(list(args), tmp_path / f'{name}_{len(procs)}.log', env=env, module=module)
         procs.append(p)
         return p

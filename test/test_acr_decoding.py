@@ -4,8 +4,16 @@ import math
 import pytest
 import torch
 
-from hand_recon_ros.acr.decoding import (LEFT, RIGHT, DecodeConfig, decode, find_peaks, interaction_coefficient,
-                                         kernel_from_cam_scale, nms_mask)
+from hand_recon_ros.acr.decoding import (
+    LEFT,
+    RIGHT,
+    DecodeConfig,
+    decode,
+    find_peaks,
+    interaction_coefficient,
+    kernel_from_cam_scale,
+    nms_mask,
+)
 
 BACKGROUND = -6.0
 MAP = 32

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from hand_recon_ros.acr.aggregator import FusionLayer, LocallyConnected, PartAggregator, center_attention, \
-    spatial_softmax_pool
+from hand_recon_ros.acr.aggregator import (
+    FusionLayer,
+    LocallyConnected,
+    PartAggregator,
+    center_attention,
+    spatial_softmax_pool,
+)
 from hand_recon_ros.acr.backbones import create_backbone, list_backbones, map_pretrained_state_dict
 from hand_recon_ros.acr.decoding import DecodeConfig
 from hand_recon_ros.acr.heads import coord_maps

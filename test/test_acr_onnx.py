@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from hand_recon_ros.acr.decoding import DecodeConfig
-from hand_recon_ros.acr.onnx_model import OUTPUT_NAMES, OnnxACR, export_onnx
 from hand_recon_ros.acr.network import ACRNet, build_acr
+from hand_recon_ros.acr.onnx_model import OUTPUT_NAMES, OnnxACR, export_onnx
 from hand_recon_ros.acr.weights import load_acr, load_acr_config, load_state_dict_into, save_acr
 
 SIZE = 96

@@ -10,13 +10,19 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import SHARED
 from hand_recon_ros.acr import pretrained as pretrained_mod
 from hand_recon_ros.acr.backbones import EfficientNetLiteFPN, create_backbone
 from hand_recon_ros.acr.efficientnet_lite import EfficientNetLite, SameConv2d, efficientnet_lite0
 from hand_recon_ros.acr.network import build_acr
-from hand_recon_ros.acr.pretrained import (EFFNET_LITE0_SHA256, PretrainedMissing, effnet_lite0_source,
-                                           load_effnet_lite0_state_dict, load_pretrained_backbone)
+from hand_recon_ros.acr.pretrained import (
+    EFFNET_LITE0_SHA256,
+    PretrainedMissing,
+    effnet_lite0_source,
+    load_effnet_lite0_state_dict,
+    load_pretrained_backbone,
+)
+
+from conftest import SHARED
 
 REAL_PHOTOS = SHARED / 'realimgs-train'
 

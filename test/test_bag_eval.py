@@ -185,7 +185,7 @@ def offline():
 def test_replay_matches_untouched_outputs_and_flags_changed_ones(tmp_path, offline):
     rec, frames = offline
     records = [('/hand_recon/hand_model_info', MODEL_T, RECV0, model_info_msg(rec.info()))]
-    for i, (image, K_i, result) in enumerate(frames):
+    for i, (image, _K, result) in enumerate(frames):
         stamp, recv = STAMP0 + i * 100 * MS, RECV0 + (i + 1) * 100 * MS
         hands = list(result.hands)
         if i == 1:   # the recorded right hand 5 mm further away than what the pipeline gives
@@ -225,6 +225,7 @@ def test_bag_recorded_over_dds_reads_back_with_mcap_ros2_and_evaluates(ros, tmp_
     # mcap_ros2.reader.read_ros2_messages is deprecated (it warns); this is its documented replacement.
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
+
     from hand_recon_ros.ros.bag_recorder import BagRecorder
 
     reliable = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
@@ -240,7 +241,7 @@ def test_bag_recorded_over_dds_reads_back_with_mcap_ros2_and_evaluates(ros, tmp_
             stamp = STAMP0 + i * 100 * MS
             img_pub.publish(numpy_to_imgmsg(small_image(i), 'bgr8', header=header_at(stamp)))
             # like the node, answer only once the image is in (the recorder has it too)
-            ros.spin_until(lambda: recorder.counts['/t/image'] == i + 1, what=f'image {i} in the bag')
+            ros.spin_until(lambda i=i: recorder.counts['/t/image'] == i + 1, what=f'image {i} in the bag')
             if i == 3:
                 continue   # no result for frame 3: a drop the evaluation must count
             joints = rng.normal(0, 0.03, (21, 3)) + [0.0, 0.0, 0.5]

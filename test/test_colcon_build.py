@@ -4,13 +4,13 @@ colcon lives in its own small tool venv (build/colcon-tools, made once); the pro
 underlay, as /opt/ros/jazzy is on a robot.
 """
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from hand_recon_ros.tools.node_process import ChildProcess, node_command
 
 from conftest import REPO
 
@@ -88,21 +88,11 @@ def test_colcon_builds_the_package_and_installs_the_ros2_run_layout(tmp_path):
     assert summary.returncode == 0 and '3 tests, 0 errors, 0 failures, 0 skipped' in summary.stdout, summary.stdout
 
     # The installed entry point starts the node (torch and all) and stops cleanly on SIGINT.
-    log_path = tmp_path / 'installed_node.log'
-    with open(log_path, 'w') as log:
-        node = subprocess.Popen([str(entry), '--ros-args', '-p', 'weights:=untrained', '-p', 'device:=cpu',
-                                 '-p', 'network.input_size:=128', '-p', 'num_threads:=1'],
-                                stdout=log, stderr=subprocess.STDOUT, env=env_ws, cwd=tmp_path)
+    node = ChildProcess(node_command('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.input_size:=128',
+                                     '-p', 'num_threads:=1', executable=entry),
+                        tmp_path / 'installed_node.log', env=env_ws, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and 'active:' not in log_path.read_text() and node.poll() is None:
-            time.sleep(0.5)
-        assert 'active:' in log_path.read_text(), log_path.read_text()[-3000:]
+        assert node.wait_for_log('active:', timeout=120, poll_s=0.5), node.log_tail()
     finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            rc = node.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            rc = node.wait()
-    assert rc == 0, log_path.read_text()[-3000:]
+        rc = node.stop(timeout=30)
+    assert rc == 0, node.log_tail()

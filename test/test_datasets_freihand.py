@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REALIMGS
 from hand_recon_train.datasets import FREIHAND_TRAIN_FRAMES, FreiHandAnnotations, FreiHandDataset
+
+from conftest import REALIMGS
 
 FREIHAND_REAL = REALIMGS / 'freihand_mmpose'
 K_FIX = [[500.0, 0.0, 112.0], [0.0, 400.0, 100.0], [0.0, 0.0, 1.0]]

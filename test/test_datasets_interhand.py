@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from conftest import REALIMGS
 from hand_recon_ros.conventions import INTERHAND_TO_21
-from hand_recon_train.datasets import (InterHandAnnotations, InterHandDataset, find_interhand_files,
-                                       interaction_distance, is_close_interaction, mano_world_to_camera)
+from hand_recon_train.datasets import (
+    InterHandAnnotations,
+    InterHandDataset,
+    find_interhand_files,
+    interaction_distance,
+    is_close_interaction,
+    mano_world_to_camera,
+)
+
+from conftest import REALIMGS
 
 INTERHAND_REAL = REALIMGS / 'interhand26m_mmpose'
 DERIVED = REALIMGS / 'derived' / 'interhand26m_gt_camera.json'

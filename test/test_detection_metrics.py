@@ -4,8 +4,15 @@ import math
 import numpy as np
 import pytest
 
-from hand_recon_ros.detection_metrics import (DetectionTally, LabelledHand, PredictedHand, box_iou, box_size,
-                                              keypoint_box, match_hands)
+from hand_recon_ros.detection_metrics import (
+    DetectionTally,
+    LabelledHand,
+    PredictedHand,
+    box_iou,
+    box_size,
+    keypoint_box,
+    match_hands,
+)
 
 
 def _hand(cx, cy, size=100.0, seed=0):

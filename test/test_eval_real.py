@@ -5,9 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import REALIMGS
 from hand_recon_train import evaluate
 from hand_recon_train.datasets import InterHandAnnotations, project
+
+from conftest import REALIMGS
 
 INTERHAND_REAL = REALIMGS / 'interhand26m_mmpose'
 DERIVED = REALIMGS / 'derived' / 'interhand26m_gt_camera.json'

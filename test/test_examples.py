@@ -3,10 +3,7 @@
 The node's shipped network is untrained (it detects nothing), so the test publishes a HandArray made
 from the stand-in hand itself; the faces come from the real node's latched HandModelInfo.
 """
-import os
 import runpy
-import signal
-import subprocess
 import sys
 import time
 from array import array
@@ -24,6 +21,7 @@ from std_msgs.msg import Float32MultiArray  # noqa: E402
 
 from hand_recon_ros.hand_model import mesh_utils  # noqa: E402
 from hand_recon_ros.msg import Hand, HandArray, HandModelInfo  # noqa: E402
+from hand_recon_ros.tools.node_process import ChildProcess  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / 'examples' / 'hand_consumer.py'
@@ -229,10 +227,7 @@ def spin_publishing(ros, pub, msg, done, timeout=30.0, what='outputs'):
 def test_consumer_turns_hand_arrays_into_teleop_and_grasp_inputs(ros, start_node, tmp_path):
     node = start_node(*FAST)
     hands = stand_in_hands()
-    log_path = tmp_path / 'consumer.log'
-    with open(log_path, 'w') as log:
-        consumer = subprocess.Popen([sys.executable, '-c', RUNNER, str(EXAMPLE)], stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=str(tmp_path), env=dict(os.environ))
+    consumer = ChildProcess([sys.executable, '-c', RUNNER, str(EXAMPLE)], tmp_path / 'consumer.log', cwd=tmp_path)
     try:
         got = {}
         for side in ('right', 'left'):
@@ -308,14 +303,8 @@ def test_consumer_turns_hand_arrays_into_teleop_and_grasp_inputs(ros, start_node
         ros.spin_for(0.3)
         assert len(got['right', 'mesh']) == meshes_before
     finally:
-        if consumer.poll() is None:
-            consumer.send_signal(signal.SIGINT)
-        try:
-            rc = consumer.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            consumer.kill()
-            rc = consumer.wait()
-    out = log_path.read_text()
+        rc = consumer.stop(timeout=15)
+    out = consumer.log()
     assert rc == 0 and 'Traceback' not in out, out
     assert 'TORCH_LOADED False' in out, out
     assert 'no meshes' in out and 'closed with 16 triangles' in out, out

@@ -14,8 +14,12 @@ from hand_recon_ros.acr.decoding import find_peaks, nms_mask
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.acr.preprocess import IMAGENET_MEAN, IMAGENET_STD, letterbox, normalize_rgb
 from hand_recon_ros.geometry import rotations
-from hand_recon_ros.geometry.camera import (LetterboxTransform, solve_translation, weak_perspective_project,
-                                            weak_to_translation)
+from hand_recon_ros.geometry.camera import (
+    LetterboxTransform,
+    solve_translation,
+    weak_perspective_project,
+    weak_to_translation,
+)
 from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
 from hand_recon_ros.runtime import single_intra_op_thread
 

@@ -2,8 +2,13 @@
 import numpy as np
 
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
-from hand_recon_ros.geometry.camera import (LetterboxTransform, project_points, solve_translation,
-                                            weak_perspective_project, weak_to_translation)
+from hand_recon_ros.geometry.camera import (
+    LetterboxTransform,
+    project_points,
+    solve_translation,
+    weak_perspective_project,
+    weak_to_translation,
+)
 from hand_recon_ros.geometry.placement import place_hands
 
 K = np.array([[600.0, 0, 330], [0, 610.0, 235], [0, 0, 1]])

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from hand_recon_ros.hand_model import fit, fit_check, mano_loader, standin
+from hand_recon_ros.hand_model import fit, fit_check, mano_loader
 from hand_recon_ros.hand_model.model import HandModel, load_hand_model
+from tools.standin import generator as standin
 
 N = 10
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from hand_recon_ros import conventions
-from hand_recon_ros.hand_model import mano_loader, model as model_mod, standin
+from hand_recon_ros.hand_model import mano_loader
+from hand_recon_ros.hand_model import model as model_mod
 from hand_recon_ros.hand_model.model import HandModel, load_hand_model
+from tools.standin import generator as standin
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STANDIN_DIR = os.path.join(REPO, 'models', 'standin')

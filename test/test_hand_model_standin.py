@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from hand_recon_ros import conventions
-from hand_recon_ros.hand_model import mano_loader, mesh_utils, standin
+from hand_recon_ros.hand_model import mano_loader, mesh_utils
 from hand_recon_ros.hand_model.model import load_hand_model
+from tools.standin import generator as standin
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STANDIN_DIR = os.path.join(REPO, 'models', 'standin')

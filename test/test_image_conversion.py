@@ -8,8 +8,14 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from hand_recon_ros.ros.image_conversion import (
-    ENCODINGS, ImageConversionError, bgr8_to_compressed, compressed_to_bgr8, imgmsg_to_numpy,
-    numpy_to_imgmsg, to_bgr8)
+    ENCODINGS,
+    ImageConversionError,
+    bgr8_to_compressed,
+    compressed_to_bgr8,
+    imgmsg_to_numpy,
+    numpy_to_imgmsg,
+    to_bgr8,
+)
 
 RNG = np.random.default_rng(1234)
 H, W = 5, 6
@@ -430,6 +436,7 @@ def test_opencv_pixel_limit_is_the_second_guard(tmp_path):
     import os
     import subprocess
     from pathlib import Path
+
     from hand_recon_ros.ros.image_limits import DEFAULT_MAX_PIXELS
     bomb = tmp_path / 'bomb.jpg'
     bomb.write_bytes(_jpeg_bomb(12000, 12000))   # 144 Mpx: over our 67 Mpx, under OpenCV's default 1 Gpx

@@ -8,7 +8,6 @@ import ast
 import os
 import py_compile
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import yaml
 
 from hand_recon_ros.tools import launch_reader
 from hand_recon_ros.tools.launch_reader import find_package_share, read_launch_file
+from hand_recon_ros.tools.node_process import ChildProcess, stop_all
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_XML = REPO / 'launch' / 'hand_recon.launch.xml'
@@ -267,8 +267,8 @@ def test_rviz_config_shows_the_node_outputs_in_the_camera_frame():
     fixed = config['Visualization Manager']['Global Options']['Fixed Frame']
     assert fixed == xml_args(LAUNCH_XML)['fixed_frame'] and fixed.endswith('optical_frame')
     # The node's publishers that RViz reads (the DDS test checks them on the running node too).
-    node_source = (REPO / 'hand_recon_ros' / 'ros' / 'node.py').read_text()
-    assert "'~/markers'" in node_source and "'~/debug_image'" in node_source
+    outputs_source = (REPO / 'hand_recon_ros' / 'ros' / 'outputs.py').read_text()
+    assert "'~/markers'" in outputs_source and "'~/debug_image'" in outputs_source
     # The orbit view looks along +z (out of the camera) with image-up (-y) at the top of the screen.
     view = config['Visualization Manager']['Views']['Current']
     pitch, yaw = view['Pitch'], view['Yaw']
@@ -313,31 +313,19 @@ def started(processes, log_dir, extra=()):
     try:
         for i, p in enumerate(processes):
             assert p.found, f'{p.executable} not found (run scripts/setup.sh)'
-            log = open(log_dir / f'proc_{i}.log', 'w')
-            running.append((subprocess.Popen([*p.argv, *extra], stdout=log, stderr=subprocess.STDOUT,
-                                             cwd=str(REPO), env={**os.environ, **p.env}), log))
-        yield [proc for proc, _ in running]
+            running.append(ChildProcess([*p.argv, *extra], log_dir / f'proc_{i}.log', env={**os.environ, **p.env},
+                                        cwd=REPO))
+        yield running
     finally:
-        for proc, _ in running:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc, log in running:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+        stop_all(running)
 
 
-def stop_all(procs, log_dir):
-    codes = []
-    for proc in procs:
-        proc.send_signal(signal.SIGINT)
-    for i, proc in enumerate(procs):
-        codes.append(proc.wait(timeout=15))
-        log = (log_dir / f'proc_{i}.log').read_text(errors='replace')
-        assert codes[-1] == 0 and 'Traceback' not in log, f'process {i} exited with {codes[-1]}:\n{log[-3000:]}'
+def stop_cleanly(procs):
+    """SIGINT them all; each exits with 0 and no traceback."""
+    for i, (proc, code) in enumerate(zip(procs, stop_all(procs))):
+        log = proc.log()
+        assert code == 0 and not proc.killed and 'Traceback' not in log, \
+            f'process {i} exited with {code}:\n{log[-3000:]}'
 
 
 def image_msg(stamp_sec, frame_id):
@@ -383,7 +371,7 @@ def test_node_started_exactly_as_the_xml_launch_file_says(ros, tmp_path):
         publish_until(ros, pub, image_msg(31, 'test_cam_optical'), hands)
         assert hands[0].header.stamp.sec == 31 and hands[0].header.frame_id == 'test_cam_optical'
         assert (hands[0].image_width, hands[0].image_height) == (160, 120)
-        stop_all(running, tmp_path)
+        stop_cleanly(running)
 
 
 @pytest.mark.ros
@@ -400,8 +388,8 @@ def test_multi_camera_launch_starts_two_independent_nodes(ros, tmp_path):
     with started(procs, tmp_path, SPEED) as running:
         pubs = {ns: ros.node.create_publisher(Image, f'/mc_{ns}/image_raw', reliable) for ns in ('cam1', 'cam2')}
         for ns, pub in pubs.items():
-            ros.spin_until(lambda: pub.get_subscription_count() == 1, timeout=30, what=f'{ns} to subscribe')
-            ros.spin_until(lambda: ros.node.count_publishers(f'/{ns}/hand_recon/hands') == 1, timeout=30,
+            ros.spin_until(lambda pub=pub: pub.get_subscription_count() == 1, timeout=30, what=f'{ns} to subscribe')
+            ros.spin_until(lambda ns=ns: ros.node.count_publishers(f'/{ns}/hand_recon/hands') == 1, timeout=30,
                            what=f'/{ns}/hand_recon/hands')
         # Node names travel on their own graph topic, apart from the endpoints: wait for them separately.
         ros.spin_until(lambda: {('hand_recon', '/cam1'), ('hand_recon', '/cam2')} <=
@@ -412,4 +400,4 @@ def test_multi_camera_launch_starts_two_independent_nodes(ros, tmp_path):
         # Each camera's frames come out of its own node only.
         assert {m.header.frame_id for m in out['cam1']} == {'cam1_optical'}
         assert {m.header.frame_id for m in out['cam2']} == {'cam2_optical'}
-        stop_all(running, tmp_path)
+        stop_cleanly(running)

@@ -159,12 +159,11 @@ def test_smoother_publishes_joint_velocities_from_the_second_frame():
 @pytest.mark.ros
 def test_fields_over_dds_from_the_node(ros, start_node):
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo
+    from sensor_msgs.msg import CameraInfo, Image
 
     from hand_recon_ros.msg import HandArray, HandModelInfo
     from hand_recon_ros.ros.image_conversion import numpy_to_imgmsg
     from hand_recon_ros.tools.sample_frames import sample_frames
-    from sensor_msgs.msg import Image
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -188,7 +187,7 @@ def test_fields_over_dds_from_the_node(ros, start_node):
         info_pub.publish(cam)
         ros.spin_for(0.2)
         pub.publish(msg)
-        ros.spin_until(lambda: len(raw) == i + 1 and len(smoothed) == i + 1, timeout=60.0,
+        ros.spin_until(lambda i=i: len(raw) == i + 1 and len(smoothed) == i + 1, timeout=60.0,
                        what=f'the results of frame {i}')
     info = infos[0]
     assert info.model_id and info.model_id.startswith(info.network + '|weights:' + info.weights_sha256[:12])

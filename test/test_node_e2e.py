@@ -10,10 +10,10 @@ import pytest
 pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip('rclpy')
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
 from hand_recon_ros.msg import HandArray, HandModelInfo  # noqa: E402
 
@@ -250,8 +250,8 @@ def test_bad_inputs_are_counted_and_the_node_keeps_serving(ros, start_node):
     for what, m in bad.items():
         before = bad_count()
         # Re-send until counted: the first samples after discovery may be lost (best-effort input).
-        ros.spin_until(lambda: (pub.publish(m), ros.spin_for(0.2), bad_count() > before)[2], timeout=10,
-                       what=f'the node to count a bad image ({what})')
+        ros.spin_until(lambda m=m, before=before: (pub.publish(m), ros.spin_for(0.2), bad_count() > before)[2],
+                       timeout=10, what=f'the node to count a bad image ({what})')
     publish_until(ros, pub, make_image(stamp_sec=77), hands)
     assert hands[-1].header.stamp.sec == 77
     assert bad_count() >= len(bad)
@@ -398,8 +398,8 @@ def test_every_supported_encoding_gives_a_result(ros, start_node):
         msg = _encoded(encoding)
         msg.header.stamp.sec = 500 + k
         got = []
-        ros.spin_until(lambda: (pub.publish(msg), ros.spin_for(0.15),
-                                any(h.header.stamp.sec == 500 + k for h in hands))[2], timeout=15,
+        ros.spin_until(lambda msg=msg, k=k: (pub.publish(msg), ros.spin_for(0.15),
+                                            any(h.header.stamp.sec == 500 + k for h in hands))[2], timeout=15,
                        what=f'a result for a {encoding} image')
         got = [h for h in hands if h.header.stamp.sec == 500 + k]
         assert (got[0].image_width, got[0].image_height) == (64, 48), encoding
@@ -424,8 +424,8 @@ def test_corrupt_jpeg_and_nan_intrinsics_are_survived(ros, start_node):
         return int({kv.key: kv.value for kv in diags[-1].status[0].values}.get('bad_input', 0))
     for msg in (corrupt, garbage):
         before = bad_count()
-        ros.spin_until(lambda: (pub.publish(msg), ros.spin_for(0.2), bad_count() > before)[2], timeout=10,
-                       what='the node to count a corrupt JPEG')
+        ros.spin_until(lambda msg=msg, before=before: (pub.publish(msg), ros.spin_for(0.2), bad_count() > before)[2],
+                       timeout=10, what='the node to count a corrupt JPEG')
     info = make_camera_info(160, 120)
     info.k = np.full(9, np.nan)
     ok = CompressedImage(format='jpeg', data=good.tobytes())

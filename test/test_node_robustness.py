@@ -20,6 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from hand_recon_ros.msg import HandArray  # noqa: E402
+
 from test_node_e2e import FAST, RELIABLE, assert_clean_exit, make_image, publish_until, wait_ready  # noqa: E402
 
 
@@ -175,7 +176,9 @@ def _set(ros, client, name, value):
 
 def test_every_parameter_refuses_bad_values_at_run_time_and_the_node_keeps_serving(ros, start_node):
     from rclpy.parameter_client import AsyncParameterClient
+
     from hand_recon_ros.ros.parameters import SPECS
+
     from test_parameters import bad_values
 
     node = start_node(*FAST, '-p', 'input_reliability:=reliable')
@@ -261,6 +264,7 @@ def _check_bad_start_up(ros, node):
 
 def test_full_hd_camera_info_with_vga_images_gives_scaled_intrinsics(ros, start_node):
     from sensor_msgs.msg import CameraInfo
+
     from test_camera_info_scaling import full_hd_info
     node = start_node(*FAST, '-p', 'input_reliability:=reliable')
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
@@ -353,6 +357,7 @@ def _peak_rss_mib(pid):
 def test_compressed_bombs_are_refused_by_the_node_without_memory_growth(ros, start_node):
     import cv2
     from sensor_msgs.msg import CompressedImage
+
     from test_image_conversion import _jpeg_bomb, _tiff
     node = start_node(*FAST, '-p', 'input_transport:=compressed', '-p', 'input_reliability:=reliable',
                       '-p', 'diagnostics_period_s:=0.2')
@@ -367,7 +372,7 @@ def test_compressed_bombs_are_refused_by_the_node_without_memory_growth(ros, sta
     peak_before = _peak_rss_mib(node.proc.pid)
     for data, kind in ((_jpeg_bomb(), 'bad_input.size'), (_tiff(4000, 3000), 'bad_input.format_refused')):
         bomb = CompressedImage(format='jpeg', data=data)
-        ros.spin_until(lambda: (pub.publish(bomb), ros.spin_for(0.3))
+        ros.spin_until(lambda bomb=bomb, kind=kind: (pub.publish(bomb), ros.spin_for(0.3))
                        and f'{kind}=' in _diag_values(diags).get('problems', ''), timeout=20,
                        what=f'the node to count {kind}')
     good.header.stamp.sec = 41

@@ -12,9 +12,15 @@ from hypothesis import strategies as st
 from hand_recon_ros.refine.factors import TwoHandState, forward_hands
 from hand_recon_ros.refine.mlp import Refiner
 from hand_recon_ros.refine.verify import joint_errors
+
 from test_penetration_fast import reference_depths
-from test_refine_support import APART_DY, hand_model, head_from_state, pair
-from test_refine_support import single_torch_thread  # noqa: F401  (autouse fixture)
+from test_refine_support import (
+    APART_DY,
+    hand_model,
+    head_from_state,
+    pair,
+    single_torch_thread,  # noqa: F401  (autouse fixture)
+)
 
 FEATURE_DIM = 32
 TIE_M = 1e-6
@@ -135,6 +141,7 @@ def test_orientation_stage_rotates_the_mesh_like_mano():
 
 def test_rotation_matrices_match_smplx_rodrigues():
     from smplx.lbs import batch_rodrigues
+
     from hand_recon_ros.refine.mlp import rotation_matrices
     aa = np.random.default_rng(0).normal(0, 1.0, (6, 3))
     aa[0] = 0.0

@@ -5,8 +5,12 @@ import torch
 
 from hand_recon_ros.refine import factors as F
 from hand_recon_ros.results import REFINE_FACTORS, HandResult
-from test_refine_support import hand_model, pair
-from test_refine_support import single_torch_thread  # noqa: F401  (autouse fixture)
+
+from test_refine_support import (
+    hand_model,
+    pair,
+    single_torch_thread,  # noqa: F401  (autouse fixture)
+)
 
 
 def _random_state(seed, batch=None):

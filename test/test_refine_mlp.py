@@ -8,8 +8,16 @@ from hypothesis import strategies as st
 from hand_recon_ros.refine.factors import PARAM_DIM, REFINE_FACTORS, TwoHandState, forward_hands
 from hand_recon_ros.refine.joint_head import JointHead, joint_template
 from hand_recon_ros.refine.mlp import Refiner, build_refiner
-from test_refine_support import APART_DY, PUSHED_DY, errors_of, hand_model, head_from_state, pair
-from test_refine_support import single_torch_thread  # noqa: F401  (autouse fixture)
+
+from test_refine_support import (
+    APART_DY,
+    PUSHED_DY,
+    errors_of,
+    hand_model,
+    head_from_state,
+    pair,
+    single_torch_thread,  # noqa: F401  (autouse fixture)
+)
 
 FEATURE_DIM = 64
 

@@ -7,8 +7,16 @@ from hand_recon_ros.geometry.camera import LetterboxTransform, project_points
 from hand_recon_ros.hand_model.penetration import penetration_metrics
 from hand_recon_ros.refine.factors import TwoHandState, forward_hands
 from hand_recon_ros.refine.optimize import CameraProjection, OptConfig, finger_twist_loss, optimize_state
-from test_refine_support import APART_DY, PUSHED_DY, errors_of, hand_model, head_from_state, pair
-from test_refine_support import single_torch_thread  # noqa: F401  (autouse fixture)
+
+from test_refine_support import (
+    APART_DY,
+    PUSHED_DY,
+    errors_of,
+    hand_model,
+    head_from_state,
+    pair,
+    single_torch_thread,  # noqa: F401  (autouse fixture)
+)
 
 FAST = OptConfig(steps=12, snapshot_every=2)
 K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])

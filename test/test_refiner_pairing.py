@@ -3,10 +3,10 @@ import logging
 
 import pytest
 
+from hand_recon_ros.acr.factory import find_shipped
 from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
 from hand_recon_ros.refine import JointHead, build_refiner, joint_template
 from hand_recon_ros.refine.weights import save_refiner_weights
-from hand_recon_ros.acr.factory import find_shipped
 from hand_recon_ros.runtime import sha256_of
 
 

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 from hand_recon_train.teacher import corpus as corpus_mod
-from hand_recon_train.teacher.labels import (DEFAULT_SETTINGS, StaleLabelsError, build_labels, hand_from_raw,
-                                             image_labels, label_report, load_labels, write_labels)
+from hand_recon_train.teacher.labels import (
+    DEFAULT_SETTINGS,
+    StaleLabelsError,
+    build_labels,
+    hand_from_raw,
+    image_labels,
+    label_report,
+    load_labels,
+    write_labels,
+)
 from hand_recon_train.teacher.runner import TeacherUnavailable, find_teacher_python, read_raw, run_worker
 
 FIXTURE = Path(__file__).parent / 'fixtures' / 'teacher' / 'raw_sample.jsonl'

@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from hand_recon_train.config import (CONFIG_DIR, IhmrConfig, TrainConfig, build_config, config_path,
-                                     load_config)
+from hand_recon_train.config import CONFIG_DIR, IhmrConfig, TrainConfig, build_config, config_path, load_config
 from hand_recon_train.train import load_config as load_acr_config
 from hand_recon_train.train_ihmr import as_ihmr_config, load_ihmr_config
 

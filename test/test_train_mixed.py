@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hand_recon_train.datasets.mixed import MixtureSampler, TRAIN_KEYS, parse_real_sources
-from hand_recon_train.export import export_fp16
-from hand_recon_train.train import _training_data, load_config, train
-from hand_recon_train.synth import SynthConfig, SynthDataset
 from hand_recon_ros.acr.network import build_acr
 from hand_recon_ros.acr.weights import load_acr
+from hand_recon_train.datasets.mixed import TRAIN_KEYS, MixtureSampler, parse_real_sources
+from hand_recon_train.export import export_fp16
+from hand_recon_train.synth import SynthConfig, SynthDataset
+from hand_recon_train.train import _training_data, load_config, train
 
-from test_datasets_freihand import _write_official        # the loaders' own fixture writers
+from test_datasets_freihand import _write_official  # the loaders' own fixture writers
 from test_datasets_interhand import _write_fixture
 
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from hand_recon_ros.config_utils import dataclass_from_dict
+
 from .aggregator import FusionLayer, ImageFeatureHead, PartAggregator, center_attention
 from .backbones import create_backbone, list_backbones
 from .decoding import DecodeConfig, Detections, decode
 from .heads import HandHeads, SegmentationHead, coord_maps
-from hand_recon_ros.config_utils import dataclass_from_dict
 
 __all__ = ['AGGREGATIONS', 'ACRConfig', 'ACRNet', 'PRESETS', 'build_acr', 'NUM_PARAMS', 'NUM_PRIOR', 'NUM_SEG_CLASSES']
 

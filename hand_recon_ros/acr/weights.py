@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .network import ACRConfig, ACRNet, NUM_PARAMS
+from .network import NUM_PARAMS, ACRConfig, ACRNet
 
 __all__ = ['FORMAT_VERSION', 'check_state_dict', 'load_acr', 'load_acr_config', 'load_state_dict_into', 'save_acr']
 

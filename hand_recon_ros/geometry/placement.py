@@ -16,8 +16,13 @@ import numpy as np
 
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
 
-from .camera import (LetterboxTransform, project_points, solve_translations, weak_perspective_project,
-                     weak_to_translation)
+from .camera import (
+    LetterboxTransform,
+    project_points,
+    solve_translations,
+    weak_perspective_project,
+    weak_to_translation,
+)
 
 __all__ = ['MIN_WEAK_SCALE', 'PlacedHand', 'place_hands']
 

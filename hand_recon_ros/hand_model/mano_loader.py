@@ -318,7 +318,7 @@ def resolve_model_files(mano_dir=None):
             return paths, True, 'shipped stand-in'
     raise ModelFileError('no MANO files given and no stand-in found (looked in: '
                          + ', '.join(standin_dirs()) + '); run '
-                         '`python -m hand_recon_ros.hand_model.standin --out models/standin`')
+                         '`python -m tools.standin --out models/standin` in a source checkout')
 
 
 def left_shapedirs_need_fix(left, right):

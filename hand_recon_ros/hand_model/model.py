@@ -39,8 +39,8 @@ def _check_side(side):
 
 def build_smplx_mano(model_dict, side, use_pca=False, num_pca_comps=45, flat_hand_mean=False):
     """smplx.MANO from an in-memory dict (no file reading; smplx's construction print is swallowed)."""
-    import smplx                       # noqa: PLC0415  (heavy import, only when a model is built)
-    from smplx.utils import Struct     # noqa: PLC0415
+    import smplx  # noqa: PLC0415  (heavy import, only when a model is built)
+    from smplx.utils import Struct  # noqa: PLC0415
 
     with contextlib.redirect_stdout(io.StringIO()):
         return smplx.MANO('unused', is_rhand=(side == 'right'), data_struct=Struct(**model_dict),

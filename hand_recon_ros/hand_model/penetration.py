@@ -14,8 +14,8 @@ distance); outside vertices have depth 0. These are exact point-to-surface depth
 voxel approximation (method-acr-ihmr.md §3.5). :class:`MeshSolid` builds these structures once per mesh
 and shares them between both directions of a pair and with translated copies.
 """
-import numpy as np
 import igl
+import numpy as np
 import torch
 
 from hand_recon_ros.metrics import penetration_from_depths

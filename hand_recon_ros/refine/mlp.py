@@ -24,9 +24,20 @@ from torch import nn
 
 from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.refine.collision import TwoHandCollision
-from hand_recon_ros.refine.factors import (DEFAULT_GATE_M, FACTOR_SIDES, FACTOR_SIZES, PARAM_DIM, REFINE_FACTORS,
-                                           TwoHandState, apply_factor, extract_factor, forward_hands, gate_mask,
-                                           should_refine, wrists_from_vector)
+from hand_recon_ros.refine.factors import (
+    DEFAULT_GATE_M,
+    FACTOR_SIDES,
+    FACTOR_SIZES,
+    PARAM_DIM,
+    REFINE_FACTORS,
+    TwoHandState,
+    apply_factor,
+    extract_factor,
+    forward_hands,
+    gate_mask,
+    should_refine,
+    wrists_from_vector,
+)
 from hand_recon_ros.refine.verify import accept_candidates, check_joint_head_output, joint_errors
 
 __all__ = ['FactorMLP', 'Refiner', 'build_refiner', 'rotation_matrices']

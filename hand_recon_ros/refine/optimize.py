@@ -28,8 +28,17 @@ import torch
 
 from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.refine.collision import TwoHandCollision
-from hand_recon_ros.refine.factors import (FACTOR_SIZES, PARAM_DIM, REFINE_FACTORS, TwoHandState, apply_factor,
-                                           extract_factor, forward_hands, gate_mask, wrists_from_vector)
+from hand_recon_ros.refine.factors import (
+    FACTOR_SIZES,
+    PARAM_DIM,
+    REFINE_FACTORS,
+    TwoHandState,
+    apply_factor,
+    extract_factor,
+    forward_hands,
+    gate_mask,
+    wrists_from_vector,
+)
 from hand_recon_ros.refine.verify import check_joint_head_output, joint_errors, select_snapshots
 
 __all__ = ['OptStage', 'OptConfig', 'DEFAULT_OPT_STAGES', 'CameraProjection', 'finger_twist_loss',

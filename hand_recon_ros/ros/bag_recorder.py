@@ -30,7 +30,7 @@ def _msg_dirs(package):
 
 
 def typestore_with(packages=('hand_recon_ros',)):
-    from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
     store = get_typestore(Stores.ROS2_JAZZY)
     types = {}
     for package in packages:
@@ -47,8 +47,7 @@ def typestore_with(packages=('hand_recon_ros',)):
 
 def rosbags_qos(profile):
     """rclpy QoSProfile (as offered by a publisher) -> rosbags Qos, field by field (enums by name)."""
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
-                                    QosTime)
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     def enum(kind, policy):
         return kind[policy.name] if policy.name in kind.__members__ else kind.UNKNOWN

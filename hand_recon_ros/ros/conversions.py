@@ -3,15 +3,14 @@ import array
 import os
 
 import numpy as np
-from rclpy import get_rmw_implementation_identifier as rmw_implementation_identifier
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
 
 from hand_recon_ros import conventions
 from hand_recon_ros.geometry.camera import intrinsics_from_camera_info
 from hand_recon_ros.msg import Hand, HandArray, HandModelInfo
-from hand_recon_ros.results import (DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_FALLBACK_FOV, REFINE_FACTORS,
-                                    FrameResult)
+from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_FALLBACK_FOV, REFINE_FACTORS, FrameResult
+from hand_recon_ros.ros.node_status import NodeStatus, diagnostic_values
 
 DEPTH_SOURCE_CODES = {
     DEPTH_SOURCE_CAMERA_INFO: Hand.DEPTH_CAMERA_INFO,
@@ -142,7 +141,8 @@ def model_info_msg(info: dict):
     return msg
 
 
-def overlay_msg(image_bgr, frame, reconstructor, header):
+def overlay_msg(image_bgr, frame, faces, header):
+    """The hands' meshes drawn on the input image; faces: side -> (F, 3) triangle indices."""
     from hand_recon_ros.hand_model.render import render_mesh_overlay
     from hand_recon_ros.ros.image_conversion import numpy_to_imgmsg
     colors = {'right': (80, 160, 230), 'left': (230, 170, 90)}
@@ -150,7 +150,7 @@ def overlay_msg(image_bgr, frame, reconstructor, header):
     out = image_bgr
     if hands:  # one call: both meshes depth-sorted together, the nearer hand covers the farther one
         out = render_mesh_overlay(image_bgr, [h.vertices for h in hands],
-                                  [reconstructor.faces(h.handedness) for h in hands], frame.intrinsics,
+                                  [faces[h.handedness] for h in hands], frame.intrinsics,
                                   [colors[h.handedness] for h in hands])
     return numpy_to_imgmsg(out, 'bgr8', header=header)
 
@@ -162,39 +162,12 @@ def fastdds_profile_file() -> str:
     return os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', '') or os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE', '')
 
 
-def diagnostics_msg(node, stamp):
-    """One DiagnosticStatus for the node: rates, latency percentiles from header stamps, drops, device."""
+def diagnostics_msg(status: NodeStatus, name: str, hardware_id: str, stamp) -> DiagnosticArray:
+    """One DiagnosticStatus built from the node's status object alone (node_status.diagnostic_values)."""
+    diagnostic = diagnostic_values(status)
     arr = DiagnosticArray()
     arr.header.stamp = stamp
-    status = DiagnosticStatus()
-    status.name = f'{node.get_name()}: hand reconstruction'
-    status.hardware_id = node.get_fully_qualified_name()
-    values = {}
-    worker = node.worker
-    counters = dict(node.counters)
-    if worker is not None:
-        counters.update({f'worker_{k}': v for k, v in worker.stats().as_dict().items()})
-        values['input_rate_hz'] = f'{worker.input_rate.rate_hz():.2f}'
-        values['processing_ms_p50'] = f'{worker.processing_ms.p50:.1f}'
-    lat = node.latency.summary()
-    values.update({k: str(v) for k, v in counters.items()})
-    # which middleware and Fast DDS profile this process runs with (frame losses depend on them)
-    values['rmw'] = rmw_implementation_identifier()
-    values['fastdds_profile'] = fastdds_profile_file() or 'none (Fast DDS defaults)'
-    values.update({f'latency_{k}': f'{v:.1f}' for k, v in lat.items()})
-    rec = node.reconstructor
-    if rec is not None:
-        info = rec.info()
-        values.update({'device': info['device'], 'precision': info['precision'], 'network': info['network'],
-                       'weights_sha256': info.get('weights_sha256', ''), 'hand_model': info['hand_model']})
-    if worker is None:
-        status.level, status.message = DiagnosticStatus.WARN, 'inactive (lifecycle state not active)'
-    elif counters.get('errors', 0) and counters['errors'] >= counters.get('published', 0):
-        status.level, status.message = DiagnosticStatus.ERROR, 'every frame fails: see the node log'
-    elif counters['received'] == 0:
-        status.level, status.message = DiagnosticStatus.WARN, 'no input images received'
-    else:
-        status.level, status.message = DiagnosticStatus.OK, 'running'
-    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-    arr.status = [status]
+    arr.status = [DiagnosticStatus(level=bytes([diagnostic.level]), name=name, message=diagnostic.message,
+                                   hardware_id=hardware_id,
+                                   values=[KeyValue(key=k, value=v) for k, v in diagnostic.values])]
     return arr

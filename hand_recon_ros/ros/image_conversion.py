@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from hand_recon_ros.ros.image_limits import DEFAULT_MAX_PIXELS, ImageConversionError, check_declared_size
 
+# isort: split
 import cv2  # noqa: E402  (after image_limits: OpenCV reads its pixel limit when loaded)
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image

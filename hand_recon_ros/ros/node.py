@@ -3,7 +3,8 @@
 Thin ROS layer: it converts messages, hands the newest frame to one worker thread, and publishes what
 the ROS-free pipeline returns. Start it with ``hand_recon_node --ros-args --params-file ...`` (or a
 launch file); with ``autostart`` (default) it configures and activates itself. Parameters are declared
-from the table in parameters.py; lifecycle requests go through lifecycle_guard.py (no request ends it).
+from the table in parameters.py; lifecycle requests go through lifecycle_guard.py (no request ends it);
+the publishers and the fan-out of a result live in outputs.py.
 """
 import dataclasses
 import sys
@@ -11,26 +12,23 @@ import threading
 import time
 
 import rclpy
-from rcl_interfaces.msg import SetParametersResult
 from lifecycle_msgs.msg import Transition
-from rclpy.parameter import Parameter
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from visualization_msgs.msg import MarkerArray
 
-from hand_recon_ros.msg import HandArray, HandModelInfo
-from hand_recon_ros.ros import conversions
+from hand_recon_ros.conventions import SIDES
+from hand_recon_ros.ros import conversions, lifecycle_guard, parameters
 from hand_recon_ros.ros.frame_worker import FrameWorker, LatencyStats
-from hand_recon_ros.ros import vision_output
-from hand_recon_ros.ros.spin import run_until_signal
 from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8
-from hand_recon_ros.ros.tf_output import WristTfPublisher
-from hand_recon_ros.ros import lifecycle_guard, parameters
-from hand_recon_ros.ros.lifecycle_guard import transition_callback
 from hand_recon_ros.ros.input_gaps import StampGapEstimator
+from hand_recon_ros.ros.lifecycle_guard import transition_callback
+from hand_recon_ros.ros.node_status import ModelStatus, NodeStatus
+from hand_recon_ros.ros.outputs import NodeOutputs, OutputSettings
 from hand_recon_ros.ros.problem_log import ProblemLog, guarded_callback
+from hand_recon_ros.ros.spin import run_until_signal
 
 NODE_NAME = 'hand_recon'
 
@@ -63,23 +61,22 @@ def input_qos(reliability: str, depth: int) -> QoSProfile:
 class HandReconNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        self.parameter_problems = self._declare_parameters()
+        # everything /diagnostics reports: counted here, filled in before each report (node_status.py)
+        self.status = NodeStatus(parameter_problems=self._declare_parameters(), rmw=rclpy.get_rmw_implementation_identifier(),
+                                 fastdds_profile=conversions.fastdds_profile_file())
         self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         lifecycle_guard.guard_change_state(self)
 
         self.reconstructor = None
-        self.marker_builder = None
-        self.model_info = None
+        self.outputs = None
         self.worker = None
         self.tracker = None
-        self._pubs = {}
         self._subs = []
         self._timers = []
         self._lock = threading.Lock()
         self._camera_info = None
         self._warned = set()
-        self.counters = {'received': 0, 'published': 0, 'bad_input': 0, 'errors': 0}
         self.problems = ProblemLog(self.get_logger().warning, self.get_logger().error)
         self.input_gaps = StampGapEstimator()
         self.latency = LatencyStats(window=300)
@@ -87,7 +84,6 @@ class HandReconNode(LifecycleNode):
         self._activated_at = None
         self._sides_published = set()
         self._input_reliable = False
-        self._wrist_tf = None
 
     # ------------------------------------------------------------------ parameters
     def p(self, name):
@@ -177,27 +173,8 @@ class HandReconNode(LifecycleNode):
         if self.p('input_reliability') == 'auto':
             self._timers.append(self.create_timer(0.5, self._adapt_input_qos))
 
-        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        # Lifecycle publishers send only while active; model info and diagnostics also describe an
-        # inactive node, so they are plain publishers.
-        self._pubs = {
-            'hands': self.create_lifecycle_publisher(HandArray, '~/hands', reliable),
-            'hands_smoothed': self.create_lifecycle_publisher(HandArray, '~/hands_smoothed', reliable),
-            'model_info': self.create_publisher(HandModelInfo, '~/hand_model_info', latched),
-            'markers': self.create_lifecycle_publisher(MarkerArray, '~/markers', reliable),
-            # reliable keep-last 1: compatible with best-effort and reliable viewers, never blocks
-            'overlay': self.create_lifecycle_publisher(Image, '~/debug_image', QoSProfile(
-                history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)),
-            'diagnostics': self.create_publisher(DiagnosticArray, '/diagnostics', 10),
-        }
-        # Optional outputs: only where tf2_ros / vision_msgs are installed (full ROS installs).
-        self._wrist_tf = WristTfPublisher(self)
-        if self.p('publish_detections'):
-            det = vision_output.create_detections_publisher(self, '~/detections', reliable)
-            if det is not None:
-                self._pubs['detections'] = det
+        self.outputs = NodeOutputs(self, publish_detections=bool(self.p('publish_detections')),
+                                   warn_once=self._warn_once)
         self._timers.append(self.create_timer(float(self.p('diagnostics_period_s')), self._publish_diagnostics))
         self.get_logger().info(f"configured: input {transport} on '{self._subs[0].topic_name}' "
                                f"({self.p('input_reliability')}, depth {self.p('input_depth')})")
@@ -255,15 +232,12 @@ class HandReconNode(LifecycleNode):
         self.tracker = HandTracker(min_cutoff=float(self.p('smoothing.min_cutoff')),
                                    beta=float(self.p('smoothing.beta')),
                                    d_cutoff=float(self.p('smoothing.d_cutoff')))
-        from hand_recon_ros.ros.markers import HandMarkerBuilder
-        self.marker_builder = HandMarkerBuilder({side: self.reconstructor.faces(side) for side in ('left', 'right')},
-                                                lifetime_s=float(self.p('marker_lifetime_s')))
-        self.model_info = conversions.model_info_msg(self.reconstructor.info())
-        self.model_info.header.stamp = self.get_clock().now().to_msg()
-        self._pubs['model_info'].publish(self.model_info)
+        self.outputs.set_model({side: self.reconstructor.faces(side) for side in SIDES}, self.reconstructor.info(),
+                               self.get_clock().now().to_msg(), float(self.p('marker_lifetime_s')))
+        info = self.reconstructor.info()
+        self.status.model = ModelStatus.from_info(info)
         self._start_worker()
         self._activated_at = time.monotonic()
-        info = self.reconstructor.info()
         self.get_logger().info(f"active: {info['network']} on {info['device']} ({info['precision']}), "
                                f"hand model {info['hand_model']}")
         return super().on_activate(state)
@@ -278,6 +252,7 @@ class HandReconNode(LifecycleNode):
     def on_deactivate(self, state):
         self._stop_worker()
         self.reconstructor = None  # frees the model (and GPU memory)
+        self.status.model = None
         try:
             import torch
             if torch.cuda.is_available():
@@ -319,6 +294,7 @@ class HandReconNode(LifecycleNode):
     def _unload(self):
         self._stop_worker()
         self.reconstructor = None
+        self.status.model = None
         self.tracker = None
 
     def _stop_worker(self):
@@ -327,25 +303,20 @@ class HandReconNode(LifecycleNode):
             worker.stop()
 
     def _destroy_entities(self):
-        if self._wrist_tf is not None:
-            self._wrist_tf.close()
-            self._wrist_tf = None
+        outputs, self.outputs = self.outputs, None
+        if outputs is not None:
+            outputs.close()
         for sub in self._subs:
             self.destroy_subscription(sub)
-        for pub in self._pubs.values():
-            if pub in self._managed_entities:
-                self.destroy_lifecycle_publisher(pub)
-            else:
-                self.destroy_publisher(pub)
         for timer in self._timers:
             self.destroy_timer(timer)
-        self._subs, self._pubs, self._timers = [], {}, []
+        self._subs, self._timers = [], []
 
     # ------------------------------------------------------------------ inputs
     @guarded_callback
     def _on_image(self, msg):
         """Hand the frame to the worker and return at once (no decoding here: never block the executor)."""
-        self.counters['received'] += 1
+        self.status.received += 1
         self.input_gaps.update(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         self._last_input_time = time.monotonic()
         worker = self.worker
@@ -367,17 +338,9 @@ class HandReconNode(LifecycleNode):
         if header.stamp.sec == 0 and header.stamp.nanosec == 0:
             self._warn_once('zero_stamp', 'input images carry a zero timestamp: outputs copy it; '
                             'fix the camera driver so downstream synchronisation works')
-        try:
-            if isinstance(msg, CompressedImage):
-                image = compressed_to_bgr8(msg)
-            else:
-                image = to_bgr8(msg)
-        except ImageConversionError as exc:
-            self.counters['bad_input'] += 1
-            self.problems.report(f'bad_input.{exc.kind}', f'bad input image dropped: {exc}')
+        image = self._to_image(msg)
+        if image is None:
             return
-        if isinstance(msg, Image) and len(msg.data) > FASTDDS_DEFAULT_SEGMENT_BYTES:
-            self._hint_large_best_effort_frames(len(msg.data))
         height, width = image.shape[:2]
         K, depth_source = conversions.intrinsics_for(
             self._camera_info if self.p('use_camera_info') else None, width, height,
@@ -389,36 +352,36 @@ class HandReconNode(LifecycleNode):
                                   refine_gate_m=float(self.p('refinement.gate_m')))
         frame = reconstructor.reconstruct(image, K, depth_source=depth_source)
         processing_ms = (time.monotonic() - received_at) * 1e3
-        publish_vertices = bool(self.p('publish_vertices'))
-        pubs = self._pubs
-        if not pubs:
+        outputs = self.outputs
+        if outputs is None:
             return
-        pubs['hands'].publish(conversions.hand_array_msg(frame, header, publish_vertices, smoothed=False,
-                                                         processing_ms=processing_ms))
-        smoothed_frame = None
-        if self.p('smoothing.enabled') and self.tracker is not None:
-            stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
-            smoothed = self.tracker.update(frame.hands, stamp_s if stamp_s > 0 else time.monotonic())
-            smoothed_frame = dataclasses.replace(frame, hands=smoothed)
-            pubs['hands_smoothed'].publish(conversions.hand_array_msg(
-                smoothed_frame, header, publish_vertices, smoothed=True, processing_ms=processing_ms))
-        if self.p('publish_tf') and self._wrist_tf is not None:
-            try:
-                self._wrist_tf.publish(smoothed_frame or frame, header, self.p('tf_prefix'))
-            except ValueError as exc:
-                self._warn_once('tf', f'no wrist TF: {exc}')
-        if 'detections' in pubs:
-            pubs['detections'].publish(vision_output.detections_msg(frame, header))
-        if self.p('publish_markers') and pubs['markers'].get_subscription_count() > 0:
-            builder = self.marker_builder
-            builder.lifetime_s = float(self.p('marker_lifetime_s'))
-            pubs['markers'].publish(builder.build(frame, header))
-        if self.p('publish_overlay') and pubs['overlay'].get_subscription_count() > 0:
-            pubs['overlay'].publish(conversions.overlay_msg(image, frame, reconstructor, header))
-        self.counters['published'] += 1
+        outputs.publish(frame, header, OutputSettings.from_parameters(self.p), image=image,
+                        smoothed=self._smoothed(frame, header), processing_ms=processing_ms)
+        self.status.published += 1
         now = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
-        self.latency.add((now - stamp) * 1e3 if stamp > 0 else processing_ms)
+        self.status.last_latency_ms = (now - stamp) * 1e3 if stamp > 0 else processing_ms
+        self.latency.add(self.status.last_latency_ms)
+
+    def _to_image(self, msg):
+        """The message as a BGR8 array, or None (counted and logged by kind) when it cannot be read."""
+        try:
+            image = compressed_to_bgr8(msg) if isinstance(msg, CompressedImage) else to_bgr8(msg)
+        except ImageConversionError as exc:
+            self.status.bad_input += 1
+            self.problems.report(f'bad_input.{exc.kind}', f'bad input image dropped: {exc}')
+            return None
+        if isinstance(msg, Image) and len(msg.data) > FASTDDS_DEFAULT_SEGMENT_BYTES:
+            self._hint_large_best_effort_frames(len(msg.data))
+        return image
+
+    def _smoothed(self, frame, header):
+        """The One-Euro smoothed frame (stable track ids), or None with smoothing off."""
+        tracker = self.tracker
+        if not self.p('smoothing.enabled') or tracker is None:
+            return None
+        stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
+        return dataclasses.replace(frame, hands=tracker.update(frame.hands, stamp_s if stamp_s > 0 else time.monotonic()))
 
     def _hint_large_best_effort_frames(self, size):
         """Once: best-effort frames over Fast DDS's 512 KiB segment get lost whole unless the camera side
@@ -441,7 +404,7 @@ class HandReconNode(LifecycleNode):
                 f'segment: {remedy} (README "Input QoS and latency")')
 
     def _on_worker_error(self, item, exc):
-        self.counters['errors'] += 1
+        self.status.errors += 1
         self.problems.report('frame_failed', f'frame failed: {type(exc).__name__}: {exc}', error=True)
 
     def _warn_once(self, key, text):
@@ -468,29 +431,25 @@ class HandReconNode(LifecycleNode):
                 f"no image received on '{topic}' for {self.p('no_input_warn_s'):.0f} s "
                 f"(publishers' reliability: {qos_text}; ours: {self.p('input_reliability')})",
                 throttle_duration_sec=30.0)
-        msg = conversions.diagnostics_msg(self, self.get_clock().now().to_msg())
-        self._add_robustness_diagnostics(msg.status[0])
-        if self._pubs:
-            self._pubs['diagnostics'].publish(msg)
+        self._update_status()
+        if self.outputs is not None:
+            self.outputs.publish_diagnostics(conversions.diagnostics_msg(
+                self.status, f'{self.get_name()}: hand reconstruction', self.get_fully_qualified_name(),
+                self.get_clock().now().to_msg()))
 
-    def _add_robustness_diagnostics(self, status):
-        from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-        status.values.append(KeyValue(key='lifecycle_state', value=lifecycle_guard.current_state(self)))
-        gaps = self.input_gaps
-        period = gaps.period_s
-        status.values.extend([
-            KeyValue(key='input_lost_estimate', value=str(gaps.lost)),
-            KeyValue(key='input_period_ms', value='nan' if period != period else f'{period * 1e3:.1f}'),
-            KeyValue(key='input_pauses', value=str(gaps.pauses)),
-            KeyValue(key='input_stamps_out_of_order', value=str(gaps.out_of_order)),
-            KeyValue(key='problems', value=self.problems.summary() or 'none'),
-            KeyValue(key='problem_log_lines', value=str(self.problems.lines)),
-        ])
-        if self.parameter_problems:
-            status.values.append(KeyValue(key='parameter_problems', value='; '.join(self.parameter_problems)))
-            if status.level == DiagnosticStatus.OK:
-                status.level = DiagnosticStatus.WARN
-                status.message = 'running with default values for refused parameters: see parameter_problems'
+    def _update_status(self):
+        """Copy what the worker, the latency window, the stamp-gap estimator and the problem log hold."""
+        status, worker, gaps = self.status, self.worker, self.input_gaps
+        status.lifecycle_state = lifecycle_guard.current_state(self)
+        status.active = worker is not None
+        if worker is not None:
+            status.worker = worker.stats().as_dict()
+            status.input_rate_hz = worker.input_rate.rate_hz()
+            status.processing_ms_p50 = worker.processing_ms.p50
+        status.latency_ms = self.latency.summary()
+        status.input_lost_estimate, status.input_period_s = gaps.lost, gaps.period_s
+        status.input_pauses, status.input_stamps_out_of_order = gaps.pauses, gaps.out_of_order
+        status.problems, status.problem_log_lines = self.problems.counts_snapshot(), self.problems.lines
 
 
 def _autostart(node):

@@ -50,19 +50,25 @@ class ProblemLog:
         (self._error if error else self._warn)(text)
         return True
 
+    def counts_snapshot(self) -> Dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
     def summary(self) -> str:
         with self._lock:
             return ', '.join(f'{k}={v}' for k, v in sorted(self.counts.items()))
 
 
 def guarded_callback(method):
-    """A subscription/timer callback that logs and counts an exception instead of ending the executor."""
+    """A subscription/timer callback that logs and counts an exception instead of ending the executor.
+
+    For methods of an object with ``status.errors`` (a counter) and ``problems`` (a ProblemLog)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
-            self.counters['errors'] = self.counters.get('errors', 0) + 1
+            self.status.errors += 1
             self.problems.report('callback_failed', f'{method.__name__} failed: {type(exc).__name__}: {exc}',
                                  error=True)
     return wrapper

@@ -72,8 +72,11 @@ def detections_msg(frame_result, header):
     return out
 
 
-def create_detections_publisher(node, topic='~/detections', qos=5):
-    """A Detection2DArray publisher, or None (logged once per process) without vision_msgs."""
+def create_detections_publisher(node, topic='~/detections', qos=5, create=None, **kwargs):
+    """A Detection2DArray publisher, or None (logged once per process) without vision_msgs.
+
+    create: the node's publisher factory (default ``node.create_publisher``; the node passes its
+    ``create_lifecycle_publisher``); kwargs go to it (e.g. qos_overriding_options)."""
     global _missing_logged
     vm = _vision_msgs()
     if vm is None:
@@ -81,4 +84,4 @@ def create_detections_publisher(node, topic='~/detections', qos=5):
             _missing_logged = True
             node.get_logger().warning(VISION_MISSING_TEXT)
         return None
-    return node.create_publisher(vm.Detection2DArray, topic, qos)
+    return (create or node.create_publisher)(vm.Detection2DArray, topic, qos, **kwargs)

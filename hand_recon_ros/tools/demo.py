@@ -10,26 +10,19 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def _node_command(params_file, extra):
-    exe = Path(sys.executable).with_name('hand_recon_node')
-    cmd = [str(exe)] if exe.exists() else [sys.executable, '-m', 'hand_recon_ros.ros.node']
-    return cmd + ['--ros-args', '--params-file', str(params_file), '-r', 'image:=/demo_cam/image_raw',
-                  '-r', 'camera_info:=/demo_cam/camera_info', *extra]
+from hand_recon_ros.tools.node_process import ChildProcess, default_params_file, node_command
 
 
-def _params_file():
-    installed = Path(sys.prefix) / 'share' / 'hand_recon_ros' / 'config' / 'hand_recon.yaml'
-    source = Path(__file__).resolve().parents[2] / 'config' / 'hand_recon.yaml'
-    return installed if installed.exists() else source
+def _node_command(extra):
+    exe = Path(sys.executable).with_name('hand_recon_node')   # the console entry point, as a user starts it
+    return node_command('-r', 'image:=/demo_cam/image_raw', '-r', 'camera_info:=/demo_cam/camera_info', *extra,
+                        params_file=default_params_file(), executable=exe if exe.exists() else None)
 
 
 def main(argv=None):
@@ -63,10 +56,9 @@ def main(argv=None):
     gt = json.loads((out / 'frames' / 'ground_truth.json').read_text())
     print(f'[demo] rendered {len(frame_paths)} sample frames in {time.monotonic() - t0:.1f} s -> {out / "frames"}')
 
-    node_log = open(out / 'node.log', 'w')
-    cmd = _node_command(_params_file(), args.node_args)
+    cmd = _node_command(args.node_args)
     print('[demo] starting the node:', ' '.join(cmd))
-    node_proc = subprocess.Popen(cmd, stdout=node_log, stderr=subprocess.STDOUT)
+    node_proc = ChildProcess(cmd, out / 'node.log')
 
     rclpy.init()
     node = rclpy.create_node('hand_recon_demo')
@@ -121,7 +113,7 @@ def main(argv=None):
             sent = time.monotonic()
             img_pub.publish(msg)
             # Re-publish until answered: the first samples after discovery may be lost.
-            while not spin_until(lambda: stamp in results, 4.0 / args.rate):
+            while not spin_until(lambda stamp=stamp: stamp in results, 4.0 / args.rate):
                 if time.monotonic() - sent > args.timeout:
                     break
                 info_pub.publish(cam)
@@ -144,7 +136,7 @@ def main(argv=None):
             rows.append(row)
             print(f"[demo] {path.name}: {'%d hand(s)' % len(row['hands']) if got else 'NO RESULT'} "
                   f"round trip {latency_ms:.0f} ms")
-            spin_until(lambda: stamp in overlays, 2.0)
+            spin_until(lambda stamp=stamp: stamp in overlays, 2.0)
             if stamp in overlays:
                 cv2.imwrite(str(out / 'overlays' / path.name), imgmsg_to_numpy(overlays[stamp]))
         spin_until(lambda: False, 0.5)  # let the bag catch the last messages
@@ -152,14 +144,7 @@ def main(argv=None):
         recorder.close()
         node.destroy_node()
         rclpy.try_shutdown()
-        if node_proc.poll() is None:
-            node_proc.send_signal(signal.SIGINT)
-            try:
-                rc = node_proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                node_proc.kill()
-                rc = node_proc.wait()
-        node_log.close()
+        rc = node_proc.stop(timeout=20)
 
     write_report(out, rows, infos[0] if infos else None, recorder, rc)
     ok = rc == 0 and rows and all(r['received'] for r in rows)

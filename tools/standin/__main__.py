@@ -1,0 +1,5 @@
+import sys
+
+from tools.standin.generator import main
+
+sys.exit(main())

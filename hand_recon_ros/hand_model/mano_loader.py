@@ -221,7 +221,8 @@ def cache_dir():
     path = os.environ.get(ENV_CACHE_DIR) or os.path.join(os.path.expanduser('~'), '.cache', 'hand_recon_ros')
     path = os.path.realpath(path)
     repo = os.path.realpath(_repo_root())
-    if os.path.isdir(os.path.join(repo, '.git')) and (path == repo or path.startswith(repo + os.sep)):
+    # .git is a directory in a clone and a file in a git worktree: both are a repository
+    if os.path.exists(os.path.join(repo, '.git')) and (path == repo or path.startswith(repo + os.sep)):
         raise ModelFileError(f'cache directory {path} is inside the repository {repo}; converted MANO data '
                              f'must never be stored there (set {ENV_CACHE_DIR} elsewhere)')
     return path

@@ -21,12 +21,13 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.ros import conversions, lifecycle_guard, parameters
+from hand_recon_ros.ros.frame_settings import FrameSettings
 from hand_recon_ros.ros.frame_worker import FrameWorker, LatencyStats
 from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8
 from hand_recon_ros.ros.input_gaps import StampGapEstimator
 from hand_recon_ros.ros.lifecycle_guard import transition_callback
 from hand_recon_ros.ros.node_status import ModelStatus, NodeStatus
-from hand_recon_ros.ros.outputs import NodeOutputs, OutputSettings
+from hand_recon_ros.ros.outputs import NodeOutputs
 from hand_recon_ros.ros.problem_log import ProblemLog, guarded_callback
 from hand_recon_ros.ros.spin import run_until_signal
 
@@ -66,6 +67,10 @@ class HandReconNode(LifecycleNode):
                                  fastdds_profile=conversions.fastdds_profile_file())
         self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # per-frame values: one snapshot, rebuilt after each accepted change (frame_settings.py)
+        self.frame_settings = FrameSettings.from_parameters(self.p)
+        self._applied_runtime = None
+        self.add_post_set_parameters_callback(self._rebuild_frame_settings)
         lifecycle_guard.guard_change_state(self)
 
         self.reconstructor = None
@@ -130,6 +135,12 @@ class HandReconNode(LifecycleNode):
             self.get_logger().error(f'parameter update failed: {type(exc).__name__}: {exc}')
             return SetParametersResult(successful=False, reason=f'{type(exc).__name__}: {exc}')
 
+    def _rebuild_frame_settings(self, params):
+        try:
+            self.frame_settings = FrameSettings.from_parameters(self.p)
+        except Exception as exc:      # values were validated before: only a bug lands here, never end the node
+            self.get_logger().error(f'frame settings not rebuilt: {type(exc).__name__}: {exc}')
+
     def _set_parameters_checked(self, params):
         state = lifecycle_guard.current_state(self)
         for param in params:
@@ -145,7 +156,7 @@ class HandReconNode(LifecycleNode):
             if spec.applies == 'configure' and state in ('inactive', 'active'):
                 return SetParametersResult(successful=False, reason=f'{param.name} takes effect on configure: '
                                            f'deactivate and clean up first (state {state})')
-        # Runtime values are read per frame; smoothing parameters are pushed into the tracker.
+        # Per-frame values reach the worker through frame_settings; smoothing parameters go into the tracker.
         tracker = self.tracker
         if tracker is not None:
             values = {p.name.split('.', 1)[1]: p.value for p in params if p.name.startswith('smoothing.')
@@ -341,22 +352,21 @@ class HandReconNode(LifecycleNode):
         image = self._to_image(msg)
         if image is None:
             return
+        settings = self.frame_settings
         height, width = image.shape[:2]
         K, depth_source = conversions.intrinsics_for(
-            self._camera_info if self.p('use_camera_info') else None, width, height,
-            use_rectified=self.p('use_rectified'), fallback_fov_deg=float(self.p('fallback_fov_deg')),
-            warn=self._warn_once)
-        reconstructor.set_runtime(detection_threshold=float(self.p('detection_threshold')),
-                                  multi_hand=bool(self.p('multi_hand')), max_hands=int(self.p('max_hands')),
-                                  refine=bool(self.p('refinement.enabled')),
-                                  refine_gate_m=float(self.p('refinement.gate_m')))
+            self._camera_info if settings.use_camera_info else None, width, height,
+            use_rectified=settings.use_rectified, fallback_fov_deg=settings.fallback_fov_deg, warn=self._warn_once)
+        if (reconstructor, settings.runtime) != self._applied_runtime:
+            reconstructor.set_runtime(**settings.runtime.as_kwargs())
+            self._applied_runtime = (reconstructor, settings.runtime)
         frame = reconstructor.reconstruct(image, K, depth_source=depth_source)
         processing_ms = (time.monotonic() - received_at) * 1e3
         outputs = self.outputs
         if outputs is None:
             return
-        outputs.publish(frame, header, OutputSettings.from_parameters(self.p), image=image,
-                        smoothed=self._smoothed(frame, header), processing_ms=processing_ms)
+        outputs.publish(frame, header, settings.outputs, image=image,
+                        smoothed=self._smoothed(frame, header, settings), processing_ms=processing_ms)
         self.status.published += 1
         now = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
@@ -375,10 +385,10 @@ class HandReconNode(LifecycleNode):
             self._hint_large_best_effort_frames(len(msg.data))
         return image
 
-    def _smoothed(self, frame, header):
+    def _smoothed(self, frame, header, settings):
         """The One-Euro smoothed frame (stable track ids), or None with smoothing off."""
         tracker = self.tracker
-        if not self.p('smoothing.enabled') or tracker is None:
+        if not settings.smoothing_enabled or tracker is None:
             return None
         stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
         return dataclasses.replace(frame, hands=tracker.update(frame.hands, stamp_s if stamp_s > 0 else time.monotonic()))

@@ -6,8 +6,7 @@ and reliability can be overridden the standard ROS 2 way, with parameters such a
 ``qos_overrides./hand_recon/hands.publisher.reliability`` (read when the publisher is created, on configure).
 """
 import copy
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -19,6 +18,7 @@ from visualization_msgs.msg import MarkerArray
 from hand_recon_ros.msg import HandArray, HandModelInfo
 from hand_recon_ros.results import FrameResult
 from hand_recon_ros.ros import conversions, vision_output
+from hand_recon_ros.ros.frame_settings import OutputSettings
 from hand_recon_ros.ros.markers import HandMarkerBuilder
 from hand_recon_ros.ros.tf_output import WristTfPublisher
 
@@ -30,24 +30,6 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
 # reliable keep-last 1: compatible with best-effort and reliable viewers, never blocks
 DEBUG_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-
-
-@dataclass(frozen=True)
-class OutputSettings:
-    """The runtime parameters that shape the outputs of one frame (read once per frame)."""
-    publish_vertices: bool = True
-    publish_markers: bool = True
-    marker_lifetime_s: float = 0.3
-    publish_overlay: bool = True
-    publish_tf: bool = False
-    tf_prefix: str = ''
-
-    @classmethod
-    def from_parameters(cls, value: Callable[[str], Any]) -> 'OutputSettings':
-        """value(name) -> the parameter's current value (the node's ``p``)."""
-        return cls(publish_vertices=bool(value('publish_vertices')), publish_markers=bool(value('publish_markers')),
-                   marker_lifetime_s=float(value('marker_lifetime_s')), publish_overlay=bool(value('publish_overlay')),
-                   publish_tf=bool(value('publish_tf')), tf_prefix=str(value('tf_prefix')))
 
 
 def _overridable(create, msg_type, topic: str, qos: QoSProfile):

@@ -1,0 +1,73 @@
+"""Per-frame parameters reach the worker as one snapshot, rebuilt on change and pushed into the core when changed."""
+import os
+import time
+
+import pytest
+
+from hand_recon_ros.ros.frame_settings import FrameSettings, OutputSettings, ReconstructorRuntime
+from hand_recon_ros.ros.parameters import SPECS as PARAMETERS
+
+
+def test_snapshot_of_the_table_defaults_equals_the_dataclass_defaults():
+    # every name it reads is in the parameter table (KeyError otherwise), and the defaults agree
+    assert FrameSettings.from_parameters(lambda name: PARAMETERS[name].default) == FrameSettings()
+    assert FrameSettings().runtime == ReconstructorRuntime() and FrameSettings().outputs == OutputSettings()
+
+
+def test_runtime_part_gives_set_runtime_its_keywords():
+    import inspect
+
+    from hand_recon_ros.pipeline import HandReconstructor
+    accepted = set(inspect.signature(HandReconstructor.set_runtime).parameters) - {'self'}
+    assert set(ReconstructorRuntime().as_kwargs()) == accepted
+
+
+rclpy = pytest.importorskip('rclpy')
+
+
+@pytest.mark.ros
+def test_node_rebuilds_the_snapshot_on_change_and_pushes_the_runtime_once(ros):
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from hand_recon_ros.ros.node import HandReconNode
+
+    from test_node_e2e import make_image
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ['ROS_DOMAIN_ID']))
+    node = None
+    try:
+        node = HandReconNode(context=ctx, parameter_overrides=[
+            Parameter('autostart', value=False), Parameter('weights', value='untrained'),
+            Parameter('network.input_size', value=128), Parameter('refinement.enabled', value=False)])
+        before = node.frame_settings
+        assert before.runtime.detection_threshold == PARAMETERS['detection_threshold'].default
+        assert node.set_parameters([Parameter('detection_threshold', value=0.6)])[0].successful
+        assert node.frame_settings.runtime.detection_threshold == 0.6
+        assert node.set_parameters([Parameter('publish_markers', value=False)])[0].successful
+        assert node.frame_settings.outputs.publish_markers is False
+        # a refused value leaves the snapshot as it was
+        kept = node.frame_settings
+        assert not node.set_parameters([Parameter('detection_threshold', value=1.5)])[0].successful
+        assert node.frame_settings is kept
+
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        node._stop_worker()          # frames go through _process on this thread: deterministic
+        rec = node.reconstructor
+        calls = []
+        original = rec.set_runtime
+        rec.set_runtime = lambda **kw: (calls.append(kw), original(**kw))[1]
+        for i in range(3):
+            node._process((make_image(stamp_sec=100 + i, seed=i), time.monotonic()))
+        assert len(calls) == 1 and calls[0]['detection_threshold'] == 0.6
+        assert rec.detection_threshold == 0.6
+        assert node.set_parameters([Parameter('detection_threshold', value=0.2)])[0].successful
+        node._process((make_image(stamp_sec=104, seed=4), time.monotonic()))
+        assert len(calls) == 2 and rec.detection_threshold == 0.2
+        assert node.status.published == 4
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)

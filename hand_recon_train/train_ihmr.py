@@ -443,7 +443,7 @@ def train_ihmr(config: IhmrConfig) -> dict:
     from hand_recon_ros.hand_model.model import load_hand_model
     from hand_recon_ros.runtime import resolve_device, sha256_of
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
-    from hand_recon_ros.refine.mlp import build_refiner
+    from hand_recon_ros.refine.refiner import build_refiner
     from hand_recon_ros.refine.weights import save_refiner_weights
 
     from .synth import GENERATOR_VERSION

@@ -71,7 +71,7 @@ def test_split_holds_close_pairs_with_exact_ground_truth(setup):
 
 def test_evaluation_metrics_on_ground_truth_and_perturbed(setup):
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
-    from hand_recon_ros.refine.mlp import build_refiner
+    from hand_recon_ros.refine.refiner import build_refiner
     hand_model, network, split = setup
     torch.manual_seed(0)
     refiner = build_refiner(network.config.feature_dim, hand_model=hand_model)
@@ -93,7 +93,7 @@ def test_evaluation_metrics_on_ground_truth_and_perturbed(setup):
 
 
 def test_stage_training_lowers_the_stage_loss(setup, config):
-    from hand_recon_ros.refine.mlp import build_refiner
+    from hand_recon_ros.refine.refiner import build_refiner
     hand_model, network, split = setup
     torch.manual_seed(0)
     refiner = build_refiner(network.config.feature_dim, hand_model=hand_model)
@@ -132,7 +132,7 @@ def test_tiny_run_weights_round_trip(run, setup):
     assert again['accept_rate'] == run['metrics']['accept_rate']
     # and the loaded modules differ from fresh ones (something was trained and loaded)
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
-    from hand_recon_ros.refine.mlp import build_refiner
+    from hand_recon_ros.refine.refiner import build_refiner
     torch.manual_seed(123)
     fresh_r = build_refiner(network.config.feature_dim, hand_model=hand_model)
     fresh_h = JointHead(network.config.feature_dim, template=joint_template(hand_model))

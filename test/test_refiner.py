@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from hand_recon_ros.refine.factors import PARAM_DIM, REFINE_FACTORS, TwoHandState, forward_hands
 from hand_recon_ros.refine.joint_head import JointHead, joint_template
-from hand_recon_ros.refine.mlp import Refiner, build_refiner
+from hand_recon_ros.refine.refiner import Refiner, build_refiner
 
 from test_refine_support import (
     APART_DY,

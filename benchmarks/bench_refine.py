@@ -38,7 +38,7 @@ def pair(dy, dx=-0.176, left_orient=(0.0, 0.0, 0.0), right_orient=(0.0, 0.0, 0.0
 def head_from(state, hm):
     m = forward_hands(hm, state.to_vector())
     jl, jr = m['left'][1], m['right'][1]
-    return {'joints3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], 1), 'relative_translation': jl[:, 0] - jr[:, 0]}
+    return {'joints_3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], 1), 'relative_translation': jl[:, 0] - jr[:, 0]}
 
 
 def stats(values):

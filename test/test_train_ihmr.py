@@ -57,7 +57,7 @@ def test_split_holds_close_pairs_with_exact_ground_truth(setup):
     # the ground-truth vector reproduces the generator's joints (camera frame) through forward_hands
     meshes = forward_hands(hand_model, split['gt_vec'])
     for k, side in enumerate(('left', 'right')):
-        err = (meshes[side][1] - split['joints3d'][:, k]).norm(dim=-1).max()
+        err = (meshes[side][1] - split['joints_3d'][:, k]).norm(dim=-1).max()
         assert float(err) < 1e-4, side
     # close interaction: wrists within the refiner's gate; perturbed init pulled the wrists together
     gap_gt = split['gt_vec'][:, :3].norm(dim=-1)
@@ -137,10 +137,10 @@ def test_tiny_run_weights_round_trip(run, setup):
     fresh_r = build_refiner(network.config.feature_dim, hand_model=hand_model)
     fresh_h = JointHead(network.config.feature_dim, template=joint_template(hand_model))
     with torch.no_grad():
-        out_fresh = fresh_h(val['feature'])['joints3d']
+        out_fresh = fresh_h(val['feature'])['joints_3d']
         load_refiner_weights(fresh_r, fresh_h, run['weights'])
-        out_loaded = fresh_h(val['feature'])['joints3d']
-        torch.testing.assert_close(out_loaded, head(val['feature'])['joints3d'])
+        out_loaded = fresh_h(val['feature'])['joints_3d']
+        torch.testing.assert_close(out_loaded, head(val['feature'])['joints_3d'])
         assert float((out_fresh - out_loaded).abs().max()) > 1e-6
         cand = fresh_r.propose('fingers', val['init_vec'], val['feature'])
         torch.testing.assert_close(cand, refiner.propose('fingers', val['init_vec'], val['feature']))

@@ -134,7 +134,7 @@ def evaluate_interhand(reconstructor, root, split: str = 'test', max_frames: int
             if side in best:
                 hand = best[side]
                 pred = np.asarray(hand.joints_3d, np.float64)
-                err2d = np.linalg.norm(np.asarray(hand.keypoints_2d, np.float64) - frame.joints_2d[s], axis=-1)
+                err2d = np.linalg.norm(np.asarray(hand.keypoints_2d, np.float64) - frame.keypoints_2d[s], axis=-1)
                 row.update(mpjpe_mm=float(metrics.mpjpe(pred, gt, root=ROOT_WRIST, valid=valid)),
                            root_error_mm=float(np.linalg.norm(pred[ROOT_WRIST] - gt[ROOT_WRIST]) * 1000.0),
                            error_2d_px=float(err2d[valid].mean()), pred_wrist_m=pred[ROOT_WRIST].tolist())

@@ -100,7 +100,7 @@ class InterHandFrame:
     campos: np.ndarray             # (3,) camera centre, world, m
     joints_world: np.ndarray       # (2, 21, 3) m
     joints_cam: np.ndarray         # (2, 21, 3) m
-    joints_2d: np.ndarray          # (2, 21, 2) pixels of this image
+    keypoints_2d: np.ndarray       # (2, 21, 2) pixels of this image
     joints_valid: np.ndarray       # (2, 21) bool
     hand_valid: np.ndarray         # (2,) bool
     mano_world: dict | None = field(default=None)   # global_orient (2,3), hand_pose (2,45), betas (2,10),
@@ -226,7 +226,7 @@ class InterHandAnnotations:
             width=int(image['width']), height=int(image['height']), capture=capture, camera=camera,
             frame=frame_id, hand_type=hand_type, hand_type_valid=hand_type_valid,
             bbox=np.asarray(ann.get('bbox', [0, 0, 0, 0]), np.float64), K=K, rotation=R, campos=campos,
-            joints_world=joints_world, joints_cam=joints_cam, joints_2d=project(joints_cam, K),
+            joints_world=joints_world, joints_cam=joints_cam, keypoints_2d=project(joints_cam, K),
             joints_valid=joints_valid, hand_valid=hand_valid, mano_world=mano)
 
     def __iter__(self):

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hand_recon_ros.conventions import BONES
+from hand_recon_ros.conventions import BONES, SIDES
 from hand_recon_ros.detection_metrics import DetectionTally, LabelledHand, PredictedHand, keypoint_box
 from hand_recon_ros.geometry.camera import fallback_intrinsics
 
@@ -128,7 +128,7 @@ def load_synthetic(out_dir: Path, scenes=SYNTH_SCENES, per_scene: int = 40, size
             if not path.is_file():
                 cv2.imwrite(str(path), s['image'])
             hands = []
-            for side_i, side in enumerate(('left', 'right')):
+            for side_i, side in enumerate(SIDES):
                 vis = np.asarray(s['joints_vis'][side_i], bool)
                 if not s['valid'][side_i] or vis.sum() < 3:
                     continue
@@ -235,7 +235,7 @@ class MediaPipeMethod:
         if self.fit and hands:
             from hand_recon_ros.hand_model.fit import FitConfig, fit_keypoints
             K = frame.K if frame.K is not None else fallback_intrinsics(rec['width'], rec['height'])
-            for side in ('left', 'right'):
+            for side in SIDES:
                 idx = [i for i, h in enumerate(hands) if h['side'] == side]
                 if not idx:
                     continue

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from hand_recon_ros.conventions import SIDES
 from hand_recon_train import evaluate
 from hand_recon_train.datasets import InterHandAnnotations, project
 
@@ -39,7 +40,7 @@ class _OracleReconstructor:
         frame = next(self.frames)
         assert image.shape[:2] == (frame.height, frame.width)
         hands = []
-        for s, side in enumerate(('left', 'right')):
+        for s, side in enumerate(SIDES):
             if frame.hand_valid[s]:
                 joints = frame.joints_cam[s] + (self.shift if side == 'right' else 0.0)
                 hands.append(SimpleNamespace(handedness=side, score=0.9, joints_3d=joints,

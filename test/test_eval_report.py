@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from hand_recon_ros.acr.decoding import DecodeConfig
 from hand_recon_ros.acr.network import build_acr
-from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, ROOT_WRIST
+from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, ROOT_WRIST, SIDES
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_train import eval_report, evaluate
 from hand_recon_train.datasets.common import is_close_interaction
@@ -110,7 +110,7 @@ def test_depth_ratio_is_the_placed_over_the_true_depth(setup):
     hands = [h for h in result['per_hand'] if math.isfinite(h['depth_ratio'])]
     assert hands
     for h in hands:
-        true = data[h['index']]['joints_3d'][('left', 'right').index(h['side']), ROOT_MIDDLE_MCP].double().numpy()
+        true = data[h['index']]['joints_3d'][SIDES.index(h['side']), ROOT_MIDDLE_MCP].double().numpy()
         depth_error_mm = abs(h['depth_ratio'] - 1.0) * true[2] * 1e3
         assert h['depth_ratio'] > 0 and depth_error_mm <= h['root_error_mm'] + 1e-6
     expected = float(np.median([h['depth_ratio'] for h in hands]))
@@ -138,14 +138,14 @@ def _two_hand_gt(data, hand_model):
         item = data[i]
         if item['valid'].all():
             return {side: (item['joints_3d'][s].double().numpy(), item['vertices'][s].double().numpy())
-                    for s, side in enumerate(('left', 'right'))}
+                    for s, side in enumerate(SIDES)}
     raise AssertionError('no two-hand sample')
 
 
 def test_perfect_prediction_scores_zero_and_reproduces_the_gt_penetration(setup):
     _, hand_model, data, _ = setup
     gt = _two_hand_gt(data, hand_model)
-    for side in ('left', 'right'):
+    for side in SIDES:
         row = eval_report.hand_errors(*gt[side], *gt[side])
         assert set(row) == {f'{p}/{k}' for p in eval_report.PROTOCOLS for k in eval_report.HAND_KEYS}
         assert all(abs(v) < 1e-6 for v in row.values()), row

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.refine.factors import REFINE_FACTORS, forward_hands
 from hand_recon_train import train_ihmr as ti
 
@@ -56,7 +57,7 @@ def test_split_holds_close_pairs_with_exact_ground_truth(setup):
     assert split['side_params'].shape == (n, 2, 109)
     # the ground-truth vector reproduces the generator's joints (camera frame) through forward_hands
     meshes = forward_hands(hand_model, split['gt_vec'])
-    for k, side in enumerate(('left', 'right')):
+    for k, side in enumerate(SIDES):
         err = (meshes[side][1] - split['joints_3d'][:, k]).norm(dim=-1).max()
         assert float(err) < 1e-4, side
     # close interaction: wrists within the refiner's gate; perturbed init pulled the wrists together

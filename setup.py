@@ -38,7 +38,7 @@ setup(
             'hand_recon_demo = hand_recon_ros.tools.demo:main',
             'hand_recon_bag_eval = hand_recon_ros.tools.bag_eval:main',
             'hand_recon_train = hand_recon_train.train:main',
-            'hand_recon_eval = hand_recon_train.evaluate:main',
+            'hand_recon_eval = hand_recon_train.evaluation.cli:main',
         ],
     },
     zip_safe=False,

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_accuracy.py                       # models/acr_default.safetensors
     .venv/bin/python benchmarks/bench_accuracy.py --weights out/ablation/cpu/*/model.safetensors --num 256
 
-Accuracy: ``hand_recon_train.eval_report.evaluate_split`` on the held-out synthetic split (seed 100000, never
+Accuracy: ``hand_recon_train.evaluation.report.evaluate_split`` on the held-out synthetic split (seed 100000, never
 trained on) rendered at each model's input size: MPJPE / PA-MPJPE (mm, middle-MCP root, at the ground-truth
 hands) per subset, detection recall and the root (placement) error. Cost: the ROS-free pipeline
 (``HandReconstructor.reconstruct``) on 640x480 frames of that split, refinement off and on, median ms per
@@ -30,7 +30,7 @@ from hand_recon_ros.acr.weights import load_acr
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
 from hand_recon_ros.tools.timing import time_calls
-from hand_recon_train.eval_report import evaluate_split
+from hand_recon_train.evaluation.report import evaluate_split
 from hand_recon_train.synth import SynthConfig, SynthDataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -49,12 +49,12 @@ def run_timed_node(timings_path, ros_args):
     import torch
 
     from hand_recon_ros import pipeline
-    from hand_recon_ros.refine import mlp
+    from hand_recon_ros.refine import refiner as refiner_module
     from hand_recon_ros.ros import node as node_module
 
     last = {}
     reconstruct_batch = pipeline.HandReconstructor.reconstruct_batch
-    refine_batch = mlp.Refiner.refine_batch
+    refine_batch = refiner_module.Refiner.refine_batch
     process = node_module.HandReconNode._process
     out = open(timings_path, 'a', buffering=1)
 
@@ -79,7 +79,7 @@ def run_timed_node(timings_path, ros_args):
         out.write(json.dumps(record) + '\n')
 
     pipeline.HandReconstructor.reconstruct_batch = timed_reconstruct_batch
-    mlp.Refiner.refine_batch = timed_refine_batch
+    refiner_module.Refiner.refine_batch = timed_refine_batch
     node_module.HandReconNode._process = timed_process
     sys.argv = ['hand_recon_node', *ros_args]
     return node_module.main()

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_real.py                          # shipped model + MediaPipe, both label sets
     .venv/bin/python benchmarks/bench_real.py --weights a.safetensors b.safetensors --fit
 
-Label sets and the matching rule: ``hand_recon_train/real_benchmark.py``. ``realval`` needs the teacher labels
+Label sets and the matching rule: ``hand_recon_train/evaluation/real_images.py``. ``realval`` needs the teacher labels
 (``python -m hand_recon_train.teacher label``); MediaPipe columns need ``.venv-teacher`` (``scripts/setup_teacher.sh``).
 Writes ``<out>/real_benchmark.md``, ``.json`` and one contact sheet per set (``sheet_<set>.png``).
 ``pasted``: held-out overlapping pairs made from validation-split hands (``hand_recon_train/datasets/pasted.py``).
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from hand_recon_train import real_benchmark as rb
+from hand_recon_train.evaluation import real_images as rb
 from hand_recon_train.teacher.corpus import default_root
 
 REPO = Path(__file__).resolve().parents[1]

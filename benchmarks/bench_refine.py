@@ -22,8 +22,8 @@ import torch
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_ros.refine.factors import HandParams, TwoHandState, forward_hands
 from hand_recon_ros.refine.joint_head import JointHead, joint_template
-from hand_recon_ros.refine.mlp import build_refiner
 from hand_recon_ros.refine.optimize import OptConfig, optimize_state
+from hand_recon_ros.refine.refiner import build_refiner
 
 
 def pair(dy, dx=-0.176, left_orient=(0.0, 0.0, 0.0), right_orient=(0.0, 0.0, 0.0), left_pose=None, betas=0.0):
@@ -38,7 +38,7 @@ def pair(dy, dx=-0.176, left_orient=(0.0, 0.0, 0.0), right_orient=(0.0, 0.0, 0.0
 def head_from(state, hm):
     m = forward_hands(hm, state.to_vector())
     jl, jr = m['left'][1], m['right'][1]
-    return {'joints3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], 1), 'relative_translation': jl[:, 0] - jr[:, 0]}
+    return {'joints_3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], 1), 'relative_translation': jl[:, 0] - jr[:, 0]}
 
 
 def stats(values):

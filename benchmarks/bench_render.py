@@ -34,10 +34,10 @@ import warnings
 
 import numpy as np
 
+from hand_recon_ros.conventions import SIDES
 from hand_recon_train.synth import SynthConfig, SynthGenerator
 from hand_recon_train.synth.raster import rasterize
 
-SIDES = ('left', 'right')
 ORDER_TOLERANCE_M = 1e-3
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from hand_recon_ros.detection_metrics import DetectionTally, box_size, keypoint_box, keypoint_centroid
-from hand_recon_train import real_benchmark as rb
 from hand_recon_train.datasets.teacher import select_frames
+from hand_recon_train.evaluation import real_images as rb
 from hand_recon_train.teacher.labels import load_labels
 
 REPO = Path(__file__).resolve().parents[1]

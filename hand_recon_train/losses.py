@@ -24,7 +24,6 @@ from hand_recon_ros.config_utils import dataclass_from_dict
 __all__ = ['LOSS_TERMS', 'PAPER_WEIGHTS', 'ACRLoss', 'LossConfig', 'center_focal_loss', 'peak_positions',
            'select_hand_params']
 
-SIDE_NAMES = SIDES
 # Paper weights [paper, unconfirmed]: j3d 200, paj3d 360, pj2d 400, bone 200, pose 80, shape 10, centre 80,
 # part segmentation 160. 'cam' (direct weak-camera regression) is 0 like the release (supervise_cam_params=False).
 PAPER_WEIGHTS = {'pose': 80.0, 'shape': 10.0, 'j3d': 200.0, 'paj3d': 360.0, 'pj2d': 400.0, 'bone': 200.0,
@@ -145,7 +144,7 @@ class ACRLoss(torch.nn.Module):
         self.decode_config = decode_config or DecodeConfig()
         self.hand_model = hand_model.requires_grad_(False)
         # mesh topology for the optional smoothness terms: unique edges and faces per side
-        for side in SIDE_NAMES:
+        for side in SIDES:
             faces = torch.as_tensor(np.asarray(hand_model.faces(side)), dtype=torch.long)
             edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).sort(dim=1).values.unique(dim=0)
             self.register_buffer(f'faces_{side}', faces, persistent=False)
@@ -225,14 +224,14 @@ class ACRLoss(torch.nn.Module):
         for side in (0, 1):
             sel = torch.nonzero(s_idx == side).flatten()
             if len(sel):
-                out = self.hand_model(SIDE_NAMES[side], aa[sel, 0], aa[sel, 1:].reshape(len(sel), 45), betas[sel])
+                out = self.hand_model(SIDES[side], aa[sel, 0], aa[sel, 1:].reshape(len(sel), 45), betas[sel])
                 joints = joints.index_put((sel,), out['joints'].to(p.dtype))
                 if mesh_wanted:
                     has = (batch['has_vertices'][b_idx[sel], side].bool() if 'has_vertices' in batch
                            else torch.ones(len(sel), dtype=torch.bool, device=p.device))
                     if has.any():
                         gt_verts = batch['vertices'][b_idx[sel][has], side]
-                        mesh_parts.append((self._mesh_terms(out['vertices'][has], gt_verts, SIDE_NAMES[side]),
+                        mesh_parts.append((self._mesh_terms(out['vertices'][has], gt_verts, SIDES[side]),
                                            int(has.sum())))
         if mesh_parts:          # hand-count weighted mean over the two sides
             total = sum(count for _, count in mesh_parts)

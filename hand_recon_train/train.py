@@ -30,7 +30,7 @@ from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import CONFIG_DIR, TrainConfig
 from .config import load_config as load_any_config
 from .datasets.mixed import HarmonizedDataset, MixtureSampler, build_real_dataset, parse_real_sources
-from .evaluate import METRIC_KEYS, evaluate
+from .evaluation.epoch_metrics import METRIC_KEYS, evaluate
 from .loop import Hook, LoopState, run_loop
 from .losses import LOSS_TERMS, ACRLoss, LossConfig
 from .run_record import CsvLog, append_csv, manifest, training_stages, write_manifest

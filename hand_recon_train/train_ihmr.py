@@ -135,7 +135,7 @@ def prepare_split(config: IhmrConfig, seed: int, size: int, network, hand_model,
     """Render ``size`` samples of the close-interaction generator (seed ``seed``), keep those with both
     hands valid (and, with ``data.drop_penetrating_gt``, a collision-free ground truth), run the frozen ACR
     once. -> tensors (N, ...): feature, side_params (ACR's 109 per side at
-    the GT centres), init_vec, gt_vec, joints3d (camera frame), joints2d ([-1, 1]), index; plus counts."""
+    the GT centres), init_vec, gt_vec, joints_3d (camera frame), joints_2d ([-1, 1]), index; plus counts."""
     from torch.utils.data import DataLoader
 
     from .losses import select_hand_params
@@ -150,7 +150,7 @@ def prepare_split(config: IhmrConfig, seed: int, size: int, network, hand_model,
     if config.init.source == 'acr':
         from hand_recon_ros.pipeline import HandReconstructor
         reconstructor = HandReconstructor(network, hand_model, device, refine=False)
-    keep = {k: [] for k in ('feature', 'side_params', 'init_vec', 'gt_vec', 'joints3d', 'joints2d', 'index')}
+    keep = {k: [] for k in ('feature', 'side_params', 'init_vec', 'gt_vec', 'joints_3d', 'joints_2d', 'index')}
     dropped = 0
     for batch in loader:
         valid = batch['valid'].bool().all(dim=1)
@@ -173,8 +173,8 @@ def prepare_split(config: IhmrConfig, seed: int, size: int, network, hand_model,
             keep['side_params'].append(side_params[b].cpu())
             keep['init_vec'].append(init[j].float().cpu())
             keep['gt_vec'].append(gt_vec[j])
-            keep['joints3d'].append(batch['joints_3d'][b].float())
-            keep['joints2d'].append(batch['joints_2d'][b].float())
+            keep['joints_3d'].append(batch['joints_3d'][b].float())
+            keep['joints_2d'].append(batch['joints_2d'][b].float())
             keep['index'].append(batch['index'][b])
     if not keep['index']:
         raise ValueError(f'no usable close two-hand sample in {size} samples of seed {seed} '
@@ -202,13 +202,13 @@ def _subset(split, rows):
 
 # ---------------------------------------------------------------------------------------------- joint head
 def _head_targets(split):
-    j = split['joints3d']
-    return {'joints3d': j - j[:, :, :1], 'joints2d': split['joints2d'], 'relative': j[:, 0, 0] - j[:, 1, 0]}
+    j = split['joints_3d']
+    return {'joints_3d': j - j[:, :, :1], 'joints_2d': split['joints_2d'], 'relative': j[:, 0, 0] - j[:, 1, 0]}
 
 
 def _head_loss(out, target, weights):
-    terms = {'j3d': (out['joints3d'] - target['joints3d']).norm(dim=-1).mean(),
-             'j2d': (out['joints2d'] - target['joints2d']).abs().mean(),
+    terms = {'j3d': (out['joints_3d'] - target['joints_3d']).norm(dim=-1).mean(),
+             'j2d': (out['joints_2d'] - target['joints_2d']).abs().mean(),
              'relative': (out['relative_translation'] - target['relative']).norm(dim=-1).mean()}
     return sum(getattr(weights, k) * v for k, v in terms.items()), {k: float(v.detach()) for k, v in terms.items()}
 
@@ -265,7 +265,7 @@ def _head_from_vec(vec, hand_model):
     """Verifier-style target dict from a two-hand vector (wrist-relative joints + wrist-to-wrist)."""
     meshes = forward_hands(hand_model, vec)
     jl, jr = meshes['left'][1], meshes['right'][1]
-    return {'joints3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], dim=1),
+    return {'joints_3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], dim=1),
             'relative_translation': jl[:, 0] - jr[:, 0]}
 
 
@@ -364,7 +364,7 @@ def train_stage(refiner, factor: str, vec, feature, target_vec, target_head, con
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def _pair_metrics(hand_model, vec, joints3d):
+def _pair_metrics(hand_model, vec, joints_3d):
     meshes = forward_hands(hand_model, vec)
     faces = {s: hand_model.watertight_faces(s) for s in SIDES}
     nv = hand_model.num_vertices
@@ -372,7 +372,7 @@ def _pair_metrics(hand_model, vec, joints3d):
     for i in range(len(vec)):
         pred = {s: meshes[s][1][i].detach().cpu().double().numpy() for s in SIDES}
         verts = {s: hand_model.watertight_vertices(s, meshes[s][0][i].detach().cpu().double().numpy()) for s in SIDES}
-        gt = {s: joints3d[i, k].double().numpy() for k, s in enumerate(SIDES)}
+        gt = {s: joints_3d[i, k].double().numpy() for k, s in enumerate(SIDES)}
         pen = metrics.penetration_from_depths(*_depths(verts, faces, nv))
         rows.append({'mpjpe_mm': 0.5 * (metrics.mpjpe(pred['left'], gt['left'], root=ROOT_WRIST)
                                          + metrics.mpjpe(pred['right'], gt['right'], root=ROOT_WRIST)),
@@ -409,10 +409,10 @@ def evaluate_refiner(refiner, joint_head, split: dict, use_side_params: bool = F
         acc.append(accepted)
     vec1, accepted = torch.cat(outs), np.concatenate(acc)
     with torch.no_grad():
-        before = _pair_metrics(hand_model, vec0, split['joints3d'])
-        after = _pair_metrics(hand_model, vec1, split['joints3d'])
+        before = _pair_metrics(hand_model, vec0, split['joints_3d'])
+        after = _pair_metrics(hand_model, vec1, split['joints_3d'])
     target = _head_targets(split)
-    head_err = (head['joints3d'] - target['joints3d']).norm(dim=-1).mean() * 1000.0
+    head_err = (head['joints_3d'] - target['joints_3d']).norm(dim=-1).mean() * 1000.0
     result = {'num_pairs': len(vec0), 'num_colliding_before': int(sum(r['colliding'] for r in before)),
               'num_colliding_after': int(sum(r['colliding'] for r in after)),
               'joint_head_mpjpe_mm': float(head_err),
@@ -443,7 +443,7 @@ def train_ihmr(config: IhmrConfig) -> dict:
     from hand_recon_ros.hand_model.model import load_hand_model
     from hand_recon_ros.runtime import resolve_device, sha256_of
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
-    from hand_recon_ros.refine.mlp import build_refiner
+    from hand_recon_ros.refine.refiner import build_refiner
     from hand_recon_ros.refine.weights import save_refiner_weights
 
     from .synth import GENERATOR_VERSION

@@ -104,7 +104,7 @@ def test_known_joint_projects_to_known_pixel_and_joints_are_reordered(official):
     f = frames[0]
     # IH joint 20 (right wrist) at camera (-20, -35, 510) mm -> our wrist; pixel 1000 * x / z + c
     np.testing.assert_allclose(f.joints_cam[1, 0], [-0.020, -0.035, 0.510], atol=1e-12)
-    np.testing.assert_allclose(f.joints_2d[1, 0], [1000 * -20 / 510 + 160, 1000 * -35 / 510 + 120], atol=1e-9)
+    np.testing.assert_allclose(f.keypoints_2d[1, 0], [1000 * -20 / 510 + 160, 1000 * -35 / 510 + 120], atol=1e-9)
     # our joint i is IH joint INTERHAND_TO_21[i]: thumb tip (4) = IH 0, thumb base (1) = IH 3, pinky tip = IH 16
     expected = _hand_cam_mm(np.zeros(3))[list(INTERHAND_TO_21)] / 1000.0
     np.testing.assert_allclose(f.joints_cam[1], expected, atol=1e-12)
@@ -259,8 +259,8 @@ def test_real_frames_match_the_derived_camera_ground_truth(real):
             if not ok.any():
                 continue
             np.testing.assert_allclose(f.joints_cam[s][ok] * 1000, cam_mm[part][order][ok], atol=1.0)
-            np.testing.assert_allclose(f.joints_2d[s][ok], px[part][order][ok], atol=1.0)
-            uv = f.joints_2d[s][ok]
+            np.testing.assert_allclose(f.keypoints_2d[s][ok], px[part][order][ok], atol=1.0)
+            uv = f.keypoints_2d[s][ok]
             assert (uv >= 0).all() and (uv[:, 0] < f.width).all() and (uv[:, 1] < f.height).all()
         assert f.hand_valid.tolist() == [gt['hand_type'] in ('left', 'interacting'),
                                          gt['hand_type'] in ('right', 'interacting')]

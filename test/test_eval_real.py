@@ -5,8 +5,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hand_recon_train import evaluate
+from hand_recon_ros.conventions import SIDES
 from hand_recon_train.datasets import InterHandAnnotations, project
+from hand_recon_train.evaluation import cli, interhand
 
 from conftest import REALIMGS
 
@@ -39,7 +40,7 @@ class _OracleReconstructor:
         frame = next(self.frames)
         assert image.shape[:2] == (frame.height, frame.width)
         hands = []
-        for s, side in enumerate(('left', 'right')):
+        for s, side in enumerate(SIDES):
             if frame.hand_valid[s]:
                 joints = frame.joints_cam[s] + (self.shift if side == 'right' else 0.0)
                 hands.append(SimpleNamespace(handedness=side, score=0.9, joints_3d=joints,
@@ -48,12 +49,12 @@ class _OracleReconstructor:
 
 
 def test_oracle_gives_zero_errors_and_a_known_shift(derived):
-    report = evaluate.evaluate_interhand(_OracleReconstructor(), INTERHAND_REAL)
+    report = interhand.evaluate_interhand(_OracleReconstructor(), INTERHAND_REAL)
     s = report['summary']
     assert not report['untrained'] and s['num_frames'] == 4 and s['gt_hands'] == s['detected_gt_hands'] == 6
     assert s['mpjpe_mm'] < 1e-9 and s['root_error_mm'] < 1e-9 and s['error_2d_px'] < 1e-6 and s['mrrpe_mm'] < 1e-9
     assert s['false_sides'] == 0
-    shifted = evaluate.evaluate_interhand(_OracleReconstructor((0.01, 0.0, 0.0)), INTERHAND_REAL)
+    shifted = interhand.evaluate_interhand(_OracleReconstructor((0.01, 0.0, 0.0)), INTERHAND_REAL)
     for f in shifted['frames']:
         if 'right' in f['hands']:
             assert f['hands']['right']['root_error_mm'] == pytest.approx(10.0)
@@ -66,7 +67,7 @@ def test_oracle_gives_zero_errors_and_a_known_shift(derived):
 
 def test_cli_untrained_light_model_on_the_real_frames(derived, tmp_path, capsys):
     out = tmp_path / 'report'
-    code = evaluate.main(['--interhand', str(INTERHAND_REAL), '--untrained', '--input-size', '128',
+    code = cli.main(['--interhand', str(INTERHAND_REAL), '--untrained', '--input-size', '128',
                           '--threshold', '0', '--no-refine', '--out', str(out)])
     assert code == 0
     report = json.loads((out / 'interhand_report.json').read_text())
@@ -98,6 +99,6 @@ def test_cli_untrained_light_model_on_the_real_frames(derived, tmp_path, capsys)
 
 def test_cli_argument_errors(tmp_path):
     with pytest.raises(SystemExit):
-        evaluate.main([])                                          # synthetic mode still needs --weights
+        cli.main([])                                          # synthetic mode still needs --weights
     with pytest.raises(FileNotFoundError, match='InterHand2.6M folder not found'):
-        evaluate.main(['--interhand', str(tmp_path / 'absent'), '--untrained', '--input-size', '64'])
+        cli.main(['--interhand', str(tmp_path / 'absent'), '--untrained', '--input-size', '64'])

@@ -235,7 +235,7 @@ def test_forward_gradients_and_input_errors():
     out = model('left', orient, pose, betas, transl)
     out['joints'].square().sum().backward()
     assert pose.grad is not None and torch.isfinite(pose.grad).all() and pose.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="side must be 'right' or 'left'"):
+    with pytest.raises(ValueError, match="side must be 'left' or 'right'"):
         model('both', orient, pose, betas)
     with pytest.raises(ValueError, match=r'hand_pose must have shape \(B, 45\)'):
         model('right', orient, pose[:, :44], betas)

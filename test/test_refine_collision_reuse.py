@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hand_recon_ros.refine.factors import TwoHandState, forward_hands
-from hand_recon_ros.refine.mlp import Refiner
+from hand_recon_ros.refine.refiner import Refiner
 from hand_recon_ros.refine.verify import joint_errors
 
 from test_penetration_fast import reference_depths
@@ -142,7 +142,7 @@ def test_orientation_stage_rotates_the_mesh_like_mano():
 def test_rotation_matrices_match_smplx_rodrigues():
     from smplx.lbs import batch_rodrigues
 
-    from hand_recon_ros.refine.mlp import rotation_matrices
+    from hand_recon_ros.refine.refiner import rotation_matrices
     aa = np.random.default_rng(0).normal(0, 1.0, (6, 3))
     aa[0] = 0.0
     aa[1] = [1e-10, 0.0, 0.0]

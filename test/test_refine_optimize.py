@@ -37,8 +37,8 @@ def _camera_and_2d(truth):
     camera = CameraProjection(K, letterbox)
     with torch.no_grad():
         m = forward_hands(hand_model(), truth.to_vector())
-    joints2d = torch.stack([camera(m['left'][1]), camera(m['right'][1])], dim=1)
-    return camera, joints2d
+    joints_2d = torch.stack([camera(m['left'][1]), camera(m['right'][1])], dim=1)
+    return camera, joints_2d
 
 
 @pytest.mark.parametrize('case', ['pushed', 'pushed_and_turned', 'pushed_sideways_with_camera'])
@@ -53,7 +53,7 @@ def test_opt_reduces_penetration_without_raising_joint_error(case):
         current = pair(PUSHED_DY, dx=-0.19, dz=0.01)
     head = head_from_state(truth)
     if case.endswith('with_camera'):
-        camera, head['joints2d'] = _camera_and_2d(truth)
+        camera, head['joints_2d'] = _camera_and_2d(truth)
     before = _ave_max_p(current)
     j0, c0 = errors_of(current, head)
     assert before['ave_p_mm'] > 0.1 and c0 > 0.3

@@ -46,7 +46,7 @@ def head_from_state(state):
     """Joint-head output whose joints are exactly those of ``state`` (wrist-relative + wrist vector)."""
     m = forward_hands(hand_model(), state.to_vector())
     jl, jr = m['left'][1], m['right'][1]
-    return {'joints3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], dim=1),
+    return {'joints_3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], dim=1),
             'relative_translation': jl[:, 0] - jr[:, 0]}
 
 

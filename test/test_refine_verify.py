@@ -66,7 +66,7 @@ def test_joint_errors_measure_relative_placement():
     jl, jr = torch.randn(2, 21, 3, generator=g) * 0.05, torch.randn(2, 21, 3, generator=g) * 0.05
     jl[:, 0], jr[:, 0] = 0.0, 0.0
     rel = torch.tensor([[-0.1, 0.02, 0.0], [0.05, 0.0, 0.01]])
-    head = check_joint_head_output({'joints3d': torch.stack([jl, jr], 1), 'relative_translation': rel})
+    head = check_joint_head_output({'joints_3d': torch.stack([jl, jr], 1), 'relative_translation': rel})
     cam = torch.tensor([0.3, -0.1, 0.6])
     exact = joint_errors(jl + rel[:, None] + cam, jr + cam, head)
     torch.testing.assert_close(exact, torch.zeros(2), atol=1e-6, rtol=0)
@@ -77,15 +77,15 @@ def test_joint_errors_measure_relative_placement():
     torch.testing.assert_close(joint_errors(jl + rel[:, None] + cam + off, jr + cam, head, squared=True),
                                torch.full((2,), 5e-5), atol=1e-9, rtol=0)
     # Without the wrist vector only each hand's own shape counts: the offset is invisible.
-    no_rel = check_joint_head_output({'joints3d': torch.stack([jl, jr], 1)})
+    no_rel = check_joint_head_output({'joints_3d': torch.stack([jl, jr], 1)})
     torch.testing.assert_close(joint_errors(jl + off + cam, jr + cam, no_rel), torch.zeros(2), atol=1e-6, rtol=0)
 
 
 def test_joint_head_output_is_checked():
-    with pytest.raises(TypeError, match='joints3d'):
-        check_joint_head_output({'joints2d': torch.zeros(1, 2, 21, 2)})
-    with pytest.raises(ValueError, match=r'joints3d must have shape'):
-        check_joint_head_output({'joints3d': torch.zeros(1, 2, 20, 3)})
+    with pytest.raises(TypeError, match='joints_3d'):
+        check_joint_head_output({'joints_2d': torch.zeros(1, 2, 21, 2)})
+    with pytest.raises(ValueError, match=r'joints_3d must have shape'):
+        check_joint_head_output({'joints_3d': torch.zeros(1, 2, 20, 3)})
     with pytest.raises(ValueError, match='batch 1, the state has 2'):
-        check_joint_head_output({'joints3d': torch.zeros(1, 2, 21, 3)}, batch=2)
-    assert check_joint_head_output({'joints3d': torch.zeros(2, 21, 3)})['joints3d'].shape == (1, 2, 21, 3)
+        check_joint_head_output({'joints_3d': torch.zeros(1, 2, 21, 3)}, batch=2)
+    assert check_joint_head_output({'joints_3d': torch.zeros(2, 21, 3)})['joints_3d'].shape == (1, 2, 21, 3)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hand_recon_ros.acr.preprocess import normalize_rgb
-from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
+from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, SIDES
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_ros.hand_model.parts import NUM_PARTS
 from hand_recon_train.augment import AugmentConfig, AugmentedDataset, augment_sample, camera_transform
@@ -45,7 +45,7 @@ def test_geometric_augmentation_keeps_3d_2d_and_mano_consistent(hand_model, synt
         out = augment_sample(item, np.random.default_rng(index), cfg, synth.normalization)
         if flip:      # sides swap with the mirror
             assert torch.equal(out['valid'] | item['valid'].flip(0), item['valid'].flip(0))
-        for s, side in enumerate(('left', 'right')):
+        for s, side in enumerate(SIDES):
             if not out['valid'][s]:
                 continue
             mano = hand_model(side, out['global_orient'][s][None], out['hand_pose'][s][None], out['betas'][s][None])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.refine.factors import REFINE_FACTORS, forward_hands
 from hand_recon_train import train_ihmr as ti
 
@@ -56,8 +57,8 @@ def test_split_holds_close_pairs_with_exact_ground_truth(setup):
     assert split['side_params'].shape == (n, 2, 109)
     # the ground-truth vector reproduces the generator's joints (camera frame) through forward_hands
     meshes = forward_hands(hand_model, split['gt_vec'])
-    for k, side in enumerate(('left', 'right')):
-        err = (meshes[side][1] - split['joints3d'][:, k]).norm(dim=-1).max()
+    for k, side in enumerate(SIDES):
+        err = (meshes[side][1] - split['joints_3d'][:, k]).norm(dim=-1).max()
         assert float(err) < 1e-4, side
     # close interaction: wrists within the refiner's gate; perturbed init pulled the wrists together
     gap_gt = split['gt_vec'][:, :3].norm(dim=-1)
@@ -71,7 +72,7 @@ def test_split_holds_close_pairs_with_exact_ground_truth(setup):
 
 def test_evaluation_metrics_on_ground_truth_and_perturbed(setup):
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
-    from hand_recon_ros.refine.mlp import build_refiner
+    from hand_recon_ros.refine.refiner import build_refiner
     hand_model, network, split = setup
     torch.manual_seed(0)
     refiner = build_refiner(network.config.feature_dim, hand_model=hand_model)
@@ -93,7 +94,7 @@ def test_evaluation_metrics_on_ground_truth_and_perturbed(setup):
 
 
 def test_stage_training_lowers_the_stage_loss(setup, config):
-    from hand_recon_ros.refine.mlp import build_refiner
+    from hand_recon_ros.refine.refiner import build_refiner
     hand_model, network, split = setup
     torch.manual_seed(0)
     refiner = build_refiner(network.config.feature_dim, hand_model=hand_model)
@@ -132,15 +133,15 @@ def test_tiny_run_weights_round_trip(run, setup):
     assert again['accept_rate'] == run['metrics']['accept_rate']
     # and the loaded modules differ from fresh ones (something was trained and loaded)
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
-    from hand_recon_ros.refine.mlp import build_refiner
+    from hand_recon_ros.refine.refiner import build_refiner
     torch.manual_seed(123)
     fresh_r = build_refiner(network.config.feature_dim, hand_model=hand_model)
     fresh_h = JointHead(network.config.feature_dim, template=joint_template(hand_model))
     with torch.no_grad():
-        out_fresh = fresh_h(val['feature'])['joints3d']
+        out_fresh = fresh_h(val['feature'])['joints_3d']
         load_refiner_weights(fresh_r, fresh_h, run['weights'])
-        out_loaded = fresh_h(val['feature'])['joints3d']
-        torch.testing.assert_close(out_loaded, head(val['feature'])['joints3d'])
+        out_loaded = fresh_h(val['feature'])['joints_3d']
+        torch.testing.assert_close(out_loaded, head(val['feature'])['joints_3d'])
         assert float((out_fresh - out_loaded).abs().max()) > 1e-6
         cand = fresh_r.propose('fingers', val['init_vec'], val['feature'])
         torch.testing.assert_close(cand, refiner.propose('fingers', val['init_vec'], val['feature']))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.hand_model import parts
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_train.synth import SynthConfig, SynthDataset, SynthGenerator, fit_weak_camera
@@ -35,7 +36,7 @@ def test_labels_are_the_model_output_and_its_projection(hand_model):
     gen = _gen(hand_model, seed=1)
     for index in range(4):
         s = gen.sample(index)
-        for side_index, side in enumerate(('left', 'right')):
+        for side_index, side in enumerate(SIDES):
             if not s['valid'][side_index]:
                 continue
             with torch.no_grad():

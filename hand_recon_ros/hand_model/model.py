@@ -17,7 +17,6 @@ from .. import conventions
 from . import mano_loader, mesh_utils
 
 logger = logging.getLogger('hand_recon_ros.hand_model')
-SIDES = ('right', 'left')
 STANDIN_WARNING = ('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
 SKINNING_CHOICES = ('smplx', 'builtin')
 SKINNING_ENV = 'HAND_RECON_SKINNING'
@@ -32,8 +31,8 @@ def _warn_standin_once():
 
 
 def _check_side(side):
-    if side not in SIDES:
-        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    if side not in conventions.SIDES:
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
     return side
 
 
@@ -54,8 +53,8 @@ class HandModel(torch.nn.Module):
     def __init__(self, models, is_standin, identity, use_pca=False, num_pca_comps=45, flat_hand_mean=False,
                  skinning='smplx'):
         super().__init__()
-        if set(models) != set(SIDES):
-            raise ValueError(f'need models for {SIDES}, got {sorted(models)}')
+        if set(models) != set(conventions.SIDES):
+            raise ValueError(f'need models for {conventions.SIDES}, got {sorted(models)}')
         if skinning not in SKINNING_CHOICES:
             raise ValueError(f'skinning must be one of {SKINNING_CHOICES}, got {skinning!r}')
         self.is_standin = bool(is_standin)
@@ -68,15 +67,16 @@ class HandModel(torch.nn.Module):
             if self.use_pca:
                 raise ValueError("skinning 'builtin' takes the full 45-value hand pose (use_pca=False)")
             from .skinning import BuiltinMano
-            self.mano = torch.nn.ModuleDict({s: BuiltinMano(models[s], flat_hand_mean=flat_hand_mean) for s in SIDES})
+            self.mano = torch.nn.ModuleDict({s: BuiltinMano(models[s], flat_hand_mean=flat_hand_mean)
+                                             for s in conventions.SIDES})
         else:
             self.mano = torch.nn.ModuleDict({s: build_smplx_mano(models[s], s, use_pca, num_pca_comps,
-                                                                 flat_hand_mean) for s in SIDES})
-        self._data = {s: models[s] for s in SIDES}
-        self._faces = {s: np.asarray(models[s]['f'], dtype=np.int64) for s in SIDES}
-        self._loops = {s: mesh_utils.single_boundary_loop(self._faces[s]) for s in SIDES}
+                                                                 flat_hand_mean) for s in conventions.SIDES})
+        self._data = {s: models[s] for s in conventions.SIDES}
+        self._faces = {s: np.asarray(models[s]['f'], dtype=np.int64) for s in conventions.SIDES}
+        self._loops = {s: mesh_utils.single_boundary_loop(self._faces[s]) for s in conventions.SIDES}
         tips = {'right': conventions.MANO_TIP_VERTICES_RIGHT, 'left': conventions.MANO_TIP_VERTICES_LEFT}
-        for s in SIDES:
+        for s in conventions.SIDES:
             self.register_buffer(f'tips_{s}', torch.tensor(tips[s], dtype=torch.long), persistent=False)
             self.register_buffer(f'wrist_loop_{s}', torch.tensor(self._loops[s], dtype=torch.long),
                                  persistent=False)
@@ -182,7 +182,7 @@ def load_hand_model(mano_dir=None, device='cpu', flat_hand_mean=False, use_pca=F
     skinning: 'smplx', 'builtin' or 'auto'/None (see resolve_skinning)."""
     paths, is_standin, source = mano_loader.resolve_model_files(mano_dir)
     models, digests = {}, {}
-    for side in SIDES:
+    for side in conventions.SIDES:
         models[side], digests[side] = mano_loader.load_model_file(paths[side], use_cache=use_cache)
     if fix_left_shapedirs:
         models['left'], applied = mano_loader.fix_left_shapedirs(models['left'], models['right'])

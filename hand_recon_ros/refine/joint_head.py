@@ -51,6 +51,7 @@ class JointHead(nn.Module):
             layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
             width = h
         self.trunk = nn.Sequential(*layers)
+        # attribute names are state-dict keys stored in trained refiner.safetensors files: kept as trained
         self.joints3d_out = nn.Linear(width, 21 * 3)
         self.joints2d_out = nn.Linear(width, 21 * 2)
         self.relative_out = nn.Linear(2 * width, 3)
@@ -66,7 +67,7 @@ class JointHead(nn.Module):
     def forward(self, image_feature: torch.Tensor, side_params: torch.Tensor | None = None) -> dict:
         """image_feature (B, D) [ACR ``outputs['image_feature']``]; side_params (B, 2, 109) or None.
 
-        -> joints3d (B, 2, 21, 3) wrist-relative metres, joints2d (B, 2, 21, 2) network-input coordinates
+        -> joints_3d (B, 2, 21, 3) wrist-relative metres, joints_2d (B, 2, 21, 2) network-input coordinates
         in [-1, 1], relative_translation (B, 3) left wrist - right wrist (metres, camera frame).
         """
         if not isinstance(image_feature, torch.Tensor) or image_feature.dim() != 2 \
@@ -82,8 +83,8 @@ class JointHead(nn.Module):
         x = torch.cat([image_feature[:, None].expand(b, 2, self.feature_dim), side_params.to(image_feature), onehot],
                       dim=-1)
         hidden = self.trunk(x)                                            # (B, 2, H)
-        joints3d = self.joints3d_out(hidden).view(b, 2, 21, 3) + self.template
-        joints3d = joints3d - joints3d[:, :, :1]                          # exactly wrist-relative
-        joints2d = self.joints2d_out(hidden).view(b, 2, 21, 2)
+        joints_3d = self.joints3d_out(hidden).view(b, 2, 21, 3) + self.template
+        joints_3d = joints_3d - joints_3d[:, :, :1]                          # exactly wrist-relative
+        joints_2d = self.joints2d_out(hidden).view(b, 2, 21, 2)
         relative = self.relative_out(hidden.reshape(b, -1))
-        return {'joints3d': joints3d, 'joints2d': joints2d, 'relative_translation': relative}
+        return {'joints_3d': joints_3d, 'joints_2d': joints_2d, 'relative_translation': relative}

@@ -3,7 +3,7 @@ snapshot selection (method-acr-ihmr.md §3.4). Offline: seconds per frame on a C
 
 Stages (IHMR order): relative translation -> both global orientations -> both finger poses -> both
 shapes. Objective per sample (all targets come from the joint head, never GT):
-    w2d  * mean |proj(joints) - joints2d|_1   (only with a camera projection and joints2d)
+    w2d  * mean |proj(joints) - joints_2d|_1   (only with a camera projection and joints_2d)
   + w3d  * mean squared 3D joint distance (right-wrist frame, verify.joint_errors)
   + wtrans * |left wrist - right wrist - relative_translation|^2
   + wshape * |betas_left - betas_right|^2
@@ -92,7 +92,7 @@ class OptConfig:
 
 @dataclass
 class CameraProjection:
-    """Camera-frame points -> the network input's normalised [-1, 1] coordinates (the joints2d frame).
+    """Camera-frame points -> the network input's normalised [-1, 1] coordinates (the joints_2d frame).
 
     K: 3x3 intrinsics of the original image; letterbox: geometry.camera.LetterboxTransform.
     """
@@ -155,7 +155,7 @@ def optimize_batch(vec: torch.Tensor, joint_head_out: dict, hand_model, config: 
     vec = vec.detach().to(device, torch.float32).clone()
     head = {k: (v.to(device) if v is not None else None)
             for k, v in check_joint_head_output(joint_head_out, batch).items()}
-    use_2d = camera is not None and head['joints2d'] is not None
+    use_2d = camera is not None and head['joints_2d'] is not None
     accepted = np.zeros((batch, len(REFINE_FACTORS)), dtype=bool)
     info = {'selected_snapshot': {}, 'timings_ms': {}}
     arange = torch.arange(batch, device=device)
@@ -193,7 +193,7 @@ def optimize_batch(vec: torch.Tensor, joint_head_out: dict, hand_model, config: 
                 loss = loss + stage.wshape * (db * db).sum(-1)
             if use_2d and stage.w2d:
                 proj = torch.stack([camera(jl), camera(jr)], dim=1)
-                loss = loss + stage.w2d * (proj - head['joints2d']).abs().mean((1, 2, 3))
+                loss = loss + stage.w2d * (proj - head['joints_2d']).abs().mean((1, 2, 3))
             if stage.wfinger:
                 loss = loss + stage.wfinger * (finger_twist_loss(jl) + finger_twist_loss(jr))
             optimiser.zero_grad(set_to_none=True)

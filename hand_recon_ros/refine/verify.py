@@ -17,12 +17,12 @@ __all__ = ['check_joint_head_output', 'joint_errors', 'accept_candidates', 'sele
 
 
 def check_joint_head_output(head_out, batch: int | None = None) -> dict:
-    """Normalise a JointHead output to batched tensors: joints3d (B,2,21,3), relative_translation (B,3)
-    or None, joints2d (B,2,21,2) or None. Unbatched inputs (2,21,3) are accepted for one frame."""
-    if not isinstance(head_out, dict) or 'joints3d' not in head_out:
-        raise TypeError("joint_head_out must be a dict with at least 'joints3d' (B, 2, 21, 3)")
+    """Normalise a JointHead output to batched tensors: joints_3d (B,2,21,3), relative_translation (B,3)
+    or None, joints_2d (B,2,21,2) or None. Unbatched inputs (2,21,3) are accepted for one frame."""
+    if not isinstance(head_out, dict) or 'joints_3d' not in head_out:
+        raise TypeError("joint_head_out must be a dict with at least 'joints_3d' (B, 2, 21, 3)")
     out = {}
-    for key, tail in (('joints3d', (2, 21, 3)), ('joints2d', (2, 21, 2)), ('relative_translation', (3,))):
+    for key, tail in (('joints_3d', (2, 21, 3)), ('joints_2d', (2, 21, 2)), ('relative_translation', (3,))):
         value = head_out.get(key)
         if value is None:
             out[key] = None
@@ -45,7 +45,7 @@ def joint_errors(joints_left: torch.Tensor, joints_right: torch.Tensor, head: di
     ``joints_*``: (B, 21, 3) camera frame. ``head``: output of :func:`check_joint_head_output`.
     ``squared``: mean squared distance instead (smoother objective for the optimiser).
     """
-    target = head['joints3d'].to(joints_left.device, joints_left.dtype)
+    target = head['joints_3d'].to(joints_left.device, joints_left.dtype)
     target_left, target_right = target[:, 0], target[:, 1]
     rel = head.get('relative_translation')
     if rel is not None:

@@ -118,7 +118,7 @@ def build_from_weights(path, hand_model=None, **refiner_kwargs):
     """-> (refiner, joint_head, document) built with the stored architecture and loaded, in eval mode.
     ``hand_model=None`` loads the default model (as build_refiner)."""
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
-    from hand_recon_ros.refine.mlp import build_refiner
+    from hand_recon_ros.refine.refiner import build_refiner
     document = read_refiner_document(path)
     cfg = document['config']
     if hand_model is None:

@@ -16,14 +16,13 @@ import torch
 
 from hand_recon_ros.acr.centermaps import center_heatmaps
 from hand_recon_ros.acr.preprocess import letterbox
-from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, SIDES
+from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
 from hand_recon_train.synth.generator import fit_weak_camera  # one implementation, shared
 
-__all__ = ['SIDE_NAMES', 'SEG_IGNORE', 'INTERACTION_REDUCTIONS', 'world_to_camera', 'project', 'intrinsics_matrix',
+__all__ = ['SEG_IGNORE', 'INTERACTION_REDUCTIONS', 'world_to_camera', 'project', 'intrinsics_matrix',
            'interaction_distance', 'is_close_interaction', 'fit_weak_camera', 'make_sample', 'read_json',
            'read_image']
 
-SIDE_NAMES = SIDES          # the network's side order (hand_recon_ros.conventions)
 # Real datasets have no part segmentation: every pixel is ignore_index of F.cross_entropy, so train real data
 # with ``loss.seg_epochs: 0`` (an all-ignored map makes the mean cross-entropy NaN).
 SEG_IGNORE = -100

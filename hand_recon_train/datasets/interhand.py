@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from hand_recon_ros.conventions import INTERHAND_TO_21, ROOT_WRIST, SIDES, interhand_to_21
 
-from .common import (SIDE_NAMES, FrameDataset, interaction_distance, intrinsics_matrix, make_sample, project,
+from .common import (FrameDataset, interaction_distance, intrinsics_matrix, make_sample, project,
                      read_image, read_json, world_to_camera)
 
 __all__ = ['HAND_TYPES', 'SUBSETS', 'InterHandFrame', 'InterHandAnnotations', 'InterHandDataset',
@@ -100,7 +100,7 @@ class InterHandFrame:
     campos: np.ndarray             # (3,) camera centre, world, m
     joints_world: np.ndarray       # (2, 21, 3) m
     joints_cam: np.ndarray         # (2, 21, 3) m
-    joints_2d: np.ndarray          # (2, 21, 2) pixels of this image
+    keypoints_2d: np.ndarray       # (2, 21, 2) pixels of this image
     joints_valid: np.ndarray       # (2, 21) bool
     hand_valid: np.ndarray         # (2,) bool
     mano_world: dict | None = field(default=None)   # global_orient (2,3), hand_pose (2,45), betas (2,10),
@@ -212,11 +212,11 @@ class InterHandAnnotations:
         valid42 &= np.isfinite(world42).all(-1)
         hand_type = ann['hand_type']
         hand_type_valid = bool(ann.get('hand_type_valid', 1))
-        joints_world = np.stack([interhand_to_21(world42[_SIDE_SLICE[s]]) for s in SIDE_NAMES])
-        joints_valid = np.stack([valid42[_SIDE_SLICE[s]][list(INTERHAND_TO_21)] for s in SIDE_NAMES])
+        joints_world = np.stack([interhand_to_21(world42[_SIDE_SLICE[s]]) for s in SIDES])
+        joints_valid = np.stack([valid42[_SIDE_SLICE[s]][list(INTERHAND_TO_21)] for s in SIDES])
         joints_valid &= joints_valid[:, ROOT_WRIST:ROOT_WRIST + 1]
-        listed = _sides_of(hand_type) if hand_type_valid else SIDE_NAMES
-        hand_valid = np.array([s in listed for s in SIDE_NAMES]) & (joints_valid.sum(-1) >= self.min_valid_joints)
+        listed = _sides_of(hand_type) if hand_type_valid else SIDES
+        hand_valid = np.array([s in listed for s in SIDES]) & (joints_valid.sum(-1) >= self.min_valid_joints)
         joints_cam = world_to_camera(joints_world, R, campos)
         mano = None
         if self.mano is not None:
@@ -226,7 +226,7 @@ class InterHandAnnotations:
             width=int(image['width']), height=int(image['height']), capture=capture, camera=camera,
             frame=frame_id, hand_type=hand_type, hand_type_valid=hand_type_valid,
             bbox=np.asarray(ann.get('bbox', [0, 0, 0, 0]), np.float64), K=K, rotation=R, campos=campos,
-            joints_world=joints_world, joints_cam=joints_cam, joints_2d=project(joints_cam, K),
+            joints_world=joints_world, joints_cam=joints_cam, keypoints_2d=project(joints_cam, K),
             joints_valid=joints_valid, hand_valid=hand_valid, mano_world=mano)
 
     def __iter__(self):
@@ -237,7 +237,7 @@ def _parse_mano(entry) -> dict:
     """NeuralAnnot entry ({right, left} -> {pose, shape, trans} or null) -> [left, right] arrays + has_mano."""
     out = {'global_orient': np.zeros((2, 3)), 'hand_pose': np.zeros((2, 45)), 'betas': np.zeros((2, 10)),
            'transl': np.zeros((2, 3)), 'has_mano': np.zeros(2, bool)}
-    for s, side in enumerate(SIDE_NAMES):
+    for s, side in enumerate(SIDES):
         params = (entry or {}).get(side)
         if not params:
             continue

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hand_recon_ros.conventions import BONES
+from hand_recon_ros.conventions import BONES, SIDES
 
 from ..teacher.labels import load_labels
-from .common import SIDE_NAMES, FrameDataset, make_sample, read_image
+from .common import FrameDataset, make_sample, read_image
 from .teacher import DEFAULT_LABELS, select_frames
 
 __all__ = ['PasteConfig', 'PastedHand', 'PastedPairsDataset', 'hand_mask', 'paste_hand', 'pair_from_frames']
@@ -178,7 +178,7 @@ class PastedPairsDataset(FrameDataset):
         joints = np.zeros((2, 21, 3))
         valid = np.zeros(2, bool)
         for hand in hands:
-            s = SIDE_NAMES.index(hand.side)
+            s = SIDES.index(hand.side)
             kps[s], kp_valid[s] = hand.keypoints, hand.visible
             joints[s] = hand.world + np.array([0.0, 0.0, _DEPTH_M])
             valid[s] = True

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hand_recon_ros.conventions import SIDES
+
 from ..teacher.labels import load_labels
-from .common import SIDE_NAMES, FrameDataset, make_sample, read_image
+from .common import FrameDataset, make_sample, read_image
 
 __all__ = ['TeacherDataset', 'select_frames', 'DEFAULT_LABELS']
 
@@ -70,7 +72,7 @@ class TeacherDataset(FrameDataset):
         joints = np.zeros((2, 21, 3))
         valid = np.zeros(2, bool)
         for hand in im['hands']:
-            s = SIDE_NAMES.index(hand['side'])
+            s = SIDES.index(hand['side'])
             kps[s] = hand['keypoints']
             joints[s] = np.asarray(hand['world'], np.float64) + np.array([0.0, 0.0, _DEPTH_M])
             valid[s] = True

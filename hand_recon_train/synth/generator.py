@@ -28,11 +28,10 @@ from hand_recon_ros.hand_model import parts
 from .raster import rasterize, vertex_normals
 from hand_recon_ros.config_utils import dataclass_from_dict
 
-__all__ = ['GENERATOR_VERSION', 'SCENE_TYPES', 'SIDE_NAMES', 'SynthConfig', 'SynthGenerator', 'fit_weak_camera']
+__all__ = ['GENERATOR_VERSION', 'SCENE_TYPES', 'SynthConfig', 'SynthGenerator', 'fit_weak_camera']
 
 # v2: interacting pairs tested for intersection with the closed meshes (v1 sampled every third vertex)
 GENERATOR_VERSION = 'synth-v2'
-SIDE_NAMES = SIDES          # network side order
 # 'close' (hands touching, a few mm apart) is last and off by default, so default configs draw exactly as before
 SCENE_TYPES = ('interacting', 'separate', 'single', 'truncated', 'occluded', 'small', 'large', 'close')
 _OCCLUDER_ID = -2
@@ -155,7 +154,7 @@ class SynthGenerator:
             from .backgrounds import BackgroundBank
             self._backgrounds = BackgroundBank(self.config.real_background_labels, self.config.real_background_root)
         self._side = {}
-        for side in SIDE_NAMES:
+        for side in SIDES:
             faces = np.asarray(hand_model.watertight_faces(side), dtype=np.int64)
             n_open = len(hand_model.faces(side))
             classes = np.empty(len(faces), dtype=np.int64)
@@ -301,9 +300,9 @@ class SynthGenerator:
 
         depth = {'small': cfg.small_depth_m, 'large': cfg.large_depth_m}.get(scene, cfg.depth_m)
         if scene in ('single', 'large', 'truncated') or (scene == 'small' and rng.uniform() < 0.3):
-            sides = [SIDE_NAMES[rng.integers(2)]]
+            sides = [SIDES[rng.integers(2)]]
         else:
-            sides = ['left', 'right']
+            sides = list(SIDES)
         hands = [self._hand(rng, s) for s in sides]
         z = rng.uniform(*depth)
         if scene == 'truncated':
@@ -491,14 +490,14 @@ class SynthGenerator:
         sample_px = hand_of_pixel[ss // 2::ss, ss // 2::ss][:S, :S]
         depth_img = raster.depth_image()
         for h_i, hand in enumerate(hands):
-            hand_mask[sample_px == h_i] = SIDE_NAMES.index(hand['side']) + 1
+            hand_mask[sample_px == h_i] = SIDES.index(hand['side']) + 1
 
         out = self._empty_labels(self.model.num_vertices)
         out.update(image=img, K=K, scene=scene, hand_mask=hand_mask, seg=seg,
                    content_box=np.array([x0, y0, x0 + cw, y0 + ch], np.int32))
         centers, boxes, sides = [], [], []
         for h_i, hand in enumerate(hands):
-            s_idx = SIDE_NAMES.index(hand['side'])
+            s_idx = SIDES.index(hand['side'])
             uvh = hand['joints'] @ K.T
             uv = uvh[:, :2] / uvh[:, 2:3]
             px = np.floor(uv * ss).astype(np.int64)

@@ -1,5 +1,5 @@
-"""The evaluation loop of ``evaluate.evaluate`` (the trainer's per-epoch metrics) and
-``eval_report.evaluate_split`` (the full report): the network over batches of synthetic items, each hand read
+"""The evaluation loop of ``epoch_metrics.evaluate`` (the trainer's per-epoch metrics) and
+``report.evaluate_split`` (the full report): the network over batches of synthetic items, each hand read
 at its ground-truth centre (parameters as the decoder reads them, with the prior gate) and turned into a mesh,
 and detection scored per image. Each caller computes its own metrics from the yielded batches."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hand_recon_ros.acr.decoding import DecodeConfig, decode
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.conventions import SIDES
 
-from .losses import peak_positions, select_hand_params
+from ..losses import peak_positions, select_hand_params
 
 __all__ = ['EvalBatch', 'eval_batches', 'detections_per_image']
 

@@ -3,11 +3,11 @@
 ``evaluate_split`` runs the network over a dataset (``SynthDataset`` items) and returns a dict;
 ``write_report`` turns it into ``eval_report.json``, ``eval_report.md`` and ``eval_report.png``.
 
-Metric definitions (all in mm; every hand is read at its ground-truth centre, like ``evaluate.evaluate``,
+Metric definitions (all in mm; every hand is read at its ground-truth centre, like ``epoch_metrics.evaluate``,
 so that accuracy does not mix with detection):
 
 * Per hand, two protocols that differ only in the root joint subtracted from both skeletons (no bone
-  rescaling): ``middle_mcp`` (joint 9, the project's / ACR's default, the numbers ``evaluate`` prints) and
+  rescaling): ``middle_mcp`` (joint 9, the project's / ACR's default, the numbers ``epoch_metrics`` gives) and
   ``wrist`` (joint 0, the IHMR protocol). MPJPE / MPVPE: root-relative joint / vertex error. PA-MPJPE /
   PA-MPVPE: error after a similarity Procrustes fit, which removes any root translation, so they are the
   same under both protocols (repeated in each table for reading convenience).
@@ -44,8 +44,8 @@ from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, ROOT_WRIST, SIDES
 from hand_recon_ros.geometry.camera import LetterboxTransform
 from hand_recon_ros.geometry.placement import place_hands
 
-from .datasets.common import interaction_distance, is_close_interaction
-from .eval_loop import eval_batches
+from ..datasets.common import interaction_distance, is_close_interaction
+from .loop import eval_batches
 
 __all__ = ['evaluate_split', 'summarize_split', 'write_report', 'report_markdown', 'json_ready', 'hand_errors',
            'pair_errors', 'place_hand', 'pair_penetration', 'PROTOCOLS', 'SUBSETS']
@@ -119,7 +119,7 @@ def pair_errors(pred: dict, gt: dict, hand_model, gt_penetration: dict | None = 
 def _items_with_scene(dataset):
     """(item, scene) per index. ``SynthDataset.__getitem__`` renders through ``self.raw``: a shallow copy whose
     ``raw`` returns the sample already rendered for its scene label avoids rendering every image twice."""
-    from .synth import SynthDataset
+    from ..synth import SynthDataset
     if not isinstance(dataset, SynthDataset):
         for i in range(len(dataset)):
             yield dataset[i], 'unknown'

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from hand_recon_ros.refine.factors import PARAM_DIM, REFINE_FACTORS, TwoHandState, forward_hands
 from hand_recon_ros.refine.joint_head import JointHead, joint_template
-from hand_recon_ros.refine.mlp import Refiner, build_refiner
+from hand_recon_ros.refine.refiner import Refiner, build_refiner
 
 from test_refine_support import (
     APART_DY,
@@ -53,7 +53,7 @@ def test_gate_skips_single_and_distant_hands_without_any_work(monkeypatch):
     monkeypatch.setattr(hm, 'forward', forbidden)
     monkeypatch.setattr(refiner.collision, 'errors', forbidden)
     pushed = pair(PUSHED_DY)
-    head = {'joints3d': torch.zeros(1, 2, 21, 3)}
+    head = {'joints_3d': torch.zeros(1, 2, 21, 3)}
     for state in (TwoHandState(left=pushed.left), TwoHandState(right=pushed.right),
                   pair(PUSHED_DY, dx=-0.45)):                    # wrists 0.45 m apart > gate 0.3 m
         new, accepted, timings = refiner.refine(state, _feature(0), head)
@@ -172,13 +172,13 @@ def test_refiner_state_dict_holds_only_the_mlps():
 
 def test_refine_rejects_bad_inputs():
     refiner = _zero_refiner()
-    head = {'joints3d': torch.zeros(1, 2, 21, 3)}
+    head = {'joints_3d': torch.zeros(1, 2, 21, 3)}
     with pytest.raises(TypeError, match='TwoHandState'):
         refiner.refine({'left': None}, _feature(0), head)
     with pytest.raises(ValueError, match=r'image_feature must be \(1, 64\)'):
         refiner.refine(pair(PUSHED_DY), _feature(0, dim=32), head)
-    with pytest.raises(ValueError, match='joints3d must have shape'):
-        refiner.refine(pair(PUSHED_DY), _feature(0), {'joints3d': torch.zeros(1, 2, 16, 3)})
+    with pytest.raises(ValueError, match='joints_3d must have shape'):
+        refiner.refine(pair(PUSHED_DY), _feature(0), {'joints_3d': torch.zeros(1, 2, 16, 3)})
     with pytest.raises(ValueError, match='needs a hand model'):
         Refiner(FEATURE_DIM, None)
 
@@ -190,18 +190,18 @@ def test_joint_head_outputs_and_trainability():
     head = JointHead(FEATURE_DIM, template=template)
     feature = torch.randn(3, FEATURE_DIM)
     out = head(feature)
-    assert out['joints3d'].shape == (3, 2, 21, 3) and out['joints2d'].shape == (3, 2, 21, 2)
+    assert out['joints_3d'].shape == (3, 2, 21, 3) and out['joints_2d'].shape == (3, 2, 21, 2)
     assert out['relative_translation'].shape == (3, 3)
-    assert not out['joints3d'][:, :, 0].any()                       # wrist-relative by construction
+    assert not out['joints_3d'][:, :, 0].any()                       # wrist-relative by construction
     # Untrained: the template hand (within 1 cm), i.e. the model's mean-pose joints.
-    assert (out['joints3d'] - template).abs().max() < 0.01
+    assert (out['joints_3d'] - template).abs().max() < 0.01
     with torch.no_grad():
         m = forward_hands(hm, pair(APART_DY).to_vector())
     torch.testing.assert_close(template[1], (m['right'][1] - m['right'][1][:, :1])[0], atol=1e-6, rtol=0)
     # Per-side parameters change the answer; every parameter gets a gradient.
     side_params = torch.randn(3, 2, 109)
     out2 = head(feature, side_params)
-    assert not torch.allclose(out2['joints3d'], out['joints3d'])
+    assert not torch.allclose(out2['joints_3d'], out['joints_3d'])
     loss = sum(v.square().sum() for v in out2.values())
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())

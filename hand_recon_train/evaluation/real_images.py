@@ -23,12 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hand_recon_ros.conventions import BONES
+from hand_recon_ros.conventions import BONES, SIDES
 from hand_recon_ros.detection_metrics import DetectionTally, LabelledHand, PredictedHand, keypoint_box
 from hand_recon_ros.geometry.camera import fallback_intrinsics
 
-from .teacher.labels import DEFAULT_SETTINGS, hand_from_raw, load_labels
-from .teacher.runner import TeacherUnavailable, find_teacher_python, read_raw, run_worker
+from ..teacher.labels import DEFAULT_SETTINGS, hand_from_raw, load_labels
+from ..teacher.runner import TeacherUnavailable, find_teacher_python, read_raw, run_worker
 
 __all__ = ['Frame', 'load_annotated', 'load_realval', 'load_synthetic', 'SYNTH_SCENES', 'AcrMethod', 'MediaPipeMethod',
            'run_benchmark', 'markdown_table', 'contact_sheet', 'ANNOTATED_SETS']
@@ -115,7 +115,7 @@ def load_synthetic(out_dir: Path, scenes=SYNTH_SCENES, per_scene: int = 40, size
                    seed: int = 200_000) -> list[Frame]:
     """Held-out synthetic frames (a seed no config trains on) written as PNGs so every method reads the same file;
     true 2D keypoints, sides, camera-frame joints and K. ``separate`` is the control: hands apart."""
-    from .synth import SynthConfig, SynthDataset
+    from ..synth import SynthConfig, SynthDataset
     frames = []
     for n, scene in enumerate(scenes):
         ds = SynthDataset(SynthConfig.from_dict({'image_size': size, 'scene_weights': {scene: 1.0}}),
@@ -128,7 +128,7 @@ def load_synthetic(out_dir: Path, scenes=SYNTH_SCENES, per_scene: int = 40, size
             if not path.is_file():
                 cv2.imwrite(str(path), s['image'])
             hands = []
-            for side_i, side in enumerate(('left', 'right')):
+            for side_i, side in enumerate(SIDES):
                 vis = np.asarray(s['joints_vis'][side_i], bool)
                 if not s['valid'][side_i] or vis.sum() < 3:
                     continue
@@ -144,7 +144,7 @@ def load_pasted(labels_path: Path, root: Path, out_dir: Path, count: int = 60, s
     """Held-out overlapping pairs: validation-split hands pasted over validation-split hands (the training pairs
     use the train split only), written as PNGs. Sides and keypoints are the teacher's from before pasting; boxes
     span all 21 keypoints (hidden ones included: the hand is there)."""
-    from .datasets.pasted import PastedPairsDataset
+    from ..datasets.pasted import PastedPairsDataset
     ds = PastedPairsDataset(root, 'val', labels=str(labels_path), seed=seed, length=count)
     folder = Path(out_dir) / 'pasted_val'
     folder.mkdir(parents=True, exist_ok=True)
@@ -235,7 +235,7 @@ class MediaPipeMethod:
         if self.fit and hands:
             from hand_recon_ros.hand_model.fit import FitConfig, fit_keypoints
             K = frame.K if frame.K is not None else fallback_intrinsics(rec['width'], rec['height'])
-            for side in ('left', 'right'):
+            for side in SIDES:
                 idx = [i for i, h in enumerate(hands) if h['side'] == side]
                 if not idx:
                     continue

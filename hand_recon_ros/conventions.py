@@ -4,6 +4,7 @@ Units inside the code are metres. The published 21-joint order is the common Ope
 wrist, then thumb, index, middle, ring, pinky, each from base to tip.
 """
 import numpy as np
+from numpy.typing import ArrayLike
 
 NUM_JOINTS = 21
 NUM_MANO_JOINTS = 16
@@ -45,12 +46,12 @@ ROOT_MIDDLE_MCP = 9
 SIDES = ('left', 'right')
 
 
-def interhand_to_21(joints_ih):
+def interhand_to_21(joints_ih: ArrayLike) -> np.ndarray:
     """Re-order (..., 21, D) joints from InterHand2.6M per-hand order to the 21-joint order."""
     return np.asarray(joints_ih)[..., INTERHAND_TO_21, :]
 
 
-def mano16_tips_to_21(joints16, tips5):
+def mano16_tips_to_21(joints16: ArrayLike, tips5: ArrayLike) -> np.ndarray:
     """(..., 16, 3) MANO joints + (..., 5, 3) tip vertices -> (..., 21, 3) in the 21-joint order."""
     j = np.concatenate([np.asarray(joints16), np.asarray(tips5)], axis=-2)
     return j[..., MANO16_TIPS_TO_21, :]

@@ -156,10 +156,10 @@ class DetectionTally:
         return pairs
 
     def summary(self) -> dict[str, Any]:
-        def ratio(a, b):
+        def ratio(a: float, b: float) -> float:
             return a / b if b else math.nan
 
-        def mean(x):
+        def mean(x: Sequence[float]) -> float:
             return float(np.mean(x)) if x else math.nan
         return {
             'labelled': self.n_labelled, 'predicted': self.n_predicted, 'matched': self.n_matched,

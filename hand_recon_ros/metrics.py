@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -53,7 +53,7 @@ def _check_pair(pred: Any, gt: Any, pred_name: str = 'pred', gt_name: str = 'gt'
     return pred, gt
 
 
-def _valid(valid, shape):
+def _valid(valid: Any, shape: tuple[int, ...]) -> np.ndarray:
     if valid is None:
         return np.ones(shape)
     v = np.asarray(valid.detach().cpu().numpy() if type(valid).__module__.startswith('torch') else valid,
@@ -68,7 +68,7 @@ def _zero_invalid(points: np.ndarray, v: np.ndarray | None) -> np.ndarray:
     return points if v is None else np.where(v[..., None] > 0, points, 0.0)
 
 
-def _mean_error_mm(pred, gt, valid=None):
+def _mean_error_mm(pred: np.ndarray, gt: np.ndarray, valid: Any = None) -> Metric:
     err = np.linalg.norm(pred - gt, axis=-1)
     v = _valid(valid, err.shape)
     count = v.sum(-1)
@@ -77,7 +77,8 @@ def _mean_error_mm(pred, gt, valid=None):
     return out[()] if out.ndim == 0 else out
 
 
-def _align_to_root(pred_pts, gt_pts, pred_joints, gt_joints, root, scale_bone):
+def _align_to_root(pred_pts: np.ndarray, gt_pts: np.ndarray, pred_joints: np.ndarray, gt_joints: np.ndarray,
+                   root: int | None, scale_bone: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
     """Subtract each side's root joint; optionally rescale pred by the GT/pred length of one bone."""
     if root is not None:
         pred_pts = pred_pts - pred_joints[..., root:root + 1, :]
@@ -122,13 +123,13 @@ def pa_mpjpe(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = None) -> 
     pred, gt = _check_pair(pred, gt)
     v = None if valid is None else _valid(valid, pred.shape[:-1])
     pred, gt = _zero_invalid(pred, v), _zero_invalid(gt, v)
-    return _mean_error_mm(procrustes_align(pred, gt, v), gt, v)
+    return _mean_error_mm(cast(np.ndarray, procrustes_align(pred, gt, v)), gt, v)     # numpy in, numpy out
 
 
 def pa_mpvpe(pred_verts: ArrayLike, gt_verts: ArrayLike) -> Metric:
     """MPVPE after similarity Procrustes alignment of the vertices, mm."""
     pred_verts, gt_verts = _check_pair(pred_verts, gt_verts, 'pred_verts', 'gt_verts')
-    return _mean_error_mm(procrustes_align(pred_verts, gt_verts), gt_verts)
+    return _mean_error_mm(cast(np.ndarray, procrustes_align(pred_verts, gt_verts)), gt_verts)
 
 
 def i_mpjpe(pred_left: ArrayLike, pred_right: ArrayLike, gt_left: ArrayLike, gt_right: ArrayLike, *,
@@ -154,7 +155,7 @@ def i_mpjpe(pred_left: ArrayLike, pred_right: ArrayLike, gt_left: ArrayLike, gt_
         v = np.concatenate([_valid(valid_left, pl.shape[:-1]), _valid(valid_right, pr.shape[:-1])], axis=-1)
     align = per_axis_align if alignment == 'per_axis' else scale_translation_align
     pred, gt = _zero_invalid(pred, v), _zero_invalid(gt, v)
-    return _mean_error_mm(align(pred, gt, v), gt, v)
+    return _mean_error_mm(cast(np.ndarray, align(pred, gt, v)), gt, v)
 
 
 def mrrpe(pred_left_root: ArrayLike, pred_right_root: ArrayLike, gt_left_root: ArrayLike,

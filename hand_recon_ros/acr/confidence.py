@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -18,8 +20,8 @@ from hand_recon_ros.hand_model import parts
 _TIP_PARTS = (15, 3, 6, 12, 9)
 
 
-def _joint_parts():
-    out = []
+def _joint_parts() -> tuple[tuple[int, ...], ...]:
+    out: list[tuple[int, ...]] = []
     for src in conventions.MANO16_TIPS_TO_21:
         if src >= conventions.NUM_MANO_JOINTS:
             out.append((_TIP_PARTS[src - conventions.NUM_MANO_JOINTS],))
@@ -37,14 +39,15 @@ def _class_mask(side: str) -> np.ndarray:
     """(21, 33) 1 where the class belongs to the joint (this side's parts)."""
     mask = np.zeros((conventions.NUM_JOINTS, parts.NUM_CLASSES), np.float32)
     for j, joint_parts in enumerate(JOINT_PARTS):
-        mask[j, [parts.class_id(side, p) for p in joint_parts]] = 1.0
+        mask[j, [int(parts.class_id(side, p)) for p in joint_parts]] = 1.0
     return mask
 
 
 _CLASS_MASKS = {side: _class_mask(side) for side in conventions.SIDES}
 
 
-def handedness_scores(center_logits: torch.Tensor, batch_index, side, y, x) -> list[float]:
+def handedness_scores(center_logits: torch.Tensor, batch_index: Sequence[int], side: Sequence[int],
+                      y: Sequence[int], x: Sequence[int]) -> list[float]:
     """(B, 2, h, w) centre logits and detections -> P(own side) / (P(left) + P(right)) per detection."""
     if len(batch_index) == 0:
         return []
@@ -55,7 +58,7 @@ def handedness_scores(center_logits: torch.Tensor, batch_index, side, y, x) -> l
     return ratio.clamp(0.0, 1.0).tolist()
 
 
-def joint_confidences(seg_logits: torch.Tensor, keypoints_2d: np.ndarray, side: str, image_size,
+def joint_confidences(seg_logits: torch.Tensor, keypoints_2d: np.ndarray, side: str, image_size: tuple[int, int],
                       input_size: int) -> np.ndarray:
     """(33, hs, ws) segmentation logits of one image + (21, 2) keypoints in original pixels -> (21,) in [0, 1].
 

@@ -38,7 +38,7 @@ class DecodeConfig:
     prior_gamma: float = 1.0
     hand_extent_m: float = 0.2
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 0.0 <= self.threshold < 1.0:
             raise ValueError(f'threshold must be in [0, 1), got {self.threshold}')
         if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
@@ -60,8 +60,8 @@ class Detections:
     score: torch.Tensor                       # (N,) sigmoid confidence
     y: torch.Tensor                           # (N,) int64 map row
     x: torch.Tensor                           # (N,) int64 map column
-    params: torch.Tensor = field(default=None)             # (N, 109) fused params (+ prior)
-    prior_coefficient: torch.Tensor = field(default=None)  # (N,) weight the prior was added with
+    params: torch.Tensor | None = field(default=None)             # (N, 109) fused params (+ prior)
+    prior_coefficient: torch.Tensor | None = field(default=None)  # (N,) weight the prior was added with
 
     def __len__(self) -> int:
         return int(self.batch_index.shape[0])
@@ -91,8 +91,8 @@ def nms_mask(center_logits: torch.Tensor, kernel: int = 5) -> torch.Tensor:
             and center_logits.numel() and not bool(torch.isnan(center_logits).any())):
         logits = center_logits.detach().contiguous()
         b, c, h, w = logits.shape
-        pooled = _max_filter_cv2(logits.numpy().reshape(b * c, h, w), kernel)
-        return logits == torch.from_numpy(pooled).reshape(b, c, h, w)
+        pooled_np = _max_filter_cv2(logits.numpy().reshape(b * c, h, w), kernel)
+        return logits == torch.from_numpy(pooled_np).reshape(b, c, h, w)
     pooled = nn.functional.max_pool2d(center_logits, kernel, stride=1, padding=kernel // 2)
     return center_logits == pooled
 

@@ -9,6 +9,8 @@ puts one pixel more after than before (PyTorch's symmetric padding would shift e
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -77,12 +79,13 @@ class EfficientNetLite(nn.Module):
     block at strides 4, 8 and 16 and of the 1280-channel head at stride 32. :meth:`forward` classifies (1000
     ImageNet logits); the ACR backbone leaves ``_fc`` out."""
 
-    def __init__(self, stages=LITE0_STAGES, num_classes: int = 1000, dropout: float = 0.2,
-                 classifier: bool = True):
+    def __init__(self, stages: tuple[tuple[int, int, int, int, int], ...] = LITE0_STAGES, num_classes: int = 1000,
+                 dropout: float = 0.2, classifier: bool = True):
         super().__init__()
         self._conv_stem = SameConv2d(3, STEM_CHANNELS, 3, 2)
         self._bn0 = _bn(STEM_CHANNELS)
-        blocks, taps = [], {}
+        blocks: list[MBConv] = []
+        taps: dict[int, int] = {}
         in_ch, stride = STEM_CHANNELS, 2
         for kernel, first_stride, expansion, out_ch, repeats in stages:
             if first_stride > 1 and blocks:
@@ -115,7 +118,7 @@ class EfficientNetLite(nn.Module):
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
         # residual blocks start as the identity (as the project's other backbones)
-        for block in self._blocks:
+        for block in cast('list[MBConv]', self._blocks):
             if block.residual:
                 nn.init.zeros_(block._bn2.weight)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -71,7 +72,7 @@ def weights_description(path: str | Path) -> str:
         return ''
 
 
-def create_model(name_or_weights: str | Path = '', *, seed: int | None = None, **overrides) -> ACRNet:
+def create_model(name_or_weights: str | Path = '', *, seed: int | None = None, **overrides: Any) -> ACRNet:
     """An ACR network from a weights file (trained) or a model name (random init, ``seed`` if given).
 
     ``''`` loads the shipped default model. ``overrides`` (``input_size``, ``center_attention``, ...) apply to

@@ -35,6 +35,7 @@ class HeadTower(nn.Module):
         self.out = nn.Conv2d(mid_ch, out_ch, 1)
         # small outputs at init so untrained parameter maps start near 0 (6D, betas, prior)
         nn.init.normal_(self.out.weight, std=1e-3)
+        assert self.out.bias is not None                    # built with a bias above
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,6 +50,7 @@ class HandHeads(nn.Module):
         self.params = HeadTower(in_ch, mid_ch, num_params, num_blocks)
         self.center = HeadTower(in_ch, mid_ch, 1, num_blocks)
         # focal-loss practice (CenterNet/RetinaNet): start at sigmoid = 0.1 everywhere, below any threshold
+        assert self.center.out.bias is not None
         nn.init.constant_(self.center.out.bias, CENTER_PRIOR_BIAS)
         self.cam = HeadTower(in_ch, mid_ch, 3, num_blocks)
         self.prior = HeadTower(in_ch, mid_ch, num_params, num_blocks)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -57,10 +58,10 @@ class ACRConfig:
     aggregation: str = 'full'
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.decode, dict):
             self.decode = DecodeConfig(**self.decode)
-        self.seg_channels = tuple(self.seg_channels)
+        self.seg_channels = cast('tuple[int, int]', tuple(self.seg_channels))
         if self.backbone not in list_backbones():
             raise ValueError(f'unknown backbone {self.backbone!r}; available: {", ".join(list_backbones())}')
         if not isinstance(self.input_size, int) or self.input_size < 64 or self.input_size % INPUT_MULTIPLE:
@@ -189,7 +190,7 @@ class ACRNet(nn.Module):
         return outputs, decode(outputs, decode_config or self.config.decode)
 
 
-def build_acr(preset: str | ACRConfig = 'acr_light', **overrides) -> ACRNet:
+def build_acr(preset: str | ACRConfig = 'acr_light', **overrides: Any) -> ACRNet:
     """Build a randomly initialised ACR network from a preset name (see ``PRESETS``) or a config."""
     if isinstance(preset, ACRConfig):
         config = dataclasses.replace(preset, **overrides) if overrides else preset

@@ -66,6 +66,7 @@ def export_onnx(model: ACRNet, path: str | Path, input_size: int | None = None, 
                     program = torch.onnx.export(wrapper, example, dynamo=True, opset_version=opset,
                                                 input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                                                 verbose=False)
+                    assert program is not None                  # dynamo=True returns the program
                     program.save(str(path))
                     exporter = 'dynamo'
                 except Exception as exc:  # noqa: BLE001 - any exporter failure means: try the other one
@@ -121,6 +122,6 @@ class OnnxACR:
         results = self.session.run(None, {INPUT_NAME: array})
         return {name: torch.from_numpy(r) for name, r in zip(OUTPUT_NAMES, results)}
 
-    def forward_inference(self, images) -> tuple[dict[str, torch.Tensor], Detections]:
+    def forward_inference(self, images: torch.Tensor | np.ndarray) -> tuple[dict[str, torch.Tensor], Detections]:
         outputs = self(images)
         return outputs, decode(outputs, self.decode_config)

@@ -11,8 +11,12 @@ import hashlib
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from .network import ACRNet
 
 __all__ = ['EFFNET_LITE0_PACKAGE', 'EFFNET_LITE0_SHA256', 'PRETRAINED_BACKBONES', 'PretrainedMissing',
            'PretrainedSource', 'effnet_lite0_source', 'load_effnet_lite0_state_dict', 'load_pretrained_backbone']
@@ -79,7 +83,7 @@ def load_effnet_lite0_state_dict(source: PretrainedSource | None = None) -> dict
 PRETRAINED_BACKBONES = ('efficientnet_lite0',)
 
 
-def load_pretrained_backbone(model) -> dict:
+def load_pretrained_backbone(model: ACRNet) -> dict:
     """Copy the ImageNet weights into an ACR network's backbone trunk (every checkpoint tensor but the 1000-class
     classifier, strict: a missing or unexpected name raises). The neck and heads keep their initialisation.
     Returns the provenance for a run manifest."""
@@ -91,6 +95,6 @@ def load_pretrained_backbone(model) -> dict:
     state = load_effnet_lite0_state_dict(source)
     mapped = map_pretrained_state_dict(name, state)
     trunk = {key[len('trunk.'):]: value for key, value in mapped.items()}
-    model.backbone.trunk.load_state_dict(trunk, strict=True)
+    cast(torch.nn.Module, model.backbone.trunk).load_state_dict(trunk, strict=True)
     return {**source.manifest(), 'backbone': name, 'tensors_loaded': len(trunk),
             'tensors_not_used': sorted(set(state) - set(trunk))}

@@ -21,7 +21,7 @@ _METADATA_KEY = 'acr_config'
 _MAX_LISTED = 20
 
 
-def safetensors_metadata(path) -> dict:
+def safetensors_metadata(path: str | Path) -> dict:
     """The string metadata of a safetensors file (no tensors read); a clear error for a corrupt file."""
     try:
         with safe_open(str(path), framework='pt') as handle:

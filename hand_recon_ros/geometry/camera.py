@@ -218,7 +218,7 @@ def solve_translation(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: Arr
     if rank < 3:
         raise DegenerateTranslationError('keypoints do not constrain the depth (all rays coincide?)')
 
-    def cost(t_):
+    def cost(t_: np.ndarray) -> float:
         z = X[:, 2] + t_[2]
         if np.any(z < min_depth):
             return np.inf
@@ -287,7 +287,7 @@ def solve_translations(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: Ar
     AtA[~ok] = np.eye(3)
     t = np.linalg.solve(AtA, Atb[..., None])[..., 0]
 
-    def cost(t_):
+    def cost(t_: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         P = X + t_[:, None, :]
         z = P[..., 2]
         zs = np.where(z > 0, z, 1.0)

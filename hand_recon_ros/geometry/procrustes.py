@@ -7,7 +7,7 @@ numpy arrays or torch tensors (the result has the input's type; torch keeps grad
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -24,7 +24,9 @@ def _is_torch(x: object) -> bool:
     return type(x).__module__.startswith('torch')
 
 
-def _prepare(source, target, weights):
+# The private helpers below dispatch on numpy vs torch at run time, so their arguments are typed Any.
+def _prepare(source: Any, target: Any, weights: Any) -> tuple[Any, Any, Any]:
+    w: Any
     if _is_torch(source) or _is_torch(target):
         import torch
         ref = source if _is_torch(source) else target
@@ -45,7 +47,7 @@ def _prepare(source, target, weights):
     return source, target, w
 
 
-def _centre(source, target, w):
+def _centre(source: Any, target: Any, w: Any) -> tuple[Any, Any, Any, Any]:
     wsum = w.sum(-1)[..., None, None]
     if _is_torch(source):
         wsum = wsum.clamp_min(1e-300 if wsum.dtype.itemsize == 8 else 1e-30)
@@ -57,14 +59,15 @@ def _centre(source, target, w):
     return source - mu_s, target - mu_t, mu_s, mu_t
 
 
-def _safe_div(a, b):
+def _safe_div(a: Any, b: Any) -> Any:
     if _is_torch(a):
         import torch
         return torch.where(b > 0, a / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(a))
     return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
 
 
-def _similarity_torch(xc, yc, wx, mu_x, mu_y):
+def _similarity_torch(xc: torch.Tensor, yc: torch.Tensor, wx: torch.Tensor, mu_x: torch.Tensor,
+                      mu_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     import torch
     M = yc.transpose(-1, -2) @ wx
     U, S, Vh = torch.linalg.svd(M)

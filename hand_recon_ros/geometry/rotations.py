@@ -31,7 +31,7 @@ def _numpy_compatible(fn: Callable[..., torch.Tensor]) -> Callable[..., Any]:
     """Let a torch function take/return numpy arrays (computed in float64); the signatures below show the
     torch form, a numpy array (or nested list) in gives a float64 numpy array out."""
     @functools.wraps(fn)
-    def wrapper(x, *args, **kwargs):
+    def wrapper(x: torch.Tensor | np.ndarray | list | tuple, *args: Any, **kwargs: Any) -> Any:
         if isinstance(x, torch.Tensor):
             return fn(x, *args, **kwargs)
         if isinstance(x, (np.ndarray, list, tuple)):
@@ -41,14 +41,14 @@ def _numpy_compatible(fn: Callable[..., torch.Tensor]) -> Callable[..., Any]:
     return wrapper
 
 
-def _check_last_dims(x, shape, name):
+def _check_last_dims(x: torch.Tensor, shape: tuple[int, ...], name: str) -> None:
     if not x.is_floating_point():
         raise TypeError(f'{name} must be floating point, got {x.dtype}')
     if tuple(x.shape[x.dim() - len(shape):]) != shape or x.dim() < len(shape):
         raise ValueError(f'{name} must have shape (..., {", ".join(map(str, shape))}), got {tuple(x.shape)}')
 
 
-def _small_angle_threshold(dtype):
+def _small_angle_threshold(dtype: torch.dtype) -> float:
     # Below this squared angle the Taylor series is exact to machine precision and avoids 0/0.
     return 1e-12 if dtype == torch.float64 else 1e-6
 
@@ -89,7 +89,7 @@ def matrix_to_rot6d(R: torch.Tensor, layout: str = 'interleaved') -> torch.Tenso
     raise ValueError(f'layout must be one of {ROT6D_LAYOUTS}, got {layout!r}')
 
 
-def _skew(v):
+def _skew(v: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros_like(v[..., 0])
     x, y, z = v.unbind(-1)
     return torch.stack([

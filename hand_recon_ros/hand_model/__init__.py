@@ -4,6 +4,8 @@ Import-light: torch/smplx are imported only when the model API is first used.
     from hand_recon_ros.hand_model import load_hand_model
     model = load_hand_model()             # MANO from $HAND_RECON_MANO_DIR, else the stand-in (warns)
 """
+from typing import Any
+
 _LAZY = {
     'load_hand_model': ('model', 'load_hand_model'),
     'HandModel': ('model', 'HandModel'),
@@ -20,7 +22,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
         module, attr = _LAZY[name]

@@ -18,12 +18,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
+from torch import Tensor
 
 from .. import conventions
 from ..geometry import rotations
+
+if TYPE_CHECKING:
+    from .model import HandModel
 
 logger = logging.getLogger('hand_recon_ros.hand_model')
 DTYPE = torch.float64
@@ -61,7 +68,7 @@ class FitConfig:
     # loaded machine 1 thread is faster than 2
     num_threads: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.robust not in ROBUST_KERNELS:
             raise ValueError(f'robust must be one of {ROBUST_KERNELS}, got {self.robust!r}')
         for name in ('sigma_3d', 'sigma_2d', 'robust_threshold', 'pose_std_floor'):
@@ -100,15 +107,15 @@ class FitResult:
     cost: np.ndarray
     iterations: np.ndarray
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         if key not in self.keys():
             raise KeyError(key)
         return getattr(self, key)
 
-    def keys(self):
+    def keys(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self)]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return int(self.joints.shape[0])
 
 
@@ -119,8 +126,8 @@ class _Kinematics:
     """float64 copies of what the 21 joints depend on, taken from the model's smplx layer (so MANO files, the
     stand-in, use_pca and flat_hand_mean all behave as the model itself does)."""
 
-    def __init__(self, hand_model, side):
-        mano = hand_model.mano[side]
+    def __init__(self, hand_model: HandModel, side: str) -> None:
+        mano: Any = hand_model.mano[side]                           # smplx.MANO or BuiltinMano
         f64 = lambda t: t.detach().to('cpu', DTYPE)            # noqa: E731
         vt, sd, jr = f64(mano.v_template), f64(mano.shapedirs), f64(mano.J_regressor)
         n_verts = vt.shape[0]
@@ -192,11 +199,11 @@ class _Kinematics:
             self.bank = coeffs
         self.pose_dim = self.basis.shape[1]
 
-    def shaped_root(self, betas):
+    def shaped_root(self, betas: Tensor) -> Tensor:
         """(B, 3) rest position of the wrist (the point global rotation turns about) for the betas."""
         return self.j_template[0] + torch.einsum('cb,nb->nc', self.j_dirs[0], betas)
 
-    def joints_rel(self, root_rot, finger_pose, betas):
+    def joints_rel(self, root_rot: Tensor, finger_pose: Tensor, betas: Tensor) -> Tensor:
         """(B, 3, 3), (B, 45), (B, 10) -> (B, 21, 3) joints relative to the wrist, in the 21-joint order."""
         b = finger_pose.shape[0]
         rots = rotations.axis_angle_to_matrix(finger_pose.reshape(b, 15, 3))        # (B, 15, 3, 3)
@@ -217,7 +224,8 @@ class _Kinematics:
         joints = torch.cat([P, tips], 1)[:, self.order21]
         return joints - P[:, :1]
 
-    def joints_rel_jac(self, root_rot, finger_pose, betas, pose_map):
+    def joints_rel_jac(self, root_rot: Tensor, finger_pose: Tensor, betas: Tensor,
+                       pose_map: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """joints_rel and its Jacobians: (B, 21, 3, 3) for a rotation increment on the right of root_rot,
         (B, 21, 3, D) for pose parameters q with d(finger axis-angles) = pose_map (45, D) dq, (B, 21, 3, 10)
         for the betas.
@@ -276,11 +284,11 @@ class _Kinematics:
         o = self.order21
         return X[:, o] - P[:, :1], d_rot[:, o], d_pose[:, o], d_b[:, o]
 
-    def finger_pose(self, coeffs):
+    def finger_pose(self, coeffs: Tensor) -> Tensor:
         return self.base + coeffs @ self.basis.T
 
 
-def _right_jacobian(aa):
+def _right_jacobian(aa: Tensor) -> Tensor:
     """(..., 3) axis-angle -> (..., 3, 3) SO(3) right Jacobian: exp(a + da) = exp(a) exp(Jr(a) da)."""
     t2 = (aa * aa).sum(-1)
     small = t2 < 1e-8
@@ -296,7 +304,7 @@ def _right_jacobian(aa):
 _KIN_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _kinematics(hand_model, side):
+def _kinematics(hand_model: HandModel, side: str) -> _Kinematics:
     per_model = _KIN_CACHE.setdefault(hand_model, {})
     if side not in per_model:
         per_model[side] = _Kinematics(hand_model, side)
@@ -311,7 +319,9 @@ class _Problem:
     at their values in ``fixed``): rot (3, a rotation increment applied on the right of ``root_rot``), pose (D,
     whitened coefficients), betas (10), log_scale (1), offset (3, 3D target), root (3: x, y, log z metres)."""
 
-    def __init__(self, kin, cfg, free, fixed, root_rot, target3d=None, kp2d=None, K=None, joints_used=None):
+    def __init__(self, kin: _Kinematics, cfg: FitConfig, free: Sequence[str], fixed: dict[str, Tensor],
+                 root_rot: Tensor, target3d: Tensor | None = None, kp2d: Tensor | None = None,
+                 K: Tensor | None = None, joints_used: Iterable[int] | None = None) -> None:
         self.kin, self.cfg = kin, cfg
         self.mask = None
         if joints_used is not None:
@@ -332,20 +342,20 @@ class _Problem:
         margin = cfg.limit_margin * self.std
         self.lo, self.hi = kin.bank_lo - margin, kin.bank_hi + margin
 
-    def block(self, p, name):
+    def block(self, p: Tensor, name: str) -> Tensor:
         if name in self.slices:
             return p[:, self.slices[name]]
         return self.fixed[name]
 
-    def coeffs(self, p):
+    def coeffs(self, p: Tensor) -> Tensor:
         return self.kin.bank_mean + self.std * self.block(p, 'pose')
 
-    def rotation(self, p):
+    def rotation(self, p: Tensor) -> Tensor:
         if 'rot' not in self.slices:
             return self.root_rot
         return self.root_rot @ rotations.axis_angle_to_matrix(p[:, self.slices['rot']])
 
-    def joints(self, p):
+    def joints(self, p: Tensor) -> tuple[Tensor, Tensor | None]:
         """(B, 21, 3) wrist-relative joints, and the root (B, 3) when it is a parameter (else None)."""
         rel = self.kin.joints_rel(self.rotation(p), self.kin.finger_pose(self.coeffs(p)), self.block(p, 'betas'))
         root = None
@@ -354,7 +364,7 @@ class _Problem:
             root = torch.cat([r[:, :2], r[:, 2:].exp()], 1)
         return rel, root
 
-    def residuals(self, p):
+    def residuals(self, p: Tensor) -> Tensor:
         """-> (B, R) residual vector in noise units; the 3D/2D blocks come first (21 x 3, then 21 x 2)."""
         cfg = self.cfg
         rel, root = self.joints(p)
@@ -366,6 +376,7 @@ class _Problem:
             r3 = (rel + self.block(p, 'offset').unsqueeze(1)) / scale - self.target3d
             parts.append((cfg.weight_3d ** 0.5 / cfg.sigma_3d) * r3.reshape(len(p), -1))
         if self.kp2d is not None:
+            assert root is not None and self.K is not None          # both come with kp2d
             X = rel + root.unsqueeze(1)
             h = X @ self.K.transpose(1, 2)
             # a joint behind the camera keeps a finite residual; the LM step that caused it is then rejected
@@ -381,7 +392,7 @@ class _Problem:
         parts.append(cfg.shape_prior_weight ** 0.5 * self.block(p, 'betas'))
         return torch.cat(parts, 1)
 
-    def _joint_blocks(self, r):
+    def _joint_blocks(self, r: Tensor) -> tuple[list[Tensor], int]:
         """Per-joint residual norms (B, J) of the data terms (3D joints then 2D joints), in noise units."""
         blocks, n = [], 0
         if self.target3d is not None:
@@ -392,7 +403,7 @@ class _Problem:
             n += 42
         return blocks, n
 
-    def cost_and_weights(self, r):
+    def cost_and_weights(self, r: Tensor) -> tuple[Tensor, Tensor]:
         """Robust cost (B,) and IRLS row weights (B, R) of a residual vector."""
         cfg = self.cfg
         k = cfg.robust_threshold
@@ -416,7 +427,7 @@ class _Problem:
             row_w.append(w.unsqueeze(-1).expand_as(blk).reshape(len(r), -1))
         return cost, torch.cat(row_w + weights, 1)
 
-    def jacobian(self, p, data_only=False):
+    def jacobian(self, p: Tensor, data_only: bool = False) -> Tensor:
         """(B, R, P) analytic Jacobian of ``residuals`` (at a zero rotation increment, as the LM keeps it);
         ``data_only``: the 3D/2D rows alone (the prior rows are diagonal, see normal_equations)."""
         cfg, kin = self.cfg, self.kin
@@ -427,7 +438,7 @@ class _Problem:
         d_rel = {'rot': d_rot, 'pose': d_z, 'betas': d_b}                                # (B, 21, 3, n)
         rows = []
 
-        def row_block(n_rows, parts):
+        def row_block(n_rows: int, parts: Mapping[str, Tensor]) -> Tensor:
             blk = torch.zeros(b, n_rows, self.n_params, dtype=DTYPE)
             for name, val in parts.items():
                 if name in self.slices:
@@ -446,6 +457,7 @@ class _Problem:
             c2 = cfg.weight_2d ** 0.5 / cfg.sigma_2d
             r = self.block(p, 'root')
             X = rel + torch.cat([r[:, :2], r[:, 2:].exp()], 1).unsqueeze(1)
+            assert self.K is not None                               # K comes with kp2d
             h = X @ self.K.transpose(1, 2)
             z = h[..., 2:].clamp_min(1e-6)
             uv = h[..., :2] / z
@@ -469,7 +481,7 @@ class _Problem:
         rows.append(row_block(10, {'betas': cfg.shape_prior_weight ** 0.5 * eye10}))
         return torch.cat(rows, 1)
 
-    def normal_equations(self, p, r, w):
+    def normal_equations(self, p: Tensor, r: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
         """Gauss-Newton system (J^T W J, J^T W r) per hand; the prior/limit/shape rows enter as diagonals."""
         cfg, d = self.cfg, self.kin.pose_dim
         Jd = self.jacobian(p, data_only=True)
@@ -492,9 +504,10 @@ class _Problem:
             g[:, self.slices['betas']] += cs * shape
         return A + torch.diag_embed(diag), g
 
-    def repeated(self, k):
+    def repeated(self, k: int) -> _Problem:
         """The same problem with every hand repeated k times (hand-major), for batched finite differences."""
-        rep = lambda x: None if x is None else x.repeat_interleave(k, 0)      # noqa: E731
+        def rep(x: Any) -> Any:
+            return None if x is None else x.repeat_interleave(k, 0)
         clone = object.__new__(_Problem)
         clone.__dict__.update(self.__dict__)
         clone.root_rot, clone.target3d, clone.kp2d, clone.K = (rep(x) for x in (self.root_rot, self.target3d,
@@ -502,7 +515,7 @@ class _Problem:
         clone.fixed = {name: rep(v) for name, v in self.fixed.items()}
         return clone
 
-    def apply_step(self, p, step):
+    def apply_step(self, p: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
         """New parameters after a step; a rotation increment moves into root_rot (returned), its slot resets."""
         new = p + step
         rot = self.root_rot
@@ -513,7 +526,7 @@ class _Problem:
         return new, rot
 
 
-def _jacobian(problem, p, r, step=1e-6):
+def _jacobian(problem: _Problem, p: Tensor, r: Tensor, step: float = 1e-6) -> Tensor:
     """(B, R, P) Jacobian by forward differences in float64 (all P perturbations of all hands in one batched
     forward): the reference the tests hold the analytic ``_Problem.jacobian`` to."""
     b, n = p.shape
@@ -523,7 +536,8 @@ def _jacobian(problem, p, r, step=1e-6):
     return ((r_shift - r.unsqueeze(1)) / step).transpose(1, 2)
 
 
-def _levenberg_marquardt(problem, p, iterations, tolerance):
+def _levenberg_marquardt(problem: _Problem, p: Tensor, iterations: int,
+                         tolerance: float) -> tuple[Tensor, Tensor, Tensor]:
     """Per-hand LM with IRLS robust weights. -> (p, cost, iterations used); problem.root_rot is updated."""
     b = p.shape[0]
     lam = torch.full((b,), 1e-3, dtype=DTYPE)
@@ -561,7 +575,7 @@ def _levenberg_marquardt(problem, p, iterations, tolerance):
 # ------------------------------------------------------------------------------------------------
 # Initial values
 # ------------------------------------------------------------------------------------------------
-def _view_directions():
+def _view_directions() -> Tensor:
     """14 directions of the hand's frame that may face the camera: cube faces and corners."""
     import itertools  # noqa: PLC0415
     dirs = [v for v in np.eye(3)] + [-v for v in np.eye(3)]
@@ -569,7 +583,7 @@ def _view_directions():
     return torch.tensor(np.stack(dirs), dtype=DTYPE)
 
 
-def _view_starts(template, kp2d, n_views):
+def _view_starts(template: Tensor, kp2d: Tensor, n_views: int) -> Tensor:
     """(B * n_views, 3, 3) start rotations, hand-major: each turns one view direction of the template towards the
     camera (-z), then about the optical axis so its orthographic shadow best matches the keypoints (2D Procrustes)."""
     dirs = _view_directions()[:n_views]
@@ -595,7 +609,7 @@ def _view_starts(template, kp2d, n_views):
     return (Rz @ R0.unsqueeze(0)).reshape(b * v, 3, 3)
 
 
-def _palm_alignment(template, target):
+def _palm_alignment(template: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """Rotation R (B, 3, 3) and scale s (B,) with R @ template_i ~ s * target_i on the palm joints (Kabsch)."""
     a = template[:, PALM] - template[:, :1]
     b = target[:, PALM] - target[:, :1]
@@ -607,7 +621,7 @@ def _palm_alignment(template, target):
     return V @ D @ U.transpose(1, 2), s
 
 
-def _initial_root(rel, kp2d, K, min_depth=0.05):
+def _initial_root(rel: Tensor, kp2d: Tensor, K: Tensor, min_depth: float = 0.05) -> Tensor:
     """Wrist position (B, 3) placing joints rel (camera orientation, metres) onto the keypoints: the linear
     least-squares solution of x_i (Z_i + t_z) = X_i + t_x (and y likewise) in normalised image coordinates.
     Where that lands too close or behind the camera: depth from bone lengths, metres vs pixels."""
@@ -632,22 +646,22 @@ def _initial_root(rel, kp2d, K, min_depth=0.05):
     return torch.where(bad.unsqueeze(-1), by_bones, t)
 
 
-def _root_params(root):
+def _root_params(root: Tensor) -> Tensor:
     return torch.cat([root[:, :2], root[:, 2:].clamp_min(1e-3).log()], 1)
 
 
 # ------------------------------------------------------------------------------------------------
 # Fitting
 # ------------------------------------------------------------------------------------------------
-def _take(problem, p, names):
+def _take(problem: _Problem, p: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
     return {n: problem.block(p, n).clone() for n in names}
 
 
-def _run(problem, p, iterations, cfg):
+def _run(problem: _Problem, p: Tensor, iterations: int, cfg: FitConfig) -> tuple[Tensor, Tensor, Tensor]:
     return _levenberg_marquardt(problem, p, iterations, cfg.tolerance)
 
 
-def _params_from(problem, values):
+def _params_from(problem: _Problem, values: Mapping[str, Tensor]) -> Tensor:
     """Parameter matrix for ``problem`` from block values (missing free blocks start at zero)."""
     b = problem.root_rot.shape[0]
     p = torch.zeros(b, problem.n_params, dtype=DTYPE)
@@ -657,7 +671,8 @@ def _params_from(problem, values):
     return p
 
 
-def _fit(hand_model, side, target3d, kp2d, K, cfg):
+def _fit(hand_model: HandModel, side: str, target3d: Tensor | None, kp2d: Tensor | None, K: Tensor | None,
+         cfg: FitConfig) -> FitResult:
     if cfg.num_threads is None:
         return _fit_stages(hand_model, side, target3d, kp2d, K, cfg)
     before = torch.get_num_threads()
@@ -668,9 +683,12 @@ def _fit(hand_model, side, target3d, kp2d, K, cfg):
         torch.set_num_threads(before)
 
 
-def _fit_stages(hand_model, side, target3d, kp2d, K, cfg):
+def _fit_stages(hand_model: HandModel, side: str, target3d: Tensor | None, kp2d: Tensor | None, K: Tensor | None,
+                cfg: FitConfig) -> FitResult:
     kin = _kinematics(hand_model, side)
-    n = (target3d if target3d is not None else kp2d).shape[0]
+    first = target3d if target3d is not None else kp2d
+    assert first is not None                                        # the public entry points give one or both
+    n = first.shape[0]
     zeros = lambda k: torch.zeros(n, k, dtype=DTYPE)           # noqa: E731
     values = dict(pose=zeros(kin.pose_dim), betas=zeros(10), log_scale=zeros(1), offset=zeros(3), root=zeros(3))
     shape_block = ('betas',) if cfg.fit_shape else ()
@@ -691,6 +709,7 @@ def _fit_stages(hand_model, side, target3d, kp2d, K, cfg):
         values.update(_take(problem, p, ('pose', 'betas', 'log_scale', 'offset')))
         rot, used = problem.root_rot, used + it
     if kp2d is not None and target3d is not None:
+        assert K is not None                                        # K comes with kp2d
         rel, _ = _Problem(kin, cfg, (), values, rot).joints(zeros(0))
         values['root'] = _root_params(_initial_root(rel, kp2d, K))
         free = ('rot', 'pose') + shape_block + (('log_scale',) if cfg.free_scale else ()) + ('offset', 'root')
@@ -728,7 +747,8 @@ def _fit_stages(hand_model, side, target3d, kp2d, K, cfg):
     return _result(hand_model, side, kin, final, s0, used, cfg)
 
 
-def _result(hand_model, side, kin, problem, s0, used, cfg):
+def _result(hand_model: HandModel, side: str, kin: _Kinematics, problem: _Problem, s0: Tensor, used: Tensor,
+            cfg: FitConfig) -> FitResult:
     n = problem.root_rot.shape[0]
     p = torch.zeros(n, 0, dtype=DTYPE)
     rel, root = problem.joints(p)
@@ -744,6 +764,7 @@ def _result(hand_model, side, kin, problem, s0, used, cfg):
         root = torch.zeros(n, 3, dtype=DTYPE)
     joints = rel + root.unsqueeze(1)
     if problem.kp2d is not None:
+        assert problem.K is not None                                # K comes with kp2d
         h = joints @ problem.K.transpose(1, 2)
         res2 = (h[..., :2] / h[..., 2:] - problem.kp2d).norm(dim=-1)
     coeffs = problem.coeffs(p)
@@ -765,7 +786,7 @@ def _result(hand_model, side, kin, problem, s0, used, cfg):
                      cost=np_(cost), iterations=np_(used))
 
 
-def _points(x, name, width, n=None):
+def _points(x: ArrayLike | Tensor, name: str, width: int, n: int | None = None) -> Tensor:
     a = np.asarray(x, dtype=np.float64) if not isinstance(x, torch.Tensor) else x.detach().cpu().double().numpy()
     if a.ndim != 3 or a.shape[1:] != (21, width):
         raise ValueError(f'{name} must have shape (N, 21, {width}), got {a.shape}')
@@ -779,7 +800,7 @@ def _points(x, name, width, n=None):
     return torch.as_tensor(a, dtype=DTYPE)
 
 
-def _intrinsics(K, n):
+def _intrinsics(K: ArrayLike | Tensor, n: int) -> Tensor:
     k = np.asarray(K, dtype=np.float64) if not isinstance(K, torch.Tensor) else K.detach().cpu().double().numpy()
     if k.shape == (3, 3):
         k = np.broadcast_to(k, (n, 3, 3))
@@ -791,13 +812,14 @@ def _intrinsics(K, n):
     return torch.tensor(np.array(k, dtype=np.float64))
 
 
-def _check_spread(target, name):
+def _check_spread(target: Tensor, name: str) -> None:
     extent = (target - target[:, :1]).norm(dim=-1).amax(1)
     if not bool((extent > 1e-9).all()):
         raise ValueError(f'{name}: all joints of a hand coincide (no extent to fit)')
 
 
-def fit_hands(hand_model, side, joints_3d, config: FitConfig | None = None) -> FitResult:
+def fit_hands(hand_model: HandModel, side: str, joints_3d: ArrayLike | Tensor,
+              config: FitConfig | None = None) -> FitResult:
     """Fit pose, shape and global rotation to root-relative 3D joints (N, 21, 3) in the 21-joint order. With
     ``config.free_scale`` (default) the target's scale is free and the fitted hand has the model's metric size;
     the result is wrist-relative (``root`` = 0, ``scale`` = model metres per target unit)."""
@@ -809,7 +831,8 @@ def fit_hands(hand_model, side, joints_3d, config: FitConfig | None = None) -> F
     return _fit(hand_model, side, target - target[:, :1], None, None, cfg)
 
 
-def fit_keypoints(hand_model, side, keypoints_2d, K, world_joints=None, config: FitConfig | None = None) -> FitResult:
+def fit_keypoints(hand_model: HandModel, side: str, keypoints_2d: ArrayLike | Tensor, K: ArrayLike | Tensor,
+                  world_joints: ArrayLike | Tensor | None = None, config: FitConfig | None = None) -> FitResult:
     """Fit the hand to 2D keypoints (N, 21, 2) in pixels seen by a camera with intrinsics K ((3, 3) or (N, 3, 3)),
     optionally helped by root-relative 3D joints (N, 21, 3) whose axes follow the camera's (scale free by
     default). The metric depth comes from the model's hand size: the returned joints/vertices are camera-frame

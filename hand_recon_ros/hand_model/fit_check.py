@@ -2,24 +2,32 @@
 (test/test_hand_fit.py, benchmarks/bench_fit.py)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from ..geometry import rotations
 from .fit import _kinematics
 
+if TYPE_CHECKING:
+    from .model import HandModel
+
 DEFAULT_K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
 
 
-def random_rotations(rng, n):
+def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, 3, 3) rotations uniform over SO(3) (normalised Gaussian quaternions)."""
     q = rng.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     return rotations.quaternion_to_matrix(q)
 
 
-def sample_hands(hand_model, side, n, rng, depth=(0.3, 0.8), K=DEFAULT_K, image_size=(640, 480),
-                 betas_std=0.5, bank_share=0.3):
+def sample_hands(hand_model: HandModel, side: str, n: int, rng: np.random.Generator,
+                 depth: tuple[float, float] = (0.3, 0.8), K: np.ndarray = DEFAULT_K,
+                 image_size: tuple[int, int] = (640, 480), betas_std: float = 0.5,
+                 bank_share: float = 0.3) -> dict[str, np.ndarray]:
     """n hands with plausible poses: pose-PCA coefficients drawn like the synthetic-data generator (Gaussian with
     the bank's spread, or a bank pose), clipped to the bank's range (= within the fit's joint limits); betas
     N(0, betas_std^2) clipped to +-2; uniform random global rotation; the wrist at a depth in ``depth`` metres
@@ -55,13 +63,13 @@ def sample_hands(hand_model, side, n, rng, depth=(0.3, 0.8), K=DEFAULT_K, image_
                 joints_rel=rel, keypoints_2d=kp, K=np.asarray(K, np.float64))
 
 
-def joint_error_mm(pred, gt):
+def joint_error_mm(pred: ArrayLike, gt: ArrayLike) -> np.ndarray:
     """(N,) mean per-joint distance in mm after moving both wrists to the origin (root-relative MPJPE)."""
     p, g = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     return 1000.0 * np.linalg.norm((p - p[:, :1]) - (g - g[:, :1]), axis=-1).mean(1)
 
 
-def pose_error_deg(pred_full_pose, gt_full_pose):
+def pose_error_deg(pred_full_pose: ArrayLike, gt_full_pose: ArrayLike) -> np.ndarray:
     """(N,) mean geodesic angle (degrees) between the 15 finger-joint rotations of two 45-D poses."""
     a = rotations.axis_angle_to_matrix(np.asarray(pred_full_pose, np.float64).reshape(-1, 15, 3))
     b = rotations.axis_angle_to_matrix(np.asarray(gt_full_pose, np.float64).reshape(-1, 15, 3))
@@ -70,7 +78,7 @@ def pose_error_deg(pred_full_pose, gt_full_pose):
     return np.degrees(np.arccos(cos)).mean(1)
 
 
-def rotation_error_deg(pred_orient, gt_orient):
+def rotation_error_deg(pred_orient: ArrayLike, gt_orient: ArrayLike) -> np.ndarray:
     """(N,) geodesic angle (degrees) between two global orientations (axis-angle)."""
     a = rotations.axis_angle_to_matrix(np.asarray(pred_orient, np.float64))
     b = rotations.axis_angle_to_matrix(np.asarray(gt_orient, np.float64))

@@ -5,12 +5,16 @@ scipy sparse matrix. Unpickling them normally needs chumpy (unmaintained, broken
 executes arbitrary globals. The restricted unpickler below maps the chumpy/scipy classes to inert
 records, refuses every other global, and evaluates the records to numpy itself.
 """
+from __future__ import annotations
+
 import hashlib
 import io
 import logging
 import os
 import pickle
 import sys
+from collections.abc import Mapping
+from typing import Any, Union, cast
 
 import numpy as np
 
@@ -36,6 +40,11 @@ REQUIRED_KEYS = {
 }
 
 
+StrPath = Union[str, 'os.PathLike[str]']
+# a directory, a {'right': file, 'left': file} mapping, or None (environment, then the stand-in)
+ModelSource = Union[StrPath, dict[str, StrPath], None]
+
+
 class ModelFileError(ValueError):
     """A model file is missing, unreadable, or does not have the MANO layout."""
 
@@ -46,11 +55,12 @@ class ModelFileError(ValueError):
 class _InertRecord:
     """Stands in for a chumpy / scipy object: keeps the pickled state, runs none of its code."""
     kind = 'record'
+    state: Any
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: Any) -> None:
         self.__dict__['state'] = state
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'<{self.kind} record>'
 
 
@@ -67,7 +77,7 @@ class _SparseRecord(_InertRecord):
     fmt = ''
 
 
-def _sparse_record(fmt):
+def _sparse_record(fmt: str) -> type[_SparseRecord]:
     return type(f'_{fmt}Record', (_SparseRecord,), {'fmt': fmt})
 
 
@@ -94,7 +104,7 @@ class RefusedGlobalError(pickle.UnpicklingError):
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that only knows MANO's globals; anything else raises pickle.UnpicklingError."""
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ('chumpy.ch', 'Ch'):
             return _ChRecord
         if (module, name) == ('chumpy.reordering', 'Select'):
@@ -106,7 +116,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise RefusedGlobalError(f'refusing to load global {module}.{name} from a model pickle')
 
 
-def _sparse_to_dense(rec):
+def _sparse_to_dense(rec: _SparseRecord) -> np.ndarray:
     st = rec.state
     shape = tuple(int(x) for x in (st.get('_shape') or st.get('shape')))
     data = np.asarray(_evaluate(st['data']), dtype=np.float64)
@@ -124,7 +134,7 @@ def _sparse_to_dense(rec):
     return dense
 
 
-def _evaluate(value):
+def _evaluate(value: Any) -> Any:
     """Turn inert records into numpy arrays (what chumpy's .r would return)."""
     if isinstance(value, _ChRecord):
         return np.asarray(_evaluate(value.state['x']))
@@ -140,7 +150,7 @@ def _evaluate(value):
     return value
 
 
-def load_mano_pickle_bytes(data, name='<bytes>'):
+def load_mano_pickle_bytes(data: bytes, name: str = '<bytes>') -> dict[str, Any]:
     """Parse MANO-pickle bytes with the restricted unpickler -> dict of plain numpy values."""
     try:
         raw = RestrictedUnpickler(io.BytesIO(data), encoding='latin1').load()
@@ -156,7 +166,7 @@ def load_mano_pickle_bytes(data, name='<bytes>'):
 # ------------------------------------------------------------------------------------------------
 # Validation and normalisation
 # ------------------------------------------------------------------------------------------------
-def validate_model_dict(d, name='model'):
+def validate_model_dict(d: Mapping[str, Any], name: str = 'model') -> dict[str, Any]:
     """Check keys and shapes (clear error naming the first problem); return normalised arrays."""
     missing = [k for k in REQUIRED_KEYS if k not in d]
     if missing:
@@ -186,7 +196,7 @@ def validate_model_dict(d, name='model'):
     return out
 
 
-def to_npz_dict(d):
+def to_npz_dict(d: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Arrays only (no pickling needed to store or load); strings become 0-d unicode arrays."""
     out = {}
     for k, v in d.items():
@@ -204,7 +214,7 @@ def to_npz_dict(d):
 # ------------------------------------------------------------------------------------------------
 # Files, cache, resolution
 # ------------------------------------------------------------------------------------------------
-def file_sha256(path):
+def file_sha256(path: StrPath) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b''):
@@ -212,11 +222,11 @@ def file_sha256(path):
     return h.hexdigest()
 
 
-def _repo_root():
+def _repo_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def cache_dir():
+def cache_dir() -> str:
     """User cache for converted MANO files (env HAND_RECON_CACHE, else ~/.cache/hand_recon_ros)."""
     path = os.environ.get(ENV_CACHE_DIR) or os.path.join(os.path.expanduser('~'), '.cache', 'hand_recon_ros')
     path = os.path.realpath(path)
@@ -228,7 +238,7 @@ def cache_dir():
     return path
 
 
-def load_model_file(path, use_cache=False):
+def load_model_file(path: StrPath, use_cache: bool = False) -> tuple[dict[str, Any], str]:
     """Load a MANO .pkl (chumpy-free) or an .npz (stand-in or cache) -> validated dict + sha256.
 
     Returns (dict, sha256 of the file bytes). With use_cache, a .pkl is converted once into the user
@@ -258,12 +268,12 @@ def load_model_file(path, use_cache=False):
         os.makedirs(os.path.dirname(cached), exist_ok=True)
         tmp = f'{cached}.{os.getpid()}.tmp'
         with open(tmp, 'wb') as fh:
-            np.savez(fh, **to_npz_dict(d))
+            np.savez(fh, **to_npz_dict(d))  # type: ignore[arg-type]  # numpy's stub types **kwds as its allow_pickle
         os.replace(tmp, cached)
     return d, digest
 
 
-def standin_dirs():
+def standin_dirs() -> list[str]:
     """Where the shipped stand-in may live: the source checkout, then installed share/ directories."""
     dirs = [os.path.join(_repo_root(), 'models', 'standin')]
     prefixes = [sys.prefix] + [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
@@ -271,7 +281,7 @@ def standin_dirs():
     return dirs
 
 
-def _find_side(directory, side):
+def _find_side(directory: str, side: str) -> str | None:
     stem = MANO_FILES[side]
     for ext in ('.pkl', '.npz'):
         p = os.path.join(directory, stem + ext)
@@ -280,7 +290,7 @@ def _find_side(directory, side):
     return None
 
 
-def resolve_model_files(mano_dir=None):
+def resolve_model_files(mano_dir: ModelSource = None) -> tuple[dict[str, str], bool, str]:
     """-> (paths {'right': p, 'left': p}, is_standin, source description).
 
     Order: explicit argument (a directory with MANO_{RIGHT,LEFT}.pkl|.npz, or a {'right', 'left'}
@@ -304,13 +314,13 @@ def resolve_model_files(mano_dir=None):
         mano_dir = os.fspath(mano_dir)
         if not os.path.isdir(mano_dir):
             raise ModelFileError(f'MANO directory ({source}) does not exist: {mano_dir}')
-        paths = {s: _find_side(mano_dir, s) for s in ('right', 'left')}
-        if all(paths.values()):
-            return paths, False, f'MANO files from {source}'
+        found = {s: _find_side(mano_dir, s) for s in ('right', 'left')}
+        if all(found.values()):
+            return cast(dict[str, str], found), False, f'MANO files from {source}'
         standin = {s: os.path.join(mano_dir, f) for s, f in STANDIN_FILES.items()}
         if all(os.path.isfile(p) for p in standin.values()):
             return standin, True, f'stand-in files from {source}'
-        missing = [MANO_FILES[s] + '.pkl' for s, p in paths.items() if p is None]
+        missing = [MANO_FILES[s] + '.pkl' for s, p in found.items() if p is None]
         raise ModelFileError(f'MANO directory {mano_dir} ({source}) lacks {missing} '
                              f'(MANO_RIGHT.pkl and MANO_LEFT.pkl from https://mano.is.tue.mpg.de)')
     for d in standin_dirs():
@@ -322,13 +332,13 @@ def resolve_model_files(mano_dir=None):
                          '`python -m tools.standin --out models/standin` in a source checkout')
 
 
-def left_shapedirs_need_fix(left, right):
+def left_shapedirs_need_fix(left: Mapping[str, Any], right: Mapping[str, Any]) -> bool:
     """MANO_LEFT ships the right hand's shapedirs (smplx issue #48): detect that case."""
     diff = np.abs(np.asarray(left['shapedirs'])[:, 0, :] - np.asarray(right['shapedirs'])[:, 0, :]).sum()
     return bool(diff < 1.0)
 
 
-def fix_left_shapedirs(left, right):
+def fix_left_shapedirs(left: dict[str, Any], right: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """Negate the x rows of the left shapedirs when they equal the right ones; idempotent.
 
     Returns (left dict, applied). A correctly mirrored model (e.g. the stand-in) is left unchanged.

@@ -4,14 +4,19 @@ Works with the user's MANO files or, when none are given, the procedural stand-i
 Skinning by smplx.MANO per side, or by the in-house layer of skinning.py (``skinning='builtin'``), which
 gives the same outputs without smplx's non-commercial code licence.
 """
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import io
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from .. import conventions
 from . import mano_loader, mesh_utils
@@ -23,20 +28,21 @@ SKINNING_ENV = 'HAND_RECON_SKINNING'
 _standin_warned = False
 
 
-def _warn_standin_once():
+def _warn_standin_once() -> None:
     global _standin_warned
     if not _standin_warned:
         logger.warning(STANDIN_WARNING)
         _standin_warned = True
 
 
-def _check_side(side):
+def _check_side(side: str) -> str:
     if side not in conventions.SIDES:
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
     return side
 
 
-def build_smplx_mano(model_dict, side, use_pca=False, num_pca_comps=45, flat_hand_mean=False):
+def build_smplx_mano(model_dict: Mapping[str, Any], side: str, use_pca: bool = False, num_pca_comps: int = 45,
+                     flat_hand_mean: bool = False) -> torch.nn.Module:
     """smplx.MANO from an in-memory dict (no file reading; smplx's construction print is swallowed)."""
     import smplx  # noqa: PLC0415  (heavy import, only when a model is built)
     from smplx.utils import Struct  # noqa: PLC0415
@@ -50,8 +56,10 @@ def build_smplx_mano(model_dict, side, use_pca=False, num_pca_comps=45, flat_han
 class HandModel(torch.nn.Module):
     """Both hands. ``forward(side, global_orient, hand_pose, betas, transl)`` -> vertices/joints (m)."""
 
-    def __init__(self, models, is_standin, identity, use_pca=False, num_pca_comps=45, flat_hand_mean=False,
-                 skinning='smplx'):
+    order21: torch.Tensor
+
+    def __init__(self, models: Mapping[str, dict[str, Any]], is_standin: bool, identity: str, use_pca: bool = False,
+                 num_pca_comps: int = 45, flat_hand_mean: bool = False, skinning: str = 'smplx') -> None:
         super().__init__()
         if set(models) != set(conventions.SIDES):
             raise ValueError(f'need models for {conventions.SIDES}, got {sorted(models)}')
@@ -84,14 +92,14 @@ class HandModel(torch.nn.Module):
                              persistent=False)
 
     @property
-    def device(self):
+    def device(self) -> torch.device:
         return self.order21.device
 
     @property
-    def num_vertices(self):
+    def num_vertices(self) -> int:
         return int(self._data['right']['v_template'].shape[0])
 
-    def _as_input(self, name, x, width, batch=None):
+    def _as_input(self, name: str, x: ArrayLike | torch.Tensor, width: int, batch: int | None = None) -> torch.Tensor:
         t = torch.as_tensor(x, dtype=torch.float32, device=self.device)
         if t.ndim == 1:
             t = t.unsqueeze(0)
@@ -103,7 +111,8 @@ class HandModel(torch.nn.Module):
             t = t.expand(batch, width)
         return t
 
-    def forward(self, side, global_orient, hand_pose, betas, transl=None):
+    def forward(self, side: str, global_orient: ArrayLike | torch.Tensor, hand_pose: ArrayLike | torch.Tensor,
+                betas: ArrayLike | torch.Tensor, transl: ArrayLike | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """-> dict(vertices (B,V,3), joints (B,21,3) in conventions' 21-joint order, joints16 (B,16,3))."""
         _check_side(side)
         global_orient = self._as_input('global_orient', global_orient, 3)
@@ -119,20 +128,20 @@ class HandModel(torch.nn.Module):
         joints = torch.cat([joints16, tips], dim=1)[:, self.order21]
         return dict(vertices=verts, joints=joints, joints16=joints16)
 
-    def faces(self, side):
+    def faces(self, side: str) -> np.ndarray:
         """(F, 3) int64; the left hand's winding is reversed like MANO's (normals point outwards)."""
         return self._faces[_check_side(side)].copy()
 
-    def wrist_loop(self, side):
+    def wrist_loop(self, side: str) -> list[int]:
         """Wrist boundary loop (found from the faces, ordered along the boundary edges)."""
         return list(self._loops[_check_side(side)])
 
-    def watertight_faces(self, side):
+    def watertight_faces(self, side: str) -> np.ndarray:
         """Faces closed at the wrist by a fan to an extra centroid vertex (index V)."""
         _check_side(side)
         return np.concatenate([self._faces[side], mesh_utils.cap_faces(self._loops[side], self.num_vertices)])
 
-    def watertight_vertices(self, side, vertices):
+    def watertight_vertices(self, side: str, vertices: torch.Tensor | ArrayLike) -> torch.Tensor | np.ndarray:
         """(…, V, 3) -> (…, V+1, 3) with the wrist centroid appended (torch or numpy)."""
         _check_side(side)
         if isinstance(vertices, torch.Tensor):
@@ -142,28 +151,28 @@ class HandModel(torch.nn.Module):
         v = np.asarray(vertices)
         return np.concatenate([v, v[..., self._loops[side], :].mean(axis=-2, keepdims=True)], axis=-2)
 
-    def skinning_weights(self, side):
+    def skinning_weights(self, side: str) -> np.ndarray:
         return np.asarray(self._data[_check_side(side)]['weights'], dtype=np.float64)
 
-    def part_labels(self, side):
+    def part_labels(self, side: str) -> np.ndarray:
         """(V,) int64 part per vertex: argmax of the skinning weights (= MANO joint index 0..15)."""
         return self.skinning_weights(side).argmax(axis=1).astype(np.int64)
 
-    def rest_joints(self, side):
+    def rest_joints(self, side: str) -> np.ndarray:
         """(16, 3) rest-pose joints (betas = 0) = J_regressor @ v_template, metres."""
         d = self._data[_check_side(side)]
         return np.asarray(d['J_regressor'], dtype=np.float64) @ np.asarray(d['v_template'], dtype=np.float64)
 
-    def model_array(self, side, key):
+    def model_array(self, side: str, key: str) -> np.ndarray:
         """A raw array of the loaded model (e.g. 'v_template', 'hands_mean')."""
         return np.asarray(self._data[_check_side(side)][key])
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f'identity={self.identity!r}, use_pca={self.use_pca}, flat_hand_mean={self.flat_hand_mean}, '
                 f'skinning={self.skinning}')
 
 
-def resolve_skinning(skinning, is_standin, pca=False):
+def resolve_skinning(skinning: str | None, is_standin: bool, pca: bool = False) -> str:
     """'smplx' | 'builtin' | 'auto'/None. auto: $HAND_RECON_SKINNING if set, else builtin for the stand-in
     (no smplx code on that path) and smplx, the reference implementation, for the user's MANO files (which
     carry MANO's own non-commercial licence anyway) and for PCA hand poses, which only smplx takes."""
@@ -175,8 +184,9 @@ def resolve_skinning(skinning, is_standin, pca=False):
     return value
 
 
-def load_hand_model(mano_dir=None, device='cpu', flat_hand_mean=False, use_pca=False, num_pca_comps=45,
-                    fix_left_shapedirs=True, use_cache=True, skinning=None):
+def load_hand_model(mano_dir: mano_loader.ModelSource = None, device: str | torch.device = 'cpu',
+                    flat_hand_mean: bool = False, use_pca: bool = False, num_pca_comps: int = 45,
+                    fix_left_shapedirs: bool = True, use_cache: bool = True, skinning: str | None = None) -> HandModel:
     """Build the two-hand model. mano_dir: directory with MANO_{RIGHT,LEFT}.pkl, a {'right','left'} file
     mapping, or None (then $HAND_RECON_MANO_DIR, then the shipped stand-in with a warning).
     skinning: 'smplx', 'builtin' or 'auto'/None (see resolve_skinning)."""

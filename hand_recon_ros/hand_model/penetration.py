@@ -14,9 +14,15 @@ distance); outside vertices have depth 0. These are exact point-to-surface depth
 voxel approximation (method-acr-ihmr.md §3.5). :class:`MeshSolid` builds these structures once per mesh
 and shares them between both directions of a pair and with translated copies.
 """
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 import igl
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from hand_recon_ros.metrics import penetration_from_depths
 
@@ -24,7 +30,8 @@ __all__ = ['inside_mask', 'penetration_depths', 'penetration_depths_batch', 'pen
            'collision_loss', 'MeshSolid', 'prepare_mesh', 'solid_depths']
 
 
-def _mesh_arrays(verts, faces, name):
+def _mesh_arrays(verts: ArrayLike | torch.Tensor, faces: ArrayLike | torch.Tensor,
+                 name: str) -> tuple[np.ndarray, np.ndarray]:
     v = verts.detach().cpu().numpy() if isinstance(verts, torch.Tensor) else np.asarray(verts)
     f = faces.detach().cpu().numpy() if isinstance(faces, torch.Tensor) else np.asarray(faces)
     if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
@@ -59,27 +66,27 @@ _NEXT = [1, 2, 0]
 
 # numpy reduces over a short axis (min over the 3 columns of an (N, 3) array, or over N rows) ~10-20x
 # slower than the same result by elementwise ops on contiguous columns; these run in every query.
-def _min3(a):
+def _min3(a: np.ndarray) -> np.ndarray:
     return np.minimum(np.minimum(a[:, 0], a[:, 1]), a[:, 2])
 
 
-def _max3(a):
+def _max3(a: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(a[:, 0], a[:, 1]), a[:, 2])
 
 
-def _box(points):
+def _box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lo (3,), hi (3,)) of (N, 3) points."""
     cols = np.ascontiguousarray(points.T)
     return cols.min(1), cols.max(1)
 
 
-def _in_box(points, lo, hi):
+def _in_box(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(N,) bool: points inside the closed box [lo, hi]."""
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
     return (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
 
 
-def _is_closed(faces):
+def _is_closed(faces: np.ndarray) -> bool:
     """Every directed edge used once and its reverse used once: the ray crossing count is then the winding
     number (cached per face array: hands reuse one)."""
     key = (faces.shape, hash(faces.tobytes()))
@@ -96,7 +103,7 @@ def _is_closed(faces):
     return closed
 
 
-def _ragged(starts, counts):
+def _ragged(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(owner, index): for each i, the run starts[i] .. starts[i] + counts[i] - 1, flattened."""
     owner = np.repeat(np.arange(len(counts)), counts)
     offsets = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -109,7 +116,7 @@ class _RayGrid:
     Per-face constants are stored as rows of (K, F) tables so that a query gathers them with one ``take``
     and works on contiguous vectors (numpy is several times slower on short strided rows)."""
 
-    def __init__(self, verts, faces):
+    def __init__(self, verts: np.ndarray, faces: np.ndarray) -> None:
         # Ray-frame coordinates about the mesh's first vertex (small numbers: little cancellation below).
         self.origin = verts[0].copy()
         p = (verts - self.origin) @ _RAY_FRAME.T
@@ -140,11 +147,11 @@ class _RayGrid:
         self.cell_count = np.bincount(cell, minlength=int(self.cells[0] * self.cells[1]))
         self.cell_start = np.cumsum(self.cell_count) - self.cell_count
 
-    def _cell(self, values, axis):
+    def _cell(self, values: np.ndarray, axis: int) -> np.ndarray:
         cells = np.floor((values - self.lo[axis]) / self.size[axis]).astype(np.int64)
         return np.clip(cells, 0, self.cells[axis] - 1)
 
-    def winding(self, query):
+    def winding(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(integer winding numbers (N,), ambiguous (N,) bool, first hit (N,)) by signed crossings of a ray
         from each query; first hit = distance to the nearest crossing (inf without one), an upper bound of
         the query's distance to the surface."""
@@ -190,7 +197,9 @@ class MeshSolid:
     candidate of it. Build with :func:`prepare_mesh` (validates the arrays).
     """
 
-    def __init__(self, verts, faces, exact=False, _shared=None, _offset=None, _rotation=None):
+    def __init__(self, verts: np.ndarray, faces: np.ndarray, exact: bool = False,
+                 _shared: dict[str, Any] | None = None, _offset: np.ndarray | None = None,
+                 _rotation: np.ndarray | None = None) -> None:
         self.verts, self.faces, self.exact = verts, faces, bool(exact)
         self._shared = {} if _shared is None else _shared
         # Where the mesh is: points = verts @ rotation.T + offset (rotation None = identity).
@@ -213,12 +222,12 @@ class MeshSolid:
             return self._points
         return self.verts + self.offset if self.offset.any() else self.verts
 
-    def translated(self, shift) -> 'MeshSolid':
+    def translated(self, shift: ArrayLike) -> MeshSolid:
         """The same mesh moved by ``shift`` (3,), sharing every built structure."""
         shift = np.asarray(shift, dtype=np.float64).reshape(3)
         return MeshSolid(self.verts, self.faces, self.exact, self._shared, self.offset + shift, self.rotation)
 
-    def rotated(self, rotation, center) -> 'MeshSolid':
+    def rotated(self, rotation: ArrayLike, center: ArrayLike) -> MeshSolid:
         """The same mesh rotated by the 3x3 matrix ``rotation`` about the point ``center`` (3,), sharing every
         built structure (its points differ from rotating the vertices directly only by rounding)."""
         rotation = np.asarray(rotation, dtype=np.float64)
@@ -231,28 +240,28 @@ class MeshSolid:
         return MeshSolid(self.verts, self.faces, self.exact, self._shared,
                          rotation @ (self.offset - center) + center, combined)
 
-    def _local(self, query):
+    def _local(self, query: np.ndarray) -> np.ndarray:
         """World query points in the frame of the built structures."""
         local = query - self.offset
         return local @ self.rotation if self.rotation is not None else local
 
-    def _world(self, local):
+    def _world(self, local: np.ndarray) -> np.ndarray:
         return (local @ self.rotation.T if self.rotation is not None else local) + self.offset
 
-    def _cached(self, key, build):
+    def _cached(self, key: str, build: Callable[[], Any]) -> Any:
         value = self._shared.get(key)
         if value is None:
             value = self._shared[key] = build()
         return value
 
-    def _fast_winding(self, local):
-        def build():
+    def _fast_winding(self, local: np.ndarray) -> np.ndarray:
+        def build() -> Any:
             tree = igl.FastWindingNumberBVH()
             tree.init(self.verts, self.faces)
             return tree
         return self._cached('fwn', build).winding_number(np.ascontiguousarray(local))
 
-    def _winding_inside(self, local):
+    def _winding_inside(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(inside (N,) bool, upper bounds (N,) of the distance to the surface, inf where unknown)."""
         unknown = np.full(len(local), np.inf)
         if self.exact:
@@ -265,7 +274,7 @@ class MeshSolid:
             inside[ambiguous] = self._fast_winding(local[ambiguous]) > _INSIDE_WINDING
         return inside, first_hit
 
-    def _inside_local(self, query):
+    def _inside_local(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(inside (N,), indices of the inside points, their local coordinates, their distance bounds)."""
         candidates = np.flatnonzero(_in_box(query, self.lo, self.hi))
         inside = np.zeros(len(query), dtype=bool)
@@ -276,30 +285,30 @@ class MeshSolid:
         inside[candidates] = inside_c
         return inside, candidates[inside_c], local[inside_c], bound[inside_c]
 
-    def inside(self, query) -> np.ndarray:
+    def inside(self, query: np.ndarray) -> np.ndarray:
         """(N,) bool for float64 (N, 3) query points; only those inside the bounding box are tested."""
         return self._inside_local(query)[0]
 
-    def _aabb(self):
-        def build():
+    def _aabb(self) -> Any:
+        def build() -> Any:
             tree = igl.AABB()
             tree.init(self.verts, self.faces)
             return tree
         return self._cached('aabb', build)
 
-    def closest(self, query):
+    def closest(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(squared distances, face ids, closest points) of float64 (N, 3) points to the surface."""
         sq, face_ids, closest = self._aabb().squared_distance(self.verts, self.faces,
                                                              np.ascontiguousarray(self._local(query)))
         return sq, face_ids, self._world(closest)
 
-    def _face_boxes(self):
+    def _face_boxes(self) -> tuple[np.ndarray, np.ndarray]:
         """(F, 3) lower and upper corners of each face's box (local frame)."""
         corners = [self.verts[self.faces[:, k]] for k in range(3)]
         return (np.minimum(np.minimum(corners[0], corners[1]), corners[2]),
                 np.maximum(np.maximum(corners[0], corners[1]), corners[2]))
 
-    def _closest_local(self, local, bound):
+    def _closest_local(self, local: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``closest`` in the local frame, searching only the faces that can hold a closest point: those
         whose box meets the box of the balls of radius ``bound`` around the queries (the nearest ray
         crossing is a surface point, so the closest one is no farther). A tree over that subset is built
@@ -325,7 +334,7 @@ class MeshSolid:
         sq, face_ids, closest = tree.squared_distance(self.verts, faces, np.ascontiguousarray(local))
         return sq, subset[face_ids], closest
 
-    def depths(self, query):
+    def depths(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Depth of each query point inside the mesh (0 outside), the inside indices, and their closest
         faces and points."""
         _, idx, local, bound = self._inside_local(query)
@@ -338,13 +347,15 @@ class MeshSolid:
         return depth, idx, face_ids, closest
 
 
-def prepare_mesh(verts, faces, exact=False, name='mesh') -> MeshSolid:
+def prepare_mesh(verts: ArrayLike | torch.Tensor, faces: ArrayLike | torch.Tensor, exact: bool = False,
+                 name: str = 'mesh') -> MeshSolid:
     """A :class:`MeshSolid` of a watertight mesh (verts (N, 3), faces (F, 3)); validates the arrays."""
     v, f = _mesh_arrays(verts, faces, name)
     return MeshSolid(v, f, exact)
 
 
-def inside_mask(query, verts, faces, exact=False):
+def inside_mask(query: ArrayLike | torch.Tensor, verts: ArrayLike | torch.Tensor, faces: ArrayLike | torch.Tensor,
+                exact: bool = False) -> np.ndarray:
     """(N,) bool: which query points lie inside the watertight mesh (verts, faces)."""
     v, f = _mesh_arrays(verts, faces, 'mesh')
     q = np.asarray(query.detach().cpu() if isinstance(query, torch.Tensor) else query, dtype=np.float64)
@@ -353,7 +364,9 @@ def inside_mask(query, verts, faces, exact=False):
     return MeshSolid(v, f, exact).inside(np.ascontiguousarray(q))
 
 
-def penetration_depths(verts_a, faces_a, verts_b, faces_b, exact=False):
+def penetration_depths(verts_a: ArrayLike | torch.Tensor, faces_a: ArrayLike | torch.Tensor,
+                       verts_b: ArrayLike | torch.Tensor, faces_b: ArrayLike | torch.Tensor,
+                       exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-vertex penetration depths (metres): (depth of a's vertices in b (Na,), of b's in a (Nb,)).
 
     ``exact=True`` uses the exact generalised winding number (about 2x slower, same answer except
@@ -362,12 +375,14 @@ def penetration_depths(verts_a, faces_a, verts_b, faces_b, exact=False):
     return solid_depths(prepare_mesh(verts_a, faces_a, exact, 'a'), prepare_mesh(verts_b, faces_b, exact, 'b'))
 
 
-def solid_depths(solid_a: MeshSolid, solid_b: MeshSolid):
+def solid_depths(solid_a: MeshSolid, solid_b: MeshSolid) -> tuple[np.ndarray, np.ndarray]:
     """``penetration_depths`` of two prepared meshes (each one's structures serve the other's queries)."""
     return solid_b.depths(solid_a.points)[0], solid_a.depths(solid_b.points)[0]
 
 
-def penetration_depths_batch(verts_a, faces_a, verts_b, faces_b, exact=False):
+def penetration_depths_batch(verts_a: ArrayLike | torch.Tensor, faces_a: ArrayLike | torch.Tensor,
+                             verts_b: ArrayLike | torch.Tensor, faces_b: ArrayLike | torch.Tensor,
+                             exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Batched ``penetration_depths``: verts (B, N, 3), shared faces -> ((B, Na), (B, Nb))."""
     va = np.asarray(verts_a.detach().cpu() if isinstance(verts_a, torch.Tensor) else verts_a)
     vb = np.asarray(verts_b.detach().cpu() if isinstance(verts_b, torch.Tensor) else verts_b)
@@ -378,7 +393,10 @@ def penetration_depths_batch(verts_a, faces_a, verts_b, faces_b, exact=False):
             np.stack([p[1] for p in pairs]).reshape(len(vb), vb.shape[1]))
 
 
-def penetration_metrics(verts_a, faces_a, verts_b, faces_b, n_query_a=None, n_query_b=None, exact=False):
+def penetration_metrics(verts_a: ArrayLike | torch.Tensor, faces_a: ArrayLike | torch.Tensor,
+                        verts_b: ArrayLike | torch.Tensor, faces_b: ArrayLike | torch.Tensor,
+                        n_query_a: int | None = None, n_query_b: int | None = None,
+                        exact: bool = False) -> dict[str, float]:
     """IHMR's AVE-P / MAX-P for one pair: dict(ave_p_mm, max_p_mm, n_inside).
 
     AVE-P is the mean depth over ALL queried vertices of both hands (zeros included), MAX-P the
@@ -391,7 +409,8 @@ def penetration_metrics(verts_a, faces_a, verts_b, faces_b, n_query_a=None, n_qu
     return penetration_from_depths(da, db)
 
 
-def _closest_points_torch(verts, faces_t, face_ids, closest_np):
+def _closest_points_torch(verts: torch.Tensor, faces_t: torch.Tensor, face_ids: np.ndarray,
+                          closest_np: np.ndarray) -> torch.Tensor:
     """Re-evaluate numpy closest points as barycentric combinations of torch vertices (grad flows)."""
     fid = torch.as_tensor(face_ids, dtype=torch.long, device=verts.device)
     tri = verts[faces_t[fid]]  # (M, 3, 3)
@@ -408,11 +427,13 @@ def _closest_points_torch(verts, faces_t, face_ids, closest_np):
     return target
 
 
-def _one_direction(query, query_solid, verts, solid, faces_t):
+def _one_direction(query: torch.Tensor, query_solid: MeshSolid, verts: torch.Tensor, solid: MeshSolid,
+                   faces_t: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Sum of depths of query vertices inside (verts, faces), differentiable w.r.t. both tensors."""
     _, idx, face_ids, closest = solid.depths(query_solid.points)
     if len(idx) == 0:
         return (query[:0].sum() + verts[:0].sum()), 0
+    assert face_ids is not None and closest is not None      # depths() gives both when a vertex is inside
     target = _closest_points_torch(verts, faces_t, face_ids, closest)
     diff = query[torch.as_tensor(idx, device=query.device)] - target
     # Clamped so the gradient stays finite for a vertex lying exactly on the surface.
@@ -420,7 +441,8 @@ def _one_direction(query, query_solid, verts, solid, faces_t):
     return depth.sum(), len(idx)
 
 
-def collision_loss(verts_a, faces_a, verts_b, faces_b, reduction='sum', exact=False):
+def collision_loss(verts_a: torch.Tensor, faces_a: ArrayLike | torch.Tensor, verts_b: torch.Tensor,
+                   faces_b: ArrayLike | torch.Tensor, reduction: str = 'sum', exact: bool = False) -> torch.Tensor:
     """Differentiable two-way penetration loss (hand-model.md §5.3, the 'hybrid').
 
     The inside test and closest-point search run in libigl without gradients; the closest point is then

@@ -2,16 +2,27 @@
 
 The pose sheet for people (the hand model in a few poses) is tooling: tools/standin/pose_sheet.py.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 _LIGHT = np.array([-0.3, 0.4, 0.85]) / np.linalg.norm([-0.3, 0.4, 0.85])   # camera frame, light travel direction
 
 
-def _as_list(x):
+def _as_list(x: Any) -> list[Any]:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def render_mesh_overlay(image_bgr, vertices_cam, faces, K, color=(80, 170, 255), alpha=0.75, shift=4):
+Color = tuple[float, float, float]
+
+
+def render_mesh_overlay(image_bgr: np.ndarray, vertices_cam: ArrayLike | list[ArrayLike],
+                        faces: ArrayLike | list[ArrayLike], K: ArrayLike,
+                        color: Color | list[Color] = (80, 170, 255), alpha: float = 0.75,
+                        shift: int = 4) -> np.ndarray:
     """Paint meshes onto a BGR image: painter's algorithm over projected, flat-shaded triangles.
 
     vertices_cam: (V, 3) metres in the OpenCV camera frame (x right, y down, z forward), or a list of
@@ -28,7 +39,9 @@ def render_mesh_overlay(image_bgr, vertices_cam, faces, K, color=(80, 170, 255),
     if K.shape != (3, 3):
         raise ValueError(f'K must be 3x3, got {K.shape}')
     verts_list, faces_list = _as_list(vertices_cam), _as_list(faces)
-    colors = color if (isinstance(color, list) and len(color) and np.ndim(color[0]) == 1) else [color]
+    colors: list[Any] = [color]
+    if isinstance(color, list) and len(color) and np.ndim(color[0]) == 1:
+        colors = color
     if len(faces_list) == 1 and len(verts_list) > 1:
         faces_list = faces_list * len(verts_list)
     if len(colors) == 1 and len(verts_list) > 1:
@@ -36,7 +49,9 @@ def render_mesh_overlay(image_bgr, vertices_cam, faces, K, color=(80, 170, 255),
     if not (len(verts_list) == len(faces_list) == len(colors)):
         raise ValueError('vertices_cam, faces and color lists must have the same length')
 
-    polys, depths, shades = [], [], []
+    poly_list: list[np.ndarray] = []
+    depth_list: list[np.ndarray] = []
+    shade_list: list[np.ndarray] = []
     for v, f, c in zip(verts_list, faces_list, colors):
         v = np.asarray(v, dtype=np.float64)
         f = np.asarray(f, dtype=np.int64)
@@ -56,17 +71,17 @@ def render_mesh_overlay(image_bgr, vertices_cam, faces, K, color=(80, 170, 255),
         n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         lambert = np.clip(-(n @ _LIGHT), 0.0, 1.0)
         shade = 0.35 + 0.65 * lambert
-        polys.append(np.round(uv * (1 << shift)).astype(np.int32))
-        depths.append(z.mean(axis=1))
-        shades.append(shade[:, None] * np.asarray(c, dtype=np.float64)[None, :])
+        poly_list.append(np.round(uv * (1 << shift)).astype(np.int32))
+        depth_list.append(z.mean(axis=1))
+        shade_list.append(shade[:, None] * np.asarray(c, dtype=np.float64)[None, :])
     out = image.copy()
-    if not polys:
+    if not poly_list:
         return out
-    polys, depths, shades = np.concatenate(polys), np.concatenate(depths), np.concatenate(shades)
+    polys, depths = np.concatenate(poly_list), np.concatenate(depth_list)
     order = np.argsort(-depths, kind='stable')                # far to near
     layer = out.copy()
     mask = np.zeros(image.shape[:2], dtype=np.uint8)
-    shades = np.clip(shades, 0, 255).astype(np.int32).tolist()
+    shades = np.clip(np.concatenate(shade_list), 0, 255).astype(np.int32).tolist()
     fill = cv2.fillConvexPoly
     for i in order.tolist():
         fill(layer, polys[i], shades[i], cv2.LINE_8, shift)

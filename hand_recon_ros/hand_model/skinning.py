@@ -6,15 +6,21 @@ formulation so that the shipped stand-in hand runs without smplx, whose code lic
 (test/test_hand_model_skinning.py). It is the default for the stand-in (``load_hand_model(skinning='auto')``);
 ``skinning='smplx'|'builtin'`` or ``HAND_RECON_SKINNING`` choose explicitly.
 """
-from collections import namedtuple
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-ManoOutput = namedtuple('ManoOutput', ['vertices', 'joints'])
+
+class ManoOutput(NamedTuple):
+    vertices: torch.Tensor
+    joints: torch.Tensor
 
 
-def _dense(array):
+def _dense(array: Any) -> np.ndarray:
     return np.asarray(array.toarray() if hasattr(array, 'toarray') else array, dtype=np.float64)
 
 
@@ -33,11 +39,20 @@ def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
 class BuiltinMano(torch.nn.Module):
     """forward(betas (B,10), global_orient (B,3), hand_pose (B,45), transl (B,3)) -> vertices, 16 joints."""
 
-    def __init__(self, model_dict, flat_hand_mean=False, num_betas=10, dtype=torch.float32):
+    v_template: torch.Tensor
+    shapedirs: torch.Tensor
+    posedirs: torch.Tensor
+    J_regressor: torch.Tensor
+    lbs_weights: torch.Tensor
+    pose_mean: torch.Tensor
+    parents: torch.Tensor
+
+    def __init__(self, model_dict: Mapping[str, Any], flat_hand_mean: bool = False, num_betas: int = 10,
+                 dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         d = model_dict
 
-        def buffer(name, value):
+        def buffer(name: str, value: Any) -> None:
             self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=dtype))
         buffer('v_template', _dense(d['v_template']))
         buffer('shapedirs', _dense(d['shapedirs'])[:, :, :num_betas])            # (V, 3, betas)
@@ -52,7 +67,8 @@ class BuiltinMano(torch.nn.Module):
         self.register_buffer('parents', torch.as_tensor(parents))
         self._parents = parents.tolist()
 
-    def forward(self, betas, global_orient, hand_pose, transl=None):
+    def forward(self, betas: torch.Tensor, global_orient: torch.Tensor, hand_pose: torch.Tensor,
+                transl: torch.Tensor | None = None) -> ManoOutput:
         pose = torch.cat([global_orient, hand_pose], dim=1) + self.pose_mean
         batch = max(betas.shape[0], pose.shape[0])
         # rest shape and its joints
@@ -75,7 +91,7 @@ class BuiltinMano(torch.nn.Module):
             verts = verts + transl.unsqueeze(1)
         return ManoOutput(vertices=verts, joints=posed_joints)
 
-    def _chain(self, rots, joints):
+    def _chain(self, rots: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Joint rotations + rest joints -> posed joints (B, J, 3) and the skinning transforms (B, J, 4, 4),
         which map a rest-pose point to its posed place (the rest joint position is taken out)."""
         parents = self._parents
@@ -83,10 +99,10 @@ class BuiltinMano(torch.nn.Module):
         offsets[:, 1:] = joints[:, 1:] - joints[:, parents[1:]]
         local = torch.cat([torch.nn.functional.pad(rots, [0, 0, 0, 1]),
                            torch.nn.functional.pad(offsets.unsqueeze(-1), [0, 0, 0, 1], value=1.0)], dim=3)
-        world = [local[:, 0]]
+        chain = [local[:, 0]]
         for j in range(1, len(parents)):
-            world.append(torch.matmul(world[parents[j]], local[:, j]))
-        world = torch.stack(world, dim=1)
+            chain.append(torch.matmul(chain[parents[j]], local[:, j]))
+        world = torch.stack(chain, dim=1)
         posed_joints = world[:, :, :3, 3]
         rest_home = torch.nn.functional.pad(joints.unsqueeze(-1), [0, 0, 0, 1])    # (B, J, 4, 1), w = 0
         rel = world - torch.nn.functional.pad(torch.matmul(world, rest_home), [3, 0, 0, 0, 0, 0, 0, 0])

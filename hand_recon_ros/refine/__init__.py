@@ -9,6 +9,8 @@ Submodules: factors (state + factor layout), joint_head, verify, refiner (IHMR-M
 Imports are lazy so that importing the package costs nothing until an attribute is used. See
 docs/design-ihmr.md.
 """
+from typing import Any
+
 _LAZY = {
     'HandParams': 'factors', 'TwoHandState': 'factors', 'should_refine': 'factors', 'gate_mask': 'factors',
     'DEFAULT_GATE_M': 'factors', 'PARAM_DIM': 'factors', 'FACTOR_SIZES': 'factors', 'forward_hands': 'factors',
@@ -23,7 +25,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
         return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)

@@ -12,37 +12,46 @@ only the other hand changes, and shift or rotate it (no rebuild) when a stage mo
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 import torch
 
 from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.hand_model.penetration import MeshSolid, collision_loss, solid_depths
 
+if TYPE_CHECKING:
+    from hand_recon_ros.hand_model.model import HandModel
+
 __all__ = ['TwoHandCollision']
 
 
 class TwoHandCollision:
-    def __init__(self, hand_model):
+    def __init__(self, hand_model: HandModel) -> None:
         self.hand_model = hand_model
         self.faces = {side: hand_model.watertight_faces(side) for side in SIDES}
 
-    def _closed(self, side, verts):
+    def _closed(self, side: str, verts: torch.Tensor) -> torch.Tensor:
         if not isinstance(verts, torch.Tensor) or verts.dim() != 3 or verts.shape[-1] != 3:
             raise ValueError(f'{side} vertices must be a (B, V, 3) tensor')
-        return self.hand_model.watertight_vertices(side, verts)
+        # a tensor in gives a tensor out (watertight_vertices is typed for numpy input too)
+        return cast(torch.Tensor, self.hand_model.watertight_vertices(side, verts))
 
-    def solids(self, side: str, verts: torch.Tensor, mask=None) -> list:
+    def solids(self, side: str, verts: torch.Tensor,
+               mask: np.ndarray | Sequence[bool] | None = None) -> list[MeshSolid | None]:
         """One ``MeshSolid`` per sample of (B, V, 3) vertices (closed at the wrist); None where ``mask`` is
         False or the vertices are not finite."""
         closed = self._closed(side, verts).detach().cpu().double().numpy()
         faces = self.faces[side]
-        out = []
+        out: list[MeshSolid | None] = []
         for i, v in enumerate(closed):
             ok = (mask is None or mask[i]) and np.isfinite(v).all()
             out.append(MeshSolid(np.ascontiguousarray(v), faces) if ok else None)
         return out
 
-    def errors_of(self, solids_left: list, solids_right: list, mask=None) -> np.ndarray:
+    def errors_of(self, solids_left: Sequence[MeshSolid | None], solids_right: Sequence[MeshSolid | None],
+                  mask: np.ndarray | Sequence[bool] | None = None) -> np.ndarray:
         """(B,) float64 collision errors of prepared hands; NaN where ``mask`` is False or a solid is None."""
         if len(solids_left) != len(solids_right):
             raise ValueError(f'batch sizes differ: {len(solids_left)} left, {len(solids_right)} right')
@@ -54,7 +63,8 @@ class TwoHandCollision:
             out[i] = d_left.sum() + d_right.sum()
         return out
 
-    def errors(self, verts_left: torch.Tensor, verts_right: torch.Tensor, mask=None) -> np.ndarray:
+    def errors(self, verts_left: torch.Tensor, verts_right: torch.Tensor,
+               mask: np.ndarray | Sequence[bool] | None = None) -> np.ndarray:
         """(B,) float64 collision errors (metres). Samples with ``mask`` False are not computed (NaN)."""
         left, right = self._closed('left', verts_left), self._closed('right', verts_right)
         if len(left) != len(right):

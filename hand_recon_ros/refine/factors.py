@@ -19,13 +19,19 @@ pair stays where the camera saw it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from hand_recon_ros.conventions import SIDES
-from hand_recon_ros.results import REFINE_FACTORS
+from hand_recon_ros.results import REFINE_FACTORS, HandResult
+
+if TYPE_CHECKING:
+    from hand_recon_ros.hand_model.model import HandModel
 
 __all__ = ['HandParams', 'TwoHandState', 'PARAM_DIM', 'FACTOR_SLICES', 'FACTOR_SIZES', 'REFINE_FACTORS',
            'extract_factor', 'apply_factor', 'wrists_from_vector', 'forward_hands', 'should_refine', 'gate_mask',
@@ -55,8 +61,12 @@ DEFAULT_GATE_M = 0.3
 
 _FIELDS = (('global_orient', 3), ('hand_pose', 45), ('betas', 10), ('translation', 3))
 
+# {side: (vertices (B, V, 3), joints (B, 21, 3))} as forward_hands returns it (the refiner rebuilds the pairs
+# with tuple(), hence the open length).
+HandMeshes = dict[str, tuple[torch.Tensor, ...]]
 
-def _as_tensor(x, name, width):
+
+def _as_tensor(x: ArrayLike | torch.Tensor, name: str, width: int) -> torch.Tensor:
     t = torch.as_tensor(x, dtype=torch.float32) if not isinstance(x, torch.Tensor) else x
     if not t.is_floating_point():
         raise TypeError(f'{name} must be floating point, got {t.dtype}')
@@ -75,7 +85,7 @@ class HandParams:
     betas: torch.Tensor
     translation: torch.Tensor
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name, width in _FIELDS:
             setattr(self, name, _as_tensor(getattr(self, name), name, width))
         dims = {getattr(self, name).dim() for name, _ in _FIELDS}
@@ -87,13 +97,13 @@ class HandParams:
     def batched(self) -> bool:
         return self.global_orient.dim() == 2
 
-    def as_batch(self) -> 'HandParams':
+    def as_batch(self) -> HandParams:
         if self.batched:
             return self
         return HandParams(*(getattr(self, n)[None] for n, _ in _FIELDS))
 
     @classmethod
-    def from_hand_result(cls, hand) -> 'HandParams':
+    def from_hand_result(cls, hand: HandResult) -> HandParams:
         """From a ``results.HandResult`` (mano_pose = root 3 + fingers 45, wrist_position)."""
         pose = np.asarray(hand.mano_pose, np.float32)
         return cls(torch.from_numpy(pose[:3].copy()), torch.from_numpy(pose[3:].copy()),
@@ -113,9 +123,9 @@ class TwoHandState:
         return self.left is not None and self.right is not None
 
     @classmethod
-    def from_hand_results(cls, hands) -> 'TwoHandState':
+    def from_hand_results(cls, hands: Iterable[HandResult]) -> TwoHandState:
         """The best hand per side of a list of ``HandResult`` (the first one met, i.e. by score order)."""
-        found = {}
+        found: dict[str, HandParams] = {}
         for hand in hands:
             found.setdefault(hand.handedness, HandParams.from_hand_result(hand))
         return cls(left=found.get('left'), right=found.get('right'))
@@ -124,6 +134,7 @@ class TwoHandState:
         """(B, PARAM_DIM) flat vector (B = 1 for an unbatched state). Needs both hands."""
         if not self.is_pair:
             raise ValueError('the flat two-hand vector needs both hands (left and right)')
+        assert self.left is not None and self.right is not None  # is_pair above; narrows the Optionals
         left, right = self.left.as_batch(), self.right.as_batch()
         if left.global_orient.shape[0] != right.global_orient.shape[0]:
             raise ValueError('left and right hands have different batch sizes')
@@ -132,7 +143,7 @@ class TwoHandState:
                           0.5 * (left.translation + right.translation)], dim=1)
 
     @classmethod
-    def from_vector(cls, vec: torch.Tensor, batched: bool = True) -> 'TwoHandState':
+    def from_vector(cls, vec: torch.Tensor, batched: bool = True) -> TwoHandState:
         vec = _check_vector(vec)
         wl, wr = wrists_from_vector(vec)
         left = HandParams(vec[:, 3:6], vec[:, _FINGERS_LEFT], vec[:, _BETAS_LEFT], wl)
@@ -145,14 +156,14 @@ class TwoHandState:
         return cls(left=left, right=right)
 
 
-def _check_vector(vec):
+def _check_vector(vec: torch.Tensor) -> torch.Tensor:
     if not isinstance(vec, torch.Tensor) or vec.dim() != 2 or vec.shape[1] != PARAM_DIM:
         shape = tuple(vec.shape) if isinstance(vec, torch.Tensor) else type(vec).__name__
         raise ValueError(f'the two-hand vector must be a (B, {PARAM_DIM}) tensor, got {shape}')
     return vec
 
 
-def _check_factor(factor):
+def _check_factor(factor: str) -> tuple[slice, ...]:
     if factor not in FACTOR_SLICES:
         raise ValueError(f'unknown factor {factor!r}; factors are {REFINE_FACTORS}')
     return FACTOR_SLICES[factor]
@@ -182,14 +193,14 @@ def apply_factor(vec: torch.Tensor, factor: str, values: torch.Tensor) -> torch.
     return torch.cat(pieces, dim=1)
 
 
-def wrists_from_vector(vec: torch.Tensor):
+def wrists_from_vector(vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(left wrist, right wrist), each (B, 3), camera frame."""
     vec = _check_vector(vec)
     rel, mid = vec[:, 0:3], vec[:, _MIDPOINT]
     return mid + 0.5 * rel, mid - 0.5 * rel
 
 
-def forward_hands(hand_model, vec: torch.Tensor, sides=SIDES):
+def forward_hands(hand_model: HandModel, vec: torch.Tensor, sides: Iterable[str] = SIDES) -> HandMeshes:
     """Meshes of the state: {side: (vertices (B, V, 3), joints (B, 21, 3))}, camera frame, metres.
 
     The MANO output is shifted so its wrist joint lands on the state's wrist position.
@@ -197,7 +208,7 @@ def forward_hands(hand_model, vec: torch.Tensor, sides=SIDES):
     vec = _check_vector(vec)
     wrists = dict(zip(SIDES, wrists_from_vector(vec)))
     cols = {'left': (slice(3, 6), _FINGERS_LEFT, _BETAS_LEFT), 'right': (slice(6, 9), _FINGERS_RIGHT, _BETAS_RIGHT)}
-    out = {}
+    out: HandMeshes = {}
     for side in sides:
         orient, fingers, betas = cols[side]
         res = hand_model(side, vec[:, orient], vec[:, fingers], vec[:, betas])

@@ -14,10 +14,15 @@ never contains numbers derived from the (licence-gated) MANO files.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from hand_recon_ros.conventions import SIDES
+
+if TYPE_CHECKING:
+    from hand_recon_ros.hand_model.model import HandModel
 
 __all__ = ['JointHead', 'joint_template', 'SIDE_PARAM_DIM']
 
@@ -25,7 +30,7 @@ SIDE_PARAM_DIM = 109
 
 
 @torch.no_grad()
-def joint_template(hand_model) -> torch.Tensor:
+def joint_template(hand_model: HandModel) -> torch.Tensor:
     """(2, 21, 3) wrist-relative joints of the model's mean pose / mean shape, [left, right]."""
     rows = []
     for side in SIDES:
@@ -34,19 +39,22 @@ def joint_template(hand_model) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def _small_init(layer: nn.Linear):
+def _small_init(layer: nn.Linear) -> None:
     nn.init.xavier_uniform_(layer.weight, gain=0.01)
     nn.init.zeros_(layer.bias)
 
 
 class JointHead(nn.Module):
+    template: torch.Tensor      # buffer (register_buffer below); declared for the type checker
+
     def __init__(self, feature_dim: int = 1024, hidden: tuple[int, ...] = (512, 256),
-                 side_param_dim: int = SIDE_PARAM_DIM, template: torch.Tensor | None = None):
+                 side_param_dim: int = SIDE_PARAM_DIM, template: torch.Tensor | None = None) -> None:
         super().__init__()
         if not isinstance(feature_dim, int) or feature_dim <= 0:
             raise ValueError(f'feature_dim must be a positive int, got {feature_dim!r}')
         self.feature_dim, self.side_param_dim = feature_dim, side_param_dim
-        layers, width = [], feature_dim + side_param_dim + 2
+        layers: list[nn.Module] = []
+        width = feature_dim + side_param_dim + 2
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
             width = h
@@ -64,7 +72,8 @@ class JointHead(nn.Module):
             raise ValueError(f'template must be (2, 21, 3) [left, right], got {tuple(template.shape)}')
         self.register_buffer('template', template.clone(), persistent=False)
 
-    def forward(self, image_feature: torch.Tensor, side_params: torch.Tensor | None = None) -> dict:
+    def forward(self, image_feature: torch.Tensor,
+                side_params: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """image_feature (B, D) [ACR ``outputs['image_feature']``]; side_params (B, 2, 109) or None.
 
         -> joints_3d (B, 2, 21, 3) wrist-relative metres, joints_2d (B, 2, 21, 2) network-input coordinates

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from hand_recon_ros.refine.factors import (
     FACTOR_SIZES,
     PARAM_DIM,
     REFINE_FACTORS,
+    HandMeshes,
     TwoHandState,
     apply_factor,
     extract_factor,
@@ -40,6 +42,10 @@ from hand_recon_ros.refine.factors import (
     wrists_from_vector,
 )
 from hand_recon_ros.refine.verify import check_joint_head_output, joint_errors, select_snapshots
+
+if TYPE_CHECKING:
+    from hand_recon_ros.geometry.camera import LetterboxTransform
+    from hand_recon_ros.hand_model.model import HandModel
 
 __all__ = ['OptStage', 'OptConfig', 'DEFAULT_OPT_STAGES', 'CameraProjection', 'finger_twist_loss',
            'optimize_batch', 'optimize_state']
@@ -60,7 +66,7 @@ class OptStage:
     wcoll: float
     wfinger: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         unknown = [f for f in self.factors if f not in REFINE_FACTORS]
         if not self.factors or unknown:
             raise ValueError(f'stage {self.name!r}: factors must be a non-empty subset of {REFINE_FACTORS}')
@@ -85,7 +91,7 @@ class OptConfig:
     joint_tolerance: float = 0.0
     collision_drop: float = 0.1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.steps < 1 or self.snapshot_every < 1:
             raise ValueError(f'steps and snapshot_every must be >= 1, got {self.steps}, {self.snapshot_every}')
 
@@ -97,8 +103,9 @@ class CameraProjection:
     K: 3x3 intrinsics of the original image; letterbox: geometry.camera.LetterboxTransform.
     """
     K: np.ndarray
-    letterbox: object
-    _cache: dict = field(default_factory=dict, repr=False)
+    letterbox: LetterboxTransform
+    _cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor, float]] = \
+        field(default_factory=dict, repr=False)
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
         key = (points.device, points.dtype)
@@ -122,7 +129,7 @@ def finger_twist_loss(joints: torch.Tensor) -> torch.Tensor:
     return ((b3 * n12).sum(-1).abs() - (n12 * n23).sum(-1).clamp_max(0.0)).sum(-1)
 
 
-def _stage_vector(vec0, stage, param):
+def _stage_vector(vec0: torch.Tensor, stage: OptStage, param: torch.Tensor) -> torch.Tensor:
     out, pos = vec0, 0
     for f in stage.factors:
         k = FACTOR_SIZES[f]
@@ -131,16 +138,19 @@ def _stage_vector(vec0, stage, param):
     return out
 
 
-def _stage_meshes(hand_model, stage, vec, base_vec, base_meshes):
+def _stage_meshes(hand_model: HandModel, stage: OptStage, vec: torch.Tensor, base_vec: torch.Tensor,
+                  base_meshes: HandMeshes | None) -> HandMeshes:
     if stage.factors == ('translation',):
+        assert base_meshes is not None, 'optimize_batch computes the base meshes for a translation stage'
         old, new = wrists_from_vector(base_vec), wrists_from_vector(vec)
         return {s: (base_meshes[s][0] + (n - o)[:, None], base_meshes[s][1] + (n - o)[:, None])
                 for s, o, n in zip(SIDES, old, new)}
     return forward_hands(hand_model, vec)
 
 
-def optimize_batch(vec: torch.Tensor, joint_head_out: dict, hand_model, config: OptConfig | None = None,
-                   camera: CameraProjection | None = None, collision: TwoHandCollision | None = None):
+def optimize_batch(vec: torch.Tensor, joint_head_out: dict[str, Any], hand_model: HandModel,
+                   config: OptConfig | None = None, camera: CameraProjection | None = None,
+                   collision: TwoHandCollision | None = None) -> tuple[torch.Tensor, np.ndarray, dict[str, Any]]:
     """(B, 122) two-hand vectors -> (vec, accepted (B, 5) bool over REFINE_FACTORS, info dict).
 
     info: 'joint_error' and 'collision' (B,) at the start and the end, per-stage selected snapshot,
@@ -157,7 +167,7 @@ def optimize_batch(vec: torch.Tensor, joint_head_out: dict, hand_model, config: 
             for k, v in check_joint_head_output(joint_head_out, batch).items()}
     use_2d = camera is not None and head['joints_2d'] is not None
     accepted = np.zeros((batch, len(REFINE_FACTORS)), dtype=bool)
-    info = {'selected_snapshot': {}, 'timings_ms': {}}
+    info: dict[str, Any] = {'selected_snapshot': {}, 'timings_ms': {}}
     arange = torch.arange(batch, device=device)
     with torch.no_grad():
         meshes = forward_hands(hand_model, vec)
@@ -171,7 +181,9 @@ def optimize_batch(vec: torch.Tensor, joint_head_out: dict, hand_model, config: 
             base_meshes = forward_hands(hand_model, base_vec) if stage.factors == ('translation',) else None
         param = torch.nn.Parameter(torch.cat([extract_factor(vec, f) for f in stage.factors], dim=1))
         optimiser = torch.optim.Adam([param], lr=stage.lr, betas=(0.9, 0.999))
-        snapshots, joint_hist, coll_hist = [], [], []
+        snapshots: list[torch.Tensor] = []
+        joint_hist: list[np.ndarray] = []
+        coll_hist: list[np.ndarray] = []
         for step in range(config.steps + 1):
             cur = _stage_vector(base_vec, stage, param)
             m = _stage_meshes(hand_model, stage, cur, base_vec, base_meshes)
@@ -192,6 +204,7 @@ def optimize_batch(vec: torch.Tensor, joint_head_out: dict, hand_model, config: 
                 db = cur[:, 99:109] - cur[:, 109:119]
                 loss = loss + stage.wshape * (db * db).sum(-1)
             if use_2d and stage.w2d:
+                assert camera is not None and head['joints_2d'] is not None  # what use_2d checked
                 proj = torch.stack([camera(jl), camera(jr)], dim=1)
                 loss = loss + stage.w2d * (proj - head['joints_2d']).abs().mean((1, 2, 3))
             if stage.wfinger:
@@ -213,8 +226,9 @@ def optimize_batch(vec: torch.Tensor, joint_head_out: dict, hand_model, config: 
     return vec, accepted, info
 
 
-def optimize_state(state: TwoHandState, joint_head_out: dict, hand_model, config: OptConfig | None = None,
-                   camera: CameraProjection | None = None, gate_m: float | None = None):
+def optimize_state(state: TwoHandState, joint_head_out: dict[str, Any], hand_model: HandModel,
+                   config: OptConfig | None = None, camera: CameraProjection | None = None,
+                   gate_m: float | None = None) -> tuple[TwoHandState, tuple[str, ...], dict[str, Any]]:
     """One frame (or batch) as a TwoHandState. -> (new_state, accepted names, info). Single hands, and
     with ``gate_m`` hands whose wrists are farther apart, come back unchanged."""
     if not isinstance(state, TwoHandState):
@@ -226,5 +240,6 @@ def optimize_state(state: TwoHandState, joint_head_out: dict, hand_model, config
         return state, (), {}
     new_vec, accepted, info = optimize_batch(vec, joint_head_out, hand_model, config, camera)
     names = tuple(f for i, f in enumerate(REFINE_FACTORS) if accepted[:, i].any())
+    assert state.left is not None  # is_pair above
     new_state = TwoHandState.from_vector(new_vec.to(state.left.translation.device), batched=state.left.batched)
     return new_state, names, info

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from hand_recon_ros.refine.factors import (
     FACTOR_SIZES,
     PARAM_DIM,
     REFINE_FACTORS,
+    HandMeshes,
     TwoHandState,
     apply_factor,
     extract_factor,
@@ -39,6 +42,10 @@ from hand_recon_ros.refine.factors import (
     wrists_from_vector,
 )
 from hand_recon_ros.refine.verify import accept_candidates, check_joint_head_output, joint_errors
+
+if TYPE_CHECKING:
+    from hand_recon_ros.hand_model.model import HandModel
+    from hand_recon_ros.hand_model.penetration import MeshSolid
 
 __all__ = ['FactorMLP', 'Refiner', 'build_refiner', 'rotation_matrices']
 
@@ -62,11 +69,12 @@ def rotation_matrices(axis_angle: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _torch_threads(num_threads, device):
+def _torch_threads(num_threads: int | None, device: torch.device | str) -> Iterator[None]:
     """torch's CPU thread count set for a block and restored after (process-wide while it runs)."""
     previous = torch.get_num_threads()
     change = num_threads is not None and torch.device(device).type == 'cpu' and previous != num_threads
     if change:
+        assert num_threads is not None  # change implies it
         torch.set_num_threads(num_threads)
     try:
         yield
@@ -78,9 +86,11 @@ def _torch_threads(num_threads, device):
 class FactorMLP(nn.Module):
     """FC 512-256-128-K with ReLU; Xavier-uniform weights with a small gain so residuals start near 0."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden=(512, 256, 128), init_gain: float = 0.01):
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (512, 256, 128),
+                 init_gain: float = 0.01) -> None:
         super().__init__()
-        layers, width = [], in_dim
+        layers: list[nn.Module] = []
+        width = in_dim
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
             width = h
@@ -91,13 +101,14 @@ class FactorMLP(nn.Module):
                 nn.init.xavier_uniform_(m.weight, gain=init_gain)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 class Refiner(nn.Module):
-    def __init__(self, feature_dim: int = 1024, hand_model=None, gate_m: float = DEFAULT_GATE_M,
-                 hidden=(512, 256, 128), init_gain: float = 0.01, num_threads: int | None = 1):
+    def __init__(self, feature_dim: int = 1024, hand_model: HandModel | None = None, gate_m: float = DEFAULT_GATE_M,
+                 hidden: Sequence[int] = (512, 256, 128), init_gain: float = 0.01,
+                 num_threads: int | None = 1) -> None:
         super().__init__()
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f'num_threads must be a positive int or None, got {num_threads!r}')
@@ -117,7 +128,7 @@ class Refiner(nn.Module):
         self.collision = TwoHandCollision(hand_model)
 
     @property
-    def hand_model(self):
+    def hand_model(self) -> HandModel:
         return self._hand_model[0]
 
     def propose(self, factor: str, vec: torch.Tensor, image_feature: torch.Tensor) -> torch.Tensor:
@@ -126,7 +137,7 @@ class Refiner(nn.Module):
         residual = self.mlps[factor](torch.cat([image_feature, vec], dim=1))
         return apply_factor(vec, factor, extract_factor(vec, factor) + residual)
 
-    def _check_feature(self, image_feature, batch):
+    def _check_feature(self, image_feature: torch.Tensor, batch: int) -> torch.Tensor:
         if not isinstance(image_feature, torch.Tensor):
             raise TypeError(f'image_feature must be a torch.Tensor, got {type(image_feature).__name__}')
         if image_feature.dim() == 1:
@@ -135,7 +146,8 @@ class Refiner(nn.Module):
             raise ValueError(f'image_feature must be ({batch}, {self.feature_dim}), got {tuple(image_feature.shape)}')
         return image_feature
 
-    def _candidate_meshes(self, factor, cand, vec, meshes):
+    def _candidate_meshes(self, factor: str, cand: torch.Tensor, vec: torch.Tensor,
+                          meshes: HandMeshes) -> HandMeshes:
         """Meshes of a stage's candidates. Translation shifts the current meshes; an orientation stage
         rotates that hand's current mesh about its wrist (MANO rotates the whole hand about the wrist joint,
         so this equals a MANO pass up to float32 rounding, ~1e-7 m); the others run MANO for the hands
@@ -156,7 +168,7 @@ class Refiner(nn.Module):
         return out
 
     @staticmethod
-    def _orient_motion(factor, cand, vec):
+    def _orient_motion(factor: str, cand: torch.Tensor, vec: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, 3) float64 rotations taking the current hand to the candidate's, and (B, 3) wrists."""
         cols = _ORIENT_COLUMNS[factor]
         new = rotation_matrices(cand[:, cols].detach().cpu().double().numpy())
@@ -164,7 +176,9 @@ class Refiner(nn.Module):
         wrist = wrists_from_vector(vec)[0 if _ORIENT_SIDE[factor] == 'left' else 1]
         return new @ old.transpose(0, 2, 1), wrist.detach().cpu().double().numpy()
 
-    def _candidate_solids(self, factor, cand, vec, cand_meshes, solids, need):
+    def _candidate_solids(self, factor: str, cand: torch.Tensor, vec: torch.Tensor, cand_meshes: HandMeshes,
+                          solids: dict[str, list[MeshSolid | None]],
+                          need: np.ndarray) -> dict[str, list[MeshSolid | None]]:
         """Collision solids of a stage's candidates (rows in ``need``): a translation shifts the current
         ones, an orientation stage rotates the current one of its hand (no rebuild), another stage
         rebuilds the hands it changes; the other hand's solid is kept."""
@@ -185,7 +199,8 @@ class Refiner(nn.Module):
             out[side] = self.collision.solids(side, cand_meshes[side][0], mask=need)
         return out
 
-    def refine_batch(self, vec: torch.Tensor, image_feature: torch.Tensor, joint_head_out: dict, trace=None):
+    def refine_batch(self, vec: torch.Tensor, image_feature: torch.Tensor, joint_head_out: dict[str, Any],
+                     trace: list[dict[str, Any]] | None = None) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
         """Batched refinement of (B, 122) two-hand vectors. -> (vec, accepted (B, 5) bool, timings_ms).
 
         ``trace``: optional list; one dict per stage run is appended (errors before/after, accepted).
@@ -194,7 +209,8 @@ class Refiner(nn.Module):
         with torch.no_grad(), _torch_threads(self.num_threads, self.hand_model.device):
             return self._refine_batch(vec, image_feature, joint_head_out, trace)
 
-    def _refine_batch(self, vec: torch.Tensor, image_feature: torch.Tensor, joint_head_out: dict, trace=None):
+    def _refine_batch(self, vec: torch.Tensor, image_feature: torch.Tensor, joint_head_out: dict[str, Any],
+                      trace: list[dict[str, Any]] | None = None) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
         t_start = time.perf_counter()
         timings = {'refine_mlp': 0.0, 'refine_hand_model': 0.0, 'refine_collision': 0.0}
         device = self.hand_model.device
@@ -208,7 +224,7 @@ class Refiner(nn.Module):
         accepted = np.zeros((batch, len(self.factors)), dtype=bool)
         active = gate_mask(vec, self.gate_m).cpu().numpy()
 
-        def clock(key, t):
+        def clock(key: str, t: float) -> None:
             timings[key] += (time.perf_counter() - t) * 1e3
 
         if active.any():
@@ -259,7 +275,8 @@ class Refiner(nn.Module):
         timings['refine_total'] = (time.perf_counter() - t_start) * 1e3
         return vec, accepted, timings
 
-    def refine(self, state: TwoHandState, image_feature: torch.Tensor, joint_head_out: dict):
+    def refine(self, state: TwoHandState, image_feature: torch.Tensor,
+               joint_head_out: dict[str, Any]) -> tuple[TwoHandState, tuple[str, ...], dict[str, float]]:
         """One frame. -> (new_state, accepted factor names, timings_ms). Returns ``state`` itself when
         the gate skips it or no stage is accepted."""
         t_start = time.perf_counter()
@@ -275,11 +292,13 @@ class Refiner(nn.Module):
         timings['refine_total'] = (time.perf_counter() - t_start) * 1e3
         if not names:
             return state, (), timings
+        assert state.left is not None  # should_refine passed: both hands are present
         new_vec = new_vec.to(state.left.translation.device)
         return TwoHandState.from_vector(new_vec, batched=state.left.batched), names, timings
 
 
-def build_refiner(feature_dim: int = 1024, hand_model=None, gate_m: float = DEFAULT_GATE_M, **kwargs) -> Refiner:
+def build_refiner(feature_dim: int = 1024, hand_model: HandModel | None = None, gate_m: float = DEFAULT_GATE_M,
+                  **kwargs: Any) -> Refiner:
     """The MLP refiner (untrained weights: residuals ~ 0, anything worse is rejected by verification).
     ``hand_model=None`` loads the default model (MANO from $HAND_RECON_MANO_DIR, else the stand-in)."""
     if hand_model is None:

@@ -10,18 +10,22 @@ than the current ones; a NaN anywhere rejects. OPT rule: see :func:`select_snaps
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, NoReturn, cast
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 __all__ = ['check_joint_head_output', 'joint_errors', 'accept_candidates', 'select_snapshots']
 
 
-def check_joint_head_output(head_out, batch: int | None = None) -> dict:
+def check_joint_head_output(head_out: dict[str, Any], batch: int | None = None) -> dict[str, torch.Tensor | None]:
     """Normalise a JointHead output to batched tensors: joints_3d (B,2,21,3), relative_translation (B,3)
     or None, joints_2d (B,2,21,2) or None. Unbatched inputs (2,21,3) are accepted for one frame."""
     if not isinstance(head_out, dict) or 'joints_3d' not in head_out:
         raise TypeError("joint_head_out must be a dict with at least 'joints_3d' (B, 2, 21, 3)")
-    out = {}
+    out: dict[str, torch.Tensor | None] = {}
     for key, tail in (('joints_3d', (2, 21, 3)), ('joints_2d', (2, 21, 2)), ('relative_translation', (3,))):
         value = head_out.get(key)
         if value is None:
@@ -38,14 +42,15 @@ def check_joint_head_output(head_out, batch: int | None = None) -> dict:
     return out
 
 
-def joint_errors(joints_left: torch.Tensor, joints_right: torch.Tensor, head: dict,
+def joint_errors(joints_left: torch.Tensor, joints_right: torch.Tensor, head: Mapping[str, torch.Tensor | None],
                  squared: bool = False) -> torch.Tensor:
     """(B,) mean per-joint distance (metres) of the state's joints to the joint head's (differentiable).
 
     ``joints_*``: (B, 21, 3) camera frame. ``head``: output of :func:`check_joint_head_output`.
     ``squared``: mean squared distance instead (smoother objective for the optimiser).
     """
-    target = head['joints_3d'].to(joints_left.device, joints_left.dtype)
+    # check_joint_head_output always fills joints_3d (it is the required key)
+    target = cast(torch.Tensor, head['joints_3d']).to(joints_left.device, joints_left.dtype)
     target_left, target_right = target[:, 0], target[:, 1]
     rel = head.get('relative_translation')
     if rel is not None:
@@ -62,16 +67,17 @@ def joint_errors(joints_left: torch.Tensor, joints_right: torch.Tensor, head: di
     return sq.mean(-1) if squared else sq.clamp_min(1e-30).sqrt().mean(-1)
 
 
-def _as_1d(x, name):
+def _as_1d(x: ArrayLike | torch.Tensor, name: str) -> np.ndarray:
     a = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
     return a.reshape(-1) if a.ndim <= 1 else _bad(name, a.shape)
 
 
-def _bad(name, shape):
+def _bad(name: str, shape: tuple[int, ...]) -> NoReturn:
     raise ValueError(f'{name} must be a scalar or a 1-D array over the batch, got shape {shape}')
 
 
-def accept_candidates(prev_joint, prev_collision, cand_joint, cand_collision) -> np.ndarray:
+def accept_candidates(prev_joint: ArrayLike | torch.Tensor, prev_collision: ArrayLike | torch.Tensor,
+                      cand_joint: ArrayLike | torch.Tensor, cand_collision: ArrayLike | torch.Tensor) -> np.ndarray:
     """(B,) bool: True only where the candidate lowers BOTH errors strictly (NaN compares False).
 
     Consequence of the strict rule: a pair without any penetration is never changed by the MLP stages,
@@ -87,7 +93,7 @@ def accept_candidates(prev_joint, prev_collision, cand_joint, cand_collision) ->
         return (cj < pj) & (cc < pc)
 
 
-def select_snapshots(joint_history, collision_history, joint_tolerance: float = 0.0,
+def select_snapshots(joint_history: ArrayLike, collision_history: ArrayLike, joint_tolerance: float = 0.0,
                      collision_drop: float = 0.1) -> np.ndarray:
     """OPT rule (method-acr-ihmr.md §3.4): index (B,) of the snapshot each sample keeps.
 

@@ -14,13 +14,21 @@ weights with the same kind of hand model they were trained with (``document['han
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from hand_recon_ros.acr.weights import safetensors_metadata
+
+if TYPE_CHECKING:
+    from hand_recon_ros.hand_model.model import HandModel
+    from hand_recon_ros.refine.joint_head import JointHead
+    from hand_recon_ros.refine.refiner import FactorMLP, Refiner
 
 __all__ = ['FORMAT_VERSION', 'refiner_architecture', 'save_refiner_weights', 'read_refiner_document',
            'load_refiner_weights', 'build_from_weights']
@@ -30,20 +38,21 @@ ARCHITECTURE = 'ihmr_mlp'
 _METADATA_KEY = 'ihmr_refiner'
 
 
-def _linear_widths(sequential) -> list[int]:
+def _linear_widths(sequential: Iterable[torch.nn.Module]) -> list[int]:
     return [m.out_features for m in sequential if isinstance(m, torch.nn.Linear)]
 
 
-def refiner_architecture(refiner, joint_head, use_side_params: bool = False) -> dict:
+def refiner_architecture(refiner: Refiner, joint_head: JointHead, use_side_params: bool = False) -> dict[str, Any]:
     """What is needed to rebuild both modules with matching shapes."""
-    first = next(iter(refiner.mlps.values()))
+    first = cast('FactorMLP', next(iter(refiner.mlps.values())))   # ModuleDict is typed as holding Modules
     return {'feature_dim': int(refiner.feature_dim), 'factors': list(refiner.factors),
             'mlp_hidden': _linear_widths(first.net)[:-1], 'gate_m': float(refiner.gate_m),
             'joint_head_hidden': _linear_widths(joint_head.trunk),
             'joint_head_side_params': bool(use_side_params)}
 
 
-def save_refiner_weights(refiner, joint_head, path, extra: dict | None = None, use_side_params: bool = False,
+def save_refiner_weights(refiner: Refiner, joint_head: JointHead, path: str | os.PathLike[str],
+                         extra: dict[str, Any] | None = None, use_side_params: bool = False,
                          hand_model_identity: str = '') -> tuple[Path, Path]:
     """Write ``path`` (.safetensors) and ``path`` with ``.json``; returns both paths."""
     path = Path(path)
@@ -63,7 +72,7 @@ def save_refiner_weights(refiner, joint_head, path, extra: dict | None = None, u
     return path, json_path
 
 
-def _check_document(document, source):
+def _check_document(document: Any, source: str) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get('architecture') != ARCHITECTURE or 'config' not in document:
         raise ValueError(f"{source}: not IHMR-MLP weights (needs architecture={ARCHITECTURE!r} and a 'config')")
     if document.get('format_version') != FORMAT_VERSION:
@@ -72,7 +81,7 @@ def _check_document(document, source):
     return document
 
 
-def read_refiner_document(path) -> dict:
+def read_refiner_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON document stored in the file's metadata (architecture, hand model, training record)."""
     path = Path(path)
     if not path.is_file():
@@ -87,14 +96,15 @@ def read_refiner_document(path) -> dict:
     return _check_document(document, str(path))
 
 
-def _load_part(module, tensors, prefix, path):
+def _load_part(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str,
+               path: str | os.PathLike[str]) -> None:
     from hand_recon_ros.acr.weights import check_state_dict
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     check_state_dict(module, state, f'{path} [{prefix[:-1]}]')
     module.load_state_dict(state, strict=True)
 
 
-def load_refiner_weights(refiner, joint_head, path) -> dict:
+def load_refiner_weights(refiner: Refiner, joint_head: JointHead, path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load trained weights into an existing ``Refiner`` (build_refiner) and ``JointHead``; every key and
     shape is checked first (ValueError listing the problems). Returns the stored document; its
     ``config['joint_head_side_params']`` says whether the head was trained with ACR's per-side parameters
@@ -114,7 +124,8 @@ def load_refiner_weights(refiner, joint_head, path) -> dict:
     return document
 
 
-def build_from_weights(path, hand_model=None, **refiner_kwargs):
+def build_from_weights(path: str | os.PathLike[str], hand_model: HandModel | None = None,
+                       **refiner_kwargs: Any) -> tuple[Refiner, JointHead, dict[str, Any]]:
     """-> (refiner, joint_head, document) built with the stored architecture and loaded, in eval mode.
     ``hand_model=None`` loads the default model (as build_refiner)."""
     from hand_recon_ros.refine.joint_head import JointHead, joint_template

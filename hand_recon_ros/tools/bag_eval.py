@@ -16,10 +16,17 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rosbags.highlevel import AnyReader
+
+    from hand_recon_ros.pipeline import HandReconstructor, PipelineConfig
 
 HAND_ARRAY_TYPE = 'hand_recon_ros/msg/HandArray'
 MODEL_INFO_TYPE = 'hand_recon_ros/msg/HandModelInfo'
@@ -76,13 +83,13 @@ class BagContents:
         return sorted({r.stamp_ns for recs in self.outputs.values() for r in recs})
 
 
-def _stamp_ns(header) -> int:
+def _stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def decode_hands(msg) -> list:
+def decode_hands(msg: Any) -> list[HandRecord]:
     """HandArray (rosbags, rclpy or mcap_ros2 object) -> [HandRecord]; only duck-typed field access."""
-    hands = []
+    hands: list[HandRecord] = []
     for h in msg.hands:
         joints = np.array([[p.x, p.y, p.z] for p in h.joints], np.float64)
         if joints.shape != (21, 3):
@@ -93,7 +100,7 @@ def decode_hands(msg) -> list:
     return hands
 
 
-def _array_record(msg, recv_ns) -> ArrayRecord:
+def _array_record(msg: Any, recv_ns: int) -> ArrayRecord:
     return ArrayRecord(stamp_ns=_stamp_ns(msg.header), recv_ns=int(recv_ns), frame_id=str(msg.header.frame_id),
                        hands=decode_hands(msg), processing_ms=float(msg.processing_time_ms),
                        camera_k=np.asarray(msg.camera_k, np.float64).reshape(3, 3),
@@ -101,7 +108,7 @@ def _array_record(msg, recv_ns) -> ArrayRecord:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def _bag_folder(bag_path) -> Path:
+def _bag_folder(bag_path: str | Path) -> Path:
     path = Path(bag_path)
     if path.is_file() and path.suffix == '.mcap' and (path.parent / 'metadata.yaml').is_file():
         path = path.parent  # a bag's .mcap file given: open its rosbag2 folder
@@ -112,7 +119,7 @@ def _bag_folder(bag_path) -> Path:
     return path
 
 
-def _default_typestore():
+def _default_typestore() -> Any:
     """Jazzy types plus ours: only used for bags that carry no message definitions."""
     from rosbags.typesys import Stores, get_typestore
     try:
@@ -122,22 +129,23 @@ def _default_typestore():
         return get_typestore(Stores.ROS2_JAZZY)
 
 
-def open_reader(bag_path):
+def open_reader(bag_path: str | Path) -> AnyReader:
     from rosbags.highlevel import AnyReader
     return AnyReader([_bag_folder(bag_path)], default_typestore=_default_typestore())
 
 
-def _pick_one(candidates, what, flag):
+def _pick_one(candidates: Sequence[str], what: str, flag: str) -> str | None:
     if len(candidates) > 1:
         raise ValueError(f'the bag has several {what} topics ({", ".join(sorted(candidates))}): choose one with {flag}')
     return candidates[0] if candidates else None
 
 
-def read_bag(bag_path, image_topic=None, hands_topic=None, smoothed_topic=None) -> BagContents:
+def read_bag(bag_path: str | Path, image_topic: str | None = None, hands_topic: str | None = None,
+             smoothed_topic: str | None = None) -> BagContents:
     """Read everything the evaluation needs except the image pixels (kept out of memory)."""
     with open_reader(bag_path) as reader:
-        types = {}
-        topics = {}
+        types: dict[str, str] = {}
+        topics: dict[str, dict[str, Any]] = {}
         for conn in reader.connections:
             types[conn.topic] = conn.msgtype
             entry = topics.setdefault(conn.topic, {'type': conn.msgtype, 'count': 0, 'first_ns': None,
@@ -160,7 +168,7 @@ def read_bag(bag_path, image_topic=None, hands_topic=None, smoothed_topic=None) 
             image_candidates = [t for t, ty in types.items() if ty in IMAGE_TYPES and 'debug_image' not in t]
         contents = BagContents(path=Path(bag_path), topics=topics, hands_topic=hands_topic,
                                smoothed_topic=smoothed_topic)
-        images_by_topic = {t: [] for t in image_candidates}
+        images_by_topic: dict[str, list[ImageRecord]] = {t: [] for t in image_candidates}
         wanted = set(image_candidates) | {t for t in (hands_topic, smoothed_topic) if t} | {
             t for t, ty in types.items() if ty == MODEL_INFO_TYPE}
         connections = [c for c in reader.connections if c.topic in wanted]
@@ -168,7 +176,7 @@ def read_bag(bag_path, image_topic=None, hands_topic=None, smoothed_topic=None) 
             entry = topics[conn.topic]
             entry['first_ns'] = recv_ns if entry['first_ns'] is None else min(entry['first_ns'], recv_ns)
             entry['last_ns'] = recv_ns if entry['last_ns'] is None else max(entry['last_ns'], recv_ns)
-            msg = reader.deserialize(raw, conn.msgtype)
+            msg: Any = reader.deserialize(raw, conn.msgtype)   # duck-typed message (rosbags types it as object)
             if conn.topic in images_by_topic:
                 images_by_topic[conn.topic].append(ImageRecord(_stamp_ns(msg.header), int(recv_ns)))
             elif conn.msgtype == MODEL_INFO_TYPE:
@@ -190,11 +198,11 @@ def read_bag(bag_path, image_topic=None, hands_topic=None, smoothed_topic=None) 
 
 
 # ---------------------------------------------------------------------------------------------- statistics
-def _finite(x):
+def _finite(x: object) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def distribution(values) -> dict:
+def distribution(values: Iterable[float]) -> dict[str, Any]:
     values = np.asarray([v for v in values if _finite(float(v))], np.float64)
     if values.size == 0:
         return {'n': 0}
@@ -202,7 +210,7 @@ def distribution(values) -> dict:
             'p95': float(np.percentile(values, 95)), 'min': float(values.min()), 'max': float(values.max())}
 
 
-def rate_hz(recv_ns) -> float:
+def rate_hz(recv_ns: Iterable[int]) -> float:
     """Messages per second over the receive-time span (n - 1 intervals)."""
     t = sorted(recv_ns)
     if len(t) < 2 or t[-1] <= t[0]:
@@ -210,16 +218,16 @@ def rate_hz(recv_ns) -> float:
     return (len(t) - 1) / ((t[-1] - t[0]) * 1e-9)
 
 
-def receive_gaps_ms(images, outputs) -> list:
+def receive_gaps_ms(images: Iterable[ImageRecord], outputs: Iterable[ArrayRecord]) -> list[float]:
     """Per output: its bag receive time minus that of the latest copy of its image received before it.
 
     Both times are the recorder's, so this is the node's delay as a subscriber sees it (transport of the
     result included); header stamps of synthetic or replayed inputs carry no usable clock.
     """
-    by_stamp = {}
+    by_stamp: dict[int, list[int]] = {}
     for img in images:
         by_stamp.setdefault(img.stamp_ns, []).append(img.recv_ns)
-    gaps = []
+    gaps: list[float] = []
     for out in outputs:
         before = [t for t in by_stamp.get(out.stamp_ns, []) if t <= out.recv_ns]
         if before:
@@ -227,7 +235,7 @@ def receive_gaps_ms(images, outputs) -> list:
     return gaps
 
 
-def drops(input_stamps, outputs) -> dict:
+def drops(input_stamps: Sequence[int], outputs: Iterable[ArrayRecord]) -> dict[str, Any]:
     out_stamps = {r.stamp_ns for r in outputs}
     missing = [s for s in input_stamps if s not in out_stamps]
     extra = sorted(out_stamps - set(input_stamps))
@@ -237,7 +245,7 @@ def drops(input_stamps, outputs) -> dict:
             'outputs_without_input': len(extra)}
 
 
-def joint_jitter(outputs, input_stamps) -> dict:
+def joint_jitter(outputs: Iterable[ArrayRecord], input_stamps: Sequence[int]) -> dict[str, Any]:
     """Mean frame-to-frame joint acceleration |j[t+1] - 2 j[t] + j[t-1]| (mm/frame^2) of tracked hands.
 
     A hand is followed by (side, track_id) over consecutive input frames; a frame holding two hands with
@@ -245,7 +253,7 @@ def joint_jitter(outputs, input_stamps) -> dict:
     must lower the acceleration without hiding motion.
     """
     index = {s: i for i, s in enumerate(input_stamps)}
-    tracks = {}
+    tracks: dict[tuple[str, int], dict[int, np.ndarray]] = {}
     for rec in outputs:
         if rec.stamp_ns not in index:
             continue
@@ -253,7 +261,8 @@ def joint_jitter(outputs, input_stamps) -> dict:
         for h, key in zip(rec.hands, keys):
             if keys.count(key) == 1:
                 tracks.setdefault(key, {})[index[rec.stamp_ns]] = h.joints
-    accels, speeds = [], []
+    accels: list[float] = []
+    speeds: list[float] = []
     for frames in tracks.values():
         for i, joints in frames.items():
             if i - 1 in frames:
@@ -268,7 +277,7 @@ def joint_jitter(outputs, input_stamps) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- ground truth
-def _gt_stamp_ns(value):
+def _gt_stamp_ns(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, dict):
@@ -276,7 +285,7 @@ def _gt_stamp_ns(value):
     return int(round(float(value) * 1e9))
 
 
-def load_ground_truth(path) -> list:
+def load_ground_truth(path: str | Path) -> list[dict[str, Any]]:
     """ground_truth.json (tools/sample_frames format) -> [{'stamp_ns', 'hands': {side: (21, 3) joints}}].
 
     A frame may carry 'stamp' (seconds, or {'sec', 'nanosec'}); without it frames are matched in order
@@ -286,9 +295,9 @@ def load_ground_truth(path) -> list:
     frames = data.get('frames') if isinstance(data, dict) else None
     if not isinstance(frames, list):
         raise ValueError(f"{path}: expected an object with a 'frames' list (tools/sample_frames format)")
-    out = []
+    out: list[dict[str, Any]] = []
     for i, frame in enumerate(frames):
-        hands = {}
+        hands: dict[str, np.ndarray] = {}
         for side, hand in (frame.get('hands') or {}).items():
             if side not in ('left', 'right'):
                 raise ValueError(f"{path}: frame {i}: hand side must be 'left' or 'right', got {side!r}")
@@ -300,7 +309,7 @@ def load_ground_truth(path) -> list:
     return out
 
 
-def assign_ground_truth(gt_frames, input_stamps) -> dict:
+def assign_ground_truth(gt_frames: Sequence[dict[str, Any]], input_stamps: Sequence[int]) -> dict[int, dict[str, Any]]:
     """stamp_ns -> GT frame, by the frames' own stamps or else by order."""
     if all(f['stamp_ns'] is not None for f in gt_frames):
         return {f['stamp_ns']: f for f in gt_frames}
@@ -310,22 +319,24 @@ def assign_ground_truth(gt_frames, input_stamps) -> dict:
     return dict(zip(input_stamps, gt_frames))
 
 
-def _best_per_side(hands):
-    best = {}
+def _best_per_side(hands: Iterable[HandRecord]) -> dict[str, HandRecord]:
+    best: dict[str, HandRecord] = {}
     for h in hands:
         if h.side not in best or h.score > best[h.side].score:
             best[h.side] = h
     return best
 
 
-def ground_truth_metrics(outputs, gt_by_stamp) -> dict:
+def ground_truth_metrics(outputs: Iterable[ArrayRecord], gt_by_stamp: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
     """Per-hand MPJPE (wrist-relative), PA-MPJPE, root (wrist) error and per-frame MRRPE, all mm."""
     from hand_recon_ros import metrics
     from hand_recon_ros.conventions import ROOT_WRIST
 
-    samples, per_side, frames_used = [], {'left': [], 'right': []}, 0
+    samples: list[dict[str, float]] = []
+    per_side: dict[str, list[dict[str, float]]] = {'left': [], 'right': []}
+    frames_used = 0
     gt_hands = detected = false_positives = 0
-    mrrpes = []
+    mrrpes: list[float] = []
     for rec in outputs:
         gt = gt_by_stamp.get(rec.stamp_ns)
         if gt is None:
@@ -370,7 +381,7 @@ class ReplayOptions:
     max_frames: int = 0
 
 
-def pipeline_config(options: ReplayOptions, model_info: dict | None):
+def pipeline_config(options: ReplayOptions, model_info: dict[str, Any] | None) -> PipelineConfig:
     """The node's model as far as the bag tells it: the recorded network string fixes an untrained net."""
     from hand_recon_ros.pipeline import PipelineConfig
     config = PipelineConfig(weights=options.weights, device=options.device, precision=options.precision,
@@ -387,18 +398,19 @@ def pipeline_config(options: ReplayOptions, model_info: dict | None):
     return config
 
 
-def _image_to_bgr(msg, msgtype):
+def _image_to_bgr(msg: Any, msgtype: str) -> np.ndarray:
     from hand_recon_ros.ros.image_conversion import compressed_to_bgr8, imgmsg_to_numpy, to_bgr8
     if msgtype.endswith('CompressedImage'):
         return compressed_to_bgr8(msg)
     return to_bgr8(imgmsg_to_numpy(msg), str(msg.encoding))
 
 
-def compare_hands(recorded, replayed, tol_mm, score_tol) -> dict:
+def compare_hands(recorded: Sequence[HandRecord], replayed: Sequence[HandRecord], tol_mm: float,
+                  score_tol: float) -> dict[str, Any]:
     """Same hands (sides and count) and joints within tol_mm (max over joints), scores within score_tol."""
     sides_rec = sorted(h.side for h in recorded)
     sides_rep = sorted(h.side for h in replayed)
-    result = {'same_hands': sides_rec == sides_rep, 'recorded_sides': sides_rec, 'replayed_sides': sides_rep,
+    result: dict[str, Any] = {'same_hands': sides_rec == sides_rep, 'recorded_sides': sides_rec, 'replayed_sides': sides_rep,
               'max_joint_diff_mm': 0.0, 'max_score_diff': 0.0}
     if not result['same_hands']:
         result['ok'] = False
@@ -418,7 +430,8 @@ def compare_hands(recorded, replayed, tol_mm, score_tol) -> dict:
     return result
 
 
-def replay(contents: BagContents, options: ReplayOptions, reconstructor=None, log=print) -> dict:
+def replay(contents: BagContents, options: ReplayOptions, reconstructor: HandReconstructor | None = None,
+           log: Callable[[str], object] = print) -> dict[str, Any]:
     """Run every recorded input image (each stamp once) through the offline pipeline and compare."""
     from hand_recon_ros.pipeline import create_reconstructor
     if contents.image_topic is None:
@@ -430,13 +443,15 @@ def replay(contents: BagContents, options: ReplayOptions, reconstructor=None, lo
                               max_hands=options.max_hands)
     info = reconstructor.info()
     recorded = {r.stamp_ns: r for r in contents.outputs.get(contents.hands_topic, [])}
-    frames, seen, times_ms = [], set(), []
+    frames: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    times_ms: list[float] = []
     with open_reader(contents.path) as reader:
         connections = [c for c in reader.connections if c.topic == contents.image_topic]
         for conn, _, raw in reader.messages(connections=connections):
             if options.max_frames and len(frames) >= options.max_frames:
                 break
-            msg = reader.deserialize(raw, conn.msgtype)
+            msg: Any = reader.deserialize(raw, conn.msgtype)   # duck-typed message (rosbags types it as object)
             stamp = _stamp_ns(msg.header)
             if stamp in seen:
                 continue  # a re-sent copy of a frame already replayed
@@ -479,13 +494,14 @@ def replay(contents: BagContents, options: ReplayOptions, reconstructor=None, lo
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def evaluate(bag_path, gt_path=None, replay_options: ReplayOptions | None = None, image_topic=None,
-             hands_topic=None, smoothed_topic=None, log=print) -> dict:
+def evaluate(bag_path: str | Path, gt_path: str | Path | None = None, replay_options: ReplayOptions | None = None,
+             image_topic: str | None = None, hands_topic: str | None = None, smoothed_topic: str | None = None,
+             log: Callable[[str], object] = print) -> dict[str, Any]:
     contents = read_bag(bag_path, image_topic, hands_topic, smoothed_topic)
     if contents.hands_topic is None and contents.smoothed_topic is None:
         raise ValueError(f'no {HAND_ARRAY_TYPE} topic in {bag_path}: was the node output recorded?')
     stamps = contents.input_stamps()
-    report = {
+    report: dict[str, Any] = {
         'bag': str(contents.path), 'topics': contents.topics, 'model_info': contents.model_info,
         'image_topic': contents.image_topic, 'hands_topic': contents.hands_topic,
         'smoothed_topic': contents.smoothed_topic,
@@ -498,7 +514,7 @@ def evaluate(bag_path, gt_path=None, replay_options: ReplayOptions | None = None
         if topic is None:
             continue
         recs = contents.outputs[topic]
-        entry = {'topic': topic, 'messages': len(recs), 'rate_hz': rate_hz([r.recv_ns for r in recs]),
+        entry: dict[str, Any] = {'topic': topic, 'messages': len(recs), 'rate_hz': rate_hz([r.recv_ns for r in recs]),
                  'hands_per_message': float(np.mean([len(r.hands) for r in recs])) if recs else float('nan'),
                  'processing_ms': distribution([r.processing_ms for r in recs]),
                  'receive_gap_ms': distribution(receive_gaps_ms(contents.images, recs)),
@@ -512,7 +528,7 @@ def evaluate(bag_path, gt_path=None, replay_options: ReplayOptions | None = None
 
 
 # ---------------------------------------------------------------------------------------------- output
-def _jsonable(x):
+def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -526,7 +542,7 @@ def _jsonable(x):
     return x
 
 
-def _fmt(value, digits=1):
+def _fmt(value: object, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return '-'
     if isinstance(value, float):
@@ -534,13 +550,13 @@ def _fmt(value, digits=1):
     return str(value)
 
 
-def _dist_text(d, digits=1):
+def _dist_text(d: Mapping[str, Any], digits: int = 1) -> str:
     if not d.get('n'):
         return '-'
     return f"{_fmt(d['p50'], digits)} / {_fmt(d['p95'], digits)} / {_fmt(d['max'], digits)} (n {d['n']})"
 
 
-def markdown(report) -> str:
+def markdown(report: Mapping[str, Any]) -> str:
     lines = ['# hand_recon bag evaluation', '', f"- bag: `{report['bag']}`"]
     info = report.get('model_info')
     if info:
@@ -593,7 +609,7 @@ def markdown(report) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def write_report(report, out_dir) -> Path:
+def write_report(report: Mapping[str, Any], out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'report.json').write_text(json.dumps(_jsonable(report), indent=1))
@@ -601,7 +617,8 @@ def write_report(report, out_dir) -> Path:
     return out
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
+    assert __doc__ is not None  # the module docstring above
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('bag', help='rosbag2 folder (or its .mcap file)')
     p.add_argument('--gt', help='ground_truth.json (tools/sample_frames format)')
@@ -624,10 +641,10 @@ def build_parser():
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Exit code 0, or 1 when --replay finds outputs outside tolerance."""
     args = build_parser().parse_args(argv)
-    options = None
+    options: ReplayOptions | None = None
     if args.replay:
         if args.tol_mm < 0 or args.score_tol < 0:
             raise SystemExit('--tol-mm and --score-tol must be >= 0')

@@ -12,20 +12,23 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hand_recon_ros.tools.node_process import ChildProcess, default_params_file, node_command
 
 
-def _node_command(extra):
+def _node_command(extra: Sequence[str]) -> list[str]:
     exe = Path(sys.executable).with_name('hand_recon_node')   # the console entry point, as a user starts it
     return node_command('-r', 'image:=/demo_cam/image_raw', '-r', 'camera_info:=/demo_cam/camera_info', *extra,
                         params_file=default_params_file(), executable=exe if exe.exists() else None)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+    assert __doc__ is not None  # the module docstring above
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='out/demo', help='output folder (replaced)')
     parser.add_argument('--frames', type=int, default=8)
@@ -66,8 +69,11 @@ def main(argv=None):
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     img_pub = node.create_publisher(Image, '/demo_cam/image_raw', reliable)
     info_pub = node.create_publisher(CameraInfo, '/demo_cam/camera_info', reliable)
-    results, overlays, infos = {}, {}, []
-    def key(m):
+    # messages are keyed by their header stamp (sec, nanosec)
+    results: dict[tuple[int, int], Any] = {}
+    overlays: dict[tuple[int, int], Any] = {}
+    infos: list[Any] = []
+    def key(m: Any) -> tuple[int, int]:
         return (m.header.stamp.sec, m.header.stamp.nanosec)
     node.create_subscription(HandArray, '/hand_recon/hands', lambda m: results.setdefault(key(m), m), reliable)
     node.create_subscription(Image, '/hand_recon/debug_image', lambda m: overlays.setdefault(key(m), m), reliable)
@@ -80,7 +86,8 @@ def main(argv=None):
         ('/hand_recon/hand_model_info', 'hand_recon_ros/msg/HandModelInfo', latched),
         ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray')])
 
-    def spin_until(pred, timeout):
+    # pred: called with no arguments (Callable[..., ...] because the loop's lambdas bind `stamp` by default value)
+    def spin_until(pred: Callable[..., object], timeout: float) -> object:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not pred():
             if node_proc.poll() is not None:
@@ -88,7 +95,8 @@ def main(argv=None):
             rclpy.spin_once(node, timeout_sec=0.05)
         return pred()
 
-    rows, rc = [], None
+    rows: list[dict[str, Any]] = []
+    rc: int | None = None
     try:
         if not spin_until(lambda: img_pub.get_subscription_count() > 0 and infos, 60.0):
             raise RuntimeError(f'the node did not come up within 60 s; see {out / "node.log"}')
@@ -96,6 +104,7 @@ def main(argv=None):
         print(f'[demo] node up: {info.network} on {info.device}, hand model: {info.hand_model}')
         for i, path in enumerate(frame_paths):
             image = cv2.imread(str(path))
+            assert image is not None, f'cannot read the frame just written: {path}'
             frame_gt = gt['frames'][i]
             # Camera-like stamps at the publish rate, so the tracker/smoother sees a continuous sequence.
             t_stamp = 1000.0 + i / args.rate
@@ -120,7 +129,7 @@ def main(argv=None):
                 img_pub.publish(msg)
             got = stamp in results
             latency_ms = (time.monotonic() - sent) * 1e3
-            row = {'frame': path.name, 'received': bool(got), 'round_trip_ms': round(latency_ms, 1), 'hands': []}
+            row: dict[str, Any] = {'frame': path.name, 'received': bool(got), 'round_trip_ms': round(latency_ms, 1), 'hands': []}
             if got:
                 res = results[stamp]
                 row['processing_ms'] = round(res.processing_time_ms, 1)
@@ -153,7 +162,7 @@ def main(argv=None):
     return 0 if ok else 1
 
 
-def write_report(out, rows, info, recorder, rc):
+def write_report(out: Path, rows: Sequence[dict[str, Any]], info: Any, recorder: Any, rc: int | None) -> None:
     lines = ['# hand_recon_ros demo report', '']
     if info is not None:
         lines += [f'- network: `{info.network}` on `{info.device}` ({info.precision})',

@@ -21,8 +21,10 @@ import shlex
 import shutil
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, overload
 
 __all__ = ['LaunchProcess', 'read_launch_file', 'node_commands', 'find_package_share', 'resolve_executable',
            'as_bool']
@@ -55,12 +57,12 @@ class LaunchProcess:
     env: dict = field(default_factory=dict)        # <env> children: set on top of the launching environment
 
     @property
-    def command(self):
+    def command(self) -> str:
         """A shell line: the <env> settings, then the command."""
         return ' '.join([*(f'{k}={shlex.quote(v)}' for k, v in self.env.items()), shlex.join(self.argv)])
 
 
-def as_bool(text, what='condition'):
+def as_bool(text: object, what: str = 'condition') -> bool:
     """launch's truthiness: 'true'/'1' and 'false'/'0' (any case); anything else is an error."""
     value = str(text).strip().lower()
     if value in ('true', '1'):
@@ -70,7 +72,7 @@ def as_bool(text, what='condition'):
     raise ValueError(f"{what} must be true/false (or 1/0), got {text!r}")
 
 
-def find_package_share(package, package_shares=None):
+def find_package_share(package: str, package_shares: Mapping[str, str | Path] | None = None) -> Path:
     """share/<package> like $(find-pkg-share): explicit mapping, AMENT_PREFIX_PATH, then this venv."""
     if package_shares and package in package_shares:
         return Path(package_shares[package])
@@ -84,7 +86,7 @@ def find_package_share(package, package_shares=None):
                      f"(build/install it, or source its setup file)")
 
 
-def resolve_executable(package, executable):
+def resolve_executable(package: str, executable: str) -> str | None:
     """Like `ros2 run`: <prefix>/lib/<pkg>/<exec> (colcon layout), then this venv's bin, then PATH."""
     prefixes = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p] + [sys.prefix]
     candidates = [Path(p) / 'lib' / package / executable for p in prefixes] if package else []
@@ -96,13 +98,18 @@ def resolve_executable(package, executable):
 
 
 class _Reader:
-    def __init__(self, package_shares):
+    def __init__(self, package_shares: Mapping[str, str | Path] | None) -> None:
         self.package_shares = package_shares
-        self.processes = []
-        self.declared = set()
+        self.processes: list[LaunchProcess] = []
+        self.declared: set[str] = set()
 
     # ---------------------------------------------------------------- substitutions
-    def subst(self, text, scope, where):
+    @overload
+    def subst(self, text: str, scope: dict[str, Any], where: str) -> str: ...
+    @overload
+    def subst(self, text: str | None, scope: dict[str, Any], where: str) -> str | None: ...
+
+    def subst(self, text: str | None, scope: dict[str, Any], where: str) -> str | None:
         if text is None:
             return None
         out = text
@@ -118,7 +125,7 @@ class _Reader:
                              f'env, dirname)')
         return out
 
-    def _one(self, kind, args, scope, where):
+    def _one(self, kind: str, args: list[str], scope: dict[str, Any], where: str) -> str:
         if kind == 'var' and len(args) == 1:
             if args[0] not in scope['args']:
                 raise ValueError(f"{where}: $(var {args[0]}) is not a declared argument")
@@ -135,7 +142,7 @@ class _Reader:
         raise ValueError(f"{where}: unsupported substitution $({kind} {' '.join(args)})")
 
     # ---------------------------------------------------------------- elements
-    def read_file(self, path, scope):
+    def read_file(self, path: str | Path, scope: dict[str, Any]) -> None:
         path = Path(path)
         try:
             root = ET.parse(path).getroot()
@@ -145,13 +152,13 @@ class _Reader:
             raise ValueError(f'{path}: root element must be <launch>, got <{root.tag}>')
         self.children(root, dict(scope, file=path))
 
-    def children(self, element, scope):
+    def children(self, element: ET.Element, scope: dict[str, Any]) -> None:
         for child in element:
             if not isinstance(child.tag, str):   # comments
                 continue
             self.element(child, scope)
 
-    def enabled(self, el, scope, where):
+    def enabled(self, el: ET.Element, scope: dict[str, Any], where: str) -> bool:
         cond_if, cond_unless = el.get('if'), el.get('unless')
         if cond_if is not None and not as_bool(self.subst(cond_if, scope, where), f'{where} if='):
             return False
@@ -159,8 +166,8 @@ class _Reader:
             return False
         return True
 
-    def element(self, el, scope):
-        where = f"{scope['file'].name}: <{el.tag}{' ' + el.get('name') if el.get('name') else ''}>"
+    def element(self, el: ET.Element, scope: dict[str, Any]) -> None:
+        where = f"{scope['file'].name}: <{el.tag}{' ' + el.get('name', '') if el.get('name') else ''}>"
         if el.tag not in _ALLOWED:
             raise ValueError(f'{where}: unsupported element (supported: {", ".join(sorted(_ALLOWED))})')
         unknown = set(el.attrib) - _ALLOWED[el.tag]
@@ -193,7 +200,7 @@ class _Reader:
             argv = shlex.split(self.subst(self._required(el, 'cmd', where), scope, where))
             if not argv:
                 raise ValueError(f'{where}: empty cmd')
-            env = {}
+            env: dict[str, str] = {}
             for child in el:
                 if isinstance(child.tag, str):
                     cwhere = f'{where} <{child.tag}>'
@@ -204,7 +211,7 @@ class _Reader:
             self.processes.append(LaunchProcess('executable', [exe or argv[0], *argv[1:]], exe is not None,
                                                 executable=argv[0], name=el.get('name', ''), env=env))
 
-    def include(self, el, scope, where):
+    def include(self, el: ET.Element, scope: dict[str, Any], where: str) -> None:
         file = Path(self.subst(self._required(el, 'file', where), scope, where))
         if not file.is_absolute():
             file = (scope['file'].parent / file).resolve()
@@ -219,7 +226,7 @@ class _Reader:
                 self._required(child, 'value', where), scope, where)
         self.read_file(file, scope)
 
-    def node(self, el, scope, where):
+    def node(self, el: ET.Element, scope: dict[str, Any], where: str) -> None:
         pkg = self.subst(self._required(el, 'pkg', where), scope, where)
         exe_name = self.subst(self._required(el, 'exec', where), scope, where)
         name = self.subst(el.get('name'), scope, where)
@@ -227,26 +234,28 @@ class _Reader:
         exe = resolve_executable(pkg, exe_name)
         argv = [exe or exe_name]
         argv += self.subst(el.get('args', ''), scope, where).split()
-        ros_args = []
+        ros_args: list[str] = []
         if name:
             ros_args += ['-r', f'__node:={name}']
         if ns != '/':
             ros_args += ['-r', f'__ns:={ns}']
-        params, remaps, env = [], [], {}
+        params: list[tuple[str, ...]] = []
+        remaps: list[tuple[str, str]] = []
+        env: dict[str, str] = {}
         for child in el:
             if not isinstance(child.tag, str):
                 continue
             cwhere = f'{where} <{child.tag}>'
             if child.tag == 'param':
                 if set(child.attrib) == {'from'}:
-                    path = self.subst(child.get('from'), scope, cwhere)
+                    path = self.subst(child.attrib['from'], scope, cwhere)
                     if not Path(path).is_file():
                         raise ValueError(f'{cwhere}: parameter file {path} does not exist')
                     params.append(('file', path))
                     ros_args += ['--params-file', path]
                 elif set(child.attrib) == {'name', 'value'}:
-                    pname = self.subst(child.get('name'), scope, cwhere)
-                    value = self.subst(child.get('value'), scope, cwhere)
+                    pname = self.subst(child.attrib['name'], scope, cwhere)
+                    value = self.subst(child.attrib['value'], scope, cwhere)
                     params.append(('value', pname, value))
                     ros_args += ['-p', f'{pname}:={value}']
                 else:
@@ -254,7 +263,7 @@ class _Reader:
             elif child.tag == 'remap':
                 if set(child.attrib) != {'from', 'to'}:
                     raise ValueError(f'{cwhere}: needs exactly from= and to=')
-                pair = (self.subst(child.get('from'), scope, cwhere), self.subst(child.get('to'), scope, cwhere))
+                pair = (self.subst(child.attrib['from'], scope, cwhere), self.subst(child.attrib['to'], scope, cwhere))
                 remaps.append(pair)
             elif child.tag == 'env':
                 self._env(child, env, scope, cwhere)
@@ -268,20 +277,20 @@ class _Reader:
                                             name=name or '', namespace=ns, params=params, remaps=remaps,
                                             env=env))
 
-    def _env(self, child, env, scope, where):
+    def _env(self, child: ET.Element, env: dict[str, str], scope: dict[str, Any], where: str) -> None:
         if set(child.attrib) != {'name', 'value'}:
             raise ValueError(f'{where}: needs exactly name= and value=')
-        env[self.subst(child.get('name'), scope, where)] = self.subst(child.get('value'), scope, where)
+        env[self.subst(child.attrib['name'], scope, where)] = self.subst(child.attrib['value'], scope, where)
 
     @staticmethod
-    def _required(el, attr, where):
+    def _required(el: ET.Element, attr: str, where: str) -> str:
         value = el.get(attr)
         if value is None:
             raise ValueError(f'{where}: missing attribute {attr!r}')
         return value
 
 
-def _join_namespace(base, ns):
+def _join_namespace(base: str, ns: str | None) -> str:
     """launch_ros semantics: a relative namespace is appended to the pushed one, an absolute one replaces it."""
     ns = (ns or '').strip()
     if ns.startswith('/'):
@@ -292,7 +301,8 @@ def _join_namespace(base, ns):
     return full
 
 
-def read_launch_file(launch_file, overrides=None, package_shares=None):
+def read_launch_file(launch_file: str | Path, overrides: Mapping[str, Any] | None = None,
+                     package_shares: Mapping[str, str | Path] | None = None) -> list[LaunchProcess]:
     """The processes an XML launch file starts, as ``LaunchProcess`` entries in document order.
 
     overrides: {arg: value} like `ros2 launch ... arg:=value` (values are strings; bools as 'true'/'false').
@@ -314,17 +324,18 @@ def read_launch_file(launch_file, overrides=None, package_shares=None):
     return reader.processes
 
 
-def node_commands(launch_file, overrides=None, package_shares=None):
+def node_commands(launch_file: str | Path, overrides: Mapping[str, Any] | None = None,
+                  package_shares: Mapping[str, str | Path] | None = None) -> list[list[str]]:
     """Command lines (lists of strings) of every process the launch file starts."""
     return [p.argv for p in read_launch_file(launch_file, overrides, package_shares)]
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ('-h', '--help'):
         print(__doc__)
         return 0 if argv else 2
-    overrides = {}
+    overrides: dict[str, str] = {}
     for item in argv[1:]:
         if ':=' not in item:
             print(f'arguments are name:=value, got {item!r}', file=sys.stderr)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import IO, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 __all__ = ['NODE_MODULE', 'ChildProcess', 'default_params_file', 'environment', 'node_command', 'stop_all']
 
@@ -42,7 +42,7 @@ class ChildProcess:
     """
 
     def __init__(self, cmd: Sequence[str], log_path: Optional[PathLike] = None,
-                 env: Optional[Mapping[str, str]] = None, cwd: Optional[PathLike] = None):
+                 env: Optional[Mapping[str, str]] = None, cwd: Optional[PathLike] = None) -> None:
         self.cmd = [str(c) for c in cmd]
         self.log_path = Path(log_path) if log_path is not None else None
         self._log: Optional[IO[str]] = open(self.log_path, 'w') if self.log_path is not None else None
@@ -108,7 +108,7 @@ class ChildProcess:
     def __enter__(self) -> 'ChildProcess':
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -120,7 +120,7 @@ def stop_all(processes: Iterable[ChildProcess], sig: int = signal.SIGINT, timeou
     return [p.wait(timeout) for p in processes]
 
 
-def environment(**changes: Optional[str]) -> dict:
+def environment(**changes: Optional[str]) -> Dict[str, str]:
     """This process's environment with changes (None removes a variable): the ``env`` of a ChildProcess."""
     env = dict(os.environ)
     for key, value in changes.items():

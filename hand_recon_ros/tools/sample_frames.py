@@ -5,7 +5,9 @@ shipping image files. Ground truth per frame: intrinsics, 21 joints and vertices
 camera frame (metres), 2D keypoints.
 """
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Union
 
 import cv2
 import numpy as np
@@ -18,7 +20,7 @@ WIDTH, HEIGHT, FOCAL = 640, 480, 600.0
 SKIN = {'right': (150, 170, 215), 'left': (140, 160, 205)}  # BGR
 
 
-def _background(rng, height, width):
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Smooth random colour field plus stripes: never a blank background."""
     low = rng.integers(40, 200, (6, 8, 3)).astype(np.uint8)
     img = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -29,7 +31,7 @@ def _background(rng, height, width):
     return img
 
 
-def sample_frames(n=8, seed=0):
+def sample_frames(n: int = 8, seed: int = 0) -> Iterator[dict[str, Any]]:
     """Yield dicts with image (BGR uint8), K, and per-side ground truth."""
     from hand_recon_ros.hand_model.model import load_hand_model
     from hand_recon_ros.hand_model.render import render_mesh_overlay
@@ -39,7 +41,7 @@ def sample_frames(n=8, seed=0):
     K = np.array([[FOCAL, 0, WIDTH / 2], [0, FOCAL, HEIGHT / 2], [0, 0, 1]])
     for i in range(n):
         image = _background(rng, HEIGHT, WIDTH)
-        gt = {}
+        gt: dict[str, dict[str, np.ndarray]] = {}
         # Two hands side by side, facing the camera, approaching each other over the sequence.
         gap = 0.16 - 0.1 * i / max(n - 1, 1)
         for side, sign in (('right', -1.0), ('left', 1.0)):
@@ -61,7 +63,7 @@ def sample_frames(n=8, seed=0):
         yield {'index': i, 'image': image, 'K': K, 'gt': gt}
 
 
-def write_frames(out_dir, n=8, seed=0):
+def write_frames(out_dir: Union[str, Path], n: int = 8, seed: int = 0) -> list[Path]:
     """Write frame_XX.png + ground_truth.json; returns the list of frame paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,7 @@ class PipelineConfig:
     precision: str = 'fp32'
     num_threads: int = 0
     detection_threshold: float = 0.35
+    min_side_share: float = 0.0       # drop a detection whose side holds less than this share of both maps at its peak
     multi_hand: bool = False
     max_hands: int = 2
     refine: bool = True               # IHMR-MLP refinement for close two-hand pairs
@@ -79,7 +80,8 @@ class HandReconstructor:
     def __init__(self, network: ACRNet, hand_model: HandModel, device: torch.device, precision: str = 'fp32',
                  weights_file: str | Path = '', weights_sha256: str = '', weights_description: str = '',
                  detection_threshold: float = 0.35, multi_hand: bool = False, max_hands: int = 2,
-                 refine: bool = True, refine_gate_m: float = 0.3, refine_weights: str | Path | None = None):
+                 refine: bool = True, refine_gate_m: float = 0.3, refine_weights: str | Path | None = None,
+                 min_side_share: float = 0.0):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
         self.network = network.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -92,6 +94,7 @@ class HandReconstructor:
         self.input_size = network.config.input_size
         self.normalization = 'imagenet' if network.normalization == 'imagenet' else 'pm1'
         self.detection_threshold, self.multi_hand, self.max_hands = detection_threshold, multi_hand, max_hands
+        self.min_side_share = float(min_side_share)
         self._faces = {side: np.asarray(hand_model.faces(side), np.int64) for side in SIDES}
         from hand_recon_ros.refine import JointHead, build_refiner, joint_template
         self.refine_enabled, self.refine_gate_m = bool(refine), float(refine_gate_m)
@@ -116,9 +119,11 @@ class HandReconstructor:
     # ------------------------------------------------------------------ configuration
     def set_runtime(self, detection_threshold: float | None = None, multi_hand: bool | None = None,
                     max_hands: int | None = None, refine: bool | None = None,
-                    refine_gate_m: float | None = None) -> None:
+                    refine_gate_m: float | None = None, min_side_share: float | None = None) -> None:
         if detection_threshold is not None:
             self.detection_threshold = float(detection_threshold)
+        if min_side_share is not None:
+            self.min_side_share = float(min_side_share)
         if multi_hand is not None:
             self.multi_hand = bool(multi_hand)
         if max_hands is not None:
@@ -211,7 +216,8 @@ class HandReconstructor:
         for b in range(n):
             frame_timings = dict(timings)
             t = time.perf_counter()
-            mine = [i for i in range(len(dets)) if det_batch[i] == b]
+            # a peak whose own side holds too little of the two maps there: the other side's hand seen twice
+            mine = [i for i in range(len(dets)) if det_batch[i] == b and det_handedness[i] >= self.min_side_share]
             order = sorted(mine, key=lambda i: -det_score[i])[:max(1, self.max_hands)]
             hands = []
             if order:
@@ -379,7 +385,8 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         warn('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
     reconstructor = HandReconstructor(network, hand_model, device, config.precision, weights_file, sha,
                                       description, config.detection_threshold, config.multi_hand, config.max_hands,
-                                      config.refine, config.refine_gate_m, refine_path)
+                                      config.refine, config.refine_gate_m, refine_path,
+                                      min_side_share=config.min_side_share)
     if reconstructor.refiner_matches_network() is False:
         warn(f'the IHMR-MLP weights {refine_path} were trained on the features of another ACR network (sha256 '
              f'{reconstructor.refine_acr_sha256[:12]}, running {sha[:12]}): the refinement may not help; its '

@@ -80,6 +80,26 @@ def test_detection_threshold_controls_output(reconstructor):
     reconstructor.set_runtime(detection_threshold=0.35)
 
 
+def test_min_side_share_drops_exactly_the_peaks_the_other_side_claims_more(reconstructor):
+    image = np.random.default_rng(5).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    reconstructor.set_runtime(detection_threshold=0.0, refine=False)
+    try:
+        every = reconstructor.reconstruct(image).hands
+        assert len(every) == 2                      # threshold 0: the best peak of each side
+        shares = sorted(h.handedness_score for h in every)
+        reconstructor.set_runtime(min_side_share=0.5)
+        kept = reconstructor.reconstruct(image).hands
+        expected = [h for h in every if h.handedness_score >= 0.5]
+        assert [h.handedness for h in kept] == [h.handedness for h in expected]
+        for a, b in zip(kept, expected):
+            np.testing.assert_array_equal(a.keypoints_2d, b.keypoints_2d)
+        # two peaks on one pixel share it: their shares add to 1, so at most one survives 0.5
+        if abs(shares[0] + shares[1] - 1.0) < 1e-6:
+            assert len(kept) == 1
+    finally:
+        reconstructor.set_runtime(detection_threshold=0.35, min_side_share=0.0, refine=True)
+
+
 def test_device_resolution_fails_loudly_without_cuda():
     assert resolve_device('cpu').type == 'cpu'
     if not torch.cuda.is_available():

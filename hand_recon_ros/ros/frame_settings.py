@@ -37,6 +37,7 @@ class OutputSettings:
 class ReconstructorRuntime:
     """Keyword arguments of ``HandReconstructor.set_runtime``."""
     detection_threshold: float = 0.35
+    min_side_share: float = 0.0
     multi_hand: bool = False
     max_hands: int = 2
     refine: bool = True
@@ -59,6 +60,7 @@ class FrameSettings:
     def from_parameters(cls, value: Callable[[str], Any]) -> FrameSettings:
         """value(name) -> the parameter's current value (the node's ``p``)."""
         runtime = ReconstructorRuntime(detection_threshold=float(value('detection_threshold')),
+                                       min_side_share=float(value('min_side_share')),
                                        multi_hand=bool(value('multi_hand')), max_hands=int(value('max_hands')),
                                        refine=bool(value('refinement.enabled')),
                                        refine_gate_m=float(value('refinement.gate_m')))

@@ -234,6 +234,7 @@ class HandReconNode(LifecycleNode):
                 backbone=self.p('network.backbone'), input_size=int(self.p('network.input_size')),
                 mano_dir=self.p('mano_dir') or None, device=self.p('device'), precision=self.p('precision'),
                 num_threads=int(self.p('num_threads')), detection_threshold=float(self.p('detection_threshold')),
+                min_side_share=float(self.p('min_side_share')),
                 refine=bool(self.p('refinement.enabled')), refine_gate_m=float(self.p('refinement.gate_m')),
                 refine_weights=self.p('refinement.weights'))
             self.reconstructor = create_reconstructor(config, logger=self.get_logger())

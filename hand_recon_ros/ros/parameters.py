@@ -69,6 +69,8 @@ _TABLE = (
     _P('num_threads', 0, 'torch CPU threads (0 = default)', 'activate', low=0, high=256),
     _P('detection_threshold', 0.35, 'centre-map confidence threshold (0 keeps every candidate)', low=0.0,
        high=1.0, high_open=True),
+    _P('min_side_share', 0.0, 'drop a detection whose side holds less than this share of the two centre maps at '
+       'its peak (0 keeps all; 0.45 drops a hand the other side claims more)', low=0.0, high=0.5),
     _P('multi_hand', False, 'allow more than one hand per side'),
     _P('refinement.enabled', True, 'IHMR-MLP collision-aware refinement of close two-hand pairs'),
     _P('refinement.gate_m', 0.3, 'refine only when the two wrists are closer than this (metres)',

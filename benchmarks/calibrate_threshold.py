@@ -1,17 +1,18 @@
-"""Centre-map threshold sweep of an ACR model on the TRAINING split of the teacher-labelled photos.
+"""Centre-map threshold and minimum side share sweep of an ACR model on the TRAINING split of the teacher-labelled photos.
 
     .venv/bin/python benchmarks/calibrate_threshold.py                       # shipped model, prints the sweep
     .venv/bin/python benchmarks/calibrate_threshold.py --weights out/train/real_cpu/model.safetensors
 
 Frames: those the trainer uses (seen in training, so scores there run a little higher than on new photos: the
-suggestion errs towards a higher threshold). The network runs once per frame with the threshold at 0; with one peak
-per side (the node's default) the best peak of a side is kept at threshold t exactly when its score exceeds t, so
-every threshold of the sweep is the same run filtered by score. It prints, per threshold, recall, precision,
-handedness, both hands found (by position, and with both sides right) and ``same-spot pairs``: frames where a left
-and a right detection sit on one hand (centroids closer than a quarter of the smaller hand), the false positives
-that fall when the threshold rises. The suggestion: the lowest threshold whose precision stays >= ``--min-
-precision``. The reported real-image figures stay on the validation split (``bench_real.py``), which this never
-reads.
+suggestion errs towards a higher threshold). The network runs once per frame with the threshold and the minimum
+side share at 0; with one peak per side (the node's default) the best peak of a side is kept at threshold t exactly
+when its score exceeds t, so every setting of the sweep is the same run filtered by score and by the peak's side
+share (its side's share of the two centre maps at that pixel; hand_recon_ros/detection_defaults.py). It prints, per
+setting, recall, precision, handedness, both hands found (by position, and with both sides right) and same-spot
+pairs: frames where a left and a right detection sit on one hand (centroids closer than a quarter of the smaller
+hand), the false positives a side share removes. The suggestion per share: the lowest threshold whose precision
+stays >= --min-precision. The reported real-image figures stay on the validation split (bench_real.py), which this
+never reads.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
 from hand_recon_ros.detection_metrics import DetectionTally, box_size, keypoint_box, keypoint_centroid
 from hand_recon_train.datasets.teacher import select_frames
 from hand_recon_train.evaluation import real_images as rb
@@ -29,6 +31,7 @@ from hand_recon_train.teacher.labels import load_labels
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+SHARES = (0.0, 0.4, 0.45, 0.5)
 
 
 def same_spot(preds: list, fraction: float = 0.25) -> bool:
@@ -43,23 +46,26 @@ def same_spot(preds: list, fraction: float = 0.25) -> bool:
     return False
 
 
-def sweep(frames: list, predictions: dict, thresholds=THRESHOLDS) -> dict[float, dict]:
+def sweep(frames: list, predictions: dict, thresholds=THRESHOLDS,
+          shares=SHARES) -> dict[tuple[float, float], dict]:
     out = {}
-    for t in thresholds:
-        tally, spots = DetectionTally(), 0
-        for frame in frames:
-            preds = predictions.get(str(frame.path))
-            if preds is None:
-                continue
-            kept = [p for p in preds if p.score > t]
-            tally.add_frame(frame.hands, kept)
-            spots += int(same_spot(kept))
-        out[t] = {**tally.summary(), 'same_spot_frames': spots}
+    for share in shares:
+        for t in thresholds:
+            tally, spots = DetectionTally(), 0
+            for frame in frames:
+                preds = predictions.get(str(frame.path))
+                if preds is None:
+                    continue
+                kept = [p for p in preds if p.score > t and p.side_share >= share]
+                tally.add_frame(frame.hands, kept)
+                spots += int(same_spot(kept))
+            out[(share, t)] = {**tally.summary(), 'same_spot_frames': spots}
     return out
 
 
-def choose(rows: dict[float, dict], min_precision: float) -> float | None:
-    ok = [t for t, r in rows.items() if math.isfinite(r['precision']) and r['precision'] >= min_precision]
+def choose(rows: dict[tuple[float, float], dict], share: float, min_precision: float) -> float | None:
+    ok = [t for (s, t), r in rows.items()
+          if s == share and math.isfinite(r['precision']) and r['precision'] >= min_precision]
     return min(ok) if ok else None
 
 
@@ -83,18 +89,23 @@ def main(argv=None) -> int:
     two = [f for f in frames if f.two_hand]
     one = [f for f in frames if not f.two_hand][::max(1, args.every)]
     frames = two + one
-    method = rb.AcrMethod(args.weights, name='acr', threshold=0.0)
+    method = rb.AcrMethod(args.weights, name='acr', threshold=0.0, min_side_share=0.0)
     print(f'[calibrate] {method.description}: {len(frames)} training-split frames ({len(two)} with two hands)')
     result = rb.run_benchmark(frames, [method], log=print)['acr']
     rows = sweep(frames, result['preds'])
-    print('| threshold | recall | precision | handedness* | both hands found | both, sides right* | same-spot pairs |')
-    print('|---' * 7 + '|')
-    for t, r in rows.items():
-        print(f"| {t:.2f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['handedness']:.3f} | "
+    print('| min side share | threshold | recall | precision | handedness* | both hands found | both, sides right* | '
+          'same-spot pairs |')
+    print('|---' * 8 + '|')
+    for (share, t), r in rows.items():
+        print(f"| {share:.2f} | {t:.2f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['handedness']:.3f} | "
               f"{100 * r['both_found']:.0f} % of {r['two_hand_frames']} | {100 * r['both_found_sides']:.0f} % | "
               f"{r['same_spot_frames']} of {len(frames)} frames |")
-    chosen = choose(rows, args.min_precision)
-    print(f'[calibrate] lowest threshold with precision >= {args.min_precision}: {chosen}')
+    for share in SHARES:
+        print(f'[calibrate] min side share {share}: lowest threshold with precision >= {args.min_precision}: '
+              f'{choose(rows, share, args.min_precision)}')
+    print(f'[calibrate] shipped defaults (hand_recon_ros/detection_defaults.py): threshold {DETECTION_THRESHOLD}, '
+          f'min side share {MIN_SIDE_SHARE}. A higher share buys precision by dropping one hand of overlapping pairs: '
+          'check the pasted and synthetic sets of bench_real.py before raising it.')
     return 0
 
 

@@ -96,6 +96,7 @@ class PredictedHand:
     side: str
     score: float = 1.0
     joints_cam: np.ndarray | None = None   # (21, 3) metres, camera frame, when the method gives 3D
+    side_share: float = 1.0                # ACR: its side's share of the two centre maps at the peak
 
 
 @dataclass

@@ -36,6 +36,7 @@ from hand_recon_ros.acr.network import ACRNet
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.acr.preprocess import letterbox
 from hand_recon_ros.conventions import SIDES  # network side index 0 = left, 1 = right (ACR order)
+from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsics, project_points
 from hand_recon_ros.geometry.placement import place_hands
@@ -64,11 +65,11 @@ class PipelineConfig:
     device: str = 'auto'
     precision: str = 'fp32'
     num_threads: int = 0
-    detection_threshold: float = 0.35
-    min_side_share: float = 0.0       # drop a detection whose side holds less than this share of both maps at its peak
+    detection_threshold: float = DETECTION_THRESHOLD
+    min_side_share: float = MIN_SIDE_SHARE    # drop a peak whose side holds less of the two maps there
     multi_hand: bool = False
     max_hands: int = 2
-    refine: bool = True               # IHMR-MLP refinement for close two-hand pairs
+    refine: bool = False              # IHMR-MLP refinement for close two-hand pairs (README: off by default, why)
     refine_gate_m: float = 0.3        # ... only when the wrists are closer than this
     refine_weights: str = ''          # IHMR-MLP weights; '' = models/ihmr_default.safetensors if shipped
     seed: int = 0
@@ -79,9 +80,9 @@ class HandReconstructor:
 
     def __init__(self, network: ACRNet, hand_model: HandModel, device: torch.device, precision: str = 'fp32',
                  weights_file: str | Path = '', weights_sha256: str = '', weights_description: str = '',
-                 detection_threshold: float = 0.35, multi_hand: bool = False, max_hands: int = 2,
-                 refine: bool = True, refine_gate_m: float = 0.3, refine_weights: str | Path | None = None,
-                 min_side_share: float = 0.0):
+                 detection_threshold: float = DETECTION_THRESHOLD, multi_hand: bool = False, max_hands: int = 2,
+                 refine: bool = False, refine_gate_m: float = 0.3, refine_weights: str | Path | None = None,
+                 min_side_share: float = MIN_SIDE_SHARE):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
         self.network = network.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
+
 __all__ = ['FrameSettings', 'OutputSettings', 'ReconstructorRuntime']
 
 
@@ -36,11 +38,11 @@ class OutputSettings:
 @dataclass(frozen=True)
 class ReconstructorRuntime:
     """Keyword arguments of ``HandReconstructor.set_runtime``."""
-    detection_threshold: float = 0.35
-    min_side_share: float = 0.0
+    detection_threshold: float = DETECTION_THRESHOLD
+    min_side_share: float = MIN_SIDE_SHARE
     multi_hand: bool = False
     max_hands: int = 2
-    refine: bool = True
+    refine: bool = False
     refine_gate_m: float = 0.3
 
     def as_kwargs(self) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
+from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
+
 __all__ = ['ParamSpec', 'SPECS', 'validate', 'descriptor', 'APPLIES']
 
 # When a change takes effect: at once, on the next activate, on the next configure, or only at start.
@@ -67,12 +69,12 @@ _TABLE = (
     _P('device', 'auto', 'auto | cpu | cuda | cuda:N', 'activate', pattern=r'auto|cpu|cuda(:[0-9]{1,2})?'),
     _P('precision', 'fp32', 'inference precision', 'activate', choices=('fp32', 'fp16', 'bf16')),
     _P('num_threads', 0, 'torch CPU threads (0 = default)', 'activate', low=0, high=256),
-    _P('detection_threshold', 0.35, 'centre-map confidence threshold (0 keeps every candidate)', low=0.0,
+    _P('detection_threshold', DETECTION_THRESHOLD, 'centre-map confidence threshold (0 keeps every candidate)', low=0.0,
        high=1.0, high_open=True),
-    _P('min_side_share', 0.0, 'drop a detection whose side holds less than this share of the two centre maps at '
+    _P('min_side_share', MIN_SIDE_SHARE, 'drop a detection whose side holds less than this share of the two centre maps at '
        'its peak (0 keeps all; 0.45 drops a hand the other side claims more)', low=0.0, high=0.5),
     _P('multi_hand', False, 'allow more than one hand per side'),
-    _P('refinement.enabled', True, 'IHMR-MLP collision-aware refinement of close two-hand pairs'),
+    _P('refinement.enabled', False, 'IHMR-MLP collision-aware refinement of close two-hand pairs'),
     _P('refinement.gate_m', 0.3, 'refine only when the two wrists are closer than this (metres)',
        low=0.0, high=5.0, low_open=True),
     _P('refinement.weights', '', 'IHMR-MLP weights file; empty = models/ihmr_default.safetensors if shipped',

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
+
 if TYPE_CHECKING:
     from rosbags.highlevel import AnyReader
 
@@ -373,7 +375,8 @@ class ReplayOptions:
     device: str = 'auto'
     precision: str = 'fp32'
     mano_dir: str | None = None
-    detection_threshold: float = 0.35
+    detection_threshold: float = DETECTION_THRESHOLD
+    min_side_share: float = MIN_SIDE_SHARE
     multi_hand: bool = False
     max_hands: int = 2
     tol_mm: float = 2.0
@@ -386,6 +389,7 @@ def pipeline_config(options: ReplayOptions, model_info: dict[str, Any] | None) -
     from hand_recon_ros.pipeline import PipelineConfig
     config = PipelineConfig(weights=options.weights, device=options.device, precision=options.precision,
                             mano_dir=options.mano_dir, detection_threshold=options.detection_threshold,
+                            min_side_share=options.min_side_share,
                             multi_hand=options.multi_hand, max_hands=options.max_hands)
     network = (model_info or {}).get('network', '')
     if not options.weights and model_info is not None and not model_info.get('weights_sha256'):
@@ -439,7 +443,8 @@ def replay(contents: BagContents, options: ReplayOptions, reconstructor: HandRec
     config = pipeline_config(options, contents.model_info)
     if reconstructor is None:
         reconstructor = create_reconstructor(config)
-    reconstructor.set_runtime(detection_threshold=options.detection_threshold, multi_hand=options.multi_hand,
+    reconstructor.set_runtime(detection_threshold=options.detection_threshold, min_side_share=options.min_side_share,
+                              multi_hand=options.multi_hand,
                               max_hands=options.max_hands)
     info = reconstructor.info()
     recorded = {r.stamp_ns: r for r in contents.outputs.get(contents.hands_topic, [])}
@@ -487,6 +492,7 @@ def replay(contents: BagContents, options: ReplayOptions, reconstructor: HandRec
         'weights_sha256': info['weights_sha256'],
         'weights_match_recorded': None if recorded_sha is None else recorded_sha == info['weights_sha256'],
         'detection_threshold': options.detection_threshold,
+        'min_side_share': options.min_side_share,
     }
     log(f"[bag_eval] replay: {summary['frames_compared']} frames compared, {summary['frames_failed']} failed, "
         f"max joint difference {summary['max_joint_diff_mm']:.3f} mm")
@@ -632,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
     g.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'))
     g.add_argument('--mano-dir', default=None)
-    g.add_argument('--detection-threshold', type=float, default=0.35)
+    g.add_argument('--detection-threshold', type=float, default=DETECTION_THRESHOLD)
+    g.add_argument('--min-side-share', type=float, default=MIN_SIDE_SHARE)
     g.add_argument('--multi-hand', action='store_true')
     g.add_argument('--max-hands', type=int, default=2)
     g.add_argument('--tol-mm', type=float, default=2.0, help='joint tolerance of the parity check (mm)')
@@ -650,6 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit('--tol-mm and --score-tol must be >= 0')
         options = ReplayOptions(weights=args.weights, device=args.device, precision=args.precision,
                                 mano_dir=args.mano_dir, detection_threshold=args.detection_threshold,
+                                min_side_share=args.min_side_share,
                                 multi_hand=args.multi_hand, max_hands=args.max_hands, tol_mm=args.tol_mm,
                                 score_tol=args.score_tol, max_frames=args.max_frames)
     try:

@@ -193,11 +193,13 @@ class AcrMethod:
     """An ACR model through the ROS-free pipeline (true K when the frame has one, else the node's fallback)."""
 
     def __init__(self, weights: str = '', name: str = 'acr', precision: str = 'fp32', threshold: float | None = None,
-                 refine: bool = False):
+                 refine: bool = False, min_side_share: float | None = None):
         from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
         cfg = PipelineConfig(weights=weights, device='cpu', precision=precision, refine=refine)
         if threshold is not None:
             cfg.detection_threshold = threshold
+        if min_side_share is not None:
+            cfg.min_side_share = min_side_share
         self.reconstructor = create_reconstructor(cfg)
         self.name = name
         info = self.reconstructor.info()
@@ -207,7 +209,8 @@ class AcrMethod:
         K = frame.K if frame.K is not None else fallback_intrinsics(image_bgr.shape[1], image_bgr.shape[0])
         result = self.reconstructor.reconstruct(image_bgr, K)
         return [PredictedHand(np.asarray(h.keypoints_2d, np.float64), h.handedness, float(h.score),
-                              np.asarray(h.joints_3d, np.float64)) for h in result.hands]
+                              np.asarray(h.joints_3d, np.float64), float(h.handedness_score))
+                for h in result.hands]
 
 
 class MediaPipeMethod:

@@ -29,3 +29,19 @@ def test_shipped_network_matches_its_manifest_rows(name):
     assert all(f'--config {c}' in rows[0] for c in configs), (configs, rows[0])
     network = load_acr(weights)
     assert document['config']['input_size'] == network.config.input_size
+
+
+def test_shipped_refiner_matches_its_row_loads_and_names_the_shipped_network():
+    refiner = MODELS / 'ihmr_default.safetensors'
+    if not refiner.exists():
+        pytest.skip('no refiner shipped')
+    digest = _sha256(refiner)
+    document = json.loads(refiner.with_suffix('.json').read_text())
+    assert document['extra']['sha256'] == digest
+    rows = [line for line in (MODELS / 'README.md').read_text().splitlines() if line.startswith('| `ihmr_default.')]
+    assert len(rows) == 1 and re.findall(r'`([0-9a-f]{64})`', rows[0]) == [digest], 'models/README.md is stale'
+    from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+    rec = create_reconstructor(PipelineConfig(device='cpu', refine=True))
+    assert rec.refine_weights_sha256 == digest
+    # trained on the features of the network shipped beside it
+    assert rec.refiner_matches_network() is True

@@ -171,8 +171,11 @@ def test_trained_refiner_weights_are_loaded_by_the_pipeline(run):
                                               refine_weights=str(run['weights'])))
     info = rec.info()
     assert info['refine_weights_sha256'] == sha256_of(run['weights'])
+    from hand_recon_ros.acr.factory import find_shipped
+    shipped = find_shipped('ihmr_default.safetensors')
     fresh = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128))
-    assert fresh.info()['refine_weights_sha256'] == ''
+    # without refine_weights: the shipped refiner when one ships, else the untrained one
+    assert fresh.info()['refine_weights_sha256'] == (sha256_of(shipped) if shipped else '')
     a = dict(rec.refiner.named_parameters())
     b = dict(fresh.refiner.named_parameters())
     assert any(not torch.equal(a[k], b[k]) for k in a)

@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from .backbones import list_backbones
 from .network import PRESETS, ACRConfig, ACRNet, build_acr
 
-__all__ = ['BACKBONE_PRESETS', 'DEFAULT_WEIGHTS', 'SHORT_NAMES', 'UNTRAINED', 'create_model', 'find_default_weights',
-           'find_shipped', 'model_search_dirs', 'resolve_preset', 'weights_description']
+__all__ = ['BACKBONE_PRESETS', 'DEFAULT_WEIGHTS', 'SHORT_NAMES', 'UNTRAINED', 'NetworkSpec', 'create_model',
+           'find_default_weights', 'find_shipped', 'model_search_dirs', 'parse_network_spec', 'resolve_preset',
+           'weights_description']
 
 DEFAULT_WEIGHTS = 'acr_default.safetensors'
 UNTRAINED = 'untrained'      # weights value that asks for the seeded random-init network (tests, benchmarks)
@@ -31,6 +32,32 @@ BACKBONE_PRESETS: dict[str, str] = {spec['backbone']: name for name, spec in PRE
 # The short names of NAME@SIZE benchmark configs.
 SHORT_NAMES: dict[str, str] = {'light': 'acr_light', 'effnet': 'acr_effnet_lite0', 'resnet50': 'acr_resnet50',
                                'hrnet_w32': 'acr_hrnet_w32'}
+
+
+class NetworkSpec(NamedTuple):
+    """A benchmark's ``NAME@SIZE`` network config, e.g. ``light@256``."""
+    name: str           # a key of SHORT_NAMES
+    input_size: int
+
+    @property
+    def preset(self) -> str:
+        return SHORT_NAMES[self.name]
+
+    @property
+    def backbone(self) -> str:
+        """What the node's ``network.backbone`` parameter takes for this config."""
+        return str(PRESETS[self.preset]['backbone'])
+
+    def __str__(self) -> str:
+        return f'{self.name}@{self.input_size}'
+
+
+def parse_network_spec(spec: str) -> NetworkSpec:
+    """``'light@256'`` -> NetworkSpec('light', 256): the one naming of every benchmark's ``--configs``."""
+    name, _, size = str(spec).partition('@')
+    if name not in SHORT_NAMES or not size.isdigit() or int(size) < 32:
+        raise ValueError(f'bad network config {spec!r}: use NAME@SIZE with NAME in {", ".join(SHORT_NAMES)}')
+    return NetworkSpec(name, int(size))
 
 
 def model_search_dirs() -> list[Path]:

@@ -24,7 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hand_recon_ros.acr.decoding import DecodeConfig, decode
-from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
+from hand_recon_ros.acr.factory import SHORT_NAMES, create_model, parse_network_spec
 from hand_recon_ros.acr.preprocess import letterbox
 from hand_recon_ros.tools.timing import time_calls
 
@@ -138,10 +138,10 @@ def main() -> None:
     print(header)
     print('|' + '---|' * (header.count('|') - 1))
     for spec in args.configs:
-        name, _, size_text = spec.partition('@')
-        if name not in SHORT_NAMES or not size_text.isdigit():
-            parser.error(f'bad config {spec!r}: use NAME@SIZE with NAME in {", ".join(SHORT_NAMES)}')
-        size = int(size_text)
+        try:
+            name, size = parse_network_spec(spec)
+        except ValueError as exc:
+            parser.error(str(exc))
         net = create_model(name, input_size=size).eval()
         iters = args.iters if name in LIGHT else args.big_iters
         with torch.inference_mode():

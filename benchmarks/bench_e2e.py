@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hand_recon_ros.acr.factory import SHORT_NAMES, parse_network_spec
 from hand_recon_ros.tools.node_process import NODE_MODULE, ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO / 'config' / 'hand_recon.yaml'
-CONFIGS = {'light@256': ('resnet18', 256), 'light@320': ('resnet18', 320),
-           'resnet50@512': ('resnet50', 512), 'hrnet_w32@512': ('hrnet_w32', 512)}
+CONFIGS = ('light@256', 'light@320', 'resnet50@512', 'hrnet_w32@512')   # NAME@SIZE (acr.factory.parse_network_spec)
 BIG = ('resnet50', 'hrnet_w32')
 STAMP0 = 1000          # frame i carries header.stamp.sec = STAMP0 + i: the key that matches answers to frames
 
@@ -307,7 +307,8 @@ def fmt(v, digits=1):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--configs', nargs='*', default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument('--configs', nargs='*', default=list(CONFIGS),
+                        help='NAME@SIZE with NAME in ' + ', '.join(SHORT_NAMES))
     parser.add_argument('--frames', type=int, default=30, help='latency-mode frames (a third for resnet50/hrnet)')
     parser.add_argument('--seconds', type=float, default=5.0, help='throughput-mode duration')
     parser.add_argument('--rate', type=float, default=30.0, help='throughput-mode publish rate (Hz)')
@@ -334,7 +335,8 @@ def main():
     t_start = time.monotonic()
     lat_rows, tp_rows, devices = [], [], set()
     for name in args.configs:
-        backbone, size = CONFIGS[name]
+        spec = parse_network_spec(name)
+        backbone, size = spec.backbone, spec.input_size
         frames = max(3, args.frames // 3) if backbone in BIG and not args.quick else args.frames
         bench = NodeUnderTest(backbone, size, ['-p', f'precision:={args.precision}', *args.node_args],
                               plain=args.plain_node, width=width, height=height, device=args.device)

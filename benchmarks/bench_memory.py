@@ -14,9 +14,12 @@ import time
 
 from bench_e2e import CONFIGS, NodeUnderTest, setup_environment
 
+from hand_recon_ros.acr.factory import parse_network_spec
+
 
 def measure(name, frames, node_args, device):
-    backbone, size = CONFIGS[name]
+    spec = parse_network_spec(name)
+    backbone, size = spec.backbone, spec.input_size
     bench = NodeUnderTest(backbone, size, node_args, device=device)
     try:
         # model loaded and activated, before the warm-up frames
@@ -41,7 +44,7 @@ def measure(name, frames, node_args, device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--configs', nargs='*', default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument('--configs', nargs='*', default=list(CONFIGS), help='NAME@SIZE (as bench_e2e.py)')
     parser.add_argument('--frames', type=int, default=10)
     parser.add_argument('--device', default='auto', help="node device: auto picks CUDA when present")
     parser.add_argument('--domain-id', type=int, default=int(os.environ.get('BENCH_MEMORY_DOMAIN_ID', 68)))

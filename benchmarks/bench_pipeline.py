@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from hand_recon_ros.acr.factory import SHORT_NAMES
+from hand_recon_ros.acr.factory import SHORT_NAMES, parse_network_spec
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
@@ -100,9 +100,10 @@ def main():
     K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
     rows, breakdowns = [], []
     for name in args.configs:
-        key, size = name.split('@')
-        if key not in SHORT_NAMES:
-            parser.error(f'bad config {name!r}: use NAME@SIZE with NAME in {", ".join(SHORT_NAMES)}')
+        try:
+            key, size = parse_network_spec(name)
+        except ValueError as exc:
+            parser.error(str(exc))
         rec = create_reconstructor(PipelineConfig(weights='untrained', device=args.device, precision=args.precision,
                                                   backbone=key, input_size=int(size),
                                                   detection_threshold=0.0, refine=not args.no_refine))

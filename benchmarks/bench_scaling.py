@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from hand_recon_ros.acr.factory import SHORT_NAMES, create_model
+from hand_recon_ros.acr.factory import create_model, parse_network_spec
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_ros.pipeline import HandReconstructor
 
@@ -26,9 +26,7 @@ STAGES = ('preprocess', 'network', 'decode', 'mano_and_camera', 'refine')
 
 
 def build(config, hand_model, **runtime):
-    key, size = config.split('@')
-    if key not in SHORT_NAMES:
-        raise ValueError(f'config must be one of {", ".join(k + "@N" for k in SHORT_NAMES)}, got {config!r}')
+    key, size = parse_network_spec(config)
     network = create_model(key, seed=0, input_size=int(size),
                            center_attention=runtime.pop('center_attention', 'softmax'))
     return HandReconstructor(network, hand_model, torch.device('cpu'), detection_threshold=0.0, **runtime)

@@ -28,8 +28,12 @@ import torch
 from hand_recon_ros.acr.centermaps import center_heatmaps
 from hand_recon_ros.acr.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from hand_recon_ros.config_utils import dataclass_from_dict
-from hand_recon_ros.conventions import (MANO16_TIPS_TO_21, MANO_TIP_VERTICES_LEFT, MANO_TIP_VERTICES_RIGHT,
-                                        ROOT_MIDDLE_MCP)
+from hand_recon_ros.conventions import (
+    MANO16_TIPS_TO_21,
+    MANO_TIP_VERTICES_LEFT,
+    MANO_TIP_VERTICES_RIGHT,
+    ROOT_MIDDLE_MCP,
+)
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.hand_model.parts import NUM_PARTS
 

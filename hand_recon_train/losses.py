@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from hand_recon_ros.acr.decoding import DecodeConfig, interaction_coefficient, kernel_from_cam_scale
+from hand_recon_ros.config_utils import dataclass_from_dict
 from hand_recon_ros.conventions import BONES, ROOT_MIDDLE_MCP, SIDES
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.procrustes import similarity_procrustes
-from hand_recon_ros.config_utils import dataclass_from_dict
 
 __all__ = ['LOSS_TERMS', 'PAPER_WEIGHTS', 'ACRLoss', 'LossConfig', 'center_focal_loss', 'peak_positions',
            'select_hand_params']

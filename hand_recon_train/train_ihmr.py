@@ -441,10 +441,10 @@ LOG_FIELDS = ['phase', 'epoch', 'step', 'loss', 'j3d', 'j2d', 'relative', 'trans
 def train_ihmr(config: IhmrConfig) -> dict:
     """Run the whole recipe; returns {'out_dir', 'weights', 'metrics', 'stages', 'joint_head'}."""
     from hand_recon_ros.hand_model.model import load_hand_model
-    from hand_recon_ros.runtime import resolve_device, sha256_of
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
     from hand_recon_ros.refine.refiner import build_refiner
     from hand_recon_ros.refine.weights import save_refiner_weights
+    from hand_recon_ros.runtime import resolve_device, sha256_of
 
     from .synth import GENERATOR_VERSION
 

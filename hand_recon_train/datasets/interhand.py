@@ -30,8 +30,16 @@ from torch.utils.data import Dataset
 
 from hand_recon_ros.conventions import INTERHAND_TO_21, ROOT_WRIST, SIDES, interhand_to_21
 
-from .common import (FrameDataset, interaction_distance, intrinsics_matrix, make_sample, project,
-                     read_image, read_json, world_to_camera)
+from .common import (
+    FrameDataset,
+    interaction_distance,
+    intrinsics_matrix,
+    make_sample,
+    project,
+    read_image,
+    read_json,
+    world_to_camera,
+)
 
 __all__ = ['HAND_TYPES', 'SUBSETS', 'InterHandFrame', 'InterHandAnnotations', 'InterHandDataset',
            'find_interhand_files', 'mano_world_to_camera']

@@ -31,7 +31,7 @@ _PALM = (0, 1, 5, 9, 13, 17)
 _DEPTH_M = 0.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class PasteConfig:
     """``size_ratio``: pasted hand size / base hand size, uniform in the range; ``offset``: distance between the
     two hands' centres in base-hand sizes, uniform (small = heavy overlap); ``hidden_alpha``: mask value above
@@ -81,9 +81,10 @@ def _mirror(image: np.ndarray, kps: np.ndarray, world: np.ndarray):
 
 
 def paste_hand(base: np.ndarray, base_kps: np.ndarray, donor: np.ndarray, donor_kps: np.ndarray,
-               rng: np.random.Generator, config: PasteConfig = PasteConfig()):
+               rng: np.random.Generator, config: PasteConfig | None = None):
     """Paste the donor hand over the base hand. Returns the composed image, the donor keypoints in it, and
     which base keypoints stay visible; ``None`` when the paste would leave the frame."""
+    config = config or PasteConfig()
     h, w = base.shape[:2]
     base_size, donor_size = _hand_size(base_kps), _hand_size(donor_kps)
     scale = rng.uniform(*config.size_ratio) * base_size / donor_size
@@ -108,9 +109,10 @@ def paste_hand(base: np.ndarray, base_kps: np.ndarray, donor: np.ndarray, donor_
 
 
 def pair_from_frames(base_image, base_hand: dict, donor_image, donor_hand: dict, rng: np.random.Generator,
-                     config: PasteConfig = PasteConfig()) -> tuple[np.ndarray, list[PastedHand]] | None:
+                     config: PasteConfig | None = None) -> tuple[np.ndarray, list[PastedHand]] | None:
     """A two-hand image from a one-hand base frame and a donor hand (label dicts with ``side``, ``keypoints``,
     ``world``); the donor is mirrored if needed so the two sides differ."""
+    config = config or PasteConfig()
     d_kps = np.asarray(donor_hand['keypoints'], np.float64)
     d_world = np.asarray(donor_hand['world'], np.float64)
     d_side = donor_hand['side']

@@ -344,7 +344,7 @@ def report_markdown(result: dict, title: str = 'Synthetic split evaluation') -> 
 
 
 def _plot(result: dict, path: Path, title: str):
-    from matplotlib.figure import Figure        # no pyplot: no global backend state, renders with Agg
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
     fig = Figure(figsize=(18, 9), layout='constrained')
     axes = fig.subplots(2, 3)
     subsets = result['subsets']

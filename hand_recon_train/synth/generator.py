@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from hand_recon_ros.acr.centermaps import center_heatmaps
+from hand_recon_ros.config_utils import dataclass_from_dict
 from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.hand_model import parts
 
 from .raster import rasterize, vertex_normals
-from hand_recon_ros.config_utils import dataclass_from_dict
 
 __all__ = ['GENERATOR_VERSION', 'SCENE_TYPES', 'SynthConfig', 'SynthGenerator', 'fit_weak_camera']
 

@@ -3,6 +3,7 @@
 Robots build with colcon instead (CMakeLists.txt installs the same sources); the interfaces in msg/ are
 always built by rosidl through CMake (scripts/setup.sh does both steps here).
 """
+
 import glob
 import os
 
@@ -12,8 +13,7 @@ PACKAGE = 'hand_recon_ros'
 
 
 def share(folder, pattern='*'):
-    files = sorted(f for f in glob.glob(os.path.join(folder, '**', pattern), recursive=True)
-                   if os.path.isfile(f))
+    files = sorted(f for f in glob.glob(os.path.join(folder, '**', pattern), recursive=True) if os.path.isfile(f))
     by_dir = {}
     for f in files:
         by_dir.setdefault(os.path.join('share', PACKAGE, os.path.dirname(f)), []).append(f)
@@ -28,8 +28,7 @@ setup(
     description='Two-hand 3D reconstruction (ACR + IHMR) for ROS 2: node, model code, offline training',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=find_packages(include=['hand_recon_ros', 'hand_recon_ros.*',
-                                    'hand_recon_train', 'hand_recon_train.*']),
+    packages=find_packages(include=['hand_recon_ros', 'hand_recon_ros.*', 'hand_recon_train', 'hand_recon_train.*']),
     package_data={'hand_recon_train': ['configs/*.yaml']},
     data_files=share('launch') + share('config') + share('models'),
     entry_points={

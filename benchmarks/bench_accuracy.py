@@ -11,6 +11,7 @@ frame. Refinement: on 60 frames of close and interacting pairs (seed + 2), how m
 hands the refinement (the shipped IHMR-MLP weights, or the untrained refiner when none ship) changed.
 Untrained networks are not listed: their accuracy means nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,10 +54,12 @@ def _training_of(weights: Path) -> str:
     for document in documents:
         extra = document.get('extra') or document
         stages = (extra.get('training') or {}).get('stages') or extra.get('stages') or []
-        if len(stages) > 1 and all(stage.get('samples') for stage in stages):   # warm-started runs: the chain
+        if len(stages) > 1 and all(stage.get('samples') for stage in stages):  # warm-started runs: the chain
             total = sum(int(stage['samples']) for stage in stages)
-            return (f'{total / 1000:.0f}k samples ({len(stages)} stages: '
-                    f"{' + '.join(str(stage['steps']) for stage in stages)} steps)")
+            return (
+                f'{total / 1000:.0f}k samples ({len(stages)} stages: '
+                f"{' + '.join(str(stage['steps']) for stage in stages)} steps)"
+            )
         steps = (extra.get('training') or {}).get('steps') or extra.get('steps')
         batch = ((extra.get('config') or {}).get('optim') or {}).get('batch_size')
         if steps and batch:
@@ -78,20 +81,23 @@ class AutocastNetwork(torch.nn.Module):
         return {k: v.float() for k, v in out.items()}
 
 
-def time_pipeline(weights: Path, frames: list[np.ndarray], K: np.ndarray, refine: bool, repeats: int,
-                  precision: str = 'fp32') -> float:
-    reconstructor = create_reconstructor(PipelineConfig(weights=str(weights), device='cpu', refine=refine,
-                                                        allow_untrained=False, precision=precision))
+def time_pipeline(
+    weights: Path, frames: list[np.ndarray], K: np.ndarray, refine: bool, repeats: int, precision: str = 'fp32'
+) -> float:
+    reconstructor = create_reconstructor(
+        PipelineConfig(weights=str(weights), device='cpu', refine=refine, allow_untrained=False, precision=precision)
+    )
     for frame in frames[:2]:
-        reconstructor.reconstruct(frame, K)                     # warm-up
+        reconstructor.reconstruct(frame, K)  # warm-up
     cycle = itertools.cycle(frames)
     return time_calls(lambda: reconstructor.reconstruct(next(cycle), K), repeats).median_ms
 
 
 def refinement_changes(weights: Path, frames: list[np.ndarray], K: np.ndarray, precision: str = 'fp32'):
     """(two-hand frames, frames where the refinement changed a hand): how often the shipped refiner acts."""
-    reconstructor = create_reconstructor(PipelineConfig(weights=str(weights), device='cpu', refine=True,
-                                                        allow_untrained=False, precision=precision))
+    reconstructor = create_reconstructor(
+        PipelineConfig(weights=str(weights), device='cpu', refine=True, allow_untrained=False, precision=precision)
+    )
     two_hand = changed = 0
     for frame in frames:
         hands = reconstructor.reconstruct(frame, K).hands
@@ -115,15 +121,26 @@ def camera_frames(num: int, seed: int, scene_weights: dict | None = None) -> tup
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--weights', nargs='*', default=None, help='ACR .safetensors files (default: models/acr_*.safetensors)')
+    parser.add_argument(
+        '--weights', nargs='*', default=None, help='ACR .safetensors files (default: models/acr_*.safetensors)'
+    )
     parser.add_argument('--num', type=int, default=128, help='held-out synthetic images per model')
     parser.add_argument('--seed', type=int, default=100000)
     parser.add_argument('--repeats', type=int, default=20, help='timed pipeline frames per setting')
-    parser.add_argument('--close-frames', type=int, default=60,
-                        help='640x480 frames of close / interacting pairs on which refinement changes are counted')
+    parser.add_argument(
+        '--close-frames',
+        type=int,
+        default=60,
+        help='640x480 frames of close / interacting pairs on which refinement changes are counted',
+    )
     parser.add_argument('--quick', action='store_true', help='tiny run (tests): 8 images, 3 timed frames')
-    parser.add_argument('--precision', nargs='+', default=['fp32'], choices=['fp32', 'bf16'],
-                        help='network precision(s) to measure; bf16 = the node\'s precision: bf16 (autocast)')
+    parser.add_argument(
+        '--precision',
+        nargs='+',
+        default=['fp32'],
+        choices=['fp32', 'bf16'],
+        help="network precision(s) to measure; bf16 = the node's precision: bf16 (autocast)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.num, args.repeats = 8, 3
@@ -135,8 +152,9 @@ def main(argv=None) -> int:
     hand_model = load_hand_model()
     frames, K = camera_frames(4 if args.quick else 8, args.seed + 1)
     # close and interacting pairs, where the refinement's gate opens
-    close_frames, close_K = camera_frames(4 if args.quick else args.close_frames, args.seed + 2,
-                                          scene_weights={'interacting': 0.4, 'close': 0.6})
+    close_frames, close_K = camera_frames(
+        4 if args.quick else args.close_frames, args.seed + 2, scene_weights={'interacting': 0.4, 'close': 0.6}
+    )
     load = os.getloadavg()[0]
     rows = []
     t_start = time.perf_counter()
@@ -146,38 +164,56 @@ def main(argv=None) -> int:
             continue
         model = load_acr(path).eval()
         size = model.config.input_size
-        split = SynthDataset(SynthConfig(image_size=size), seed=args.seed, length=args.num,
-                             normalization=model.normalization)
+        split = SynthDataset(
+            SynthConfig(image_size=size), seed=args.seed, length=args.num, normalization=model.normalization
+        )
         for precision in args.precision:
             evaluated = AutocastNetwork(model) if precision == 'bf16' else model
             result = evaluate_split(evaluated, split, hand_model, torch.device('cpu'), model.config.decode)
             ms_off = time_pipeline(path, frames, K, refine=False, repeats=args.repeats, precision=precision)
             ms_on = time_pipeline(path, frames, K, refine=True, repeats=args.repeats, precision=precision)
             two_hand, changed = refinement_changes(path, close_frames, close_K, precision)
-            rows.append({'weights': str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
-                         'network': f"{model.config.backbone}@{size}", 'precision': precision,
-                         'aggregation': model.config.aggregation, 'training': _training_of(path),
-                         'subsets': result['subsets'], 'ms_off': ms_off, 'ms_on': ms_on,
-                         'refine_changed': changed, 'refine_two_hand': two_hand})
-    print(f'# Speed / accuracy frontier\n\nMachine: {platform.processor() or platform.machine()}, '
-          f'{os.cpu_count()} cores, torch {torch.__version__}, CPU {"/".join(args.precision)}; load average {load:.2f} at start; '
-          f'{args.num} held-out synthetic images (seed {args.seed}) per model; pipeline on 640x480 frames, '
-          f'median of {args.repeats}; stand-in hand model; took {time.perf_counter() - t_start:.0f} s.\n')
-    print('| model | network | precision | aggregation | training | MPJPE all / single / interacting | PA-MPJPE all | '
-          'recall | root error | depth placed / true | pipeline ms (FPS), refine off / on | refinement changed / two-hand '
-          'frames |')
+            rows.append(
+                {
+                    'weights': str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
+                    'network': f'{model.config.backbone}@{size}',
+                    'precision': precision,
+                    'aggregation': model.config.aggregation,
+                    'training': _training_of(path),
+                    'subsets': result['subsets'],
+                    'ms_off': ms_off,
+                    'ms_on': ms_on,
+                    'refine_changed': changed,
+                    'refine_two_hand': two_hand,
+                }
+            )
+    print(
+        f'# Speed / accuracy frontier\n\nMachine: {platform.processor() or platform.machine()}, '
+        f'{os.cpu_count()} cores, torch {torch.__version__}, CPU {"/".join(args.precision)}; load average {load:.2f} at start; '
+        f'{args.num} held-out synthetic images (seed {args.seed}) per model; pipeline on 640x480 frames, '
+        f'median of {args.repeats}; stand-in hand model; took {time.perf_counter() - t_start:.0f} s.\n'
+    )
+    print(
+        '| model | network | precision | aggregation | training | MPJPE all / single / interacting | PA-MPJPE all | '
+        'recall | root error | depth placed / true | pipeline ms (FPS), refine off / on | refinement changed / two-hand '
+        'frames |'
+    )
     print('|---|---|---|---|---|---|---|---|---|---|---|---|')
     for r in rows:
         s = r['subsets']
         mp = ' / '.join(_f(s[k]['protocols']['middle_mcp']['mpjpe_mm']) for k in ('all', 'single', 'interacting'))
-        print(f"| `{r['weights']}` | {r['network']} | {r['precision']} | {r['aggregation']} | {r['training']} | {mp} | "
-              f"{_f(s['all']['protocols']['middle_mcp']['pa_mpjpe_mm'])} | {_f(100 * s['all']['recall'], 0, ' %')} | "
-              f"{_f(s['all']['root_error_mm'], 0)} | {_f(s['all']['depth_ratio_median'], 2)} | "
-              f"{_f(r['ms_off'])} ({_f(1000 / r['ms_off'], 0)}) / "
-              f"{_f(r['ms_on'])} ({_f(1000 / r['ms_on'], 0)}) | {r['refine_changed']} / {r['refine_two_hand']} |")
-    print('\nMPJPE / PA-MPJPE / root error in mm (middle-MCP root, at the ground-truth hands); depth placed / true: '
-          'median ratio of the placed to the true hand depth (1 = unbiased, above 1 = placed too far). Every model here '
-          'is a CPU-budget preview trained on the synthetic stand-in domain only: compare rows, not papers.')
+        print(
+            f"| `{r['weights']}` | {r['network']} | {r['precision']} | {r['aggregation']} | {r['training']} | {mp} | "
+            f"{_f(s['all']['protocols']['middle_mcp']['pa_mpjpe_mm'])} | {_f(100 * s['all']['recall'], 0, ' %')} | "
+            f"{_f(s['all']['root_error_mm'], 0)} | {_f(s['all']['depth_ratio_median'], 2)} | "
+            f"{_f(r['ms_off'])} ({_f(1000 / r['ms_off'], 0)}) / "
+            f"{_f(r['ms_on'])} ({_f(1000 / r['ms_on'], 0)}) | {r['refine_changed']} / {r['refine_two_hand']} |"
+        )
+    print(
+        '\nMPJPE / PA-MPJPE / root error in mm (middle-MCP root, at the ground-truth hands); depth placed / true: '
+        'median ratio of the placed to the true hand depth (1 = unbiased, above 1 = placed too far). Every model here '
+        'is a CPU-budget preview trained on the synthetic stand-in domain only: compare rows, not papers.'
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ onnxruntime (same decoding).
     .venv/bin/python benchmarks/bench_acr.py --configs light@256 --iters 30 --ort
     .venv/bin/python benchmarks/bench_acr.py --configs light@192 effnet@192 light@224 effnet@224 light@256 effnet@256 --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ from hand_recon_ros.acr.factory import SHORT_NAMES, create_model, parse_network_
 from hand_recon_ros.acr.preprocess import letterbox
 from hand_recon_ros.tools.timing import time_calls
 
-LIGHT = ('light', 'effnet')      # timed with --iters; the big ones with --big-iters
+LIGHT = ('light', 'effnet')  # timed with --iters; the big ones with --big-iters
 DEFAULT_CONFIGS = ['light@256', 'light@320', 'light@384', 'effnet@224', 'resnet50@512', 'hrnet_w32@512']
 STAGES = ('preprocess', 'backbone', 'heads', 'aggregation', 'decoding')
 # --clock cpu: process CPU time instead of wall time. On a machine shared with other jobs, CPU time at --threads 1
@@ -70,14 +71,14 @@ def sgemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
     """The machine's practical fp32 peak for these threads: the best of a few n x n matrix products."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     best = time_calls(lambda: torch.mm(a, b), repeats, warmup=1).best_s
-    return 2.0 * n ** 3 / best / 1e9
+    return 2.0 * n**3 / best / 1e9
 
 
 def bench_eager(net, frame, size, iters, channels_last, bf16=False) -> dict[str, float]:
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        _run_stages(net, frame, size, channels_last, bf16)                 # warm-up
+        _run_stages(net, frame, size, channels_last, bf16)  # warm-up
         runs = [_run_stages(net, frame, size, channels_last, bf16) for _ in range(iters)]
     result = {s: statistics.median(r[s] for r in runs) for s in STAGES}
     result['total'] = statistics.median(sum(r.values()) for r in runs)
@@ -103,20 +104,30 @@ def bench_ort(net, frame, size, iters, threads) -> dict[str, float]:
             t3 = time.perf_counter()
             runs.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3))
     pre, network, dec = (statistics.median(r[i] for r in runs) for i in range(3))
-    return {'preprocess': pre, 'network': network, 'decoding': dec,
-            'total': statistics.median(sum(r) for r in runs), 'exporter': result.exporter}
+    return {
+        'preprocess': pre,
+        'network': network,
+        'decoding': dec,
+        'total': statistics.median(sum(r) for r in runs),
+        'exporter': result.exporter,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS,
-                        help='NAME@SIZE with NAME in ' + ', '.join(SHORT_NAMES))
+    parser.add_argument(
+        '--configs', nargs='+', default=DEFAULT_CONFIGS, help='NAME@SIZE with NAME in ' + ', '.join(SHORT_NAMES)
+    )
     parser.add_argument('--iters', type=int, default=10, help='timed runs for the light configs')
     parser.add_argument('--big-iters', type=int, default=3, help='timed runs for resnet50/hrnet_w32')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--ort', action='store_true', help='also time the exported network under onnxruntime')
-    parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
-                        help='eager stage timings in wall time or process CPU time (load-robust at --threads 1)')
+    parser.add_argument(
+        '--clock',
+        choices=('wall', 'cpu'),
+        default='wall',
+        help='eager stage timings in wall time or process CPU time (load-robust at --threads 1)',
+    )
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == 'cpu' else time.perf_counter
@@ -125,16 +136,22 @@ def main() -> None:
     torch.manual_seed(0)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     bf16_native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    print(f'torch {torch.__version__}, threads {args.threads}, batch 1, fp32 (and bf16 autocast: native bf16 '
-          f'instructions {"present" if bf16_native else "absent, emulated: slow"}), random weights, '
-          f'frame 640x480, median ms ({"process CPU" if args.clock == "cpu" else "wall"} time)\n')
+    print(
+        f'torch {torch.__version__}, threads {args.threads}, batch 1, fp32 (and bf16 autocast: native bf16 '
+        f'instructions {"present" if bf16_native else "absent, emulated: slow"}), random weights, '
+        f'frame 640x480, median ms ({"process CPU" if args.clock == "cpu" else "wall"} time)\n'
+    )
     peak = sgemm_gflops(args.threads)
-    print(f'Practical fp32 peak of this machine at {args.threads} threads: {peak:.0f} GFLOP/s (best 2048x2048 '
-          'torch.mm); "GFLOP/s" below = counted network FLOPs (direct convolution) / network time (backbone + '
-          'heads + aggregation). Above 100% means the convolution library needs fewer operations than counted '
-          '(Winograd-style 3x3 kernels): an effective rate.\n')
-    header = ('| config | mode | ' + ' | '.join(STAGES) + ' | total ms | GFLOP backbone / heads / aggr. / total | '
-              'GFLOP/s (% of peak) |')
+    print(
+        f'Practical fp32 peak of this machine at {args.threads} threads: {peak:.0f} GFLOP/s (best 2048x2048 '
+        'torch.mm); "GFLOP/s" below = counted network FLOPs (direct convolution) / network time (backbone + '
+        'heads + aggregation). Above 100% means the convolution library needs fewer operations than counted '
+        '(Winograd-style 3x3 kernels): an effective rate.\n'
+    )
+    header = (
+        '| config | mode | ' + ' | '.join(STAGES) + ' | total ms | GFLOP backbone / heads / aggr. / total | '
+        'GFLOP/s (% of peak) |'
+    )
     print(header)
     print('|' + '---|' * (header.count('|') - 1))
     for spec in args.configs:
@@ -149,24 +166,34 @@ def main() -> None:
             feats = net.forward_backbone(x)
             maps = net.forward_heads(feats)
             # each closure runs inside _gflop, in this iteration: bound by default arguments to say so
-            flops = [_gflop(lambda net=net, x=x: net.forward_backbone(x)),
-                     _gflop(lambda net=net, feats=feats: net.forward_heads(feats)),
-                     _gflop(lambda net=net, maps=maps: net.forward_aggregation(maps))]
+            flops = [
+                _gflop(lambda net=net, x=x: net.forward_backbone(x)),
+                _gflop(lambda net=net, feats=feats: net.forward_heads(feats)),
+                _gflop(lambda net=net, maps=maps: net.forward_aggregation(maps)),
+            ]
         flop_text = ' / '.join(f'{f:.2f}' for f in flops) + f' / **{sum(flops):.2f}**'
-        for mode, channels_last, bf16 in (('eager', False, False), ('channels_last', True, False),
-                                          ('bf16 channels_last', True, True)):
+        for mode, channels_last, bf16 in (
+            ('eager', False, False),
+            ('channels_last', True, False),
+            ('bf16 channels_last', True, True),
+        ):
             r = bench_eager(net, frame, size, iters, channels_last, bf16)
             cells = ' | '.join(f'{r[s]:.1f}' for s in STAGES)
             rate = sum(flops) / ((r['backbone'] + r['heads'] + r['aggregation']) / 1e3)
-            print(f'| {spec} | {mode} | {cells} | **{r["total"]:.1f}** | {flop_text} | {rate:.0f} ({100 * rate / peak:.0f}%) |',
-                  flush=True)
+            print(
+                f'| {spec} | {mode} | {cells} | **{r["total"]:.1f}** | {flop_text} | {rate:.0f} ({100 * rate / peak:.0f}%) |',
+                flush=True,
+            )
         if args.ort:
             net = net.to(memory_format=torch.contiguous_format)
             r = bench_ort(net, frame, size, iters, args.threads)
             rate = sum(flops) / (r['network'] / 1e3)
-            print(f'| {spec} | ORT ({r["exporter"]}) | {r["preprocess"]:.1f} | network {r["network"]:.1f} | '
-                  f'(incl.) | (incl.) | {r["decoding"]:.1f} | **{r["total"]:.1f}** | {flop_text} | '
-                  f'{rate:.0f} ({100 * rate / peak:.0f}%) |', flush=True)
+            print(
+                f'| {spec} | ORT ({r["exporter"]}) | {r["preprocess"]:.1f} | network {r["network"]:.1f} | '
+                f'(incl.) | (incl.) | {r["decoding"]:.1f} | **{r["total"]:.1f}** | {flop_text} | '
+                f'{rate:.0f} ({100 * rate / peak:.0f}%) |',
+                flush=True,
+            )
 
 
 if __name__ == '__main__':

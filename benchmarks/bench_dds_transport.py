@@ -8,6 +8,7 @@ A best-effort frame that does not come back within 0.5 s counts as lost. No infe
 Usage: .venv/bin/python benchmarks/bench_dds_transport.py [--frames 40] [--sizes 320x240 640x480 1280x720 1920x1080]
        [--quick]
 """
+
 import argparse
 import os
 import subprocess
@@ -22,7 +23,7 @@ from hand_recon_ros.tools.node_process import ChildProcess, environment
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / 'config' / 'fastdds_large_frames.xml'
 
-ECHO = '''
+ECHO = """
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -40,7 +41,7 @@ def make_node():
 
 # the node's own signal-safe loop: rclpy's default SIGINT handling can race an executor under load
 run_until_signal(make_node)
-'''
+"""
 
 
 def measure(profile, sizes, frames):
@@ -51,8 +52,9 @@ def measure(profile, sizes, frames):
     from sensor_msgs.msg import Image
 
     # No pipes to the echo (no log file): if it outlived us it would hold our parent's pipes open.
-    echo = ChildProcess([sys.executable, '-c', ECHO],
-                        env=environment(FASTRTPS_DEFAULT_PROFILES_FILE=str(profile) if profile else None))
+    echo = ChildProcess(
+        [sys.executable, '-c', ECHO], env=environment(FASTRTPS_DEFAULT_PROFILES_FILE=str(profile) if profile else None)
+    )
     results = {}
     try:
         ctx = rclpy.Context()
@@ -64,13 +66,15 @@ def measure(profile, sizes, frames):
             qos = QoSProfile(depth=2, reliability=rel)
             pub = node.create_publisher(Image, f'/bench_dds/{name}/ping', qos)
             back = []
-            node.create_subscription(Image, f'/bench_dds/{name}/pong', lambda m, b=back: b.append(time.monotonic()),
-                                     qos)
+            node.create_subscription(
+                Image, f'/bench_dds/{name}/pong', lambda m, b=back: b.append(time.monotonic()), qos
+            )
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (pub.get_subscription_count()
-                                                       and node.count_publishers(f'/bench_dds/{name}/pong')):
+            while time.monotonic() < deadline and not (
+                pub.get_subscription_count() and node.count_publishers(f'/bench_dds/{name}/pong')
+            ):
                 ex.spin_once(timeout_sec=0.05)
-            end = time.monotonic() + 1.0        # let discovery finish (locators) before timing
+            end = time.monotonic() + 1.0  # let discovery finish (locators) before timing
             while time.monotonic() < end:
                 ex.spin_once(timeout_sec=0.05)
             print(f'[child] {name}: matched', file=sys.stderr, flush=True)
@@ -85,12 +89,12 @@ def measure(profile, sizes, frames):
                     limit = t0 + (0.5 if name == 'best_effort' else 10.0)
                     while len(back) == n and time.monotonic() < limit:
                         ex.spin_once(timeout_sec=0.01)
-                    if i >= 3:                  # the first frames allocate
+                    if i >= 3:  # the first frames allocate
                         if len(back) > n:
                             rtts.append((back[-1] - t0) * 1e3)
                         else:
                             lost += 1
-                    end = time.monotonic() + 0.02   # a camera-like gap; late echoes drain here
+                    end = time.monotonic() + 0.02  # a camera-like gap; late echoes drain here
                     while time.monotonic() < end:
                         ex.spin_once(timeout_sec=0.005)
                     del back[:]
@@ -102,7 +106,7 @@ def measure(profile, sizes, frames):
         print('[child] rclpy shut down', file=sys.stderr, flush=True)
     finally:
         echo.stop(timeout=10)
-        if echo.killed:   # seen rarely under load: a DDS participant that never finishes exiting
+        if echo.killed:  # seen rarely under load: a DDS participant that never finishes exiting
             print('note: the echo process did not exit within 10 s of SIGINT; killed', file=sys.stderr)
     return results
 
@@ -110,6 +114,7 @@ def measure(profile, sizes, frames):
 def child_main(args):
     import faulthandler
     import json
+
     # A transport that hangs must not hang the bench: dump every thread's stack and exit after the budget.
     faulthandler.dump_traceback_later(args.child_budget_s, exit=True)
     sizes = [tuple(int(v) for v in s.split('x')) for s in args.sizes]
@@ -133,6 +138,7 @@ def main():
     if args.child:
         return child_main(args)
     import json
+
     rows = {}
     for label, profile in (('defaults', ''), ('profile', str(PROFILE))):
         env = dict(os.environ)
@@ -140,20 +146,38 @@ def main():
         if profile:
             env['FASTRTPS_DEFAULT_PROFILES_FILE'] = profile
         budget = 60 + 25 * len(args.sizes) * (1 + args.frames / 10)
-        out = subprocess.run([sys.executable, __file__, '--child', '--frames', str(args.frames),
-                              '--child-budget-s', str(budget), '--sizes', *args.sizes], env=env,
-                             capture_output=True, text=True, timeout=budget + 60)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                '--child',
+                '--frames',
+                str(args.frames),
+                '--child-budget-s',
+                str(budget),
+                '--sizes',
+                *args.sizes,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=budget + 60,
+        )
         if out.returncode != 0:
             raise RuntimeError(f'{label} run failed ({out.returncode}):\n{out.stderr[-6000:]}')
         for name, w, h, rtts, lost in json.loads(out.stdout.strip().splitlines()[-1]):
             rows[(name, w, h, label)] = (rtts, lost)
             p = f'{np.percentile(rtts, 50):.2f} / {np.percentile(rtts, 95):.2f}' if rtts else '-'
             print(f'{label:8s} {name:11s} {w}x{h}: round trip p50/p95 {p} ms, lost {lost}/{args.frames}', flush=True)
-    print(f'\nsensor_msgs/Image bgr8 round trip between two processes (publish -> echo -> received), {args.frames} '
-          f'frames per row, 20 ms apart; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; '
-          'best effort: no echo within 0.5 s = lost\n')
-    print('| QoS | frame | MiB | defaults: round trip p50 / p95 ms | lost | shipped profile: round trip p50 / p95 ms '
-          '| lost |')
+    print(
+        f'\nsensor_msgs/Image bgr8 round trip between two processes (publish -> echo -> received), {args.frames} '
+        f'frames per row, 20 ms apart; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; '
+        'best effort: no echo within 0.5 s = lost\n'
+    )
+    print(
+        '| QoS | frame | MiB | defaults: round trip p50 / p95 ms | lost | shipped profile: round trip p50 / p95 ms '
+        '| lost |'
+    )
     print('|---|---|---|---|---|---|---|')
     for name in ('reliable', 'best_effort'):
         for s in args.sizes:

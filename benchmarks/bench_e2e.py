@@ -21,6 +21,7 @@ Usage: .venv/bin/python benchmarks/bench_e2e.py [--configs light@256 ...] [--fra
 GPU goal (ResNet-50@512 with refinement >= 100 frames/s) on a CUDA machine:
   bench_e2e.py --configs resnet50@512 --device cuda --precision fp16 --rate 150 --fastdds-profile config/fastdds_large_frames.xml
 """
+
 import argparse
 import json
 import os
@@ -38,9 +39,9 @@ from hand_recon_ros.tools.node_process import NODE_MODULE, ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO / 'config' / 'hand_recon.yaml'
-CONFIGS = ('light@256', 'light@320', 'resnet50@512', 'hrnet_w32@512')   # NAME@SIZE (acr.factory.parse_network_spec)
+CONFIGS = ('light@256', 'light@320', 'resnet50@512', 'hrnet_w32@512')  # NAME@SIZE (acr.factory.parse_network_spec)
 BIG = ('resnet50', 'hrnet_w32')
-STAMP0 = 1000          # frame i carries header.stamp.sec = STAMP0 + i: the key that matches answers to frames
+STAMP0 = 1000  # frame i carries header.stamp.sec = STAMP0 + i: the key that matches answers to frames
 
 
 # ---------------------------------------------------------------------------------------------- node side
@@ -66,7 +67,7 @@ def run_timed_node(timings_path, ros_args):
 
     def timed_refine_batch(self, *args, **kwargs):
         result = refine_batch(self, *args, **kwargs)
-        last['refine_stages_ms'] = result[2].get('refine_mlp', 0.0)   # > 0: the MLP stages ran (not gated out)
+        last['refine_stages_ms'] = result[2].get('refine_mlp', 0.0)  # > 0: the MLP stages ran (not gated out)
         return result
 
     def timed_process(self, item):
@@ -75,7 +76,7 @@ def run_timed_node(timings_path, ros_args):
         # time.monotonic() is CLOCK_MONOTONIC, shared by all processes: the bench splits the trip with it
         record = {'stamp': int(item[0].header.stamp.sec), 'callback_at': item[1], **last}
         if torch.cuda.is_available():
-            record['cuda_max_mb'] = torch.cuda.max_memory_allocated() / 2 ** 20
+            record['cuda_max_mb'] = torch.cuda.max_memory_allocated() / 2**20
         out.write(json.dumps(record) + '\n')
 
     pipeline.HandReconstructor.reconstruct_batch = timed_reconstruct_batch
@@ -108,8 +109,9 @@ def setup_environment(domain_id):
 class NodeUnderTest:
     """The node subprocess plus a bench-side rclpy node that publishes images and times the answers."""
 
-    def __init__(self, backbone, input_size, node_args=(), plain=False, workdir=None, width=640, height=480,
-                 device='cpu'):
+    def __init__(
+        self, backbone, input_size, node_args=(), plain=False, workdir=None, width=640, height=480, device='cpu'
+    ):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -122,9 +124,24 @@ class NodeUnderTest:
         self.timings_path = self.workdir / f'timings_{backbone}_{input_size}.jsonl'
         self.timings_path.write_text('')
         self.log_path = self.workdir / f'node_{backbone}_{input_size}.log'
-        args = ['--ros-args', '--params-file', str(PARAMS_FILE), '-p', f'device:={device}',
-                '-p', 'weights:=untrained', '-p', f'network.backbone:={backbone}', '-p', f'network.input_size:={input_size}',
-                '-p', 'detection_threshold:=0.0', '-p', 'input_reliability:=reliable', *node_args]
+        args = [
+            '--ros-args',
+            '--params-file',
+            str(PARAMS_FILE),
+            '-p',
+            f'device:={device}',
+            '-p',
+            'weights:=untrained',
+            '-p',
+            f'network.backbone:={backbone}',
+            '-p',
+            f'network.input_size:={input_size}',
+            '-p',
+            'detection_threshold:=0.0',
+            '-p',
+            'input_reliability:=reliable',
+            *node_args,
+        ]
         if plain:
             cmd = [sys.executable, '-m', NODE_MODULE, *args]
         else:
@@ -137,19 +154,24 @@ class NodeUnderTest:
         self.node = rclpy.create_node('bench_e2e', context=self.ctx)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
-        self.pub = self.node.create_publisher(Image, '/image',
-                                              QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
-        self.answers = {}      # stamp -> (receive monotonic, processing_time_ms, hands)
+        self.pub = self.node.create_publisher(
+            Image, '/image', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        self.answers = {}  # stamp -> (receive monotonic, processing_time_ms, hands)
         self.model_info = []
-        self.node.create_subscription(HandArray, '/hand_recon/hands', self._on_hands,
-                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        self.node.create_subscription(HandModelInfo, '/hand_recon/hand_model_info', self.model_info.append,
-                                      QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                                 durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.node.create_subscription(
+            HandArray, '/hand_recon/hands', self._on_hands, QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        self.node.create_subscription(
+            HandModelInfo,
+            '/hand_recon/hand_model_info',
+            self.model_info.append,
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
         self.param_client = None
         data = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8).tobytes()
         self.msg = Image(height=height, width=width, encoding='bgr8', step=width * 3, data=data)
-        self.published = {}    # stamp -> publish monotonic
+        self.published = {}  # stamp -> publish monotonic
         self.network = None
         self.device = '?'
         self.next_index = 0
@@ -166,8 +188,9 @@ class NodeUnderTest:
             if predicate():
                 return True
             if self.proc.poll() is not None:
-                raise RuntimeError(f'the node exited ({self.proc.returncode}) while waiting for {what}:\n'
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f'the node exited ({self.proc.returncode}) while waiting for {what}:\n' + self.log_tail()
+                )
             self.executor.spin_once(timeout_sec=0.01)
         return predicate()
 
@@ -181,15 +204,19 @@ class NodeUnderTest:
 
     def wait_ready(self, timeout=180.0):
         """Model loaded (latched model info), our image publisher matched, first frames answered."""
-        if not self.spin_until(lambda: self.model_info and self.pub.get_subscription_count() > 0, timeout,
-                               'the node to activate'):
+        if not self.spin_until(
+            lambda: self.model_info and self.pub.get_subscription_count() > 0, timeout, 'the node to activate'
+        ):
             raise RuntimeError('the node did not activate in time:\n' + self.log_tail())
         self.network = self.model_info[-1].network
         self.device = f'{self.model_info[-1].device} {self.model_info[-1].precision}'
-        if self.network != self.expected_network:   # a shipped default model overrides network.backbone
-            print(f'note: the node runs {self.network}, not {self.expected_network} (shipped weights win)',
-                  file=sys.stderr, flush=True)
-        for _ in range(3):   # warm-up: first inferences allocate
+        if self.network != self.expected_network:  # a shipped default model overrides network.backbone
+            print(
+                f'note: the node runs {self.network}, not {self.expected_network} (shipped weights win)',
+                file=sys.stderr,
+                flush=True,
+            )
+        for _ in range(3):  # warm-up: first inferences allocate
             stamp = self.publish()
             if not self.spin_until(lambda stamp=stamp: stamp in self.answers, 60.0, 'a warm-up answer'):
                 raise RuntimeError('no answer to a warm-up frame:\n' + self.log_tail())
@@ -233,7 +260,7 @@ class NodeUnderTest:
             while time.monotonic() < next_t:
                 self.executor.spin_once(timeout_sec=max(0.0, next_t - time.monotonic()))
         last = sent[-1]
-        self.spin_until(lambda: last in self.answers, 10.0, 'the last answer')   # the node keeps the newest frame
+        self.spin_until(lambda: last in self.answers, 10.0, 'the last answer')  # the node keeps the newest frame
         self.spin_until(lambda: False, 0.3, 'stragglers')
         return sent
 
@@ -257,8 +284,9 @@ class NodeUnderTest:
         self.executor.shutdown()
         self.node.destroy_node()
         import rclpy
+
         rclpy.try_shutdown(context=self.ctx)
-        if self._own_workdir and self.proc.returncode == 0:   # keep the node log when something went wrong
+        if self._own_workdir and self.proc.returncode == 0:  # keep the node log when something went wrong
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -274,21 +302,37 @@ def summarize_latency(bench, stamps, lost, timings):
     network = [r['timings']['network'] for r in recs]
     refine = [r['timings'].get('refine', 0.0) for r in recs]
     other = [sum(v for k, v in r['timings'].items() if k not in ('network', 'refine')) for r in recs]
-    overhead = [(bench.answers[r['stamp']][0] - bench.published[r['stamp']]) * 1e3 - r['timings']['network']
-                - r['timings'].get('refine', 0.0) for r in recs]
-    ros_only = [(bench.answers[r['stamp']][0] - bench.published[r['stamp']]) * 1e3 - sum(r['timings'].values())
-                for r in recs]
+    overhead = [
+        (bench.answers[r['stamp']][0] - bench.published[r['stamp']]) * 1e3
+        - r['timings']['network']
+        - r['timings'].get('refine', 0.0)
+        for r in recs
+    ]
+    ros_only = [
+        (bench.answers[r['stamp']][0] - bench.published[r['stamp']]) * 1e3 - sum(r['timings'].values()) for r in recs
+    ]
     stages = {k: median([r['timings'].get(k, 0.0) for r in recs]) for k in ('preprocess', 'decode', 'mano_and_camera')}
     # callback -> pipeline start and pipeline end -> processing_time stamp: worker hand-off, image conversion,
     # intrinsics, runtime parameters (everything the node does around the pipeline before publishing)
     handoff = [bench.answers[r['stamp']][1] - sum(r['timings'].values()) for r in recs]
-    return {'frames': len(stamps), 'lost': lost, **percentiles(rtt), 'processing': median(processing),
-            'stages': stages, 'handoff': median(handoff),
-            'ros_only': median(ros_only),
-            'network': median(network), 'refine': median(refine), 'pipeline_other': median(other),
-            'dds_in': median(dds_in), 'dds_out': median(dds_out), 'overhead': median(overhead),
-            'stages_ran': sum(1 for r in recs if r.get('refine_stages_ms', 0.0) > 0), 'timed': len(recs),
-            'hands': median([bench.answers[s][2] for s in stamps])}
+    return {
+        'frames': len(stamps),
+        'lost': lost,
+        **percentiles(rtt),
+        'processing': median(processing),
+        'stages': stages,
+        'handoff': median(handoff),
+        'ros_only': median(ros_only),
+        'network': median(network),
+        'refine': median(refine),
+        'pipeline_other': median(other),
+        'dds_in': median(dds_in),
+        'dds_out': median(dds_out),
+        'overhead': median(overhead),
+        'stages_ran': sum(1 for r in recs if r.get('refine_stages_ms', 0.0) > 0),
+        'timed': len(recs),
+        'hands': median([bench.answers[s][2] for s in stamps]),
+    }
 
 
 def summarize_throughput(bench, sent):
@@ -296,9 +340,15 @@ def summarize_throughput(bench, sent):
     times = sorted(bench.answers[s][0] for s in answered)
     fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else float('nan')
     lat = [(bench.answers[s][0] - bench.published[s]) * 1e3 for s in answered]
-    return {'sent': len(sent), 'answered': len(answered), 'fps': fps, 'lat_p50': median(lat),
-            'input_fps': len(sent) / max(1e-9, bench.published[sent[-1]] - bench.published[sent[0]]) if len(sent) > 1
-            else float('nan')}
+    return {
+        'sent': len(sent),
+        'answered': len(answered),
+        'fps': fps,
+        'lat_p50': median(lat),
+        'input_fps': len(sent) / max(1e-9, bench.published[sent[-1]] - bench.published[sent[0]])
+        if len(sent) > 1
+        else float('nan'),
+    }
 
 
 def fmt(v, digits=1):
@@ -307,8 +357,9 @@ def fmt(v, digits=1):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--configs', nargs='*', default=list(CONFIGS),
-                        help='NAME@SIZE with NAME in ' + ', '.join(SHORT_NAMES))
+    parser.add_argument(
+        '--configs', nargs='*', default=list(CONFIGS), help='NAME@SIZE with NAME in ' + ', '.join(SHORT_NAMES)
+    )
     parser.add_argument('--frames', type=int, default=30, help='latency-mode frames (a third for resnet50/hrnet)')
     parser.add_argument('--seconds', type=float, default=5.0, help='throughput-mode duration')
     parser.add_argument('--rate', type=float, default=30.0, help='throughput-mode publish rate (Hz)')
@@ -320,14 +371,15 @@ def main():
     parser.add_argument('--fastdds-profile', default='', help='Fast DDS XML profile for the bench and the node')
     parser.add_argument('--device', default='auto', help='node device: auto (CUDA when present) | cpu | cuda[:N]')
     parser.add_argument('--precision', default='fp32', help='node precision: fp32 | fp16 (CUDA) | bf16')
-    parser.add_argument('--node-args', type=shlex.split, default=[],
-                        help="extra --ros-args for the node, e.g. '-p num_threads:=1'")
+    parser.add_argument(
+        '--node-args', type=shlex.split, default=[], help="extra --ros-args for the node, e.g. '-p num_threads:=1'"
+    )
     args = parser.parse_args()
     if args.quick:
         args.configs, args.frames, args.seconds = ['light@256'], 3, 1.0
     setup_environment(args.domain_id)
     width, height = (int(v) for v in args.size.split('x'))
-    if args.fastdds_profile:   # read when this process (and the node, which inherits it) creates a participant
+    if args.fastdds_profile:  # read when this process (and the node, which inherits it) creates a participant
         os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(Path(args.fastdds_profile).resolve())
     else:
         os.environ.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
@@ -338,8 +390,15 @@ def main():
         spec = parse_network_spec(name)
         backbone, size = spec.backbone, spec.input_size
         frames = max(3, args.frames // 3) if backbone in BIG and not args.quick else args.frames
-        bench = NodeUnderTest(backbone, size, ['-p', f'precision:={args.precision}', *args.node_args],
-                              plain=args.plain_node, width=width, height=height, device=args.device)
+        bench = NodeUnderTest(
+            backbone,
+            size,
+            ['-p', f'precision:={args.precision}', *args.node_args],
+            plain=args.plain_node,
+            width=width,
+            height=height,
+            device=args.device,
+        )
         try:
             bench.wait_ready()
             for refine in args.refine:
@@ -354,54 +413,71 @@ def main():
                 lat_rows.append((label, refine, lat))
                 tp_rows.append((label, refine, tp))
                 devices.add(bench.device)
-                print(f'{name} refine {refine}: latency {fmt(lat["p50"])}/{fmt(lat["p95"])}/{fmt(lat["p99"])} ms '
-                      f'(network {fmt(lat["network"])}, refine {fmt(lat["refine"])}), throughput {fmt(tp["fps"])} '
-                      f'FPS ({tp["answered"]}/{tp["sent"]} answered); load average {os.getloadavg()[0]:.2f}',
-                      flush=True)
+                print(
+                    f'{name} refine {refine}: latency {fmt(lat["p50"])}/{fmt(lat["p95"])}/{fmt(lat["p99"])} ms '
+                    f'(network {fmt(lat["network"])}, refine {fmt(lat["refine"])}), throughput {fmt(tp["fps"])} '
+                    f'FPS ({tp["answered"]}/{tp["sent"]} answered); load average {os.getloadavg()[0]:.2f}',
+                    flush=True,
+                )
         finally:
             bench.close()
     load_end = os.getloadavg()
 
-    transport = (f'Fast DDS profile {Path(args.fastdds_profile).name}' if args.fastdds_profile
-                 else 'Fast DDS default transports')
-    print(f'\n{width}x{height} bgr8 frames ({transport}), node on {", ".join(sorted(devices)) or "?"} '
-          f'({os.cpu_count()} CPU cores, torch default threads), '
-          f'detection_threshold 0 (both hands always), untrained weights, procedural stand-in (no MANO); reliable QoS; '
-          f'load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; {time.monotonic() - t_start:.0f} s; '
-          f'{"plain node" if args.plain_node else "node with stage timings"}; extra args: {args.node_args or "none"}\n')
+    transport = (
+        f'Fast DDS profile {Path(args.fastdds_profile).name}' if args.fastdds_profile else 'Fast DDS default transports'
+    )
+    print(
+        f'\n{width}x{height} bgr8 frames ({transport}), node on {", ".join(sorted(devices)) or "?"} '
+        f'({os.cpu_count()} CPU cores, torch default threads), '
+        f'detection_threshold 0 (both hands always), untrained weights, procedural stand-in (no MANO); reliable QoS; '
+        f'load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; {time.monotonic() - t_start:.0f} s; '
+        f'{"plain node" if args.plain_node else "node with stage timings"}; extra args: {args.node_args or "none"}\n'
+    )
     print('Latency mode (one frame in flight; ms; overhead = round trip - network - refine, % of network):\n')
-    print('| config | refine | frames | round trip p50 / p95 / p99 | node processing p50 | network | '
-          'refine (MLP stages ran) | letterbox + decode + MANO | publish -> node callback | '
-          'processing done -> received | overhead (ROS part) | overhead / network (ROS part) |')
+    print(
+        '| config | refine | frames | round trip p50 / p95 / p99 | node processing p50 | network | '
+        'refine (MLP stages ran) | letterbox + decode + MANO | publish -> node callback | '
+        'processing done -> received | overhead (ROS part) | overhead / network (ROS part) |'
+    )
     print('|---|---|---|---|---|---|---|---|---|---|---|---|')
     for name, refine, r in lat_rows:
         ran = f' ({r["stages_ran"]}/{r["timed"]})' if refine == 'on' and r['timed'] else ''
         frames = f'{r["frames"]} ({r["lost"]} lost)' if r['lost'] else str(r['frames'])
         share = r['overhead'] / r['network'] * 100 if np.isfinite(r['network']) else float('nan')
         ros_share = r['ros_only'] / r['network'] * 100 if np.isfinite(r['network']) else float('nan')
-        print(f'| {name} | {refine} | {frames} | '
-              f'{fmt(r["p50"])} / {fmt(r["p95"])} / {fmt(r["p99"])} | {fmt(r["processing"])} | {fmt(r["network"])} | '
-              f'{fmt(r["refine"])}{ran} | {fmt(r["pipeline_other"])} | {fmt(r["dds_in"])} | {fmt(r["dds_out"])} | '
-              f'{fmt(r["overhead"])} ({fmt(r["ros_only"])}) | '
-              f'{fmt(share, 0)}% ({fmt(ros_share, 0)}%); goal < 10%: {"met" if share < 10 else "not met"} |')
+        print(
+            f'| {name} | {refine} | {frames} | '
+            f'{fmt(r["p50"])} / {fmt(r["p95"])} / {fmt(r["p99"])} | {fmt(r["processing"])} | {fmt(r["network"])} | '
+            f'{fmt(r["refine"])}{ran} | {fmt(r["pipeline_other"])} | {fmt(r["dds_in"])} | {fmt(r["dds_out"])} | '
+            f'{fmt(r["overhead"])} ({fmt(r["ros_only"])}) | '
+            f'{fmt(share, 0)}% ({fmt(ros_share, 0)}%); goal < 10%: {"met" if share < 10 else "not met"} |'
+        )
     print('\nOverhead breakdown (latency mode, medians, ms):\n')
-    print('| config | refine | publish -> callback | node around the pipeline | letterbox | decode | MANO + camera '
-          '| message + DDS out | total overhead |')
+    print(
+        '| config | refine | publish -> callback | node around the pipeline | letterbox | decode | MANO + camera '
+        '| message + DDS out | total overhead |'
+    )
     print('|---|---|---|---|---|---|---|---|---|')
     for name, refine, r in lat_rows:
         st = r['stages']
-        print(f'| {name} | {refine} | {fmt(r["dds_in"])} | {fmt(r["handoff"])} | {fmt(st["preprocess"])} | '
-              f'{fmt(st["decode"])} | {fmt(st["mano_and_camera"])} | {fmt(r["dds_out"])} | {fmt(r["overhead"])} |')
-    print('\nCPU-side ceiling (latency mode, medians): the time per frame spent outside the network (overhead + '
-          'refinement) caps the frame rate whatever the accelerator, as long as the worker runs the stages one after '
-          'another (the frame in transport overlaps with the previous one, so this is a bound, not a prediction):\n')
+        print(
+            f'| {name} | {refine} | {fmt(r["dds_in"])} | {fmt(r["handoff"])} | {fmt(st["preprocess"])} | '
+            f'{fmt(st["decode"])} | {fmt(st["mano_and_camera"])} | {fmt(r["dds_out"])} | {fmt(r["overhead"])} |'
+        )
+    print(
+        '\nCPU-side ceiling (latency mode, medians): the time per frame spent outside the network (overhead + '
+        'refinement) caps the frame rate whatever the accelerator, as long as the worker runs the stages one after '
+        'another (the frame in transport overlaps with the previous one, so this is a bound, not a prediction):\n'
+    )
     print('| config | refine | outside the network (ms) | frames/s if the network took 0 ms |')
     print('|---|---|---|---|')
     for name, refine, r in lat_rows:
         outside = r['overhead'] + r['refine']
         print(f'| {name} | {refine} | {fmt(outside)} | {fmt(1000.0 / outside if outside > 0 else float("nan"), 0)} |')
-    print(f'\nThroughput mode ({args.rate:g} Hz for {args.seconds:g} s; the node answers the newest frame, '
-          'skipping the rest):\n')
+    print(
+        f'\nThroughput mode ({args.rate:g} Hz for {args.seconds:g} s; the node answers the newest frame, '
+        'skipping the rest):\n'
+    )
     print('| config | refine | sent (input Hz) | answered | skipped | output FPS | latency p50 ms | goal |')
     print('|---|---|---|---|---|---|---|---|')
     for name, refine, t in tp_rows:
@@ -409,12 +485,15 @@ def main():
         if name == 'light@256' and refine == 'on':
             goal = f'default light config >= 15 FPS: {"met" if t["fps"] >= 15 else "not met"}'
         if name == 'resnet50@512' and refine == 'on' and any('cuda' in d for d in devices):
-            goal = (f'GPU goal >= 100 FPS: {"met" if t["fps"] >= 100 else "not met"}'
-                    + ('' if args.rate > 100 else f' (input only {args.rate:g} Hz: use --rate 150)'))
+            goal = f'GPU goal >= 100 FPS: {"met" if t["fps"] >= 100 else "not met"}' + (
+                '' if args.rate > 100 else f' (input only {args.rate:g} Hz: use --rate 150)'
+            )
         skipped = t['sent'] - t['answered']
-        print(f'| {name} | {refine} | {t["sent"]} ({fmt(t["input_fps"])}) | {t["answered"]} | '
-              f'{skipped} ({100 * skipped / max(1, t["sent"]):.0f}%) | {fmt(t["fps"])} | {fmt(t["lat_p50"])} | '
-              f'{goal} |')
+        print(
+            f'| {name} | {refine} | {t["sent"]} ({fmt(t["input_fps"])}) | {t["answered"]} | '
+            f'{skipped} ({100 * skipped / max(1, t["sent"]):.0f}%) | {fmt(t["fps"])} | {fmt(t["lat_p50"])} | '
+            f'{goal} |'
+        )
 
 
 if __name__ == '__main__':

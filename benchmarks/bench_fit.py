@@ -10,6 +10,7 @@ CPU, 1 and 2 threads.
 
     .venv/bin/python benchmarks/bench_fit.py [--hands 64] [--repeats 5] [--threads 1 2] [--quick]
 """
+
 import argparse
 import os
 import time
@@ -88,34 +89,53 @@ def accuracy_tables(model, hands, quick):
     n = sum(len(h['rotation']) for h in hands.values())
     print(f'### Accuracy ({n} synthetic hands, both sides; mean / median / p90)\n')
     base_err, base_pose = mean_hand_baseline(model, hands)
-    print('| input | noise | joint error mm | pose error deg | global rot deg | wrist error mm | depth error % '
-          '| > 20 mm | ms / hand |')
+    print(
+        '| input | noise | joint error mm | pose error deg | global rot deg | wrist error mm | depth error % '
+        '| > 20 mm | ms / hand |'
+    )
     print('|---|---|---|---|---|---|---|---|---|')
-    print(f'| none: mean hand, true rotation | - | {stats(base_err)} | {stats(base_pose)} | 0 | - | - '
-          f'| {share(base_err)} | - |')
+    print(
+        f'| none: mean hand, true rotation | - | {stats(base_err)} | {stats(base_pose)} | 0 | - | - '
+        f'| {share(base_err)} | - |'
+    )
     noise_3d = (0.0, 5.0) if quick else (0.0, 2.0, 5.0, 10.0)
     for mm in noise_3d:
         e, ms = run(model, hands, '3d', noise_3d=mm / 1000)
-        noisy = np.mean(np.linalg.norm(mm / 1000 * np.concatenate([h['unit_3d'] for h in hands.values()]),
-                                       axis=-1)) * 1000
-        print(f'| 3D root-relative (input itself {noisy:.1f} mm off) | {mm:g} mm | {stats(e["joint"])} '
-              f'| {stats(e["pose"])} | {stats(e["rot"])} | - | - | {share(e["joint"])} | {ms:.1f} |', flush=True)
+        noisy = (
+            np.mean(np.linalg.norm(mm / 1000 * np.concatenate([h['unit_3d'] for h in hands.values()]), axis=-1)) * 1000
+        )
+        print(
+            f'| 3D root-relative (input itself {noisy:.1f} mm off) | {mm:g} mm | {stats(e["joint"])} '
+            f'| {stats(e["pose"])} | {stats(e["rot"])} | - | - | {share(e["joint"])} | {ms:.1f} |',
+            flush=True,
+        )
     e, ms = run(model, hands, '3d', noise_3d=0.005, config=fit.FitConfig())
-    print(f'| 3D x0.9 scale, free scale | 5 mm | {stats(e["joint"])} | {stats(e["pose"])} | {stats(e["rot"])} '
-          f'| - | - | {share(e["joint"])} | {ms:.1f} |', flush=True)
-    for px in ((2.0,) if quick else (1.0, 2.0, 5.0)):
+    print(
+        f'| 3D x0.9 scale, free scale | 5 mm | {stats(e["joint"])} | {stats(e["pose"])} | {stats(e["rot"])} '
+        f'| - | - | {share(e["joint"])} | {ms:.1f} |',
+        flush=True,
+    )
+    for px in (2.0,) if quick else (1.0, 2.0, 5.0):
         e, ms = run(model, hands, '2d', noise_2d=px)
-        print(f'| 2D + K | {px:g} px | {stats(e["joint"])} | {stats(e["pose"])} | {stats(e["rot"])} '
-              f'| {stats(e["root"])} | {stats(e["depth_pct"])} | {share(e["joint"])} | {ms:.1f} |', flush=True)
-    for px, mm in (((2.0, 5.0),) if quick else ((2.0, 5.0), (5.0, 10.0))):
+        print(
+            f'| 2D + K | {px:g} px | {stats(e["joint"])} | {stats(e["pose"])} | {stats(e["rot"])} '
+            f'| {stats(e["root"])} | {stats(e["depth_pct"])} | {share(e["joint"])} | {ms:.1f} |',
+            flush=True,
+        )
+    for px, mm in ((2.0, 5.0),) if quick else ((2.0, 5.0), (5.0, 10.0)):
         e, ms = run(model, hands, 'both', noise_3d=mm / 1000, noise_2d=px)
-        print(f'| 2D + K + 3D x0.9 (free scale) | {px:g} px, {mm:g} mm | {stats(e["joint"])} | {stats(e["pose"])} '
-              f'| {stats(e["rot"])} | {stats(e["root"])} | {stats(e["depth_pct"])} | {share(e["joint"])} '
-              f'| {ms:.1f} |', flush=True)
-    print('\nJoint error: root-relative MPJPE against the true joints. Pose error: mean geodesic angle of the 15 '
-          'finger-joint rotations. Wrist error: metric camera-frame distance (2D inputs: the depth comes from the '
-          "model's mean hand size, so a true hand 5 % larger is placed about 5 % too near). Noise is per axis "
-          '(3D: a joint is off by 1.6x the per-axis figure on average).\n')
+        print(
+            f'| 2D + K + 3D x0.9 (free scale) | {px:g} px, {mm:g} mm | {stats(e["joint"])} | {stats(e["pose"])} '
+            f'| {stats(e["rot"])} | {stats(e["root"])} | {stats(e["depth_pct"])} | {share(e["joint"])} '
+            f'| {ms:.1f} |',
+            flush=True,
+        )
+    print(
+        '\nJoint error: root-relative MPJPE against the true joints. Pose error: mean geodesic angle of the 15 '
+        'finger-joint rotations. Wrist error: metric camera-frame distance (2D inputs: the depth comes from the '
+        "model's mean hand size, so a true hand 5 % larger is placed about 5 % too near). Noise is per axis "
+        '(3D: a joint is off by 1.6x the per-axis figure on average).\n'
+    )
 
 
 def timing_table(model, batches, repeats, thread_counts):
@@ -126,15 +146,17 @@ def timing_table(model, batches, repeats, thread_counts):
     hands = synthetic(model, max(batches), seed=77)['right']
     kp = hands['keypoints_2d'] + 2.0 * hands['unit_2d']
     j3 = hands['joints_rel'] + 0.005 * hands['unit_3d']
-    calls = {'3D': lambda b: fit.fit_hands(model, 'right', j3[:b]),
-             '2D + 3D': lambda b: fit.fit_keypoints(model, 'right', kp[:b], hands['K'], world_joints=j3[:b]),
-             '2D only': lambda b: fit.fit_keypoints(model, 'right', kp[:b], hands['K'])}
+    calls = {
+        '3D': lambda b: fit.fit_hands(model, 'right', j3[:b]),
+        '2D + 3D': lambda b: fit.fit_keypoints(model, 'right', kp[:b], hands['K'], world_joints=j3[:b]),
+        '2D only': lambda b: fit.fit_keypoints(model, 'right', kp[:b], hands['K']),
+    }
     for name, call in calls.items():
         for threads in thread_counts:
             torch.set_num_threads(threads)
             cells = []
             for b in batches:
-                call(b)                                   # warm-up
+                call(b)  # warm-up
                 t = []
                 for _ in range(repeats if b < 64 else max(1, repeats // 2)):
                     t0 = time.perf_counter()
@@ -154,14 +176,18 @@ def main(argv=None):
     parser.add_argument('--quick', action='store_true', help='few hands and settings (smoke run)')
     args = parser.parse_args(argv)
     model = load_hand_model()
-    print(f'hand model: {model.identity}; torch {torch.__version__}; load average '
-          f'{" ".join(f"{v:.1f}" for v in os.getloadavg())}\n')
+    print(
+        f'hand model: {model.identity}; torch {torch.__version__}; load average '
+        f'{" ".join(f"{v:.1f}" for v in os.getloadavg())}\n'
+    )
     n = 3 if args.quick else args.hands
     torch.set_num_threads(1)
     accuracy_tables(model, synthetic(model, n, seed=2026), args.quick)
     timing_table(model, (1, 4) if args.quick else (1, 8, 64), 1 if args.quick else args.repeats, args.threads)
-    print('Fit defaults: `FitConfig()` (Levenberg-Marquardt, Huber 3 sigma; 2D-only fits try 6 view '
-          'directions). Accuracy rows ran with 1 thread.')
+    print(
+        'Fit defaults: `FitConfig()` (Levenberg-Marquardt, Huber 3 sigma; 2D-only fits try 6 view '
+        'directions). Accuracy rows ran with 1 thread.'
+    )
 
 
 if __name__ == '__main__':

@@ -4,6 +4,7 @@
 
 Prints min / median in ms. Runs well under a minute on a 2-core machine.
 """
+
 import argparse
 import os
 import sys
@@ -38,10 +39,15 @@ def main(argv=None):
     sync = torch.cuda.synchronize if args.device.startswith('cuda') else (lambda: None)
     for batch in (1, 64):
         g = torch.Generator().manual_seed(batch)
-        inputs = [t.to(args.device) for t in (torch.randn(batch, 3, generator=g) * 0.5,
-                                              torch.randn(batch, 45, generator=g) * 0.3,
-                                              torch.randn(batch, 10, generator=g),
-                                              torch.randn(batch, 3, generator=g) * 0.1)]
+        inputs = [
+            t.to(args.device)
+            for t in (
+                torch.randn(batch, 3, generator=g) * 0.5,
+                torch.randn(batch, 45, generator=g) * 0.3,
+                torch.randn(batch, 10, generator=g),
+                torch.randn(batch, 3, generator=g) * 0.1,
+            )
+        ]
 
         def fwd(inputs=inputs):
             with torch.no_grad():
@@ -63,11 +69,14 @@ def main(argv=None):
         os.environ[mano_loader.ENV_CACHE_DIR] = os.path.join(tmp, 'cache')
         pkl = standin.write_chumpy_style_pickle(os.path.join(tmp, 'MANO_RIGHT.pkl'), 'right')
         npz = os.path.join(mano_loader.standin_dirs()[0], 'STANDIN_RIGHT.npz')
-        report('load chumpy-style .pkl (restricted unpickler)',
-               time_calls(lambda: mano_loader.load_model_file(pkl), 20, 1))
+        report(
+            'load chumpy-style .pkl (restricted unpickler)', time_calls(lambda: mano_loader.load_model_file(pkl), 20, 1)
+        )
         mano_loader.load_model_file(pkl, use_cache=True)
-        report('load .pkl via user cache (.npz)',
-               time_calls(lambda: mano_loader.load_model_file(pkl, use_cache=True), 20, 1))
+        report(
+            'load .pkl via user cache (.npz)',
+            time_calls(lambda: mano_loader.load_model_file(pkl, use_cache=True), 20, 1),
+        )
         report('load stand-in .npz', time_calls(lambda: mano_loader.load_model_file(npz), 20, 1))
     t0 = time.perf_counter()
     standin.build_standin_arrays('right')
@@ -82,9 +91,10 @@ def main(argv=None):
         verts.append(v - v.mean(0) + np.array([x, 0.0, 0.5]))
     image = np.full((480, 640, 3), 40, np.uint8)
     faces = [model.faces('right'), model.faces('left')]
-    report('render_mesh_overlay, two hands, 640x480',
-           time_calls(lambda: render_mesh_overlay(image, verts, faces, K, [(80, 170, 255), (255, 170, 80)]), 30,
-                      warmup=3))
+    report(
+        'render_mesh_overlay, two hands, 640x480',
+        time_calls(lambda: render_mesh_overlay(image, verts, faces, K, [(80, 170, 255), (255, 170, 80)]), 30, warmup=3),
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ frames out of UDP fragments.
 Usage: .venv/bin/python benchmarks/bench_input_qos.py [--seconds 6] [--rate 15] [--size 640x480]
        [--fastdds-profile config/fastdds_large_frames.xml]
 """
+
 import argparse
 import os
 import time
@@ -28,20 +29,32 @@ def run_case(pub_reliability, node_reliability, seconds, rate, width, height, ex
 
     from hand_recon_ros.msg import HandArray
 
-    proc = ChildProcess(node_command('-p', f'input_reliability:={node_reliability}', '-p', 'device:=cpu',
-                                     '-p', 'diagnostics_period_s:=0.5', *extra,
-                                     params_file=REPO / 'config' / 'hand_recon.yaml'), cwd=REPO)
+    proc = ChildProcess(
+        node_command(
+            '-p',
+            f'input_reliability:={node_reliability}',
+            '-p',
+            'device:=cpu',
+            '-p',
+            'diagnostics_period_s:=0.5',
+            *extra,
+            params_file=REPO / 'config' / 'hand_recon.yaml',
+        ),
+        cwd=REPO,
+    )
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node('bench_input_qos', context=ctx)
     from rclpy.executors import SingleThreadedExecutor
+
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     rel = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}[pub_reliability]
     pub = node.create_publisher(Image, '/image', QoSProfile(depth=5, reliability=rel))
     answered, diags = [], []
-    node.create_subscription(HandArray, '/hand_recon/hands', answered.append,
-                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    node.create_subscription(
+        HandArray, '/hand_recon/hands', answered.append, QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    )
     node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
     try:
         deadline = time.monotonic() + 60
@@ -64,9 +77,13 @@ def run_case(pub_reliability, node_reliability, seconds, rate, width, height, ex
             ex.spin_once(timeout_sec=0.05)
         values = {kv.key: kv.value for kv in diags[-1].status[0].values}
         stamps = {m.header.stamp.sec for m in answered if m.header.stamp.sec >= 1000}
-        return {'sent': sent, 'node_received': int(values.get('worker_received', 0)),
-                'processed': int(values.get('worker_processed', 0)), 'answered': len(stamps),
-                'processing_ms_p50': values.get('processing_ms_p50', '-')}
+        return {
+            'sent': sent,
+            'node_received': int(values.get('worker_received', 0)),
+            'processed': int(values.get('worker_processed', 0)),
+            'answered': len(stamps),
+            'processing_ms_p50': values.get('processing_ms_p50', '-'),
+        }
     finally:
         proc.stop(timeout=20)
         ex.shutdown()
@@ -79,32 +96,47 @@ def main():
     parser.add_argument('--seconds', type=float, default=6.0)
     parser.add_argument('--rate', type=float, default=15.0)
     parser.add_argument('--size', default='640x480')
-    parser.add_argument('--fastdds-profile', default='',
-                        help='Fast DDS XML profile for the publisher and the node (default: none, Fast DDS defaults)')
+    parser.add_argument(
+        '--fastdds-profile',
+        default='',
+        help='Fast DDS XML profile for the publisher and the node (default: none, Fast DDS defaults)',
+    )
     parser.add_argument('node_args', nargs='*', help='extra --ros-args for the node, e.g. -p num_threads:=1')
     args = parser.parse_args()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', '66')
     width, height = (int(v) for v in args.size.split('x'))
-    if args.fastdds_profile:   # read by Fast DDS when this process creates its first participant
+    if args.fastdds_profile:  # read by Fast DDS when this process creates its first participant
         os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(Path(args.fastdds_profile).resolve())
     else:
         os.environ.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
-    transport = (f'Fast DDS profile {Path(args.fastdds_profile).name} (publisher and node)' if args.fastdds_profile
-                 else 'Fast DDS default transports (512 KiB shared-memory segment)')
+    transport = (
+        f'Fast DDS profile {Path(args.fastdds_profile).name} (publisher and node)'
+        if args.fastdds_profile
+        else 'Fast DDS default transports (512 KiB shared-memory segment)'
+    )
     rows = []
-    for pub_rel, node_rel in [('reliable', 'best_effort'), ('reliable', 'reliable'), ('reliable', 'auto'),
-                              ('best_effort', 'best_effort'), ('best_effort', 'auto')]:
+    for pub_rel, node_rel in [
+        ('reliable', 'best_effort'),
+        ('reliable', 'reliable'),
+        ('reliable', 'auto'),
+        ('best_effort', 'best_effort'),
+        ('best_effort', 'auto'),
+    ]:
         r = run_case(pub_rel, node_rel, args.seconds, args.rate, width, height, args.node_args)
         rows.append((pub_rel, node_rel, r))
         print(f'{pub_rel:>12} -> {node_rel:<12} {r}', flush=True)
-    print(f'\n{args.size} bgr8 at {args.rate:g} Hz for {args.seconds:g} s, node on CPU '
-          f'({os.cpu_count()} cores), {transport}, extra args: {args.node_args or "none"}\n')
+    print(
+        f'\n{args.size} bgr8 at {args.rate:g} Hz for {args.seconds:g} s, node on CPU '
+        f'({os.cpu_count()} cores), {transport}, extra args: {args.node_args or "none"}\n'
+    )
     print('| publisher | node input_reliability | frames sent | received by node | answered | node processing p50 ms |')
     print('|---|---|---|---|---|---|')
     for pub_rel, node_rel, r in rows:
-        print(f"| {pub_rel} | {node_rel} | {r['sent']} | {r['node_received']} ({100 * r['node_received'] / r['sent']:.0f}%)"
-              f" | {r['answered']} | {r['processing_ms_p50']} |")
+        print(
+            f"| {pub_rel} | {node_rel} | {r['sent']} | {r['node_received']} ({100 * r['node_received'] / r['sent']:.0f}%)"
+            f" | {r['answered']} | {r['processing_ms_p50']} |"
+        )
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ and pushed 1 cm into it. Target: metric < 10 ms per pair on CPU.
 
     .venv/bin/python benchmarks/bench_penetration.py [--runs 30] [--standin]
 """
+
 import argparse
 
 import numpy as np
@@ -21,7 +22,7 @@ from hand_recon_ros.tools.timing import time_calls
 def closed_ellipsoid(n_vertices=779, semi_axes=(0.09, 0.045, 0.02)):
     i = np.arange(n_vertices) + 0.5
     polar = np.arccos(1 - 2 * i / n_vertices)
-    azimuth = np.pi * (1 + 5 ** 0.5) * i
+    azimuth = np.pi * (1 + 5**0.5) * i
     pts = np.stack([np.cos(azimuth) * np.sin(polar), np.sin(azimuth) * np.sin(polar), np.cos(polar)], 1)
     hull = trimesh.convex.convex_hull(pts)
     return np.asarray(hull.vertices) * semi_axes, np.asarray(hull.faces, dtype=np.int64)
@@ -30,6 +31,7 @@ def closed_ellipsoid(n_vertices=779, semi_axes=(0.09, 0.045, 0.02)):
 def standin_hand():
     from hand_recon_ros.hand_model.mesh_utils import cap_boundary
     from tools.standin.generator import build_standin_arrays
+
     model = build_standin_arrays('right')
     verts, faces = cap_boundary(np.asarray(model['v_template']), np.asarray(model['f'], dtype=np.int64))
     return np.asarray(verts, dtype=np.float64), np.asarray(faces, dtype=np.int64)
@@ -52,8 +54,10 @@ def main():
         vb = va @ rot.T + [0.02, 0.01, 0.015]
     fb = fa
     m = penetration_metrics(va, fa, vb, fb)
-    print(f'meshes: {len(va)} vertices / {len(fa)} faces each; {m["n_inside"]} vertices inside, '
-          f'AVE-P {m["ave_p_mm"]:.2f} mm, MAX-P {m["max_p_mm"]:.2f} mm')
+    print(
+        f'meshes: {len(va)} vertices / {len(fa)} faces each; {m["n_inside"]} vertices inside, '
+        f'AVE-P {m["ave_p_mm"]:.2f} mm, MAX-P {m["max_p_mm"]:.2f} mm'
+    )
     print(f'torch {torch.__version__}, threads {torch.get_num_threads()}, runs {args.runs}')
 
     t = time_calls(lambda: penetration_metrics(va, fa, vb, fb), args.runs, warmup=1)
@@ -83,8 +87,10 @@ def main():
     bb = tb.expand(batch, -1, -1).clone().requires_grad_(True)
     t = time_calls(lambda: collision_loss(ba, fa, bb, fb).sum().backward(), max(3, args.runs // 4), warmup=1)
     lo, med = t.best_ms, t.median_ms
-    print(f'collision_loss fwd+bwd (B={batch})       min {lo:6.2f} ms  median {med:6.2f} ms '
-          f'({med / batch:.2f} ms per pair)')
+    print(
+        f'collision_loss fwd+bwd (B={batch})       min {lo:6.2f} ms  median {med:6.2f} ms '
+        f'({med / batch:.2f} ms per pair)'
+    )
 
 
 if __name__ == '__main__':

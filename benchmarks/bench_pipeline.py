@@ -11,6 +11,7 @@ when rclpy is not importable).
 Usage: .venv/bin/python benchmarks/bench_pipeline.py [--iters 15] [--threads 2] [--configs light@256 ...]
        [--no-refine] [--stages]
 """
+
 import argparse
 import statistics
 import time
@@ -34,25 +35,35 @@ def stage_breakdown(rec, image, K, iters):
     """Median ms of each non-network piece of one frame, each timed on its own (same inputs as the pipeline)."""
     from hand_recon_ros.acr.decoding import decode
     from hand_recon_ros.acr.preprocess import letterbox
-    out = {'letterbox': median_ms(lambda: letterbox(image, rec.input_size, bgr=True, normalization=rec.normalization,
-                                                    channels_last=True), iters)}
+
+    out = {
+        'letterbox': median_ms(
+            lambda: letterbox(image, rec.input_size, bgr=True, normalization=rec.normalization, channels_last=True),
+            iters,
+        )
+    }
     with torch.inference_mode():
-        outputs = rec.network(letterbox(image, rec.input_size, normalization=rec.normalization,
-                                        channels_last=True)[0].contiguous(memory_format=torch.channels_last))
+        outputs = rec.network(
+            letterbox(image, rec.input_size, normalization=rec.normalization, channels_last=True)[0].contiguous(
+                memory_format=torch.channels_last
+            )
+        )
         outputs = {k: v.float().cpu() for k, v in outputs.items() if k in ('center_maps', 'params', 'prior')}
 
         def run_decode():
             with single_intra_op_thread():
                 return decode(outputs, rec.decode_config())
+
         dets = run_decode()
         out['decode'] = median_ms(run_decode, iters)
-        order = sorted(range(len(dets)), key=lambda i: -float(dets.score[i]))[:max(1, rec.max_hands)]
+        order = sorted(range(len(dets)), key=lambda i: -float(dets.score[i]))[: max(1, rec.max_hands)]
         params, sides = dets.params[order].float(), [SIDES[int(dets.side[i])] for i in order]
         scores = [float(dets.score[i]) for i in order]
 
         def run_rotations():
             with single_intra_op_thread():
                 return params_to_mano(params)
+
         mano = run_rotations()
         out['6D -> axis-angle'] = median_ms(run_rotations, iters)
 
@@ -62,6 +73,7 @@ def stage_breakdown(rec, image, K, iters):
                     sel = torch.tensor([i for i, s in enumerate(sides) if s == side])
                     if len(sel):
                         rec.hand_model(side, mano['global_orient'][sel], mano['hand_pose'][sel], mano['betas'][sel])
+
         out['smplx (both hands)'] = median_ms(run_smplx, iters)
         whole = median_ms(lambda: rec.hands_from_params(params, sides, scores, image.shape[:2], K), iters)
         out['translation + results'] = max(0.0, whole - out['6D -> axis-angle'] - out['smplx (both hands)'])
@@ -86,8 +98,12 @@ def stage_breakdown(rec, image, K, iters):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--configs', nargs='*', default=['light@256', 'light@320', 'resnet50@512', 'hrnet_w32@512'],
-                        help='NAME@SIZE with NAME in ' + ', '.join(SHORT_NAMES))
+    parser.add_argument(
+        '--configs',
+        nargs='*',
+        default=['light@256', 'light@320', 'resnet50@512', 'hrnet_w32@512'],
+        help='NAME@SIZE with NAME in ' + ', '.join(SHORT_NAMES),
+    )
     parser.add_argument('--iters', type=int, default=15)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cpu')
@@ -104,9 +120,17 @@ def main():
             key, size = parse_network_spec(name)
         except ValueError as exc:
             parser.error(str(exc))
-        rec = create_reconstructor(PipelineConfig(weights='untrained', device=args.device, precision=args.precision,
-                                                  backbone=key, input_size=int(size),
-                                                  detection_threshold=0.0, refine=not args.no_refine))
+        rec = create_reconstructor(
+            PipelineConfig(
+                weights='untrained',
+                device=args.device,
+                precision=args.precision,
+                backbone=key,
+                input_size=int(size),
+                detection_threshold=0.0,
+                refine=not args.no_refine,
+            )
+        )
         for _ in range(3):
             rec.reconstruct(image, K)
         stages, totals, n_hands = {}, [], []
@@ -120,17 +144,25 @@ def main():
                 stages.setdefault(k, []).append(v)
         med = {k: statistics.median(v) for k, v in stages.items()}
         rows.append((name, med, statistics.median(totals), min(totals), statistics.median(n_hands)))
-        print(f'{name}: ' + ', '.join(f'{k} {v:.1f}' for k, v in med.items())
-              + f' | total {statistics.median(totals):.1f} ms (min {min(totals):.1f})', flush=True)
+        print(
+            f'{name}: '
+            + ', '.join(f'{k} {v:.1f}' for k, v in med.items())
+            + f' | total {statistics.median(totals):.1f} ms (min {min(totals):.1f})',
+            flush=True,
+        )
         if args.stages:
             breakdowns.append((name, stage_breakdown(rec, image, K, max(args.iters, 20))))
-    print(f'\n640x480 frame, batch 1, {args.threads} threads, {args.device} {args.precision}, '
-          f'refinement {"off" if args.no_refine else "on"}, torch {torch.__version__}, median ms over the iterations\n')
+    print(
+        f'\n640x480 frame, batch 1, {args.threads} threads, {args.device} {args.precision}, '
+        f'refinement {"off" if args.no_refine else "on"}, torch {torch.__version__}, median ms over the iterations\n'
+    )
     print('| config | preprocess | network | decode | MANO + camera | IHMR-MLP refine | total (min) | hands |')
     print('|---|---|---|---|---|---|---|---|')
     for name, med, total, tmin, hands in rows:
-        print(f"| {name} | {med['preprocess']:.1f} | {med['network']:.1f} | {med['decode']:.1f} | "
-              f"{med['mano_and_camera']:.1f} | {med.get('refine', 0.0):.1f} | {total:.1f} ({tmin:.1f}) | {hands:g} |")
+        print(
+            f"| {name} | {med['preprocess']:.1f} | {med['network']:.1f} | {med['decode']:.1f} | "
+            f"{med['mano_and_camera']:.1f} | {med.get('refine', 0.0):.1f} | {total:.1f} ({tmin:.1f}) | {hands:g} |"
+        )
     if breakdowns:
         keys = list(breakdowns[0][1])
         print('\nNon-network pieces, each timed alone (median ms):\n')

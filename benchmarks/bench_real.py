@@ -8,6 +8,7 @@ Label sets and the matching rule: ``hand_recon_train/evaluation/real_images.py``
 Writes ``<out>/real_benchmark.md``, ``.json`` and one contact sheet per set (``sheet_<set>.png``).
 ``pasted``: held-out overlapping pairs made from validation-split hands (``hand_recon_train/datasets/pasted.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--weights', nargs='*', default=[''], help="ACR weights ('' = the shipped model)")
-    p.add_argument('--sets', nargs='+', default=['annotated', 'realval', 'pasted', 'synthetic'],
-                   choices=['annotated', 'realval', 'pasted', 'synthetic'])
+    p.add_argument(
+        '--sets',
+        nargs='+',
+        default=['annotated', 'realval', 'pasted', 'synthetic'],
+        choices=['annotated', 'realval', 'pasted', 'synthetic'],
+    )
     p.add_argument('--pasted', type=int, default=60, help='held-out pasted pairs (validation-split hands)')
     p.add_argument('--synth-per-scene', type=int, default=40)
     p.add_argument('--labels', type=Path, default=REPO / 'out/teacher/realimgs-train.labels.json')
@@ -47,12 +52,13 @@ def main(argv=None) -> int:
     if 'realval' in args.sets:
         if args.labels.is_file():
             frames = rb.load_realval(args.labels, args.train_root or default_root())
-            frames_by_set['realval'] = frames[:args.max_realval]
+            frames_by_set['realval'] = frames[: args.max_realval]
         else:
             print(f'no teacher labels at {args.labels} (python -m hand_recon_train.teacher label): realval skipped')
     if 'pasted' in args.sets and args.labels.is_file():
-        frames_by_set['pasted'] = rb.load_pasted(args.labels, args.train_root or default_root(), args.out,
-                                                 count=args.pasted)
+        frames_by_set['pasted'] = rb.load_pasted(
+            args.labels, args.train_root or default_root(), args.out, count=args.pasted
+        )
     if 'synthetic' in args.sets:
         frames_by_set['synthetic'] = rb.load_synthetic(args.out, per_scene=args.synth_per_scene)
     if not frames_by_set:
@@ -71,28 +77,34 @@ def main(argv=None) -> int:
             methods.append(rb.MediaPipeMethod(all_frames, args.out / 'mediapipe.raw.jsonl'))
             if args.fit:
                 from hand_recon_ros.hand_model.model import load_hand_model
-                methods.append(rb.MediaPipeMethod(all_frames, args.out / 'mediapipe.raw.jsonl', fit=True,
-                                                  hand_model=load_hand_model()))
+
+                methods.append(
+                    rb.MediaPipeMethod(
+                        all_frames, args.out / 'mediapipe.raw.jsonl', fit=True, hand_model=load_hand_model()
+                    )
+                )
         else:
             print('MediaPipe column skipped: no teacher environment (scripts/setup_teacher.sh)')
     results = rb.run_benchmark(all_frames, methods)
     table = rb.markdown_table(results, all_frames)
-    print("Methods: " + "; ".join(f"{n} = {r['description']}" for n, r in results.items()))
+    print('Methods: ' + '; '.join(f"{n} = {r['description']}" for n, r in results.items()))
     print()
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'real_benchmark.md').write_text(table + '\n')
-    (args.out / 'real_benchmark.json').write_text(json.dumps(
-        {n: {k: v for k, v in r.items() if k != 'preds'} for n, r in results.items()}, indent=2))
+    (args.out / 'real_benchmark.json').write_text(
+        json.dumps({n: {k: v for k, v in r.items() if k != 'preds'} for n, r in results.items()}, indent=2)
+    )
     for set_name, frames in frames_by_set.items():
         pick = frames
-        if set_name == 'realval':     # the sheet shows the two-hand frames first, then a spread of the rest
+        if set_name == 'realval':  # the sheet shows the two-hand frames first, then a spread of the rest
             pick = [f for f in frames if f.two_hand][:8] + [f for f in frames if not f.two_hand][::40][:10]
         elif set_name == 'pasted':
             pick = frames[:16]
         elif set_name == 'synthetic':
-            pick = [f for f in frames if f.set_name != 'synth/separate'][::5] + \
-                [f for f in frames if f.set_name == 'synth/separate'][:4]
+            pick = [f for f in frames if f.set_name != 'synth/separate'][::5] + [
+                f for f in frames if f.set_name == 'synth/separate'
+            ][:4]
         path = rb.contact_sheet(pick, results, args.out / f'sheet_{set_name}.png')
         print(f'\ncontact sheet: {path}')
     return 0

@@ -13,6 +13,7 @@ Target (issue 5): MLP refinement < 15 ms per frame for a close pair on this CPU.
 
     .venv/bin/python benchmarks/bench_refine.py [--runs 30] [--opt-runs 2] [--threads 1]
 """
+
 import argparse
 import statistics
 import time
@@ -29,8 +30,9 @@ from hand_recon_ros.refine.refiner import build_refiner
 def pair(dy, dx=-0.176, left_orient=(0.0, 0.0, 0.0), right_orient=(0.0, 0.0, 0.0), left_pose=None, betas=0.0):
     t = torch.tensor
     right = HandParams(t(right_orient), torch.zeros(45), torch.full((10,), betas), t([0.0, 0.0, 0.5]))
-    left = HandParams(t(left_orient), torch.zeros(45) if left_pose is None else left_pose, torch.full((10,), betas),
-                      t([dx, dy, 0.5]))
+    left = HandParams(
+        t(left_orient), torch.zeros(45) if left_pose is None else left_pose, torch.full((10,), betas), t([dx, dy, 0.5])
+    )
     return TwoHandState(left=left, right=right)
 
 
@@ -53,7 +55,7 @@ def time_refine(refiner, state, feature, head, runs):
         t = time.perf_counter()
         _, names, timings = refiner.refine(state, feature, head)
         total = (time.perf_counter() - t) * 1e3
-        if i >= 2:                      # two warm-up calls
+        if i >= 2:  # two warm-up calls
             totals.append(total)
             for k, v in timings.items():
                 parts.setdefault(k, []).append(v)
@@ -64,8 +66,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--runs', type=int, default=30)
     ap.add_argument('--opt-runs', type=int, default=2)
-    ap.add_argument('--threads', type=int, default=1,
-                    help='torch threads (0 = torch default; tiny ops: 1 is fastest on a shared small CPU)')
+    ap.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads (0 = torch default; tiny ops: 1 is fastest on a shared small CPU)',
+    )
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -104,8 +110,13 @@ def main():
     truth = pair(0.055, left_orient=(0.0, 0.1, 0.0), right_orient=(0.0, -0.1, 0.0), left_pose=curl, betas=0.3)
     delta = (truth.to_vector() - pushed.to_vector())[0]
     worst = build_refiner(1024, hm)
-    cols = {'translation': delta[0:3], 'left_orient': delta[3:6], 'right_orient': delta[6:9],
-            'fingers': delta[9:99], 'shape': delta[99:119]}
+    cols = {
+        'translation': delta[0:3],
+        'left_orient': delta[3:6],
+        'right_orient': delta[6:9],
+        'fingers': delta[9:99],
+        'shape': delta[99:119],
+    }
     with torch.no_grad():
         for factor, mlp in worst.mlps.items():
             mlp.net[-1].weight.zero_()
@@ -121,10 +132,12 @@ def main():
         _, names, info = optimize_state(pushed, head, hm, config)
         total = (time.perf_counter() - t) * 1e3
         stages = '  '.join(f'{k} {v:.0f}' for k, v in info['timings_ms'].items())
-        print(f'OPT run {i}: {total:8.0f} ms ({len(config.stages)} stages x {config.steps} steps) [{stages}] '
-              f'collision {info["collision_start"][0]:.3f} -> {info["collision_end"][0]:.3f} m, joint error '
-              f'{1e3 * info["joint_error_start"][0]:.1f} -> {1e3 * info["joint_error_end"][0]:.1f} mm, '
-              f'accepted {names}')
+        print(
+            f'OPT run {i}: {total:8.0f} ms ({len(config.stages)} stages x {config.steps} steps) [{stages}] '
+            f'collision {info["collision_start"][0]:.3f} -> {info["collision_end"][0]:.3f} m, joint error '
+            f'{1e3 * info["joint_error_start"][0]:.1f} -> {1e3 * info["joint_error_end"][0]:.1f} mm, '
+            f'accepted {names}'
+        )
 
 
 if __name__ == '__main__':

@@ -24,6 +24,7 @@ Agreement is measured against ours, per pixel of the S x S image:
     .venv/bin/python benchmarks/bench_render.py --quick      # 1 scene, S = 64 (seconds)
 Optional renderers: .venv/bin/pip install --no-deps -r requirements/bench-render.txt (see the comment there)
 """
+
 import argparse
 import os
 import platform
@@ -46,8 +47,11 @@ def two_hand_scenes(count, base_size=256, hand_model=None):
     that hold both hands."""
     if count < 1:
         raise ValueError(f'count must be >= 1, got {count}')
-    gen = SynthGenerator(SynthConfig(image_size=base_size, scene_weights={'interacting': 2.0, 'separate': 1.0}),
-                         seed=0, hand_model=hand_model)
+    gen = SynthGenerator(
+        SynthConfig(image_size=base_size, scene_weights={'interacting': 2.0, 'separate': 1.0}),
+        seed=0,
+        hand_model=hand_model,
+    )
     scenes, index = [], 0
     while len(scenes) < count:
         sample = gen.sample(index)
@@ -63,14 +67,15 @@ def two_hand_scenes(count, base_size=256, hand_model=None):
             faces.append(wf + offset)
             owner.append(np.full(len(wf), s_idx))
             offset += len(wv)
-        scenes.append((np.concatenate(verts), np.concatenate(faces), np.concatenate(owner), sample['K'],
-                       sample['scene']))
+        scenes.append(
+            (np.concatenate(verts), np.concatenate(faces), np.concatenate(owner), sample['K'], sample['scene'])
+        )
     return scenes
 
 
 def scaled_K(K, scale):
     out = np.array(K, dtype=np.float64)
-    out[:2] *= scale                     # corner-origin pixels: focal lengths and centre scale alike
+    out[:2] *= scale  # corner-origin pixels: focal lengths and centre scale alike
     return out
 
 
@@ -87,9 +92,9 @@ def pixel_rays(verts, K, size):
         uv = verts[:, :2] / z[:, None] * np.diag(K)[:2] + K[:2, 2]
         lo = np.clip(np.floor(uv.min(axis=0) - 0.5).astype(int) - 1, 0, size)
         hi = np.clip(np.ceil(uv.max(axis=0) - 0.5).astype(int) + 2, 0, size)
-    else:                                   # something behind the camera: no safe box
+    else:  # something behind the camera: no safe box
         lo, hi = np.zeros(2, int), np.full(2, size)
-    ys, xs = np.mgrid[lo[1]:hi[1], lo[0]:hi[0]]
+    ys, xs = np.mgrid[lo[1] : hi[1], lo[0] : hi[0]]
     xs, ys = xs.ravel(), ys.ravel()
     d = np.stack([(xs + 0.5 - K[0, 2]) / K[0, 0], (ys + 0.5 - K[1, 2]) / K[1, 1], np.ones(len(xs))], axis=1)
     d /= np.linalg.norm(d, axis=1, keepdims=True)
@@ -112,16 +117,18 @@ _VIEWER_ONLY_MODULES = {'dash': ('html', 'dcc', 'Dash'), 'plotly': (), 'plotly.g
 def _import_open3d():
     import importlib.util
     import types
+
     if importlib.util.find_spec('open3d') is None:
         raise ImportError('No module named open3d')
     missing = {name for name in _VIEWER_ONLY_MODULES if importlib.util.find_spec(name.split('.')[0]) is None}
-    for name in sorted(missing):                    # parents first
+    for name in sorted(missing):  # parents first
         stub = sys.modules.setdefault(name, types.ModuleType(name))
         for attribute in _VIEWER_ONLY_MODULES[name]:
             setattr(stub, attribute, None)
         if '.' in name:
             setattr(sys.modules[name.split('.')[0]], name.rsplit('.', 1)[1], stub)
     import open3d
+
     return open3d
 
 
@@ -139,6 +146,7 @@ def make_open3d():
         miss = prim == scene.INVALID_ID
         prim[miss] = -1
         return _images(size, flat, prim, np.where(miss, np.inf, t * d[:, 2]))
+
     return render, f'open3d {o3d.__version__}'
 
 
@@ -146,12 +154,15 @@ def _make_trimesh(module_name):
     from importlib import import_module
 
     import trimesh
+
     module = import_module(f'trimesh.ray.{module_name}')
     if module_name == 'ray_triangle':
         import rtree  # trimesh's candidate search needs it; fail here, not mid-run
+
         label = f'trimesh {trimesh.__version__}, rtree {rtree.__version__}'
     else:
         import embreex
+
         label = f'trimesh {trimesh.__version__}, embreex {embreex.__version__}'
 
     def render(verts, faces, K, size):
@@ -164,6 +175,7 @@ def _make_trimesh(module_name):
         tri_full[ray] = tri
         depth[ray] = loc[:, 2]
         return _images(size, flat, tri_full, depth)
+
     return render, label
 
 
@@ -201,11 +213,15 @@ def compare(ours, theirs, owner, inside):
     either = co | ct
     order_err = both & inside & (dt < do - ORDER_TOLERANCE_M)
     both_in = both & inside
-    return dict(agree=agree.mean(), hand_px=agree[either].mean() if either.any() else 1.0,
-                same_face=(fo == ft)[both].mean() if both.any() else 1.0,
-                same_face_in=(fo == ft)[both_in].mean() if both_in.any() else 1.0,
-                centre_in=inside.sum() / max(co.sum(), 1), order_err=int(order_err.sum()),
-                cover=ct.sum() / max(co.sum(), 1))
+    return dict(
+        agree=agree.mean(),
+        hand_px=agree[either].mean() if either.any() else 1.0,
+        same_face=(fo == ft)[both].mean() if both.any() else 1.0,
+        same_face_in=(fo == ft)[both_in].mean() if both_in.any() else 1.0,
+        centre_in=inside.sum() / max(co.sum(), 1),
+        order_err=int(order_err.sum()),
+        cover=ct.sum() / max(co.sum(), 1),
+    )
 
 
 def timed(render, scene, size, base_size, reps):
@@ -236,8 +252,9 @@ def main():
     load_start = os.getloadavg()
 
     from hand_recon_ros.hand_model.model import load_hand_model
+
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore')            # the stand-in notice; it is stated in the header below
+        warnings.simplefilter('ignore')  # the stand-in notice; it is stated in the header below
         hand_model = load_hand_model()
     base_size = 256
     scenes = two_hand_scenes(args.scenes, base_size, hand_model)
@@ -253,10 +270,10 @@ def main():
     for size in args.sizes:
         reference, inside = [], []
         for scene in scenes:
-            timed(render_ours, scene, size, base_size, 1)              # warm-up (cv2, allocations)
+            timed(render_ours, scene, size, base_size, 1)  # warm-up (cv2, allocations)
         for name, (render, _) in renderers.items():
-            use = scenes[:args.slow_scenes] if name in SLOW else scenes
-            render(*scene_args(use[0], size, base_size))                 # warm-up (imports, thread pools)
+            use = scenes[: args.slow_scenes] if name in SLOW else scenes
+            render(*scene_args(use[0], size, base_size))  # warm-up (imports, thread pools)
             times, cpu, stats = [], [], []
             for i, scene in enumerate(use):
                 out, seconds, cpu_seconds = timed(render, scene, size, base_size, args.reps)
@@ -264,33 +281,50 @@ def main():
                 cpu.append(cpu_seconds)
                 if name == 'ours':
                     reference.append(out)
-                    inside.append(centre_inside_face(scene[0], scene[1], scaled_K(scene[3], size / base_size),
-                                                     out[0]))
+                    inside.append(centre_inside_face(scene[0], scene[1], scaled_K(scene[3], size / base_size), out[0]))
                 stats.append(compare(reference[i], out, scene[2], inside[i]))
-            rows.append((size, name, len(use), 1e3 * statistics.median(times), 1e3 * statistics.median(cpu),
-                         {k: statistics.mean(s[k] for s in stats) for k in stats[0]}))
+            rows.append(
+                (
+                    size,
+                    name,
+                    len(use),
+                    1e3 * statistics.median(times),
+                    1e3 * statistics.median(cpu),
+                    {k: statistics.mean(s[k] for s in stats) for k in stats[0]},
+                )
+            )
             print(f'S={size} {name}: {rows[-1][3]:.1f} ms', file=sys.stderr, flush=True)
 
     ours_ms = {size: ms for size, name, _, ms, _, _ in rows if name == 'ours'}
     kinds = ', '.join(f'{scene[4]}' for scene in scenes)
-    print(f'# Renderers for the synthetic generator\n\nMachine: {platform.machine()}, {os.cpu_count()} cores, '
-          f'load average {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}; python {platform.python_version()}, '
-          f'numpy {np.__version__}; procedural stand-in hand (no MANO)\n')
-    print(f'{len(scenes)} two-hand scenes ({kinds}), {len(scenes[0][1])} faces each; ms per frame = median over '
-          f'scenes of the fastest of {args.reps} renders (face ids + depth, acceleration structure included); '
-          f'CPU ms = process time of the same renders (> wall: the library ran threads)\n')
-    print('| S | renderer | frames | ms / frame | CPU ms | speed-up vs ours | agree | hand px | same face (centre in) '
-          '| order err px | cover |')
+    print(
+        f'# Renderers for the synthetic generator\n\nMachine: {platform.machine()}, {os.cpu_count()} cores, '
+        f'load average {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}; python {platform.python_version()}, '
+        f'numpy {np.__version__}; procedural stand-in hand (no MANO)\n'
+    )
+    print(
+        f'{len(scenes)} two-hand scenes ({kinds}), {len(scenes[0][1])} faces each; ms per frame = median over '
+        f'scenes of the fastest of {args.reps} renders (face ids + depth, acceleration structure included); '
+        f'CPU ms = process time of the same renders (> wall: the library ran threads)\n'
+    )
+    print(
+        '| S | renderer | frames | ms / frame | CPU ms | speed-up vs ours | agree | hand px | same face (centre in) '
+        '| order err px | cover |'
+    )
     print('|---|---|---|---|---|---|---|---|---|---|---|')
     for size, name, frames, ms, cpu_ms, s in rows:
-        print(f"| {size} | {name} | {frames} | {ms:.2f} | {cpu_ms:.2f} | {ours_ms[size] / ms:.3g}x | "
-              f"{s['agree']:.4f} | {s['hand_px']:.4f} | {100 * s['same_face']:.1f}% ({100 * s['same_face_in']:.1f}%) | "
-              f"{s['order_err']:.1f} | {s['cover']:.3f} |")
+        print(
+            f"| {size} | {name} | {frames} | {ms:.2f} | {cpu_ms:.2f} | {ours_ms[size] / ms:.3g}x | "
+            f"{s['agree']:.4f} | {s['hand_px']:.4f} | {100 * s['same_face']:.1f}% ({100 * s['same_face_in']:.1f}%) | "
+            f"{s['order_err']:.1f} | {s['cover']:.3f} |"
+        )
     for name, why in missing.items():
         print(f'| - | {name} | not installed ({why}) | | | | | | | | |')
     centre = {size: s['centre_in'] for size, name, _, _, _, s in rows if name == 'ours'}
-    print('\nOurs: covered pixels whose centre lies inside the face that painted them: '
-          + ', '.join(f'{100 * v:.1f}% at S={size}' for size, v in centre.items()))
+    print(
+        '\nOurs: covered pixels whose centre lies inside the face that painted them: '
+        + ', '.join(f'{100 * v:.1f}% at S={size}' for size, v in centre.items())
+    )
     print('\nVersions: ' + '; '.join(f'{name}: {label}' for name, (_, label) in renderers.items()))
 
 

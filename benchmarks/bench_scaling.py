@@ -9,6 +9,7 @@ ROS-free (the pipeline directly), CPU, fp32, detection threshold 0 so every cand
   cameras:    reconstruct_batch with 1/2/4 640x480 frames in one network forward -> cost per frame; refinement off.
 Usage: .venv/bin/python benchmarks/bench_scaling.py [--iters 12] [--threads 2] [--config light@256] [--quick]
 """
+
 import argparse
 import os
 import statistics
@@ -27,8 +28,9 @@ STAGES = ('preprocess', 'network', 'decode', 'mano_and_camera', 'refine')
 
 def build(config, hand_model, **runtime):
     key, size = parse_network_spec(config)
-    network = create_model(key, seed=0, input_size=int(size),
-                           center_attention=runtime.pop('center_attention', 'softmax'))
+    network = create_model(
+        key, seed=0, input_size=int(size), center_attention=runtime.pop('center_attention', 'softmax')
+    )
     return HandReconstructor(network, hand_model, torch.device('cpu'), detection_threshold=0.0, **runtime)
 
 
@@ -51,8 +53,12 @@ def time_frames(run, iters, warmup=2):
                 stages[k].append(frame.timings_ms.get(k, 0.0))
             hands.append(len(frame.hands))
             sides.append(sum(h.handedness == 'left' for h in frame.hands))
-    return (statistics.median(walls), {k: statistics.median(v) for k, v in stages.items()}, statistics.median(hands),
-            statistics.median(sides))
+    return (
+        statistics.median(walls),
+        {k: statistics.median(v) for k, v in stages.items()},
+        statistics.median(hands),
+        statistics.median(sides),
+    )
 
 
 def main():
@@ -74,7 +80,7 @@ def main():
 
     rec = build(args.config, hand_model, refine=False)
     warm = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    for _ in range(3):          # first calls allocate and pick convolution kernels
+    for _ in range(3):  # first calls allocate and pick convolution kernels
         rec.reconstruct(warm)
     size_rows = []
     for width, height in sizes:
@@ -103,30 +109,37 @@ def main():
         batch_rows.append((n, wall, med, hands))
         print(f'cameras {n}: {wall:.1f} ms per call, {wall / n:.1f} per frame', flush=True)
 
-    print(f'\n{args.config}, CPU fp32, {args.threads} threads, batch 1 unless stated, detection threshold 0, '
-          f'untrained weights, procedural stand-in (no MANO), median ms over {args.iters} iterations; '
-          f'{os.cpu_count()} cores, load average {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}; '
-          f'torch {torch.__version__}\n')
+    print(
+        f'\n{args.config}, CPU fp32, {args.threads} threads, batch 1 unless stated, detection threshold 0, '
+        f'untrained weights, procedural stand-in (no MANO), median ms over {args.iters} iterations; '
+        f'{os.cpu_count()} cores, load average {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}; '
+        f'torch {torch.__version__}\n'
+    )
     print('Image size (refinement off; the letterbox makes the network input the same for every size):\n')
     print('| image | preprocess (letterbox) | network | decode | MANO + camera | total | hands |')
     print('|---|---|---|---|---|---|---|')
     for name, wall, m, hands in size_rows:
-        print(f"| {name} | {m['preprocess']:.1f} | {m['network']:.1f} | {m['decode']:.1f} | "
-              f"{m['mano_and_camera']:.1f} | {wall:.1f} | {hands:g} |")
+        print(
+            f"| {name} | {m['preprocess']:.1f} | {m['network']:.1f} | {m['decode']:.1f} | "
+            f"{m['mano_and_camera']:.1f} | {wall:.1f} | {hands:g} |"
+        )
     print("\nHands per frame (multi-hand mode, center_attention='peak', 640x480, refinement off):\n")
     print('| max_hands | hands found (left) | network | decode | MANO + camera | per hand | total |')
     print('|---|---|---|---|---|---|---|')
     for n, wall, m, hands, left in hand_rows:
         per_hand = m['mano_and_camera'] / hands if hands else float('nan')
-        print(f"| {n} | {hands:g} ({left:g}) | {m['network']:.1f} | {m['decode']:.1f} | {m['mano_and_camera']:.1f} | "
-              f"{per_hand:.2f} | {wall:.1f} |")
+        print(
+            f"| {n} | {hands:g} ({left:g}) | {m['network']:.1f} | {m['decode']:.1f} | {m['mano_and_camera']:.1f} | "
+            f"{per_hand:.2f} | {wall:.1f} |"
+        )
     print('\nCameras per call (reconstruct_batch, 640x480 each, one network forward, refinement off):\n')
-    print('| cameras | network (whole batch) | MANO + camera per frame | total per call | per frame | '
-          'frames/s |')
+    print('| cameras | network (whole batch) | MANO + camera per frame | total per call | per frame | ' 'frames/s |')
     print('|---|---|---|---|---|---|')
     for n, wall, m, _hands in batch_rows:
-        print(f"| {n} | {m['network']:.1f} | {m['mano_and_camera']:.1f} | {wall:.1f} | {wall / n:.1f} | "
-              f"{1e3 * n / wall:.1f} |")
+        print(
+            f"| {n} | {m['network']:.1f} | {m['mano_and_camera']:.1f} | {wall:.1f} | {wall / n:.1f} | "
+            f"{1e3 * n / wall:.1f} |"
+        )
 
 
 if __name__ == '__main__':

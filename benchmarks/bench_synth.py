@@ -6,6 +6,7 @@
 Generation runs in the DataLoader workers during training, so samples/s per core is what bounds a
 data-on-the-fly run; the training-step figure (forward + backward + Adam, light network) bounds the rest.
 """
+
 import argparse
 import time
 
@@ -15,11 +16,12 @@ from torch.utils.data import DataLoader
 
 def _generation(size, supersample, samples, hand_model):
     from hand_recon_train.synth import SynthConfig, SynthGenerator
+
     gen = SynthGenerator(SynthConfig(image_size=size, supersample=supersample), seed=0, hand_model=hand_model)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)                  # like a DataLoader worker
+    torch.set_num_threads(1)  # like a DataLoader worker
     for i in range(3):
-        gen.sample(10 ** 6 + i)               # warm-up
+        gen.sample(10**6 + i)  # warm-up
     t = time.perf_counter()
     for i in range(samples):
         gen.sample(i)
@@ -30,10 +32,11 @@ def _generation(size, supersample, samples, hand_model):
 
 def _loader(size, workers, samples):
     from hand_recon_train.synth import SynthConfig, SynthDataset
+
     data = SynthDataset(SynthConfig(image_size=size), seed=0, length=samples + 8 * max(workers, 1))
     loader = DataLoader(data, batch_size=8, num_workers=workers)
     it = iter(loader)
-    next(it)                                              # worker start-up + hand model load not counted
+    next(it)  # worker start-up + hand model load not counted
     t = time.perf_counter()
     n = 0
     for batch in it:
@@ -45,6 +48,7 @@ def _train_step(size, batch_size, steps, hand_model):
     from hand_recon_ros.acr.network import build_acr
     from hand_recon_train.losses import ACRLoss
     from hand_recon_train.synth import SynthConfig, SynthDataset
+
     torch.manual_seed(0)
     net = build_acr('acr_light', input_size=size)
     data = SynthDataset(SynthConfig(image_size=size), seed=0, length=batch_size, normalization=net.normalization)
@@ -71,6 +75,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from hand_recon_ros.hand_model.model import load_hand_model
+
     hand_model = load_hand_model()
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads')
     for size, ss in ((128, 1), (256, 1), (256, 2), (512, 2)):
@@ -82,8 +87,10 @@ def main():
     if not args.no_train:
         for size, bs in ((128, 8), (256, 8)):
             seconds, rate = _train_step(size, bs, 4, hand_model)
-            print(f'train step  acr_light@{size} batch {bs}: {seconds * 1e3:7.0f} ms/step, {rate:5.1f} samples/s '
-                  '(forward + losses + backward + Adam, CPU)')
+            print(
+                f'train step  acr_light@{size} batch {bs}: {seconds * 1e3:7.0f} ms/step, {rate:5.1f} samples/s '
+                '(forward + losses + backward + Adam, CPU)'
+            )
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ photo, each with the config's augmentation), the compute side (forward + loss + 
 fp32 and bf16 autocast, contiguous and channels_last), and the end-to-end rate of the trainer's own loop
 (``train.max_steps``), which overlaps data (loader workers) with compute.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,14 +49,20 @@ def main(argv=None) -> int:
     p.add_argument('--steps', type=int, default=4, help='timed optimiser steps per compute variant')
     p.add_argument('--loop-steps', type=int, default=6, help='steps of the real training loop (0: skip)')
     p.add_argument('--threads', type=int, default=2)
-    p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
-                   help='compute steps in wall time or process CPU time (load-robust at --threads 1 on a shared '
-                        'machine; the trainer-loop column is always wall time)')
+    p.add_argument(
+        '--clock',
+        choices=('wall', 'cpu'),
+        default='wall',
+        help='compute steps in wall time or process CPU time (load-robust at --threads 1 on a shared '
+        'machine; the trainer-loop column is always wall time)',
+    )
     args = p.parse_args(argv)
     clock = time.process_time if args.clock == 'cpu' else time.perf_counter
     torch.set_num_threads(args.threads)
-    print('| config | input | batch | data ms/sample (source) | compute variant | ms/step | samples/s compute | '
-          'samples/s trainer loop |')
+    print(
+        '| config | input | batch | data ms/sample (source) | compute variant | ms/step | samples/s compute | '
+        'samples/s trainer loop |'
+    )
     print('|---|---|---|---|---|---|---|---|')
     for name in args.configs:
         cfg = load_config(name)
@@ -63,8 +70,12 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         model = build_acr(m.preset, input_size=m.input_size)
         S, B = model.config.input_size, o.batch_size
-        synth = SynthDataset(SynthConfig.from_dict({**d.synth, 'image_size': S}), seed=0, length=10_000,
-                             normalization=model.normalization)
+        synth = SynthDataset(
+            SynthConfig.from_dict({**d.synth, 'image_size': S}),
+            seed=0,
+            length=10_000,
+            normalization=model.normalization,
+        )
         aug = AugmentConfig.from_dict(d.augment)
         sources = [('synthetic', synth)]
         for src in parse_real_sources(d.real):
@@ -85,18 +96,30 @@ def main(argv=None) -> int:
         loop_rate = '-'
         if args.loop_steps:
             with tempfile.TemporaryDirectory() as tmp:
-                run = load_config(name, [f'train.max_steps={args.loop_steps + 2}', f'train.out_dir={tmp}',
-                                         f'data.val_size={B}',
-                                         'train.init_weights=null', 'train.log_every=1'])
+                run = load_config(
+                    name,
+                    [
+                        f'train.max_steps={args.loop_steps + 2}',
+                        f'train.out_dir={tmp}',
+                        f'data.val_size={B}',
+                        'train.init_weights=null',
+                        'train.log_every=1',
+                    ],
+                )
                 train(run)
                 import csv
+
                 rows = list(csv.DictReader(open(Path(tmp) / 'train_log.csv')))
                 # rate over the steps after the first two (loader start-up)
                 t0, t1 = float(rows[1]['seconds']), float(rows[-1]['seconds'])
                 loop_rate = f'{(len(rows) - 2) * B / max(t1 - t0, 1e-9):.1f}'
         for amp in (None, 'bf16'):
             for cl in (False, True):
-                net = model.to(memory_format=torch.channels_last) if cl else model.to(memory_format=torch.contiguous_format)
+                net = (
+                    model.to(memory_format=torch.channels_last)
+                    if cl
+                    else model.to(memory_format=torch.contiguous_format)
+                )
                 opt = torch.optim.Adam(net.parameters(), lr=1e-5)
                 image = batch['image'].contiguous(memory_format=torch.channels_last) if cl else batch['image']
                 times = []
@@ -113,10 +136,14 @@ def main(argv=None) -> int:
                         times.append(clock() - t0)
                 ms = 1000 * statistics.median(times)
                 variant = f"{amp or 'fp32'}{' channels_last' if cl else ''}"
-                print(f"| {name} | {S} | {B} | {'; '.join(data_cols)} | {variant} | {ms:.0f} | {1000 * B / ms:.1f} | "
-                      f"{loop_rate if (amp == cfg.train.amp and not cl) else ''} |")
-    print('\nThe trainer loop column is the configured variant (train.amp, contiguous), data loaded by '
-          'data.num_workers workers beside the compute.')
+                print(
+                    f"| {name} | {S} | {B} | {'; '.join(data_cols)} | {variant} | {ms:.0f} | {1000 * B / ms:.1f} | "
+                    f"{loop_rate if (amp == cfg.train.amp and not cl) else ''} |"
+                )
+    print(
+        '\nThe trainer loop column is the configured variant (train.amp, contiguous), data loaded by '
+        'data.num_workers workers beside the compute.'
+    )
     return 0
 
 

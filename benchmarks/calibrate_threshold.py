@@ -14,6 +14,7 @@ hand), the false positives a side share removes. The suggestion per share: the l
 stays >= --min-precision. The reported real-image figures stay on the validation split (bench_real.py), which this
 never reads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,7 @@ def same_spot(preds: list, fraction: float = 0.25) -> bool:
     return False
 
 
-def sweep(frames: list, predictions: dict, thresholds=THRESHOLDS,
-          shares=SHARES) -> dict[tuple[float, float], dict]:
+def sweep(frames: list, predictions: dict, thresholds=THRESHOLDS, shares=SHARES) -> dict[tuple[float, float], dict]:
     out = {}
     for share in shares:
         for t in thresholds:
@@ -64,8 +64,11 @@ def sweep(frames: list, predictions: dict, thresholds=THRESHOLDS,
 
 
 def choose(rows: dict[tuple[float, float], dict], share: float, min_precision: float) -> float | None:
-    ok = [t for (s, t), r in rows.items()
-          if s == share and math.isfinite(r['precision']) and r['precision'] >= min_precision]
+    ok = [
+        t
+        for (s, t), r in rows.items()
+        if s == share and math.isfinite(r['precision']) and r['precision'] >= min_precision
+    ]
     return min(ok) if ok else None
 
 
@@ -83,29 +86,39 @@ def main(argv=None) -> int:
     frames = rb.load_realval(args.labels, args.train_root, verify_hashes=False, split='train')
     # only frames the trainer uses (every boxed hand labelled, trusted): the roboflow mosaics of tiny hands that
     # training leaves out would otherwise decide the threshold
-    trainable = {im['path'] for im in select_frames(load_labels(args.labels, root=args.train_root,
-                                                                verify_hashes=False), 'train')[0]}
+    trainable = {
+        im['path']
+        for im in select_frames(load_labels(args.labels, root=args.train_root, verify_hashes=False), 'train')[0]
+    }
     frames = [f for f in frames if str(f.path.relative_to(args.train_root)) in trainable]
     two = [f for f in frames if f.two_hand]
-    one = [f for f in frames if not f.two_hand][::max(1, args.every)]
+    one = [f for f in frames if not f.two_hand][:: max(1, args.every)]
     frames = two + one
     method = rb.AcrMethod(args.weights, name='acr', threshold=0.0, min_side_share=0.0)
     print(f'[calibrate] {method.description}: {len(frames)} training-split frames ({len(two)} with two hands)')
     result = rb.run_benchmark(frames, [method], log=print)['acr']
     rows = sweep(frames, result['preds'])
-    print('| min side share | threshold | recall | precision | handedness* | both hands found | both, sides right* | '
-          'same-spot pairs |')
+    print(
+        '| min side share | threshold | recall | precision | handedness* | both hands found | both, sides right* | '
+        'same-spot pairs |'
+    )
     print('|---' * 8 + '|')
     for (share, t), r in rows.items():
-        print(f"| {share:.2f} | {t:.2f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['handedness']:.3f} | "
-              f"{100 * r['both_found']:.0f} % of {r['two_hand_frames']} | {100 * r['both_found_sides']:.0f} % | "
-              f"{r['same_spot_frames']} of {len(frames)} frames |")
+        print(
+            f"| {share:.2f} | {t:.2f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['handedness']:.3f} | "
+            f"{100 * r['both_found']:.0f} % of {r['two_hand_frames']} | {100 * r['both_found_sides']:.0f} % | "
+            f"{r['same_spot_frames']} of {len(frames)} frames |"
+        )
     for share in SHARES:
-        print(f'[calibrate] min side share {share}: lowest threshold with precision >= {args.min_precision}: '
-              f'{choose(rows, share, args.min_precision)}')
-    print(f'[calibrate] shipped defaults (hand_recon_ros/detection_defaults.py): threshold {DETECTION_THRESHOLD}, '
-          f'min side share {MIN_SIDE_SHARE}. A higher share buys precision by dropping one hand of overlapping pairs: '
-          'check the pasted and synthetic sets of bench_real.py before raising it.')
+        print(
+            f'[calibrate] min side share {share}: lowest threshold with precision >= {args.min_precision}: '
+            f'{choose(rows, share, args.min_precision)}'
+        )
+    print(
+        f'[calibrate] shipped defaults (hand_recon_ros/detection_defaults.py): threshold {DETECTION_THRESHOLD}, '
+        f'min side share {MIN_SIDE_SHARE}. A higher share buys precision by dropping one hand of overlapping pairs: '
+        'check the pasted and synthetic sets of bench_real.py before raising it.'
+    )
     return 0
 
 

@@ -18,6 +18,7 @@ Every output of one HandArray is published in the order above from one callback;
 no header, so pair it with the wrist_pose published just before (same stamp and frame). examples/README.md
 has the details (joint order, frames, MoveIt and dex-retargeting use).
 """
+
 import sys
 
 import numpy as np
@@ -49,11 +50,13 @@ def quaternion_to_matrix(x, y, z, w):
     if not np.isfinite(norm) or norm < 1e-9:
         raise ValueError(f'invalid quaternion {q.tolist()}')
     x, y, z, w = q / norm
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def matrix_to_quaternion(R):
@@ -93,7 +96,7 @@ def operator_frame(joints, side):
     x = along - np.dot(along, normal) * normal
     x /= np.linalg.norm(x)
     z = np.cross(x, normal)
-    if np.dot(z, index - middle) < 0:     # the sign of the plane normal is free: pick z towards the index
+    if np.dot(z, index - middle) < 0:  # the sign of the plane normal is free: pick z towards the index
         normal, z = -normal, -z
     return np.stack([x, normal, z], axis=1) @ OPERATOR_AXES[side]
 
@@ -117,7 +120,7 @@ def boundary_loops(faces):
     edges = set(map(tuple, directed))
     following = {}
     for a, b in directed:
-        if (b, a) not in edges:           # an edge no other face walks back: on a boundary
+        if (b, a) not in edges:  # an edge no other face walks back: on a boundary
             if a in following:
                 raise ValueError(f'vertex {a} has two outgoing boundary edges: not a manifold boundary')
             following[a] = b
@@ -167,12 +170,12 @@ class HandConsumer(Node):
         self.declare_parameter('model_info_topic', '/hand_recon/hand_model_info')
         self.declare_parameter('keypoint_frame', 'operator')
         self.declare_parameter('publish_mesh', True)
-        self.declare_parameter('tf_prefix', '')   # the node's tf_prefix: keypoint frames = its wrist TF frames
+        self.declare_parameter('tf_prefix', '')  # the node's tf_prefix: keypoint frames = its wrist TF frames
         self.keypoint_frame = self.get_parameter('keypoint_frame').value
         if self.keypoint_frame not in KEYPOINT_FRAMES:
-            raise ValueError(f"keypoint_frame must be one of {KEYPOINT_FRAMES}, got {self.keypoint_frame!r}")
+            raise ValueError(f'keypoint_frame must be one of {KEYPOINT_FRAMES}, got {self.keypoint_frame!r}')
         self.publish_mesh = bool(self.get_parameter('publish_mesh').value)
-        self.closed = {}          # side -> (faces (F', 3), loops, num_vertices) from the latched model info
+        self.closed = {}  # side -> (faces (F', 3), loops, num_vertices) from the latched model info
         self._warned = set()
 
         self.pubs = {}
@@ -184,14 +187,21 @@ class HandConsumer(Node):
                 'keypoints_flat': self.create_publisher(Float32MultiArray, f'~/{side}/keypoints_flat', 5),
                 'mesh': self.create_publisher(Mesh, f'~/{side}/mesh', 5),
             }
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(HandModelInfo, self.get_parameter('model_info_topic').value,
-                                 self.on_model_info, latched)
-        self.create_subscription(HandArray, self.get_parameter('hands_topic').value, self.on_hands,
-                                 QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
-        self.get_logger().info(f"consuming {self.get_parameter('hands_topic').value} "
-                               f"(keypoints in the {self.keypoint_frame} frame)")
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.create_subscription(
+            HandModelInfo, self.get_parameter('model_info_topic').value, self.on_model_info, latched
+        )
+        self.create_subscription(
+            HandArray,
+            self.get_parameter('hands_topic').value,
+            self.on_hands,
+            QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE),
+        )
+        self.get_logger().info(
+            f"consuming {self.get_parameter('hands_topic').value} " f"(keypoints in the {self.keypoint_frame} frame)"
+        )
 
     def on_model_info(self, info):
         """Faces arrive once (latched); the wrist caps are found here, not hard-coded per model."""
@@ -209,13 +219,15 @@ class HandConsumer(Node):
             closed[side] = (capped, loops, int(info.num_vertices))
         self.closed = closed
         capped, loops, _ = closed['right']
-        self.get_logger().info(f"hand model {info.hand_model}: {int(info.num_vertices)} vertices, "
-                               f"{len(loops)} opening(s) closed with {capped.shape[0] - len(info.faces_right) // 3} "
-                               f"triangles")
+        self.get_logger().info(
+            f'hand model {info.hand_model}: {int(info.num_vertices)} vertices, '
+            f'{len(loops)} opening(s) closed with {capped.shape[0] - len(info.faces_right) // 3} '
+            f'triangles'
+        )
 
     def on_hands(self, msg):
         best = {}
-        for hand in msg.hands:   # multi-hand mode may send several per side: keep the most confident
+        for hand in msg.hands:  # multi-hand mode may send several per side: keep the most confident
             side = SIDES.get(hand.handedness)
             if side is not None and (side not in best or hand.score > best[side].score):
                 best[side] = hand
@@ -236,7 +248,7 @@ class HandConsumer(Node):
         pubs['wrist_pose'].publish(wrist)
         operator = operator_frame(joints, side)
         qx, qy, qz, qw = matrix_to_quaternion(operator).tolist()
-        op_pose = PoseStamped(header=header)     # the frame itself, so no TF is needed to use the keypoints
+        op_pose = PoseStamped(header=header)  # the frame itself, so no TF is needed to use the keypoints
         op_pose.pose.position = pose.position
         op_pose.pose.orientation.x, op_pose.pose.orientation.y = qx, qy
         op_pose.pose.orientation.z, op_pose.pose.orientation.w = qz, qw
@@ -246,23 +258,29 @@ class HandConsumer(Node):
         relative = wrist_relative_keypoints(joints, rotations[self.keypoint_frame])
         # Wrist frame: named like the node's wrist TF frames (publish_tf: true), so RViz can place them.
         prefix = str(self.get_parameter('tf_prefix').value).lstrip('/')
-        frame = {'operator': f'{prefix}{side}_hand_operator', 'wrist': f'{prefix}{side}_hand_wrist',
-                 'camera': header.frame_id}[self.keypoint_frame]
-        keypoints = PoseArray(header=Header(stamp=header.stamp, frame_id=frame))   # never alias the input
-        keypoints.poses = [Pose(position=p) for p in _points(relative)]   # orientation: identity
+        frame = {
+            'operator': f'{prefix}{side}_hand_operator',
+            'wrist': f'{prefix}{side}_hand_wrist',
+            'camera': header.frame_id,
+        }[self.keypoint_frame]
+        keypoints = PoseArray(header=Header(stamp=header.stamp, frame_id=frame))  # never alias the input
+        keypoints.poses = [Pose(position=p) for p in _points(relative)]  # orientation: identity
         pubs['keypoints'].publish(keypoints)
 
         flat = Float32MultiArray()
-        flat.layout.dim = [MultiArrayDimension(label='joints', size=21, stride=63),
-                           MultiArrayDimension(label='xyz', size=3, stride=3)]
+        flat.layout.dim = [
+            MultiArrayDimension(label='joints', size=21, stride=63),
+            MultiArrayDimension(label='xyz', size=3, stride=3),
+        ]
         flat.data = relative.astype(np.float32).reshape(-1).tolist()
         pubs['keypoints_flat'].publish(flat)
 
         if not self.publish_mesh:
             return
         if not len(hand.vertices):
-            self._warn_once('no_vertices', 'hands carry no vertices (node parameter publish_vertices is '
-                            'false): no meshes')
+            self._warn_once(
+                'no_vertices', 'hands carry no vertices (node parameter publish_vertices is ' 'false): no meshes'
+            )
             return
         if side not in self.closed:
             self._warn_once('no_info', 'no HandModelInfo received yet (faces): no meshes until it arrives')
@@ -272,8 +290,10 @@ class HandConsumer(Node):
         if vertices.size != num_vertices * 3:
             raise ValueError(f'{vertices.size // 3} vertices, the model info says {num_vertices}')
         closed_vertices = cap_vertices(vertices.reshape(-1, 3), loops)
-        mesh = Mesh(vertices=_points(closed_vertices),
-                    triangles=[MeshTriangle(vertex_indices=tri) for tri in faces.astype(np.uint32)])
+        mesh = Mesh(
+            vertices=_points(closed_vertices),
+            triangles=[MeshTriangle(vertex_indices=tri) for tri in faces.astype(np.uint32)],
+        )
         pubs['mesh'].publish(mesh)
 
     def _warn_once(self, key, text):

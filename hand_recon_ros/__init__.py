@@ -3,6 +3,7 @@
 This top-level module must stay import-light: consumers import the generated message types as
 ``hand_recon_ros.msg`` and must not pay for torch. Heavy modules are imported explicitly.
 """
+
 import pkgutil
 
 # The generated message module (hand_recon_ros.msg) is installed by the interface build into the

@@ -1,4 +1,5 @@
 """Small helpers shared by the configuration dataclasses (network, synthetic data, losses)."""
+
 import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Optional, TypeVar

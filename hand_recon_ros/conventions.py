@@ -3,6 +3,7 @@
 Units inside the code are metres. The published 21-joint order is the common OpenPose/MANO-21 order:
 wrist, then thumb, index, middle, ring, pinky, each from base to tip.
 """
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -13,11 +14,26 @@ NUM_FACES = 1538
 
 JOINT_NAMES = (
     'wrist',
-    'thumb_mcp', 'thumb_pip', 'thumb_dip', 'thumb_tip',
-    'index_mcp', 'index_pip', 'index_dip', 'index_tip',
-    'middle_mcp', 'middle_pip', 'middle_dip', 'middle_tip',
-    'ring_mcp', 'ring_pip', 'ring_dip', 'ring_tip',
-    'pinky_mcp', 'pinky_pip', 'pinky_dip', 'pinky_tip',
+    'thumb_mcp',
+    'thumb_pip',
+    'thumb_dip',
+    'thumb_tip',
+    'index_mcp',
+    'index_pip',
+    'index_dip',
+    'index_tip',
+    'middle_mcp',
+    'middle_pip',
+    'middle_dip',
+    'middle_tip',
+    'ring_mcp',
+    'ring_pip',
+    'ring_dip',
+    'ring_tip',
+    'pinky_mcp',
+    'pinky_pip',
+    'pinky_dip',
+    'pinky_tip',
 )
 # Parent of each of the 21 joints in the 21-joint order (-1 for the wrist); bones = (parent, child).
 JOINT_PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)
@@ -25,8 +41,22 @@ BONES = tuple((p, c) for c, p in enumerate(JOINT_PARENTS) if p >= 0)
 
 # MANO's 16 kinematic joints: 0 wrist; 1-3 index; 4-6 middle; 7-9 pinky; 10-12 ring; 13-15 thumb.
 MANO_JOINT_NAMES = (
-    'wrist', 'index1', 'index2', 'index3', 'middle1', 'middle2', 'middle3',
-    'pinky1', 'pinky2', 'pinky3', 'ring1', 'ring2', 'ring3', 'thumb1', 'thumb2', 'thumb3',
+    'wrist',
+    'index1',
+    'index2',
+    'index3',
+    'middle1',
+    'middle2',
+    'middle3',
+    'pinky1',
+    'pinky2',
+    'pinky3',
+    'ring1',
+    'ring2',
+    'ring3',
+    'thumb1',
+    'thumb2',
+    'thumb3',
 )
 MANO_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)
 # Fingertip vertices (thumb, index, middle, ring, pinky), appended as joints 16..20 before re-ordering.

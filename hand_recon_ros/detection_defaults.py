@@ -6,9 +6,10 @@ threshold 0.30 with a minimum side share of 0.45 gives recall 0.94 at precision 
 precision further but drops one hand of most overlapping pairs (held-out pasted pairs: both hands with the right
 sides 12 % instead of 31 %), the case a two-hand network is for. Re-calibrate when the model changes.
 """
+
 from __future__ import annotations
 
 __all__ = ['DETECTION_THRESHOLD', 'MIN_SIDE_SHARE']
 
-DETECTION_THRESHOLD = 0.30     # centre-map confidence a peak must exceed (ACR's release used 0.35)
-MIN_SIDE_SHARE = 0.45          # a peak's side must hold this share of the two centre maps at that pixel
+DETECTION_THRESHOLD = 0.30  # centre-map confidence a peak must exceed (ACR's release used 0.35)
+MIN_SIDE_SHARE = 0.45  # a peak's side must hold this share of the two centre maps at that pixel

@@ -6,6 +6,7 @@ Matching rule (the real-image benchmark's): a predicted hand can match a labelle
 pairs the matching is one-to-one and minimises the total centroid distance (Hungarian). A prediction with no match
 is a false positive; a labelled hand with no match is a miss.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,17 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ['keypoint_box', 'box_size', 'box_iou', 'keypoint_centroid', 'match_hands', 'keypoint_errors_px',
-           'LabelledHand', 'PredictedHand', 'DetectionTally']
+__all__ = [
+    'keypoint_box',
+    'box_size',
+    'box_iou',
+    'keypoint_centroid',
+    'match_hands',
+    'keypoint_errors_px',
+    'LabelledHand',
+    'PredictedHand',
+    'DetectionTally',
+]
 
 
 def keypoint_box(keypoints: ArrayLike) -> np.ndarray:
@@ -82,34 +92,35 @@ def keypoint_errors_px(pred: ArrayLike, gt: ArrayLike, visible: ArrayLike | None
 
 @dataclass
 class LabelledHand:
-    box: np.ndarray                        # [x0, y0, x1, y1] pixels
-    side: str | None = None                # 'left' / 'right' / None (unknown)
-    keypoints: np.ndarray | None = None    # (21, 2) pixels or None
-    visible: np.ndarray | None = None      # (21,) bool
-    joints_cam: np.ndarray | None = None   # (21, 3) metres, camera frame (3D sets only)
+    box: np.ndarray  # [x0, y0, x1, y1] pixels
+    side: str | None = None  # 'left' / 'right' / None (unknown)
+    keypoints: np.ndarray | None = None  # (21, 2) pixels or None
+    visible: np.ndarray | None = None  # (21,) bool
+    joints_cam: np.ndarray | None = None  # (21, 3) metres, camera frame (3D sets only)
     joints_valid: np.ndarray | None = None
 
 
 @dataclass
 class PredictedHand:
-    keypoints: np.ndarray                  # (21, 2) pixels
+    keypoints: np.ndarray  # (21, 2) pixels
     side: str
     score: float = 1.0
-    joints_cam: np.ndarray | None = None   # (21, 3) metres, camera frame, when the method gives 3D
-    side_share: float = 1.0                # ACR: its side's share of the two centre maps at the peak
+    joints_cam: np.ndarray | None = None  # (21, 3) metres, camera frame, when the method gives 3D
+    side_share: float = 1.0  # ACR: its side's share of the two centre maps at the peak
 
 
 @dataclass
 class DetectionTally:
     """Accumulates frames of one method on one label set; ``summary()`` gives the table row."""
+
     pck_threshold: float = 0.1
     n_labelled: int = 0
     n_predicted: int = 0
     n_matched: int = 0
     side_known: int = 0
     side_correct: int = 0
-    errors_px: list = field(default_factory=list)         # per matched hand: mean joint error (px)
-    errors_rel: list = field(default_factory=list)        # per matched hand: mean error / box size
+    errors_px: list = field(default_factory=list)  # per matched hand: mean joint error (px)
+    errors_rel: list = field(default_factory=list)  # per matched hand: mean error / box size
     pck_hits: int = 0
     pck_joints: int = 0
     two_hand_frames: int = 0
@@ -117,8 +128,8 @@ class DetectionTally:
     # matching is by position only: on overlapping hands one location can fall inside both boxes, so "found"
     # alone can count a hand seen twice (once per side map); this one also needs both sides right
     two_hand_found_sides: int = 0
-    mpjpe_mm: list = field(default_factory=list)          # wrist-aligned, per matched 3D hand
-    root_depth_mm: list = field(default_factory=list)     # |z_pred - z_true| of the wrist
+    mpjpe_mm: list = field(default_factory=list)  # wrist-aligned, per matched 3D hand
+    root_depth_mm: list = field(default_factory=list)  # |z_pred - z_true| of the wrist
 
     def add_frame(self, labelled: list[LabelledHand], predicted: list[PredictedHand]) -> list[tuple[int, int]]:
         self.n_labelled += len(labelled)
@@ -129,8 +140,11 @@ class DetectionTally:
         if len(labelled) >= 2:
             self.two_hand_frames += 1
             self.two_hand_found += int(len(pairs) >= 2)
-            right_sides = {labelled[gi].side for pi, gi in pairs
-                           if labelled[gi].side is not None and predicted[pi].side == labelled[gi].side}
+            right_sides = {
+                labelled[gi].side
+                for pi, gi in pairs
+                if labelled[gi].side is not None and predicted[pi].side == labelled[gi].side
+            }
             self.two_hand_found_sides += int(len(right_sides) >= 2)
         for pi, gi in pairs:
             gt, pr = labelled[gi], predicted[pi]
@@ -147,7 +161,9 @@ class DetectionTally:
                     self.pck_hits += int((err[ok] <= self.pck_threshold * size).sum())
                     self.pck_joints += int(ok.sum())
             if gt.joints_cam is not None and pr.joints_cam is not None:
-                valid = np.ones(len(gt.joints_cam), bool) if gt.joints_valid is None else np.asarray(gt.joints_valid, bool)
+                valid = (
+                    np.ones(len(gt.joints_cam), bool) if gt.joints_valid is None else np.asarray(gt.joints_valid, bool)
+                )
                 if valid[0] and valid.sum() > 1:
                     p = np.asarray(pr.joints_cam, np.float64)
                     g = np.asarray(gt.joints_cam, np.float64)
@@ -162,13 +178,22 @@ class DetectionTally:
 
         def mean(x: Sequence[float]) -> float:
             return float(np.mean(x)) if x else math.nan
+
         return {
-            'labelled': self.n_labelled, 'predicted': self.n_predicted, 'matched': self.n_matched,
-            'recall': ratio(self.n_matched, self.n_labelled), 'precision': ratio(self.n_matched, self.n_predicted),
-            'handedness': ratio(self.side_correct, self.side_known), 'handedness_n': self.side_known,
-            'err_px': mean(self.errors_px), 'err_rel': mean(self.errors_rel),
-            'pck': ratio(self.pck_hits, self.pck_joints), 'two_hand_frames': self.two_hand_frames,
+            'labelled': self.n_labelled,
+            'predicted': self.n_predicted,
+            'matched': self.n_matched,
+            'recall': ratio(self.n_matched, self.n_labelled),
+            'precision': ratio(self.n_matched, self.n_predicted),
+            'handedness': ratio(self.side_correct, self.side_known),
+            'handedness_n': self.side_known,
+            'err_px': mean(self.errors_px),
+            'err_rel': mean(self.errors_rel),
+            'pck': ratio(self.pck_hits, self.pck_joints),
+            'two_hand_frames': self.two_hand_frames,
             'both_found': ratio(self.two_hand_found, self.two_hand_frames),
             'both_found_sides': ratio(self.two_hand_found_sides, self.two_hand_frames),
-            'mpjpe_mm': mean(self.mpjpe_mm), 'root_depth_mm': mean(self.root_depth_mm), 'n_3d': len(self.mpjpe_mm),
+            'mpjpe_mm': mean(self.mpjpe_mm),
+            'root_depth_mm': mean(self.root_depth_mm),
+            'n_3d': len(self.mpjpe_mm),
         }

@@ -8,6 +8,7 @@ Protocols (method-acr-ihmr.md §4):
   * IntagHand / ACR: ``root=ROOT_MIDDLE_MCP, scale_bone=(0, 9)`` (``INTAGHAND_PROTOCOL``);
   * IHMR: ``root=ROOT_WRIST``, no scale (``IHMR_PROTOCOL``); I-MPJPE with per-axis alignment.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,17 @@ from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, ROOT_WRIST
 from hand_recon_ros.geometry.procrustes import per_axis_align, procrustes_align, scale_translation_align
 
 __all__ = [
-    'mpjpe', 'mpvpe', 'pa_mpjpe', 'pa_mpvpe', 'i_mpjpe', 'mrrpe', 'penetration_from_depths', 'summarize',
-    'INTAGHAND_PROTOCOL', 'IHMR_PROTOCOL', 'I_MPJPE_ALIGNMENTS',
+    'mpjpe',
+    'mpvpe',
+    'pa_mpjpe',
+    'pa_mpvpe',
+    'i_mpjpe',
+    'mrrpe',
+    'penetration_from_depths',
+    'summarize',
+    'INTAGHAND_PROTOCOL',
+    'IHMR_PROTOCOL',
+    'I_MPJPE_ALIGNMENTS',
 ]
 
 INTAGHAND_PROTOCOL = {'root': ROOT_MIDDLE_MCP, 'scale_bone': (ROOT_WRIST, ROOT_MIDDLE_MCP)}
@@ -56,8 +66,9 @@ def _check_pair(pred: Any, gt: Any, pred_name: str = 'pred', gt_name: str = 'gt'
 def _valid(valid: Any, shape: tuple[int, ...]) -> np.ndarray:
     if valid is None:
         return np.ones(shape)
-    v = np.asarray(valid.detach().cpu().numpy() if type(valid).__module__.startswith('torch') else valid,
-                   dtype=np.float64)
+    v = np.asarray(
+        valid.detach().cpu().numpy() if type(valid).__module__.startswith('torch') else valid, dtype=np.float64
+    )
     if v.shape != shape:
         raise ValueError(f'valid must have shape {shape}, got {v.shape}')
     return v
@@ -77,12 +88,18 @@ def _mean_error_mm(pred: np.ndarray, gt: np.ndarray, valid: Any = None) -> Metri
     return out[()] if out.ndim == 0 else out
 
 
-def _align_to_root(pred_pts: np.ndarray, gt_pts: np.ndarray, pred_joints: np.ndarray, gt_joints: np.ndarray,
-                   root: int | None, scale_bone: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+def _align_to_root(
+    pred_pts: np.ndarray,
+    gt_pts: np.ndarray,
+    pred_joints: np.ndarray,
+    gt_joints: np.ndarray,
+    root: int | None,
+    scale_bone: tuple[int, int] | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Subtract each side's root joint; optionally rescale pred by the GT/pred length of one bone."""
     if root is not None:
-        pred_pts = pred_pts - pred_joints[..., root:root + 1, :]
-        gt_pts = gt_pts - gt_joints[..., root:root + 1, :]
+        pred_pts = pred_pts - pred_joints[..., root : root + 1, :]
+        gt_pts = gt_pts - gt_joints[..., root : root + 1, :]
     if scale_bone is not None:
         a, b = scale_bone
         len_pred = np.linalg.norm(pred_joints[..., b, :] - pred_joints[..., a, :], axis=-1)
@@ -92,8 +109,14 @@ def _align_to_root(pred_pts: np.ndarray, gt_pts: np.ndarray, pred_joints: np.nda
     return pred_pts, gt_pts
 
 
-def mpjpe(pred: ArrayLike, gt: ArrayLike, *, root: int = ROOT_WRIST, scale_bone: tuple[int, int] | None = None,
-          valid: ArrayLike | None = None) -> Metric:
+def mpjpe(
+    pred: ArrayLike,
+    gt: ArrayLike,
+    *,
+    root: int = ROOT_WRIST,
+    scale_bone: tuple[int, int] | None = None,
+    valid: ArrayLike | None = None,
+) -> Metric:
     """Mean per-joint position error (mm) after root alignment (``root=None``: none).
 
     ``scale_bone=(i, j)`` rescales the prediction so that its i-j bone has the GT length (IntagHand
@@ -104,15 +127,23 @@ def mpjpe(pred: ArrayLike, gt: ArrayLike, *, root: int = ROOT_WRIST, scale_bone:
     return _mean_error_mm(pred_a, gt_a, valid)
 
 
-def mpvpe(pred_verts: ArrayLike, gt_verts: ArrayLike, pred_joints: ArrayLike | None = None,
-          gt_joints: ArrayLike | None = None, *, root: int = ROOT_WRIST,
-          scale_bone: tuple[int, int] | None = None) -> Metric:
+def mpvpe(
+    pred_verts: ArrayLike,
+    gt_verts: ArrayLike,
+    pred_joints: ArrayLike | None = None,
+    gt_joints: ArrayLike | None = None,
+    *,
+    root: int = ROOT_WRIST,
+    scale_bone: tuple[int, int] | None = None,
+) -> Metric:
     """Mean per-vertex position error (mm); root and bone scale come from the joints (as in MPJPE)."""
     pred_verts, gt_verts = _check_pair(pred_verts, gt_verts, 'pred_verts', 'gt_verts')
     if root is not None or scale_bone is not None:
         if pred_joints is None or gt_joints is None:
-            raise ValueError('mpvpe needs pred_joints and gt_joints for root alignment / bone scale '
-                             '(pass root=None, scale_bone=None for raw vertex errors)')
+            raise ValueError(
+                'mpvpe needs pred_joints and gt_joints for root alignment / bone scale '
+                '(pass root=None, scale_bone=None for raw vertex errors)'
+            )
         pred_joints, gt_joints = _check_pair(pred_joints, gt_joints, 'pred_joints', 'gt_joints')
     pred_a, gt_a = _align_to_root(pred_verts, gt_verts, pred_joints, gt_joints, root, scale_bone)
     return _mean_error_mm(pred_a, gt_a)
@@ -123,7 +154,7 @@ def pa_mpjpe(pred: ArrayLike, gt: ArrayLike, valid: ArrayLike | None = None) -> 
     pred, gt = _check_pair(pred, gt)
     v = None if valid is None else _valid(valid, pred.shape[:-1])
     pred, gt = _zero_invalid(pred, v), _zero_invalid(gt, v)
-    return _mean_error_mm(cast(np.ndarray, procrustes_align(pred, gt, v)), gt, v)     # numpy in, numpy out
+    return _mean_error_mm(cast(np.ndarray, procrustes_align(pred, gt, v)), gt, v)  # numpy in, numpy out
 
 
 def pa_mpvpe(pred_verts: ArrayLike, gt_verts: ArrayLike) -> Metric:
@@ -132,9 +163,16 @@ def pa_mpvpe(pred_verts: ArrayLike, gt_verts: ArrayLike) -> Metric:
     return _mean_error_mm(cast(np.ndarray, procrustes_align(pred_verts, gt_verts)), gt_verts)
 
 
-def i_mpjpe(pred_left: ArrayLike, pred_right: ArrayLike, gt_left: ArrayLike, gt_right: ArrayLike, *,
-            alignment: str = 'per_axis', valid_left: ArrayLike | None = None,
-            valid_right: ArrayLike | None = None) -> Metric:
+def i_mpjpe(
+    pred_left: ArrayLike,
+    pred_right: ArrayLike,
+    gt_left: ArrayLike,
+    gt_right: ArrayLike,
+    *,
+    alignment: str = 'per_axis',
+    valid_left: ArrayLike | None = None,
+    valid_right: ArrayLike | None = None,
+) -> Metric:
     """Interacting-hand MPJPE (mm): both hands' joints aligned JOINTLY, no rotation, so the error
     includes the relative placement of the two hands.
 
@@ -158,12 +196,17 @@ def i_mpjpe(pred_left: ArrayLike, pred_right: ArrayLike, gt_left: ArrayLike, gt_
     return _mean_error_mm(cast(np.ndarray, align(pred, gt, v)), gt, v)
 
 
-def mrrpe(pred_left_root: ArrayLike, pred_right_root: ArrayLike, gt_left_root: ArrayLike,
-          gt_right_root: ArrayLike) -> Metric:
+def mrrpe(
+    pred_left_root: ArrayLike, pred_right_root: ArrayLike, gt_left_root: ArrayLike, gt_right_root: ArrayLike
+) -> Metric:
     """Mean relative-root position error (mm): |(r - l)_pred - (r - l)_gt| for root positions (..., 3)."""
     arrays = []
-    for name, x in (('pred_left_root', pred_left_root), ('pred_right_root', pred_right_root),
-                    ('gt_left_root', gt_left_root), ('gt_right_root', gt_right_root)):
+    for name, x in (
+        ('pred_left_root', pred_left_root),
+        ('pred_right_root', pred_right_root),
+        ('gt_left_root', gt_left_root),
+        ('gt_right_root', gt_right_root),
+    ):
         a = np.asarray(_host(x), dtype=np.float64)
         if a.shape[-1:] != (3,):
             raise ValueError(f'{name} must have shape (..., 3), got {a.shape}')
@@ -178,12 +221,16 @@ def penetration_from_depths(depth_a: ArrayLike, depth_b: ArrayLike) -> dict[str,
 
     AVE-P = mean over all vertices of both hands, zeros included; MAX-P = the largest depth.
     """
-    d = np.concatenate([np.asarray(depth_a, dtype=np.float64).reshape(-1),
-                        np.asarray(depth_b, dtype=np.float64).reshape(-1)])
+    d = np.concatenate(
+        [np.asarray(depth_a, dtype=np.float64).reshape(-1), np.asarray(depth_b, dtype=np.float64).reshape(-1)]
+    )
     if d.size == 0 or not np.isfinite(d).all() or (d < 0).any():
         raise ValueError('penetration depths must be a non-empty set of finite values >= 0')
-    return {'ave_p_mm': float(d.mean() * _M_TO_MM), 'max_p_mm': float(d.max() * _M_TO_MM),
-            'n_inside': int((d > 0).sum())}
+    return {
+        'ave_p_mm': float(d.mean() * _M_TO_MM),
+        'max_p_mm': float(d.max() * _M_TO_MM),
+        'n_inside': int((d > 0).sum()),
+    }
 
 
 def summarize(samples: Iterable[Mapping[str, Any]], counts: bool = False) -> dict[str, Any]:

@@ -8,6 +8,7 @@ This module only composes those steps. The parts live beside it: the network, it
 weight discovery) and its parameter conversion in ``acr/``, hand placement in ``geometry/placement.py``,
 device / precision / thread / hash helpers in ``runtime.py``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,32 +58,44 @@ LOG = logging.getLogger('hand_recon_ros.pipeline')
 
 @dataclass
 class PipelineConfig:
-    weights: str = ''                 # '' = shipped default model if present; 'untrained' = seeded random init
-    allow_untrained: bool = True      # no weights found: seeded random init (demo/tests), loudly
-    backbone: str = 'resnet18'        # only for the untrained network (or any acr.factory.create_model name)
-    input_size: int = 256             # only for the untrained network
+    weights: str = ''  # '' = shipped default model if present; 'untrained' = seeded random init
+    allow_untrained: bool = True  # no weights found: seeded random init (demo/tests), loudly
+    backbone: str = 'resnet18'  # only for the untrained network (or any acr.factory.create_model name)
+    input_size: int = 256  # only for the untrained network
     mano_dir: str | None = None
     device: str = 'auto'
     precision: str = 'fp32'
     num_threads: int = 0
     detection_threshold: float = DETECTION_THRESHOLD
-    min_side_share: float = MIN_SIDE_SHARE    # drop a peak whose side holds less of the two maps there
+    min_side_share: float = MIN_SIDE_SHARE  # drop a peak whose side holds less of the two maps there
     multi_hand: bool = False
     max_hands: int = 2
-    refine: bool = False              # IHMR-MLP refinement for close two-hand pairs (README: off by default, why)
-    refine_gate_m: float = 0.3        # ... only when the wrists are closer than this
-    refine_weights: str = ''          # IHMR-MLP weights; '' = models/ihmr_default.safetensors if shipped
+    refine: bool = False  # IHMR-MLP refinement for close two-hand pairs (README: off by default, why)
+    refine_gate_m: float = 0.3  # ... only when the wrists are closer than this
+    refine_weights: str = ''  # IHMR-MLP weights; '' = models/ihmr_default.safetensors if shipped
     seed: int = 0
 
 
 class HandReconstructor:
     """The whole per-frame pipeline. Build with :func:`create_reconstructor`."""
 
-    def __init__(self, network: ACRNet, hand_model: HandModel, device: torch.device, precision: str = 'fp32',
-                 weights_file: str | Path = '', weights_sha256: str = '', weights_description: str = '',
-                 detection_threshold: float = DETECTION_THRESHOLD, multi_hand: bool = False, max_hands: int = 2,
-                 refine: bool = False, refine_gate_m: float = 0.3, refine_weights: str | Path | None = None,
-                 min_side_share: float = MIN_SIDE_SHARE):
+    def __init__(
+        self,
+        network: ACRNet,
+        hand_model: HandModel,
+        device: torch.device,
+        precision: str = 'fp32',
+        weights_file: str | Path = '',
+        weights_sha256: str = '',
+        weights_description: str = '',
+        detection_threshold: float = DETECTION_THRESHOLD,
+        multi_hand: bool = False,
+        max_hands: int = 2,
+        refine: bool = False,
+        refine_gate_m: float = 0.3,
+        refine_weights: str | Path | None = None,
+        min_side_share: float = MIN_SIDE_SHARE,
+    ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
         self.network = network.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -98,14 +111,16 @@ class HandReconstructor:
         self.min_side_share = float(min_side_share)
         self._faces = {side: np.asarray(hand_model.faces(side), np.int64) for side in SIDES}
         from hand_recon_ros.refine import JointHead, build_refiner, joint_template
+
         self.refine_enabled, self.refine_gate_m = bool(refine), float(refine_gate_m)
         feature_dim = network.config.feature_dim
         self.joint_head = JointHead(feature_dim, template=joint_template(hand_model)).to(device).eval()
         self.refiner = build_refiner(feature_dim, hand_model=hand_model, gate_m=self.refine_gate_m).eval()
         self.refine_weights_file, self.refine_weights_sha256 = '', ''
-        self.refine_acr_sha256 = ''          # the ACR whose features the refiner was trained on ('' = not recorded)
+        self.refine_acr_sha256 = ''  # the ACR whose features the refiner was trained on ('' = not recorded)
         if refine_weights is not None:
             from hand_recon_ros.refine.weights import load_refiner_weights
+
             document = load_refiner_weights(self.refiner, self.joint_head, refine_weights)
             self.refiner.eval(), self.joint_head.eval()
             self.refine_weights_file, self.refine_weights_sha256 = str(refine_weights), sha256_of(refine_weights)
@@ -118,9 +133,15 @@ class HandReconstructor:
         return self.refine_acr_sha256 == self.weights_sha256
 
     # ------------------------------------------------------------------ configuration
-    def set_runtime(self, detection_threshold: float | None = None, multi_hand: bool | None = None,
-                    max_hands: int | None = None, refine: bool | None = None,
-                    refine_gate_m: float | None = None, min_side_share: float | None = None) -> None:
+    def set_runtime(
+        self,
+        detection_threshold: float | None = None,
+        multi_hand: bool | None = None,
+        max_hands: int | None = None,
+        refine: bool | None = None,
+        refine_gate_m: float | None = None,
+        min_side_share: float | None = None,
+    ) -> None:
         if detection_threshold is not None:
             self.detection_threshold = float(detection_threshold)
         if min_side_share is not None:
@@ -136,8 +157,7 @@ class HandReconstructor:
 
     def decode_config(self) -> DecodeConfig:
         multi = self.multi_hand and self.network.config.center_attention == 'peak'
-        return DecodeConfig(threshold=self.detection_threshold,
-                            max_per_side=max(1, self.max_hands) if multi else 1)
+        return DecodeConfig(threshold=self.detection_threshold, max_per_side=max(1, self.max_hands) if multi else 1)
 
     def faces(self, side: str) -> np.ndarray:
         return self._faces[side]
@@ -152,26 +172,40 @@ class HandReconstructor:
 
     def info(self) -> dict[str, Any]:
         cfg = self.network.config
-        return {'network': f'acr/{cfg.backbone}@{cfg.input_size}', 'model_id': self.model_id,
-                'weights_file': self.weights_file,
-                'weights_sha256': self.weights_sha256, 'weights_description': self.weights_description,
-                'hand_model': self.hand_model.identity, 'hand_model_is_standin': self.hand_model.is_standin,
-                'device': str(self.device), 'precision': self.precision,
-                'refine_weights_file': self.refine_weights_file, 'refine_weights_sha256': self.refine_weights_sha256,
-                'num_vertices': int(self.hand_model.num_vertices if hasattr(self.hand_model, 'num_vertices')
-                                    else conventions.NUM_VERTICES),
-                'faces_right': self._faces['right'], 'faces_left': self._faces['left']}
+        return {
+            'network': f'acr/{cfg.backbone}@{cfg.input_size}',
+            'model_id': self.model_id,
+            'weights_file': self.weights_file,
+            'weights_sha256': self.weights_sha256,
+            'weights_description': self.weights_description,
+            'hand_model': self.hand_model.identity,
+            'hand_model_is_standin': self.hand_model.is_standin,
+            'device': str(self.device),
+            'precision': self.precision,
+            'refine_weights_file': self.refine_weights_file,
+            'refine_weights_sha256': self.refine_weights_sha256,
+            'num_vertices': int(
+                self.hand_model.num_vertices if hasattr(self.hand_model, 'num_vertices') else conventions.NUM_VERTICES
+            ),
+            'faces_right': self._faces['right'],
+            'faces_left': self._faces['left'],
+        }
 
     # ------------------------------------------------------------------ per frame
     @torch.inference_mode()
-    def reconstruct(self, image_bgr: np.ndarray, K: np.ndarray | None = None,
-                    depth_source: str = DEPTH_SOURCE_CAMERA_INFO) -> FrameResult:
+    def reconstruct(
+        self, image_bgr: np.ndarray, K: np.ndarray | None = None, depth_source: str = DEPTH_SOURCE_CAMERA_INFO
+    ) -> FrameResult:
         """One BGR uint8 frame (any size) -> FrameResult. K: 3x3 intrinsics (None: fallback FOV)."""
         return self.reconstruct_batch([image_bgr], [K], [depth_source])[0]
 
     @torch.inference_mode()
-    def reconstruct_batch(self, images_bgr: Sequence[np.ndarray], Ks: Sequence[np.ndarray | None] | None = None,
-                          depth_sources: Sequence[str] | None = None) -> list[FrameResult]:
+    def reconstruct_batch(
+        self,
+        images_bgr: Sequence[np.ndarray],
+        Ks: Sequence[np.ndarray | None] | None = None,
+        depth_sources: Sequence[str] | None = None,
+    ) -> list[FrameResult]:
         """Several frames (e.g. one per camera, any sizes) in ONE network forward -> one FrameResult each."""
         n = len(images_bgr)
         Ks = list(Ks) if Ks is not None else [None] * n
@@ -186,9 +220,10 @@ class HandReconstructor:
             sizes.append((height, width))
             if Ks[i] is None:
                 Ks[i], depth_sources[i] = fallback_intrinsics(width, height), 'fallback_fov'
-            tensors.append(letterbox(image, self.input_size, bgr=True, normalization=self.normalization,
-                                     channels_last=True)[0])
-        intrinsics = cast('list[np.ndarray]', Ks)         # every None was replaced by the fallback above
+            tensors.append(
+                letterbox(image, self.input_size, bgr=True, normalization=self.normalization, channels_last=True)[0]
+            )
+        intrinsics = cast('list[np.ndarray]', Ks)  # every None was replaced by the fallback above
         batch = (tensors[0] if n == 1 else torch.cat(tensors)).to(self.device, non_blocking=True)
         batch = batch.contiguous(memory_format=torch.channels_last)
         timings['preprocess'] = (time.perf_counter() - t) * 1e3
@@ -208,8 +243,9 @@ class HandReconstructor:
         with single_intra_op_thread():
             host = {k: v.cpu() for k, v in outputs.items() if k in ('center_maps', 'params', 'prior')}
             dets = decode(host, self.decode_config())
-            det_handedness = confidence.handedness_scores(host['center_maps'], dets.batch_index.tolist(),
-                                                          dets.side.tolist(), dets.y.tolist(), dets.x.tolist())
+            det_handedness = confidence.handedness_scores(
+                host['center_maps'], dets.batch_index.tolist(), dets.side.tolist(), dets.y.tolist(), dets.x.tolist()
+            )
         det_batch, det_side, det_score = dets.batch_index.tolist(), dets.side.tolist(), dets.score.tolist()
         timings['decode'] = (time.perf_counter() - t) * 1e3
 
@@ -219,33 +255,48 @@ class HandReconstructor:
             t = time.perf_counter()
             # a peak whose own side holds too little of the two maps there: the other side's hand seen twice
             mine = [i for i in range(len(dets)) if det_batch[i] == b and det_handedness[i] >= self.min_side_share]
-            order = sorted(mine, key=lambda i: -det_score[i])[:max(1, self.max_hands)]
+            order = sorted(mine, key=lambda i: -det_score[i])[: max(1, self.max_hands)]
             hands = []
             if order:
                 sides = [SIDES[det_side[i]] for i in order]
-                assert dets.params is not None                  # decode() always fills it
+                assert dets.params is not None  # decode() always fills it
                 params = dets.params[order].float()
                 scores = [det_score[i] for i in order]
-                hands = self.hands_from_params(params, sides, scores, sizes[b], intrinsics[b], depth_sources[b],
-                                               handedness_scores=[det_handedness[i] for i in order])
+                hands = self.hands_from_params(
+                    params,
+                    sides,
+                    scores,
+                    sizes[b],
+                    intrinsics[b],
+                    depth_sources[b],
+                    handedness_scores=[det_handedness[i] for i in order],
+                )
             frame_timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
             if self.refine_enabled and len({h.handedness for h in hands}) == 2:
                 t = time.perf_counter()
-                hands = self.refine_hands(hands, outputs['image_feature'][b:b + 1], intrinsics[b])
+                hands = self.refine_hands(hands, outputs['image_feature'][b : b + 1], intrinsics[b])
                 frame_timings['refine'] = (time.perf_counter() - t) * 1e3
             if 'segmentation' in outputs:
                 # after refinement: the confidence belongs to the published keypoints
                 for hand in hands:
                     hand.joint_confidence = confidence.joint_confidences(
-                        outputs['segmentation'][b], hand.keypoints_2d, hand.handedness, sizes[b], self.input_size)
-            results.append(FrameResult(hands=hands, image_size=sizes[b], intrinsics=np.asarray(Ks[b], np.float64),
-                                       timings_ms=frame_timings, model_id=self.model_id))
+                        outputs['segmentation'][b], hand.keypoints_2d, hand.handedness, sizes[b], self.input_size
+                    )
+            results.append(
+                FrameResult(
+                    hands=hands,
+                    image_size=sizes[b],
+                    intrinsics=np.asarray(Ks[b], np.float64),
+                    timings_ms=frame_timings,
+                    model_id=self.model_id,
+                )
+            )
         return results
 
-    def refine_hands(self, hands: list[HandResult], image_feature: torch.Tensor,
-                     K: np.ndarray) -> list[HandResult]:
+    def refine_hands(self, hands: list[HandResult], image_feature: torch.Tensor, K: np.ndarray) -> list[HandResult]:
         """IHMR-MLP on the best left/right pair when they are close; accepted factors update the hands."""
         from hand_recon_ros.refine import TwoHandState, forward_hands, should_refine
+
         state = TwoHandState.from_hand_results(hands)
         if not should_refine(state, self.refine_gate_m):
             return hands
@@ -259,7 +310,7 @@ class HandReconstructor:
         for hand in hands:
             side = hand.handedness
             if side in done:
-                continue      # only the best hand per side was refined
+                continue  # only the best hand per side was refined
             done.add(side)
             verts, joints = (m[0].detach().cpu().numpy().astype(np.float64) for m in meshes[side])
             params = getattr(new_state, side)
@@ -269,16 +320,24 @@ class HandReconstructor:
             hand.keypoints_2d = project_points(joints, K).astype(np.float32)
             hand.wrist_position = joints[0].astype(np.float32)
             hand.wrist_orientation = rotations.axis_angle_to_quaternion(orient[None])[0].numpy().astype(np.float32)
-            hand.mano_pose = np.concatenate([orient.numpy(), params.hand_pose.reshape(45).detach().cpu().numpy()]
-                                            ).astype(np.float32)
+            hand.mano_pose = np.concatenate(
+                [orient.numpy(), params.hand_pose.reshape(45).detach().cpu().numpy()]
+            ).astype(np.float32)
             hand.mano_shape = params.betas.reshape(10).detach().cpu().numpy().astype(np.float32)
             hand.center_2d = hand.keypoints_2d[conventions.ROOT_MIDDLE_MCP]
             hand.refined_factors = tuple(accepted)
         return hands
 
-    def hands_from_params(self, params: torch.Tensor, sides: Sequence[str], scores: Sequence[float],
-                          image_size: tuple[int, int], K: np.ndarray, depth_source: str = DEPTH_SOURCE_CAMERA_INFO,
-                          handedness_scores: Sequence[float] | None = None) -> list[HandResult]:
+    def hands_from_params(
+        self,
+        params: torch.Tensor,
+        sides: Sequence[str],
+        scores: Sequence[float],
+        image_size: tuple[int, int],
+        K: np.ndarray,
+        depth_source: str = DEPTH_SOURCE_CAMERA_INFO,
+        handedness_scores: Sequence[float] | None = None,
+    ) -> list[HandResult]:
         """(N, 109) decoded parameters -> HandResults in the camera frame (metres) and image pixels.
 
         joint_confidence is the detection score here; reconstruct_batch replaces it with the per-joint
@@ -294,8 +353,12 @@ class HandReconstructor:
                 if not idx:
                     continue
                 sel = torch.tensor(idx)
-                res = self.hand_model(side, mano['global_orient'][sel].to(self.device),
-                                      mano['hand_pose'][sel].to(self.device), mano['betas'][sel].to(self.device))
+                res = self.hand_model(
+                    side,
+                    mano['global_orient'][sel].to(self.device),
+                    mano['hand_pose'][sel].to(self.device),
+                    mano['betas'][sel].to(self.device),
+                )
                 verts_side, joints_side = (res[k].float().cpu().numpy() for k in ('vertices', 'joints'))
                 for k, i in enumerate(idx):
                     meshes[i] = (verts_side[k], joints_side[k])
@@ -305,8 +368,14 @@ class HandReconstructor:
         poses = torch.cat([mano['global_orient'], mano['hand_pose']], dim=1).numpy()
         betas = mano['betas'].numpy()
         verts_model, joints_model = zip(*(meshes[i] for i in range(len(sides))))
-        placements = place_hands(joints_model, verts_model, cams, K, transform,
-                                 weak_perspective=depth_source == DEPTH_SOURCE_WEAK_PERSPECTIVE)
+        placements = place_hands(
+            joints_model,
+            verts_model,
+            cams,
+            K,
+            transform,
+            weak_perspective=depth_source == DEPTH_SOURCE_WEAK_PERSPECTIVE,
+        )
         hands = []
         for i, placed in enumerate(placements):
             side = sides[i]
@@ -318,14 +387,21 @@ class HandReconstructor:
             joints_cam, verts_cam, keypoints = placed.joints, placed.vertices, placed.keypoints_2d
             quat, pose48 = quats[i], poses[i]
             hand = HandResult(
-                handedness=side, score=scores[i], joints_3d=joints_cam.astype(np.float32),
+                handedness=side,
+                score=scores[i],
+                joints_3d=joints_cam.astype(np.float32),
                 keypoints_2d=keypoints.astype(np.float32),
-                joint_confidence=np.full(21, scores[i], np.float32), handedness_score=float(handedness_scores[i]),
-                wrist_position=joints_cam[0].astype(np.float32), wrist_orientation=quat.astype(np.float32),
-                vertices=verts_cam.astype(np.float32), mano_pose=pose48.astype(np.float32),
+                joint_confidence=np.full(21, scores[i], np.float32),
+                handedness_score=float(handedness_scores[i]),
+                wrist_position=joints_cam[0].astype(np.float32),
+                wrist_orientation=quat.astype(np.float32),
+                vertices=verts_cam.astype(np.float32),
+                mano_pose=pose48.astype(np.float32),
                 mano_shape=betas[i].astype(np.float32),
-                weak_camera=np.array([s, tx, ty], np.float32), depth_source=depth_source,
-                center_2d=keypoints[conventions.ROOT_MIDDLE_MCP].astype(np.float32))
+                weak_camera=np.array([s, tx, ty], np.float32),
+                depth_source=depth_source,
+                center_2d=keypoints[conventions.ROOT_MIDDLE_MCP].astype(np.float32),
+            )
             try:
                 hand.validate()
             except ValueError as exc:
@@ -348,7 +424,7 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
     from hand_recon_ros.hand_model.model import load_hand_model
 
     if config.weights == UNTRAINED:
-        path = None           # explicit: the seeded random-init network even when a default model is shipped
+        path = None  # explicit: the seeded random-init network even when a default model is shipped
     elif config.weights:
         path = Path(config.weights).expanduser()
         if not path.is_file():
@@ -362,11 +438,15 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         network = create_model(config.backbone, seed=config.seed, input_size=int(config.input_size))
         sha, weights_file = '', ''
         description = 'UNTRAINED: seeded random initialisation; outputs are not meaningful'
-        warn('no trained weights found: running an UNTRAINED (seeded random-init) network; hand outputs are '
-             'not meaningful. Set the weights parameter to a trained safetensors file.')
+        warn(
+            'no trained weights found: running an UNTRAINED (seeded random-init) network; hand outputs are '
+            'not meaningful. Set the weights parameter to a trained safetensors file.'
+        )
     else:
-        raise FileNotFoundError('no weights file given and no shipped default model found in '
-                                + ', '.join(str(d) for d in model_search_dirs()))
+        raise FileNotFoundError(
+            'no weights file given and no shipped default model found in '
+            + ', '.join(str(d) for d in model_search_dirs())
+        )
     refine_path = None
     if config.refine_weights:
         refine_path = Path(config.refine_weights).expanduser()
@@ -375,23 +455,41 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
     else:
         refine_path = find_shipped('ihmr_default.safetensors')
         if refine_path is None and config.refine:
-            warn('no trained IHMR-MLP weights: the refinement runs untrained (its verification rejects any '
-                 'candidate that is worse, so it cannot make results worse)')
+            warn(
+                'no trained IHMR-MLP weights: the refinement runs untrained (its verification rejects any '
+                'candidate that is worse, so it cannot make results worse)'
+            )
     if device.type == 'cpu' and config.precision == 'fp32' and cpu_has_native_bf16():
         info = getattr(log, 'info', None) or warn
-        info('this CPU computes bf16 natively: precision bf16 runs the network 1.3-1.8x faster with the same '
-             'accuracy on the held-out synthetic split (README "Benchmarks"); fp32 stays the default')
+        info(
+            'this CPU computes bf16 natively: precision bf16 runs the network 1.3-1.8x faster with the same '
+            'accuracy on the held-out synthetic split (README "Benchmarks"); fp32 stays the default'
+        )
     hand_model = load_hand_model(config.mano_dir, device=device)
     if hand_model.is_standin:
         warn('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
-    reconstructor = HandReconstructor(network, hand_model, device, config.precision, weights_file, sha,
-                                      description, config.detection_threshold, config.multi_hand, config.max_hands,
-                                      config.refine, config.refine_gate_m, refine_path,
-                                      min_side_share=config.min_side_share)
+    reconstructor = HandReconstructor(
+        network,
+        hand_model,
+        device,
+        config.precision,
+        weights_file,
+        sha,
+        description,
+        config.detection_threshold,
+        config.multi_hand,
+        config.max_hands,
+        config.refine,
+        config.refine_gate_m,
+        refine_path,
+        min_side_share=config.min_side_share,
+    )
     if reconstructor.refiner_matches_network() is False:
-        warn(f'the IHMR-MLP weights {refine_path} were trained on the features of another ACR network (sha256 '
-             f'{reconstructor.refine_acr_sha256[:12]}, running {sha[:12]}): the refinement may not help; its '
-             'verification still rejects candidates that are worse')
+        warn(
+            f'the IHMR-MLP weights {refine_path} were trained on the features of another ACR network (sha256 '
+            f'{reconstructor.refine_acr_sha256[:12]}, running {sha[:12]}): the refinement may not help; its '
+            'verification still rejects candidates that are worse'
+        )
     return reconstructor
 
 

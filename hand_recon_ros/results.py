@@ -3,6 +3,7 @@
 numpy only: no torch, no ROS. All 3D quantities are metres in the camera optical frame
 (x right, y down, z forward), 2D quantities are pixels of the original input image.
 """
+
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -11,8 +12,8 @@ import numpy as np
 from hand_recon_ros.conventions import SIDES
 
 # Where the metric depth of a hand came from (mirrored by constants in msg/Hand.msg).
-DEPTH_SOURCE_CAMERA_INFO = 'camera_info'        # real intrinsics
-DEPTH_SOURCE_FALLBACK_FOV = 'fallback_fov'      # uncalibrated camera: documented fallback field of view
+DEPTH_SOURCE_CAMERA_INFO = 'camera_info'  # real intrinsics
+DEPTH_SOURCE_FALLBACK_FOV = 'fallback_fov'  # uncalibrated camera: documented fallback field of view
 DEPTH_SOURCE_WEAK_PERSPECTIVE = 'weak_perspective'  # no camera model at all (network's own camera)
 
 # IHMR refinement factors, in stage order (bit i of Hand.refined_factors = factor i accepted).
@@ -21,13 +22,13 @@ REFINE_FACTORS = ('translation', 'left_orient', 'right_orient', 'fingers', 'shap
 
 @dataclass
 class HandResult:
-    handedness: str                      # 'left' | 'right'
-    score: float                         # detection confidence in [0, 1]
-    joints_3d: np.ndarray                # (21, 3) float32, metres, camera frame, 21-joint order
-    keypoints_2d: np.ndarray             # (21, 2) float32, pixels in the original image
-    joint_confidence: np.ndarray         # (21,) float32 in [0, 1]: part-segmentation probability per joint
-    wrist_position: np.ndarray           # (3,) float32, metres
-    wrist_orientation: np.ndarray        # (4,) float32 quaternion x, y, z, w (hand frame in camera frame)
+    handedness: str  # 'left' | 'right'
+    score: float  # detection confidence in [0, 1]
+    joints_3d: np.ndarray  # (21, 3) float32, metres, camera frame, 21-joint order
+    keypoints_2d: np.ndarray  # (21, 2) float32, pixels in the original image
+    joint_confidence: np.ndarray  # (21,) float32 in [0, 1]: part-segmentation probability per joint
+    wrist_position: np.ndarray  # (3,) float32, metres
+    wrist_orientation: np.ndarray  # (4,) float32 quaternion x, y, z, w (hand frame in camera frame)
     vertices: Optional[np.ndarray] = None  # (778, 3) float32, metres, camera frame
     mano_pose: np.ndarray = field(default_factory=lambda: np.zeros(48, np.float32))  # axis-angle, root first
     mano_shape: np.ndarray = field(default_factory=lambda: np.zeros(10, np.float32))
@@ -36,7 +37,7 @@ class HandResult:
     refined_factors: Tuple[str, ...] = ()
     track_id: int = 0
     center_2d: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # pixels
-    handedness_score: float = 0.5        # P(this side) / (P(left) + P(right)) at the centre; 0.5 = unknown
+    handedness_score: float = 0.5  # P(this side) / (P(left) + P(right)) at the centre; 0.5 = unknown
     joint_velocities: Optional[np.ndarray] = None  # (21, 3) m/s from the smoother; None when not estimated
 
     def validate(self) -> None:
@@ -70,10 +71,10 @@ class HandResult:
 @dataclass
 class FrameResult:
     hands: List[HandResult]
-    image_size: Tuple[int, int]          # (height, width) of the input image
-    intrinsics: np.ndarray               # (3, 3) K used for the metric conversion
+    image_size: Tuple[int, int]  # (height, width) of the input image
+    intrinsics: np.ndarray  # (3, 3) K used for the metric conversion
     timings_ms: dict = field(default_factory=dict)  # per-stage latency, for diagnostics/benchmarks
-    model_id: str = ''                   # HandReconstructor.model_id of the model that produced it
+    model_id: str = ''  # HandReconstructor.model_id of the model that produced it
 
     def hand(self, side: str) -> Optional[HandResult]:
         for h in self.hands:

@@ -1,5 +1,6 @@
 """Process-level helpers shared by the pipeline, the trainers and the tools: device choice, numeric precision,
 intra-op threads, file hashes. No ROS here, and nothing about the network itself."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ['PRECISIONS', 'autocast_dtype', 'cpu_has_native_bf16', 'resolve_device', 'sha256_of',
-           'single_intra_op_thread']
+__all__ = [
+    'PRECISIONS',
+    'autocast_dtype',
+    'cpu_has_native_bf16',
+    'resolve_device',
+    'sha256_of',
+    'single_intra_op_thread',
+]
 
 PRECISIONS: dict[str, torch.dtype | None] = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -21,12 +28,14 @@ def resolve_device(name: str) -> torch.device:
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if name.startswith('cuda'):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device '{name}' requested but CUDA is not available "
-                               f"(torch {torch.__version__}); use device:=cpu or device:=auto")
+            raise RuntimeError(
+                f"device '{name}' requested but CUDA is not available "
+                f'(torch {torch.__version__}); use device:=cpu or device:=auto'
+            )
         return torch.device(name)
     if name == 'cpu':
         return torch.device('cpu')
-    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    raise ValueError(f'device must be auto, cpu, cuda or cuda:N, got {name!r}')
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

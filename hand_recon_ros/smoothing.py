@@ -4,6 +4,7 @@ The One-Euro filter (Casiez et al., CHI 2012) is a low-pass whose cutoff rises w
 smoothing while a hand holds still, little lag while it moves. It works on message timestamps, so
 replayed bags and dropped frames behave the same as live input.
 """
+
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ __all__ = ['OneEuroParams', 'OneEuroFilter', 'QuaternionOneEuroFilter', 'HandTra
 @dataclass
 class OneEuroParams:
     """Shared by every filter built from it, so changing a field retunes live filters at once."""
-    min_cutoff: float = 1.0   # Hz; lower = smoother at rest
-    beta: float = 0.0         # cutoff gain per unit of speed (units/s); higher = less lag when moving
-    d_cutoff: float = 1.0     # Hz; cutoff of the speed estimate
+
+    min_cutoff: float = 1.0  # Hz; lower = smoother at rest
+    beta: float = 0.0  # cutoff gain per unit of speed (units/s); higher = less lag when moving
+    d_cutoff: float = 1.0  # Hz; cutoff of the speed estimate
 
     def __post_init__(self) -> None:
         self.validate()
@@ -96,7 +98,7 @@ class OneEuroFilter:
             return x.copy()
         if x.shape != self._x.shape:
             raise ValueError(f'input shape changed from {self._x.shape} to {x.shape}; reset() the filter first')
-        assert self._raw is not None and self._dx is not None and self._t is not None   # set together with _x
+        assert self._raw is not None and self._dx is not None and self._t is not None  # set together with _x
         dt = t - self._t
         if dt <= 0:
             return self._x.copy()
@@ -150,9 +152,14 @@ class QuaternionOneEuroFilter:
 # first converted to roughly "metres per second of hand motion": ~1000 px per metre for a hand at
 # arm's length, ~0.1 m per radian (a hand's radius) for rotations and MANO parameters.
 SPEED_SCALES = {
-    'joints_3d': 1.0, 'wrist_position': 1.0, 'vertices': 1.0,
-    'keypoints_2d': 1e-3, 'center_2d': 1e-3,
-    'mano_pose': 0.1, 'mano_shape': 0.1, 'weak_camera': 0.1,
+    'joints_3d': 1.0,
+    'wrist_position': 1.0,
+    'vertices': 1.0,
+    'keypoints_2d': 1e-3,
+    'center_2d': 1e-3,
+    'mano_pose': 0.1,
+    'mano_shape': 0.1,
+    'weak_camera': 0.1,
     'wrist_orientation': 0.2,  # a unit quaternion moves half as fast as the angle
 }
 _COPIED_ARRAYS = ('joint_confidence',)
@@ -164,7 +171,7 @@ class Track:
     side: str
     first_seen: float
     last_seen: float
-    last_wrist: np.ndarray                      # raw wrist of the last associated detection
+    last_wrist: np.ndarray  # raw wrist of the last associated detection
     filters: Dict[str, OneEuroFilter]
     orientation: QuaternionOneEuroFilter
     hits: int = 1
@@ -180,9 +187,17 @@ class HandTracker:
     Time going backwards (a bag restarting) resets all tracks.
     """
 
-    def __init__(self, mode: str = 'per_side', gate_m: Optional[float] = 0.25, max_missing_s: float = 0.5,
-                 min_cutoff: float = 1.0, beta: float = 5.0, d_cutoff: float = 1.0, enabled: bool = True,
-                 speed_scales: Optional[Dict[str, float]] = None):
+    def __init__(
+        self,
+        mode: str = 'per_side',
+        gate_m: Optional[float] = 0.25,
+        max_missing_s: float = 0.5,
+        min_cutoff: float = 1.0,
+        beta: float = 5.0,
+        d_cutoff: float = 1.0,
+        enabled: bool = True,
+        speed_scales: Optional[Dict[str, float]] = None,
+    ):
         if mode not in ('per_side', 'multi'):
             raise ValueError(f"mode must be 'per_side' or 'multi', got {mode!r}")
         if gate_m is not None and not gate_m > 0:
@@ -226,8 +241,7 @@ class HandTracker:
         """Smoothed copies of the valid hands, in input order, with track_id set."""
         return self.update_with_raw(hands, stamp_s)[1]
 
-    def update_with_raw(self, hands: Sequence[HandResult], stamp_s: float
-                        ) -> Tuple[List[HandResult], List[HandResult]]:
+    def update_with_raw(self, hands: Sequence[HandResult], stamp_s: float) -> Tuple[List[HandResult], List[HandResult]]:
         """(raw copies with track_id, smoothed copies with track_id); the inputs are not modified."""
         stamp_s = float(stamp_s)
         if not math.isfinite(stamp_s):
@@ -263,12 +277,21 @@ class HandTracker:
 
     # -- internals -----------------------------------------------------------------------------------
     def _new_track(self, hand: HandResult, stamp_s: float) -> Track:
-        filters = {name: OneEuroFilter(self.params, scale) for name, scale in self.speed_scales.items()
-                   if name != 'wrist_orientation'}
-        track = Track(track_id=self._next_id, side=hand.handedness, first_seen=stamp_s, last_seen=stamp_s,
-                      last_wrist=np.asarray(hand.wrist_position, np.float64).copy(), filters=filters,
-                      orientation=QuaternionOneEuroFilter(self.params, self.speed_scales['wrist_orientation']),
-                      hits=0)
+        filters = {
+            name: OneEuroFilter(self.params, scale)
+            for name, scale in self.speed_scales.items()
+            if name != 'wrist_orientation'
+        }
+        track = Track(
+            track_id=self._next_id,
+            side=hand.handedness,
+            first_seen=stamp_s,
+            last_seen=stamp_s,
+            last_wrist=np.asarray(hand.wrist_position, np.float64).copy(),
+            filters=filters,
+            orientation=QuaternionOneEuroFilter(self.params, self.speed_scales['wrist_orientation']),
+            hits=0,
+        )
         self._next_id += 1
         self._tracks.append(track)
         return track

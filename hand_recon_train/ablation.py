@@ -14,6 +14,7 @@ with the ACR features the refiner was trained with (its stored training config).
 Writes ``<out_dir>/ablation.md`` and ``ablation.json``. A run with fewer than ``min_conclusive_samples``
 training samples per variant is marked "budget too small to conclude": its differences are noise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,27 @@ import yaml
 from .config import TrainConfig
 from .train import CONFIG_DIR, load_config, train
 
-__all__ = ['ABLATION_DEFAULTS', 'VARIANTS', 'load_ablation_config', 'run_ablation', 'refiner_effect',
-           'ablation_markdown', 'main']
+__all__ = [
+    'ABLATION_DEFAULTS',
+    'VARIANTS',
+    'load_ablation_config',
+    'run_ablation',
+    'refiner_effect',
+    'ablation_markdown',
+    'main',
+]
 
 VARIANTS = ('global', 'global+part', 'full')
 DESCRIPTIONS = {'global': 'global only', 'global+part': 'global + part', 'full': 'global + cross-hand + part (ACR)'}
 TOO_SMALL = 'budget too small to conclude'
-ABLATION_DEFAULTS = {'base': 'tiny_cpu', 'set': [], 'variants': list(VARIANTS), 'out_dir': 'out/ablation/run',
-                     'min_conclusive_samples': 1_000_000, 'refiner_val_size': 64}
+ABLATION_DEFAULTS = {
+    'base': 'tiny_cpu',
+    'set': [],
+    'variants': list(VARIANTS),
+    'out_dir': 'out/ablation/run',
+    'min_conclusive_samples': 1_000_000,
+    'refiner_val_size': 64,
+}
 
 
 def load_ablation_config(name_or_path, overrides: list[str] | None = None) -> dict:
@@ -85,8 +99,9 @@ def refiner_effect(refiner_weights, val_size: int = 64) -> dict:
         raise ValueError(f'{refiner_weights}: no training config stored (not written by train_ihmr)')
     ihmr_config = train_ihmr.as_ihmr_config(stored)
     network = train_ihmr.build_acr_for_features(ihmr_config, torch.device('cpu'))
-    split = train_ihmr.prepare_split(ihmr_config, ihmr_config.data.val_seed, int(val_size), network,
-                                     hand_model, torch.device('cpu'))
+    split = train_ihmr.prepare_split(
+        ihmr_config, ihmr_config.data.val_seed, int(val_size), network, hand_model, torch.device('cpu')
+    )
     result = train_ihmr.evaluate_refiner(refiner, joint_head, split, document['config']['joint_head_side_params'])
     result['weights'] = str(refiner_weights)
     return result
@@ -104,16 +119,30 @@ def run_ablation(config: dict, refiner_weights=None) -> dict:
         steps = len(result['history'])
         samples = steps * train_config.optim.batch_size
         m = result['metrics']
-        rows.append({'variant': variant, 'description': DESCRIPTIONS[variant], 'steps': steps, 'samples': samples,
-                     'seconds': round(time.perf_counter() - t0, 1), 'weights': result['model'],
-                     **{k: m.get(k, math.nan) for k in ('mpjpe_mm', 'pa_mpjpe_mm', 'mpvpe_mm', 'recall', 'precision',
-                                                         'num_hands')}})
+        rows.append(
+            {
+                'variant': variant,
+                'description': DESCRIPTIONS[variant],
+                'steps': steps,
+                'samples': samples,
+                'seconds': round(time.perf_counter() - t0, 1),
+                'weights': result['model'],
+                **{
+                    k: m.get(k, math.nan)
+                    for k in ('mpjpe_mm', 'pa_mpjpe_mm', 'mpvpe_mm', 'recall', 'precision', 'num_hands')
+                },
+            }
+        )
     min_samples = min(r['samples'] for r in rows)
-    report = {'base': config['base'], 'set': config['set'], 'rows': rows,
-              'min_conclusive_samples': config['min_conclusive_samples'],
-              'conclusive': min_samples >= config['min_conclusive_samples'],
-              'val': {k: _variant_config(config, 'full')['data'][k] for k in ('val_seed', 'val_size')},
-              'refiner': refiner_effect(refiner_weights, config['refiner_val_size']) if refiner_weights else None}
+    report = {
+        'base': config['base'],
+        'set': config['set'],
+        'rows': rows,
+        'min_conclusive_samples': config['min_conclusive_samples'],
+        'conclusive': min_samples >= config['min_conclusive_samples'],
+        'val': {k: _variant_config(config, 'full')['data'][k] for k in ('val_seed', 'val_size')},
+        'refiner': refiner_effect(refiner_weights, config['refiner_val_size']) if refiner_weights else None,
+    }
     (out_dir / 'ablation.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
     (out_dir / 'ablation.md').write_text(ablation_markdown(report))
     return report
@@ -126,26 +155,43 @@ def _f(value, digits=1):
 def ablation_markdown(report: dict) -> str:
     lines = ['# ACR aggregation ablation (synthetic benchmark)', '']
     if not report['conclusive']:
-        lines += [f"**{TOO_SMALL}**: {min(r['samples'] for r in report['rows'])} training samples per variant "
-                  f"(< {report['min_conclusive_samples']}); the differences below are noise.", '']
-    lines += [f"Base config `{report['base']}`" + (f" with `{' '.join(report['set'])}`" if report['set'] else '')
-              + f"; held-out split seed {report['val']['val_seed']}, {report['val']['val_size']} images. "
-              'MPJPE / PA-MPJPE at the ground-truth hands (middle-MCP root), recall of the decoder.', '',
-              '| variant | aggregation | steps | samples | MPJPE (mm) | PA-MPJPE (mm) | recall |',
-              '|---|---|---|---|---|---|---|']
+        lines += [
+            f"**{TOO_SMALL}**: {min(r['samples'] for r in report['rows'])} training samples per variant "
+            f"(< {report['min_conclusive_samples']}); the differences below are noise.",
+            '',
+        ]
+    lines += [
+        f"Base config `{report['base']}`"
+        + (f" with `{' '.join(report['set'])}`" if report['set'] else '')
+        + f"; held-out split seed {report['val']['val_seed']}, {report['val']['val_size']} images. "
+        'MPJPE / PA-MPJPE at the ground-truth hands (middle-MCP root), recall of the decoder.',
+        '',
+        '| variant | aggregation | steps | samples | MPJPE (mm) | PA-MPJPE (mm) | recall |',
+        '|---|---|---|---|---|---|---|',
+    ]
     for r in report['rows']:
-        lines.append(f"| {r['description']} | `{r['variant']}` | {r['steps']} | {r['samples']} | {_f(r['mpjpe_mm'])} | "
-                     f"{_f(r['pa_mpjpe_mm'])} | {_f(r['recall'], 3)} |")
+        lines.append(
+            f"| {r['description']} | `{r['variant']}` | {r['steps']} | {r['samples']} | {_f(r['mpjpe_mm'])} | "
+            f"{_f(r['pa_mpjpe_mm'])} | {_f(r['recall'], 3)} |"
+        )
     ref = report.get('refiner')
     if ref:
-        lines += ['', f"## IHMR-MLP refinement (`{ref['weights']}`)", '',
-                  f"{ref['num_pairs']} held-out close pairs, {ref['num_colliding_before']} interpenetrating before "
-                  f"and {ref['num_colliding_after']} after refinement.", '',
-                  '| | MPJPE (mm) | I-MPJPE (mm) | AVE-P (mm) | MAX-P (mm) |', '|---|---|---|---|---|']
+        lines += [
+            '',
+            f"## IHMR-MLP refinement (`{ref['weights']}`)",
+            '',
+            f"{ref['num_pairs']} held-out close pairs, {ref['num_colliding_before']} interpenetrating before "
+            f"and {ref['num_colliding_after']} after refinement.",
+            '',
+            '| | MPJPE (mm) | I-MPJPE (mm) | AVE-P (mm) | MAX-P (mm) |',
+            '|---|---|---|---|---|',
+        ]
         for name in ('before', 'after'):
             m = ref[name]
-            lines.append(f"| {name} refinement | {_f(m['mpjpe_mm'])} | {_f(m['i_mpjpe_mm'])} | {_f(m['ave_p_mm'], 3)} | "
-                         f"{_f(m['max_p_mm'], 2)} |")
+            lines.append(
+                f"| {name} refinement | {_f(m['mpjpe_mm'])} | {_f(m['i_mpjpe_mm'])} | {_f(m['ave_p_mm'], 3)} | "
+                f"{_f(m['max_p_mm'], 2)} |"
+            )
         rates = ', '.join(f'{k} {100 * v:.0f} %' for k, v in ref['accept_rate'].items())
         lines += ['', f'Accepted stages: {rates}.']
     return '\n'.join(lines) + '\n'
@@ -156,8 +202,13 @@ def main(argv=None) -> int:
     parser.add_argument('--config', default='ablation_tiny', help='ablation YAML or a name in hand_recon_train/configs')
     parser.add_argument('--refiner', default=None, help='IHMR-MLP weights (train_ihmr) to add the refinement effect')
     parser.add_argument('--out-dir', default=None)
-    parser.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
-                        help='train-config override for every variant (repeatable)')
+    parser.add_argument(
+        '--set',
+        action='append',
+        default=[],
+        metavar='SECTION.KEY=VALUE',
+        help='train-config override for every variant (repeatable)',
+    )
     args = parser.parse_args(argv)
     config = load_ablation_config(args.config, args.set)
     if args.out_dir:

@@ -16,6 +16,7 @@ and the weak camera is refitted. Flipping is exact only when the left hand model
 Everything outside the original frame is black, like the letterbox bars at inference, so zooming out never
 invents unlabelled hands. Colour changes keep those bars exactly black.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,10 +45,21 @@ __all__ = ['AugmentConfig', 'AugmentedDataset', 'augment_sample', 'camera_transf
 SEG_IGNORE = -100
 _MIRROR_AA = np.array([1.0, -1.0, -1.0])
 # per-side keys whose [left, right] order swaps when the world is mirrored
-_TIP_ROWS = [MANO16_TIPS_TO_21.index(16 + k) for k in range(5)]       # fingertip rows of the 21 joints
+_TIP_ROWS = [MANO16_TIPS_TO_21.index(16 + k) for k in range(5)]  # fingertip rows of the 21 joints
 _TIP_VERTICES = (MANO_TIP_VERTICES_LEFT, MANO_TIP_VERTICES_RIGHT)
-_SIDE_KEYS = ('valid', 'global_orient', 'hand_pose', 'betas', 'cam', 'joints_3d', 'vertices', 'joints_2d',
-              'joints_vis', 'joints_valid', 'has_mano')
+_SIDE_KEYS = (
+    'valid',
+    'global_orient',
+    'hand_pose',
+    'betas',
+    'cam',
+    'joints_3d',
+    'vertices',
+    'joints_2d',
+    'joints_vis',
+    'joints_valid',
+    'has_mano',
+)
 
 
 @dataclass
@@ -170,8 +182,14 @@ def _motion_blur(rgb: np.ndarray, rng, max_px: int) -> np.ndarray:
     angle = rng.uniform(0.0, math.pi)
     c = (length - 1) / 2.0
     d = np.array([math.cos(angle), math.sin(angle)]) * c
-    cv2.line(kernel, (int(round(c - d[0])), int(round(c - d[1]))), (int(round(c + d[0])), int(round(c + d[1]))),
-             1.0, 1, cv2.LINE_AA)
+    cv2.line(
+        kernel,
+        (int(round(c - d[0])), int(round(c - d[1]))),
+        (int(round(c + d[0])), int(round(c + d[1]))),
+        1.0,
+        1,
+        cv2.LINE_AA,
+    )
     kernel /= kernel.sum()
     return cv2.filter2D(rgb, -1, kernel, borderType=cv2.BORDER_CONSTANT)
 
@@ -202,14 +220,15 @@ def augment_sample(item: dict, rng: np.random.Generator, cfg: AugmentConfig, nor
         return out
 
     rgb = _to_pixels(item['image'], normalization)
-    content = rgb.max(axis=-1) > 0.5            # letterbox bars and borders are exactly black
+    content = rgb.max(axis=-1) > 0.5  # letterbox bars and borders are exactly black
     K = item['K'].numpy().astype(np.float64)
     R, K_new, A = camera_transform(K, S, flip, theta, scale)
     if geometric:
         M = _index_affine(A)
         rgb = cv2.warpAffine(rgb, M, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        content = cv2.warpAffine(content.astype(np.uint8), M, (S, S), flags=cv2.INTER_NEAREST,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+        content = cv2.warpAffine(
+            content.astype(np.uint8), M, (S, S), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        ).astype(bool)
     if do_colour:
         rgb = _colour(rgb, content, rng, cfg)
     if do_blur:
@@ -228,13 +247,18 @@ def augment_sample(item: dict, rng: np.random.Generator, cfg: AugmentConfig, nor
     seg = item['seg'].numpy()
     if not is_real or bool((seg != SEG_IGNORE).any()):
         seg8 = np.where(seg == SEG_IGNORE, 255, seg).astype(np.uint8)
-        seg8 = cv2.warpAffine(seg8, _index_affine(A, 2.0), (S // 2, S // 2), flags=cv2.INTER_NEAREST,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        seg8 = cv2.warpAffine(
+            seg8,
+            _index_affine(A, 2.0),
+            (S // 2, S // 2),
+            flags=cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         seg_new = np.where(seg8 == 255, SEG_IGNORE, seg8).astype(np.int64)
-        if flip:        # right parts 1..16 <-> left parts 17..32
+        if flip:  # right parts 1..16 <-> left parts 17..32
             part = (seg_new >= 1) & (seg_new <= 2 * NUM_PARTS)
-            seg_new = np.where(part, np.where(seg_new <= NUM_PARTS, seg_new + NUM_PARTS, seg_new - NUM_PARTS),
-                               seg_new)
+            seg_new = np.where(part, np.where(seg_new <= NUM_PARTS, seg_new + NUM_PARTS, seg_new - NUM_PARTS), seg_new)
         out['seg'] = torch.from_numpy(seg_new)
 
     # 3D: points and root orientation rotate with the camera; the mirror also mirrors every joint rotation
@@ -249,10 +273,10 @@ def augment_sample(item: dict, rng: np.random.Generator, cfg: AugmentConfig, nor
     if flip:
         go = go * _MIRROR_AA
         pose = (pose.reshape(2, -1, 3) * _MIRROR_AA).reshape(2, -1)
-    Rz = R @ (np.diag([-1.0, 1.0, 1.0]) if flip else np.eye(3))      # the roll alone
+    Rz = R @ (np.diag([-1.0, 1.0, 1.0]) if flip else np.eye(3))  # the roll alone
     go_mats = Rz[None] @ rotations.axis_angle_to_matrix(go)
     go = rotations.matrix_to_axis_angle(go_mats)
-    if 'has_mano' in arr:        # hands without MANO labels keep all-zero parameters
+    if 'has_mano' in arr:  # hands without MANO labels keep all-zero parameters
         keep = arr['has_mano'].astype(bool)[:, None]
         go, pose = np.where(keep, go, 0.0), np.where(keep, pose, 0.0)
         arr['betas'] = np.where(keep, arr['betas'], 0.0)
@@ -299,8 +323,9 @@ def augment_sample(item: dict, rng: np.random.Generator, cfg: AugmentConfig, nor
         if j3d_valid[s, ROOT_MIDDLE_MCP] and fit.sum() >= 2:
             rel = arr['joints_3d'][s] - arr['joints_3d'][s, ROOT_MIDDLE_MCP]
             cam[s] = fit_weak_camera(rel[fit], norm[s][fit])
-    out['center_maps'] = torch.from_numpy(center_heatmaps(centers, boxes, sides, S // 8) if centers
-                                          else np.zeros((2, S // 8, S // 8), np.float32))
+    out['center_maps'] = torch.from_numpy(
+        center_heatmaps(centers, boxes, sides, S // 8) if centers else np.zeros((2, S // 8, S // 8), np.float32)
+    )
     arr['cam'] = cam.astype(np.float32)
     out['K'] = torch.from_numpy(K_new.astype(np.float32))
     for key, value in arr.items():

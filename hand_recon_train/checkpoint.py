@@ -1,5 +1,6 @@
 """Resumable training checkpoints: model and Adam state as tensors in one safetensors file, the rest (epoch,
 step, param groups, config) as JSON metadata. Never pickle, so a checkpoint cannot run code when loaded."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def load_checkpoint(path: Path, model, optimizer=None) -> dict:
         if not isinstance(meta, dict):
             raise ValueError(f'{path} is not a hand_recon_train checkpoint (no checkpoint metadata)')
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    model_state = {k[len('model.'):]: v for k, v in tensors.items() if k.startswith('model.')}
+    model_state = {k[len('model.') :]: v for k, v in tensors.items() if k.startswith('model.')}
     from hand_recon_ros.acr.weights import check_state_dict
+
     check_state_dict(model, model_state, str(path))
     model.load_state_dict(model_state, strict=True)
     if optimizer is not None:

@@ -10,6 +10,7 @@ Free-form sections (``data.synth``, ``data.augment``, ``data.real``, ``loss`` an
 (``SynthConfig``, ``AugmentConfig``, ``LossConfig``, ``DecodeConfig``, ``parse_real_sources``) check them at load.
 Sections also answer ``config['optim']['lr']`` (older callers and the run records' layout).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,10 +24,31 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
-__all__ = ['CONFIG_DIR', 'Section', 'RunSection', 'SplitSection', 'RunConfig', 'TrainConfig', 'IhmrConfig',
-           'ModelSection', 'AcrDataSection', 'OptimSection', 'AcrRunSection', 'PairDataSection', 'FrozenAcrSection',
-           'InitSection', 'TargetsSection', 'HeadWeights', 'JointHeadSection', 'RefinerSection', 'StageLossWeights',
-           'load_config', 'build_config', 'config_path', 'apply_overrides']
+__all__ = [
+    'CONFIG_DIR',
+    'Section',
+    'RunSection',
+    'SplitSection',
+    'RunConfig',
+    'TrainConfig',
+    'IhmrConfig',
+    'ModelSection',
+    'AcrDataSection',
+    'OptimSection',
+    'AcrRunSection',
+    'PairDataSection',
+    'FrozenAcrSection',
+    'InitSection',
+    'TargetsSection',
+    'HeadWeights',
+    'JointHeadSection',
+    'RefinerSection',
+    'StageLossWeights',
+    'load_config',
+    'build_config',
+    'config_path',
+    'apply_overrides',
+]
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 S = TypeVar('S', bound='Section')
@@ -73,20 +95,24 @@ def _field_names(cls: type) -> set[str]:
 @dataclass
 class SplitSection(Section):
     """The synthetic training split and the held-out one (a different seed)."""
+
     train_seed: int = 0
     train_size: int = 1000
     val_seed: int = 100000
     val_size: int = 64
     cache_dir: str | None = None
-    synth: dict = field(default_factory=dict)        # SynthConfig fields
+    synth: dict = field(default_factory=dict)  # SynthConfig fields
 
     def check(self, where: str) -> None:
         from .synth import SynthConfig
+
         _positive(self, where, 'train_size', 'val_size')
         if self.train_seed == self.val_seed:
             raise ValueError(f'{where}.val_seed must differ from {where}.train_seed (the evaluation split is held out)')
         # the trainer sets image_size from the network; everything else is checked now
-        _owned(f'{where}.synth', lambda: SynthConfig.from_dict({k: v for k, v in self.synth.items() if k != 'image_size'}))
+        _owned(
+            f'{where}.synth', lambda: SynthConfig.from_dict({k: v for k, v in self.synth.items() if k != 'image_size'})
+        )
 
 
 @dataclass
@@ -100,6 +126,7 @@ class RunSection(Section):
 @dataclass
 class RunConfig(Section):
     """What both trainers' configs hold: a data split, a run section and where the config came from."""
+
     data: SplitSection = field(default_factory=SplitSection)
     train: RunSection = field(default_factory=RunSection)
     config_source: str | None = None
@@ -113,15 +140,15 @@ class RunConfig(Section):
 class ModelSection(Section):
     preset: str = 'acr_light'
     input_size: int = 256
-    overrides: dict = field(default_factory=dict)    # build_acr keyword arguments over the preset
+    overrides: dict = field(default_factory=dict)  # build_acr keyword arguments over the preset
     pretrained: bool = False
 
 
 @dataclass
 class AcrDataSection(SplitSection):
     num_workers: int = 0
-    augment: dict = field(default_factory=dict)      # AugmentConfig fields
-    real: list = field(default_factory=list)         # parse_real_sources entries
+    augment: dict = field(default_factory=dict)  # AugmentConfig fields
+    real: list = field(default_factory=list)  # parse_real_sources entries
     synth_weight: float = 1.0
 
 
@@ -154,11 +181,12 @@ class AcrRunSection(RunSection):
 @dataclass
 class TrainConfig(RunConfig):
     """``python -m hand_recon_train.train`` (configs tiny_cpu, default_cpu, light_synthetic, real_cpu, ...)."""
+
     model: ModelSection = field(default_factory=ModelSection)
     data: AcrDataSection = field(default_factory=AcrDataSection)
     optim: OptimSection = field(default_factory=OptimSection)
-    loss: dict = field(default_factory=dict)        # LossConfig fields
-    decode: dict = field(default_factory=dict)      # DecodeConfig fields
+    loss: dict = field(default_factory=dict)  # LossConfig fields
+    decode: dict = field(default_factory=dict)  # DecodeConfig fields
     train: AcrRunSection = field(default_factory=AcrRunSection)
 
     def check(self) -> None:
@@ -167,15 +195,19 @@ class TrainConfig(RunConfig):
         from .augment import AugmentConfig
         from .datasets.mixed import parse_real_sources
         from .losses import LossConfig
+
         super().check()
         if self.model.preset not in PRESETS:
             raise ValueError(f'model.preset must be one of {sorted(PRESETS)}, got {self.model.preset!r}')
         if self.model.pretrained:
             from hand_recon_ros.acr.pretrained import PRETRAINED_BACKBONES
+
             backbone = {**PRESETS[self.model.preset], **self.model.overrides}.get('backbone')
             if backbone not in PRETRAINED_BACKBONES:
-                raise ValueError(f'model.pretrained: no ImageNet weights for backbone {backbone!r} (preset '
-                                 f'{self.model.preset!r}); available for: {", ".join(PRETRAINED_BACKBONES)}')
+                raise ValueError(
+                    f'model.pretrained: no ImageNet weights for backbone {backbone!r} (preset '
+                    f'{self.model.preset!r}); available for: {", ".join(PRETRAINED_BACKBONES)}'
+                )
         if self.train.amp not in (None, 'bf16'):
             raise ValueError(f"train.amp must be null or 'bf16', got {self.train.amp!r}")
         _positive(self.optim, 'optim', 'batch_size', 'epochs')
@@ -194,6 +226,7 @@ class TrainConfig(RunConfig):
     def decode_config(self) -> Any:
         from hand_recon_ros.acr.decoding import DecodeConfig
         from hand_recon_ros.config_utils import dataclass_from_dict
+
         return dataclass_from_dict(DecodeConfig, self.decode, 'decode config')
 
 
@@ -209,6 +242,7 @@ class PairDataSection(SplitSection):
 @dataclass
 class FrozenAcrSection(Section):
     """The frozen ACR network that gives image features (and, with ``init.source: acr``, the initial state)."""
+
     weights: str | None = None
     preset: str = 'acr_light'
     input_size: int = 128
@@ -264,6 +298,7 @@ class RefinerSection(Section):
 @dataclass
 class StageLossWeights(Section):
     """IHMR's stage loss: translation stage x1000 on the 3D-joint and translation terms, the others x10."""
+
     param: float = 10.0
     j3d: float = 10.0
     trans: float = 10.0
@@ -281,6 +316,7 @@ class IhmrRunSection(RunSection):
 @dataclass
 class IhmrConfig(RunConfig):
     """``python -m hand_recon_train.train_ihmr`` (configs ihmr_tiny, ihmr_cpu, ihmr_synthetic)."""
+
     data: PairDataSection = field(default_factory=PairDataSection)
     acr: FrozenAcrSection = field(default_factory=FrozenAcrSection)
     init: InitSection = field(default_factory=InitSection)
@@ -330,8 +366,10 @@ def build_config(cls: type[S], data: Any, where: str = '') -> S:
     known = _field_names(cls)
     unknown = [key for key in data if key not in known]
     if unknown:
-        raise ValueError(f'unknown config key {where + str(unknown[0])!r}; known{" in " + where[:-1] if where else ""}: '
-                         f'{sorted(known - {"config_source"})}')
+        raise ValueError(
+            f'unknown config key {where + str(unknown[0])!r}; known{" in " + where[:-1] if where else ""}: '
+            f'{sorted(known - {"config_source"})}'
+        )
     values = {key: _convert(hints[key], value, f'{where}{key}') for key, value in data.items()}
     return cls(**values)
 
@@ -357,7 +395,7 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise ValueError(f'{where} must be a number, got {value!r}')
         try:
-            number = float(value)        # YAML 1.1 reads '3e-4' (no dot) as a string
+            number = float(value)  # YAML 1.1 reads '3e-4' (no dot) as a string
         except (TypeError, ValueError):
             raise ValueError(f'{where} must be a number, got {value!r}') from None
         if not isinstance(value, (int, float, str)) or math.isnan(number):
@@ -436,8 +474,9 @@ def _schema_for(data: dict) -> type[RunConfig]:
     return IhmrConfig if ihmr_only & set(data) else TrainConfig
 
 
-def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = None,
-                schema: type[RunConfig] | None = None) -> TrainConfig | IhmrConfig:
+def load_config(
+    name_or_path: str | os.PathLike, overrides: list[str] | None = None, schema: type[RunConfig] | None = None
+) -> TrainConfig | IhmrConfig:
     """Read, override, convert and check a training config. ``schema``: ``TrainConfig`` or ``IhmrConfig``;
     by default an IHMR config is recognised by its sections (``acr``, ``refiner``, ...)."""
     path = config_path(name_or_path)

@@ -6,6 +6,7 @@ Floating-point tensors are stored as float16 (half the size; the node loads them
 reduced-precision network); integer buffers stay as they are. The JSON next to the weights carries the
 architecture, a description of what the model is (and is not), training data, metrics and hashes.
 """
+
 import argparse
 import json
 import sys
@@ -22,7 +23,7 @@ def _portable(source):
     if not source or not Path(source).is_absolute():
         return source
     parts = Path(source).parts
-    return str(Path(*parts[parts.index('hand_recon_train'):])) if 'hand_recon_train' in parts else Path(source).name
+    return str(Path(*parts[parts.index('hand_recon_train') :])) if 'hand_recon_train' in parts else Path(source).name
 
 
 def export_fp16(run_dir, out_path, description=None):
@@ -31,8 +32,9 @@ def export_fp16(run_dir, out_path, description=None):
     weights = run_dir / 'model.safetensors'
     manifest_path = run_dir / 'manifest.json'
     if not weights.is_file() or not manifest_path.is_file():
-        raise FileNotFoundError(f'{run_dir} is not a finished training run (needs model.safetensors and '
-                                'manifest.json)')
+        raise FileNotFoundError(
+            f'{run_dir} is not a finished training run (needs model.safetensors and ' 'manifest.json)'
+        )
     load_acr(weights)  # refuses a file that does not match its own architecture
     manifest = json.loads(manifest_path.read_text())
     # no machine-specific absolute paths in a shipped file
@@ -45,9 +47,12 @@ def export_fp16(run_dir, out_path, description=None):
     document['extra'] = {
         'description': description or manifest.get('description', ''),
         'metrics_val_synthetic': manifest.get('metrics', {}),
-        'training': {**{k: manifest.get(k) for k in ('steps', 'created_utc', 'world_size', 'environment',
-                                                         'pretrained_backbone')},
-                     'stages': stages},
+        'training': {
+            **{
+                k: manifest.get(k) for k in ('steps', 'created_utc', 'world_size', 'environment', 'pretrained_backbone')
+            },
+            'stages': stages,
+        },
         'data': manifest.get('data', {}),
         'config': manifest.get('config', {}),
         'source_weights_sha256_fp32': manifest.get('sha256', ''),
@@ -69,8 +74,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     doc = export_fp16(args.run_dir, args.out, args.description)
     size_mb = Path(args.out).stat().st_size / 1e6
-    print(f"wrote {args.out} ({size_mb:.1f} MB, sha256 {doc['extra']['sha256'][:16]}) and "
-          f"{Path(args.out).with_suffix('.json')}")
+    print(
+        f"wrote {args.out} ({size_mb:.1f} MB, sha256 {doc['extra']['sha256'][:16]}) and "
+        f"{Path(args.out).with_suffix('.json')}"
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """The training loop both trainers run: epochs of steps over batches, with hooks for logging, validation,
 checkpoints and export (``train`` for ACR, ``train_ihmr`` for the joint head and each refiner stage)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
@@ -12,9 +13,10 @@ __all__ = ['Hook', 'LoopState', 'run_loop']
 @dataclass
 class LoopState:
     """Where the loop stands; ``step`` counts the steps done (a resumed run starts from its checkpoint's)."""
+
     epoch: int = 0
     step: int = 0
-    stop: bool = False      # set by a hook (or by max_steps) to end the run after the current step
+    stop: bool = False  # set by a hook (or by max_steps) to end the run after the current step
 
 
 class Hook:
@@ -34,8 +36,14 @@ class Hook:
         pass
 
 
-def run_loop(step: Callable[[Any, LoopState], dict], batches: Callable[[int], Iterable[Any]], epochs: range,
-             hooks: Sequence[Hook] = (), max_steps: int | None = None, state: LoopState | None = None) -> LoopState:
+def run_loop(
+    step: Callable[[Any, LoopState], dict],
+    batches: Callable[[int], Iterable[Any]],
+    epochs: range,
+    hooks: Sequence[Hook] = (),
+    max_steps: int | None = None,
+    state: LoopState | None = None,
+) -> LoopState:
     """For each epoch: ``batches(epoch)`` gives the batches, ``step(batch, state)`` runs one optimiser step and
     returns its record. Stops after ``max_steps`` steps in all (the epoch's end hooks still run) or when a hook
     sets ``state.stop``."""

@@ -6,6 +6,7 @@ cross-hand prior with the decoder's gate (so training and inference see the same
 ``'softmax'`` centre-attention mode ``params`` is (B, 2, 109); in ``'peak'`` mode the maps are read at
 the ground-truth centre of each hand. Only hands that exist in the image (``valid``) are supervised.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,13 +22,29 @@ from hand_recon_ros.conventions import BONES, ROOT_MIDDLE_MCP, SIDES
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.procrustes import similarity_procrustes
 
-__all__ = ['LOSS_TERMS', 'PAPER_WEIGHTS', 'ACRLoss', 'LossConfig', 'center_focal_loss', 'peak_positions',
-           'select_hand_params']
+__all__ = [
+    'LOSS_TERMS',
+    'PAPER_WEIGHTS',
+    'ACRLoss',
+    'LossConfig',
+    'center_focal_loss',
+    'peak_positions',
+    'select_hand_params',
+]
 
 # Paper weights [paper, unconfirmed]: j3d 200, paj3d 360, pj2d 400, bone 200, pose 80, shape 10, centre 80,
 # part segmentation 160. 'cam' (direct weak-camera regression) is 0 like the release (supervise_cam_params=False).
-PAPER_WEIGHTS = {'pose': 80.0, 'shape': 10.0, 'j3d': 200.0, 'paj3d': 360.0, 'pj2d': 400.0, 'bone': 200.0,
-                 'center': 80.0, 'seg': 160.0, 'cam': 0.0}
+PAPER_WEIGHTS = {
+    'pose': 80.0,
+    'shape': 10.0,
+    'j3d': 200.0,
+    'paj3d': 360.0,
+    'pj2d': 400.0,
+    'bone': 200.0,
+    'center': 80.0,
+    'seg': 160.0,
+    'cam': 0.0,
+}
 # Optional mesh smoothness terms (DIR supplement practice, off in the paper setup): 'edge' = mean |edge length
 # error| (m), 'normal' = mean |cos| between predicted edges and the ground-truth face normal. They need
 # ground-truth vertices (synthetic data; real samples carry has_vertices = False).
@@ -64,22 +81,24 @@ class LossConfig:
         return dataclass_from_dict(cls, data, 'loss config')
 
 
-def center_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0,
-                      positive_threshold: float = 0.999) -> torch.Tensor:
+def center_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0, positive_threshold: float = 0.999
+) -> torch.Tensor:
     """CornerNet focal loss on raw centre logits (p = sigmoid(logit), logs via logsigmoid: no clamping).
 
     Positives are target pixels == 1 (the Gaussian peaks). Each map's sum is divided by its number of
     positives (1 when it has none), then maps are averaged.
     """
     if logits.shape != target.shape or logits.dim() != 4:
-        raise ValueError(f'logits and target must both be (B, 2, h, w), got {tuple(logits.shape)} and '
-                         f'{tuple(target.shape)}')
+        raise ValueError(
+            f'logits and target must both be (B, 2, h, w), got {tuple(logits.shape)} and ' f'{tuple(target.shape)}'
+        )
     logits, target = logits.float(), target.float()
     log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
     p = log_p.exp()
     pos = (target >= positive_threshold).float()
     pos_loss = -((1.0 - p) ** alpha) * log_p * pos
-    neg_loss = -((1.0 - target) ** beta) * (p ** alpha) * log_not_p * (1.0 - pos)
+    neg_loss = -((1.0 - target) ** beta) * (p**alpha) * log_not_p * (1.0 - pos)
     per_map = (pos_loss + neg_loss).sum(dim=(-2, -1)) / pos.sum(dim=(-2, -1)).clamp_min(1.0)
     return per_map.mean()
 
@@ -91,13 +110,14 @@ def peak_positions(center_targets: torch.Tensor) -> torch.Tensor:
     return torch.stack([flat // w, flat % w], dim=-1)
 
 
-def select_hand_params(outputs: dict, center_targets: torch.Tensor, valid: torch.Tensor,
-                       decode_config: DecodeConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def select_hand_params(
+    outputs: dict, center_targets: torch.Tensor, valid: torch.Tensor, decode_config: DecodeConfig | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 2, 109) parameters per side as the decoder would output them for the ground-truth hands, and
     the (B, 2) prior coefficient used. Peak mode reads the maps at the GT centres."""
     config = decode_config or DecodeConfig()
     params, prior = outputs['params'], outputs['prior']
-    peaks = peak_positions(center_targets)                         # (B, 2, 2)
+    peaks = peak_positions(center_targets)  # (B, 2, 2)
     b_idx = torch.arange(params.shape[0], device=params.device)
     if params.dim() == 5:
         per_side, prior_side = [], []
@@ -105,7 +125,7 @@ def select_hand_params(outputs: dict, center_targets: torch.Tensor, valid: torch
             y, x = peaks[:, side, 0], peaks[:, side, 1]
             oy, ox = peaks[:, 1 - side, 0], peaks[:, 1 - side, 1]
             per_side.append(params[b_idx, side, :, y, x])
-            prior_side.append(prior[b_idx, side, :, oy, ox])         # inverse query: read at the other centre
+            prior_side.append(prior[b_idx, side, :, oy, ox])  # inverse query: read at the other centre
         params, prior = torch.stack(per_side, 1), torch.stack(prior_side, 1)
     map_size = center_targets.shape[-1]
     radius = config.prior_radius if config.prior_radius is not None else map_size / 2.0
@@ -119,8 +139,9 @@ def select_hand_params(outputs: dict, center_targets: torch.Tensor, valid: torch
                 scales = params[i, :, 0].detach()
                 k_own = kernel_from_cam_scale(float(scales[side]), map_size, config.hand_extent_m)
                 k_other = kernel_from_cam_scale(float(scales[1 - side]), map_size, config.hand_extent_m)
-            coeff[i, side] = interaction_coefficient(float(distance[i]), config.prior_gate, radius, k_own, k_other,
-                                                     config.prior_gamma)
+            coeff[i, side] = interaction_coefficient(
+                float(distance[i]), config.prior_gate, radius, k_own, k_other, config.prior_gamma
+            )
     fused = torch.cat([params[..., :3], params[..., 3:] + coeff[..., None] * prior], dim=-1)
     return fused, coeff
 
@@ -206,10 +227,16 @@ class ACRLoss(torch.nn.Module):
         gt_mats = rotations.axis_angle_to_matrix(gt_aa.reshape(n, 16, 3))
         betas = p[:, 99:109]
         # Real samples: MANO targets only where the dataset has them; joints only where annotated.
-        has_mano = batch['has_mano'][b_idx, s_idx].bool() if 'has_mano' in batch else torch.ones(n, dtype=torch.bool,
-                                                                                                    device=p.device)
-        jvalid = (batch['joints_valid'][b_idx, s_idx].bool() if 'joints_valid' in batch
-                  else torch.ones(n, 21, dtype=torch.bool, device=p.device))
+        has_mano = (
+            batch['has_mano'][b_idx, s_idx].bool()
+            if 'has_mano' in batch
+            else torch.ones(n, dtype=torch.bool, device=p.device)
+        )
+        jvalid = (
+            batch['joints_valid'][b_idx, s_idx].bool()
+            if 'joints_valid' in batch
+            else torch.ones(n, 21, dtype=torch.bool, device=p.device)
+        )
         terms = {}
         if has_mano.any():
             terms['pose'] = self._l2(mats[has_mano], gt_mats[has_mano])
@@ -227,28 +254,32 @@ class ACRLoss(torch.nn.Module):
                 out = self.hand_model(SIDES[side], aa[sel, 0], aa[sel, 1:].reshape(len(sel), 45), betas[sel])
                 joints = joints.index_put((sel,), out['joints'].to(p.dtype))
                 if mesh_wanted:
-                    has = (batch['has_vertices'][b_idx[sel], side].bool() if 'has_vertices' in batch
-                           else torch.ones(len(sel), dtype=torch.bool, device=p.device))
+                    has = (
+                        batch['has_vertices'][b_idx[sel], side].bool()
+                        if 'has_vertices' in batch
+                        else torch.ones(len(sel), dtype=torch.bool, device=p.device)
+                    )
                     if has.any():
                         gt_verts = batch['vertices'][b_idx[sel][has], side]
-                        mesh_parts.append((self._mesh_terms(out['vertices'][has], gt_verts, SIDES[side]),
-                                           int(has.sum())))
-        if mesh_parts:          # hand-count weighted mean over the two sides
+                        mesh_parts.append(
+                            (self._mesh_terms(out['vertices'][has], gt_verts, SIDES[side]), int(has.sum()))
+                        )
+        if mesh_parts:  # hand-count weighted mean over the two sides
             total = sum(count for _, count in mesh_parts)
             for name in ('edge', 'normal'):
                 if w[name] > 0:
                     terms[name] = sum(part[name] * count for part, count in mesh_parts) / total
         root = ROOT_MIDDLE_MCP
-        pred_rel = joints - joints[:, root:root + 1]
+        pred_rel = joints - joints[:, root : root + 1]
         gt = batch['joints_3d'][b_idx, s_idx]
-        gt_rel = gt - gt[:, root:root + 1]
+        gt_rel = gt - gt[:, root : root + 1]
         proj = p[:, 0, None, None] * pred_rel[..., :2] + p[:, None, 1:3]
         terms['pj2d'] = self._points(proj, batch['joints_2d'][b_idx, s_idx], batch['joints_vis'][b_idx, s_idx])
-        jvalid = jvalid & jvalid[:, root:root + 1]          # relative joints need a valid root
+        jvalid = jvalid & jvalid[:, root : root + 1]  # relative joints need a valid root
         if not jvalid.any():
             return terms
         terms['j3d'] = self._points(pred_rel, gt_rel, jvalid)
-        full = jvalid.all(dim=1)                            # Procrustes needs every joint of the hand
+        full = jvalid.all(dim=1)  # Procrustes needs every joint of the hand
         if full.any():
             terms['paj3d'] = self._points(_aligned_fixed(pred_rel[full], gt_rel[full]), gt_rel[full])
         parent, child = _BONE_PARENT.to(p.device), _BONE_CHILD.to(p.device)

@@ -1,6 +1,7 @@
 """The run record both trainers write into their output folder: ``train_log.csv`` (one row per logged step),
 ``metrics.csv`` (ACR: per evaluation) and ``manifest.json`` (weights file and its sha256, description, time,
 config, data, metrics, environment, plus each trainer's own entries)."""
+
 from __future__ import annotations
 
 import csv
@@ -49,13 +50,14 @@ class CsvLog(Hook):
     def on_step(self, state: LoopState, record: dict) -> None:
         if state.step % self.every:
             return
-        if not self._header_checked:        # the first row checks the header; later ones only append
+        if not self._header_checked:  # the first row checks the header; later ones only append
             append_csv(self.path, self.fields, record)
             self._header_checked = True
             return
         with open(self.path, 'a', newline='') as f:
             csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore').writerow(
-                {k: record.get(k, '') for k in self.fields})
+                {k: record.get(k, '') for k in self.fields}
+            )
 
 
 def utc_now() -> str:
@@ -66,13 +68,23 @@ def environment(device: Any) -> dict:
     return {'torch': torch.__version__, 'python': platform.python_version(), 'device': str(device)}
 
 
-def manifest(weights: Path, description: str, config: dict, data: dict, metrics: dict, device: Any,
-             **entries: Any) -> dict:
+def manifest(
+    weights: Path, description: str, config: dict, data: dict, metrics: dict, device: Any, **entries: Any
+) -> dict:
     """The entries every run's manifest has, then the trainer's own (``entries``)."""
     from hand_recon_ros.runtime import sha256_of
-    return {'weights': weights.name, 'sha256': sha256_of(weights), 'description': description,
-            'created_utc': utc_now(), 'config': config, 'data': data, 'metrics': metrics,
-            'environment': environment(device), **entries}
+
+    return {
+        'weights': weights.name,
+        'sha256': sha256_of(weights),
+        'description': description,
+        'created_utc': utc_now(),
+        'config': config,
+        'data': data,
+        'metrics': metrics,
+        'environment': environment(device),
+        **entries,
+    }
 
 
 def write_manifest(out_dir: Path, record: dict) -> Path:
@@ -85,6 +97,7 @@ def training_stages(init_weights, this_stage: dict) -> list[dict]:
     """The chain of runs that produced a model, oldest first: the warm-start file's own run (read from the
     ``manifest.json`` beside it, when there is one) and then ``this_stage``."""
     from hand_recon_ros.runtime import sha256_of
+
     if not init_weights:
         return [this_stage]
     init_weights = Path(init_weights)
@@ -95,12 +108,18 @@ def training_stages(init_weights, this_stage: dict) -> list[dict]:
     if parent is not None and parent.get('sha256') == sha256_of(init_weights):
         if parent.get('stages'):
             earlier = list(parent['stages'])
-        else:       # a run from before stages were recorded
+        else:  # a run from before stages were recorded
             batch = ((parent.get('config') or {}).get('optim') or {}).get('batch_size')
             steps = parent.get('steps')
-            earlier = [{'config_source': (parent.get('config') or {}).get('config_source'), 'steps': steps,
-                        'samples': steps * batch * parent.get('world_size', 1) if steps and batch else None,
-                        'created_utc': parent.get('created_utc'), 'sha256': parent.get('sha256')}]
+            earlier = [
+                {
+                    'config_source': (parent.get('config') or {}).get('config_source'),
+                    'steps': steps,
+                    'samples': steps * batch * parent.get('world_size', 1) if steps and batch else None,
+                    'created_utc': parent.get('created_utc'),
+                    'sha256': parent.get('sha256'),
+                }
+            ]
     else:
         earlier = _exported_stages(init_weights)
     return earlier + [this_stage]
@@ -110,6 +129,7 @@ def _exported_stages(weights: Path) -> list[dict]:
     """Stages of an exported model (``export`` writes them into the JSON beside the weights, e.g. the shipped
     ``models/acr_default.json``); weights from elsewhere: only their hash is known."""
     from hand_recon_ros.runtime import sha256_of
+
     digest = sha256_of(weights)
     try:
         extra = json.loads(weights.with_suffix('.json').read_text()).get('extra') or {}

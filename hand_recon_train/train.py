@@ -7,6 +7,7 @@ with ``--resume``), and at the end ``model.safetensors`` + ``model.json`` (hand_
 hand_recon_train.train ...`` (gloo on CPU, NCCL on CUDA); rank 0 writes every file. The config schema is
 ``hand_recon_train.config.TrainConfig``; the loop is ``hand_recon_train.loop.run_loop`` with the hooks below.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,16 @@ from .losses import LOSS_TERMS, ACRLoss, LossConfig
 from .run_record import CsvLog, append_csv, manifest, training_stages, write_manifest
 from .synth import GENERATOR_VERSION, SynthConfig, SynthDataset
 
-__all__ = ['CONFIG_DIR', 'build_model', 'load_config', 'load_checkpoint', 'main', 'save_checkpoint', 'train',
-           'training_stages']
+__all__ = [
+    'CONFIG_DIR',
+    'build_model',
+    'load_config',
+    'load_checkpoint',
+    'main',
+    'save_checkpoint',
+    'train',
+    'training_stages',
+]
 
 LOG_FIELDS = ['epoch', 'step', 'lr', 'seconds', 'total', *LOSS_TERMS]
 
@@ -57,6 +66,7 @@ def build_model(config: TrainConfig, resume: Any = None) -> tuple[torch.nn.Modul
     pretrained = None
     if mcfg.pretrained and not config.train.init_weights and resume is None:
         from hand_recon_ros.acr.pretrained import load_pretrained_backbone
+
         pretrained = load_pretrained_backbone(model)
     return model, pretrained
 
@@ -67,8 +77,10 @@ def _plot(out_dir: Path) -> Path | None:
     if not log.is_file():
         return None
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     with open(log) as f:
         rows = list(csv.DictReader(f))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -107,9 +119,11 @@ def _distributed() -> tuple[int, int, int]:
 
 def _device(name: str, world: int, local_rank: int) -> torch.device:
     from hand_recon_ros.runtime import resolve_device
+
     device = resolve_device(name)
     if world > 1:
         import torch.distributed as dist
+
         if device.type == 'cuda':
             device = torch.device('cuda', local_rank)
             torch.cuda.set_device(device)
@@ -134,10 +148,20 @@ def _training_data(synth_set, dcfg: Any, seed: int, model, world: int, rank: int
     if not real_sources:
         data = maybe_augment(synth_set, 0)
         if world > 1:
-            return data, DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=seed), \
-                epoch_aware, real_sources, augment
-        return data, RandomSampler(data, generator=torch.Generator().manual_seed(seed)), epoch_aware, \
-            real_sources, augment
+            return (
+                data,
+                DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=seed),
+                epoch_aware,
+                real_sources,
+                augment,
+            )
+        return (
+            data,
+            RandomSampler(data, generator=torch.Generator().manual_seed(seed)),
+            epoch_aware,
+            real_sources,
+            augment,
+        )
     parts, weights = [], []
     if dcfg.synth_weight > 0:
         parts.append(HarmonizedDataset(maybe_augment(synth_set, 0), 0, num_vertices))
@@ -150,15 +174,25 @@ def _training_data(synth_set, dcfg: Any, seed: int, model, world: int, rank: int
     return ConcatDataset(parts), sampler, epoch_aware, real_sources, augment
 
 
-def _train_loader(data: Any, sampler: Any, config: TrainConfig, device: torch.device, world: int,
-                  epoch_aware_workers: bool) -> DataLoader:
+def _train_loader(
+    data: Any, sampler: Any, config: TrainConfig, device: torch.device, world: int, epoch_aware_workers: bool
+) -> DataLoader:
     workers, batch_size = config.data.num_workers, config.optim.batch_size
     # epoch-dependent augmentation must reach the workers: they are re-created each epoch then
-    loader = DataLoader(data, sampler=sampler, batch_size=batch_size, num_workers=workers, drop_last=True,
-                        pin_memory=device.type == 'cuda', persistent_workers=workers > 0 and not epoch_aware_workers)
+    loader = DataLoader(
+        data,
+        sampler=sampler,
+        batch_size=batch_size,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=device.type == 'cuda',
+        persistent_workers=workers > 0 and not epoch_aware_workers,
+    )
     if len(loader) == 0:
-        raise ValueError(f'data.train_size ({config.data.train_size}) is smaller than one batch per process '
-                         f'({batch_size} x {world})')
+        raise ValueError(
+            f'data.train_size ({config.data.train_size}) is smaller than one batch per process '
+            f'({batch_size} x {world})'
+        )
     return loader
 
 
@@ -172,6 +206,7 @@ class _Progress(Hook):
         if not self.enabled:
             return loader
         from tqdm import tqdm
+
         self.bar = tqdm(loader, desc=f'epoch {epoch}', leave=False, dynamic_ncols=True, disable=None)
         return self.bar
 
@@ -192,8 +227,16 @@ class _ValidateAndCheckpoint(Hook):
     """Every ``train.eval_every`` epochs, after the last one and when the run stops early: the held-out metrics
     (``metrics.csv``), the resumable checkpoint and ``loss.png``."""
 
-    def __init__(self, config: TrainConfig, out_dir: Path, model: torch.nn.Module, optimizer: Any,
-                 validate: typing.Callable[[], dict], pretrained: dict | None, start_epoch: int) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: Path,
+        model: torch.nn.Module,
+        optimizer: Any,
+        validate: typing.Callable[[], dict],
+        pretrained: dict | None,
+        start_epoch: int,
+    ) -> None:
         self.config, self.out_dir, self.model, self.optimizer = config, out_dir, model, optimizer
         self.validate, self.pretrained, self.start_epoch = validate, pretrained, start_epoch
         self.metrics: dict = {}
@@ -203,43 +246,90 @@ class _ValidateAndCheckpoint(Hook):
         if not (state.stop or epoch + 1 == self.config.optim.epochs or (epoch + 1 - self.start_epoch) % every == 0):
             return
         self.metrics = self.validate()
-        append_csv(self.out_dir / 'metrics.csv', ['epoch', 'step', *METRIC_KEYS],
-                   {'epoch': epoch, 'step': state.step, **self.metrics})
-        save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.model, self.optimizer,
-                        {'next_epoch': epoch + 1, 'step': state.step, 'config': self.config.to_dict(),
-                         'pretrained_backbone': self.pretrained})
+        append_csv(
+            self.out_dir / 'metrics.csv',
+            ['epoch', 'step', *METRIC_KEYS],
+            {'epoch': epoch, 'step': state.step, **self.metrics},
+        )
+        save_checkpoint(
+            self.out_dir / CHECKPOINT_NAME,
+            self.model,
+            self.optimizer,
+            {
+                'next_epoch': epoch + 1,
+                'step': state.step,
+                'config': self.config.to_dict(),
+                'pretrained_backbone': self.pretrained,
+            },
+        )
         _plot(self.out_dir)
-        print(f'epoch {epoch} step {state.step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in self.metrics.items()),
-              flush=True)
+        print(
+            f'epoch {epoch} step {state.step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in self.metrics.items()),
+            flush=True,
+        )
 
 
-def _export(config: TrainConfig, out_dir: Path, model: Any, hand_model: Any, synth: SynthConfig, steps: int,
-            metrics: dict, extra: dict) -> Path:
+def _export(
+    config: TrainConfig,
+    out_dir: Path,
+    model: Any,
+    hand_model: Any,
+    synth: SynthConfig,
+    steps: int,
+    metrics: dict,
+    extra: dict,
+) -> Path:
     """``model.safetensors`` + ``model.json`` and the run's ``manifest.json`` (with the chain of stages)."""
     from hand_recon_ros.acr.weights import save_acr
+
     dcfg = config.data
     real_sources, augment = extra['real'], extra['augment']
     weights_path = out_dir / 'model.safetensors'
     real_names = ' + '.join(src['type'] for src in real_sources)
-    description = (f"ACR {config.model.preset}@{model.config.input_size} trained on synthetic data "
-                   f"({GENERATOR_VERSION}, {hand_model.identity})" + (f' + {real_names}' if real_names else '')
-                   + f'; {steps} steps' + (' with augmentation' if augment.enabled else ''))
+    description = (
+        f'ACR {config.model.preset}@{model.config.input_size} trained on synthetic data '
+        f'({GENERATOR_VERSION}, {hand_model.identity})'
+        + (f' + {real_names}' if real_names else '')
+        + f'; {steps} steps'
+        + (' with augmentation' if augment.enabled else '')
+    )
     save_acr(model, weights_path, extra={'description': description, 'metrics': metrics})
-    data = {'generator': GENERATOR_VERSION, 'synth_config': synth.to_dict(),
-            'synth_config_hash': synth.config_hash(), 'hand_model': hand_model.identity,
-            'hand_model_is_standin': hand_model.is_standin,
-            'train': {'seed': dcfg.train_seed, 'size': dcfg.train_size},
-            'val': {'seed': dcfg.val_seed, 'size': dcfg.val_size},
-            'augment': dataclasses.asdict(augment) if augment.enabled else None,
-            'real': real_sources, 'synth_weight': dcfg.synth_weight if real_sources else None}
-    record = manifest(weights_path, description, config.to_dict(), data, metrics, extra['device'],
-                      # ImageNet initialisation of the backbone (hand_recon_ros.acr.pretrained), None when not used
-                      pretrained_backbone=extra['pretrained'], steps=steps, skipped_steps=extra['skipped_steps'],
-                      world_size=extra['world'])
-    record['stages'] = training_stages(config.train.init_weights, {
-        'config_source': config.config_source, 'steps': steps,
-        'samples': steps * config.optim.batch_size * extra['world'], 'created_utc': record['created_utc'],
-        'sha256': record['sha256'], 'pretrained_backbone': extra['pretrained']})
+    data = {
+        'generator': GENERATOR_VERSION,
+        'synth_config': synth.to_dict(),
+        'synth_config_hash': synth.config_hash(),
+        'hand_model': hand_model.identity,
+        'hand_model_is_standin': hand_model.is_standin,
+        'train': {'seed': dcfg.train_seed, 'size': dcfg.train_size},
+        'val': {'seed': dcfg.val_seed, 'size': dcfg.val_size},
+        'augment': dataclasses.asdict(augment) if augment.enabled else None,
+        'real': real_sources,
+        'synth_weight': dcfg.synth_weight if real_sources else None,
+    }
+    record = manifest(
+        weights_path,
+        description,
+        config.to_dict(),
+        data,
+        metrics,
+        extra['device'],
+        # ImageNet initialisation of the backbone (hand_recon_ros.acr.pretrained), None when not used
+        pretrained_backbone=extra['pretrained'],
+        steps=steps,
+        skipped_steps=extra['skipped_steps'],
+        world_size=extra['world'],
+    )
+    record['stages'] = training_stages(
+        config.train.init_weights,
+        {
+            'config_source': config.config_source,
+            'steps': steps,
+            'samples': steps * config.optim.batch_size * extra['world'],
+            'created_utc': record['created_utc'],
+            'sha256': record['sha256'],
+            'pretrained_backbone': extra['pretrained'],
+        },
+    )
     write_manifest(out_dir, record)
     return weights_path
 
@@ -261,10 +351,12 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
     model, pretrained = build_model(config, resume)
     model = model.to(device)
     synth = SynthConfig.from_dict({**dcfg.synth, 'image_size': model.config.input_size})
-    train_set = SynthDataset(synth, seed=dcfg.train_seed, length=dcfg.train_size,
-                             normalization=model.normalization, cache_dir=dcfg.cache_dir)
-    val_set = SynthDataset(synth, seed=dcfg.val_seed, length=dcfg.val_size,
-                           normalization=model.normalization, cache_dir=dcfg.cache_dir)
+    train_set = SynthDataset(
+        synth, seed=dcfg.train_seed, length=dcfg.train_size, normalization=model.normalization, cache_dir=dcfg.cache_dir
+    )
+    val_set = SynthDataset(
+        synth, seed=dcfg.val_seed, length=dcfg.val_size, normalization=model.normalization, cache_dir=dcfg.cache_dir
+    )
     hand_model = load_hand_model(device=device)
     decode_config = config.decode_config()
     loss_fn = ACRLoss(hand_model, LossConfig.from_dict(config.loss), decode_config)
@@ -274,21 +366,24 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
     if tcfg.init_weights and resume is None:
         # warm start (e.g. the synthetic model before real data): weights only, a fresh optimiser and schedule
         from hand_recon_ros.acr.weights import load_state_dict_into
+
         load_state_dict_into(model, tcfg.init_weights)
     if resume is not None:
         saved = load_checkpoint(Path(resume), model, optimizer)
         state = LoopState(epoch=int(saved['next_epoch']), step=int(saved['step']))
-        pretrained = saved.get('pretrained_backbone')      # the interrupted run's initialisation
+        pretrained = saved.get('pretrained_backbone')  # the interrupted run's initialisation
     start_epoch = state.epoch
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
+
         # every parameter gets a gradient (see the zero-weighted image-feature term below), so DDP needs no
         # unused-parameter search
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
 
     train_data, sampler, epoch_aware, real_sources, augment = _training_data(
-        train_set, dcfg, tcfg.seed, model, world, rank, hand_model.num_vertices)
+        train_set, dcfg, tcfg.seed, model, world, rank, hand_model.num_vertices
+    )
     loader = _train_loader(train_data, sampler, config, device, world, epoch_aware_workers=bool(epoch_aware))
     val_loader = DataLoader(val_set, batch_size=ocfg.batch_size, num_workers=0)
 
@@ -304,7 +399,7 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
         if isinstance(sampler, (DistributedSampler, MixtureSampler)):
             sampler.set_epoch(epoch)
         else:
-            sampler.generator.manual_seed(tcfg.seed * 100003 + epoch)    # same order on resume
+            sampler.generator.manual_seed(tcfg.seed * 100003 + epoch)  # same order on resume
         for dataset in epoch_aware:
             dataset.set_epoch(epoch)
         net.train()
@@ -342,21 +437,45 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
     hooks: list[Hook] = []
     checkpoints = _ValidateAndCheckpoint(config, out_dir, model, optimizer, validate, pretrained, start_epoch)
     if rank == 0:
-        hooks += [CsvLog(out_dir / 'train_log.csv', LOG_FIELDS, every=tcfg.log_every), progress, _FiniteLoss(),
-                  checkpoints]
+        hooks += [
+            CsvLog(out_dir / 'train_log.csv', LOG_FIELDS, every=tcfg.log_every),
+            progress,
+            _FiniteLoss(),
+            checkpoints,
+        ]
     else:
         hooks += [_FiniteLoss()]
     state = run_loop(step, batches, range(start_epoch, ocfg.epochs), hooks, max_steps=tcfg.max_steps, state=state)
 
-    result = {'out_dir': str(out_dir), 'metrics': checkpoints.metrics, 'history': history, 'model': None,
-              'skipped_steps': skipped[0]}
+    result = {
+        'out_dir': str(out_dir),
+        'metrics': checkpoints.metrics,
+        'history': history,
+        'model': None,
+        'skipped_steps': skipped[0],
+    }
     if rank == 0:
-        weights = _export(config, out_dir, model, hand_model, synth, state.step, checkpoints.metrics,
-                          {'real': real_sources, 'augment': augment, 'device': device, 'pretrained': pretrained,
-                           'skipped_steps': skipped[0], 'world': world})
+        weights = _export(
+            config,
+            out_dir,
+            model,
+            hand_model,
+            synth,
+            state.step,
+            checkpoints.metrics,
+            {
+                'real': real_sources,
+                'augment': augment,
+                'device': device,
+                'pretrained': pretrained,
+                'skipped_steps': skipped[0],
+                'world': world,
+            },
+        )
         result['model'] = str(weights)
     if world > 1:
         import torch.distributed as dist
+
         dist.barrier()
         dist.destroy_process_group()
     return result
@@ -364,13 +483,21 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description='Train ACR on synthetic two-hand data.')
-    parser.add_argument('--config', default='tiny_cpu',
-                        help='YAML file or a name in hand_recon_train/configs (tiny_cpu, light_synthetic)')
+    parser.add_argument(
+        '--config',
+        default='tiny_cpu',
+        help='YAML file or a name in hand_recon_train/configs (tiny_cpu, light_synthetic)',
+    )
     parser.add_argument('--resume', default=None, help='checkpoint file or run folder to continue from')
     parser.add_argument('--out-dir', default=None, help='overrides train.out_dir')
     parser.add_argument('--max-steps', type=int, default=None, help='stop after this many steps (smoke runs)')
-    parser.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',
-                        help='override one config value (YAML syntax), repeatable')
+    parser.add_argument(
+        '--set',
+        action='append',
+        default=[],
+        metavar='SECTION.KEY=VALUE',
+        help='override one config value (YAML syntax), repeatable',
+    )
     args = parser.parse_args(argv)
     overrides = list(args.set)
     if args.out_dir is not None:

@@ -23,6 +23,7 @@ Output folder: ``refiner.safetensors`` + ``refiner.json`` (hand_recon_ros.refine
 ``load_refiner_weights(refiner, joint_head, path)`` or ``build_from_weights(path, hand_model)``),
 ``train_log.csv`` (per step), ``manifest.json`` (sha256, config, data, metrics).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,21 @@ from .config import IhmrConfig, InitSection, PairDataSection, build_config, load
 from .loop import Hook, LoopState, run_loop
 from .run_record import CsvLog, manifest, write_manifest
 
-__all__ = ['load_ihmr_config', 'as_ihmr_config', 'build_acr_for_features', 'prepare_split', 'train_joint_head',
-           'joint_head_outputs', 'stage_loss', 'apply_stage', 'train_stage', 'evaluate_refiner', 'train_ihmr',
-           'load_refiner_weights', 'main']
+__all__ = [
+    'load_ihmr_config',
+    'as_ihmr_config',
+    'build_acr_for_features',
+    'prepare_split',
+    'train_joint_head',
+    'joint_head_outputs',
+    'stage_loss',
+    'apply_stage',
+    'train_stage',
+    'evaluate_refiner',
+    'train_ihmr',
+    'load_refiner_weights',
+    'main',
+]
 
 # touching pairs ('close') and near ones ('interacting'); both give the refiner something to separate
 CLOSE_INTERACTION = {'interacting': 0.4, 'close': 0.6}
@@ -78,6 +91,7 @@ def build_acr_for_features(config: IhmrConfig, device) -> Any:
     """The frozen ACR network: ``acr.weights`` when given, else a seeded untrained ``acr.preset``."""
     from hand_recon_ros.acr.network import build_acr
     from hand_recon_ros.acr.weights import load_acr
+
     acfg = config.acr
     if acfg.weights:
         network = load_acr(acfg.weights)
@@ -89,9 +103,15 @@ def build_acr_for_features(config: IhmrConfig, device) -> Any:
 
 def _gt_vector(batch, rows):
     """(N, 122) two-hand vectors of the ground truth (wrist = joint 0 in the camera frame)."""
+
     def side(s):
-        return (batch['global_orient'][rows, s], batch['hand_pose'][rows, s], batch['betas'][rows, s],
-                batch['joints_3d'][rows, s, ROOT_WRIST])
+        return (
+            batch['global_orient'][rows, s],
+            batch['hand_pose'][rows, s],
+            batch['betas'][rows, s],
+            batch['joints_3d'][rows, s, ROOT_WRIST],
+        )
+
     (ol, pl, bl, wl), (orr, pr, br, wr) = side(0), side(1)
     return torch.cat([wl - wr, ol, orr, pl, pr, bl, br, 0.5 * (wl + wr)], dim=1).float()
 
@@ -115,11 +135,13 @@ def _perturbed(gt_vec: torch.Tensor, indices, cfg: InitSection) -> torch.Tensor:
 def _acr_initial(reconstructor, side_params, batch, rows):
     """Initial vectors from ACR's parameters through the pipeline's camera solve; None where a hand drops."""
     from hand_recon_ros.refine.factors import TwoHandState
+
     size = batch['image'].shape[-1]
     out = []
     for b in rows.tolist():
-        hands = reconstructor.hands_from_params(side_params[b].float().cpu(), list(SIDES), [1.0, 1.0], (size, size),
-                                                batch['K'][b].double().cpu().numpy())
+        hands = reconstructor.hands_from_params(
+            side_params[b].float().cpu(), list(SIDES), [1.0, 1.0], (size, size), batch['K'][b].double().cpu().numpy()
+        )
         state = TwoHandState.from_hand_results(hands)
         out.append(state.to_vector()[0] if state.is_pair else None)
     return out
@@ -127,6 +149,7 @@ def _acr_initial(reconstructor, side_params, batch, rows):
 
 def _synth_config(dcfg: PairDataSection, image_size: int) -> Any:
     from .synth import SynthConfig
+
     return SynthConfig.from_dict({'scene_weights': dict(CLOSE_INTERACTION), **dcfg.synth, 'image_size': image_size})
 
 
@@ -143,12 +166,12 @@ def prepare_split(config: IhmrConfig, seed: int, size: int, network, hand_model,
 
     dcfg = config.data
     synth = _synth_config(dcfg, network.config.input_size)
-    data = SynthDataset(synth, seed=seed, length=size, normalization=network.normalization,
-                        cache_dir=dcfg.cache_dir)
+    data = SynthDataset(synth, seed=seed, length=size, normalization=network.normalization, cache_dir=dcfg.cache_dir)
     loader = DataLoader(data, batch_size=config.acr.batch_size, num_workers=0)
     reconstructor = None
     if config.init.source == 'acr':
         from hand_recon_ros.pipeline import HandReconstructor
+
         reconstructor = HandReconstructor(network, hand_model, device, refine=False)
     keep = {k: [] for k in ('feature', 'side_params', 'init_vec', 'gt_vec', 'joints_3d', 'joints_2d', 'index')}
     dropped = 0
@@ -158,8 +181,9 @@ def prepare_split(config: IhmrConfig, seed: int, size: int, network, hand_model,
         if len(rows) == 0:
             continue
         outputs = {k: v.float() for k, v in network(batch['image'].to(device)).items()}
-        side_params, _ = select_hand_params(outputs, batch['center_maps'].to(device), batch['valid'].to(device),
-                                            network.config.decode)
+        side_params, _ = select_hand_params(
+            outputs, batch['center_maps'].to(device), batch['valid'].to(device), network.config.decode
+        )
         gt_vec = _gt_vector(batch, rows)
         if reconstructor is None:
             init = list(_perturbed(gt_vec, batch['index'][rows].tolist(), config.init))
@@ -177,14 +201,17 @@ def prepare_split(config: IhmrConfig, seed: int, size: int, network, hand_model,
             keep['joints_2d'].append(batch['joints_2d'][b].float())
             keep['index'].append(batch['index'][b])
     if not keep['index']:
-        raise ValueError(f'no usable close two-hand sample in {size} samples of seed {seed} '
-                         f'({dropped} dropped by the camera solve): raise data sizes or check init.source')
+        raise ValueError(
+            f'no usable close two-hand sample in {size} samples of seed {seed} '
+            f'({dropped} dropped by the camera solve): raise data sizes or check init.source'
+        )
     split = {k: torch.stack(v) for k, v in keep.items()}
     penetrating = 0
     if dcfg.drop_penetrating_gt:
         # the generator's "apart" test samples vertices, so a few ground-truth pairs still interpenetrate
         # (measured: 3 of 40, up to 15 mm); a target inside the other hand would fight the collision term
         from hand_recon_ros.refine.collision import TwoHandCollision
+
         meshes = forward_hands(hand_model, split['gt_vec'].to(hand_model.device))
         coll = TwoHandCollision(hand_model).errors(meshes['left'][0], meshes['right'][0])
         free = torch.as_tensor(coll == 0)
@@ -207,9 +234,11 @@ def _head_targets(split):
 
 
 def _head_loss(out, target, weights):
-    terms = {'j3d': (out['joints_3d'] - target['joints_3d']).norm(dim=-1).mean(),
-             'j2d': (out['joints_2d'] - target['joints_2d']).abs().mean(),
-             'relative': (out['relative_translation'] - target['relative']).norm(dim=-1).mean()}
+    terms = {
+        'j3d': (out['joints_3d'] - target['joints_3d']).norm(dim=-1).mean(),
+        'j2d': (out['joints_2d'] - target['joints_2d']).abs().mean(),
+        'relative': (out['relative_translation'] - target['relative']).norm(dim=-1).mean(),
+    }
     return sum(getattr(weights, k) * v for k, v in terms.items()), {k: float(v.detach()) for k, v in terms.items()}
 
 
@@ -225,9 +254,11 @@ def joint_head_outputs(joint_head, split, use_side_params: bool, batch_size: int
 
 def _row_batches(n: int, batch_size: int, gen: torch.Generator) -> Callable[[int], Any]:
     """The loop's batch source over a split held in memory: each epoch a fresh permutation of its rows."""
+
     def batches(epoch: int) -> Any:
         order = torch.randperm(n, generator=gen)
-        return (order[start:start + batch_size] for start in range(0, n, batch_size))
+        return (order[start : start + batch_size] for start in range(0, n, batch_size))
+
     return batches
 
 
@@ -265,12 +296,15 @@ def _head_from_vec(vec, hand_model):
     """Verifier-style target dict from a two-hand vector (wrist-relative joints + wrist-to-wrist)."""
     meshes = forward_hands(hand_model, vec)
     jl, jr = meshes['left'][1], meshes['right'][1]
-    return {'joints_3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], dim=1),
-            'relative_translation': jl[:, 0] - jr[:, 0]}
+    return {
+        'joints_3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], dim=1),
+        'relative_translation': jl[:, 0] - jr[:, 0],
+    }
 
 
-def stage_loss(refiner, factor: str, cand: torch.Tensor, target_vec: torch.Tensor, target_head: dict,
-               weights: dict) -> tuple[torch.Tensor, dict]:
+def stage_loss(
+    refiner, factor: str, cand: torch.Tensor, target_vec: torch.Tensor, target_head: dict, weights: dict
+) -> tuple[torch.Tensor, dict]:
     """IHMR's supervised stage loss of a candidate (B, 122) vs the targets: factor parameters (rotation
     matrices for orientations / finger poses, L1 for betas; the translation stage's parameter IS the
     translation term), mean squared 3D joint distance in the right-wrist frame, squared wrist-to-wrist
@@ -289,9 +323,12 @@ def stage_loss(refiner, factor: str, cand: torch.Tensor, target_vec: torch.Tenso
         gt = rotations.axis_angle_to_matrix(extract_factor(target_vec, factor).reshape(-1, 3))
         terms['param'] = ((pred - gt) ** 2).mean()
     terms['collision'] = refiner.collision.loss(vl, vr).mean()
-    w = {'j3d': weights.j3d_translation_stage if first else weights.j3d,
-         'trans': weights.trans_translation_stage if first else weights.trans,
-         'param': weights.param, 'collision': weights.collision}
+    w = {
+        'j3d': weights.j3d_translation_stage if first else weights.j3d,
+        'trans': weights.trans_translation_stage if first else weights.trans,
+        'param': weights.param,
+        'collision': weights.collision,
+    }
     total = sum(w[k] * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
@@ -325,14 +362,16 @@ def _mean_stage_loss(refiner, factor, vec, feature, target_vec, target_head, wei
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
             cand = refiner.propose(factor, vec[sl], feature[sl])
-            loss, _ = stage_loss(refiner, factor, cand, target_vec[sl], {k: v[sl] for k, v in target_head.items()},
-                                 weights)
+            loss, _ = stage_loss(
+                refiner, factor, cand, target_vec[sl], {k: v[sl] for k, v in target_head.items()}, weights
+            )
             total += float(loss.detach()) * len(cand)
     return total / n
 
 
-def train_stage(refiner, factor: str, vec, feature, target_vec, target_head, config: IhmrConfig,
-                hooks: typing.Sequence[Hook] = ()) -> dict:
+def train_stage(
+    refiner, factor: str, vec, feature, target_vec, target_head, config: IhmrConfig, hooks: typing.Sequence[Hook] = ()
+) -> dict:
     """Train one factor MLP (fresh Adam, ``refiner.lr``) on the stage inputs ``vec`` (already passed
     through the earlier stages). Returns {'loss_before', 'loss_after', 'steps'} (mean loss over ``vec``);
     ``hooks`` see each step's record (phase = the factor)."""
@@ -344,8 +383,9 @@ def train_stage(refiner, factor: str, vec, feature, target_vec, target_head, con
 
     def step(rows: torch.Tensor, state: LoopState) -> dict:
         cand = refiner.propose(factor, vec[rows], feature[rows])
-        loss, terms = stage_loss(refiner, factor, cand, target_vec[rows],
-                                 {k: v[rows] for k, v in target_head.items()}, weights)
+        loss, terms = stage_loss(
+            refiner, factor, cand, target_vec[rows], {k: v[rows] for k, v in target_head.items()}, weights
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if rcfg.grad_clip:
@@ -356,8 +396,13 @@ def train_stage(refiner, factor: str, vec, feature, target_vec, target_head, con
         return {'phase': factor, 'loss': float(loss.detach()), **terms}
 
     mlp.train()
-    state = run_loop(step, _row_batches(len(vec), rcfg.batch_size, gen), range(int(rcfg.epochs_per_stage)), hooks,
-                     max_steps=rcfg.max_steps_per_stage)
+    state = run_loop(
+        step,
+        _row_batches(len(vec), rcfg.batch_size, gen),
+        range(int(rcfg.epochs_per_stage)),
+        hooks,
+        max_steps=rcfg.max_steps_per_stage,
+    )
     mlp.eval()
     after = _mean_stage_loss(refiner, factor, vec, feature, target_vec, target_head, weights, rcfg.batch_size)
     return {'loss_before': before, 'loss_after': after, 'steps': state.step}
@@ -374,16 +419,25 @@ def _pair_metrics(hand_model, vec, joints_3d):
         verts = {s: hand_model.watertight_vertices(s, meshes[s][0][i].detach().cpu().double().numpy()) for s in SIDES}
         gt = {s: joints_3d[i, k].double().numpy() for k, s in enumerate(SIDES)}
         pen = metrics.penetration_from_depths(*_depths(verts, faces, nv))
-        rows.append({'mpjpe_mm': 0.5 * (metrics.mpjpe(pred['left'], gt['left'], root=ROOT_WRIST)
-                                         + metrics.mpjpe(pred['right'], gt['right'], root=ROOT_WRIST)),
-                     'i_mpjpe_mm': metrics.i_mpjpe(pred['left'], pred['right'], gt['left'], gt['right']),
-                     'ave_p_mm': pen['ave_p_mm'], 'max_p_mm': pen['max_p_mm'],
-                     'colliding': pen['n_inside'] > 0})
+        rows.append(
+            {
+                'mpjpe_mm': 0.5
+                * (
+                    metrics.mpjpe(pred['left'], gt['left'], root=ROOT_WRIST)
+                    + metrics.mpjpe(pred['right'], gt['right'], root=ROOT_WRIST)
+                ),
+                'i_mpjpe_mm': metrics.i_mpjpe(pred['left'], pred['right'], gt['left'], gt['right']),
+                'ave_p_mm': pen['ave_p_mm'],
+                'max_p_mm': pen['max_p_mm'],
+                'colliding': pen['n_inside'] > 0,
+            }
+        )
     return rows
 
 
 def _depths(verts, faces, nv):
     from hand_recon_ros.hand_model.penetration import penetration_depths
+
     # the wrist-cap centroid closes each mesh for the inside test but is not a hand vertex: report over the
     # model's vertices only (IHMR: 2 x 778 for MANO)
     da, db = penetration_depths(verts['left'], faces['left'], verts['right'], faces['right'])
@@ -413,10 +467,13 @@ def evaluate_refiner(refiner, joint_head, split: dict, use_side_params: bool = F
         after = _pair_metrics(hand_model, vec1, split['joints_3d'])
     target = _head_targets(split)
     head_err = (head['joints_3d'] - target['joints_3d']).norm(dim=-1).mean() * 1000.0
-    result = {'num_pairs': len(vec0), 'num_colliding_before': int(sum(r['colliding'] for r in before)),
-              'num_colliding_after': int(sum(r['colliding'] for r in after)),
-              'joint_head_mpjpe_mm': float(head_err),
-              'accept_rate': {f: float(accepted[:, i].mean()) for i, f in enumerate(refiner.factors)}}
+    result = {
+        'num_pairs': len(vec0),
+        'num_colliding_before': int(sum(r['colliding'] for r in before)),
+        'num_colliding_after': int(sum(r['colliding'] for r in after)),
+        'joint_head_mpjpe_mm': float(head_err),
+        'accept_rate': {f: float(accepted[:, i].mean()) for i, f in enumerate(refiner.factors)},
+    }
     for name, rows in (('before', before), ('after', after)):
         summary = metrics.summarize([{k: r[k] for k in EVAL_KEYS} for r in rows])
         result[name] = {k: summary[k] for k in EVAL_KEYS}
@@ -426,11 +483,13 @@ def evaluate_refiner(refiner, joint_head, split: dict, use_side_params: bool = F
 # ---------------------------------------------------------------------------------------------- run
 def _opt_targets(split, head_out, hand_model, steps: int, batch_size: int = 64):
     from hand_recon_ros.refine.optimize import OptConfig, optimize_batch
+
     outs = []
     for start in range(0, len(split['init_vec']), batch_size):
         sl = slice(start, start + batch_size)
-        vec, _, _ = optimize_batch(split['init_vec'][sl], {k: v[sl] for k, v in head_out.items()}, hand_model,
-                                   OptConfig(steps=int(steps)))
+        vec, _, _ = optimize_batch(
+            split['init_vec'][sl], {k: v[sl] for k, v in head_out.items()}, hand_model, OptConfig(steps=int(steps))
+        )
         outs.append(vec.detach().cpu())
     return torch.cat(outs)
 
@@ -467,8 +526,7 @@ def train_ihmr(config: IhmrConfig) -> dict:
     torch.manual_seed(int(tcfg.seed))
     hcfg, rcfg = config.joint_head, config.refiner
     joint_head = JointHead(feature_dim, hidden=tuple(hcfg.hidden), template=joint_template(hand_model)).to(device)
-    refiner = build_refiner(feature_dim, hand_model=hand_model, gate_m=float(rcfg.gate_m),
-                            hidden=tuple(rcfg.hidden))
+    refiner = build_refiner(feature_dim, hand_model=hand_model, gate_m=float(rcfg.gate_m), hidden=tuple(rcfg.hidden))
     head_record = train_joint_head(joint_head, train_split, config, log)
     head_out = joint_head_outputs(joint_head, train_split, hcfg.use_side_params)
 
@@ -486,42 +544,78 @@ def train_ihmr(config: IhmrConfig) -> dict:
         vec, accepted = apply_stage(refiner, factor, vec, feature, head_out)
         record['train_accept_rate'] = float(accepted.mean())
         stages[factor] = record
-        print(f"stage {factor}: loss {record['loss_before']:.4g} -> {record['loss_after']:.4g}, "
-              f"{record['steps']} steps, accepted on {100 * record['train_accept_rate']:.0f}% of the training pairs",
-              flush=True)
+        print(
+            f"stage {factor}: loss {record['loss_before']:.4g} -> {record['loss_after']:.4g}, "
+            f"{record['steps']} steps, accepted on {100 * record['train_accept_rate']:.0f}% of the training pairs",
+            flush=True,
+        )
     result_metrics = evaluate_refiner(refiner, joint_head, val_split, hcfg.use_side_params)
     result_metrics['untrained_refiner_after'] = baseline['after']
 
     synth = _synth_config(dcfg, input_size)
-    description = (f"IHMR-MLP refiner + joint head trained on synthetic close two-hand pairs ({GENERATOR_VERSION}, "
-                   f"{hand_model.identity}); init {config.init.source}, targets {config.targets.source}, "
-                   f"ACR features from {config.acr.weights or 'an UNTRAINED seeded ' + config.acr.preset}")
+    description = (
+        f"IHMR-MLP refiner + joint head trained on synthetic close two-hand pairs ({GENERATOR_VERSION}, "
+        f"{hand_model.identity}); init {config.init.source}, targets {config.targets.source}, "
+        f"ACR features from {config.acr.weights or 'an UNTRAINED seeded ' + config.acr.preset}"
+    )
     weights_path = out_dir / 'refiner.safetensors'
     acr_weights = config.acr.weights
     # the refiner reads this ACR's image features: the pipeline warns when it runs with another network
     acr_sha256 = sha256_of(acr_weights) if acr_weights else ''
-    save_refiner_weights(refiner, joint_head, weights_path, use_side_params=hcfg.use_side_params,
-                         hand_model_identity=hand_model.identity,
-                         extra={'description': description, 'metrics': result_metrics, 'config': config.to_dict(),
-                                'acr_sha256': acr_sha256})
-    data_record = {'generator': GENERATOR_VERSION, 'synth_config': synth.to_dict(),
-                   'synth_config_hash': synth.config_hash(), 'hand_model': hand_model.identity,
-                   'hand_model_is_standin': hand_model.is_standin}
+    save_refiner_weights(
+        refiner,
+        joint_head,
+        weights_path,
+        use_side_params=hcfg.use_side_params,
+        hand_model_identity=hand_model.identity,
+        extra={
+            'description': description,
+            'metrics': result_metrics,
+            'config': config.to_dict(),
+            'acr_sha256': acr_sha256,
+        },
+    )
+    data_record = {
+        'generator': GENERATOR_VERSION,
+        'synth_config': synth.to_dict(),
+        'synth_config_hash': synth.config_hash(),
+        'hand_model': hand_model.identity,
+        'hand_model_is_standin': hand_model.is_standin,
+    }
     for name, split in (('train', train_split), ('val', val_split)):
-        data_record[name] = {'seed': split['seed'], 'rendered': split['num_rendered'],
-                             'pairs': int(len(split['index'])), 'dropped_by_camera_solve': split['num_dropped'],
-                             'dropped_penetrating_gt': split['num_penetrating_gt']}
-    record = manifest(weights_path, description, config.to_dict(), data_record, result_metrics, device,
-                      loader='hand_recon_ros.refine.weights.load_refiner_weights(refiner, joint_head, path)',
-                      joint_head=head_record, stages=stages, seconds=round(time.perf_counter() - t0, 1))
+        data_record[name] = {
+            'seed': split['seed'],
+            'rendered': split['num_rendered'],
+            'pairs': int(len(split['index'])),
+            'dropped_by_camera_solve': split['num_dropped'],
+            'dropped_penetrating_gt': split['num_penetrating_gt'],
+        }
+    record = manifest(
+        weights_path,
+        description,
+        config.to_dict(),
+        data_record,
+        result_metrics,
+        device,
+        loader='hand_recon_ros.refine.weights.load_refiner_weights(refiner, joint_head, path)',
+        joint_head=head_record,
+        stages=stages,
+        seconds=round(time.perf_counter() - t0, 1),
+    )
     write_manifest(out_dir, record)
-    return {'out_dir': str(out_dir), 'weights': str(weights_path), 'metrics': result_metrics, 'stages': stages,
-            'joint_head': head_record}
+    return {
+        'out_dir': str(out_dir),
+        'weights': str(weights_path),
+        'metrics': result_metrics,
+        'stages': stages,
+        'joint_head': head_record,
+    }
 
 
 def load_refiner_weights(refiner, joint_head, path) -> dict:
     """Same as hand_recon_ros.refine.weights.load_refiner_weights (the node should import that one)."""
     from hand_recon_ros.refine.weights import load_refiner_weights as _load
+
     return _load(refiner, joint_head, path)
 
 

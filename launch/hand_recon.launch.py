@@ -28,9 +28,11 @@ ARGUMENTS = {
     'bag_dir': ('', 'bag folder to create; empty = ./hand_recon_<date>_<time>'),
     # Fast DDS sends frames over 512 KiB by UDP fragments unless the shared-memory segment is enlarged
     # (config/fastdds_large_frames.xml explains); a FASTRTPS_DEFAULT_PROFILES_FILE already set wins.
-    'fastdds_profile': ('env:FASTRTPS_DEFAULT_PROFILES_FILE|share:config/fastdds_large_frames.xml',
-                        'Fast DDS XML profile for the processes this file starts '
-                        '(default: 16 MiB shared-memory segment for camera frames)'),
+    'fastdds_profile': (
+        'env:FASTRTPS_DEFAULT_PROFILES_FILE|share:config/fastdds_large_frames.xml',
+        'Fast DDS XML profile for the processes this file starts '
+        '(default: 16 MiB shared-memory segment for camera frames)',
+    ),
 }
 PROFILE_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
 
@@ -71,39 +73,60 @@ def _launch_setup(context):
     node_topic = f"{namespace.rstrip('/')}/hand_recon"
     env = {PROFILE_ENV: arg['fastdds_profile']}
 
-    actions = [Node(
-        package=PACKAGE, executable='hand_recon_node', name='hand_recon', namespace=namespace,
-        output='screen', emulate_tty=True,
-        parameters=[arg['params_file'], {'device': arg['device'], 'input_transport': arg['input_transport'],
-                                         'autostart': arg['autostart']}],
-        remappings=[('image', image), ('image/compressed', f'{image}/compressed'),
-                    ('camera_info', f'{camera}/camera_info')],
-        additional_env=env,
-    )]
+    actions = [
+        Node(
+            package=PACKAGE,
+            executable='hand_recon_node',
+            name='hand_recon',
+            namespace=namespace,
+            output='screen',
+            emulate_tty=True,
+            parameters=[
+                arg['params_file'],
+                {'device': arg['device'], 'input_transport': arg['input_transport'], 'autostart': arg['autostart']},
+            ],
+            remappings=[
+                ('image', image),
+                ('image/compressed', f'{image}/compressed'),
+                ('camera_info', f'{camera}/camera_info'),
+            ],
+            additional_env=env,
+        )
+    ]
 
     if arg['rviz']:
         from launch_ros.substitutions import FindPackageShare
+
         rviz_config = os.path.join(FindPackageShare(PACKAGE).perform(context), 'config', 'hand_recon.rviz')
-        actions.append(Node(
-            package='rviz2', executable='rviz2', name='hand_recon_rviz', namespace=namespace,
-            arguments=['-d', rviz_config, '-f', arg['fixed_frame']],
-            # The config names /hand_recon/...; relative targets follow this launch's namespace.
-            remappings=[('/hand_recon/markers', 'hand_recon/markers'),
-                        ('/hand_recon/debug_image', 'hand_recon/debug_image')],
-            additional_env=env,
-        ))
+        actions.append(
+            Node(
+                package='rviz2',
+                executable='rviz2',
+                name='hand_recon_rviz',
+                namespace=namespace,
+                arguments=['-d', rviz_config, '-f', arg['fixed_frame']],
+                # The config names /hand_recon/...; relative targets follow this launch's namespace.
+                remappings=[
+                    ('/hand_recon/markers', 'hand_recon/markers'),
+                    ('/hand_recon/debug_image', 'hand_recon/debug_image'),
+                ],
+                additional_env=env,
+            )
+        )
 
     if arg['record']:
         topics = [f'{node_topic}/{t}' for t in OUTPUT_TOPICS] + ['/diagnostics', f'{camera}/camera_info']
         if arg['record_images']:
             topics.append(f'{image}/compressed' if arg['input_transport'] == 'compressed' else image)
-        bag_dir = arg['bag_dir'] or os.path.abspath(
-            'hand_recon_' + datetime.datetime.now().strftime('%Y%m%d_%H%M%S'))
+        bag_dir = arg['bag_dir'] or os.path.abspath('hand_recon_' + datetime.datetime.now().strftime('%Y%m%d_%H%M%S'))
         actions += [
             LogInfo(msg=f'recording {len(topics)} topics to {bag_dir}'),
             # Jazzy syntax; on Humble (positional topics) drop '--topics'.
-            ExecuteProcess(cmd=['ros2', 'bag', 'record', '-s', 'mcap', '-o', bag_dir, '--topics', *topics],
-                           output='screen', additional_env=env),
+            ExecuteProcess(
+                cmd=['ros2', 'bag', 'record', '-s', 'mcap', '-o', bag_dir, '--topics', *topics],
+                output='screen',
+                additional_env=env,
+            ),
         ]
     return actions
 
@@ -115,11 +138,11 @@ def generate_launch_description():
     from launch_ros.substitutions import FindPackageShare
 
     def substitution(default):
-        if default.startswith('env:'):      # 'env:NAME|fallback': the variable when set, else the fallback
-            variable, fallback = default[len('env:'):].split('|', 1)
+        if default.startswith('env:'):  # 'env:NAME|fallback': the variable when set, else the fallback
+            variable, fallback = default[len('env:') :].split('|', 1)
             return EnvironmentVariable(variable, default_value=substitution(fallback))
         if default.startswith('share:'):
-            return PathJoinSubstitution([FindPackageShare(PACKAGE), *default[len('share:'):].split('/')])
+            return PathJoinSubstitution([FindPackageShare(PACKAGE), *default[len('share:') :].split('/')])
         return default
 
     declared = []

@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
 echo "[lint] ruff check"
 "$py" -m ruff check hand_recon_ros hand_recon_train tools benchmarks test examples
+echo "[lint] ruff format --check"
+"$py" -m ruff format --check hand_recon_ros hand_recon_train tools benchmarks test examples
 echo "[lint] mypy (pyproject.toml [tool.mypy] files)"
 "$py" -m mypy

@@ -1,4 +1,5 @@
 """Shared fixtures: per-worker ROS environment, a test-side rclpy context, and node subprocesses."""
+
 import os
 import time
 from pathlib import Path
@@ -39,8 +40,10 @@ def ros(request):
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(os.environ['ROS_DOMAIN_ID']))
-    node = rclpy.create_node(f'test_{request.node.name[:40]}'.replace('[', '_').replace(']', '_')
-                             .replace('-', '_').replace('.', '_'), context=ctx)
+    node = rclpy.create_node(
+        f'test_{request.node.name[:40]}'.replace('[', '_').replace(']', '_').replace('-', '_').replace('.', '_'),
+        context=ctx,
+    )
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
     helper = RosHelper(ctx, node, executor)
@@ -83,8 +86,12 @@ class NodeProcess(ChildProcess):
     """The node under test as a real subprocess, started with --ros-args like a launch file would."""
 
     def __init__(self, args, log_path, env=None, module=NODE_MODULE):
-        super().__init__(node_command(*args, params_file=PARAMS_FILE, module=module), log_path,
-                         env={**os.environ, **(env or {})}, cwd=REPO)
+        super().__init__(
+            node_command(*args, params_file=PARAMS_FILE, module=module),
+            log_path,
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+        )
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """ACRConfig.aggregation (ablation switch): 'global+part' drops the cross-hand prior, 'global' also the part
 features; 'full' (default) keeps both. Checked by perturbing the weights of the branch that must not matter
 and comparing with the unperturbed network (same seed, same weights otherwise)."""
+
 import pytest
 import torch
 
@@ -41,7 +42,7 @@ def _max_diff(a, b):
 
 def test_default_is_full_and_bad_value_rejected():
     assert ACRConfig().aggregation == 'full'
-    assert ACRConfig.from_dict({'backbone': 'resnet18'}).aggregation == 'full'   # old JSON configs still load
+    assert ACRConfig.from_dict({'backbone': 'resnet18'}).aggregation == 'full'  # old JSON configs still load
     with pytest.raises(ValueError, match='aggregation'):
         ACRConfig(backbone='resnet18', aggregation='part')
 
@@ -50,7 +51,7 @@ def test_default_is_full_and_bad_value_rejected():
 def test_prior_has_no_effect_in_global_part(mode):
     base, dets_base = _run('global+part', center_attention=mode)
     pert, dets_pert = _run('global+part', [(_prior_heads, 7)], center_attention=mode)
-    assert len(dets_base) == len(dets_pert) == 4          # threshold 0: one hand per side and image
+    assert len(dets_base) == len(dets_pert) == 4  # threshold 0: one hand per side and image
     assert float(base['prior'].abs().max()) == 0.0
     assert _max_diff(pert['params'], base['params']) == 0.0
     assert _max_diff(dets_pert.params, dets_base.params) == 0.0
@@ -73,7 +74,7 @@ def test_part_features_have_no_effect_in_global():
     assert float(base['prior'].abs().max()) == 0.0
     # the image feature (IHMR's input) still comes from the part branch
     assert _max_diff(pert['image_feature'], base['image_feature']) > 1e-4
-    for aggregation in ('full', 'global+part'):          # control: these variants use the part features
+    for aggregation in ('full', 'global+part'):  # control: these variants use the part features
         ref, _ = _run(aggregation, [fusion])
         changed, _ = _run(aggregation, [fusion, (lambda n: n.aggregator, 5)])
         assert _max_diff(changed['params'], ref['params']) > 1e-3, aggregation

@@ -1,4 +1,5 @@
 """Centre-map training targets: ACR kernel size, Gaussian drawing, collision-aware repulsion (exact numbers)."""
+
 import math
 
 import numpy as np
@@ -21,12 +22,12 @@ def test_kernel_size_formula():
 
 def test_draw_gaussian_values_window_and_rounding():
     heat = np.zeros((16, 16), dtype=np.float32)
-    draw_gaussian(heat, (10.4, 5.6), 3.75)          # radius 3, sigma 7/6, centre pixel (x=10, y=6)
+    draw_gaussian(heat, (10.4, 5.6), 3.75)  # radius 3, sigma 7/6, centre pixel (x=10, y=6)
     two_sigma_sq = 2 * (7 / 6) ** 2
     assert heat[6, 10] == 1.0
     assert heat[6, 11] == pytest.approx(math.exp(-1 / two_sigma_sq), rel=1e-6)
     assert heat[9, 13] == pytest.approx(math.exp(-18 / two_sigma_sq), rel=1e-5)
-    assert heat[6, 14] == 0.0 and heat[10, 10] == 0.0     # outside the 7 x 7 window
+    assert heat[6, 14] == 0.0 and heat[10, 10] == 0.0  # outside the 7 x 7 window
     assert np.count_nonzero(heat) == 49
     assert np.unravel_index(np.argmax(heat), heat.shape) == (6, 10)
 
@@ -34,13 +35,13 @@ def test_draw_gaussian_values_window_and_rounding():
 def test_draw_gaussian_max_merges_and_clips_at_border():
     heat = np.zeros((8, 8), dtype=np.float32)
     draw_gaussian(heat, (0, 0), 2.0)
-    assert heat[0, 0] == 1.0 and np.count_nonzero(heat) == 9   # 5 x 5 window cut to 3 x 3
+    assert heat[0, 0] == 1.0 and np.count_nonzero(heat) == 9  # 5 x 5 window cut to 3 x 3
     draw_gaussian(heat, (1, 0), 2.0)
     sigma_sq2 = 2 * (5 / 6) ** 2
     assert heat[0, 0] == 1.0 and heat[0, 1] == 1.0
-    assert heat[0, 3] == pytest.approx(math.exp(-4 / sigma_sq2), rel=1e-6)   # only the second blob reaches it
+    assert heat[0, 3] == pytest.approx(math.exp(-4 / sigma_sq2), rel=1e-6)  # only the second blob reaches it
     untouched = heat.copy()
-    draw_gaussian(heat, (20, 20), 2.0)                         # off the map: nothing drawn
+    draw_gaussian(heat, (20, 20), 2.0)  # off the map: nothing drawn
     np.testing.assert_array_equal(heat, untouched)
 
 
@@ -48,7 +49,7 @@ def test_repel_centers_exact():
     out = repel_centers([(10, 10), (12, 10), (40, 40)], [2, 3, 2], 64)
     # least = 2 + 3 + 1 = 6, dist 2: offset = 0.2 * 4 / 2 * (2, 0) = (0.8, 0), half to each side
     np.testing.assert_allclose(out, [(9.6, 10), (12.4, 10), (40, 40)])
-    diagonal = repel_centers([(10, 10), (13, 14)], [4, 4], 64)       # dist 5 < 9: offset 0.2*4/5*(3,4) = (0.48, 0.64)
+    diagonal = repel_centers([(10, 10), (13, 14)], [4, 4], 64)  # dist 5 < 9: offset 0.2*4/5*(3,4) = (0.48, 0.64)
     np.testing.assert_allclose(diagonal, [(9.76, 9.68), (13.24, 14.32)])
     np.testing.assert_allclose(repel_centers([(5, 5), (5, 5)], [2, 2], 64), [(4.5, 5), (5.5, 5)])
     np.testing.assert_allclose(repel_centers([(0, 0), (1, 0)], [2, 2], 64), [(0, 0), (1.4, 0)])
@@ -59,7 +60,7 @@ def test_repel_centers_exact():
 
 
 def test_center_heatmaps_sides_and_collision():
-    boxes = [(64, 64), (64, 64)]                  # k = 9 each: least 19
+    boxes = [(64, 64), (64, 64)]  # k = 9 each: least 19
     maps = center_heatmaps([(10, 10), (12, 10)], boxes, [0, 1], 64)
     assert maps.shape == (2, 64, 64) and maps.dtype == np.float32
     # offset = 0.2 * 17 / 2 * (2, 0) = (3.4, 0): centres 8.3 and 13.7 -> pixels 8 and 14

@@ -1,4 +1,5 @@
 """Centre-map decoding on hand-made heat maps: peaks, NMS, threshold, ties, multi-hand, prior."""
+
 import math
 
 import pytest
@@ -63,14 +64,19 @@ def test_top1_keeps_best_peak_and_multi_mode_keeps_all_sorted():
 def test_close_peaks_suppressed_by_nms_window_and_by_min_distance():
     maps = blank()
     maps[0, LEFT, 8, 8] = 2.0
-    maps[0, LEFT, 8, 10] = 1.9          # 2 px away: inside the 5x5 window -> not a local max
+    maps[0, LEFT, 8, 10] = 1.9  # 2 px away: inside the 5x5 window -> not a local max
     maps[0, LEFT, 20, 8] = 1.8
-    maps[0, LEFT, 20, 11] = 1.7         # 3 px away: survives a 5x5 NMS, not a 7x7 one
+    maps[0, LEFT, 20, 11] = 1.7  # 3 px away: survives a 5x5 NMS, not a 7x7 one
     assert peaks_of(find_peaks(maps, max_per_side=4, min_distance=0)) == [
-        (0, LEFT, 8, 8), (0, LEFT, 20, 8), (0, LEFT, 20, 11)]
+        (0, LEFT, 8, 8),
+        (0, LEFT, 20, 8),
+        (0, LEFT, 20, 11),
+    ]
     assert peaks_of(find_peaks(maps, max_per_side=4, min_distance=4)) == [(0, LEFT, 8, 8), (0, LEFT, 20, 8)]
     assert peaks_of(find_peaks(maps, max_per_side=4, nms_kernel=7, min_distance=0)) == [
-        (0, LEFT, 8, 8), (0, LEFT, 20, 8)]
+        (0, LEFT, 8, 8),
+        (0, LEFT, 20, 8),
+    ]
     mask = nms_mask(maps, 5)
     assert bool(mask[0, LEFT, 8, 8]) and not bool(mask[0, LEFT, 8, 10]) and bool(mask[0, LEFT, 20, 11])
 
@@ -78,7 +84,7 @@ def test_close_peaks_suppressed_by_nms_window_and_by_min_distance():
 def test_ties_go_to_first_pixel_in_raster_order():
     maps = blank()
     maps[0, LEFT, 3, 4] = 1.0
-    maps[0, LEFT, 3, 3] = 1.0            # plateau: both equal the window max
+    maps[0, LEFT, 3, 3] = 1.0  # plateau: both equal the window max
     assert peaks_of(find_peaks(maps)) == [(0, LEFT, 3, 3)]
     assert peaks_of(find_peaks(maps, max_per_side=2, min_distance=0)) == [(0, LEFT, 3, 3), (0, LEFT, 3, 4)]
     assert peaks_of(find_peaks(maps, max_per_side=2, min_distance=2)) == [(0, LEFT, 3, 3)]
@@ -103,25 +109,26 @@ def _param_maps(batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 def test_params_sampled_at_peak_and_prior_added_within_radius():
     maps = blank()
     maps[0, LEFT, 6, 9] = 2.0
-    maps[0, RIGHT, 12, 20] = 2.0          # distance hypot(6, 11) = 12.53 <= 16 (half of 32)
+    maps[0, RIGHT, 12, 20] = 2.0  # distance hypot(6, 11) = 12.53 <= 16 (half of 32)
     params, prior = _param_maps()
     dets = decode({'center_maps': maps, 'params': params, 'prior': prior})
     assert dets.prior_coefficient.tolist() == [1.0, 1.0]
     expected_left = params[0, LEFT, :, 6, 9].clone()
-    expected_left[3:] += prior[0, LEFT, :, 12, 20]       # left prior read at the right hand's centre
+    expected_left[3:] += prior[0, LEFT, :, 12, 20]  # left prior read at the right hand's centre
     expected_right = params[0, RIGHT, :, 12, 20].clone()
     expected_right[3:] += prior[0, RIGHT, :, 6, 9]
     torch.testing.assert_close(dets.params[0], expected_left)
     torch.testing.assert_close(dets.params[1], expected_right)
-    torch.testing.assert_close(dets.params[:, :3], torch.stack([params[0, LEFT, :3, 6, 9],
-                                                                params[0, RIGHT, :3, 12, 20]]))
+    torch.testing.assert_close(
+        dets.params[:, :3], torch.stack([params[0, LEFT, :3, 6, 9], params[0, RIGHT, :3, 12, 20]])
+    )
 
 
 def test_prior_gated_off_beyond_radius_and_when_alone():
     params, prior = _param_maps()
     maps = blank()
     maps[0, LEFT, 0, 0] = 2.0
-    maps[0, RIGHT, 20, 20] = 2.0          # 28.3 px apart > 16
+    maps[0, RIGHT, 20, 20] = 2.0  # 28.3 px apart > 16
     dets = decode({'center_maps': maps, 'params': params, 'prior': prior})
     assert dets.prior_coefficient.tolist() == [0.0, 0.0]
     torch.testing.assert_close(dets.params[0], params[0, LEFT, :, 0, 0])

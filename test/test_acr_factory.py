@@ -1,4 +1,5 @@
 """acr.factory.create_model: names, the backbone -> preset table, weights files and the shipped-model lookup."""
+
 import pytest
 import torch
 
@@ -60,11 +61,17 @@ def test_default_model_lookup(monkeypatch, tmp_path):
 
 def test_network_spec_is_the_one_benchmark_naming():
     from hand_recon_ros.acr.factory import SHORT_NAMES, create_model, parse_network_spec
+
     spec = parse_network_spec('light@256')
     assert (spec.name, spec.input_size, spec.preset, spec.backbone, str(spec)) == (
-        'light', 256, 'acr_light', 'resnet18', 'light@256')
+        'light',
+        256,
+        'acr_light',
+        'resnet18',
+        'light@256',
+    )
     assert parse_network_spec('hrnet_w32@512').backbone == 'hrnet_w32'
-    for name in SHORT_NAMES:     # every short name builds the network it names
+    for name in SHORT_NAMES:  # every short name builds the network it names
         assert create_model(name, input_size=64).config.backbone == parse_network_spec(f'{name}@64').backbone
     for bad in ('light', 'light@', 'light@abc', 'foo@256', 'light@8', ''):
         with pytest.raises(ValueError, match='NAME@SIZE'):

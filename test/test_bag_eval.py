@@ -1,5 +1,6 @@
 """bag_eval on bags with known answers (written here with rosbags' Writer), replay parity against the
 offline pipeline, and a bag recorded over real DDS by BagRecorder, read back with mcap_ros2 (not ours)."""
+
 import json
 from pathlib import Path
 
@@ -27,6 +28,7 @@ MS = 1_000_000
 def write_bag(path, records):
     """records: (topic, type name, receive time ns, rclpy message) -> a rosbag2 MCAP folder."""
     from rosbags.rosbag2 import StoragePlugin, Writer
+
     store = typestore_with()
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conns = {}
@@ -46,9 +48,16 @@ def header_at(stamp_ns, frame_id='cam_optical'):
 def hand(side, joints, track_id=0, score=0.9):
     joints = np.asarray(joints, np.float64)
     kp = joints[:, :2] / joints[:, 2:] * 500.0 + [32, 24]
-    return HandResult(handedness=side, score=score, joints_3d=joints, keypoints_2d=kp.astype(np.float32),
-                      joint_confidence=np.full(21, score, np.float32), wrist_position=joints[0],
-                      wrist_orientation=np.array([0, 0, 0, 1.0]), track_id=track_id)
+    return HandResult(
+        handedness=side,
+        score=score,
+        joints_3d=joints,
+        keypoints_2d=kp.astype(np.float32),
+        joint_confidence=np.full(21, score, np.float32),
+        wrist_position=joints[0],
+        wrist_orientation=np.array([0, 0, 0, 1.0]),
+        track_id=track_id,
+    )
 
 
 def small_image(seed):
@@ -66,33 +75,59 @@ def known_bag(tmp_path):
     ground truth, missing in frame 2. Smoothed = ground truth. Frame 6 has no output (dropped); frame 0's
     image is sent twice."""
     rng = np.random.default_rng(3)
-    base = {'right': rng.normal(0, 0.03, (21, 3)) + [0.1, 0, 0.6],
-            'left': rng.normal(0, 0.03, (21, 3)) + [-0.1, 0, 0.6]}
+    base = {
+        'right': rng.normal(0, 0.03, (21, 3)) + [0.1, 0, 0.6],
+        'left': rng.normal(0, 0.03, (21, 3)) + [-0.1, 0, 0.6],
+    }
     gt_frames, records = [], []
     for i in range(N_FRAMES):
         stamp, recv = STAMP0 + i * 100 * MS, RECV0 + i * 100 * MS
         gt = {side: b + [0.005 * i, 0, 0] for side, b in base.items()}
-        gt_frames.append({'image': f'frame_{i:02d}.png', 'K': K.tolist(),
-                          'hands': {s: {'joints': j.tolist()} for s, j in gt.items()}})
+        gt_frames.append(
+            {
+                'image': f'frame_{i:02d}.png',
+                'K': K.tolist(),
+                'hands': {s: {'joints': j.tolist()} for s, j in gt.items()},
+            }
+        )
         img = numpy_to_imgmsg(small_image(i), 'bgr8', header=header_at(stamp))
         records.append(('/cam/image_raw', IMAGE_T, recv, img))
         if i == 0:
-            records.append(('/cam/image_raw', IMAGE_T, recv + 10 * MS, img))   # a re-sent copy
+            records.append(('/cam/image_raw', IMAGE_T, recv + 10 * MS, img))  # a re-sent copy
         if i == DROPPED:
             continue
         right = gt['right'] + [(-1) ** i * 0.002, 0, 0]
         right[8, 0] += 0.021
         raw_hands = [hand('right', right)] + ([hand('left', gt['left'])] if i != LEFT_MISSING else [])
         raw = FrameResult(hands=raw_hands, image_size=(48, 64), intrinsics=K)
-        smooth = FrameResult(hands=[hand('right', gt['right'], 1), hand('left', gt['left'], 2)],
-                             image_size=(48, 64), intrinsics=K)
-        records.append(('/hand_recon/hands', HANDS_T, recv + 40 * MS,
-                        hand_array_msg(raw, header_at(stamp), processing_ms=30.0 + i)))
-        records.append(('/hand_recon/hands_smoothed', HANDS_T, recv + 45 * MS,
-                        hand_array_msg(smooth, header_at(stamp), smoothed=True, processing_ms=30.0 + i)))
+        smooth = FrameResult(
+            hands=[hand('right', gt['right'], 1), hand('left', gt['left'], 2)], image_size=(48, 64), intrinsics=K
+        )
+        records.append(
+            (
+                '/hand_recon/hands',
+                HANDS_T,
+                recv + 40 * MS,
+                hand_array_msg(raw, header_at(stamp), processing_ms=30.0 + i),
+            )
+        )
+        records.append(
+            (
+                '/hand_recon/hands_smoothed',
+                HANDS_T,
+                recv + 45 * MS,
+                hand_array_msg(smooth, header_at(stamp), smoothed=True, processing_ms=30.0 + i),
+            )
+        )
     # the node's own debug image is an Image topic too: it must not be taken for the input
-    records.append(('/hand_recon/debug_image', IMAGE_T, RECV0 + 50 * MS,
-                    numpy_to_imgmsg(small_image(99), 'bgr8', header=header_at(STAMP0))))
+    records.append(
+        (
+            '/hand_recon/debug_image',
+            IMAGE_T,
+            RECV0 + 50 * MS,
+            numpy_to_imgmsg(small_image(99), 'bgr8', header=header_at(STAMP0)),
+        )
+    )
     bag = write_bag(tmp_path / 'bag', records)
     gt_path = tmp_path / 'ground_truth.json'
     gt_path.write_text(json.dumps({'width': 64, 'height': 48, 'frames': gt_frames}))
@@ -103,7 +138,10 @@ def test_known_bag_gives_the_known_rates_latency_drops_jitter_and_errors(tmp_pat
     bag, gt_path = known_bag(tmp_path)
     report = bag_eval.evaluate(bag, gt_path)
     assert (report['image_topic'], report['hands_topic'], report['smoothed_topic']) == (
-        '/cam/image_raw', '/hand_recon/hands', '/hand_recon/hands_smoothed')
+        '/cam/image_raw',
+        '/hand_recon/hands',
+        '/hand_recon/hands_smoothed',
+    )
     assert report['inputs'] == {'messages': 9, 'unique_frames': 8, 'rate_hz': pytest.approx(8 / 0.7)}
     raw, smooth = report['outputs']['raw'], report['outputs']['smoothed']
     assert raw['messages'] == 7 and raw['rate_hz'] == pytest.approx(6 / 0.7)
@@ -111,10 +149,20 @@ def test_known_bag_gives_the_known_rates_latency_drops_jitter_and_errors(tmp_pat
     assert raw['processing_ms']['mean'] == pytest.approx(30 + 22 / 7, abs=1e-4)
     # frame 0's result is measured from the re-sent copy (the latest before it): 30 ms, the rest 40 ms
     gaps = raw['receive_gap_ms']
-    assert (gaps['n'], gaps['min'], gaps['p50'], gaps['max']) == (7, pytest.approx(30), pytest.approx(40),
-                                                                  pytest.approx(40))
-    assert raw['drops'] == {'input_frames': 8, 'answered': 7, 'dropped': 1, 'drop_ratio': 0.125,
-                            'dropped_stamps_ns': [STAMP0 + DROPPED * 100 * MS], 'outputs_without_input': 0}
+    assert (gaps['n'], gaps['min'], gaps['p50'], gaps['max']) == (
+        7,
+        pytest.approx(30),
+        pytest.approx(40),
+        pytest.approx(40),
+    )
+    assert raw['drops'] == {
+        'input_frames': 8,
+        'answered': 7,
+        'dropped': 1,
+        'drop_ratio': 0.125,
+        'dropped_stamps_ns': [STAMP0 + DROPPED * 100 * MS],
+        'outputs_without_input': 0,
+    }
     # raw: 4 right-hand triplets at 8 mm/frame^2 + 1 left-hand triplet (3, 4, 5) at 0; the drop breaks (5, 6, 7)
     assert raw['jitter']['tracks'] == 2 and raw['jitter']['n_triplets'] == 5
     assert raw['jitter']['mean_accel_mm_per_frame2'] == pytest.approx(32 / 5, abs=1e-6)
@@ -141,19 +189,19 @@ def test_known_bag_gives_the_known_rates_latency_drops_jitter_and_errors(tmp_pat
 def test_cli_writes_reports_and_rejects_bad_input(tmp_path, capsys):
     bag, gt_path = known_bag(tmp_path)
     assert bag_eval.main([str(bag), '--gt', str(gt_path)]) == 0
-    out = tmp_path / 'bag_eval'                      # default: <bag>_eval next to the bag
+    out = tmp_path / 'bag_eval'  # default: <bag>_eval next to the bag
     data = json.loads((out / 'report.json').read_text())
     assert data['outputs']['raw']['drops']['dropped'] == 1
     assert data['outputs']['raw']['ground_truth']['per_side']['right']['root_error_mm'] == pytest.approx(2.0)
     md = (out / 'report.md').read_text()
     assert '| raw | `/hand_recon/hands` | 7 | 8.57 |' in md and '1/8' in md
-    assert '6.40 (5, 2)' in md                       # raw jitter (triplets, tracks)
+    assert '6.40 (5, 2)' in md  # raw jitter (triplets, tracks)
 
     assert bag_eval.main([str(tmp_path / 'missing_bag')]) == 2
     assert 'bag not found' in capsys.readouterr().err
     short_gt = tmp_path / 'short.json'
     short_gt.write_text(json.dumps({'frames': json.loads(gt_path.read_text())['frames'][:3]}))
-    with pytest.raises(ValueError, match="3 frames but the bag has 8 input frames"):
+    with pytest.raises(ValueError, match='3 frames but the bag has 8 input frames'):
         bag_eval.evaluate(bag, short_gt)
     with pytest.raises(ValueError, match="--hands-topic '/nope' is not in the bag"):
         bag_eval.evaluate(bag, hands_topic='/nope')
@@ -176,7 +224,10 @@ def offline():
     """The untrained seeded network at 128 px with a low threshold: it reports two hands per frame."""
     from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
     from hand_recon_ros.tools.sample_frames import sample_frames
-    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128, detection_threshold=0.05))
+
+    rec = create_reconstructor(
+        PipelineConfig(weights='untrained', device='cpu', input_size=128, detection_threshold=0.05)
+    )
     frames = [(f['image'], f['K'], rec.reconstruct(f['image'], f['K'])) for f in sample_frames(n=3, seed=1)]
     assert all(len(r.hands) == 2 for _, _, r in frames), 'the fixture needs frames with two hands'
     return rec, frames
@@ -188,10 +239,10 @@ def test_replay_matches_untouched_outputs_and_flags_changed_ones(tmp_path, offli
     for i, (image, _K, result) in enumerate(frames):
         stamp, recv = STAMP0 + i * 100 * MS, RECV0 + (i + 1) * 100 * MS
         hands = list(result.hands)
-        if i == 1:   # the recorded right hand 5 mm further away than what the pipeline gives
+        if i == 1:  # the recorded right hand 5 mm further away than what the pipeline gives
             h = next(h for h in hands if h.handedness == 'right')
             hands[hands.index(h)] = HandResult(**{**h.__dict__, 'joints_3d': h.joints_3d + np.float32([0, 0, 0.005])})
-        if i == 2:   # a hand the offline pipeline finds is missing from the recording
+        if i == 2:  # a hand the offline pipeline finds is missing from the recording
             hands = [h for h in hands if h.handedness != 'left']
         recorded = FrameResult(hands=hands, image_size=result.image_size, intrinsics=result.intrinsics)
         records.append(('/cam/image_raw', IMAGE_T, recv, numpy_to_imgmsg(image, 'bgr8', header=header_at(stamp))))
@@ -235,36 +286,45 @@ def test_bag_recorded_over_dds_reads_back_with_mcap_ros2_and_evaluates(ros, tmp_
     try:
         img_pub = ros.node.create_publisher(Image, '/t/image', reliable)
         hands_pub = ros.node.create_publisher(HandArray, '/t/hands', reliable)
-        ros.spin_until(lambda: img_pub.get_subscription_count() > 0 and hands_pub.get_subscription_count() > 0,
-                       what='the recorder to subscribe')
+        ros.spin_until(
+            lambda: img_pub.get_subscription_count() > 0 and hands_pub.get_subscription_count() > 0,
+            what='the recorder to subscribe',
+        )
         for i in range(5):
             stamp = STAMP0 + i * 100 * MS
             img_pub.publish(numpy_to_imgmsg(small_image(i), 'bgr8', header=header_at(stamp)))
             # like the node, answer only once the image is in (the recorder has it too)
             ros.spin_until(lambda i=i: recorder.counts['/t/image'] == i + 1, what=f'image {i} in the bag')
             if i == 3:
-                continue   # no result for frame 3: a drop the evaluation must count
+                continue  # no result for frame 3: a drop the evaluation must count
             joints = rng.normal(0, 0.03, (21, 3)) + [0.0, 0.0, 0.5]
             hands = [hand('right', joints, track_id=i + 1, score=0.5 + 0.1 * i)]
             hands[0].vertices = rng.normal(0, 0.05, (778, 3)).astype(np.float32)
-            msg = hand_array_msg(FrameResult(hands=hands, image_size=(48, 64), intrinsics=K), header_at(stamp),
-                                 processing_ms=10.0 + i)
+            msg = hand_array_msg(
+                FrameResult(hands=hands, image_size=(48, 64), intrinsics=K), header_at(stamp), processing_ms=10.0 + i
+            )
             sent.append(msg)
             hands_pub.publish(msg)
-        ros.spin_until(lambda: recorder.counts['/t/hands'] == 4 and recorder.counts['/t/image'] == 5,
-                       what='the recorder to receive every message')
+        ros.spin_until(
+            lambda: recorder.counts['/t/hands'] == 4 and recorder.counts['/t/image'] == 5,
+            what='the recorder to receive every message',
+        )
     finally:
         path = recorder.close()
 
     with open(next(path.glob('*.mcap')), 'rb') as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
-        decoded = [(schema.name, ros_msg)
-                   for schema, _, _, ros_msg in reader.iter_decoded_messages(topics=['/t/hands'])]
+        decoded = [
+            (schema.name, ros_msg) for schema, _, _, ros_msg in reader.iter_decoded_messages(topics=['/t/hands'])
+        ]
     assert len(decoded) == len(sent) == 4
     assert {name for name, _ in decoded} == {HANDS_T}
     for got, want in zip((m for _, m in decoded), sent):
         assert (got.header.stamp.sec, got.header.stamp.nanosec, got.header.frame_id) == (
-            want.header.stamp.sec, want.header.stamp.nanosec, 'cam_optical')
+            want.header.stamp.sec,
+            want.header.stamp.nanosec,
+            'cam_optical',
+        )
         assert got.processing_time_ms == pytest.approx(want.processing_time_ms)
         assert (got.image_width, got.image_height) == (64, 48)
         np.testing.assert_array_equal(np.asarray(got.camera_k), K.reshape(9))
@@ -291,21 +351,54 @@ def test_node_outputs_recorded_by_the_demo_match_the_offline_pipeline(tmp_path):
     import os
     import subprocess
     import sys
+
     out = tmp_path / 'demo'
-    cmd = [sys.executable, '-m', 'hand_recon_ros.tools.demo', '--out', str(out), '--frames', '3', '--rate', '10', '--',
-           '-p', 'detection_threshold:=0.05', '-p', 'weights:=untrained', '-p', 'network.input_size:=128', '-p', 'num_threads:=1',
-           # the untrained net's side shares sit near 0.5: no share cut, whose edge float noise could cross
-           '-p', 'min_side_share:=0.0']
+    cmd = [
+        sys.executable,
+        '-m',
+        'hand_recon_ros.tools.demo',
+        '--out',
+        str(out),
+        '--frames',
+        '3',
+        '--rate',
+        '10',
+        '--',
+        '-p',
+        'detection_threshold:=0.05',
+        '-p',
+        'weights:=untrained',
+        '-p',
+        'network.input_size:=128',
+        '-p',
+        'num_threads:=1',
+        # the untrained net's side shares sit near 0.5: no share cut, whose edge float noise could cross
+        '-p',
+        'min_side_share:=0.0',
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rc = bag_eval.main([str(out / 'bag'), '--gt', str(out / 'frames' / 'ground_truth.json'), '--replay',
-                        '--device', 'cpu', '--detection-threshold', '0.05', '--min-side-share', '0',
-                        '--out', str(tmp_path / 'eval')])
+    rc = bag_eval.main(
+        [
+            str(out / 'bag'),
+            '--gt',
+            str(out / 'frames' / 'ground_truth.json'),
+            '--replay',
+            '--device',
+            'cpu',
+            '--detection-threshold',
+            '0.05',
+            '--min-side-share',
+            '0',
+            '--out',
+            str(tmp_path / 'eval'),
+        ]
+    )
     report = json.loads((tmp_path / 'eval' / 'report.json').read_text())
     s = report['replay']['summary']
     assert rc == 0, s
     assert s['network'] == 'acr/resnet18@128' and s['frames_compared'] == 3 and s['frames_failed'] == 0
-    assert s['max_joint_diff_mm'] < 0.5   # same CPU, same weights: float noise only
+    assert s['max_joint_diff_mm'] < 0.5  # same CPU, same weights: float noise only
     raw = report['outputs']['raw']
     assert raw['hands_per_message'] == 2.0 and raw['drops']['dropped'] == 0
     assert raw['ground_truth']['recall'] == 1.0 and raw['processing_ms']['n'] == 3

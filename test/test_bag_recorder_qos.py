@@ -1,5 +1,6 @@
 """The bag writer stores what `ros2 bag play` needs to republish like the original: the publishers' offered
 QoS profiles (latched model info as transient local) and the distro; read back with rosbags and mcap."""
+
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +29,20 @@ def test_bag_stores_offered_qos_and_distro_and_the_latched_message_published_bef
     info_pub = ros.node.create_publisher(HandModelInfo, '/q/hand_model_info', LATCHED)
     img_pub = ros.node.create_publisher(Image, '/q/image', CAMERA)
     info_pub.publish(HandModelInfo(network='acr/test', model_id='acr/test|weights:0|hand:0'))  # before the bag
-    recorder = BagRecorder(ros.node, tmp_path / 'bag', [
-        ('/q/hand_model_info', 'hand_recon_ros/msg/HandModelInfo', LATCHED),
-        ('/q/image', 'sensor_msgs/msg/Image',
-         QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)),
-        ('/q/silent', 'sensor_msgs/msg/Image')])
+    recorder = BagRecorder(
+        ros.node,
+        tmp_path / 'bag',
+        [
+            ('/q/hand_model_info', 'hand_recon_ros/msg/HandModelInfo', LATCHED),
+            ('/q/image', 'sensor_msgs/msg/Image', QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)),
+            ('/q/silent', 'sensor_msgs/msg/Image'),
+        ],
+    )
     try:
         ros.spin_until(lambda: recorder.counts['/q/hand_model_info'] == 1, what='the latched message in the bag')
         ros.spin_until(lambda: img_pub.get_subscription_count() > 0, what='the recorder on /q/image')
         image = numpy_to_imgmsg(np.zeros((4, 6, 3), np.uint8), 'bgr8')
-        for _ in range(50):      # best effort: send until a few are in
+        for _ in range(50):  # best effort: send until a few are in
             img_pub.publish(image)
             ros.spin_for(0.05)
             if recorder.counts['/q/image'] >= 2:
@@ -53,17 +58,24 @@ def test_bag_stores_offered_qos_and_distro_and_the_latched_message_published_bef
     (latched,) = topics['/q/hand_model_info']['topic_metadata']['offered_qos_profiles']
     # DDS discovery does not carry history/depth: the graph (and so `ros2 bag record`) reports unknown / 0
     assert (latched['durability'], latched['reliability'], latched['history'], latched['depth']) == (
-        'transient_local', 'reliable', 'unknown', 0)
+        'transient_local',
+        'reliable',
+        'unknown',
+        0,
+    )
     (camera,) = topics['/q/image']['topic_metadata']['offered_qos_profiles']
     assert (camera['durability'], camera['reliability']) == ('volatile', 'best_effort')
-    assert topics['/q/silent']['topic_metadata']['offered_qos_profiles'] == []   # nobody offered anything
+    assert topics['/q/silent']['topic_metadata']['offered_qos_profiles'] == []  # nobody offered anything
 
-    with Reader(path) as reader:      # rosbags parses the profiles back into its QoS types
+    with Reader(path) as reader:  # rosbags parses the profiles back into its QoS types
         assert reader.ros_distro == 'jazzy'
         by_topic = {c.topic: c for c in reader.connections}
         (qos,) = by_topic['/q/hand_model_info'].ext.offered_qos_profiles
         assert (qos.durability, qos.reliability, qos.history) == (
-            QosDurability.TRANSIENT_LOCAL, QosReliability.RELIABLE, QosHistory.UNKNOWN)
+            QosDurability.TRANSIENT_LOCAL,
+            QosReliability.RELIABLE,
+            QosHistory.UNKNOWN,
+        )
         assert by_topic['/q/image'].ext.offered_qos_profiles[0].reliability == QosReliability.BEST_EFFORT
         counts = {c.topic: n for c, n in ((c, c.msgcount) for c in reader.connections)}
         assert counts['/q/hand_model_info'] == 1 and counts['/q/silent'] == 0

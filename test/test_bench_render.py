@@ -4,6 +4,7 @@ No timing assertions: the table must hold our row, and every ray caster that ran
 rasteriser per pixel (same coverage and hand almost everywhere, the very same face wherever the pixel centre
 lies inside the face we painted: a wrong camera or pixel-centre convention would break that first).
 """
+
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,14 @@ HEADER = '| S | renderer | frames |'
 
 def run_quick(prelude=''):
     """Run the script with --quick; `prelude` is Python run first in the same interpreter."""
-    code = f"import runpy, sys\n{prelude}\nsys.argv = [{str(SCRIPT)!r}, '--quick']\n" \
-           f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+    code = (
+        f"import runpy, sys\n{prelude}\nsys.argv = [{str(SCRIPT)!r}, '--quick']\n"
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+    )
     proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, \
-        f'bench_render failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    assert (
+        proc.returncode == 0
+    ), f'bench_render failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
     return proc.stdout
 
 
@@ -31,7 +35,7 @@ def table(text):
     start = next(i for i, line in enumerate(lines) if line.startswith(HEADER))
     names = [cell.strip() for cell in lines[start].strip('|').split('|')]
     rows = {}
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith('|'):
             break
         cells = [cell.strip() for cell in line.strip('|').split('|')]
@@ -53,9 +57,9 @@ def quick_table():
 def check_ray_caster_row(row):
     assert row['S'] == '64' and row['frames'] == '1'
     assert float(row['ms / frame']) > 0
-    assert float(row['agree']) > 0.9                  # background agrees, most hand pixels too
-    assert float(row['hand px']) > 0.6                 # cv2 fills every touched pixel: ours is ~0.5 px fatter
-    assert 0.5 < float(row['cover']) <= 1.0            # ... so a ray caster never covers more than ours
+    assert float(row['agree']) > 0.9  # background agrees, most hand pixels too
+    assert float(row['hand px']) > 0.6  # cv2 fills every touched pixel: ours is ~0.5 px fatter
+    assert 0.5 < float(row['cover']) <= 1.0  # ... so a ray caster never covers more than ours
     assert same_face(row['same face (centre in)'])[1] == 1.0
     assert float(row['order err px']) <= 2.0
 
@@ -80,6 +84,6 @@ def test_every_installed_library_ray_caster_agrees_with_ours(quick_table):
 
 
 def test_missing_renderer_is_listed_not_fatal():
-    rows = table(run_quick("sys.modules['open3d'] = None"))     # import open3d -> ImportError
+    rows = table(run_quick("sys.modules['open3d'] = None"))  # import open3d -> ImportError
     assert 'not installed' in rows['open3d']['frames']
     assert rows['ours']['agree'] == '1.0000'

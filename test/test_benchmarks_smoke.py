@@ -3,6 +3,7 @@
 No timing assertions: each script must run, print its Markdown tables, and the figures must be consistent
 with what was asked (frame counts, the refinement switch reaching the node, memory ordering, batch sizes).
 """
+
 import os
 import re
 import subprocess
@@ -17,8 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 def run_bench(name, *args, timeout=120):
     # the checkout first, as scripts/bench.sh runs them (the benchmarks carry no sys.path edits)
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get('PYTHONPATH')) if p)
-    proc = subprocess.run([sys.executable, str(REPO / 'benchmarks' / name), '--quick', *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ, PYTHONPATH=pythonpath))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / 'benchmarks' / name), '--quick', *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, PYTHONPATH=pythonpath),
+    )
     assert proc.returncode == 0, f'{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
     return proc.stdout
 
@@ -28,7 +35,7 @@ def table_rows(text, header_start):
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith('|'):
             break
         rows.append([cell.strip() for cell in line.strip('|').split('|')])
@@ -42,14 +49,14 @@ def number(cell):
 @pytest.mark.ros
 def test_bench_e2e_quick_prints_latency_and_throughput_tables():
     out = run_bench('bench_e2e.py', '--domain-id', os.environ['ROS_DOMAIN_ID'])
-    assert 'node on cpu fp32' in out        # the device the node reported (auto: no GPU here)
+    assert 'node on cpu fp32' in out  # the device the node reported (auto: no GPU here)
     latency = {row[1]: row for row in table_rows(out, '| config | refine | frames | round trip')}
     assert set(latency) == {'off', 'on'} and all(row[0] == 'light@256' for row in latency.values())
     for row in latency.values():
-        assert row[2] == '3'                                   # every latency frame answered, none lost
+        assert row[2] == '3'  # every latency frame answered, none lost
         p50, p95, p99 = (float(v) for v in row[3].split(' / '))
         assert 0 < p50 <= p95 <= p99
-        assert 0 < number(row[5]) < p50                        # the network is part of the round trip
+        assert 0 < number(row[5]) < p50  # the network is part of the round trip
     # refinement.enabled reached the node at runtime: no refine stage when off, the MLP stages ran when on
     assert number(latency['off'][6]) == 0.0
     assert number(latency['on'][6]) > 0 and re.search(r'\([0-3]/3\)$', latency['on'][6])
@@ -91,12 +98,13 @@ def test_bench_dds_transport_quick_compares_defaults_and_the_profile():
 @pytest.mark.ros
 def test_bench_memory_quick_prints_peak_rss():
     import torch
+
     out = run_bench('bench_memory.py', '--domain-id', os.environ['ROS_DOMAIN_ID'])
     (row,) = table_rows(out, '| config | RSS model loaded')
     assert row[0] == 'light@256'
     loaded, peak, after = (number(c) for c in row[1:4])
-    assert 100 < loaded <= peak and after <= peak              # MiB; a torch + ROS process is well over 100
-    assert re.fullmatch(r'2 \([0-2]\)', row[4])                # both frames answered
+    assert 100 < loaded <= peak and after <= peak  # MiB; a torch + ROS process is well over 100
+    assert re.fullmatch(r'2 \([0-2]\)', row[4])  # both frames answered
     if not torch.cuda.is_available():
         assert row[5] == 'no GPU'
 
@@ -125,15 +133,16 @@ def test_bench_accuracy_quick_lists_the_shipped_model():
     assert [r[0] for r in rows] == ['`models/acr_default.safetensors`'] * 2
     assert [r[2] for r in rows] == ['fp32', 'bf16']
     import json
+
     stages = json.loads((REPO / 'models' / 'acr_default.json').read_text())['extra']['training']['stages']
     steps = ' + '.join(str(s['steps']) for s in stages)
-    for row in rows:               # the training chain as the shipped model's JSON records it
+    for row in rows:  # the training chain as the shipped model's JSON records it
         network, _, aggregation, training = row[1:5]
         assert network == 'resnet18@192' and aggregation == 'full'
         assert training.endswith(f'samples ({len(stages)} stages: {steps} steps)'), training
-    for row in rows:                   # refinement changes counted on the frames where both hands were found
+    for row in rows:  # refinement changes counted on the frames where both hands were found
         changed, two_hand = (int(v) for v in row[11].split(' / '))
         assert 0 <= changed <= two_hand <= 4
     mpjpe = [number(row[5].split('/')[0]) for row in rows]
     assert 0 < mpjpe[0] < 500
-    assert mpjpe[1] == pytest.approx(mpjpe[0], abs=2.0)   # bf16 keeps the accuracy (autocast over the network)
+    assert mpjpe[1] == pytest.approx(mpjpe[0], abs=2.0)  # bf16 keeps the accuracy (autocast over the network)

@@ -1,4 +1,5 @@
 """CameraInfo calibrated at another resolution than the images: K and P are scaled before they are checked."""
+
 import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo
@@ -30,5 +31,5 @@ def test_same_size_is_unchanged_and_an_implausible_one_still_falls_back():
     K, source = intrinsics_for(full_hd_info(), 1920, 1080)
     assert source == 'camera_info' and K[0, 2] == 960.0
     info = full_hd_info()
-    info.k = [1400.0, 0.0, 5000.0, 0.0, 1400.0, 540.0, 0.0, 0.0, 1.0]   # principal point off the image
+    info.k = [1400.0, 0.0, 5000.0, 0.0, 1400.0, 540.0, 0.0, 0.0, 1.0]  # principal point off the image
     assert intrinsics_for(info, 640, 480)[1] == 'fallback_fov'

@@ -1,4 +1,5 @@
 """FreiHAND loader: official-format fixtures with known answers, mmpose-format fixtures, the real mmpose frames."""
+
 import json
 
 import cv2
@@ -24,8 +25,12 @@ def _write_official(folder, n=3, versions=2, with_mano=True):
     (folder / 'training_xyz.json').write_text(json.dumps([_xyz(a).tolist() for a in range(n)]))
     (folder / 'training_K.json').write_text(json.dumps([K_FIX] * n))
     if with_mano:
-        (folder / 'training_mano.json').write_text(json.dumps([[(np.arange(61) * 0.01 + a).tolist()] for a in range(n)]))
-        (folder / 'training_verts.json').write_text(json.dumps([np.full((778, 3), float(a)).tolist() for a in range(n)]))
+        (folder / 'training_mano.json').write_text(
+            json.dumps([[(np.arange(61) * 0.01 + a).tolist()] for a in range(n)])
+        )
+        (folder / 'training_verts.json').write_text(
+            json.dumps([np.full((778, 3), float(a)).tolist() for a in range(n)])
+        )
     rgb = folder / 'training' / 'rgb'
     rgb.mkdir(parents=True, exist_ok=True)
     for i in range(n * versions):
@@ -37,7 +42,7 @@ def test_official_format_known_projection_versions_and_mano(tmp_path):
     root = _write_official(tmp_path / 'frei')
     ann = FreiHandAnnotations(root, 'training', versions=(0, 1))
     assert ann.format == 'official' and len(ann) == 6
-    f = ann[4]                                     # version 1 of annotation 1
+    f = ann[4]  # version 1 of annotation 1
     assert (f.image_id, f.annotation_index) == (4, 1)
     assert f.image_path == root / 'training' / 'rgb' / '00000004.jpg'
     np.testing.assert_allclose(f.joints_cam, _xyz(1))
@@ -55,7 +60,7 @@ def test_official_format_known_projection_versions_and_mano(tmp_path):
 
 def test_official_dataset_item(tmp_path):
     ds = FreiHandDataset(_write_official(tmp_path / 'frei'), 'training', input_size=64, versions=(0, 1))
-    item = ds[3]                                   # annotation 0
+    item = ds[3]  # annotation 0
     assert item['valid'].tolist() == [False, True] and item['has_mano'].tolist() == [False, True]
     np.testing.assert_allclose(item['joints_3d'][1].numpy(), _xyz(0), atol=1e-6)
     assert not item['joints_valid'][0].any() and item['joints_valid'][1].all()
@@ -73,12 +78,22 @@ def _write_mmpose(folder):
     kp = np.stack([np.linspace(20, 200, 21), np.linspace(30, 100, 21), np.ones(21)], axis=1)
     kp_hidden = kp.copy()
     kp_hidden[3, 2] = 0
-    data = {'images': [{'id': 5, 'file_name': '00000005.jpg', 'width': 224, 'height': 224},
-                       {'id': 5 + FREIHAND_TRAIN_FRAMES, 'file_name': '00032565.jpg', 'width': 224, 'height': 224}],
-            'annotations': [{'id': 1, 'image_id': 5, 'bbox': [20, 30, 180, 70], 'keypoints': kp.reshape(-1).tolist()},
-                            {'id': 2, 'image_id': 5 + FREIHAND_TRAIN_FRAMES, 'bbox': [20, 30, 180, 70],
-                             'keypoints': kp_hidden.reshape(-1).tolist()}],
-            'categories': [{'id': 1, 'name': 'hand'}]}
+    data = {
+        'images': [
+            {'id': 5, 'file_name': '00000005.jpg', 'width': 224, 'height': 224},
+            {'id': 5 + FREIHAND_TRAIN_FRAMES, 'file_name': '00032565.jpg', 'width': 224, 'height': 224},
+        ],
+        'annotations': [
+            {'id': 1, 'image_id': 5, 'bbox': [20, 30, 180, 70], 'keypoints': kp.reshape(-1).tolist()},
+            {
+                'id': 2,
+                'image_id': 5 + FREIHAND_TRAIN_FRAMES,
+                'bbox': [20, 30, 180, 70],
+                'keypoints': kp_hidden.reshape(-1).tolist(),
+            },
+        ],
+        'categories': [{'id': 1, 'name': 'hand'}],
+    }
     (folder / 'test_freihand.json').write_text(json.dumps(data))
     for im in data['images']:
         cv2.imwrite(str(folder / im['file_name']), np.full((224, 224, 3), 120, np.uint8))
@@ -96,8 +111,9 @@ def test_mmpose_format_2d_only(tmp_path):
     item = FreiHandDataset(root, input_size=64)[1]
     assert item['valid'].tolist() == [False, True] and not item['joints_valid'].any()
     assert item['joints_vis'][1].sum() == 20 and not item['joints_vis'][1, 3]
-    np.testing.assert_allclose(item['joints_2d'][1, 0].numpy(), [20 * (64 / 224) / 32 - 1, 30 * (64 / 224) / 32 - 1],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        item['joints_2d'][1, 0].numpy(), [20 * (64 / 224) / 32 - 1, 30 * (64 / 224) / 32 - 1], atol=1e-5
+    )
     assert float(item['K'].abs().sum()) == 0.0 and float(item['cam'].abs().sum()) == 0.0
     assert item['center_maps'][1].max() == 1.0 and item['center_maps'][0].max() == 0.0
 
@@ -115,16 +131,18 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         FreiHandAnnotations(root)
     ds = FreiHandDataset(_write_official(tmp_path / 'ok', versions=1), versions=(0, 1))
     with pytest.raises(FileNotFoundError, match='00000004.jpg'):
-        ds[4]                                      # version 1 images are not there
+        ds[4]  # version 1 images are not there
 
 
 # ---------------------------------------------------------------- the real mmpose test frames
 
+
 @pytest.fixture(scope='module')
 def real():
     if not (FREIHAND_REAL / 'test_freihand.json').is_file():
-        pytest.skip(f'real FreiHAND frames not available at {FREIHAND_REAL} (shared/realimgs is not part of the '
-                    'repository)')
+        pytest.skip(
+            f'real FreiHAND frames not available at {FREIHAND_REAL} (shared/realimgs is not part of the ' 'repository)'
+        )
     return FreiHandAnnotations(FREIHAND_REAL)
 
 

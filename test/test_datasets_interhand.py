@@ -1,4 +1,5 @@
 """InterHand2.6M loader: fixture files in the official format with known answers, then the real mmpose frames."""
+
 import json
 import shutil
 
@@ -35,7 +36,7 @@ def _hand_cam_mm(offset):
 
 
 def _to_world(cam_mm):
-    return cam_mm @ R_CAM + CAMPOS_MM          # inverse of X_cam = R (X_w - c)
+    return cam_mm @ R_CAM + CAMPOS_MM  # inverse of X_cam = R (X_w - c)
 
 
 def _write_fixture(folder, naming='official', mano=True):
@@ -50,8 +51,9 @@ def _write_fixture(folder, naming='official', mano=True):
     images, anns, joints, mano_file = [], [], {'1': {}}, {'1': {}}
     for k, (hand_type, r, left) in frames.items():
         name = f'Capture1/seq/cam400/image{k}.jpg' if naming == 'official' else f'image{k}.jpg'
-        images.append({'id': k, 'file_name': name, 'width': W, 'height': H, 'capture': 1, 'camera': '400',
-                       'frame_idx': k})
+        images.append(
+            {'id': k, 'file_name': name, 'width': W, 'height': H, 'capture': 1, 'camera': '400', 'frame_idx': k}
+        )
         valid = np.ones(42)
         if hand_type == 'right':
             valid[21:] = 0
@@ -60,20 +62,41 @@ def _write_fixture(folder, naming='official', mano=True):
         ann_valid = valid.copy()
         joint3d_valid = valid.copy()
         if k == 10:
-            ann_valid[7] = 0               # right index base, invalid in data.json only
-            joint3d_valid[0] = 0           # right thumb tip, invalid in joint_3d.json only
+            ann_valid[7] = 0  # right index base, invalid in data.json only
+            joint3d_valid[0] = 0  # right thumb tip, invalid in joint_3d.json only
         if k == 13:
-            joint3d_valid[41] = 0          # left wrist: the whole left hand becomes invalid
-        anns.append({'id': k, 'image_id': k, 'bbox': [10, 20, 30, 40], 'joint_valid': ann_valid[:, None].tolist(),
-                     'hand_type': hand_type, 'hand_type_valid': 1})
+            joint3d_valid[41] = 0  # left wrist: the whole left hand becomes invalid
+        anns.append(
+            {
+                'id': k,
+                'image_id': k,
+                'bbox': [10, 20, 30, 40],
+                'joint_valid': ann_valid[:, None].tolist(),
+                'hand_type': hand_type,
+                'hand_type_valid': 1,
+            }
+        )
         world = np.concatenate([_to_world(r), _to_world(left)])
-        joints[str(1)][str(k)] = {'world_coord': world.tolist(), 'joint_valid': (joint3d_valid > 0).tolist(),
-                                  'hand_type': hand_type, 'hand_type_valid': True}
+        joints[str(1)][str(k)] = {
+            'world_coord': world.tolist(),
+            'joint_valid': (joint3d_valid > 0).tolist(),
+            'hand_type': hand_type,
+            'hand_type_valid': True,
+        }
         mano_file['1'][str(k)] = {'right': None, 'left': None}
-    mano_file['1']['11']['right'] = {'pose': (np.arange(48) * 0.01).tolist(), 'shape': (np.arange(10) * 0.1).tolist(),
-                                     'trans': [0.1, 0.2, 0.3]}
-    camera = {'1': {'campos': {'400': CAMPOS_MM.tolist()}, 'camrot': {'400': R_CAM.tolist()},
-                    'focal': {'400': [1000.0, 1000.0]}, 'princpt': {'400': [160.0, 120.0]}}}
+    mano_file['1']['11']['right'] = {
+        'pose': (np.arange(48) * 0.01).tolist(),
+        'shape': (np.arange(10) * 0.1).tolist(),
+        'trans': [0.1, 0.2, 0.3],
+    }
+    camera = {
+        '1': {
+            'campos': {'400': CAMPOS_MM.tolist()},
+            'camrot': {'400': R_CAM.tolist()},
+            'focal': {'400': [1000.0, 1000.0]},
+            'princpt': {'400': [160.0, 120.0]},
+        }
+    }
     if naming == 'official':
         ann_dir, image_dir = folder / 'annotations' / 'test', folder / 'images' / 'test'
         names = {kind: f'InterHand2.6M_test_{kind}.json' for kind in ('data', 'camera', 'joint_3d', 'MANO_NeuralAnnot')}
@@ -171,8 +194,9 @@ def test_mano_params_parsed_and_moved_to_the_camera(official):
     campos = CAMPOS_MM / 1000
     world = Rotation.from_rotvec(orient).apply(x - j0) + j0 + transl
     orient_c, transl_c = mano_world_to_camera(orient, transl, R_CAM, campos, j0)
-    np.testing.assert_allclose(Rotation.from_rotvec(orient_c).apply(x - j0) + j0 + transl_c,
-                               R_CAM @ (world - campos), atol=1e-12)
+    np.testing.assert_allclose(
+        Rotation.from_rotvec(orient_c).apply(x - j0) + j0 + transl_c, R_CAM @ (world - campos), atol=1e-12
+    )
     no_mano = _write_fixture(official.parent / 'no_mano', mano=False)
     assert InterHandAnnotations(no_mano, 'test').frame(1).mano_camera() is None
 
@@ -196,7 +220,7 @@ def test_dataset_sample_in_network_pixels(official):
     first = ds[0]
     assert first['valid'].tolist() == [False, True]
     assert first['joints_vis'][1].sum() == 19 and not first['joints_vis'][0].any()
-    assert float(first['joints_3d'][1, 4].abs().sum()) == 0.0         # invalid joints are zeroed
+    assert float(first['joints_3d'][1, 4].abs().sum()) == 0.0  # invalid joints are zeroed
     assert not first['joints_valid'][1, 4] and (first['seg'] == -100).all()
 
 
@@ -234,11 +258,14 @@ def test_bad_inputs_are_clear_errors(official, tmp_path):
 
 # ---------------------------------------------------------------- the real mmpose test frames
 
+
 @pytest.fixture(scope='module')
 def real():
     if not (INTERHAND_REAL / 'test_interhand2.6m_data.json').is_file() or not DERIVED.is_file():
-        pytest.skip(f'real InterHand2.6M frames not available at {INTERHAND_REAL} (shared/realimgs is not part of '
-                    'the repository)')
+        pytest.skip(
+            f'real InterHand2.6M frames not available at {INTERHAND_REAL} (shared/realimgs is not part of '
+            'the repository)'
+        )
     derived = json.loads(DERIVED.read_text())
     return list(InterHandAnnotations(INTERHAND_REAL, 'test')), {im['file']: im for im in derived['images']}
 
@@ -252,7 +279,7 @@ def test_real_frames_match_the_derived_camera_ground_truth(real):
         np.testing.assert_allclose(np.diag(f.K)[:2], [gt['intrinsics']['fx'], gt['intrinsics']['fy']])
         cam_mm, px = np.asarray(gt['joints_cam_mm']), np.asarray(gt['joints_2d_px'])
         valid42 = np.asarray(gt['joint_valid'], bool)
-        for s, part in ((1, slice(0, 21)), (0, slice(21, 42))):       # derived: right 0-20, left 21-41
+        for s, part in ((1, slice(0, 21)), (0, slice(21, 42))):  # derived: right 0-20, left 21-41
             order = list(INTERHAND_TO_21)
             np.testing.assert_array_equal(f.joints_valid[s], valid42[part][order])
             ok = f.joints_valid[s]
@@ -262,8 +289,10 @@ def test_real_frames_match_the_derived_camera_ground_truth(real):
             np.testing.assert_allclose(f.keypoints_2d[s][ok], px[part][order][ok], atol=1.0)
             uv = f.keypoints_2d[s][ok]
             assert (uv >= 0).all() and (uv[:, 0] < f.width).all() and (uv[:, 1] < f.height).all()
-        assert f.hand_valid.tolist() == [gt['hand_type'] in ('left', 'interacting'),
-                                         gt['hand_type'] in ('right', 'interacting')]
+        assert f.hand_valid.tolist() == [
+            gt['hand_type'] in ('left', 'interacting'),
+            gt['hand_type'] in ('right', 'interacting'),
+        ]
 
 
 def test_real_frames_subsets_and_samples(real):

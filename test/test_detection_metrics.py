@@ -1,4 +1,5 @@
 """Real-image benchmark metrics on hand-made cases with known answers."""
+
 import math
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_known_offset_gives_that_error_and_pck():
     assert s['recall'] == 1 and s['precision'] == 1 and s['handedness'] == 1
     assert s['err_px'] == pytest.approx(5.0)
     assert s['err_rel'] == pytest.approx(5.0 / size)
-    assert s['pck'] == 1.0                   # 5 px < 0.1 * ~95 px
+    assert s['pck'] == 1.0  # 5 px < 0.1 * ~95 px
     far = DetectionTally()
     far.add_frame([_label(gt)], [PredictedHand(gt + np.array([0.0, 0.3 * size]), 'right')])
     assert far.summary()['pck'] == 0.0 and far.summary()['recall'] == 1
@@ -60,7 +61,7 @@ def test_duplicate_detection_is_one_match_and_one_false_positive():
     gt = _hand(100, 100)
     tally = DetectionTally()
     pairs = tally.add_frame([_label(gt)], [PredictedHand(gt, 'right'), PredictedHand(gt + 2, 'right')])
-    assert pairs == [(0, 0)]                  # the closer one wins, one-to-one
+    assert pairs == [(0, 0)]  # the closer one wins, one-to-one
     s = tally.summary()
     assert s['recall'] == 1.0 and s['precision'] == 0.5
 
@@ -79,8 +80,9 @@ def test_two_hand_frames_and_one_to_one_assignment():
     a, b = _hand(100, 100, seed=1), _hand(300, 100, seed=2)
     tally = DetectionTally()
     # predictions listed in the other order: the assignment must still pair each with its own hand
-    pairs = tally.add_frame([_label(a, 'left'), _label(b, 'right')],
-                            [PredictedHand(b, 'right'), PredictedHand(a, 'left')])
+    pairs = tally.add_frame(
+        [_label(a, 'left'), _label(b, 'right')], [PredictedHand(b, 'right'), PredictedHand(a, 'left')]
+    )
     assert sorted(pairs) == [(0, 1), (1, 0)]
     tally.add_frame([_label(a, 'left'), _label(b, 'right')], [PredictedHand(a, 'left')])
     s = tally.summary()
@@ -92,11 +94,13 @@ def test_one_hand_seen_twice_over_an_overlapping_pair_is_found_but_not_with_both
     # two overlapping hands; the model fires both side maps at one spot inside both boxes
     a, b = _hand(100, 100, seed=1), _hand(150, 100, seed=2)
     tally = DetectionTally()
-    pairs = tally.add_frame([_label(a, 'left'), _label(b, 'right')],
-                            [PredictedHand(_hand(120, 100, seed=3), 'right'), PredictedHand(_hand(130, 100, seed=3), 'left')])
+    pairs = tally.add_frame(
+        [_label(a, 'left'), _label(b, 'right')],
+        [PredictedHand(_hand(120, 100, seed=3), 'right'), PredictedHand(_hand(130, 100, seed=3), 'left')],
+    )
     assert sorted(pairs) == [(0, 0), (1, 1)]
     s = tally.summary()
-    assert s['both_found'] == 1.0              # position-only matching counts it
+    assert s['both_found'] == 1.0  # position-only matching counts it
     assert s['both_found_sides'] == 0.0
     seen = DetectionTally()
     # both predictions with the same side: never "both, sides right"
@@ -110,8 +114,8 @@ def test_one_hand_seen_twice_over_an_overlapping_pair_is_found_but_not_with_both
 def test_3d_wrist_aligned_error_and_root_depth():
     gt2d = _hand(100, 100)
     j = np.random.default_rng(3).normal(size=(21, 3)) * 0.03 + np.array([0, 0, 0.5])
-    pred3d = j + np.array([0.1, 0.0, 0.2])            # pure translation: aligned error 0, depth off by 200 mm
-    pred3d[5] += np.array([0.0, 0.021, 0.0])          # one joint 21 mm off -> mean 1 mm
+    pred3d = j + np.array([0.1, 0.0, 0.2])  # pure translation: aligned error 0, depth off by 200 mm
+    pred3d[5] += np.array([0.0, 0.021, 0.0])  # one joint 21 mm off -> mean 1 mm
     lab = LabelledHand(box=keypoint_box(gt2d), side='right', keypoints=gt2d, joints_cam=j)
     tally = DetectionTally()
     tally.add_frame([lab], [PredictedHand(gt2d, 'right', joints_cam=pred3d)])

@@ -1,5 +1,6 @@
 """Synthetic-split evaluation report: subsets, metric plumbing (known answers), agreement with the per-epoch
 metrics, CLI."""
+
 import json
 import math
 
@@ -27,10 +28,12 @@ def setup():
     torch.manual_seed(0)
     model = build_acr('acr_light', input_size=SIZE)
     hand_model = load_hand_model()
-    data = SynthDataset(SynthConfig(image_size=SIZE, supersample=1), seed=SEED, length=NUM,
-                        normalization=model.normalization)
-    result = report.evaluate_split(model, data, hand_model, torch.device('cpu'), DecodeConfig(),
-                                        batch_size=5, close_threshold_m=CLOSE_M)
+    data = SynthDataset(
+        SynthConfig(image_size=SIZE, supersample=1), seed=SEED, length=NUM, normalization=model.normalization
+    )
+    result = report.evaluate_split(
+        model, data, hand_model, torch.device('cpu'), DecodeConfig(), batch_size=5, close_threshold_m=CLOSE_M
+    )
     return model, hand_model, data, result
 
 
@@ -54,7 +57,7 @@ def _expected_subsets(data):
 def test_subsets_partition_the_split_as_the_ground_truth_says(setup):
     _, _, data, result = setup
     expected, hands = _expected_subsets(data)
-    assert 0 < len(expected['close']) < len(expected['interacting'])       # the check below can tell them apart
+    assert 0 < len(expected['close']) < len(expected['interacting'])  # the check below can tell them apart
     assert len(expected['single']) > 0
     for name, members in expected.items():
         group = result['subsets'][name]
@@ -71,14 +74,19 @@ def test_subsets_partition_the_split_as_the_ground_truth_says(setup):
 
 def test_all_subset_agrees_with_the_trainers_evaluate(setup):
     model, hand_model, data, result = setup
-    reference = epoch_metrics.evaluate(model, DataLoader(data, batch_size=4), hand_model, torch.device('cpu'),
-                                  DecodeConfig())
+    reference = epoch_metrics.evaluate(
+        model, DataLoader(data, batch_size=4), hand_model, torch.device('cpu'), DecodeConfig()
+    )
     group = result['subsets']['all']
     mcp = group['protocols']['middle_mcp']
     assert group['num_hands'] == reference['num_hands'] == result['num_hands']
-    for ours, key in ((mcp['mpjpe_mm'], 'mpjpe_mm'), (mcp['pa_mpjpe_mm'], 'pa_mpjpe_mm'),
-                      (mcp['mpvpe_mm'], 'mpvpe_mm'), (group['root_error_mm'], 'root_error_mm'),
-                      (group['depth_ratio_median'], 'depth_ratio')):
+    for ours, key in (
+        (mcp['mpjpe_mm'], 'mpjpe_mm'),
+        (mcp['pa_mpjpe_mm'], 'pa_mpjpe_mm'),
+        (mcp['mpvpe_mm'], 'mpvpe_mm'),
+        (group['root_error_mm'], 'root_error_mm'),
+        (group['depth_ratio_median'], 'depth_ratio'),
+    ):
         assert math.isfinite(ours) and ours == pytest.approx(reference[key], rel=1e-4), key
     for key in ('recall', 'precision'):
         both_nan = math.isnan(group[key]) and math.isnan(reference[key])
@@ -120,15 +128,19 @@ def test_depth_ratio_is_the_placed_over_the_true_depth(setup):
 
 def test_single_hand_split_has_no_two_hand_metrics(setup, tmp_path):
     model, hand_model, _, _ = setup
-    data = SynthDataset(SynthConfig(image_size=SIZE, supersample=1, scene_weights={'single': 1.0}), seed=5,
-                        length=3, normalization=model.normalization)
+    data = SynthDataset(
+        SynthConfig(image_size=SIZE, supersample=1, scene_weights={'single': 1.0}),
+        seed=5,
+        length=3,
+        normalization=model.normalization,
+    )
     result = report.evaluate_split(model, data, hand_model, None, None)
     assert result['subsets']['interacting']['num_images'] == result['subsets']['close']['num_images'] == 0
     assert result['subsets']['single']['num_images'] == 3 and set(result['scenes']) == {'single'}
     assert math.isnan(result['subsets']['all']['two_hand']['i_mpjpe_mm'])
     assert math.isnan(result['subsets']['interacting']['protocols']['wrist']['mpjpe_mm'])
     report.write_report(result, tmp_path)
-    saved = json.loads((tmp_path / 'eval_report.json').read_text())     # strict JSON: NaN written as null
+    saved = json.loads((tmp_path / 'eval_report.json').read_text())  # strict JSON: NaN written as null
     assert saved['subsets']['all']['two_hand']['i_mpjpe_mm'] is None
     assert saved['subsets']['single']['protocols']['middle_mcp']['mpjpe_mm'] > 0
     assert '| interacting | 0 | 0 | - | - | - | - | - |' in (tmp_path / 'eval_report.md').read_text()
@@ -138,8 +150,10 @@ def _two_hand_gt(data, hand_model):
     for i in range(len(data)):
         item = data[i]
         if item['valid'].all():
-            return {side: (item['joints_3d'][s].double().numpy(), item['vertices'][s].double().numpy())
-                    for s, side in enumerate(SIDES)}
+            return {
+                side: (item['joints_3d'][s].double().numpy(), item['vertices'][s].double().numpy())
+                for s, side in enumerate(SIDES)
+            }
     raise AssertionError('no two-hand sample')
 
 
@@ -182,12 +196,12 @@ def test_place_hand_is_a_pure_translation_near_the_ground_truth(setup):
     _, _, data, _ = setup
     item = data[0]
     joints, verts = item['joints_3d'][0].double().numpy(), item['vertices'][0].double().numpy()
-    offset = np.array([0.3, -0.2, 5.0])          # any model-frame origin: placement is root-relative
+    offset = np.array([0.3, -0.2, 5.0])  # any model-frame origin: placement is root-relative
     K = item['K'].double().numpy()
     placed_j, placed_v = report.place_hand(joints + offset, verts + offset, item['cam'][0].tolist(), K, SIZE)
     np.testing.assert_allclose(placed_v - placed_j[ROOT_WRIST], verts - joints[ROOT_WRIST], atol=1e-12)
     root_error = np.linalg.norm(placed_j[ROOT_MIDDLE_MCP] - joints[ROOT_MIDDLE_MCP])
-    assert root_error < 0.1 * joints[ROOT_MIDDLE_MCP, 2]      # the fitted weak camera: within 10 % of the depth
+    assert root_error < 0.1 * joints[ROOT_MIDDLE_MCP, 2]  # the fitted weak camera: within 10 % of the depth
     assert report.place_hand(joints, verts, [0.0, 0.1, 0.1], K, SIZE) is None
     assert report.place_hand(joints, verts, [float('nan'), 0.0, 0.0], K, SIZE) is None
 
@@ -219,8 +233,24 @@ def test_bad_arguments_are_rejected(setup):
 
 def test_cli_writes_json_markdown_and_plot(tmp_path, capsys):
     out = tmp_path / 'report'
-    assert cli.main(['--untrained', '--input-size', str(SIZE), '--num', '6', '--seed', str(SEED),
-                          '--close-threshold', str(CLOSE_M), '--out', str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                '--untrained',
+                '--input-size',
+                str(SIZE),
+                '--num',
+                '6',
+                '--seed',
+                str(SEED),
+                '--close-threshold',
+                str(CLOSE_M),
+                '--out',
+                str(out),
+            ]
+        )
+        == 0
+    )
     saved = json.loads((out / 'eval_report.json').read_text())
     assert saved['num_images'] == 6 and saved['meta']['network'] == f'acr/resnet18@{SIZE}'
     assert saved['subsets']['all']['num_hands'] == len(saved['per_hand']) > 0
@@ -235,7 +265,10 @@ def test_cli_writes_json_markdown_and_plot(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(['--untrained', '--input-size', str(SIZE), '--num', '2', '--seed', str(SEED)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed['num_images'] == 2 and 'per_hand' not in printed and 'middle_mcp' in printed['subsets']['all'][
-        'protocols']
+    assert (
+        printed['num_images'] == 2
+        and 'per_hand' not in printed
+        and 'middle_mcp' in printed['subsets']['all']['protocols']
+    )
     with pytest.raises(SystemExit):
-        cli.main(['--num', '2'])          # neither --weights nor --untrained
+        cli.main(['--num', '2'])  # neither --weights nor --untrained

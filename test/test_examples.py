@@ -3,6 +3,7 @@
 The node's shipped network is untrained (it detects nothing), so the test publishes a HandArray made
 from the stand-in hand itself; the faces come from the real node's latched HandModelInfo.
 """
+
 import runpy
 import sys
 import time
@@ -28,10 +29,12 @@ EXAMPLE = REPO / 'examples' / 'hand_consumer.py'
 FAST = ('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.input_size:=128', '-p', 'num_threads:=1')
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Runs the example as its own __main__ and reports at exit whether anything imported torch.
-RUNNER = ('import atexit, runpy, sys\n'
-          "atexit.register(lambda: print('TORCH_LOADED', 'torch' in sys.modules, flush=True))\n"
-          'path = sys.argv[1]\nsys.argv = sys.argv[1:]\n'
-          "runpy.run_path(path, run_name='__main__')\n")
+RUNNER = (
+    'import atexit, runpy, sys\n'
+    "atexit.register(lambda: print('TORCH_LOADED', 'torch' in sys.modules, flush=True))\n"
+    'path = sys.argv[1]\nsys.argv = sys.argv[1:]\n'
+    "runpy.run_path(path, run_name='__main__')\n"
+)
 
 
 @pytest.fixture(scope='module')
@@ -51,7 +54,7 @@ def test_cap_closes_every_opening_with_consistent_winding(example):
         edges, counts = mesh_utils.edge_face_counts(closed)
         assert (counts == 2).all()
         directed = {tuple(e) for f in closed for e in (f[[0, 1]], f[[1, 2]], f[[2, 0]])}
-        assert len(directed) == 3 * len(closed)          # each directed edge once: consistently oriented
+        assert len(directed) == 3 * len(closed)  # each directed edge once: consistently oriented
         verts = example['cap_vertices'](v, loops)
         assert verts.shape == (8 + holes, 3)
         assert sorted(map(tuple, verts[8:])) == sorted([(0.5, 0.5, 0.0), (0.5, 0.5, 1.0)][-holes:])
@@ -65,8 +68,7 @@ def test_quaternion_and_wrist_relative_keypoints(example):
     rng = np.random.default_rng(5)
     rot = Rotation.from_rotvec(rng.normal(size=3))
     x, y, z, w = rot.as_quat()
-    np.testing.assert_allclose(example['quaternion_to_matrix'](2 * x, 2 * y, 2 * z, 2 * w), rot.as_matrix(),
-                               atol=1e-12)
+    np.testing.assert_allclose(example['quaternion_to_matrix'](2 * x, 2 * y, 2 * z, 2 * w), rot.as_matrix(), atol=1e-12)
     joints = rng.normal(size=(21, 3))
     local = example['wrist_relative_keypoints'](joints, rot.as_matrix())
     np.testing.assert_allclose(rot.apply(local) + joints[0], joints, atol=1e-12)
@@ -97,8 +99,9 @@ def test_operator_frame_is_the_retargeting_frame_and_independent_of_the_camera(e
         # the same keypoints whatever the camera sees: rotate and move the whole hand
         turn = Rotation.from_rotvec(rng.normal(size=3)).as_matrix()
         moved = h['joints'] @ turn.T + rng.normal(size=3)
-        np.testing.assert_allclose(example['wrist_relative_keypoints'](moved, example['operator_frame'](moved, side)),
-                                   kp, atol=1e-9)
+        np.testing.assert_allclose(
+            example['wrist_relative_keypoints'](moved, example['operator_frame'](moved, side)), kp, atol=1e-9
+        )
         # vs the MANO root frame the old example used: the keypoint frame is the root frame (the left hand's
         # turned half a turn about z: MANO mirrors it) up to the palm's tilt in the template, and the
         # permutation then turns it by 120 degrees: what the old example left out
@@ -116,8 +119,12 @@ def test_operator_frame_is_the_retargeting_frame_and_independent_of_the_camera(e
 
 def test_matrix_to_quaternion_all_branches(example):
     rng = np.random.default_rng(4)
-    for rotvec in [rng.normal(size=3) for _ in range(20)] + [np.array([np.pi, 0, 0]), np.array([0, np.pi, 0]),
-                                                             np.array([0, 0, np.pi]), np.zeros(3)]:
+    for rotvec in [rng.normal(size=3) for _ in range(20)] + [
+        np.array([np.pi, 0, 0]),
+        np.array([0, np.pi, 0]),
+        np.array([0, 0, np.pi]),
+        np.zeros(3),
+    ]:
         rot = Rotation.from_rotvec(rotvec)
         q = example['matrix_to_quaternion'](rot.as_matrix())
         assert abs(abs(np.dot(q, rot.as_quat())) - 1.0) < 1e-12
@@ -125,7 +132,9 @@ def test_matrix_to_quaternion_all_branches(example):
 
 def test_operator_axes_are_dex_retargetings(example):
     constants = pytest.importorskip(
-        'dex_retargeting.constants', reason='dex-retargeting not installed (pip install -r requirements/retargeting.txt)')
+        'dex_retargeting.constants',
+        reason='dex-retargeting not installed (pip install -r requirements/retargeting.txt)',
+    )
     np.testing.assert_array_equal(example['OPERATOR_AXES']['right'], constants.OPERATOR2MANO[constants.HandType.right])
     np.testing.assert_array_equal(example['OPERATOR_AXES']['left'], constants.OPERATOR2MANO[constants.HandType.left])
 
@@ -151,16 +160,24 @@ FINGERS = ('thumb', 'index', 'middle', 'ring', 'pinky')
 
 
 def test_keypoints_feed_dex_retargeting_as_the_readme_shows(example, tmp_path):
-    pytest.importorskip('dex_retargeting',
-                        reason='dex-retargeting not installed (pip install -r requirements/retargeting.txt)')
+    pytest.importorskip(
+        'dex_retargeting', reason='dex-retargeting not installed (pip install -r requirements/retargeting.txt)'
+    )
     from dex_retargeting.retargeting_config import RetargetingConfig
 
     urdf = tmp_path / 'toy_hand.urdf'
     urdf.write_text(_TOY_HAND.format(fingers=''.join(_TOY_FINGER.format(f=f) for f in FINGERS)))
-    config = RetargetingConfig.from_dict(dict(
-        type='vector', urdf_path=str(urdf), target_origin_link_names=['palm'] * 5,
-        target_task_link_names=[f'{f}_tip' for f in FINGERS],
-        target_link_human_indices=[[0] * 5, [4, 8, 12, 16, 20]], scaling_factor=1.0, low_pass_alpha=-1.0))
+    config = RetargetingConfig.from_dict(
+        dict(
+            type='vector',
+            urdf_path=str(urdf),
+            target_origin_link_names=['palm'] * 5,
+            target_task_link_names=[f'{f}_tip' for f in FINGERS],
+            target_link_human_indices=[[0] * 5, [4, 8, 12, 16, 20]],
+            scaling_factor=1.0,
+            low_pass_alpha=-1.0,
+        )
+    )
     retargeting = config.build()
     h = stand_in_hands()['right']
     joints = example['wrist_relative_keypoints'](h['joints'], example['operator_frame'](h['joints'], 'right'))
@@ -173,7 +190,7 @@ def test_keypoints_feed_dex_retargeting_as_the_readme_shows(example, tmp_path):
     names = retargeting.joint_names
     tips = np.array([[qpos[names.index(f'{f}_{a}')] for a in 'xyz'] for f in FINGERS])
     np.testing.assert_allclose(tips, joints[[4, 8, 12, 16, 20]], atol=5e-3)
-    assert (tips[1:, 2] > 0.05).all()       # the four fingertips point along the robot's +z
+    assert (tips[1:, 2] > 0.05).all()  # the four fingertips point along the robot's +z
 
 
 # ----------------------------------------------------------------------------------- over DDS
@@ -190,12 +207,20 @@ def stand_in_hands():
     for side, transl in (('right', (0.08, 0.02, 0.5)), ('left', (-0.1, 0.0, 0.55))):
         rotvec = rng.normal(size=3)
         with torch.no_grad():
-            posed = model(side, global_orient=torch.tensor(rotvec[None], dtype=torch.float32),
-                          transl=torch.tensor([transl], dtype=torch.float32), **zeros)
+            posed = model(
+                side,
+                global_orient=torch.tensor(rotvec[None], dtype=torch.float32),
+                transl=torch.tensor([transl], dtype=torch.float32),
+                **zeros,
+            )
             rest = model(side, global_orient=torch.zeros(1, 3), **zeros)
         rest_joints = rest['joints'][0].double().numpy()
-        hands[side] = dict(joints=posed['joints'][0].double().numpy(), vertices=posed['vertices'][0].numpy(),
-                           quat=Rotation.from_rotvec(rotvec).as_quat(), rest_relative=rest_joints - rest_joints[0])
+        hands[side] = dict(
+            joints=posed['joints'][0].double().numpy(),
+            vertices=posed['vertices'][0].numpy(),
+            quat=Rotation.from_rotvec(rotvec).as_quat(),
+            rest_relative=rest_joints - rest_joints[0],
+        )
     return hands
 
 
@@ -231,25 +256,36 @@ def test_consumer_turns_hand_arrays_into_teleop_and_grasp_inputs(ros, start_node
     try:
         got = {}
         for side in ('right', 'left'):
-            for name, typ in (('wrist_pose', PoseStamped), ('operator_frame', PoseStamped), ('keypoints', PoseArray),
-                              ('keypoints_flat', Float32MultiArray), ('mesh', Mesh)):
+            for name, typ in (
+                ('wrist_pose', PoseStamped),
+                ('operator_frame', PoseStamped),
+                ('keypoints', PoseArray),
+                ('keypoints_flat', Float32MultiArray),
+                ('mesh', Mesh),
+            ):
                 got[side, name] = ros.collect(typ, f'/hand_consumer/{side}/{name}', RELIABLE)
         pub = ros.node.create_publisher(HandArray, '/hand_recon/hands_smoothed', RELIABLE)
         ros.spin_until(lambda: pub.get_subscription_count() >= 1, what='the consumer to subscribe', timeout=20)
 
         frame = HandArray()
         frame.header.stamp.sec, frame.header.frame_id = 77, 'cam_optical'
-        decoy = hands['right']['joints'] + 0.05   # a less confident second right hand must be ignored
+        decoy = hands['right']['joints'] + 0.05  # a less confident second right hand must be ignored
         frame.hands = [hand_msg('right', decoy, hands['right']['quat'], score=0.2)] + [
-            hand_msg(side, h['joints'], h['quat'], h['vertices']) for side, h in hands.items()]
+            hand_msg(side, h['joints'], h['quat'], h['vertices']) for side, h in hands.items()
+        ]
         # The mesh needs the faces from the node's latched HandModelInfo: re-send until it is built.
         spin_publishing(ros, pub, frame, lambda: all(got[s, 'mesh'] for s in ('right', 'left')), what='meshes')
 
-        infos = ros.collect(HandModelInfo, '/hand_recon/hand_model_info', QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        infos = ros.collect(
+            HandModelInfo,
+            '/hand_recon/hand_model_info',
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
         ros.spin_until(lambda: infos, what='the model info')
-        info_faces = {'right': np.asarray(infos[0].faces_right).reshape(-1, 3),
-                      'left': np.asarray(infos[0].faces_left).reshape(-1, 3)}
+        info_faces = {
+            'right': np.asarray(infos[0].faces_right).reshape(-1, 3),
+            'left': np.asarray(infos[0].faces_left).reshape(-1, 3),
+        }
 
         for side, h in hands.items():
             wrist = got[side, 'wrist_pose'][-1]
@@ -267,13 +303,14 @@ def test_consumer_turns_hand_arrays_into_teleop_and_grasp_inputs(ros, start_node
             assert (op.header.stamp.sec, op.header.frame_id) == (77, 'cam_optical')
             o = op.pose.orientation
             R_op = Rotation.from_quat([o.x, o.y, o.z, o.w]).as_matrix()
-            np.testing.assert_allclose([op.pose.position.x, op.pose.position.y, op.pose.position.z],
-                                       h['joints'][0], atol=1e-12)
+            np.testing.assert_allclose(
+                [op.pose.position.x, op.pose.position.y, op.pose.position.z], h['joints'][0], atol=1e-12
+            )
             np.testing.assert_allclose(xyz, (h['joints'] - h['joints'][0]) @ R_op, atol=1e-9)
             rest = example_module()['wrist_relative_keypoints']
             rest_op = rest(h['rest_relative'], example_module()['operator_frame'](h['rest_relative'], side))
             np.testing.assert_allclose(xyz, rest_op, atol=2e-6)
-            assert np.abs(xyz).max() > 0.05   # a hand-sized spread, not zeros
+            assert np.abs(xyz).max() > 0.05  # a hand-sized spread, not zeros
             flat = got[side, 'keypoints_flat'][-1]
             assert [(d.label, d.size, d.stride) for d in flat.layout.dim] == [('joints', 21, 63), ('xyz', 3, 3)]
             np.testing.assert_allclose(np.asarray(flat.data).reshape(21, 3), xyz, atol=1e-6)
@@ -292,14 +329,19 @@ def test_consumer_turns_hand_arrays_into_teleop_and_grasp_inputs(ros, start_node
             assert (counts == 2).all(), 'every edge of the closed mesh is shared by exactly 2 triangles'
             directed = {tuple(e) for f in tris for e in (f[[0, 1]], f[[1, 2]], f[[2, 0]])}
             assert len(directed) == 3 * len(tris), 'cap winding must match the hand faces'
-            assert mesh_utils.signed_volume(verts, tris) > 1e-5   # outward normals enclose a positive volume
+            assert mesh_utils.signed_volume(verts, tris) > 1e-5  # outward normals enclose a positive volume
 
         # Hands without vertices (publish_vertices: false): keypoints still flow, meshes do not.
         meshes_before = len(got['right', 'mesh'])
         bare = HandArray(hands=[hand_msg('right', hands['right']['joints'], hands['right']['quat'])])
         bare.header.stamp.sec, bare.header.frame_id = 78, 'cam_optical'
-        spin_publishing(ros, pub, bare, lambda: got['right', 'keypoints'][-1].header.stamp.sec == 78,
-                        what='keypoints of the vertex-less hand')
+        spin_publishing(
+            ros,
+            pub,
+            bare,
+            lambda: got['right', 'keypoints'][-1].header.stamp.sec == 78,
+            what='keypoints of the vertex-less hand',
+        )
         ros.spin_for(0.3)
         assert len(got['right', 'mesh']) == meshes_before
     finally:

@@ -4,6 +4,7 @@ Covered: the ImageNet normalisation through a lookup table, the cv2 max filter o
 find_peaks sorting only the candidates, the root quaternion reused from params_to_mano, the single-thread
 scope of the post-network work, the depth-source branch of hands_from_params, and the HandArray filling.
 """
+
 import math
 
 import numpy as np
@@ -36,7 +37,7 @@ def imagenet_formula(u8):
 @pytest.mark.parametrize('shape', [(1, 1, 3), (7, 3, 3), (97, 131, 3), (480, 640, 3)])
 def test_imagenet_lookup_table_is_bit_identical_to_the_formula(shape):
     image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    image.reshape(-1, 3)[:256] = np.arange(256)[:image.size // 3, None]     # every value where it fits
+    image.reshape(-1, 3)[:256] = np.arange(256)[: image.size // 3, None]  # every value where it fits
     for view in (image, image[:, ::2], image[::-1], image.transpose(1, 0, 2)):
         out = normalize_rgb(view, 'imagenet')
         assert out.dtype == np.float32 and out.shape == view.shape
@@ -62,7 +63,7 @@ def test_cv2_nms_mask_equals_max_pool(kernel):
     gen = torch.Generator().manual_seed(kernel)
     for shape in [(1, 2, 64, 64), (3, 2, 5, 9), (2, 2, 2, 3), (1, 1, 1, 1)]:
         maps = torch.randn(shape, generator=gen)
-        for candidate in (maps, maps.round(), torch.zeros(shape)):         # plateaus and exact ties too
+        for candidate in (maps, maps.round(), torch.zeros(shape)):  # plateaus and exact ties too
             pooled = torch.nn.functional.max_pool2d(candidate, kernel, stride=1, padding=kernel // 2)
             assert torch.equal(nms_mask(candidate, kernel), candidate == pooled)
     maps = torch.randn(1, 2, 16, 16, generator=gen)
@@ -76,7 +77,7 @@ def test_nms_mask_with_nan_keeps_torch_semantics():
     maps[0, 0, 5, 5] = math.nan
     mask = nms_mask(maps, 5)
     assert torch.equal(mask, maps == torch.nn.functional.max_pool2d(maps, 5, 1, 2))
-    assert not mask[0, 0, 3:8, 3:8].any()            # the NaN window has no peak, as with max_pool2d
+    assert not mask[0, 0, 3:8, 3:8].any()  # the NaN window has no peak, as with max_pool2d
 
 
 def reference_peaks(center_logits, threshold, kernel, max_per_side, min_distance):
@@ -107,11 +108,14 @@ def test_find_peaks_equals_sorting_the_whole_map():
     for trial in range(30):
         maps = torch.randn(2, 2, 20, 24, generator=gen) * 2.0
         if trial % 3 == 0:
-            maps = maps.round()                     # many equal scores: ties must stay in raster order
+            maps = maps.round()  # many equal scores: ties must stay in raster order
         for threshold, max_per_side, min_distance in ((0.0, 1, 4.0), (0.3, 4, 4.0), (0.0, 10, 0.0), (0.9, 3, 2.0)):
             dets = find_peaks(maps, threshold, 5, max_per_side, min_distance)
-            got = list(zip(dets.batch_index.tolist(), dets.side.tolist(), dets.score.tolist(), dets.y.tolist(),
-                           dets.x.tolist()))
+            got = list(
+                zip(
+                    dets.batch_index.tolist(), dets.side.tolist(), dets.score.tolist(), dets.y.tolist(), dets.x.tolist()
+                )
+            )
             expected = reference_peaks(maps, threshold, 5, max_per_side, min_distance)
             assert got == expected
             checked += len(expected)
@@ -123,7 +127,7 @@ def test_params_to_mano_root_quaternion_is_the_root_matrix_quaternion():
     mano = params_to_mano(params)
     assert mano['root_quaternion'].shape == (5, 4)
     for i in range(5):
-        one = rotations.matrix_to_quaternion(mano['root_rotation'][i:i + 1])[0]
+        one = rotations.matrix_to_quaternion(mano['root_rotation'][i : i + 1])[0]
         assert torch.equal(mano['root_quaternion'][i], one)
     assert torch.allclose(rotations.quaternion_to_matrix(mano['root_quaternion']), mano['root_rotation'], atol=1e-5)
     assert torch.equal(mano['global_orient'], rotations.matrix_to_axis_angle(mano['root_rotation']))
@@ -151,8 +155,9 @@ def test_single_intra_op_thread_scope_restores_the_count():
 @pytest.fixture(scope='module')
 def reconstructor():
     torch.set_num_threads(1)
-    return create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128,
-                                               refine=False))
+    return create_reconstructor(
+        PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128, refine=False)
+    )
 
 
 def test_depth_source_selects_closed_form_or_least_squares(reconstructor):
@@ -161,8 +166,9 @@ def test_depth_source_selects_closed_form_or_least_squares(reconstructor):
     params = torch.tensor(rng.normal(0, 0.3, (2, 109)), dtype=torch.float32)
     params[:, 0] = torch.tensor([1.3, 1.7])
     params[:, 1:3] = torch.tensor([[0.2, -0.1], [-0.25, 0.05]])
-    weak = reconstructor.hands_from_params(params, ['left', 'right'], [0.9, 0.8], (480, 640), K,
-                                           depth_source='weak_perspective')
+    weak = reconstructor.hands_from_params(
+        params, ['left', 'right'], [0.9, 0.8], (480, 640), K, depth_source='weak_perspective'
+    )
     full = reconstructor.hands_from_params(params, ['left', 'right'], [0.9, 0.8], (480, 640), K)
     assert len(weak) == len(full) == 2
     transform = LetterboxTransform(480, 640, reconstructor.input_size)
@@ -175,8 +181,9 @@ def test_depth_source_selects_closed_form_or_least_squares(reconstructor):
         assert hand_weak.depth_source == 'weak_perspective' and hand_full.depth_source == 'camera_info'
         assert not np.allclose(hand_weak.joints_3d[9], hand_full.joints_3d[9], atol=1e-6)
         # the same root-relative mesh, only placed differently
-        assert np.allclose(hand_weak.vertices - hand_weak.joints_3d[9], hand_full.vertices - hand_full.joints_3d[9],
-                           atol=1e-6)
+        assert np.allclose(
+            hand_weak.vertices - hand_weak.joints_3d[9], hand_full.vertices - hand_full.joints_3d[9], atol=1e-6
+        )
 
 
 def test_hand_array_fields_and_fresh_covariance(reconstructor, monkeypatch):
@@ -184,6 +191,7 @@ def test_hand_array_fields_and_fresh_covariance(reconstructor, monkeypatch):
     from std_msgs.msg import Header
 
     from hand_recon_ros.ros.conversions import hand_array_msg, hand_array_to_numpy
+
     image = np.random.default_rng(4).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     reconstructor.set_runtime(detection_threshold=0.0)
     frame = reconstructor.reconstruct(image, None)

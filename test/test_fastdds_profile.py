@@ -6,6 +6,7 @@ measures both). Here a real publisher process started with the profile sends suc
 shared-memory segment must be the profile's 16 MiB one, Fast DDS must not report an XML error, and every
 frame must arrive intact.
 """
+
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ TOPIC = '/fastdds_profile_test/image'
 FRAMES = 10
 WIDTH, HEIGHT = 640, 480
 
-PUBLISHER = f'''
+PUBLISHER = f"""
 import sys, time
 import numpy as np
 import rclpy
@@ -43,7 +44,7 @@ print('sent', flush=True)
 sys.stdin.read()          # stay alive (segment mapped) until the test closes stdin
 node.destroy_node()
 rclpy.shutdown()
-'''
+"""
 
 
 def shm_segments(pid):
@@ -58,15 +59,18 @@ def shm_segments(pid):
 
 def test_profile_is_valid_fast_dds_xml():
     import xml.etree.ElementTree as ET
+
     root = ET.parse(PROFILE).getroot()
     ns = {'f': 'http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles'}
     shm = root.find("f:transport_descriptors/f:transport_descriptor[f:type='SHM']", ns)
-    assert int(shm.find('f:segment_size', ns).text) == 16 * 2 ** 20
+    assert int(shm.find('f:segment_size', ns).text) == 16 * 2**20
     participant = root.find('f:participant', ns)
     assert participant.get('is_default_profile') == 'true'
     used = [t.text for t in participant.findall('f:rtps/f:userTransports/f:transport_id', ns)]
-    kinds = {d.find('f:transport_id', ns).text: d.find('f:type', ns).text
-             for d in root.findall('f:transport_descriptors/f:transport_descriptor', ns)}
+    kinds = {
+        d.find('f:transport_id', ns).text: d.find('f:type', ns).text
+        for d in root.findall('f:transport_descriptors/f:transport_descriptor', ns)
+    }
     # Only shared memory is added; UDP stays with the built-in transports (or the RMW's localhost-only ones),
     # so remote machines still see the topics and a localhost-only setup gets no extra UDP interface.
     assert [kinds[t] for t in used] == ['SHM']
@@ -80,12 +84,16 @@ def test_large_best_effort_frames_go_through_the_profiles_shared_memory(ros, tmp
 
     received = ros.collect(Image, TOPIC, QoSProfile(depth=FRAMES, reliability=ReliabilityPolicy.BEST_EFFORT))
     stderr = open(tmp_path / 'publisher.err', 'w+')
-    proc = subprocess.Popen([sys.executable, '-c', PUBLISHER], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=stderr, text=True,
-                            env={**os.environ, 'FASTRTPS_DEFAULT_PROFILES_FILE': str(PROFILE)})
+    proc = subprocess.Popen(
+        [sys.executable, '-c', PUBLISHER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        env={**os.environ, 'FASTRTPS_DEFAULT_PROFILES_FILE': str(PROFILE)},
+    )
     try:
-        ros.spin_until(lambda: len(received) >= FRAMES or proc.poll() is not None, timeout=60,
-                       what=f'{FRAMES} frames')
+        ros.spin_until(lambda: len(received) >= FRAMES or proc.poll() is not None, timeout=60, what=f'{FRAMES} frames')
         segments = shm_segments(proc.pid)
     finally:
         proc.stdin.close()
@@ -96,7 +104,7 @@ def test_large_best_effort_frames_go_through_the_profiles_shared_memory(ros, tmp
     assert proc.returncode == 0, errors
     assert 'XMLPARSER' not in errors and 'Error' not in errors, errors
     # The publisher's own segment is the profile's (16 MiB + bookkeeping), not the 512 KiB default.
-    assert max(segments.values()) >= 16 * 2 ** 20, segments
+    assert max(segments.values()) >= 16 * 2**20, segments
     assert [m.header.stamp.sec for m in received] == list(range(FRAMES))
     for m in received:
         expected = np.random.default_rng(m.header.stamp.sec).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
@@ -106,10 +114,11 @@ def test_large_best_effort_frames_go_through_the_profiles_shared_memory(ros, tmp
 
 def test_the_node_reports_the_profile_under_either_variable(monkeypatch):
     from hand_recon_ros.ros.conversions import fastdds_profile_file
+
     monkeypatch.delenv('FASTDDS_DEFAULT_PROFILES_FILE', raising=False)
     monkeypatch.delenv('FASTRTPS_DEFAULT_PROFILES_FILE', raising=False)
     assert fastdds_profile_file() == ''
-    monkeypatch.setenv('FASTRTPS_DEFAULT_PROFILES_FILE', '/jazzy.xml')          # Humble, Jazzy
+    monkeypatch.setenv('FASTRTPS_DEFAULT_PROFILES_FILE', '/jazzy.xml')  # Humble, Jazzy
     assert fastdds_profile_file() == '/jazzy.xml'
-    monkeypatch.setenv('FASTDDS_DEFAULT_PROFILES_FILE', '/kilted.xml')          # the name from Kilted on wins
+    monkeypatch.setenv('FASTDDS_DEFAULT_PROFILES_FILE', '/kilted.xml')  # the name from Kilted on wins
     assert fastdds_profile_file() == '/kilted.xml'

@@ -1,4 +1,5 @@
 """Per-frame parameters reach the worker as one snapshot, rebuilt on change and pushed into the core when changed."""
+
 import os
 import time
 
@@ -18,6 +19,7 @@ def test_runtime_part_gives_set_runtime_its_keywords():
     import inspect
 
     from hand_recon_ros.pipeline import HandReconstructor
+
     accepted = set(inspect.signature(HandReconstructor.set_runtime).parameters) - {'self'}
     assert set(ReconstructorRuntime().as_kwargs()) == accepted
 
@@ -38,9 +40,15 @@ def test_node_rebuilds_the_snapshot_on_change_and_pushes_the_runtime_once(ros):
     rclpy.init(context=ctx, domain_id=int(os.environ['ROS_DOMAIN_ID']))
     node = None
     try:
-        node = HandReconNode(context=ctx, parameter_overrides=[
-            Parameter('autostart', value=False), Parameter('weights', value='untrained'),
-            Parameter('network.input_size', value=128), Parameter('refinement.enabled', value=False)])
+        node = HandReconNode(
+            context=ctx,
+            parameter_overrides=[
+                Parameter('autostart', value=False),
+                Parameter('weights', value='untrained'),
+                Parameter('network.input_size', value=128),
+                Parameter('refinement.enabled', value=False),
+            ],
+        )
         before = node.frame_settings
         assert before.runtime.detection_threshold == PARAMETERS['detection_threshold'].default
         assert node.set_parameters([Parameter('detection_threshold', value=0.6)])[0].successful
@@ -54,7 +62,7 @@ def test_node_rebuilds_the_snapshot_on_change_and_pushes_the_runtime_once(ros):
 
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        node._stop_worker()          # frames go through _process on this thread: deterministic
+        node._stop_worker()  # frames go through _process on this thread: deterministic
         rec = node.reconstructor
         calls = []
         original = rec.set_runtime

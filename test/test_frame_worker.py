@@ -1,4 +1,5 @@
 """Latest-frame worker: no backlog, stale drops, error survival, clean stop, latency statistics."""
+
 import threading
 import time
 
@@ -23,6 +24,7 @@ class FakeClock:
 
 
 # ---- LatestFrameSlot -------------------------------------------------------------------------------------
+
 
 def test_slot_keeps_only_newest_and_counts_replaced():
     slot = LatestFrameSlot()
@@ -78,6 +80,7 @@ def test_slot_concurrent_puts_account_for_every_item():
 
 # ---- FrameWorker -----------------------------------------------------------------------------------------
 
+
 def test_burst_is_processed_without_backlog():
     """100 frames at ~100 Hz into a >= 50 ms process_fn: the newest is always worked on, the rest dropped.
 
@@ -113,7 +116,7 @@ def test_burst_is_processed_without_backlog():
     assert s.processed <= span / 0.05 + 1, (s, span)
     indices = [i for i, _ in picks]
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
-    assert indices[-1] == 99                    # the final frame is never lost
+    assert indices[-1] == 99  # the final frame is never lost
     # No backlog: after each frame the worker takes a frame at least as new as the newest submitted while
     # it was busy (a queue would take the next one in line).
     for (_, newest_at_end), (next_idx, _) in zip(picks, picks[1:]):
@@ -121,7 +124,7 @@ def test_burst_is_processed_without_backlog():
     assert s.dropped_replaced == 100 - s.processed
     assert results == [(i, i * 10) for i in indices]
     assert len(worker.processing_ms) == s.processed
-    assert worker.processing_ms.p50 >= 45.0     # sleep(0.05) is a lower bound, not a timing claim
+    assert worker.processing_ms.p50 >= 45.0  # sleep(0.05) is a lower bound, not a timing claim
 
 
 def test_worker_takes_the_newest_frame_after_a_busy_period():
@@ -188,8 +191,9 @@ def test_exceptions_are_counted_and_the_worker_continues():
             raise RuntimeError(f'bad frame {frame}')
         return frame
 
-    with FrameWorker(process, on_result=lambda f, r: results.append(r),
-                     on_error=lambda f, e: errors.append((f, str(e)))) as worker:
+    with FrameWorker(
+        process, on_result=lambda f, r: results.append(r), on_error=lambda f, e: errors.append((f, str(e)))
+    ) as worker:
         for i in range(7):
             worker.submit(i)
             assert worker.wait_idle(5)
@@ -258,6 +262,7 @@ def test_bad_arguments():
 
 
 # ---- LatencyStats ----------------------------------------------------------------------------------------
+
 
 def test_latency_stats_percentiles_and_rate():
     stats = LatencyStats(window=1000)

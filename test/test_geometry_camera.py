@@ -1,4 +1,5 @@
 """Camera models: letterbox, weak perspective, metric translation, CameraInfo intrinsics."""
+
 import numpy as np
 import pytest
 
@@ -20,9 +21,13 @@ def _hand_like_joints(rng):
 def _random_camera(rng):
     width, height = int(rng.choice([640, 1280, 848])), int(rng.choice([480, 720]))
     fx = rng.uniform(400, 1500)
-    K = np.array([[fx, 0.0, width / 2 + rng.uniform(-20, 20)],
-                  [0.0, fx * rng.uniform(0.98, 1.02), height / 2 + rng.uniform(-20, 20)],
-                  [0.0, 0.0, 1.0]])
+    K = np.array(
+        [
+            [fx, 0.0, width / 2 + rng.uniform(-20, 20)],
+            [0.0, fx * rng.uniform(0.98, 1.02), height / 2 + rng.uniform(-20, 20)],
+            [0.0, 0.0, 1.0],
+        ]
+    )
     return K, width, height
 
 
@@ -43,14 +48,15 @@ def test_letterbox_round_trip_and_geometry(height, width):
     np.testing.assert_allclose(lb.to_original(lb.to_input(uv)), uv, atol=1e-9)
     np.testing.assert_allclose(lb.normalized_to_original(lb.original_to_normalized(uv)), uv, atol=1e-9)
     # The image centre maps to the input centre; original corners land inside the padding box.
-    np.testing.assert_allclose(lb.to_input([width / 2, height / 2]), [256 + 0.5 * (lb.pad_left - lb.pad_right)
-                                                                      * lb.scale,
-                                                                      256 + 0.5 * (lb.pad_top - lb.pad_bottom)
-                                                                      * lb.scale])
+    np.testing.assert_allclose(
+        lb.to_input([width / 2, height / 2]),
+        [256 + 0.5 * (lb.pad_left - lb.pad_right) * lb.scale, 256 + 0.5 * (lb.pad_top - lb.pad_bottom) * lb.scale],
+    )
     np.testing.assert_allclose(lb.to_input([0, 0]), [lb.pad_left * lb.scale, lb.pad_top * lb.scale])
     # Normalised [-1, 1] <-> input pixels: p = -1 is input pixel 0, p = 1 is input pixel 512.
-    np.testing.assert_allclose(lb.to_input(lb.normalized_to_original([[-1, -1], [1, 1]])), [[0, 0], [512, 512]],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        lb.to_input(lb.normalized_to_original([[-1, -1], [1, 1]])), [[0, 0], [512, 512]], atol=1e-9
+    )
 
 
 def test_letterbox_landscape_known_values():
@@ -156,7 +162,7 @@ def test_batched_translations_equal_the_per_hand_solver():
     for trial in range(10):
         K, _, _ = _random_camera(rng)
         if trial % 2:
-            K[0, 1] = rng.uniform(-2, 2)                 # skew too
+            K[0, 1] = rng.uniform(-2, 2)  # skew too
         H = 1 + trial % 5
         X = np.stack([_hand_like_joints(rng) * [1, 1, 1 + trial % 3] for _ in range(H)])
         t = np.stack([_random_translation(rng) for _ in range(H)])
@@ -173,10 +179,10 @@ def test_batched_translations_flag_bad_hands_and_keep_the_others():
     X = _hand_like_joints(np.random.default_rng(7))
     t = np.array([0.05, 0.0, 0.6])
     uv = cam.project_points(X + t, K)
-    rays_coincide = np.broadcast_to(uv[:1], uv.shape)   # every keypoint on one pixel: depth undetermined
+    rays_coincide = np.broadcast_to(uv[:1], uv.shape)  # every keypoint on one pixel: depth undetermined
     with_nan = uv.copy()
     with_nan[4] = np.nan
-    behind = 2 * K[:2, 2] - uv                          # best explained by a hand behind the camera
+    behind = 2 * K[:2, 2] - uv  # best explained by a hand behind the camera
     t_all, ok = cam.solve_translations(np.stack([X] * 5), np.stack([uv, rays_coincide, with_nan, behind, uv]), K)
     assert ok.tolist() == [True, False, False, False, True]
     np.testing.assert_allclose(t_all[[0, 4]], [t, t], atol=1e-9)

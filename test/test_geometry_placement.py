@@ -1,4 +1,5 @@
 """geometry.placement.place_hands: the one placement of model-frame hands used by the pipeline and the evaluation."""
+
 import numpy as np
 
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
@@ -40,7 +41,7 @@ def test_hands_are_independent_of_their_batch():
     joints, verts, cams = _hands(3, seed=1)
     together = place_hands(joints, verts, cams, K, TRANSFORM)
     for i in range(3):
-        alone = place_hands(joints[i:i + 1], verts[i:i + 1], cams[i:i + 1], K, TRANSFORM)[0]
+        alone = place_hands(joints[i : i + 1], verts[i : i + 1], cams[i : i + 1], K, TRANSFORM)[0]
         np.testing.assert_allclose(alone.joints, together[i].joints, atol=1e-9)
 
 

@@ -1,4 +1,5 @@
 """Rotation conversions: known values, round trips (incl. angles near 0 and pi), gradients."""
+
 import numpy as np
 import pytest
 import torch
@@ -56,8 +57,7 @@ def test_axis_angle_round_trip_near_zero_and_pi(dtype, tol):
     # Near pi, aa and -aa are the same rotation: compare matrices, and angles directly.
     torch.testing.assert_close(rot.axis_angle_to_matrix(back), R, atol=tol * 10, rtol=0)
     angles = aa.norm(dim=-1)
-    torch.testing.assert_close(back.norm(dim=-1), angles, atol=max(tol, 1e-3 if dtype == torch.float32 else 0),
-                               rtol=0)
+    torch.testing.assert_close(back.norm(dim=-1), angles, atol=max(tol, 1e-3 if dtype == torch.float32 else 0), rtol=0)
     away_from_pi = angles < np.pi - 1e-2
     torch.testing.assert_close(back[away_from_pi], aa[away_from_pi], atol=tol * 10, rtol=0)
 
@@ -65,8 +65,12 @@ def test_axis_angle_round_trip_near_zero_and_pi(dtype, tol):
 def test_rotation_matrices_are_orthonormal_with_det_one():
     aa = torch.as_tensor(_random_axis_angles(300, 7), dtype=torch.float32)
     x6 = torch.randn(300, 6, generator=torch.Generator().manual_seed(0))
-    for R in (rot.axis_angle_to_matrix(aa), rot.rot6d_to_matrix(x6), rot.rot6d_to_matrix(x6, 'split'),
-              rot.quaternion_to_matrix(torch.randn(300, 4, generator=torch.Generator().manual_seed(1)))):
+    for R in (
+        rot.axis_angle_to_matrix(aa),
+        rot.rot6d_to_matrix(x6),
+        rot.rot6d_to_matrix(x6, 'split'),
+        rot.quaternion_to_matrix(torch.randn(300, 4, generator=torch.Generator().manual_seed(1))),
+    ):
         eye = torch.eye(3).expand(300, 3, 3)
         torch.testing.assert_close(R.transpose(-1, -2) @ R, eye, atol=1e-5, rtol=0)
         torch.testing.assert_close(torch.linalg.det(R), torch.ones(300), atol=1e-5, rtol=0)
@@ -92,11 +96,17 @@ def test_rot6d_gram_schmidt_on_unnormalised_input():
     np.testing.assert_allclose(R, np.eye(3), atol=1e-15)
 
 
-@pytest.mark.parametrize('fn,shape', [
-    (rot.axis_angle_to_matrix, (3,)), (rot.matrix_to_axis_angle, (3, 3)), (rot.rot6d_to_matrix, (6,)),
-    (rot.quaternion_to_matrix, (4,)), (rot.matrix_to_quaternion, (3, 3)),
-    (rot.axis_angle_to_quaternion, (3,)),
-])
+@pytest.mark.parametrize(
+    'fn,shape',
+    [
+        (rot.axis_angle_to_matrix, (3,)),
+        (rot.matrix_to_axis_angle, (3, 3)),
+        (rot.rot6d_to_matrix, (6,)),
+        (rot.quaternion_to_matrix, (4,)),
+        (rot.matrix_to_quaternion, (3, 3)),
+        (rot.axis_angle_to_quaternion, (3,)),
+    ],
+)
 def test_gradients_are_finite_at_identity_and_pi(fn, shape):
     aa = torch.as_tensor(_random_axis_angles(len(EDGE_ANGLES), 2, EDGE_ANGLES))
     if shape == (3,):
@@ -114,8 +124,7 @@ def test_gradients_are_finite_at_identity_and_pi(fn, shape):
 
 
 def test_axis_angle_gradient_matches_finite_differences():
-    aa = torch.tensor([[0.3, -0.2, 0.5], [1e-9, 0.0, 0.0], [0.0, 2.5, 0.1]], dtype=torch.float64,
-                      requires_grad=True)
+    aa = torch.tensor([[0.3, -0.2, 0.5], [1e-9, 0.0, 0.0], [0.0, 2.5, 0.1]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(rot.axis_angle_to_matrix, (aa,))
     R = rot.axis_angle_to_matrix(torch.tensor([[0.3, -0.2, 0.5], [0.0, 2.5, 0.1]], dtype=torch.float64))
     assert torch.autograd.gradcheck(rot.matrix_to_axis_angle, (R.requires_grad_(True),))

@@ -1,4 +1,5 @@
 """Hand-model fit to 21 keypoints (hand_recon_ros.hand_model.fit) on synthetic hands with known parameters."""
+
 import dataclasses
 import os
 import subprocess
@@ -47,8 +48,11 @@ def hands(model):
 def _mean_pose_error_mm(model, side, h):
     """What a fit that learnt nothing (mean pose, mean shape, true rotation) scores: the bar to beat."""
     kin = fit._kinematics(model, side)
-    rel = kin.joints_rel(torch.as_tensor(h['rotation']), kin.finger_pose(kin.bank_mean).expand(N, -1),
-                         torch.zeros(N, 10, dtype=torch.float64)).numpy()
+    rel = kin.joints_rel(
+        torch.as_tensor(h['rotation']),
+        kin.finger_pose(kin.bank_mean).expand(N, -1),
+        torch.zeros(N, 10, dtype=torch.float64),
+    ).numpy()
     return fit_check.joint_error_mm(rel, h['joints_rel']).mean()
 
 
@@ -59,8 +63,12 @@ def test_joints_only_forward_matches_the_model(model):
     arrays = {s: dict(model._data[s]) for s in ('right', 'left')}
     for s in arrays:
         arrays[s]['posedirs'] = rng.normal(0.0, 0.003, arrays[s]['posedirs'].shape).astype(np.float32)
-    variants = [model, load_hand_model(use_pca=True, num_pca_comps=12), load_hand_model(flat_hand_mean=True),
-                HandModel(arrays, False, 'random posedirs')]
+    variants = [
+        model,
+        load_hand_model(use_pca=True, num_pca_comps=12),
+        load_hand_model(flat_hand_mean=True),
+        HandModel(arrays, False, 'random posedirs'),
+    ]
     for m in variants:
         for side in ('right', 'left'):
             kin = fit._kinematics(m, side)
@@ -69,6 +77,7 @@ def test_joints_only_forward_matches_the_model(model):
             coeffs = kin.bank_mean + torch.randn(4, kin.pose_dim, generator=g, dtype=torch.float64) * 0.3
             betas = torch.randn(4, 10, generator=g, dtype=torch.float64)
             from hand_recon_ros.geometry import rotations
+
             ours = kin.joints_rel(rotations.axis_angle_to_matrix(orient), kin.finger_pose(coeffs), betas)
             hand_pose = coeffs if kin.use_pca else kin.finger_pose(coeffs) - kin.model_mean
             with torch.no_grad():
@@ -85,14 +94,23 @@ def test_analytic_jacobian_matches_finite_differences(model, hands):
     for m in (model, HandModel(arrays, False, 'random posedirs')):
         kin = fit._kinematics(m, 'right')
         b = 3
-        vals = dict(pose=torch.as_tensor(rng.normal(0, 0.7, (b, kin.pose_dim))),
-                    betas=torch.as_tensor(rng.normal(0, 1, (b, 10))),
-                    log_scale=torch.full((b, 1), 0.1, dtype=torch.float64),
-                    offset=torch.as_tensor(rng.normal(0, 0.01, (b, 3))),
-                    root=fit._root_params(torch.as_tensor(h['root'][:b])))
-        problem = fit._Problem(kin, fit.FitConfig(), ('rot', 'pose', 'betas', 'log_scale', 'offset', 'root'), vals,
-                               torch.as_tensor(h['rotation'][:b]), target3d=torch.as_tensor(h['joints_rel'][:b]),
-                               kp2d=torch.as_tensor(h['keypoints_2d'][:b]), K=torch.as_tensor(h['K']).expand(b, 3, 3))
+        vals = dict(
+            pose=torch.as_tensor(rng.normal(0, 0.7, (b, kin.pose_dim))),
+            betas=torch.as_tensor(rng.normal(0, 1, (b, 10))),
+            log_scale=torch.full((b, 1), 0.1, dtype=torch.float64),
+            offset=torch.as_tensor(rng.normal(0, 0.01, (b, 3))),
+            root=fit._root_params(torch.as_tensor(h['root'][:b])),
+        )
+        problem = fit._Problem(
+            kin,
+            fit.FitConfig(),
+            ('rot', 'pose', 'betas', 'log_scale', 'offset', 'root'),
+            vals,
+            torch.as_tensor(h['rotation'][:b]),
+            target3d=torch.as_tensor(h['joints_rel'][:b]),
+            kp2d=torch.as_tensor(h['keypoints_2d'][:b]),
+            K=torch.as_tensor(h['K']).expand(b, 3, 3),
+        )
         p = fit._params_from(problem, vals)
         analytic = problem.jacobian(p)
         numeric = fit._jacobian(problem, p, problem.residuals(p))
@@ -120,7 +138,7 @@ def test_3d_fit_recovers_pose_and_joints(model, hands, side):
 def test_3d_fit_without_noise_is_close_to_exact(model, hands):
     h = hands['right']
     res = fit.fit_hands(model, 'right', h['joints_rel'], fit.FitConfig(free_scale=False))
-    assert fit_check.joint_error_mm(res.joints, h['joints_rel']).mean() < 3.0     # the priors' pull alone
+    assert fit_check.joint_error_mm(res.joints, h['joints_rel']).mean() < 3.0  # the priors' pull alone
 
 
 def test_free_scale_recovers_a_scaled_target(model, hands):
@@ -132,7 +150,7 @@ def test_free_scale_recovers_a_scaled_target(model, hands):
     assert np.all(np.abs(res.scale * 1.25 - 1.0) < 0.15), res.scale
     fixed = fit.fit_hands(model, 'left', h['noisy_3d'] * 1.25, fit.FitConfig(free_scale=False))
     assert np.allclose(fixed.scale, 1.0)
-    assert fit_check.joint_error_mm(fixed.joints, h['joints_rel']).mean() > 10.0   # no free scale: it cannot
+    assert fit_check.joint_error_mm(fixed.joints, h['joints_rel']).mean() > 10.0  # no free scale: it cannot
 
 
 @pytest.mark.parametrize('side', ['right', 'left'])
@@ -154,7 +172,7 @@ def test_2d_with_world_joints(model, hands, side):
     h = hands[side]
     res = fit.fit_keypoints(model, side, h['noisy_2d'], h['K'], world_joints=h['noisy_3d'] * 0.9)
     root_err = 1000 * np.linalg.norm(res.root - h['root'], axis=1)
-    joint_err = 1000 * np.linalg.norm(res.joints - h['joints'], axis=-1).mean(1)     # camera frame, absolute
+    joint_err = 1000 * np.linalg.norm(res.joints - h['joints'], axis=-1).mean(1)  # camera frame, absolute
     assert root_err.mean() < 30.0 and root_err.max() < 60.0, root_err
     assert joint_err.mean() < 30.0, joint_err
     assert fit_check.joint_error_mm(res.joints, h['joints']).mean() < 6.5
@@ -165,26 +183,40 @@ def test_result_reproduces_through_the_model(model, hands):
     h = hands['right']
     res = fit.fit_keypoints(model, 'right', h['noisy_2d'][:3], h['K'])
     with torch.no_grad():
-        out = model('right', torch.tensor(res.global_orient, dtype=torch.float32),
-                    torch.tensor(res.hand_pose, dtype=torch.float32), torch.tensor(res.betas, dtype=torch.float32),
-                    torch.tensor(res.transl, dtype=torch.float32))
+        out = model(
+            'right',
+            torch.tensor(res.global_orient, dtype=torch.float32),
+            torch.tensor(res.hand_pose, dtype=torch.float32),
+            torch.tensor(res.betas, dtype=torch.float32),
+            torch.tensor(res.transl, dtype=torch.float32),
+        )
     assert np.allclose(out['joints'].numpy(), res.joints, atol=1e-5)
     assert np.allclose(out['vertices'].numpy(), res.vertices, atol=1e-5)
     assert res.vertices.shape == (3, model.num_vertices, 3)
-    assert set(res.keys()) >= {'joints', 'vertices', 'global_orient', 'hand_pose', 'betas', 'transl', 'scale',
-                               'residual_2d', 'residual_3d', 'cost'}
+    assert set(res.keys()) >= {
+        'joints',
+        'vertices',
+        'global_orient',
+        'hand_pose',
+        'betas',
+        'transl',
+        'scale',
+        'residual_2d',
+        'residual_3d',
+        'cost',
+    }
 
 
 @pytest.mark.parametrize('mode', ['3d', '2d'])
 def test_batch_and_single_give_the_same_result(model, hands, mode):
     h = hands['left']
     if mode == '3d':
-        run = lambda idx: fit.fit_hands(model, 'left', h['noisy_3d'][idx])                     # noqa: E731
+        run = lambda idx: fit.fit_hands(model, 'left', h['noisy_3d'][idx])  # noqa: E731
     else:
-        run = lambda idx: fit.fit_keypoints(model, 'left', h['noisy_2d'][idx], h['K'])          # noqa: E731
+        run = lambda idx: fit.fit_keypoints(model, 'left', h['noisy_2d'][idx], h['K'])  # noqa: E731
     batch = run(slice(0, 4))
     again = run(slice(0, 4))
-    assert np.array_equal(batch.joints, again.joints)                  # deterministic
+    assert np.array_equal(batch.joints, again.joints)  # deterministic
     for i in range(4):
         single = run(slice(i, i + 1))
         assert np.allclose(single.joints[0], batch.joints[i], atol=1e-6), i
@@ -194,7 +226,7 @@ def test_batch_and_single_give_the_same_result(model, hands, mode):
 def test_an_outlier_keypoint_is_down_weighted(model, hands):
     h = hands['right']
     target = h['noisy_3d'].copy()
-    target[:, 8] += np.array([0.05, -0.03, 0.02])                      # index tip 6 cm off
+    target[:, 8] += np.array([0.05, -0.03, 0.02])  # index tip 6 cm off
     inliers = [j for j in range(21) if j != 8]
 
     def inlier_error(cfg, tgt):
@@ -260,8 +292,13 @@ def test_mano_format_files_and_pca_models(tmp_path, model, hands):
         assert res.hand_pose.shape == (4, m.pose_dim)
         assert fit_check.joint_error_mm(res.joints, h['joints'][:4]).mean() < 8.0
         with torch.no_grad():
-            out = m('left', *(torch.tensor(x, dtype=torch.float32)
-                              for x in (res.global_orient, res.hand_pose, res.betas, res.transl)))
+            out = m(
+                'left',
+                *(
+                    torch.tensor(x, dtype=torch.float32)
+                    for x in (res.global_orient, res.hand_pose, res.betas, res.transl)
+                ),
+            )
         assert np.allclose(out['joints'].numpy(), res.joints, atol=1e-5)
 
 
@@ -290,8 +327,9 @@ def test_config_is_a_frozen_dataclass():
 @pytest.mark.slow
 def test_bench_fit_quick_prints_its_tables():
     script = os.path.join(REPO, 'benchmarks', 'bench_fit.py')
-    proc = subprocess.run([sys.executable, script, '--quick', '--threads', '1'],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, script, '--quick', '--threads', '1'], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     body = [line for line in lines if line.startswith('| ') and not line.startswith(('| input', '| mode'))]

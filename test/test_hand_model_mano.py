@@ -1,4 +1,5 @@
 """Chumpy-free MANO loading, file resolution, cache, left-shapedirs fix, and the HandModel API."""
+
 import contextlib
 import io
 import logging
@@ -19,8 +20,16 @@ from tools.standin import generator as standin
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STANDIN_DIR = os.path.join(REPO, 'models', 'standin')
-MANO_GLOBALS = {'numpy.core.multiarray _reconstruct', 'numpy ndarray', 'numpy dtype', '__builtin__ set',
-                'chumpy.ch Ch', 'chumpy.reordering Select', 'scipy.sparse.csc csc_matrix', '_codecs encode'}
+MANO_GLOBALS = {
+    'numpy.core.multiarray _reconstruct',
+    'numpy ndarray',
+    'numpy dtype',
+    '__builtin__ set',
+    'chumpy.ch Ch',
+    'chumpy.reordering Select',
+    'scipy.sparse.csc csc_matrix',
+    '_codecs encode',
+}
 
 
 @pytest.fixture(scope='module')
@@ -50,8 +59,12 @@ def _globals(path):
 
 def _pose_batch(seed, batch=3):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, 3, generator=g) * 0.5, torch.randn(batch, 45, generator=g) * 0.3,
-            torch.randn(batch, 10, generator=g), torch.randn(batch, 3, generator=g) * 0.1)
+    return (
+        torch.randn(batch, 3, generator=g) * 0.5,
+        torch.randn(batch, 45, generator=g) * 0.3,
+        torch.randn(batch, 10, generator=g),
+        torch.randn(batch, 3, generator=g) * 0.1,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,9 +75,12 @@ def test_chumpy_style_fixture_has_exactly_the_mano_globals(chumpy_dir):
     try:
         import chumpy  # noqa: F401
     except ImportError:
-        with open(chumpy_dir / 'MANO_RIGHT.pkl', 'rb') as fh, warnings.catch_warnings(), \
-                pytest.raises(ModuleNotFoundError, match='chumpy'):
-            warnings.simplefilter('ignore', DeprecationWarning)     # scipy.sparse.csc is deprecated
+        with (
+            open(chumpy_dir / 'MANO_RIGHT.pkl', 'rb') as fh,
+            warnings.catch_warnings(),
+            pytest.raises(ModuleNotFoundError, match='chumpy'),
+        ):
+            warnings.simplefilter('ignore', DeprecationWarning)  # scipy.sparse.csc is deprecated
             pickle.load(fh, encoding='latin1')
 
 
@@ -74,9 +90,10 @@ def test_chumpy_pickle_loads_to_the_same_arrays_as_the_npz(chumpy_dir, right_arr
     # the fixture pickles freshly generated arrays (right_arrays): the round trip must give them back exactly
     for key in mano_loader.REQUIRED_KEYS:
         assert from_pkl[key].shape == from_npz[key].shape, key
-        np.testing.assert_array_equal(np.asarray(from_pkl[key], np.float64),
-                                      np.asarray(right_arrays[key], np.float64), err_msg=key)
-    assert isinstance(from_pkl['J_regressor'], np.ndarray)    # densified
+        np.testing.assert_array_equal(
+            np.asarray(from_pkl[key], np.float64), np.asarray(right_arrays[key], np.float64), err_msg=key
+        )
+    assert isinstance(from_pkl['J_regressor'], np.ndarray)  # densified
 
 
 class _Evil:
@@ -115,13 +132,14 @@ def test_wrong_shape_error_names_key_and_shape(tmp_path, right_arrays):
     path.write_bytes(pickle.dumps(d, protocol=2))
     with pytest.raises(mano_loader.ModelFileError, match=r"'posedirs' has shape \(778, 3, 100\)"):
         mano_loader.load_model_file(path)
-    path.write_bytes(b'\x80\x02}q\x00(X')     # truncated
+    path.write_bytes(b'\x80\x02}q\x00(X')  # truncated
     with pytest.raises(mano_loader.ModelFileError, match='not a readable MANO pickle'):
         mano_loader.load_model_file(path)
 
 
 def test_standin_pickle_loads_in_smplx_and_in_our_loader(tmp_path, right_arrays):
     import smplx
+
     path = standin.make_standin_pickle(tmp_path / 'STANDIN_RIGHT.pkl', model=right_arrays)
     with contextlib.redirect_stdout(io.StringIO()):
         direct = smplx.MANO(str(path), use_pca=False, flat_hand_mean=False)
@@ -164,7 +182,7 @@ def test_resolution_order(chumpy_dir, tmp_path, monkeypatch):
     only_right.mkdir()
     (only_right / 'MANO_RIGHT.pkl').write_bytes((chumpy_dir / 'MANO_RIGHT.pkl').read_bytes())
     with pytest.raises(mano_loader.ModelFileError, match='MANO_LEFT.pkl'):
-        mano_loader.resolve_model_files(only_right)          # the argument beats the env var
+        mano_loader.resolve_model_files(only_right)  # the argument beats the env var
     with pytest.raises(mano_loader.ModelFileError, match='does not exist'):
         mano_loader.resolve_model_files(tmp_path / 'nope')
 
@@ -173,13 +191,15 @@ def test_installed_share_dir_is_searched(monkeypatch, tmp_path):
     share = os.path.join(str(tmp_path), 'share', 'hand_recon_ros', 'models', 'standin')
     monkeypatch.setenv('AMENT_PREFIX_PATH', str(tmp_path))
     assert share in mano_loader.standin_dirs()
-    assert os.path.join(mano_loader.sys.prefix, 'share', 'hand_recon_ros', 'models', 'standin') \
+    assert (
+        os.path.join(mano_loader.sys.prefix, 'share', 'hand_recon_ros', 'models', 'standin')
         in mano_loader.standin_dirs()
+    )
 
 
 def test_left_shapedirs_fix_is_guarded_and_idempotent(right_arrays):
     left = standin.mirror_model(right_arrays)
-    buggy = dict(left, shapedirs=right_arrays['shapedirs'].copy())   # MANO_LEFT's bug: right's dirs
+    buggy = dict(left, shapedirs=right_arrays['shapedirs'].copy())  # MANO_LEFT's bug: right's dirs
     fixed, applied = mano_loader.fix_left_shapedirs(buggy, right_arrays)
     assert applied
     np.testing.assert_array_equal(fixed['shapedirs'], left['shapedirs'])
@@ -251,7 +271,7 @@ def test_flat_hand_mean_flag():
         a = curled('right', *zero)['vertices']
         b = flat('right', *zero)['vertices']
         c = flat('right', zero[0], mean, zero[2])['vertices']
-    assert (a - b).norm(dim=-1).max() > 0.005          # the mean pose is visibly curled
+    assert (a - b).norm(dim=-1).max() > 0.005  # the mean pose is visibly curled
     torch.testing.assert_close(a, c, atol=1e-6, rtol=0)
 
 
@@ -268,9 +288,10 @@ def test_faces_and_watertight_variant():
         assert vt.shape == (779, 3)
         np.testing.assert_allclose(model.watertight_vertices(side, v.numpy()), vt.numpy(), atol=1e-7)
         from hand_recon_ros.hand_model import mesh_utils
+
         report = mesh_utils.mesh_report(vt.numpy(), wt)
         assert report['boundary_edges'] == 0 and report['euler'] == 2 and report['inconsistent_edges'] == 0
-        assert report['signed_volume'] > 1e-4                 # outward normals on both sides
+        assert report['signed_volume'] > 1e-4  # outward normals on both sides
     np.testing.assert_array_equal(model.faces('left'), model.faces('right')[:, [0, 2, 1]])
     np.testing.assert_allclose(model.rest_joints('right')[0], standin.ROOT_OFFSET, atol=1e-6)
 

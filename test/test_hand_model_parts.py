@@ -1,4 +1,5 @@
 """Part labels, ACR's 33-class layout, and the overlay renderer."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,7 @@ def test_vertex_part_labels_cover_all_16_parts(model):
         labels = model.part_labels(side)
         counts = parts.part_counts(labels)
         assert counts.sum() == 778 and counts.min() >= 15
-        assert counts[0] == counts.max()                  # the palm is the largest part
+        assert counts[0] == counts.max()  # the palm is the largest part
         np.testing.assert_array_equal(labels, parts.vertex_part_labels(model.skinning_weights(side)))
     np.testing.assert_array_equal(model.part_labels('right'), model.part_labels('left'))
 
@@ -49,8 +50,7 @@ def test_face_labels_majority_vote():
 
 
 def test_face_label_counts(model):
-    f_labels = parts.face_part_labels(model.faces('right'), model.part_labels('right'),
-                                      model.skinning_weights('right'))
+    f_labels = parts.face_part_labels(model.faces('right'), model.part_labels('right'), model.skinning_weights('right'))
     counts = parts.part_counts(f_labels)
     assert counts.sum() == 1538 and counts.min() >= 20 and counts[0] == counts.max()
 
@@ -87,9 +87,10 @@ def test_overlay_paints_the_projected_hands_only(model):
     K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
     image = np.full((480, 640, 3), 30, np.uint8)
     verts = _hands_in_front_of_camera(model)
-    out = render_mesh_overlay(image, verts, [model.faces('right'), model.faces('left')], K,
-                              [(0, 0, 255), (255, 0, 0)], alpha=1.0)
-    assert out.shape == image.shape and np.array_equal(image, np.full_like(image, 30))   # input untouched
+    out = render_mesh_overlay(
+        image, verts, [model.faces('right'), model.faces('left')], K, [(0, 0, 255), (255, 0, 0)], alpha=1.0
+    )
+    assert out.shape == image.shape and np.array_equal(image, np.full_like(image, 30))  # input untouched
     painted = np.any(out != 30, axis=2)
     uv = np.concatenate(verts) @ K.T
     uv = uv[:, :2] / uv[:, 2:]
@@ -107,12 +108,13 @@ def test_overlay_nearer_hand_covers_the_farther_one(model, right_depth, left_dep
     K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
     image = np.zeros((480, 640, 3), np.uint8)
     right, left = _hands_in_front_of_camera(model)
-    palm = model.part_labels('right') == 0          # same vertex labels on both sides
+    palm = model.part_labels('right') == 0  # same vertex labels on both sides
     right = right - right[palm].mean(0) + np.array([0, 0, right_depth])
     left = left - left[palm].mean(0) + np.array([0, 0, left_depth])
-    out = render_mesh_overlay(image, [right, left], [model.faces('right'), model.faces('left')], K,
-                              [(0, 0, 255), (255, 0, 0)], alpha=1.0)
-    centre = out[235:245, 315:325].reshape(-1, 3)          # both palms cover the image centre
+    out = render_mesh_overlay(
+        image, [right, left], [model.faces('right'), model.faces('left')], K, [(0, 0, 255), (255, 0, 0)], alpha=1.0
+    )
+    centre = out[235:245, 315:325].reshape(-1, 3)  # both palms cover the image centre
     assert np.all(centre[:, winner] > 0) and np.all(centre[:, 2 - winner] == 0)
 
 

@@ -1,5 +1,6 @@
 """The in-house skinning layer gives smplx's outputs on the shipped stand-in hand, and is what the stand-in
 uses by default, so that path runs without smplx's (non-commercial) code."""
+
 import os
 import subprocess
 import sys
@@ -19,10 +20,12 @@ def models():
 
 def _inputs(batch, seed):
     g = torch.Generator().manual_seed(seed)
-    return dict(global_orient=torch.randn(batch, 3, generator=g) * 1.5,
-                hand_pose=torch.randn(batch, 45, generator=g) * 0.6,
-                betas=torch.randn(batch, 10, generator=g) * 1.5,
-                transl=torch.randn(batch, 3, generator=g) * 0.3)
+    return dict(
+        global_orient=torch.randn(batch, 3, generator=g) * 1.5,
+        hand_pose=torch.randn(batch, 45, generator=g) * 0.6,
+        betas=torch.randn(batch, 10, generator=g) * 1.5,
+        transl=torch.randn(batch, 3, generator=g) * 0.3,
+    )
 
 
 @pytest.mark.parametrize('side', ['right', 'left'])
@@ -43,10 +46,11 @@ def test_flat_hand_mean_and_gradients_match(models):
     flat = {name: load_hand_model(skinning=name, flat_hand_mean=True) for name in ('smplx', 'builtin')}
     inputs = _inputs(4, seed=7)
     with torch.no_grad():
-        assert torch.allclose(flat['smplx']('left', **inputs)['vertices'],
-                              flat['builtin']('left', **inputs)['vertices'], atol=1e-7)
+        assert torch.allclose(
+            flat['smplx']('left', **inputs)['vertices'], flat['builtin']('left', **inputs)['vertices'], atol=1e-7
+        )
     grads = {}
-    for name, model in models.items():   # the refinement optimises through the hand model
+    for name, model in models.items():  # the refinement optimises through the hand model
         pose = inputs['hand_pose'].clone().requires_grad_(True)
         out = model('right', inputs['global_orient'], pose, inputs['betas'], inputs['transl'])
         (out['vertices'].square().sum() + out['joints'].sum()).backward()
@@ -71,14 +75,17 @@ def test_skinning_is_selectable(monkeypatch):
 
 def test_the_stand_in_path_never_imports_smplx():
     """A fresh process: the node's pipeline on the stand-in (network + hand model + one frame)."""
-    probe = ('import sys, numpy as np\n'
-             'from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor\n'
-             "rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128))\n"
-             'rec.reconstruct(np.zeros((120, 160, 3), np.uint8))\n'
-             "print('SMPLX', 'smplx' in sys.modules, rec.hand_model.skinning)\n")
+    probe = (
+        'import sys, numpy as np\n'
+        'from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor\n'
+        "rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128))\n"
+        'rec.reconstruct(np.zeros((120, 160, 3), np.uint8))\n'
+        "print('SMPLX', 'smplx' in sys.modules, rec.hand_model.skinning)\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != SKINNING_ENV}
     env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
-    out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, env=env, cwd=str(REPO),
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, '-c', probe], capture_output=True, text=True, env=env, cwd=str(REPO), timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'SMPLX False builtin' in out.stdout, out.stdout + out.stderr[-2000:]

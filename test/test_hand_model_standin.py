@@ -1,4 +1,5 @@
 """Stand-in hand: topology, MANO conventions, determinism against the shipped manifest, posing."""
+
 import hashlib
 import json
 import os
@@ -24,8 +25,7 @@ def right():
 
 @pytest.fixture(scope='module')
 def shipped():
-    return {s: mano_loader.load_model_file(os.path.join(STANDIN_DIR, f))[0]
-            for s, f in standin.STANDIN_FILES.items()}
+    return {s: mano_loader.load_model_file(os.path.join(STANDIN_DIR, f))[0] for s, f in standin.STANDIN_FILES.items()}
 
 
 @pytest.fixture(scope='module')
@@ -35,10 +35,13 @@ def flat_model():
 
 def _forward(model, side, pose, orient=None, betas=None, transl=None):
     with torch.no_grad():
-        return model(side, torch.zeros(1, 3) if orient is None else torch.as_tensor(orient)[None].float(),
-                     torch.as_tensor(pose, dtype=torch.float32)[None],
-                     torch.zeros(1, 10) if betas is None else torch.as_tensor(betas)[None].float(),
-                     None if transl is None else torch.as_tensor(transl)[None].float())
+        return model(
+            side,
+            torch.zeros(1, 3) if orient is None else torch.as_tensor(orient)[None].float(),
+            torch.as_tensor(pose, dtype=torch.float32)[None],
+            torch.zeros(1, 10) if betas is None else torch.as_tensor(betas)[None].float(),
+            None if transl is None else torch.as_tensor(transl)[None].float(),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,8 +66,9 @@ def test_topology_is_a_disk_with_one_16_vertex_wrist_loop(shipped, side):
 
 def test_left_faces_are_reversed_right_faces(shipped):
     np.testing.assert_array_equal(shipped['left']['f'], shipped['right']['f'][:, [0, 2, 1]])
-    np.testing.assert_allclose(shipped['left']['v_template'],
-                               shipped['right']['v_template'] * np.array([-1, 1, 1]), atol=0)
+    np.testing.assert_allclose(
+        shipped['left']['v_template'], shipped['right']['v_template'] * np.array([-1, 1, 1]), atol=0
+    )
 
 
 def test_kintree_weights_and_regressor(shipped):
@@ -78,7 +82,7 @@ def test_kintree_weights_and_regressor(shipped):
     assert R.min() >= 0
     np.testing.assert_allclose(R.sum(1), 1.0, atol=1e-5)
     nnz = (R > 0).sum(1)
-    assert nnz.min() >= 4 and nnz.max() <= 100          # sparse, local
+    assert nnz.min() >= 4 and nnz.max() <= 100  # sparse, local
     # the stored J is the regressed rest skeleton; the wrist sits ~9 cm out along +x (like MANO)
     np.testing.assert_allclose(R.astype(np.float64) @ d['v_template'], d['J'], atol=1e-6)
     assert 0.08 < d['J'][0, 0] < 0.11 and abs(d['J'][0, 1]) < 0.02 and abs(d['J'][0, 2]) < 0.02
@@ -88,11 +92,11 @@ def test_kintree_weights_and_regressor(shipped):
 def test_skeleton_dimensions_are_hand_like(shipped):
     J = shipped['right']['J'].astype(np.float64)
     v = shipped['right']['v_template'].astype(np.float64)
-    palm = np.linalg.norm(J[4] - J[0])                       # wrist -> middle MCP
+    palm = np.linalg.norm(J[4] - J[0])  # wrist -> middle MCP
     assert 0.075 < palm < 0.095
-    hand_length = np.max(np.linalg.norm(v - J[0], axis=1))   # wrist -> middle fingertip
+    hand_length = np.max(np.linalg.norm(v - J[0], axis=1))  # wrist -> middle fingertip
     assert 0.16 < hand_length < 0.20
-    width = np.linalg.norm(J[1] - J[7])                      # index MCP -> pinky MCP
+    width = np.linalg.norm(J[1] - J[7])  # index MCP -> pinky MCP
     assert 0.045 < width < 0.070
     # fingers point -x from the wrist, index on the +z side of the pinky, thumb on +z
     for base, tip_child in ((1, 3), (4, 6), (7, 9), (10, 12)):
@@ -111,11 +115,11 @@ def test_tip_vertex_ids_sit_at_the_finger_ends(shipped):
         rel = v - J[base]
         along = rel @ axis
         lateral = np.linalg.norm(rel - along[:, None] * axis, axis=1)
-        along[lateral > 0.012] = -np.inf                       # this finger's vertices only
-        assert np.argmax(along) == apex, name                  # the apex is the extreme vertex
+        along[lateral > 0.012] = -np.inf  # this finger's vertices only
+        assert np.argmax(along) == apex, name  # the apex is the extreme vertex
         assert 0.001 < np.linalg.norm(v[ring] - v[apex]) < 0.006, name
     assert tuple(standin.TIP_APEX_IDS) == conventions.MANO_TIP_VERTICES_RIGHT
-    assert np.linalg.norm(v[445] - v[444]) < 0.006            # left-hand middle tip convention
+    assert np.linalg.norm(v[445] - v[444]) < 0.006  # left-hand middle tip convention
 
 
 def test_left_shapedirs_heuristic_is_not_triggered(shipped):
@@ -128,11 +132,11 @@ def test_pose_space_is_orthonormal_and_mean_is_a_relaxed_curl(shipped):
     C = d['hands_components'].astype(np.float64)
     np.testing.assert_allclose(C @ C.T, np.eye(45), atol=1e-5)
     var = (d['hands_coeffs'].astype(np.float64) ** 2).mean(0)
-    assert np.all(np.diff(var[:10]) < 0)                      # ordered by variance
+    assert np.all(np.diff(var[:10]) < 0)  # ordered by variance
     z = standin.flexion_axes()['index']
     mean = d['hands_mean'].reshape(15, 3)
     for jid in (1, 2, 3):
-        assert 0.05 < mean[jid - 1] @ z < 0.5                  # index joints slightly flexed
+        assert 0.05 < mean[jid - 1] @ z < 0.5  # index joints slightly flexed
 
 
 def test_shapedirs_change_size_and_proportions(shipped):
@@ -140,7 +144,7 @@ def test_shapedirs_change_size_and_proportions(shipped):
     v = d['v_template'].astype(np.float64)
     sd = d['shapedirs'].astype(np.float64)
     J = d['J'].astype(np.float64)
-    tip = lambda vv: np.linalg.norm(vv[444] - J[0])   # noqa: E731  middle fingertip to wrist
+    tip = lambda vv: np.linalg.norm(vv[444] - J[0])  # noqa: E731  middle fingertip to wrist
     # beta0 (overall size, about the wrist) lengthens the hand by 5-15 mm per unit
     assert 0.005 < tip(v + sd[:, :, 0]) - tip(v) < 0.015
     # beta1 lengthens the four fingers but not the thumb; beta6 the thumb only
@@ -182,8 +186,13 @@ def test_shipped_files_match_manifest_and_regeneration(right, tmp_path):
                 np.testing.assert_allclose(rest_r.T @ rest_r, rest_e.T @ rest_e, atol=1e-5, err_msg=name)
                 regenerated, expected = regenerated[:rank], expected[:rank]
             # the generator is deterministic, but BLAS/numpy builds may round the last bits differently
-            np.testing.assert_allclose(regenerated, expected, rtol=1e-5, atol=1e-9,
-                                       err_msg=f'{name}:{key}: regenerated arrays differ; rerun the standin CLI')
+            np.testing.assert_allclose(
+                regenerated,
+                expected,
+                rtol=1e-5,
+                atol=1e-9,
+                err_msg=f'{name}:{key}: regenerated arrays differ; rerun the standin CLI',
+            )
         if standin.content_sha256(model) == info['content_sha256'] and zlib.ZLIB_RUNTIME_VERSION == manifest['zlib']:
             assert hashlib.sha256(standin.npz_bytes(model)).hexdigest() == info['sha256']
 
@@ -221,7 +230,7 @@ def test_flexing_the_index_curls_it_towards_the_palm(flat_model):
     # 21-joint order: index = 5 (MCP), 6, 7, 8 (tip)
     assert _angle(j[6] - j[5], j_rest[6] - j_rest[5]) == pytest.approx(40, abs=0.5)
     assert _angle(j[7] - j[6], j[6] - j[5]) == pytest.approx(60, abs=0.5)
-    assert _angle(j[8] - j[7], j[7] - j[6]) == pytest.approx(30, abs=3)   # tip is a vertex
+    assert _angle(j[8] - j[7], j[7] - j[6]) == pytest.approx(30, abs=3)  # tip is a vertex
     # the tip moves towards the palm side (-y, palm normal) by several cm, the MCP stays
     assert j[8, 1] - j_rest[8, 1] < -0.04
     np.testing.assert_allclose(j[5], j_rest[5], atol=1e-6)
@@ -234,8 +243,9 @@ def test_flexing_the_index_curls_it_towards_the_palm(flat_model):
 
 
 # LBS squeezes the palmar skin of a ~90 degree finger joint (fist/pointing), so the bound is loose there
-@pytest.mark.parametrize('pose_name,min_ratio', [('fist', 0.02), ('pointing', 0.02), ('spread', 0.25),
-                                                 ('half_fist', 0.25)])
+@pytest.mark.parametrize(
+    'pose_name,min_ratio', [('fist', 0.02), ('pointing', 0.02), ('spread', 0.25), ('half_fist', 0.25)]
+)
 def test_posed_meshes_keep_edge_lengths_bounded(flat_model, pose_name, min_ratio):
     rest = _forward(flat_model, 'right', np.zeros(45))['vertices'][0].numpy()
     posed = _forward(flat_model, 'right', standin.named_pose(pose_name))['vertices'][0].numpy()
@@ -250,7 +260,7 @@ def test_fist_brings_fingertips_to_the_palm(flat_model):
     fist = _forward(flat_model, 'right', standin.named_pose('fist'))['joints'][0].numpy()
     for tip in (8, 12, 16, 20):
         assert np.linalg.norm(fist[tip] - fist[0]) < 0.75 * np.linalg.norm(rest[tip] - rest[0])
-        assert fist[tip, 1] < rest[tip, 1] - 0.015    # curled to the palm side of the knuckles
+        assert fist[tip, 1] < rest[tip, 1] - 0.015  # curled to the palm side of the knuckles
 
 
 def test_global_orient_rotates_about_the_offset_root(flat_model):
@@ -272,8 +282,9 @@ def test_left_hand_mirrors_the_right():
     betas = rng.normal(0, 1.0, 10)
     transl = rng.normal(0, 0.1, 3)
     r = _forward(model, 'right', pose, orient, betas, transl)
-    left = _forward(model, 'left', standin.mirror_pose(pose), standin.mirror_pose(orient), betas,
-                    transl * np.array([-1, 1, 1]))
+    left = _forward(
+        model, 'left', standin.mirror_pose(pose), standin.mirror_pose(orient), betas, transl * np.array([-1, 1, 1])
+    )
     flip = np.array([-1.0, 1, 1], dtype=np.float32)
     np.testing.assert_allclose(left['vertices'][0].numpy(), r['vertices'][0].numpy() * flip, atol=1e-5)
     np.testing.assert_allclose(left['joints16'][0].numpy(), r['joints16'][0].numpy() * flip, atol=1e-5)

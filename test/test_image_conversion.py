@@ -1,4 +1,5 @@
 """Image <-> numpy conversion on real sensor_msgs objects: every encoding, padding, byte order, bad input."""
+
 import sys
 
 import cv2
@@ -104,13 +105,19 @@ def test_extra_trailing_bytes_are_ignored():
 
 # ---- to_bgr8 ---------------------------------------------------------------------------------------------
 
+
 def test_to_bgr8_colour_orders():
     bgr = random_image('bgr8')
     rgb = bgr[..., ::-1].copy()
     alpha = np.full((H, W, 1), 77, np.uint8)
-    for encoding, arr in (('bgr8', bgr), ('8UC3', bgr), ('rgb8', rgb),
-                          ('bgra8', np.concatenate([bgr, alpha], 2)), ('8UC4', np.concatenate([bgr, alpha], 2)),
-                          ('rgba8', np.concatenate([rgb, alpha], 2))):
+    for encoding, arr in (
+        ('bgr8', bgr),
+        ('8UC3', bgr),
+        ('rgb8', rgb),
+        ('bgra8', np.concatenate([bgr, alpha], 2)),
+        ('8UC4', np.concatenate([bgr, alpha], 2)),
+        ('rgba8', np.concatenate([rgb, alpha], 2)),
+    ):
         out = to_bgr8(make_msg(encoding, arr, pad_bytes=1))
         assert out.dtype == np.uint8 and out.shape == (H, W, 3) and out.flags['C_CONTIGUOUS'], encoding
         np.testing.assert_array_equal(out, bgr, err_msg=encoding)
@@ -158,28 +165,32 @@ def _yuv_pixels(fmt, y0, y1, u, v):
     return np.array([[[y0, u], [y1, v]]], np.uint8)
 
 
-@pytest.mark.parametrize('encoding,fmt', [('yuv422', 'uyvy'), ('uyvy', 'uyvy'),
-                                          ('yuv422_yuy2', 'yuyv'), ('yuyv', 'yuyv')])
+@pytest.mark.parametrize(
+    'encoding,fmt', [('yuv422', 'uyvy'), ('uyvy', 'uyvy'), ('yuv422_yuy2', 'yuyv'), ('yuyv', 'yuyv')]
+)
 def test_yuv422_known_colours(encoding, fmt):
     # BT.601 limited range: Y=82, U=90, V=240 is pure red; U=V=128 is gray with luma Y.
     red = to_bgr8(make_msg(encoding, _yuv_pixels(fmt, 82, 82, 90, 240)))
     np.testing.assert_allclose(red[0, 0].astype(int), [0, 0, 255], atol=3)
     np.testing.assert_allclose(red[0, 1].astype(int), [0, 0, 255], atol=3)
     gray = to_bgr8(make_msg(encoding, _yuv_pixels(fmt, 16, 235, 128, 128), pad_bytes=4))
-    np.testing.assert_allclose(gray[0, 0].astype(int), [0, 0, 0], atol=2)   # the first Y drives pixel 0
+    np.testing.assert_allclose(gray[0, 0].astype(int), [0, 0, 0], atol=2)  # the first Y drives pixel 0
     np.testing.assert_allclose(gray[0, 1].astype(int), [255, 255, 255], atol=2)
 
 
-@pytest.mark.parametrize('encoding,red_site', [('bayer_rggb8', (0, 0)), ('bayer_bggr8', (1, 1)),
-                                               ('bayer_gbrg8', (1, 0)), ('bayer_grbg8', (0, 1))])
+@pytest.mark.parametrize(
+    'encoding,red_site',
+    [('bayer_rggb8', (0, 0)), ('bayer_bggr8', (1, 1)), ('bayer_gbrg8', (1, 0)), ('bayer_grbg8', (0, 1))],
+)
 def test_bayer_pure_red(encoding, red_site):
     mosaic = np.zeros((8, 8), np.uint8)
-    mosaic[red_site[0]::2, red_site[1]::2] = 255
+    mosaic[red_site[0] :: 2, red_site[1] :: 2] = 255
     out = to_bgr8(make_msg(encoding, mosaic))
     np.testing.assert_array_equal(out[4, 4], [0, 0, 255])
 
 
 # ---- compressed ------------------------------------------------------------------------------------------
+
 
 def _smooth_bgr(height=48, width=64):
     yy, xx = np.mgrid[0:height, 0:width]
@@ -218,7 +229,7 @@ def test_compressed_bad_inputs():
     with pytest.raises(ImageConversionError, match='no data'):
         compressed_to_bgr8(CompressedImage(format='jpeg'))
     good = bgr8_to_compressed(_smooth_bgr(), 'jpeg')
-    corrupt = CompressedImage(format='jpeg', data=bytes(good.data)[:20])   # SOI + APP0, no frame header
+    corrupt = CompressedImage(format='jpeg', data=bytes(good.data)[:20])  # SOI + APP0, no frame header
     with pytest.raises(ImageConversionError, match='no frame header'):
         compressed_to_bgr8(corrupt)
     truncated = CompressedImage(format='jpeg', data=bytes(good.data)[:400])  # header intact, scan cut
@@ -256,6 +267,7 @@ def test_bgr8_to_compressed_bad_inputs():
 
 
 # ---- bad raw messages ------------------------------------------------------------------------------------
+
 
 def _valid_msg():
     return make_msg('rgb8', random_image('rgb8'), pad_bytes=2)
@@ -335,12 +347,13 @@ def test_errors_are_value_errors():
 
 # ---- compressed-image bombs: the declared size is checked before any decoding ------------------------------
 
+
 def _jpeg_bomb(width=20000, height=20000, app_bytes=3 * 65533):
     """A small real JPEG whose frame header declares width x height, placed after app_bytes of APP1 segments
     (the size marker sits far beyond the first 64/128 KiB)."""
     data = bytearray(cv2.imencode('.jpg', _smooth_bgr())[1].tobytes())
     sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC1, 0xC2))
-    data[sof + 5:sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+    data[sof + 5 : sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
     apps = bytearray()
     while app_bytes > 0:
         n = min(app_bytes, 65533)
@@ -357,11 +370,13 @@ def _tiff(width=64, height=48):
 def no_decoding(monkeypatch):
     """cv2.imdecode replaced by a recorder that fails the test if the converter ever reaches the decoder."""
     import hand_recon_ros.ros.image_conversion as conv
+
     calls = []
 
     def fake_imdecode(*args, **kwargs):
         calls.append(args)
         raise AssertionError('the decoder was reached')
+
     monkeypatch.setattr(conv.cv2, 'imdecode', fake_imdecode)
     return calls
 
@@ -378,10 +393,14 @@ def test_huge_png_tiff_and_other_formats_are_refused_before_decoding(no_decoding
     ihdr = b'\x89PNG\r\n\x1a\n' + b'\x00\x00\x00\x0dIHDR' + (30000).to_bytes(4, 'big') * 2 + b'\x08\x02\x00\x00\x00'
     with pytest.raises(ImageConversionError, match='30000x30000'):
         compressed_to_bgr8(CompressedImage(format='png', data=ihdr + bytes(100)))
-    for data, name in ((_tiff(), 'tiff'), (cv2.imencode('.bmp', _smooth_bgr())[1].tobytes(), 'bmp'),
-                       (b'GIF89a' + bytes(20), 'gif'), (cv2.imencode('.ppm', _smooth_bgr())[1].tobytes(), 'pnm')):
+    for data, name in (
+        (_tiff(), 'tiff'),
+        (cv2.imencode('.bmp', _smooth_bgr())[1].tobytes(), 'bmp'),
+        (b'GIF89a' + bytes(20), 'gif'),
+        (cv2.imencode('.ppm', _smooth_bgr())[1].tobytes(), 'pnm'),
+    ):
         with pytest.raises(ImageConversionError, match=f'format {name} refused') as exc:
-            compressed_to_bgr8(CompressedImage(format='jpeg', data=data))   # the format string is not trusted
+            compressed_to_bgr8(CompressedImage(format='jpeg', data=data))  # the format string is not trusted
         assert exc.value.kind == 'format_refused'
     # a PNG whose first chunk is not IHDR, a JPEG with garbage where a marker belongs, SOS before SOF
     with pytest.raises(ImageConversionError, match='IHDR'):
@@ -395,9 +414,15 @@ def test_huge_png_tiff_and_other_formats_are_refused_before_decoding(no_decoding
 
 def test_declared_size_matches_the_decoded_size_for_accepted_formats():
     from hand_recon_ros.ros.image_limits import declared_size
+
     img = _smooth_bgr(37, 53)
-    for ext, params in (('.png', []), ('.jpg', []), ('.jpg', [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
-                        ('.webp', [cv2.IMWRITE_WEBP_QUALITY, 80]), ('.webp', [cv2.IMWRITE_WEBP_QUALITY, 101])):
+    for ext, params in (
+        ('.png', []),
+        ('.jpg', []),
+        ('.jpg', [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        ('.webp', [cv2.IMWRITE_WEBP_QUALITY, 80]),
+        ('.webp', [cv2.IMWRITE_WEBP_QUALITY, 101]),
+    ):
         data = cv2.imencode(ext, img, params)[1].tobytes()
         fmt, width, height = declared_size(data)
         assert (width, height) == (53, 37), (ext, params)
@@ -408,8 +433,17 @@ def test_declared_size_matches_the_decoded_size_for_accepted_formats():
 
 def test_webp_bomb_headers_are_read():
     from hand_recon_ros.ros.image_limits import check_declared_size
-    vp8x = b'RIFF' + bytes(4) + b'WEBP' + b'VP8X' + (10).to_bytes(4, 'little') + bytes(4) + \
-        (19999).to_bytes(3, 'little') + (19999).to_bytes(3, 'little')
+
+    vp8x = (
+        b'RIFF'
+        + bytes(4)
+        + b'WEBP'
+        + b'VP8X'
+        + (10).to_bytes(4, 'little')
+        + bytes(4)
+        + (19999).to_bytes(3, 'little')
+        + (19999).to_bytes(3, 'little')
+    )
     with pytest.raises(ImageConversionError, match='20000x20000'):
         check_declared_size(vp8x)
 
@@ -438,11 +472,13 @@ def test_opencv_pixel_limit_is_the_second_guard(tmp_path):
     from pathlib import Path
 
     from hand_recon_ros.ros.image_limits import DEFAULT_MAX_PIXELS
+
     bomb = tmp_path / 'bomb.jpg'
-    bomb.write_bytes(_jpeg_bomb(12000, 12000))   # 144 Mpx: over our 67 Mpx, under OpenCV's default 1 Gpx
+    bomb.write_bytes(_jpeg_bomb(12000, 12000))  # 144 Mpx: over our 67 Mpx, under OpenCV's default 1 Gpx
     env = {k: v for k, v in os.environ.items() if k != 'OPENCV_IO_MAX_IMAGE_PIXELS'}
     env['PYTHONPATH'] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get('PYTHONPATH', '')
-    out = subprocess.run([sys.executable, '-c', OPENCV_GUARD, str(bomb)], capture_output=True, text=True,
-                         env=env, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, '-c', OPENCV_GUARD, str(bomb)], capture_output=True, text=True, env=env, timeout=120
+    ).stdout
     assert f'LIMIT {DEFAULT_MAX_PIXELS}' in out and 'REFUSED True' in out, out
-    assert int(out.split('MAXRSS_MB')[1]) < 400, out   # 144 Mpx x 3 channels would be 432 MB
+    assert int(out.split('MAXRSS_MB')[1]) < 400, out  # 144 Mpx x 3 channels would be 432 MB

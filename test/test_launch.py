@@ -4,6 +4,7 @@ Runs under `colcon test` / pytest where launch_testing exists (it needs the pack
 Machines with ROS 2 from PyPI wheels have no launch_testing: the module skips there, and
 test_launch_files.py covers the launch files with the XML reader instead.
 """
+
 import time
 import unittest
 from pathlib import Path
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 
 launch_testing = pytest.importorskip(
-    'launch_testing', reason='launch_testing is not installable from PyPI (ROS 2 from wheels); this test runs on '
-                             'full ROS 2 installs (colcon test)')
+    'launch_testing',
+    reason='launch_testing is not installable from PyPI (ROS 2 from wheels); this test runs on '
+    'full ROS 2 installs (colcon test)',
+)
 
 import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402, F811 (the importorskip above only checks presence)
@@ -37,14 +40,20 @@ RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 def generate_test_description():
     hand_recon = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-        launch_arguments={'camera': CAMERA, 'device': 'cpu', 'rviz': 'false', 'record': 'false'}.items())
+        launch_arguments={'camera': CAMERA, 'device': 'cpu', 'rviz': 'false', 'record': 'false'}.items(),
+    )
     return launch.LaunchDescription([hand_recon, launch_testing.actions.ReadyToTest()])
 
 
 def make_image(stamp_sec=42, frame_id='launch_test_optical', width=320, height=240):
     rng = np.random.default_rng(0)
-    msg = Image(height=height, width=width, encoding='bgr8', step=width * 3,
-                data=rng.integers(0, 255, (height, width, 3), dtype=np.uint8).tobytes())
+    msg = Image(
+        height=height,
+        width=width,
+        encoding='bgr8',
+        step=width * 3,
+        data=rng.integers(0, 255, (height, width, 3), dtype=np.uint8).tobytes(),
+    )
     msg.header.stamp.sec = stamp_sec
     msg.header.frame_id = frame_id
     return msg

@@ -4,6 +4,7 @@ The XML launch files are started for real (the command lines launch_reader deriv
 checked over DDS; the Python launch file is compiled, inspected and run against stand-in launch
 classes, since `launch`/`launch_ros` do not exist on machines with ROS from PyPI wheels.
 """
+
 import ast
 import os
 import py_compile
@@ -35,8 +36,9 @@ SPEED = ['-p', 'weights:=untrained', '-p', 'network.input_size:=128', '-p', 'num
 
 
 def xml_args(path):
-    return {a.get('name'): a.get('default') for a in ET.parse(path).getroot().iter('arg')
-            if a.get('default') is not None}
+    return {
+        a.get('name'): a.get('default') for a in ET.parse(path).getroot().iter('arg') if a.get('default') is not None
+    }
 
 
 # ----------------------------------------------------------------------------------- reader, no DDS
@@ -47,11 +49,24 @@ def test_default_xml_launch_is_one_node_with_params_then_remaps():
     assert node.found and node.argv[0] == launch_reader.resolve_executable('hand_recon_ros', 'hand_recon_node')
     assert Path(node.argv[0]).name == 'hand_recon_node'
     assert node.argv[1:] == [
-        '--ros-args', '-r', '__node:=hand_recon',
-        '--params-file', str(REPO / 'config' / 'hand_recon.yaml'),
-        '-p', 'device:=auto', '-p', 'input_transport:=raw', '-p', 'autostart:=true',
-        '-r', 'image:=/camera/image_raw', '-r', 'image/compressed:=/camera/image_raw/compressed',
-        '-r', 'camera_info:=/camera/camera_info']
+        '--ros-args',
+        '-r',
+        '__node:=hand_recon',
+        '--params-file',
+        str(REPO / 'config' / 'hand_recon.yaml'),
+        '-p',
+        'device:=auto',
+        '-p',
+        'input_transport:=raw',
+        '-p',
+        'autostart:=true',
+        '-r',
+        'image:=/camera/image_raw',
+        '-r',
+        'image/compressed:=/camera/image_raw/compressed',
+        '-r',
+        'camera_info:=/camera/camera_info',
+    ]
     assert node.namespace == '/' and node.name == 'hand_recon'
 
 
@@ -70,27 +85,49 @@ def test_launch_gives_its_processes_the_large_frame_fastdds_profile(monkeypatch)
 
 
 def test_xml_switches_rviz_namespace_and_recording():
-    procs = read_launch_file(LAUNCH_XML, {'camera': '/rs/color', 'namespace': '/cam1', 'rviz': True,
-                                          'fixed_frame': 'rs_color_optical_frame', 'record': 'true',
-                                          'bag_dir': '/tmp/b1', 'input_transport': 'compressed'},
-                             package_shares=SHARES)
+    procs = read_launch_file(
+        LAUNCH_XML,
+        {
+            'camera': '/rs/color',
+            'namespace': '/cam1',
+            'rviz': True,
+            'fixed_frame': 'rs_color_optical_frame',
+            'record': 'true',
+            'bag_dir': '/tmp/b1',
+            'input_transport': 'compressed',
+        },
+        package_shares=SHARES,
+    )
     node, rviz, record = procs
     assert '-r' in node.argv and '__ns:=/cam1' in node.argv and 'input_transport:=compressed' in node.argv
     assert ('image/compressed', '/rs/color/image_raw/compressed') in node.remaps
     assert (rviz.package, rviz.executable, rviz.namespace) == ('rviz2', 'rviz2', '/cam1')
     assert rviz.argv[1:5] == ['-d', str(RVIZ), '-f', 'rs_color_optical_frame']
-    assert rviz.remaps == [('/hand_recon/markers', 'hand_recon/markers'),
-                           ('/hand_recon/debug_image', 'hand_recon/debug_image')]
+    assert rviz.remaps == [
+        ('/hand_recon/markers', 'hand_recon/markers'),
+        ('/hand_recon/debug_image', 'hand_recon/debug_image'),
+    ]
     assert rviz.found == (shutil.which('rviz2') is not None)
     assert record.kind == 'executable' and record.argv[1:] == [
-        'bag', 'record', '-s', 'mcap', '-o', '/tmp/b1', '--topics', '/cam1/hand_recon/hands',
-        '/cam1/hand_recon/hands_smoothed', '/cam1/hand_recon/hand_model_info', '/diagnostics',
-        '/rs/color/camera_info']
-    with_images = read_launch_file(LAUNCH_XML, {'namespace': 'cam1', 'record': 'true', 'record_images': '1'},
-                                   package_shares=SHARES)
+        'bag',
+        'record',
+        '-s',
+        'mcap',
+        '-o',
+        '/tmp/b1',
+        '--topics',
+        '/cam1/hand_recon/hands',
+        '/cam1/hand_recon/hands_smoothed',
+        '/cam1/hand_recon/hand_model_info',
+        '/diagnostics',
+        '/rs/color/camera_info',
+    ]
+    with_images = read_launch_file(
+        LAUNCH_XML, {'namespace': 'cam1', 'record': 'true', 'record_images': '1'}, package_shares=SHARES
+    )
     assert len(with_images) == 2
     assert with_images[1].argv[-3:] == ['/camera/camera_info', '/camera/image_raw', '/camera/image_raw/compressed']
-    assert with_images[0].namespace == '/cam1'   # a relative namespace is made absolute for the node
+    assert with_images[0].namespace == '/cam1'  # a relative namespace is made absolute for the node
 
 
 def test_multi_camera_xml_gives_one_node_per_namespace():
@@ -102,20 +139,26 @@ def test_multi_camera_xml_gives_one_node_per_namespace():
     assert [p.env for p in given] == [{'FASTRTPS_DEFAULT_PROFILES_FILE': '/dds.xml'}] * 2
 
 
-@pytest.mark.parametrize('body, overrides, message', [
-    ('<node pkg="p" exec="e"><param name="a" value="1"/></node><foo/>', {}, 'unsupported element'),
-    ('<arg name="x" default="1"/><node pkg="p" exec="e" if="$(var x)" respawn_delay="2"/>', {},
-     'unsupported attribute'),
-    ('<arg name="x" default="yes"/><node pkg="p" exec="e" if="$(var x)"/>', {}, 'must be true/false'),
-    ('<arg name="x"/>', {}, "'x' has no default"),
-    ('<node pkg="p" exec="e" name="$(var nope)"/>', {}, 'not a declared argument'),
-    ('<node pkg="p" exec="e" name="$(eval 1+1)"/>', {}, 'unsupported substitution'),
-    ('<arg name="x" default="1"/>', {'y': '2'}, "unknown launch argument"),
-    ('<node pkg="p" exec="e"><param from="/does/not/exist.yaml"/></node>', {}, 'does not exist'),
-    ('<node pkg="p" exec="e" args="$(find-pkg-share no_such_package_xyz)"/>', {}, 'package not found'),
-    ('<node pkg="p" exec="e"><env name="A"/></node>', {}, 'exactly name= and value='),
-    ('<executable cmd="e"><remap from="a" to="b"/></executable>', {}, 'unsupported executable child'),
-])
+@pytest.mark.parametrize(
+    'body, overrides, message',
+    [
+        ('<node pkg="p" exec="e"><param name="a" value="1"/></node><foo/>', {}, 'unsupported element'),
+        (
+            '<arg name="x" default="1"/><node pkg="p" exec="e" if="$(var x)" respawn_delay="2"/>',
+            {},
+            'unsupported attribute',
+        ),
+        ('<arg name="x" default="yes"/><node pkg="p" exec="e" if="$(var x)"/>', {}, 'must be true/false'),
+        ('<arg name="x"/>', {}, "'x' has no default"),
+        ('<node pkg="p" exec="e" name="$(var nope)"/>', {}, 'not a declared argument'),
+        ('<node pkg="p" exec="e" name="$(eval 1+1)"/>', {}, 'unsupported substitution'),
+        ('<arg name="x" default="1"/>', {'y': '2'}, 'unknown launch argument'),
+        ('<node pkg="p" exec="e"><param from="/does/not/exist.yaml"/></node>', {}, 'does not exist'),
+        ('<node pkg="p" exec="e" args="$(find-pkg-share no_such_package_xyz)"/>', {}, 'package not found'),
+        ('<node pkg="p" exec="e"><env name="A"/></node>', {}, 'exactly name= and value='),
+        ('<executable cmd="e"><remap from="a" to="b"/></executable>', {}, 'unsupported executable child'),
+    ],
+)
 def test_reader_refuses_what_it_cannot_read_faithfully(tmp_path, body, overrides, message):
     f = tmp_path / 'bad.launch.xml'
     f.write_text(f'<launch>{body}</launch>')
@@ -126,8 +169,9 @@ def test_reader_refuses_what_it_cannot_read_faithfully(tmp_path, body, overrides
 def test_reader_scopes_groups_leaks_includes_and_pushes_namespaces(tmp_path):
     (tmp_path / 'child.launch.xml').write_text(
         '<launch><arg name="who" default="child_default"/><arg name="ns" default=""/>'
-        '<node pkg="p" exec="e" name="$(var who)" namespace="$(var ns)"/></launch>')
-    (tmp_path / 'top.launch.xml').write_text('''<launch>
+        '<node pkg="p" exec="e" name="$(var who)" namespace="$(var ns)"/></launch>'
+    )
+    (tmp_path / 'top.launch.xml').write_text("""<launch>
       <arg name="who" default="top"/>
       <group><let name="who" value="in_group"/><push-ros-namespace namespace="robot"/>
         <node pkg="p" exec="e" name="$(var who)"/>
@@ -138,11 +182,16 @@ def test_reader_scopes_groups_leaks_includes_and_pushes_namespaces(tmp_path):
       <include file="child.launch.xml"><arg name="who" value="leaked"/></include>
       <node pkg="p" exec="e" name="$(var who)" unless="false"/>
       <group if="0"><node pkg="p" exec="e" name="never"/></group>
-    </launch>''')
+    </launch>""")
     procs = read_launch_file(tmp_path / 'top.launch.xml', {'who': 'cli'})
     assert [(p.name, p.namespace) for p in procs] == [
-        ('in_group', '/robot'), ('abs', '/fixed'), ('rel', '/robot/arm'), ('cli', '/'), ('leaked', '/'),
-        ('leaked', '/')]
+        ('in_group', '/robot'),
+        ('abs', '/fixed'),
+        ('rel', '/robot/arm'),
+        ('cli', '/'),
+        ('leaked', '/'),
+        ('leaked', '/'),
+    ]
     assert procs[0].argv[1:] == ['--ros-args', '-r', '__node:=in_group', '-r', '__ns:=/robot']
     assert not procs[0].found and procs[0].argv[0] == 'e'
 
@@ -161,10 +210,12 @@ def test_find_pkg_share_and_the_command_line_tool(capsys):
 # ----------------------------------------------------------------------------------- Python launch file
 def _stub_launch_modules(monkeypatch):
     """Minimal stand-ins for the launch/launch_ros classes the launch file uses; they record their kwargs."""
+
     def cls(name, *positional):
         def init(self, *args, **kwargs):
             self.kind = name
             self.kwargs = dict(zip(positional, args), **kwargs)
+
         return type(name, (), {'__init__': init})
 
     class LaunchConfiguration:
@@ -183,11 +234,20 @@ def _stub_launch_modules(monkeypatch):
 
     modules = {
         'launch': {'LaunchDescription': cls('LaunchDescription', 'entities')},
-        'launch.actions': {n: cls(n, *p) for n, p in [('DeclareLaunchArgument', ('name',)), ('OpaqueFunction', ()),
-                                                      ('ExecuteProcess', ()), ('LogInfo', ())]},
-        'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration,
-                                 'PathJoinSubstitution': cls('PathJoinSubstitution', 'parts'),
-                                 'EnvironmentVariable': cls('EnvironmentVariable', 'name')},
+        'launch.actions': {
+            n: cls(n, *p)
+            for n, p in [
+                ('DeclareLaunchArgument', ('name',)),
+                ('OpaqueFunction', ()),
+                ('ExecuteProcess', ()),
+                ('LogInfo', ()),
+            ]
+        },
+        'launch.substitutions': {
+            'LaunchConfiguration': LaunchConfiguration,
+            'PathJoinSubstitution': cls('PathJoinSubstitution', 'parts'),
+            'EnvironmentVariable': cls('EnvironmentVariable', 'name'),
+        },
         'launch_ros.actions': {'Node': cls('Node')},
         'launch_ros.substitutions': {'FindPackageShare': FindPackageShare},
     }
@@ -201,11 +261,15 @@ def test_python_launch_file_compiles_imports_launch_lazily_and_matches_the_xml(t
     tree = ast.parse(LAUNCH_PY.read_text())
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert 'generate_launch_description' in functions
-    top_imports = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names] + \
-        [n.module for n in tree.body if isinstance(n, ast.ImportFrom)]
+    top_imports = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names] + [
+        n.module for n in tree.body if isinstance(n, ast.ImportFrom)
+    ]
     assert not [m for m in top_imports if m.split('.')[0] in ('launch', 'launch_ros')]
-    arguments = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                     and getattr(n.targets[0], 'id', '') == 'ARGUMENTS')
+    arguments = next(
+        ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'ARGUMENTS'
+    )
     xml_defaults = xml_args(LAUNCH_XML)
     assert set(arguments) == set(xml_defaults)
     differ = {k for k in arguments if arguments[k][0] != xml_defaults[k]}
@@ -220,31 +284,67 @@ def test_python_launch_file_compiles_imports_launch_lazily_and_matches_the_xml(t
     entities = description.kwargs['entities']
     declared = [e.kwargs['name'] for e in entities if e.kind == 'DeclareLaunchArgument']
     assert declared == list(arguments)
-    profile = next(e.kwargs['default_value'] for e in entities if e.kind == 'DeclareLaunchArgument'
-                   and e.kwargs['name'] == 'fastdds_profile')
+    profile = next(
+        e.kwargs['default_value']
+        for e in entities
+        if e.kind == 'DeclareLaunchArgument' and e.kwargs['name'] == 'fastdds_profile'
+    )
     assert profile.kind == 'EnvironmentVariable' and profile.kwargs['name'] == 'FASTRTPS_DEFAULT_PROFILES_FILE'
     assert profile.kwargs['default_value'].kwargs['parts'][1:] == ['config', 'fastdds_large_frames.xml']
     setup = entities[-1].kwargs['function']
     context = {k: v[0] for k, v in arguments.items()}
-    context.update(params_file='/p.yaml', camera='color', namespace='cam1/', rviz='True', record='1',
-                   record_images='true', input_transport='compressed', device='cuda:1', bag_dir='/b',
-                   fastdds_profile='/dds.xml')
+    context.update(
+        params_file='/p.yaml',
+        camera='color',
+        namespace='cam1/',
+        rviz='True',
+        record='1',
+        record_images='true',
+        input_transport='compressed',
+        device='cuda:1',
+        bag_dir='/b',
+        fastdds_profile='/dds.xml',
+    )
     node, rviz, _, record = setup(context)
-    assert node.kwargs['additional_env'] == rviz.kwargs['additional_env'] == record.kwargs['additional_env'] == {
-        'FASTRTPS_DEFAULT_PROFILES_FILE': '/dds.xml'}
+    assert (
+        node.kwargs['additional_env']
+        == rviz.kwargs['additional_env']
+        == record.kwargs['additional_env']
+        == {'FASTRTPS_DEFAULT_PROFILES_FILE': '/dds.xml'}
+    )
     assert node.kwargs['namespace'] == '/cam1' and node.kwargs['name'] == 'hand_recon'
-    assert node.kwargs['parameters'] == ['/p.yaml', {'device': 'cuda:1', 'input_transport': 'compressed',
-                                                     'autostart': True}]
+    assert node.kwargs['parameters'] == [
+        '/p.yaml',
+        {'device': 'cuda:1', 'input_transport': 'compressed', 'autostart': True},
+    ]
     # A relative camera resolves in the node's namespace, like the node's own remap would.
-    assert node.kwargs['remappings'] == [('image', '/cam1/color/image_raw'),
-                                         ('image/compressed', '/cam1/color/image_raw/compressed'),
-                                         ('camera_info', '/cam1/color/camera_info')]
-    assert rviz.kwargs['arguments'] == ['-d', '/opt/share/hand_recon_ros/config/hand_recon.rviz',
-                                        '-f', 'camera_color_optical_frame']
-    assert record.kwargs['cmd'] == ['ros2', 'bag', 'record', '-s', 'mcap', '-o', '/b', '--topics',
-                                    '/cam1/hand_recon/hands', '/cam1/hand_recon/hands_smoothed',
-                                    '/cam1/hand_recon/hand_model_info', '/diagnostics', '/cam1/color/camera_info',
-                                    '/cam1/color/image_raw/compressed']
+    assert node.kwargs['remappings'] == [
+        ('image', '/cam1/color/image_raw'),
+        ('image/compressed', '/cam1/color/image_raw/compressed'),
+        ('camera_info', '/cam1/color/camera_info'),
+    ]
+    assert rviz.kwargs['arguments'] == [
+        '-d',
+        '/opt/share/hand_recon_ros/config/hand_recon.rviz',
+        '-f',
+        'camera_color_optical_frame',
+    ]
+    assert record.kwargs['cmd'] == [
+        'ros2',
+        'bag',
+        'record',
+        '-s',
+        'mcap',
+        '-o',
+        '/b',
+        '--topics',
+        '/cam1/hand_recon/hands',
+        '/cam1/hand_recon/hands_smoothed',
+        '/cam1/hand_recon/hand_model_info',
+        '/diagnostics',
+        '/cam1/color/camera_info',
+        '/cam1/color/image_raw/compressed',
+    ]
     context.update(rviz='false', record='false', namespace='')
     (only,) = setup(context)
     assert only.kwargs['namespace'] == '/'
@@ -273,8 +373,8 @@ def test_rviz_config_shows_the_node_outputs_in_the_camera_frame():
     view = config['Visualization Manager']['Views']['Current']
     pitch, yaw = view['Pitch'], view['Yaw']
     eye_dir = np.array([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)])
-    assert -eye_dir @ [0, 0, 1] > 0.99   # looking forward
-    assert eye_dir[1] < 0                 # eye slightly above the optical axis (y down)
+    assert -eye_dir @ [0, 0, 1] > 0.99  # looking forward
+    assert eye_dir[1] < 0  # eye slightly above the optical axis (y down)
 
 
 # ----------------------------------------------------------------------------------- over DDS
@@ -285,7 +385,8 @@ RVIZ_STUB = (
     "node = rclpy.create_node('rviz_stub')\n"
     'subs = [node.create_subscription(Empty, t, lambda m: None, 1).topic_name for t in json.loads(sys.argv[1])]\n'
     'print(json.dumps([node.get_fully_qualified_name(), subs]))\n'
-    'node.destroy_node(); rclpy.shutdown()\n')
+    'node.destroy_node(); rclpy.shutdown()\n'
+)
 
 
 @pytest.mark.ros
@@ -293,13 +394,22 @@ RVIZ_STUB = (
 def test_rviz_remaps_follow_the_launch_namespace(namespace, prefix):
     """rviz2 is absent here: a stub takes its ROS arguments and subscribes the config's topics like rviz2."""
     import json
+
     _, displays = rviz_displays()
     topics = [displays['MarkerArray']['Topic']['Value'], displays['Image']['Topic']['Value']]
-    (rviz,) = [p for p in read_launch_file(LAUNCH_XML, {'rviz': 'true', 'namespace': namespace},
-                                           package_shares=SHARES) if p.package == 'rviz2']
-    ros_args = rviz.argv[rviz.argv.index('--ros-args'):]
-    out = subprocess.run([sys.executable, '-c', RVIZ_STUB, json.dumps(topics), *ros_args], capture_output=True,
-                         text=True, timeout=60, env=dict(os.environ))
+    (rviz,) = [
+        p
+        for p in read_launch_file(LAUNCH_XML, {'rviz': 'true', 'namespace': namespace}, package_shares=SHARES)
+        if p.package == 'rviz2'
+    ]
+    ros_args = rviz.argv[rviz.argv.index('--ros-args') :]
+    out = subprocess.run(
+        [sys.executable, '-c', RVIZ_STUB, json.dumps(topics), *ros_args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
     assert out.returncode == 0, out.stderr
     name, subscribed = json.loads(out.stdout.strip().splitlines()[-1])
     assert name == f'{prefix}/hand_recon_rviz'
@@ -313,8 +423,9 @@ def started(processes, log_dir, extra=()):
     try:
         for i, p in enumerate(processes):
             assert p.found, f'{p.executable} not found (run scripts/setup.sh)'
-            running.append(ChildProcess([*p.argv, *extra], log_dir / f'proc_{i}.log', env={**os.environ, **p.env},
-                                        cwd=REPO))
+            running.append(
+                ChildProcess([*p.argv, *extra], log_dir / f'proc_{i}.log', env={**os.environ, **p.env}, cwd=REPO)
+            )
         yield running
     finally:
         stop_all(running)
@@ -324,12 +435,14 @@ def stop_cleanly(procs):
     """SIGINT them all; each exits with 0 and no traceback."""
     for i, (proc, code) in enumerate(zip(procs, stop_all(procs))):
         log = proc.log()
-        assert code == 0 and not proc.killed and 'Traceback' not in log, \
-            f'process {i} exited with {code}:\n{log[-3000:]}'
+        assert (
+            code == 0 and not proc.killed and 'Traceback' not in log
+        ), f'process {i} exited with {code}:\n{log[-3000:]}'
 
 
 def image_msg(stamp_sec, frame_id):
     from sensor_msgs.msg import Image
+
     img = np.random.default_rng(stamp_sec).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     msg = Image(height=120, width=160, encoding='bgr8', step=480, data=img.tobytes())
     msg.header.stamp.sec = stamp_sec
@@ -381,19 +494,25 @@ def test_multi_camera_launch_starts_two_independent_nodes(ros, tmp_path):
 
     from hand_recon_ros.msg import HandArray
 
-    procs = read_launch_file(MULTI_XML, {'camera1': '/mc_cam1', 'camera2': '/mc_cam2', 'device': 'cpu'},
-                             package_shares=SHARES)
+    procs = read_launch_file(
+        MULTI_XML, {'camera1': '/mc_cam1', 'camera2': '/mc_cam2', 'device': 'cpu'}, package_shares=SHARES
+    )
     reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
     out = {ns: ros.collect(HandArray, f'/{ns}/hand_recon/hands', reliable) for ns in ('cam1', 'cam2')}
     with started(procs, tmp_path, SPEED) as running:
         pubs = {ns: ros.node.create_publisher(Image, f'/mc_{ns}/image_raw', reliable) for ns in ('cam1', 'cam2')}
         for ns, pub in pubs.items():
             ros.spin_until(lambda pub=pub: pub.get_subscription_count() == 1, timeout=30, what=f'{ns} to subscribe')
-            ros.spin_until(lambda ns=ns: ros.node.count_publishers(f'/{ns}/hand_recon/hands') == 1, timeout=30,
-                           what=f'/{ns}/hand_recon/hands')
+            ros.spin_until(
+                lambda ns=ns: ros.node.count_publishers(f'/{ns}/hand_recon/hands') == 1,
+                timeout=30,
+                what=f'/{ns}/hand_recon/hands',
+            )
         # Node names travel on their own graph topic, apart from the endpoints: wait for them separately.
-        ros.spin_until(lambda: {('hand_recon', '/cam1'), ('hand_recon', '/cam2')} <=
-                       set(ros.node.get_node_names_and_namespaces()), what='both node names')
+        ros.spin_until(
+            lambda: {('hand_recon', '/cam1'), ('hand_recon', '/cam2')} <= set(ros.node.get_node_names_and_namespaces()),
+            what='both node names',
+        )
         for i, ns in enumerate(('cam1', 'cam2')):
             publish_until(ros, pubs[ns], image_msg(40 + i, f'{ns}_optical'), out[ns])
         ros.spin_for(0.5)

@@ -1,4 +1,5 @@
 """The licence statements agree with each other: LICENSE, package.xml, setup.py, CITATION.cff, model card."""
+
 import re
 import xml.etree.ElementTree as ET
 
@@ -19,7 +20,7 @@ def test_one_licence_everywhere():
 def test_citation_file_is_cff_1_2_with_the_methods_it_builds_on():
     cff = yaml.safe_load((REPO / 'CITATION.cff').read_text())
     assert cff['cff-version'] == '1.2.0'
-    for key in ('message', 'title', 'authors', 'type', 'version'):    # CFF 1.2 requires the first three
+    for key in ('message', 'title', 'authors', 'type', 'version'):  # CFF 1.2 requires the first three
         assert cff[key], key
     titles = {ref['title'] for ref in cff['references']}
     for needle in ('ACR', 'Collision-Aware Factorized Refinements', 'Embodied Hands', '1€ Filter'):
@@ -32,7 +33,7 @@ def test_citation_file_is_cff_1_2_with_the_methods_it_builds_on():
 
 def test_readme_states_the_smplx_licence_where_it_binds():
     readme = (REPO / 'README.md').read_text()
-    section = readme[readme.index('## Licences'):]
-    section = section[:section.index('\n## ', 5)]
+    section = readme[readme.index('## Licences') :]
+    section = section[: section.index('\n## ', 5)]
     for needle in ('Apache-2.0', 'non-commercial', 'HAND_RECON_SKINNING', 'synthetic', 'MANO'):
         assert needle in section, needle

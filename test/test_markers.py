@@ -1,4 +1,5 @@
 """MarkerArray construction: counts, ids, namespaces, header copy, finite values, DELETE of vanished hands."""
+
 import math
 
 import numpy as np
@@ -18,9 +19,16 @@ FACES = RNG.integers(0, NUM_VERTICES, (NUM_FACES, 3))
 def make_hand(side, score=0.9, with_vertices=True, offset=0.0):
     joints = (RNG.normal(0, 0.05, (21, 3)) + [0, 0, 0.5 + offset]).astype(np.float32)
     verts = (RNG.normal(0, 0.05, (NUM_VERTICES, 3)) + [0, 0, 0.5]).astype(np.float32) if with_vertices else None
-    return HandResult(handedness=side, score=score, joints_3d=joints, keypoints_2d=np.zeros((21, 2), np.float32),
-                      joint_confidence=np.ones(21, np.float32), wrist_position=joints[0].copy(),
-                      wrist_orientation=np.array([0, 0, 0, 1], np.float32), vertices=verts)
+    return HandResult(
+        handedness=side,
+        score=score,
+        joints_3d=joints,
+        keypoints_2d=np.zeros((21, 2), np.float32),
+        joint_confidence=np.ones(21, np.float32),
+        wrist_position=joints[0].copy(),
+        wrist_orientation=np.array([0, 0, 0, 1], np.float32),
+        vertices=verts,
+    )
 
 
 def frame(*hands):
@@ -40,9 +48,14 @@ def by_key(array):
 def test_two_hands_counts_types_ids_and_namespaces():
     left, right = make_hand('left'), make_hand('right')
     markers = by_key(HandMarkerBuilder(FACES).build(frame(left, right), header()))
-    expected = {('hand_left/mesh', 0): Marker.TRIANGLE_LIST, ('hand_left/joints', 0): Marker.SPHERE_LIST,
-                ('hand_left/bones', 0): Marker.LINE_LIST, ('hand_right/mesh', 1): Marker.TRIANGLE_LIST,
-                ('hand_right/joints', 1): Marker.SPHERE_LIST, ('hand_right/bones', 1): Marker.LINE_LIST}
+    expected = {
+        ('hand_left/mesh', 0): Marker.TRIANGLE_LIST,
+        ('hand_left/joints', 0): Marker.SPHERE_LIST,
+        ('hand_left/bones', 0): Marker.LINE_LIST,
+        ('hand_right/mesh', 1): Marker.TRIANGLE_LIST,
+        ('hand_right/joints', 1): Marker.SPHERE_LIST,
+        ('hand_right/bones', 1): Marker.LINE_LIST,
+    }
     assert {k: m.type for k, m in markers.items()} == expected
     for side, hand in (('left', left), ('right', right)):
         mid = 0 if side == 'left' else 1
@@ -57,8 +70,9 @@ def test_two_hands_counts_types_ids_and_namespaces():
         assert joints.scale.x == pytest.approx(0.016)
         bones = markers[(f'hand_{side}/bones', mid)]
         assert len(bones.points) == 2 * len(BONES) == 40
-        np.testing.assert_allclose([[p.x, p.y, p.z] for p in bones.points],
-                                   hand.joints_3d[np.asarray(BONES).ravel()], atol=1e-7)
+        np.testing.assert_allclose(
+            [[p.x, p.y, p.z] for p in bones.points], hand.joints_3d[np.asarray(BONES).ravel()], atol=1e-7
+        )
         for m in (mesh, joints, bones):
             assert m.action == Marker.ADD and m.frame_locked is False
             assert (m.lifetime.sec, m.lifetime.nanosec) == (0, 300_000_000)
@@ -69,8 +83,9 @@ def test_two_hands_counts_types_ids_and_namespaces():
 
 def test_point_count_is_constant_across_frames():
     builder = HandMarkerBuilder(FACES)
-    counts = {len(by_key(builder.build(frame(make_hand('right')), header()))[('hand_right/mesh', 1)].points)
-              for _ in range(3)}
+    counts = {
+        len(by_key(builder.build(frame(make_hand('right')), header()))[('hand_right/mesh', 1)].points) for _ in range(3)
+    }
     assert counts == {3 * NUM_FACES}
 
 
@@ -86,8 +101,17 @@ def test_all_values_finite_and_message_serialises():
     array = HandMarkerBuilder(FACES).build(frame(make_hand('left'), make_hand('right')), header())
     for m in array.markers:
         values = [v for p in m.points for v in (p.x, p.y, p.z)]
-        values += [m.scale.x, m.scale.y, m.scale.z, m.color.r, m.color.g, m.color.b, m.color.a,
-                   m.pose.position.x, m.pose.orientation.w]
+        values += [
+            m.scale.x,
+            m.scale.y,
+            m.scale.z,
+            m.color.r,
+            m.color.g,
+            m.color.b,
+            m.color.a,
+            m.pose.position.x,
+            m.pose.orientation.w,
+        ]
         assert all(math.isfinite(v) for v in values)
         assert len(m.points) % (3 if m.type == Marker.TRIANGLE_LIST else 1) == 0 and m.points
     back = deserialize_message(serialize_message(array), MarkerArray)
@@ -99,19 +123,22 @@ def test_vanished_hand_gets_one_delete_then_nothing():
     builder.build(frame(make_hand('left'), make_hand('right')), header())
     second = builder.build(frame(make_hand('right')), header(sec=6))
     deletes = [m for m in second.markers if m.action == Marker.DELETE]
-    assert sorted((m.ns, m.id) for m in deletes) == [('hand_left/bones', 0), ('hand_left/joints', 0),
-                                                    ('hand_left/mesh', 0)]
+    assert sorted((m.ns, m.id) for m in deletes) == [
+        ('hand_left/bones', 0),
+        ('hand_left/joints', 0),
+        ('hand_left/mesh', 0),
+    ]
     assert all(m.header.stamp.sec == 6 and not m.points for m in deletes)
-    assert not any(m.type == Marker.TRIANGLE_LIST and not m.points and m.action == Marker.ADD
-                   for m in second.markers)
+    assert not any(m.type == Marker.TRIANGLE_LIST and not m.points and m.action == Marker.ADD for m in second.markers)
     third = builder.build(frame(make_hand('right')), header(sec=7))
     assert all(m.action == Marker.ADD for m in third.markers) and len(third.markers) == 3
     # Re-appearance publishes the same ids again; no hands at all deletes the right hand once.
     fourth = by_key(builder.build(frame(make_hand('left'), make_hand('right')), header()))
     assert fourth[('hand_left/mesh', 0)].action == Marker.ADD
     empty = builder.build(frame(), header())
-    assert sorted(m.ns for m in empty.markers) == sorted(f'hand_{s}/{p}' for s in ('left', 'right')
-                                                        for p in ('mesh', 'joints', 'bones'))
+    assert sorted(m.ns for m in empty.markers) == sorted(
+        f'hand_{s}/{p}' for s in ('left', 'right') for p in ('mesh', 'joints', 'bones')
+    )
     assert all(m.action == Marker.DELETE for m in empty.markers)
     assert builder.build(frame(), header()).markers == []
 
@@ -133,10 +160,8 @@ def test_non_finite_hand_is_skipped_and_its_markers_deleted():
 
 def test_hand_without_vertices_or_faces_has_skeleton_only():
     builder = HandMarkerBuilder({'right': FACES})
-    keys = set(by_key(builder.build(frame(make_hand('left'), make_hand('right', with_vertices=False)),
-                                    header())))
-    assert keys == {('hand_left/joints', 0), ('hand_left/bones', 0), ('hand_right/joints', 1),
-                    ('hand_right/bones', 1)}
+    keys = set(by_key(builder.build(frame(make_hand('left'), make_hand('right', with_vertices=False)), header())))
+    assert keys == {('hand_left/joints', 0), ('hand_left/bones', 0), ('hand_right/joints', 1), ('hand_right/bones', 1)}
     keys = set(by_key(HandMarkerBuilder().build(frame(make_hand('left')), header())))
     assert keys == {('hand_left/joints', 0), ('hand_left/bones', 0)}
 
@@ -158,8 +183,15 @@ def test_best_scoring_hand_per_side_is_drawn():
 
 
 def test_options_lifetime_colours_and_delete_all():
-    builder = HandMarkerBuilder(FACES, lifetime_s=1.25, ns_prefix='cam1_hand', joint_radius_m=0.01,
-                                bone_width_m=0.002, colors={'left': (0, 1, 0, 0.5)}, frame_locked=True)
+    builder = HandMarkerBuilder(
+        FACES,
+        lifetime_s=1.25,
+        ns_prefix='cam1_hand',
+        joint_radius_m=0.01,
+        bone_width_m=0.002,
+        colors={'left': (0, 1, 0, 0.5)},
+        frame_locked=True,
+    )
     array = by_key(builder.build(frame(make_hand('left')), header()))
     mesh = array[('cam1_hand_left/mesh', 0)]
     assert (mesh.lifetime.sec, mesh.lifetime.nanosec) == (1, 250_000_000) and mesh.frame_locked
@@ -195,17 +227,20 @@ def test_build_marker_array_function_tracks_published_set():
     published = set()
     faces = {'left': FACES, 'right': FACES[:, ::-1]}
     right = make_hand('right')
-    first = build_marker_array(frame(make_hand('left'), right), faces, header(), lifetime_s=0.5,
-                               published=published)
+    first = build_marker_array(frame(make_hand('left'), right), faces, header(), lifetime_s=0.5, published=published)
     assert len(first.markers) == 6 and len(published) == 6
     assert first.markers[0].lifetime.nanosec == 500_000_000
     right_mesh = by_key(first)[('hand_right/mesh', 1)]
     # Per-side faces: the right mesh uses the reversed winding it was given.
-    np.testing.assert_allclose([[p.x, p.y, p.z] for p in right_mesh.points[:6]],
-                               right.vertices[FACES[:2, ::-1].ravel()], atol=1e-7)
+    np.testing.assert_allclose(
+        [[p.x, p.y, p.z] for p in right_mesh.points[:6]], right.vertices[FACES[:2, ::-1].ravel()], atol=1e-7
+    )
     second = build_marker_array(frame(make_hand('right')), faces, header(), published=published)
     assert sorted(m.ns for m in second.markers if m.action == Marker.DELETE) == [
-        'hand_left/bones', 'hand_left/joints', 'hand_left/mesh']
+        'hand_left/bones',
+        'hand_left/joints',
+        'hand_left/mesh',
+    ]
     assert published == {('hand_right/mesh', 1), ('hand_right/joints', 1), ('hand_right/bones', 1)}
     # Without a published set: no DELETEs, lifetime cleans up.
     third = build_marker_array(frame(), faces, header())

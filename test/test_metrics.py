@@ -1,4 +1,5 @@
 """Metrics (mm) and the Procrustes alignments they rely on, with known answers."""
+
 import numpy as np
 import pytest
 import torch
@@ -23,6 +24,7 @@ def _similarity(x, seed):
 
 # --- Procrustes ---------------------------------------------------------------------------------
 
+
 def test_similarity_procrustes_recovers_transform_numpy_and_torch():
     x = _hands(0)
     y, (s, R, t) = _similarity(x, 1)
@@ -33,7 +35,7 @@ def test_similarity_procrustes_recovers_transform_numpy_and_torch():
     xt = torch.tensor(x, requires_grad=True)
     aligned = P.procrustes_align(xt, torch.tensor(y))
     np.testing.assert_allclose(aligned.detach().numpy(), y, atol=1e-12)
-    (aligned ** 2).sum().backward()
+    (aligned**2).sum().backward()
     assert torch.isfinite(xt.grad).all()
 
 
@@ -57,8 +59,9 @@ def test_procrustes_weights_ignore_outliers():
 
 def test_scale_translation_and_per_axis_alignments():
     x = _hands(5)
-    np.testing.assert_allclose(P.scale_translation_align(x, 1.7 * x + [0.1, -0.2, 0.3]), 1.7 * x + [0.1, -0.2, 0.3],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        P.scale_translation_align(x, 1.7 * x + [0.1, -0.2, 0.3]), 1.7 * x + [0.1, -0.2, 0.3], atol=1e-12
+    )
     stretched = x * [1.0, 2.0, 0.5] + [0.1, 0.0, -0.1]
     np.testing.assert_allclose(P.per_axis_align(x, stretched), stretched, atol=1e-12)
     # A rotation is not removed by either.
@@ -72,6 +75,7 @@ def test_scale_translation_and_per_axis_alignments():
 
 
 # --- Per-hand metrics ---------------------------------------------------------------------------
+
 
 def test_mpjpe_known_values():
     gt = _hands(6)
@@ -94,8 +98,9 @@ def test_mpjpe_intaghand_protocol_removes_global_scale():
     np.testing.assert_allclose(M.mpjpe(pred, gt, **M.INTAGHAND_PROTOCOL), 0.0, atol=1e-9)
     assert np.all(M.mpjpe(pred, gt, root=9) > 1.0)
     verts_gt = np.random.default_rng(8).normal(scale=0.04, size=(4, 778, 3))
-    np.testing.assert_allclose(M.mpvpe(1.3 * verts_gt + 0.2, verts_gt, pred, gt, **M.INTAGHAND_PROTOCOL), 0.0,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        M.mpvpe(1.3 * verts_gt + 0.2, verts_gt, pred, gt, **M.INTAGHAND_PROTOCOL), 0.0, atol=1e-9
+    )
     with pytest.raises(ValueError, match='joints'):
         M.mpvpe(verts_gt, verts_gt)
     np.testing.assert_allclose(M.mpvpe(verts_gt + 0.001, verts_gt, root=None), 1000 * np.sqrt(3e-6))
@@ -127,11 +132,11 @@ def test_torch_inputs_accepted():
     gt = _hands(13)
     pred = gt + 0.001
     expected = M.mpjpe(pred, gt, root=None)
-    np.testing.assert_allclose(M.mpjpe(torch.tensor(pred, requires_grad=True), torch.tensor(gt), root=None),
-                               expected)
+    np.testing.assert_allclose(M.mpjpe(torch.tensor(pred, requires_grad=True), torch.tensor(gt), root=None), expected)
 
 
 # --- Two-hand metrics ---------------------------------------------------------------------------
+
 
 def _two_hands(seed):
     rng = np.random.default_rng(seed)
@@ -194,8 +199,11 @@ def test_penetration_from_depths():
 
 
 def test_summarize_skips_missing_values():
-    rows = [{'mpjpe': 1.0, 'mrrpe': None, 'seq': 'a'}, {'mpjpe': 3.0, 'mrrpe': 2.0},
-            {'mpjpe': float('nan'), 'mrrpe': np.float64(4.0)}]
+    rows = [
+        {'mpjpe': 1.0, 'mrrpe': None, 'seq': 'a'},
+        {'mpjpe': 3.0, 'mrrpe': 2.0},
+        {'mpjpe': float('nan'), 'mrrpe': np.float64(4.0)},
+    ]
     out = M.summarize(rows, counts=True)
     assert out == {'num_samples': 3, 'mpjpe': 2.0, 'n_mpjpe': 2, 'mrrpe': 3.0, 'n_mrrpe': 2}
     # A metric missing from every sample stays visible as NaN.

@@ -1,4 +1,5 @@
 """The shipped network files agree with their manifest: models/README.md and the JSON beside the weights."""
+
 import hashlib
 import json
 import re
@@ -41,6 +42,7 @@ def test_shipped_refiner_matches_its_row_loads_and_names_the_shipped_network():
     rows = [line for line in (MODELS / 'README.md').read_text().splitlines() if line.startswith('| `ihmr_default.')]
     assert len(rows) == 1 and re.findall(r'`([0-9a-f]{64})`', rows[0]) == [digest], 'models/README.md is stale'
     from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+
     rec = create_reconstructor(PipelineConfig(device='cpu', refine=True))
     assert rec.refine_weights_sha256 == digest
     # trained on the features of the network shipped beside it

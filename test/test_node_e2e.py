@@ -1,4 +1,5 @@
 """End-to-end tests of the node as a subprocess, over real DDS (ros2-from-pypi.md §10.3)."""
+
 import os
 import subprocess
 import sys
@@ -19,8 +20,18 @@ from hand_recon_ros.msg import HandArray, HandModelInfo  # noqa: E402
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-FAST = ('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.backbone:=resnet18', '-p', 'network.input_size:=128',
-        '-p', 'num_threads:=1')
+FAST = (
+    '-p',
+    'weights:=untrained',
+    '-p',
+    'device:=cpu',
+    '-p',
+    'network.backbone:=resnet18',
+    '-p',
+    'network.input_size:=128',
+    '-p',
+    'num_threads:=1',
+)
 
 
 def make_image(stamp_sec=100, frame_id='cam_optical', width=320, height=240, seed=0):
@@ -53,6 +64,7 @@ def publish_until(ros, pub, msg, received, timeout=30.0, what='a hand message', 
 
     ``also``: (publisher, message) pairs sent before each image, like a camera's CameraInfo."""
     import time
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not received:
         for other_pub, other_msg in also:
@@ -117,10 +129,11 @@ def test_parameters_from_yaml_and_cli_and_input_qos(ros, start_node):
     future = client.get_parameters(['detection_threshold', 'fallback_fov_deg', 'input_reliability'])
     ros.spin_until(future.done, what='get_parameters')
     values = [p.double_value for p in future.result().values[:2]] + [future.result().values[2].string_value]
-    assert values == [0.5, 60.0, 'auto']   # CLI override after the YAML; YAML value; default QoS mode
+    assert values == [0.5, 60.0, 'auto']  # CLI override after the YAML; YAML value; default QoS mode
 
     # Runtime update of a runtime parameter is accepted; a bad value and a model parameter are refused.
     from rclpy.parameter import Parameter
+
     future = client.set_parameters([Parameter('detection_threshold', value=0.6)])
     ros.spin_until(future.done, what='set_parameters')
     assert future.result().results[0].successful
@@ -131,17 +144,24 @@ def test_parameters_from_yaml_and_cli_and_input_qos(ros, start_node):
     ros.spin_until(future.done, what='set_parameters')
     assert not future.result().results[0].successful
 
-    ros.spin_until(lambda: ros.node.get_publishers_info_by_topic('/hand_recon/hands') and
-                   ros.node.get_subscriptions_info_by_topic('/image'), what='the node endpoints')
+    ros.spin_until(
+        lambda: ros.node.get_publishers_info_by_topic('/hand_recon/hands')
+        and ros.node.get_subscriptions_info_by_topic('/image'),
+        what='the node endpoints',
+    )
     # 'auto' starts best effort (compatible with every publisher) while no image publisher exists.
     sub_info = ros.node.get_subscriptions_info_by_topic('/image')[0]
     assert sub_info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
     assert_clean_exit(node)
 
 
-@pytest.mark.parametrize('publisher, expected', [
-    (ReliabilityPolicy.RELIABLE, ReliabilityPolicy.RELIABLE),
-    (ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.BEST_EFFORT)])
+@pytest.mark.parametrize(
+    'publisher, expected',
+    [
+        (ReliabilityPolicy.RELIABLE, ReliabilityPolicy.RELIABLE),
+        (ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.BEST_EFFORT),
+    ],
+)
 def test_auto_input_qos_matches_the_publishers(ros, start_node, publisher, expected):
     node = start_node(*FAST)
     ros.node.create_publisher(Image, '/image', QoSProfile(depth=1, reliability=publisher))
@@ -149,8 +169,9 @@ def test_auto_input_qos_matches_the_publishers(ros, start_node, publisher, expec
     def node_reliability():
         infos = ros.node.get_subscriptions_info_by_topic('/image')
         return infos[0].qos_profile.reliability if infos else None
+
     ros.spin_until(lambda: node_reliability() == expected, what=f'the node to subscribe {expected}')
-    ros.spin_for(1.5)   # and to stay there
+    ros.spin_for(1.5)  # and to stay there
     assert node_reliability() == expected
     log = assert_clean_exit(node)
     if expected == ReliabilityPolicy.RELIABLE:
@@ -161,10 +182,28 @@ def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, star
     """A burst into a slow network is not queued. No assertion assumes the publisher keeps a rate (a loaded
     machine stretches it): the checks are the node's own accounting and a latency bound in units of the
     inference time the node itself measured."""
-    node = start_node('-p', 'weights:=untrained', '-p', 'device:=cpu', '-p', 'network.backbone:=resnet50',
-                      '-p', 'network.input_size:=256',
-                      '-p', 'num_threads:=1', '-p', 'diagnostics_period_s:=0.2', '-p', 'detection_threshold:=0.01',
-                      '-p', 'input_reliability:=reliable', '-p', 'input_depth:=100', '-p', 'max_input_age_s:=0.0')
+    node = start_node(
+        '-p',
+        'weights:=untrained',
+        '-p',
+        'device:=cpu',
+        '-p',
+        'network.backbone:=resnet50',
+        '-p',
+        'network.input_size:=256',
+        '-p',
+        'num_threads:=1',
+        '-p',
+        'diagnostics_period_s:=0.2',
+        '-p',
+        'detection_threshold:=0.01',
+        '-p',
+        'input_reliability:=reliable',
+        '-p',
+        'input_depth:=100',
+        '-p',
+        'max_input_age_s:=0.0',
+    )
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
     diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
     sent = 100
@@ -175,18 +214,26 @@ def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, star
     for i in range(sent):
         pub.publish(make_image(stamp_sec=1000 + i, width=160, height=120, seed=i))
         ros.spin_for(0.002)
-    ros.spin_until(lambda: hands and hands[-1].header.stamp.sec == 1000 + sent - 1, timeout=120,
-                   what='the output to catch up with the newest input')
+    ros.spin_until(
+        lambda: hands and hands[-1].header.stamp.sec == 1000 + sent - 1,
+        timeout=120,
+        what='the output to catch up with the newest input',
+    )
     stamps = [h.header.stamp.sec for h in hands]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
 
     def values():
         return {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
 
-    def settled():   # everything received was processed or dropped
+    def settled():  # everything received was processed or dropped
         v = values()
-        return v and int(v['worker_received']) == sum(int(v[f'worker_{k}']) for k in (
-            'processed', 'dropped_replaced', 'dropped_stale', 'errors')) and int(v['received']) >= sent
+        return (
+            v
+            and int(v['worker_received'])
+            == sum(int(v[f'worker_{k}']) for k in ('processed', 'dropped_replaced', 'dropped_stale', 'errors'))
+            and int(v['received']) >= sent
+        )
+
     ros.spin_until(settled, timeout=30, what='the worker counters to settle')
     v = values()
     assert int(v['worker_errors']) == 0
@@ -201,13 +248,19 @@ def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, star
 
 
 def test_large_best_effort_frames_get_a_transport_hint_and_diagnostics_name_the_middleware(ros, start_node):
-    node = start_node(*FAST, '-p', 'input_reliability:=best_effort', '-p', 'diagnostics_period_s:=0.2',
-                      env={'FASTRTPS_DEFAULT_PROFILES_FILE': ''})
+    node = start_node(
+        *FAST,
+        '-p',
+        'input_reliability:=best_effort',
+        '-p',
+        'diagnostics_period_s:=0.2',
+        env={'FASTRTPS_DEFAULT_PROFILES_FILE': ''},
+    )
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
     diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
     pub = ros.node.create_publisher(Image, '/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     wait_ready(ros, pub)
-    small = make_image(stamp_sec=5, width=320, height=240)            # 225 KiB: fits the default segment
+    small = make_image(stamp_sec=5, width=320, height=240)  # 225 KiB: fits the default segment
     publish_until(ros, pub, small, hands)
     ros.spin_until(lambda: diags, what='diagnostics')
     values = {kv.key: kv.value for kv in diags[-1].status[0].values}
@@ -223,8 +276,7 @@ def test_large_best_effort_frames_get_a_transport_hint_and_diagnostics_name_the_
 def test_reliable_input_option(ros, start_node):
     node = start_node(*FAST, '-p', 'input_reliability:=reliable')
     ros.spin_until(lambda: ros.node.get_subscriptions_info_by_topic('/image'), what='the image subscription')
-    assert ros.node.get_subscriptions_info_by_topic('/image')[0].qos_profile.reliability == \
-        ReliabilityPolicy.RELIABLE
+    assert ros.node.get_subscriptions_info_by_topic('/image')[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE
     assert_clean_exit(node)
 
 
@@ -235,11 +287,23 @@ def test_bad_inputs_are_counted_and_the_node_keeps_serving(ros, start_node):
     pub = ros.node.create_publisher(Image, '/image', RELIABLE)
     wait_ready(ros, pub)
     bad = {}
-    m = make_image(); m.encoding = 'xyz99'; bad['unknown encoding'] = m
-    m = make_image(); m.width = 0; m.step = 0; m.data = b''; bad['zero size'] = m
-    m = make_image(); m.step = 10; bad['step < width * 3'] = m
-    m = make_image(); m.data = bytes(m.data)[:1000]; bad['truncated'] = m
-    m = make_image(); m.width, m.height, m.step = 100000, 100000, 300000; m.data = b'\0' * 300000
+    m = make_image()
+    m.encoding = 'xyz99'
+    bad['unknown encoding'] = m
+    m = make_image()
+    m.width = 0
+    m.step = 0
+    m.data = b''
+    bad['zero size'] = m
+    m = make_image()
+    m.step = 10
+    bad['step < width * 3'] = m
+    m = make_image()
+    m.data = bytes(m.data)[:1000]
+    bad['truncated'] = m
+    m = make_image()
+    m.width, m.height, m.step = 100000, 100000, 300000
+    m.data = b'\0' * 300000
     bad['absurd size'] = m
 
     def bad_count():
@@ -250,8 +314,11 @@ def test_bad_inputs_are_counted_and_the_node_keeps_serving(ros, start_node):
     for what, m in bad.items():
         before = bad_count()
         # Re-send until counted: the first samples after discovery may be lost (best-effort input).
-        ros.spin_until(lambda m=m, before=before: (pub.publish(m), ros.spin_for(0.2), bad_count() > before)[2],
-                       timeout=10, what=f'the node to count a bad image ({what})')
+        ros.spin_until(
+            lambda m=m, before=before: (pub.publish(m), ros.spin_for(0.2), bad_count() > before)[2],
+            timeout=10,
+            what=f'the node to count a bad image ({what})',
+        )
     publish_until(ros, pub, make_image(stamp_sec=77), hands)
     assert hands[-1].header.stamp.sec == 77
     assert bad_count() >= len(bad)
@@ -261,6 +328,7 @@ def test_bad_inputs_are_counted_and_the_node_keeps_serving(ros, start_node):
 
 def test_compressed_input_and_uncalibrated_camera_info(ros, start_node):
     import cv2
+
     node = start_node(*FAST, '-p', 'input_transport:=compressed')
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
     pub = ros.node.create_publisher(CompressedImage, '/image/compressed', RELIABLE)
@@ -323,7 +391,7 @@ def test_lifecycle_transitions(ros, start_node):
     assert_clean_exit(node)
 
 
-CONSUMER = textwrap.dedent('''
+CONSUMER = textwrap.dedent("""
     import sys, time, threading, signal
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -340,19 +408,26 @@ CONSUMER = textwrap.dedent('''
     print('CONSUMER_GOT', len(got), got[0].header.stamp.sec if got else -1, flush=True)
     print('TORCH_LOADED', 'torch' in sys.modules, flush=True)
     node.destroy_node(); rclpy.try_shutdown()
-''')
+""")
 
 
 def test_message_only_consumer_process(ros, start_node, tmp_path):
     node = start_node(*FAST)
     script = tmp_path / 'consumer.py'
     script.write_text(CONSUMER)
-    consumer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=str(tmp_path), env=dict(os.environ))
+    consumer = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(tmp_path),
+        env=dict(os.environ),
+    )
     pub = ros.node.create_publisher(Image, '/image', RELIABLE)
     wait_ready(ros, pub)
     ros.spin_until(lambda: ros.node.count_subscribers('/hand_recon/hands') >= 1, what='the consumer')
     import time
+
     deadline = time.monotonic() + 40
     while consumer.poll() is None and time.monotonic() < deadline:
         pub.publish(make_image(stamp_sec=4242))
@@ -366,6 +441,7 @@ def test_message_only_consumer_process(ros, start_node, tmp_path):
 def _encoded(encoding, width=64, height=48, seed=0):
     """A test image in any supported encoding (padded rows for one of them), built without our converter."""
     from hand_recon_ros.ros.image_conversion import ENCODINGS
+
     rng = np.random.default_rng(seed)
     msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0)
     if encoding in ('yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv'):
@@ -380,7 +456,7 @@ def _encoded(encoding, width=64, height=48, seed=0):
         info = np.iinfo(dtype)
         arr = rng.integers(max(info.min, 0), min(info.max, 60000), (height, width, channels)).astype(dtype)
     row_bytes = width * channels * np.dtype(dtype).itemsize
-    pad = 8 if encoding == 'rgb8' else 0          # padded rows: step > width * bytes per pixel
+    pad = 8 if encoding == 'rgb8' else 0  # padded rows: step > width * bytes per pixel
     rows = arr.reshape(height, row_bytes // np.dtype(dtype).itemsize).view(np.uint8).reshape(height, row_bytes)
     rows = np.concatenate([rows, np.zeros((height, pad), np.uint8)], axis=1)
     msg.step = row_bytes + pad
@@ -390,6 +466,7 @@ def _encoded(encoding, width=64, height=48, seed=0):
 
 def test_every_supported_encoding_gives_a_result(ros, start_node):
     from hand_recon_ros.ros.image_conversion import ENCODINGS
+
     node = start_node(*FAST, '-p', 'max_input_age_s:=0.0')
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
     pub = ros.node.create_publisher(Image, '/image', RELIABLE)
@@ -398,9 +475,15 @@ def test_every_supported_encoding_gives_a_result(ros, start_node):
         msg = _encoded(encoding)
         msg.header.stamp.sec = 500 + k
         got = []
-        ros.spin_until(lambda msg=msg, k=k: (pub.publish(msg), ros.spin_for(0.15),
-                                            any(h.header.stamp.sec == 500 + k for h in hands))[2], timeout=15,
-                       what=f'a result for a {encoding} image')
+        ros.spin_until(
+            lambda msg=msg, k=k: (
+                pub.publish(msg),
+                ros.spin_for(0.15),
+                any(h.header.stamp.sec == 500 + k for h in hands),
+            )[2],
+            timeout=15,
+            what=f'a result for a {encoding} image',
+        )
         got = [h for h in hands if h.header.stamp.sec == 500 + k]
         assert (got[0].image_width, got[0].image_height) == (64, 48), encoding
     assert 'Traceback' not in node.log()
@@ -409,6 +492,7 @@ def test_every_supported_encoding_gives_a_result(ros, start_node):
 
 def test_corrupt_jpeg_and_nan_intrinsics_are_survived(ros, start_node):
     import cv2
+
     node = start_node(*FAST, '-p', 'input_transport:=compressed', '-p', 'diagnostics_period_s:=0.2')
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
     diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
@@ -422,16 +506,20 @@ def test_corrupt_jpeg_and_nan_intrinsics_are_survived(ros, start_node):
 
     def bad_count():
         return int({kv.key: kv.value for kv in diags[-1].status[0].values}.get('bad_input', 0))
+
     for msg in (corrupt, garbage):
         before = bad_count()
-        ros.spin_until(lambda msg=msg, before=before: (pub.publish(msg), ros.spin_for(0.2), bad_count() > before)[2],
-                       timeout=10, what='the node to count a corrupt JPEG')
+        ros.spin_until(
+            lambda msg=msg, before=before: (pub.publish(msg), ros.spin_for(0.2), bad_count() > before)[2],
+            timeout=10,
+            what='the node to count a corrupt JPEG',
+        )
     info = make_camera_info(160, 120)
     info.k = np.full(9, np.nan)
     ok = CompressedImage(format='jpeg', data=good.tobytes())
     ok.header.stamp.sec = 31
     publish_until(ros, pub, ok, hands, also=[(info_pub, info)])
     assert hands[-1].header.stamp.sec == 31
-    assert np.isfinite(hands[-1].camera_k).all()                       # NaN K replaced by the fallback
+    assert np.isfinite(hands[-1].camera_k).all()  # NaN K replaced by the fallback
     log = assert_clean_exit(node)
     assert 'bad input image dropped' in log and 'no usable intrinsics' in log

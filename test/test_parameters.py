@@ -1,4 +1,5 @@
 """The parameter table: config/hand_recon.yaml matches it, and its validation refuses every kind of bad value."""
+
 import math
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def bad_values(spec):
             values.append(spec.type(spec.low))
         if spec.low > 0:
             values.append(spec.type(0))
-    values.append(spec.type(10 ** 12))
+    values.append(spec.type(10**12))
     if spec.step:
         values.append(spec.low + 1)
     return values
@@ -36,7 +37,7 @@ def bad_values(spec):
 
 def test_config_yaml_matches_the_table():
     params = yaml.safe_load(CONFIG.read_text())['/**']['ros__parameters']
-    assert set(params) == set(SPECS), (set(params) ^ set(SPECS))
+    assert set(params) == set(SPECS), set(params) ^ set(SPECS)
     for name, value in params.items():
         ok, coerced, reason = validate(SPECS[name], value)
         assert ok, reason
@@ -69,6 +70,6 @@ def test_bad_values_are_refused_with_a_reason(name):
 def test_integers_are_taken_for_floats_and_open_bounds_hold():
     assert validate(SPECS['fallback_fov_deg'], 70) == (True, 70.0, '')
     assert not validate(SPECS['detection_threshold'], 1.0)[0] and validate(SPECS['detection_threshold'], 0.99)[0]
-    assert validate(SPECS['max_input_age_s'], 0.0)[0]          # 0 = off is allowed
+    assert validate(SPECS['max_input_age_s'], 0.0)[0]  # 0 = off is allowed
     assert validate(SPECS['network.input_size'], 320)[0] and not validate(SPECS['network.input_size'], 330)[0]
     assert validate(SPECS['device'], 'cuda:1')[0] and not validate(SPECS['device'], 'cuda:x')[0]

@@ -1,4 +1,5 @@
 """Overlapping real hand pairs made by pasting one teacher-labelled hand over another photo's hand."""
+
 import numpy as np
 import pytest
 
@@ -7,7 +8,9 @@ from hand_recon_train.datasets.teacher import TeacherDataset
 
 from test_teacher_dataset import TRAIN_ROOT, labels  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.skipif(not (TRAIN_ROOT / 'handsdataset').is_dir(), reason='../shared/realimgs-train is not here')
+pytestmark = pytest.mark.skipif(
+    not (TRAIN_ROOT / 'handsdataset').is_dir(), reason='../shared/realimgs-train is not here'
+)
 
 
 def _hand(side, centre, size=60.0):
@@ -37,7 +40,7 @@ def test_paste_moves_the_donor_labels_and_hides_covered_base_keypoints():
     out = pair_from_frames(base, base_hand, donor, donor_hand, rng, PasteConfig(offset=(0.3, 0.3)))
     assert out is not None
     image, hands = out
-    assert [h.side for h in hands] == ['left', 'right']          # same-side donor mirrored into the other side
+    assert [h.side for h in hands] == ['left', 'right']  # same-side donor mirrored into the other side
     moved = hands[1].keypoints
     # the pasted hand's pixels are the donor's (bright) at its keypoints, the base's elsewhere
     px = np.round(moved).astype(int)
@@ -55,8 +58,14 @@ def test_paste_outside_the_frame_is_refused():
     rng = np.random.default_rng(0)
     img = np.zeros((100, 100, 3), np.uint8)
     base_hand = _hand('left', (50, 50), size=90)
-    out = pair_from_frames(img, base_hand, img, _hand('right', (50, 50), size=90), rng,
-                           PasteConfig(offset=(0.9, 0.9), size_ratio=(1.2, 1.2)))
+    out = pair_from_frames(
+        img,
+        base_hand,
+        img,
+        _hand('right', (50, 50), size=90),
+        rng,
+        PasteConfig(offset=(0.9, 0.9), size_ratio=(1.2, 1.2)),
+    )
     assert out is None
 
 
@@ -93,11 +102,20 @@ def test_synthetic_scenes_on_real_backgrounds(labels):  # noqa: F811
 
     path, _ = labels
     plain = SynthConfig(image_size=128, supersample=1)
-    real = SynthConfig(image_size=128, supersample=1, real_background_prob=1.0,
-                       real_background_labels=str(path), real_background_root=str(TRAIN_ROOT))
+    real = SynthConfig(
+        image_size=128,
+        supersample=1,
+        real_background_prob=1.0,
+        real_background_labels=str(path),
+        real_background_root=str(TRAIN_ROOT),
+    )
     assert plain.config_hash() != real.config_hash()
-    assert plain.config_hash() == SynthConfig(image_size=128, supersample=1, real_background_prob=0.0,
-                                              real_background_labels='x').config_hash()
+    assert (
+        plain.config_hash()
+        == SynthConfig(
+            image_size=128, supersample=1, real_background_prob=0.0, real_background_labels='x'
+        ).config_hash()
+    )
     with pytest.raises(ValueError, match='real_background_labels'):
         SynthConfig(real_background_prob=0.5)
     a = SynthGenerator(plain, seed=4).sample(0)

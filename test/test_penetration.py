@@ -1,4 +1,5 @@
 """Two-mesh penetration depths, IHMR metrics and the differentiable collision loss on known geometry."""
+
 import numpy as np
 import pytest
 import torch

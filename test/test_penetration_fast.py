@@ -1,5 +1,6 @@
 """The prepared-mesh penetration path (ray-crossing winding numbers, shared and shifted structures) against
 a reference computed directly with libigl's fast winding number and point-mesh distance."""
+
 import igl
 import numpy as np
 import pytest
@@ -38,16 +39,18 @@ def hands():
 
 def _posed(hm, side, rng, wrist, scale=1.0):
     with torch.no_grad():
-        out = hm(side, torch.tensor(rng.normal(0, 0.5 * scale, (1, 3)), dtype=torch.float32),
-                 torch.tensor(rng.normal(0, 0.6 * scale, (1, 45)), dtype=torch.float32),
-                 torch.tensor(rng.normal(0, 1.0 * scale, (1, 10)), dtype=torch.float32))
+        out = hm(
+            side,
+            torch.tensor(rng.normal(0, 0.5 * scale, (1, 3)), dtype=torch.float32),
+            torch.tensor(rng.normal(0, 0.6 * scale, (1, 45)), dtype=torch.float32),
+            torch.tensor(rng.normal(0, 1.0 * scale, (1, 10)), dtype=torch.float32),
+        )
     v = out['vertices'][0] - out['joints'][0, :1] + torch.tensor(wrist, dtype=torch.float32)
     return np.ascontiguousarray(hm.watertight_vertices(side, v).double().numpy()), hm.watertight_faces(side)
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 100_000), dx=st.floats(-0.2, -0.1), dy=st.floats(-0.04, 0.04),
-       dz=st.floats(-0.04, 0.04))
+@given(seed=st.integers(0, 100_000), dx=st.floats(-0.2, -0.1), dy=st.floats(-0.04, 0.04), dz=st.floats(-0.04, 0.04))
 def test_posed_hand_pairs_match_the_reference_exactly(hands, seed, dx, dy, dz):
     # Random poses (self-intersecting fingers included) at random overlaps: same inside decisions, and the
     # same depths to rounding (both use the same distance code).
@@ -66,7 +69,7 @@ def test_posed_hand_pairs_match_the_reference_exactly(hands, seed, dx, dy, dz):
 
 def test_one_solid_serves_both_directions_and_its_copies(hands):
     rng = np.random.default_rng(3)
-    vl, fl = _posed(hands, 'left', rng, [-0.176, 0.025, 0.5], scale=0.1)     # palm over palm, pushed in
+    vl, fl = _posed(hands, 'left', rng, [-0.176, 0.025, 0.5], scale=0.1)  # palm over palm, pushed in
     vr, fr = _posed(hands, 'right', rng, [0.0, 0.0, 0.5], scale=0.1)
     left, right = pen.prepare_mesh(vl, fl), pen.prepare_mesh(vr, fr)
     first = pen.solid_depths(left, right)
@@ -75,7 +78,7 @@ def test_one_solid_serves_both_directions_and_its_copies(hands):
     moved = right.translated([0.0, 0.01, 0.0])
     assert moved._shared is right._shared and np.allclose(moved.points, vr + [0.0, 0.01, 0.0])
     pen.solid_depths(left, moved)
-    assert all(right._shared[k] is v for k, v in built.items())      # nothing rebuilt for the copy
+    assert all(right._shared[k] is v for k, v in built.items())  # nothing rebuilt for the copy
     np.testing.assert_array_equal(pen.solid_depths(left, right)[0], first[0])
 
 
@@ -91,19 +94,17 @@ def test_queries_on_projected_edges_and_on_the_surface_fall_back_exactly():
     query = np.concatenate([grid, v, v[:50] * 0.999999999])
     solid = pen.prepare_mesh(v, f)
     np.testing.assert_array_equal(solid.inside(query), reference_inside(query, v, f))
-    off_surface = np.all(np.abs(np.abs(grid) - 0.05) > 1e-12, axis=1)      # on it: the fallback decides
-    np.testing.assert_array_equal(solid.inside(grid[off_surface]),
-                                  np.all(np.abs(grid[off_surface]) < 0.05, axis=1))
+    off_surface = np.all(np.abs(np.abs(grid) - 0.05) > 1e-12, axis=1)  # on it: the fallback decides
+    np.testing.assert_array_equal(solid.inside(grid[off_surface]), np.all(np.abs(grid[off_surface]) < 0.05, axis=1))
 
 
 def test_open_mesh_uses_the_fast_winding_number():
     m = trimesh.creation.icosphere(subdivisions=2, radius=0.05)
     v, f = np.asarray(m.vertices), np.asarray(m.faces, dtype=np.int64)
-    open_faces = f[1:]                                          # one hole: crossings are not a winding number
+    open_faces = f[1:]  # one hole: crossings are not a winding number
     query = np.random.default_rng(0).uniform(-0.06, 0.06, (400, 3))
     solid = pen.prepare_mesh(v, open_faces)
-    np.testing.assert_array_equal(solid.inside(query),
-                                  igl.fast_winding_number(v, open_faces, query) > 0.5)
+    np.testing.assert_array_equal(solid.inside(query), igl.fast_winding_number(v, open_faces, query) > 0.5)
     assert not pen._is_closed(open_faces) and pen._is_closed(f)
 
 
@@ -118,6 +119,7 @@ def test_rotated_solid_gives_the_depths_of_the_rotated_mesh(hands):
     # A rotated (and translated) copy maps the queries into the built mesh: same depths as building the
     # rotated vertices from scratch, and nothing rebuilt.
     from scipy.spatial.transform import Rotation
+
     rng = np.random.default_rng(7)
     vl, fl = _posed(hands, 'left', rng, [-0.176, 0.025, 0.5], scale=0.1)
     vr, fr = _posed(hands, 'right', rng, [0.0, 0.0, 0.5], scale=0.1)
@@ -153,7 +155,7 @@ def test_depth_search_on_a_face_subset_equals_the_whole_mesh(hands):
         solid = pen.prepare_mesh(vr, fr)
         depth, idx, face_ids, closest = solid.depths(vl)
         assert len(idx)
-        subset_runs += 'aabb' not in solid._shared             # no whole-mesh tree: the subset path ran
+        subset_runs += 'aabb' not in solid._shared  # no whole-mesh tree: the subset path ran
         sq, full_faces, full_closest = pen.prepare_mesh(vr, fr).closest(vl[idx])
         np.testing.assert_allclose(depth[idx], np.sqrt(sq), rtol=0, atol=1e-15)
         np.testing.assert_allclose(closest, full_closest, rtol=0, atol=1e-15)

@@ -1,4 +1,5 @@
 """Penetration between two stand-in hands with known answers (IHMR's AVE-P / MAX-P in mm)."""
+
 import numpy as np
 import pytest
 import torch
@@ -21,8 +22,10 @@ def _touching_offset(verts, faces, direction):
     lo, hi = 0.0, 0.2
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        if inside_mask(verts + mid * direction, verts, faces).any() or \
-                inside_mask(verts, verts + mid * direction, faces).any():
+        if (
+            inside_mask(verts + mid * direction, verts, faces).any()
+            or inside_mask(verts, verts + mid * direction, faces).any()
+        ):
             lo = mid
         else:
             hi = mid

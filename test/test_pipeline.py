@@ -1,4 +1,5 @@
 """The ROS-free pipeline: image in, metric hands out (real network forward, real smplx)."""
+
 import numpy as np
 import pytest
 import torch
@@ -85,7 +86,7 @@ def test_min_side_share_drops_exactly_the_peaks_the_other_side_claims_more(recon
     reconstructor.set_runtime(detection_threshold=0.0, refine=False)
     try:
         every = reconstructor.reconstruct(image).hands
-        assert len(every) == 2                      # threshold 0: the best peak of each side
+        assert len(every) == 2  # threshold 0: the best peak of each side
         shares = sorted(h.handedness_score for h in every)
         reconstructor.set_runtime(min_side_share=0.5)
         kept = reconstructor.reconstruct(image).hands
@@ -117,6 +118,7 @@ def test_missing_weights_file_is_a_clear_error():
 
 def test_refinement_keeps_valid_hands_and_reports_only_known_factors(reconstructor):
     from hand_recon_ros.results import REFINE_FACTORS
+
     rng = np.random.default_rng(4)
     K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
     # Two hands with nearly the same camera: overlapping in the image and in depth (a close pair).
@@ -144,16 +146,25 @@ def test_refinement_is_skipped_for_distant_hands(reconstructor, monkeypatch):
 
     def fail(*args, **kwargs):
         raise AssertionError('the refiner must not run for distant hands')
+
     monkeypatch.setattr(reconstructor.refiner, 'refine', fail)
     assert reconstructor.refine_hands(hands, torch.zeros(1, 1024), K) is hands
 
 
 def test_bf16_precision_on_cpu_and_fp16_refused():
-    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128,
-                                              precision='bf16', detection_threshold=0.0))
+    rec = create_reconstructor(
+        PipelineConfig(
+            weights='untrained',
+            device='cpu',
+            backbone='resnet18',
+            input_size=128,
+            precision='bf16',
+            detection_threshold=0.0,
+        )
+    )
     image = np.random.default_rng(6).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     frame = rec.reconstruct(image)
-    assert len(frame.hands) == 2          # threshold 0: the top peak of each side is taken
+    assert len(frame.hands) == 2  # threshold 0: the top peak of each side is taken
     for hand in frame.hands:
         hand.validate()
         assert hand.joints_3d.dtype == np.float32
@@ -165,6 +176,7 @@ def test_bf16_keeps_the_shipped_models_answers():
     """precision bf16 (autocast over the network only) against fp32 with the shipped trained model on synthetic
     hand frames: same detections and scores, hand shape and 2D keypoints within fractions of a mm / px."""
     from hand_recon_train.synth import SynthConfig, SynthDataset
+
     data = SynthDataset(SynthConfig(image_size=640, supersample=1), seed=4242, length=4)
     recs = {p: create_reconstructor(PipelineConfig(device='cpu', precision=p, refine=False)) for p in ('fp32', 'bf16')}
     assert recs['fp32'].weights_sha256 and recs['fp32'].weights_sha256 == recs['bf16'].weights_sha256
@@ -178,21 +190,32 @@ def test_bf16_keeps_the_shipped_models_answers():
         for side in set(out['fp32']) & set(out['bf16']):
             a, b = out['fp32'][side], out['bf16'][side]
             root_relative = (a.joints_3d - a.joints_3d[9]) - (b.joints_3d - b.joints_3d[9])
-            assert np.abs(root_relative).max() < 0.002                                # m
-            assert np.abs(a.keypoints_2d - b.keypoints_2d).max() < 3.0               # px
-            assert np.abs(a.joints_3d - b.joints_3d).max() < 0.02                    # m (depth is the sensitive part)
+            assert np.abs(root_relative).max() < 0.002  # m
+            assert np.abs(a.keypoints_2d - b.keypoints_2d).max() < 3.0  # px
+            assert np.abs(a.joints_3d - b.joints_3d).max() < 0.02  # m (depth is the sensitive part)
             assert abs(a.score - b.score) < 0.01
             compared += 1
     assert compared >= 4
 
 
 def test_batch_of_cameras_equals_one_by_one():
-    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', backbone='resnet18', input_size=128,
-                                              detection_threshold=0.0, refine=False))
+    rec = create_reconstructor(
+        PipelineConfig(
+            weights='untrained',
+            device='cpu',
+            backbone='resnet18',
+            input_size=128,
+            detection_threshold=0.0,
+            refine=False,
+        )
+    )
     rng = np.random.default_rng(7)
     images = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(120, 160, 3), (200, 100, 3), (90, 90, 3)]]
-    Ks = [np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]]), None,
-          np.array([[100.0, 0, 45], [0, 100.0, 45], [0, 0, 1]])]
+    Ks = [
+        np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]]),
+        None,
+        np.array([[100.0, 0, 45], [0, 100.0, 45], [0, 0, 1]]),
+    ]
     batched = rec.reconstruct_batch(images, Ks)
     for image, K, frame in zip(images, Ks, batched):
         single = rec.reconstruct(image, K)

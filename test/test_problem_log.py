@@ -1,4 +1,5 @@
 """Warning throttle keyed on the kind of problem, and the stamp-gap estimate of frames lost before the node."""
+
 import math
 
 import pytest
@@ -28,18 +29,18 @@ def test_distinct_texts_of_one_kind_are_one_line_per_period():
     for _ in range(2000):
         clock.t += 0.01
         log.report('bad_input.encoding', f'x{clock.t}')
-    assert 2 + 3 <= len(lines) <= 2 + 4   # 20 s / 5 s, give or take the float clock at the edges
+    assert 2 + 3 <= len(lines) <= 2 + 4  # 20 s / 5 s, give or take the float clock at the edges
 
 
 def test_kinds_are_a_fixed_set_and_long_texts_are_cut():
     lines = []
     log = ProblemLog(lines.append, lines.append, clock=FakeClock())
     for i in range(500):
-        log.report(f'sender text {i}', 'x' * 10 ** 6)   # unknown kinds all count as 'other'
+        log.report(f'sender text {i}', 'x' * 10**6)  # unknown kinds all count as 'other'
     assert set(log.counts) == {'other'} and len(lines) == 1 and len(lines[0]) < 400
     for kind in KINDS:
         log.report(kind, kind)
-    assert len(log.counts) == len(KINDS) and len(lines) == len(KINDS)   # 'other' was already logged
+    assert len(log.counts) == len(KINDS) and len(lines) == len(KINDS)  # 'other' was already logged
 
 
 def test_stamp_gaps_estimate_lost_frames():
@@ -49,15 +50,15 @@ def test_stamp_gaps_estimate_lost_frames():
         t += 1 / 30
         assert est.update(t) == 0
     assert est.period_s == pytest.approx(1 / 30)
-    t += 6 / 30                        # 5 frames missing
+    t += 6 / 30  # 5 frames missing
     assert est.update(t) == 5
     for _ in range(5):
         t += 1 / 30
         est.update(t)
-    t += 10.0                          # the stream paused: not losses
+    t += 10.0  # the stream paused: not losses
     est.update(t)
-    est.update(t)                      # a repeated stamp
-    est.update(0.0)                    # zero stamps carry no timing
+    est.update(t)  # a repeated stamp
+    est.update(0.0)  # zero stamps carry no timing
     assert (est.lost, est.pauses, est.out_of_order) == (5, 1, 1)
 
 
@@ -65,7 +66,7 @@ def test_no_estimate_before_the_period_is_known_and_a_rate_change_is_followed():
     est = StampGapEstimator()
     assert est.update(1.0) == 0 and est.update(1.5) == 0 and math.isnan(est.period_s)
     t = 1.5
-    for _ in range(40):                # the camera switches to 10 Hz: after a few gaps the median follows
+    for _ in range(40):  # the camera switches to 10 Hz: after a few gaps the median follows
         t += 0.1
         est.update(t)
     lost_before = est.lost

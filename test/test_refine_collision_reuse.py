@@ -4,6 +4,7 @@ decides like recomputing every candidate's collision from scratch with MANO and 
 The orientation stages rotate the current mesh instead of re-running MANO (float32 MANO output differs
 from the exactly rotated mesh by ~1e-7 m), so a decision may differ only where an error changes by less
 than ``TIE_M``."""
+
 import numpy as np
 import torch
 from hypothesis import given, settings
@@ -61,14 +62,15 @@ def replay(refiner, vec, feature, head, trace):
 
 
 @settings(max_examples=12, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 10_000), log_scale=st.floats(-3.0, -0.5), dy=st.floats(0.015, 0.045),
-       twist=st.floats(-0.3, 0.3))
+@given(
+    seed=st.integers(0, 10_000), log_scale=st.floats(-3.0, -0.5), dy=st.floats(0.015, 0.045), twist=st.floats(-0.3, 0.3)
+)
 def test_random_stages_decide_like_the_reference(seed, log_scale, dy, twist):
     torch.manual_seed(seed)
     refiner = Refiner(FEATURE_DIM, hand_model(), init_gain=1.0).eval()
     with torch.no_grad():
         for mlp in refiner.mlps.values():
-            torch.nn.init.xavier_uniform_(mlp.net[-1].weight, gain=10.0 ** log_scale)
+            torch.nn.init.xavier_uniform_(mlp.net[-1].weight, gain=10.0**log_scale)
     current = pair(dy, right_orient=(0.0, 0.0, twist))
     head = head_from_state(pair(APART_DY, right_orient=(0.0, 0.0, -twist)))
     feature = torch.randn(1, FEATURE_DIM, generator=torch.Generator().manual_seed(seed))
@@ -83,12 +85,17 @@ def test_every_stage_accepted_matches_the_reference():
     # (translation shifts both kept hands, the orient stages rebuild one, fingers and shape both).
     current = pair(0.025)
     truth_vec = pair(APART_DY, right_orient=(0.0, -0.1, 0.0), left_pose=torch.full((45,), 0.05)).to_vector()
-    truth_vec[0, 3:6] = torch.tensor([0.0, 0.1, 0.0])        # left orient
-    truth_vec[0, 99:119] = 0.3                                 # both shapes
+    truth_vec[0, 3:6] = torch.tensor([0.0, 0.1, 0.0])  # left orient
+    truth_vec[0, 99:119] = 0.3  # both shapes
     truth = TwoHandState.from_vector(truth_vec)
     delta = (truth_vec - current.to_vector())[0]
-    columns = {'translation': delta[0:3], 'left_orient': delta[3:6], 'right_orient': delta[6:9],
-               'fingers': delta[9:99], 'shape': delta[99:119]}
+    columns = {
+        'translation': delta[0:3],
+        'left_orient': delta[3:6],
+        'right_orient': delta[6:9],
+        'fingers': delta[9:99],
+        'shape': delta[99:119],
+    }
     torch.manual_seed(0)
     refiner = Refiner(FEATURE_DIM, hand_model()).eval()
     with torch.no_grad():
@@ -109,8 +116,7 @@ def test_thread_count_is_restored():
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        refiner.refine_batch(pair(0.025).to_vector(), torch.zeros(1, FEATURE_DIM),
-                             head_from_state(pair(APART_DY)))
+        refiner.refine_batch(pair(0.025).to_vector(), torch.zeros(1, FEATURE_DIM), head_from_state(pair(APART_DY)))
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
@@ -126,11 +132,12 @@ def test_thread_count_is_restored():
 def test_orientation_stage_rotates_the_mesh_like_mano():
     # The rotated current mesh (no MANO pass) equals MANO's mesh at the candidate orientation.
     from hand_recon_ros.refine.factors import apply_factor
+
     refiner = Refiner(FEATURE_DIM, hand_model()).eval()
     vec = pair(0.025, right_orient=(0.1, -0.2, 0.3)).to_vector()
     meshes = forward_hands(hand_model(), vec)
     for factor, side, turn in (('left_orient', 'left', [0.3, -0.1, 0.2]), ('right_orient', 'right', [-0.2, 0.4, 0.1])):
-        cand = apply_factor(vec, factor, torch.tensor([turn]) + vec[:, 3:6 if side == 'left' else 6:9])
+        cand = apply_factor(vec, factor, torch.tensor([turn]) + vec[:, 3 : 6 if side == 'left' else 6 : 9])
         rotated = refiner._candidate_meshes(factor, cand, vec, meshes)
         mano = forward_hands(hand_model(), cand)
         for got, want in zip(rotated[side], mano[side]):
@@ -143,6 +150,7 @@ def test_rotation_matrices_match_smplx_rodrigues():
     from smplx.lbs import batch_rodrigues
 
     from hand_recon_ros.refine.refiner import rotation_matrices
+
     aa = np.random.default_rng(0).normal(0, 1.0, (6, 3))
     aa[0] = 0.0
     aa[1] = [1e-10, 0.0, 0.0]

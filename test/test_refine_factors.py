@@ -1,4 +1,5 @@
 """Two-hand state layout, per-factor extract/apply, mesh placement at the wrist, and the gate."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,8 +19,13 @@ def _random_state(seed, batch=None):
     shape = () if batch is None else (batch,)
 
     def hand():
-        return F.HandParams(torch.randn(*shape, 3, generator=g), torch.randn(*shape, 45, generator=g),
-                            torch.randn(*shape, 10, generator=g), torch.randn(*shape, 3, generator=g))
+        return F.HandParams(
+            torch.randn(*shape, 3, generator=g),
+            torch.randn(*shape, 45, generator=g),
+            torch.randn(*shape, 10, generator=g),
+            torch.randn(*shape, 3, generator=g),
+        )
+
     return F.TwoHandState(left=hand(), right=hand())
 
 
@@ -87,7 +93,7 @@ def test_gate_single_distant_and_close_hands():
     assert not F.should_refine(F.TwoHandState(left=close.left), 0.3)
     assert not F.should_refine(F.TwoHandState(right=close.right), 0.3)
     assert not F.should_refine(F.TwoHandState(), 0.3)
-    far = pair(0.03, dx=-0.5)        # wrists 0.5 m apart
+    far = pair(0.03, dx=-0.5)  # wrists 0.5 m apart
     assert not F.should_refine(far, 0.3) and F.should_refine(far, 0.6)
     with pytest.raises(ValueError, match='gate_m'):
         F.should_refine(close, -1.0)
@@ -99,14 +105,21 @@ def test_state_from_hand_results():
     pose = np.arange(48, dtype=np.float32) / 100
 
     def hand(side, x):
-        return HandResult(handedness=side, score=0.9, joints_3d=np.zeros((21, 3), np.float32),
-                          keypoints_2d=np.zeros((21, 2), np.float32), joint_confidence=np.ones(21, np.float32),
-                          wrist_position=np.array([x, 0, 0.5], np.float32),
-                          wrist_orientation=np.array([0, 0, 0, 1], np.float32), mano_pose=pose,
-                          mano_shape=np.full(10, 0.1, np.float32))
+        return HandResult(
+            handedness=side,
+            score=0.9,
+            joints_3d=np.zeros((21, 3), np.float32),
+            keypoints_2d=np.zeros((21, 2), np.float32),
+            joint_confidence=np.ones(21, np.float32),
+            wrist_position=np.array([x, 0, 0.5], np.float32),
+            wrist_orientation=np.array([0, 0, 0, 1], np.float32),
+            mano_pose=pose,
+            mano_shape=np.full(10, 0.1, np.float32),
+        )
+
     state = F.TwoHandState.from_hand_results([hand('right', 0.1), hand('right', 9.0), hand('left', -0.1)])
     assert state.is_pair
-    torch.testing.assert_close(state.right.translation, torch.tensor([0.1, 0.0, 0.5]))   # first right hand wins
+    torch.testing.assert_close(state.right.translation, torch.tensor([0.1, 0.0, 0.5]))  # first right hand wins
     torch.testing.assert_close(state.left.global_orient, torch.from_numpy(pose[:3]))
     torch.testing.assert_close(state.left.hand_pose, torch.from_numpy(pose[3:]))
     assert not F.TwoHandState.from_hand_results([hand('left', 0.0)]).is_pair

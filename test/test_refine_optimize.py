@@ -1,4 +1,5 @@
 """IHMR-OPT on constructed colliding stand-in pairs, its selection rule, finger regulariser, projection."""
+
 import numpy as np
 import pytest
 import torch
@@ -28,8 +29,9 @@ def _ave_max_p(state):
         m = forward_hands(hm, state.to_vector())
     wl = hm.watertight_vertices('left', m['left'][0][0])
     wr = hm.watertight_vertices('right', m['right'][0][0])
-    return penetration_metrics(wl, hm.watertight_faces('left'), wr, hm.watertight_faces('right'),
-                               n_query_a=778, n_query_b=778)
+    return penetration_metrics(
+        wl, hm.watertight_faces('left'), wr, hm.watertight_faces('right'), n_query_a=778, n_query_b=778
+    )
 
 
 def _camera_and_2d(truth):
@@ -97,12 +99,14 @@ def test_finger_twist_loss_values():
     def hand(finger):
         joints = np.zeros((21, 3))
         for f in range(5):
-            joints[1 + 4 * f:5 + 4 * f] = finger + [0, 0, 0.02 * f]
+            joints[1 + 4 * f : 5 + 4 * f] = finger + [0, 0, 0.02 * f]
         return joints
+
     joints = torch.tensor(np.stack([hand(planar), hand(zigzag), hand(twisted)]))
     # planar + same bending: 0; zigzag: -(n12 . n23) = 9e-8 per finger; twisted: |b3 . n12| = 1.5e-6.
-    torch.testing.assert_close(finger_twist_loss(joints), torch.tensor([0.0, 5 * 9e-8, 5 * 1.5e-6],
-                                                                       dtype=torch.float64), atol=1e-12, rtol=1e-6)
+    torch.testing.assert_close(
+        finger_twist_loss(joints), torch.tensor([0.0, 5 * 9e-8, 5 * 1.5e-6], dtype=torch.float64), atol=1e-12, rtol=1e-6
+    )
 
 
 def test_camera_projection_matches_the_pipeline_camera():

@@ -5,6 +5,7 @@ Stand-in geometry (mean pose): the right hand's fingers point to -x from its wri
 +x; a left wrist at (-0.176, dy, 0) relative to the right wrist lays the left hand over the right one.
 dy = 0.055 m: the hands are apart (zero penetration); dy = 0.03 m: ~0.8 m of summed depths.
 """
+
 import functools
 
 import numpy as np
@@ -30,12 +31,17 @@ def single_torch_thread():
 @functools.lru_cache(maxsize=1)
 def hand_model():
     from hand_recon_ros.hand_model.model import load_hand_model
+
     return load_hand_model()
 
 
 def pair(dy, dx=-0.176, dz=0.0, right_orient=(0.0, 0.0, 0.0), left_pose=None, depth=0.5):
-    right = HandParams(torch.tensor(right_orient, dtype=torch.float32), torch.zeros(45), torch.zeros(10),
-                       torch.tensor([0.0, 0.0, depth]))
+    right = HandParams(
+        torch.tensor(right_orient, dtype=torch.float32),
+        torch.zeros(45),
+        torch.zeros(10),
+        torch.tensor([0.0, 0.0, depth]),
+    )
     left_pose = torch.zeros(45) if left_pose is None else torch.as_tensor(left_pose, dtype=torch.float32)
     left = HandParams(torch.zeros(3), left_pose, torch.zeros(10), torch.tensor([dx, dy, depth + dz]))
     return TwoHandState(left=left, right=right)
@@ -46,8 +52,10 @@ def head_from_state(state):
     """Joint-head output whose joints are exactly those of ``state`` (wrist-relative + wrist vector)."""
     m = forward_hands(hand_model(), state.to_vector())
     jl, jr = m['left'][1], m['right'][1]
-    return {'joints_3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], dim=1),
-            'relative_translation': jl[:, 0] - jr[:, 0]}
+    return {
+        'joints_3d': torch.stack([jl - jl[:, :1], jr - jr[:, :1]], dim=1),
+        'relative_translation': jl[:, 0] - jr[:, 0],
+    }
 
 
 @torch.no_grad()
@@ -55,6 +63,7 @@ def errors_of(state, head):
     """(joint error m, collision m) of a one-frame state, computed independently of the refiner."""
     from hand_recon_ros.hand_model.penetration import penetration_depths
     from hand_recon_ros.refine.verify import joint_errors
+
     hm = hand_model()
     m = forward_hands(hm, state.to_vector())
     joint = float(joint_errors(m['left'][1], m['right'][1], head)[0])

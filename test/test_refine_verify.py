@@ -1,4 +1,5 @@
 """Verification rules: the MLP acceptance (property-based) and the OPT snapshot selection, joint errors."""
+
 import numpy as np
 import pytest
 import torch
@@ -24,8 +25,8 @@ def test_accepted_candidates_never_raise_either_error(rows):
 
 def test_accept_examples():
     assert accept_candidates(1.0, 1.0, 0.9, 0.9).tolist() == [True]
-    assert accept_candidates(1.0, 1.0, 1.0, 0.5).tolist() == [False]      # equal joint error: not a drop
-    assert accept_candidates(1.0, 0.0, 0.5, 0.0).tolist() == [False]      # no collision: nothing to fix
+    assert accept_candidates(1.0, 1.0, 1.0, 0.5).tolist() == [False]  # equal joint error: not a drop
+    assert accept_candidates(1.0, 0.0, 0.5, 0.0).tolist() == [False]  # no collision: nothing to fix
     assert accept_candidates([1.0, 1.0], 1.0, [0.5, 2.0], [0.5, 0.5]).tolist() == [True, False]
     with pytest.raises(ValueError, match='incompatible sizes'):
         accept_candidates([1.0, 1.0], [1.0, 1.0, 1.0], 0.5, 0.5)
@@ -35,10 +36,12 @@ def test_accept_examples():
 @given(st.integers(1, 6), st.integers(1, 4), st.data())
 def test_selected_snapshot_never_raises_joint_error_and_cuts_collision(n_snap, batch, data):
     floats = st.floats(min_value=0.0, max_value=5.0)
-    j = np.array(data.draw(st.lists(st.lists(floats, min_size=batch, max_size=batch), min_size=n_snap,
-                                    max_size=n_snap)))
-    c = np.array(data.draw(st.lists(st.lists(floats, min_size=batch, max_size=batch), min_size=n_snap,
-                                    max_size=n_snap)))
+    j = np.array(
+        data.draw(st.lists(st.lists(floats, min_size=batch, max_size=batch), min_size=n_snap, max_size=n_snap))
+    )
+    c = np.array(
+        data.draw(st.lists(st.lists(floats, min_size=batch, max_size=batch), min_size=n_snap, max_size=n_snap))
+    )
     idx = select_snapshots(j, c, joint_tolerance=0.0, collision_drop=0.1)
     cols = np.arange(batch)
     assert np.all(j[idx, cols] <= j[0])
@@ -53,7 +56,7 @@ def test_selected_snapshot_never_raises_joint_error_and_cuts_collision(n_snap, b
 def test_select_snapshots_examples():
     j = np.array([[1.0], [0.5], [0.2], [1.5]])
     c = np.array([[1.0], [0.95], [0.8], [0.0]])
-    assert select_snapshots(j, c).tolist() == [2]          # 1: collision drop too small; 3: joint rises
+    assert select_snapshots(j, c).tolist() == [2]  # 1: collision drop too small; 3: joint rises
     assert select_snapshots(j, c, collision_drop=0.0).tolist() == [2]
     assert select_snapshots(j, c, joint_tolerance=0.6).tolist() == [2]
     assert select_snapshots(np.array([[1.0], [np.nan]]), np.array([[1.0], [0.0]])).tolist() == [0]
@@ -72,10 +75,15 @@ def test_joint_errors_measure_relative_placement():
     torch.testing.assert_close(exact, torch.zeros(2), atol=1e-6, rtol=0)
     # Left hand 1 cm off along z: 21 of 42 joints are 1 cm off -> mean 5 mm; squared: 5e-5 m^2.
     off = torch.tensor([0.0, 0.0, 0.01])
-    torch.testing.assert_close(joint_errors(jl + rel[:, None] + cam + off, jr + cam, head),
-                               torch.full((2,), 0.005), atol=1e-6, rtol=0)
-    torch.testing.assert_close(joint_errors(jl + rel[:, None] + cam + off, jr + cam, head, squared=True),
-                               torch.full((2,), 5e-5), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        joint_errors(jl + rel[:, None] + cam + off, jr + cam, head), torch.full((2,), 0.005), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(
+        joint_errors(jl + rel[:, None] + cam + off, jr + cam, head, squared=True),
+        torch.full((2,), 5e-5),
+        atol=1e-9,
+        rtol=0,
+    )
     # Without the wrist vector only each hand's own shape counts: the offset is invisible.
     no_rel = check_joint_head_output({'joints_3d': torch.stack([jl, jr], 1)})
     torch.testing.assert_close(joint_errors(jl + off + cam, jr + cam, no_rel), torch.zeros(2), atol=1e-6, rtol=0)

@@ -1,4 +1,5 @@
 """IHMR-MLP staged refinement with verification, the joint head, and the gate."""
+
 import numpy as np
 import pytest
 import torch
@@ -50,12 +51,16 @@ def test_gate_skips_single_and_distant_hands_without_any_work(monkeypatch):
 
     def forbidden(*args, **kwargs):
         raise AssertionError('the hand model must not run for a skipped frame')
+
     monkeypatch.setattr(hm, 'forward', forbidden)
     monkeypatch.setattr(refiner.collision, 'errors', forbidden)
     pushed = pair(PUSHED_DY)
     head = {'joints_3d': torch.zeros(1, 2, 21, 3)}
-    for state in (TwoHandState(left=pushed.left), TwoHandState(right=pushed.right),
-                  pair(PUSHED_DY, dx=-0.45)):                    # wrists 0.45 m apart > gate 0.3 m
+    for state in (
+        TwoHandState(left=pushed.left),
+        TwoHandState(right=pushed.right),
+        pair(PUSHED_DY, dx=-0.45),
+    ):  # wrists 0.45 m apart > gate 0.3 m
         new, accepted, timings = refiner.refine(state, _feature(0), head)
         assert new is state and accepted == ()
         assert set(timings) == {'refine_total'}
@@ -69,12 +74,13 @@ def test_correct_translation_is_accepted_and_wrong_one_rejected():
     assert j0 > 0.01 and c0 > 0.5
 
     trace = []
-    vec, accepted, _ = _zero_refiner(translation=correction).refine_batch(current.to_vector(), _feature(0), head,
-                                                                          trace=trace)
+    vec, accepted, _ = _zero_refiner(translation=correction).refine_batch(
+        current.to_vector(), _feature(0), head, trace=trace
+    )
     assert accepted[0].tolist() == [True, False, False, False, False]
     j1, c1 = errors_of(TwoHandState.from_vector(vec), head)
     assert j1 < 1e-6 and c1 == 0.0
-    assert [t['factor'] for t in trace] == ['translation']     # collision 0: later stages cannot help
+    assert [t['factor'] for t in trace] == ['translation']  # collision 0: later stages cannot help
 
     trace = []
     new, names, timings = _zero_refiner(translation=-correction).refine(current, _feature(0), head)
@@ -106,7 +112,7 @@ def test_each_stage_sees_the_previous_stages_result():
 
 def test_batched_refinement_verifies_each_sample_on_its_own():
     truth = pair(APART_DY)
-    states = [pair(PUSHED_DY), pair(APART_DY), pair(PUSHED_DY, dx=-0.5)]   # colliding, free, beyond the gate
+    states = [pair(PUSHED_DY), pair(APART_DY), pair(PUSHED_DY, dx=-0.5)]  # colliding, free, beyond the gate
     vec = torch.cat([s.to_vector() for s in states])
     head = head_from_state(truth)
     head = {k: v.expand(3, *v.shape[1:]) for k, v in head.items()}
@@ -135,15 +141,20 @@ def test_untrained_refinement_is_harmless():
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 10_000), log_scale=st.floats(-4.0, 0.0), dy=st.floats(0.015, 0.05),
-       dx=st.floats(-0.2, -0.15), twist=st.floats(-0.3, 0.3))
+@given(
+    seed=st.integers(0, 10_000),
+    log_scale=st.floats(-4.0, 0.0),
+    dy=st.floats(0.015, 0.05),
+    dx=st.floats(-0.2, -0.15),
+    twist=st.floats(-0.3, 0.3),
+)
 def test_refinement_never_raises_either_error(random_refiner, seed, log_scale, dy, dx, twist):
     # Random (gain-1) MLPs scaled by 10^log_scale propose arbitrary candidates; verification must keep
     # every accepted stage below the previous errors, and the result below the start.
     torch.manual_seed(seed)
     with torch.no_grad():
         for mlp in random_refiner.mlps.values():
-            torch.nn.init.xavier_uniform_(mlp.net[-1].weight, gain=10.0 ** log_scale)
+            torch.nn.init.xavier_uniform_(mlp.net[-1].weight, gain=10.0**log_scale)
     current = pair(dy, dx=dx, right_orient=(0.0, 0.0, twist))
     head = head_from_state(pair(APART_DY, right_orient=(0.0, 0.0, -twist)))
     trace = []
@@ -192,7 +203,7 @@ def test_joint_head_outputs_and_trainability():
     out = head(feature)
     assert out['joints_3d'].shape == (3, 2, 21, 3) and out['joints_2d'].shape == (3, 2, 21, 2)
     assert out['relative_translation'].shape == (3, 3)
-    assert not out['joints_3d'][:, :, 0].any()                       # wrist-relative by construction
+    assert not out['joints_3d'][:, :, 0].any()  # wrist-relative by construction
     # Untrained: the template hand (within 1 cm), i.e. the model's mean-pose joints.
     assert (out['joints_3d'] - template).abs().max() < 0.01
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """The refiner records which ACR network's features it was trained on; the pipeline says when they differ."""
+
 import logging
 
 import pytest
@@ -21,6 +22,7 @@ def shipped_sha():
 @pytest.fixture(scope='module')
 def hand_model():
     from hand_recon_ros.hand_model.model import load_hand_model
+
     return load_hand_model()
 
 
@@ -28,8 +30,7 @@ def _refiner_file(tmp_path, hand_model, feature_dim, acr_sha256):
     refiner = build_refiner(feature_dim, hand_model=hand_model)
     head = JointHead(feature_dim, template=joint_template(hand_model))
     path = tmp_path / f'refiner_{acr_sha256[:6] or "none"}.safetensors'
-    save_refiner_weights(refiner, head, path, hand_model_identity=hand_model.identity,
-                         extra={'acr_sha256': acr_sha256})
+    save_refiner_weights(refiner, head, path, hand_model_identity=hand_model.identity, extra={'acr_sha256': acr_sha256})
     return path
 
 
@@ -45,8 +46,9 @@ class _Capture(logging.Handler):
 @pytest.mark.parametrize('recorded, expected', [('same', True), ('0' * 64, False), ('', None)])
 def test_pairing_is_checked_against_the_loaded_network(tmp_path, hand_model, shipped_sha, recorded, expected):
     probe = create_reconstructor(PipelineConfig(device='cpu', refine=False))
-    path = _refiner_file(tmp_path, hand_model, probe.network.config.feature_dim,
-                         shipped_sha if recorded == 'same' else recorded)
+    path = _refiner_file(
+        tmp_path, hand_model, probe.network.config.feature_dim, shipped_sha if recorded == 'same' else recorded
+    )
     logger = logging.getLogger(f'pairing_{recorded[:4]}')
     capture = _Capture()
     logger.addHandler(capture)

@@ -1,4 +1,5 @@
 """One-Euro filtering and hand tracking: noise reduction, bounded lag, stable ids, quaternion signs."""
+
 import math
 
 import numpy as np
@@ -17,13 +18,21 @@ def make_hand(side='right', wrist=(0.0, 0.0, 0.5), rng=None, noise=0.0, score=0.
     joints = (base + rng.normal(0, noise, base.shape)).astype(np.float32)
     verts = (np.tile(np.asarray(wrist), (778, 1)) + rng.normal(0, noise, (778, 3))).astype(np.float32)
     kp = (np.full((21, 2), 300.0) + rng.normal(0, noise * 1000, (21, 2))).astype(np.float32)
-    return HandResult(handedness=side, score=score, joints_3d=joints, keypoints_2d=kp,
-                      joint_confidence=np.full(21, 0.8, np.float32), wrist_position=joints[0].copy(),
-                      wrist_orientation=np.asarray(quat, np.float32), vertices=verts,
-                      mano_pose=rng.normal(0, noise, 48).astype(np.float32))
+    return HandResult(
+        handedness=side,
+        score=score,
+        joints_3d=joints,
+        keypoints_2d=kp,
+        joint_confidence=np.full(21, 0.8, np.float32),
+        wrist_position=joints[0].copy(),
+        wrist_orientation=np.asarray(quat, np.float32),
+        vertices=verts,
+        mano_pose=rng.normal(0, noise, 48).astype(np.float32),
+    )
 
 
 # ---- OneEuroFilter ---------------------------------------------------------------------------------------
+
 
 def test_noise_on_constant_signal_is_reduced():
     rng = np.random.default_rng(1)
@@ -57,8 +66,8 @@ def test_first_sample_passes_through_and_dt_le_zero_keeps_state():
     out = f([3.0, 2.0], 10.0 + DT)
     a = 1.0 / (1.0 + (1.0 / (2 * math.pi)) / DT)
     np.testing.assert_allclose(out, [1.0 + a * 2.0, 2.0])
-    np.testing.assert_allclose(f([100.0, 100.0], 10.0 + DT), out)   # duplicate stamp
-    np.testing.assert_allclose(f([100.0, 100.0], 9.0), out)          # out of order
+    np.testing.assert_allclose(f([100.0, 100.0], 10.0 + DT), out)  # duplicate stamp
+    np.testing.assert_allclose(f([100.0, 100.0], 9.0), out)  # out of order
     with pytest.raises(ValueError, match='non-finite'):
         f([np.nan, 0.0], 11.0)
     with pytest.raises(ValueError, match='shape changed'):
@@ -77,7 +86,7 @@ def test_cutoff_adapts_per_element():
     for i in range(30):
         x = np.array([0.0, 2.0 * i * DT])
         out = vec(x, i * DT)
-        expected = [singles[k](x[k:k + 1], i * DT)[0] for k in range(2)]
+        expected = [singles[k](x[k : k + 1], i * DT)[0] for k in range(2)]
         np.testing.assert_allclose(out, expected, rtol=1e-12)
 
 
@@ -99,6 +108,7 @@ def test_parameters_update_at_runtime():
 
 # ---- quaternions -----------------------------------------------------------------------------------------
 
+
 def _quat_about_z(angle):
     return np.array([0.0, 0.0, math.sin(angle / 2), math.cos(angle / 2)])
 
@@ -116,7 +126,7 @@ def test_quaternion_sign_flips_are_absorbed():
         naive_norms.append(np.linalg.norm(naive(sign * q, i * DT)))
         assert np.linalg.norm(out) == pytest.approx(1.0)
         if prev is not None:
-            assert np.dot(out, prev) > 0.99      # no jump to the other hemisphere
+            assert np.dot(out, prev) > 0.99  # no jump to the other hemisphere
         prev = out
         # Same rotation as the input up to the filter lag (angle between rotations < 0.05 rad).
         angle = 2 * math.acos(min(1.0, abs(float(np.dot(out, q)))))
@@ -135,6 +145,7 @@ def test_quaternion_bad_input():
 
 # ---- HandTracker -----------------------------------------------------------------------------------------
 
+
 def test_ids_are_stable_per_side_and_distinct():
     tracker = HandTracker()
     ids = []
@@ -149,8 +160,8 @@ def test_new_id_only_after_a_gap_longer_than_max_missing():
     tracker = HandTracker(max_missing_s=0.5)
     first = tracker.update([make_hand('right')], 0.0)[0].track_id
     assert tracker.update([], 0.1) == []
-    assert tracker.update([make_hand('right')], 0.4)[0].track_id == first      # 0.4 s gap: same track
-    assert tracker.update([make_hand('right')], 1.2)[0].track_id != first      # 0.8 s gap: new track
+    assert tracker.update([make_hand('right')], 0.4)[0].track_id == first  # 0.4 s gap: same track
+    assert tracker.update([make_hand('right')], 1.2)[0].track_id != first  # 0.8 s gap: new track
 
 
 def test_jump_beyond_gate_starts_a_new_track():

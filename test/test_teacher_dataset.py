@@ -1,4 +1,5 @@
 """Teacher-labelled real photos as training samples, and a trainer run that mixes them with synthetic data."""
+
 import json
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from hand_recon_train.train import load_config, train
 
 FIXTURE = Path(__file__).parent / 'fixtures' / 'teacher' / 'raw_sample.jsonl'
 TRAIN_ROOT = Path(__file__).resolve().parents[1].parent / 'shared' / 'realimgs-train'
-pytestmark = pytest.mark.skipif(not (TRAIN_ROOT / 'handsdataset').is_dir(), reason='../shared/realimgs-train is not here')
+pytestmark = pytest.mark.skipif(
+    not (TRAIN_ROOT / 'handsdataset').is_dir(), reason='../shared/realimgs-train is not here'
+)
 
 
 @pytest.fixture
@@ -22,8 +25,10 @@ def labels(tmp_path):
     """A label file for the two fixture frames (the real images, the fixture's raw teacher answers)."""
     raw = read_raw(FIXTURE)
     recs, corpus = {}, []
-    boxes = {'16_pic00003.jpg': [[90, 150, 260, 420], [380, 150, 560, 420]], '1528664299.56_pic00000.jpg':
-             [[247.2, 164.8, 363.2, 444.8]]}
+    boxes = {
+        '16_pic00003.jpg': [[90, 150, 260, 420], [380, 150, 560, 420]],
+        '1528664299.56_pic00000.jpg': [[247.2, 164.8, 363.2, 444.8]],
+    }
     for name, bx in boxes.items():
         path = TRAIN_ROOT / 'handsdataset' / 'train' / name
         rec = dict(raw[f'handsdataset/train/{name}'])
@@ -55,7 +60,7 @@ def test_sample_has_sides_keypoints_camera_and_centres(labels):
     s = ds[two]
     assert s['valid'].tolist() == [True, True] and not s['has_mano'].any()
     assert s['joints_vis'].all() and (s['joints_2d'].abs() <= 1).all()
-    assert (s['cam'][:, 0] > 0).all()                     # weak camera fitted from the world landmarks
+    assert (s['cam'][:, 0] > 0).all()  # weak camera fitted from the world landmarks
     # each side's centre-map peak sits on that side's keypoints (network stride 8 at 128 px -> 16 x 16)
     for side in range(2):
         peak = np.unravel_index(int(s['center_maps'][side].argmax()), s['center_maps'][side].shape)
@@ -71,8 +76,17 @@ def test_sample_has_sides_keypoints_camera_and_centres(labels):
 def test_trainer_mixes_teacher_photos_with_synthetic_data(labels, tmp_path):
     path, _ = labels
     source = f'[{{type: teacher, root: {TRAIN_ROOT}, split: train, weight: 0.5, options: {{labels: {path}}}}}]'
-    config = load_config('tiny_cpu', [f'train.out_dir={tmp_path / "run"}', 'train.max_steps=2', 'data.train_size=8',
-                                      f'data.real={source}', 'data.synth_weight=0.5', 'data.augment={enabled: true}'])
+    config = load_config(
+        'tiny_cpu',
+        [
+            f'train.out_dir={tmp_path / "run"}',
+            'train.max_steps=2',
+            'data.train_size=8',
+            f'data.real={source}',
+            'data.synth_weight=0.5',
+            'data.augment={enabled: true}',
+        ],
+    )
     torch.manual_seed(0)
     result = train(config)
     manifest = json.loads((tmp_path / 'run' / 'manifest.json').read_text())

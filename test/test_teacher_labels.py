@@ -1,5 +1,6 @@
 """Teacher label parsing, flags, the versioned label file and the fixed split: no teacher environment needed
 (the one test that runs MediaPipe skips without .venv-teacher)."""
+
 import copy
 import hashlib
 import json
@@ -34,7 +35,7 @@ def _raw_hand(label='Left', x0=0.25, y0=0.5):
 
 def test_fixture_parses_torn_line_ignored_and_error_kept():
     raw = read_raw(FIXTURE)
-    assert len(raw) == 3                                  # the torn last line is dropped
+    assert len(raw) == 3  # the torn last line is dropped
     assert 'error' in raw['handsdataset/train/broken.jpg']
     two = raw['handsdataset/train/16_pic00003.jpg']
     labs = image_labels(two, boxes=None)
@@ -42,7 +43,7 @@ def test_fixture_parses_torn_line_ignored_and_error_kept():
     assert {h['side'] for h in labs['hands']} == {'left', 'right'}
     for h in labs['hands']:
         assert h['keypoints'].shape == (21, 2) and h['world'].shape == (21, 3)
-        assert np.allclose(h['world'][0], 0)              # re-rooted at the wrist
+        assert np.allclose(h['world'][0], 0)  # re-rooted at the wrist
         assert 0 <= h['keypoints'][:, 0].min() and h['keypoints'][:, 0].max() <= 640
         assert h['flags']['flip_err'] is not None and h['flags']['flip_err'] < 0.1
         assert h['flags']['flip_side_ok'] and not h['flags']['duplicate'] and h['flags']['trusted']
@@ -53,14 +54,14 @@ def test_mirrored_label_is_swapped_for_ordinary_photos_and_not_for_the_flipped_p
     assert h['side'] == 'right'
     assert h['keypoints'][0].tolist() == pytest.approx([25.0, 50.0])
     f = hand_from_raw(_raw_hand('Left'), 100, 100, flipped=True)
-    assert f['side'] == 'left'                            # the flip already is the mirror
-    assert f['keypoints'][0, 0] == pytest.approx(75.0)    # mapped back into the original image
-    assert f['world'][1, 0] == pytest.approx(-0.001)      # x of world landmarks mirrored too
+    assert f['side'] == 'left'  # the flip already is the mirror
+    assert f['keypoints'][0, 0] == pytest.approx(75.0)  # mapped back into the original image
+    assert f['world'][1, 0] == pytest.approx(-0.001)  # x of world landmarks mirrored too
 
 
 def test_padding_is_removed_from_pixel_coordinates():
     h = hand_from_raw(_raw_hand('Right', 0.5, 0.5), 100, 100, pad=50)
-    assert h['keypoints'][0].tolist() == pytest.approx([50.0, 50.0])   # centre of 200 px padded -> centre of 100
+    assert h['keypoints'][0].tolist() == pytest.approx([50.0, 50.0])  # centre of 200 px padded -> centre of 100
 
 
 def test_bad_raw_hand_is_a_clear_error():
@@ -74,15 +75,19 @@ def test_bad_raw_hand_is_a_clear_error():
 
 
 def test_flags_duplicate_flip_disagreement_and_box_match():
-    rec = {'width': 100, 'height': 100, 'pad': 0,
-           'hands': [_raw_hand('Left'), _raw_hand('Left', 0.251, 0.5)],       # two detections on one hand
-           'flipped_hands': [_raw_hand('Right', 0.75 - 0.2, 0.5)]}               # found elsewhere when flipped
+    rec = {
+        'width': 100,
+        'height': 100,
+        'pad': 0,
+        'hands': [_raw_hand('Left'), _raw_hand('Left', 0.251, 0.5)],  # two detections on one hand
+        'flipped_hands': [_raw_hand('Right', 0.75 - 0.2, 0.5)],
+    }  # found elsewhere when flipped
     labs = image_labels(rec, boxes=[[20, 20, 50, 55], [80, 80, 95, 95]])
     for h in labs['hands']:
         assert h['flags']['duplicate'] and h['flags']['overlap'] > 0.5
         assert not h['flags']['trusted']
     boxes = sorted(h['flags']['box'] for h in labs['hands'])
-    assert boxes == [-1, 0]                              # one-to-one: the duplicate matches no box
+    assert boxes == [-1, 0]  # one-to-one: the duplicate matches no box
     assert labs['missed_boxes'] == [1]
 
 
@@ -96,10 +101,13 @@ def test_label_file_roundtrip_and_refusals(tmp_path):
     rec['sha256'] = hashlib.sha256(img.read_bytes()).hexdigest()
     broken = root / 'handsdataset' / 'train' / 'broken.jpg'
     broken.write_bytes(b'')
-    corpus = [corpus_mod.CorpusImage(img, 'handsdataset', '16', 'train', [[200, 100, 400, 400]]),
-              corpus_mod.CorpusImage(broken, 'handsdataset', '', 'train', [])]
-    doc = build_labels(corpus, {str(img): rec, str(broken): raw['handsdataset/train/broken.jpg']},
-                       DEFAULT_SETTINGS, root)
+    corpus = [
+        corpus_mod.CorpusImage(img, 'handsdataset', '16', 'train', [[200, 100, 400, 400]]),
+        corpus_mod.CorpusImage(broken, 'handsdataset', '', 'train', []),
+    ]
+    doc = build_labels(
+        corpus, {str(img): rec, str(broken): raw['handsdataset/train/broken.jpg']}, DEFAULT_SETTINGS, root
+    )
     assert len(doc['images']) == 1 and doc['skipped'][0]['path'].endswith('broken.jpg')
     path = tmp_path / 'labels.json'
     write_labels(doc, path)
@@ -113,8 +121,11 @@ def test_label_file_roundtrip_and_refusals(tmp_path):
     img.write_bytes(b'changed')
     with pytest.raises(StaleLabelsError, match='changed since labelling'):
         load_labels(path, root=root)
-    for key, value, msg in [('format_version', 99, 'format version'), ('format', 'other', 'not a'),
-                            ('teacher', {'name': 'mediapipe_hands', 'version': '0.10.30'}, 'teacher')]:
+    for key, value, msg in [
+        ('format_version', 99, 'format version'),
+        ('format', 'other', 'not a'),
+        ('teacher', {'name': 'mediapipe_hands', 'version': '0.10.30'}, 'teacher'),
+    ]:
         bad = json.loads(path.read_text())
         bad[key] = value
         other = tmp_path / f'bad_{key}.json'
@@ -136,7 +147,7 @@ def test_split_is_by_recording_and_fixed():
     val = [im for im in images if im.split == 'val']
     assert 0.1 < len(val) / len(images) < 0.25
     two_hand_val = [im for im in val if len(im.boxes) >= 2]
-    assert len(two_hand_val) >= 40                         # the two-hand target needs two-hand frames
+    assert len(two_hand_val) >= 40  # the two-hand target needs two-hand frames
     assert corpus_mod.recording_of('handsdataset', '3_1528499009.07_pic00012.jpg') == '3_1528499009.07'
     assert corpus_mod.recording_of('handsdataset', 'pic00001.jpg') == ''
     assert corpus_mod.recording_of('roboflow_hands', '107IMG__jpg.rf.abc.jpg') == '107IMG__jpg'
@@ -169,7 +180,7 @@ def test_worker_labels_real_frames_and_resumes(tmp_path):
     shutil.copy(raw_path, tmp_path / 'first.jsonl')
     raw = run_worker(jobs, DEFAULT_SETTINGS, raw_path, python=python, log=lambda *_: None)
     assert len(raw) == 3
-    assert (tmp_path / 'first.jsonl').read_text() in raw_path.read_text()     # resumed, not redone
+    assert (tmp_path / 'first.jsonl').read_text() in raw_path.read_text()  # resumed, not redone
     assert 'error' in raw[str(bad)]
     doc = build_labels(images, raw, DEFAULT_SETTINGS, TRAIN_ROOT)
     for im in doc['images']:

@@ -1,5 +1,6 @@
 """Optional TF and vision_msgs outputs: built messages, and the switch-on path with fake tf2_ros / vision_msgs
 modules (neither is installable from PyPI, so the real ones are absent here)."""
+
 import sys
 import types
 
@@ -17,9 +18,16 @@ from hand_recon_ros.ros import tf_output, vision_output  # noqa: E402
 def make_hand(side, wrist, quat=(0.0, 0.0, 0.0, 1.0), score=0.9, track_id=0, kp_offset=(100.0, 50.0)):
     joints = np.asarray(wrist, np.float32) + np.linspace(0, 0.08, 63, dtype=np.float32).reshape(21, 3)
     kp = np.stack([np.linspace(0, 40, 21), np.linspace(0, 60, 21)], axis=1).astype(np.float32) + kp_offset
-    return HandResult(handedness=side, score=score, joints_3d=joints, keypoints_2d=kp,
-                      joint_confidence=np.full(21, score, np.float32), wrist_position=joints[0].copy(),
-                      wrist_orientation=np.asarray(quat, np.float32), track_id=track_id)
+    return HandResult(
+        handedness=side,
+        score=score,
+        joints_3d=joints,
+        keypoints_2d=kp,
+        joint_confidence=np.full(21, score, np.float32),
+        wrist_position=joints[0].copy(),
+        wrist_orientation=np.asarray(quat, np.float32),
+        track_id=track_id,
+    )
 
 
 def make_frame(hands, size=(480, 640)):
@@ -62,8 +70,12 @@ class FakeNode:
 def test_wrist_transforms_carry_header_names_and_normalised_rotation():
     q = rotations.matrix_to_quaternion(rotations.axis_angle_to_matrix(np.array([[0.3, -0.2, 1.1]])))[0]
     q = np.asarray(q, np.float64)
-    frame = make_frame([make_hand('right', (0.1, -0.05, 0.6), quat=2.0 * q),   # unnormalised on purpose
-                        make_hand('left', (-0.1, 0.02, 0.55))])
+    frame = make_frame(
+        [
+            make_hand('right', (0.1, -0.05, 0.6), quat=2.0 * q),  # unnormalised on purpose
+            make_hand('left', (-0.1, 0.02, 0.55)),
+        ]
+    )
     tfs = tf_output.wrist_transforms(frame, make_header(), prefix='robot1/')
     assert [t.child_frame_id for t in tfs] == ['robot1/right_hand_wrist', 'robot1/left_hand_wrist']
     for t, hand in zip(tfs, frame.hands):
@@ -78,8 +90,13 @@ def test_wrist_transforms_carry_header_names_and_normalised_rotation():
 
 
 def test_multi_hand_frames_get_unique_names_by_score_and_bad_input_is_refused():
-    frame = make_frame([make_hand('right', (0, 0, 0.5), score=0.4), make_hand('right', (0.2, 0, 0.5), score=0.8),
-                        make_hand('right', (0.4, 0, 0.5), score=0.6)])
+    frame = make_frame(
+        [
+            make_hand('right', (0, 0, 0.5), score=0.4),
+            make_hand('right', (0.2, 0, 0.5), score=0.8),
+            make_hand('right', (0.4, 0, 0.5), score=0.6),
+        ]
+    )
     names = [t.child_frame_id for t in tf_output.wrist_transforms(frame, make_header(), '/p_')]
     assert names == ['p_right_hand_wrist_2', 'p_right_hand_wrist', 'p_right_hand_wrist_1']
     with pytest.raises(ValueError, match='empty frame_id'):
@@ -92,7 +109,7 @@ def test_multi_hand_frames_get_unique_names_by_score_and_bad_input_is_refused():
 
 
 def test_without_tf2_ros_the_broadcaster_is_none_and_logged_once(monkeypatch):
-    monkeypatch.setitem(sys.modules, 'tf2_ros', None)   # None in sys.modules makes the import fail
+    monkeypatch.setitem(sys.modules, 'tf2_ros', None)  # None in sys.modules makes the import fail
     monkeypatch.setattr(tf_output, '_missing_logged', False)
     node = FakeNode()
     assert tf_output.make_tf_broadcaster(node) is None
@@ -121,11 +138,11 @@ def test_fake_tf2_ros_receives_the_wrist_transforms(monkeypatch):
     node = FakeNode()
     publisher = tf_output.WristTfPublisher(node)
     frame = make_frame([make_hand('right', (0.1, 0.0, 0.6)), make_hand('left', (-0.1, 0.0, 0.6))])
-    assert publisher.publish(make_frame([]), make_header()) == 0       # no hands: nothing created or sent
+    assert publisher.publish(make_frame([]), make_header()) == 0  # no hands: nothing created or sent
     assert created == [] and sent == []
     assert publisher.publish(frame, make_header(sec=5), prefix='h_') == 2
     assert publisher.publish(frame, make_header(sec=6), prefix='h_') == 2
-    assert created == [node]                                           # one broadcaster, reused
+    assert created == [node]  # one broadcaster, reused
     assert [[t.child_frame_id for t in batch] for batch in sent] == [['h_right_hand_wrist', 'h_left_hand_wrist']] * 2
     assert [batch[0].header.stamp.sec for batch in sent] == [5, 6]
     assert node.logger.warnings == []
@@ -183,8 +200,12 @@ def test_fake_vision_msgs_gives_boxes_classes_scores_and_track_ids(monkeypatch):
     monkeypatch.setitem(sys.modules, 'vision_msgs', pkg)
     monkeypatch.setitem(sys.modules, 'vision_msgs.msg', msg)
     # keypoints span u 100..140, v 50..110; the left hand is shifted partly out of the 640x480 image
-    frame = make_frame([make_hand('right', (0.1, 0, 0.6), score=0.75, track_id=3),
-                        make_hand('left', (-0.1, 0, 0.6), score=0.5, track_id=8, kp_offset=(620.0, -20.0))])
+    frame = make_frame(
+        [
+            make_hand('right', (0.1, 0, 0.6), score=0.75, track_id=3),
+            make_hand('left', (-0.1, 0, 0.6), score=0.5, track_id=8, kp_offset=(620.0, -20.0)),
+        ]
+    )
     header = make_header(sec=9)
     out = vision_output.detections_msg(frame, header)
     assert isinstance(out, msg.Detection2DArray)

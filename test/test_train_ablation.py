@@ -1,5 +1,6 @@
 """Aggregation ablation runner (hand_recon_train.ablation) with a seconds-long budget: three variants trained
 from the same base, a Markdown table marked 'budget too small to conclude', the IHMR-MLP rows with --refiner."""
+
 import json
 
 import pytest
@@ -38,6 +39,7 @@ def test_config_validation(tmp_path):
 
 def test_variants_trained_with_the_same_budget_and_saved_with_their_switch(report):
     from hand_recon_ros.acr.weights import load_acr_config
+
     config, rep = report
     assert [r['variant'] for r in rep['rows']] == list(ablation.VARIANTS)
     assert {r['steps'] for r in rep['rows']} == {2} and {r['samples'] for r in rep['rows']} == {8}
@@ -54,12 +56,12 @@ def test_markdown_marks_a_small_budget_and_holds_the_refiner_effect(report):
     assert rep['conclusive'] is False
     md = (ablation.Path(config['out_dir']) / 'ablation.md').read_text()
     assert ablation.TOO_SMALL in md
-    assert md.count('\n| ') >= 3 + 3                      # 3 variant rows + header, 2 refiner rows + header
+    assert md.count('\n| ') >= 3 + 3  # 3 variant rows + header, 2 refiner rows + header
     for row in rep['rows']:
         assert f"| {row['steps']} | {row['samples']} | {row['mpjpe_mm']:.1f} |" in md
     ref = rep['refiner']
     assert ref['num_pairs'] >= 1 and set(ref['before']) == {'mpjpe_mm', 'i_mpjpe_mm', 'ave_p_mm', 'max_p_mm'}
-    assert ref['after']['ave_p_mm'] <= ref['before']['ave_p_mm'] + 1e-9    # verified refinement never adds depth
+    assert ref['after']['ave_p_mm'] <= ref['before']['ave_p_mm'] + 1e-9  # verified refinement never adds depth
     assert 'AVE-P' in md and 'I-MPJPE' in md and f"{ref['before']['i_mpjpe_mm']:.1f}" in md
     saved = json.loads((ablation.Path(config['out_dir']) / 'ablation.json').read_text())
     assert saved['rows'][0]['variant'] == 'global'

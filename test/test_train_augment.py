@@ -1,4 +1,5 @@
 """Training augmentation: every label moves with the image (flip, roll, zoom), colour keeps the bars black."""
+
 import math
 
 import numpy as np
@@ -32,18 +33,19 @@ def _project_norm(points, K, size):
 
 
 def _root_relative(j):
-    return j - j[..., ROOT_MIDDLE_MCP:ROOT_MIDDLE_MCP + 1, :]
+    return j - j[..., ROOT_MIDDLE_MCP : ROOT_MIDDLE_MCP + 1, :]
 
 
 @pytest.mark.parametrize('flip', [True, False])
 def test_geometric_augmentation_keeps_3d_2d_and_mano_consistent(hand_model, synth, flip):
-    cfg = AugmentConfig(**GEOMETRY_ONLY, flip_prob=1.0 if flip else 0.0, rotation_prob=1.0, rotation_deg=40.0,
-                        scale_range=(0.7, 1.3))
+    cfg = AugmentConfig(
+        **GEOMETRY_ONLY, flip_prob=1.0 if flip else 0.0, rotation_prob=1.0, rotation_deg=40.0, scale_range=(0.7, 1.3)
+    )
     checked = 0
     for index in range(6):
         item = synth[index]
         out = augment_sample(item, np.random.default_rng(index), cfg, synth.normalization)
-        if flip:      # sides swap with the mirror
+        if flip:  # sides swap with the mirror
             assert torch.equal(out['valid'] | item['valid'].flip(0), item['valid'].flip(0))
         for s, side in enumerate(SIDES):
             if not out['valid'][s]:
@@ -80,28 +82,38 @@ def test_image_and_part_labels_move_with_the_keypoints(synth):
     # a fully visible wrist keypoint of the output lands on a hand pixel of the output's part map
     for s in range(2):
         if out['valid'][s] and out['joints_vis'][s, 0]:
-            u, v = ((out['joints_2d'][s, 0] + 1.0) * 32.0).long().tolist()        # seg is S/2 = 64
-            window = seg_out[max(v - 1, 0):v + 2, max(u - 1, 0):u + 2]
+            u, v = ((out['joints_2d'][s, 0] + 1.0) * 32.0).long().tolist()  # seg is S/2 = 64
+            window = seg_out[max(v - 1, 0) : v + 2, max(u - 1, 0) : u + 2]
             assert (window > 0).any()
 
 
 def test_known_pixel_goes_where_the_camera_map_says():
     S = 64
     image = np.zeros((S, S, 3), np.uint8)
-    image[8:56, 8:56] = 40                         # content, with a bright marker pixel
+    image[8:56, 8:56] = 40  # content, with a bright marker pixel
     image[20, 12] = 255
     tensor = torch.from_numpy(normalize_rgb(image[..., ::-1].copy(), 'pm1')).permute(2, 0, 1)
     K = torch.tensor([[60.0, 0.0, 30.0], [0.0, 60.0, 34.0], [0.0, 0.0, 1.0]])
-    item = {'image': tensor, 'K': K, 'seg': torch.zeros(S // 2, S // 2, dtype=torch.int64),
-            'center_maps': torch.zeros(2, 8, 8), 'valid': torch.zeros(2, dtype=torch.bool),
-            'global_orient': torch.zeros(2, 3), 'hand_pose': torch.zeros(2, 45), 'betas': torch.zeros(2, 10),
-            'cam': torch.zeros(2, 3), 'joints_3d': torch.zeros(2, 21, 3), 'vertices': torch.zeros(2, 5, 3),
-            'joints_2d': torch.zeros(2, 21, 2), 'joints_vis': torch.zeros(2, 21, dtype=torch.bool)}
+    item = {
+        'image': tensor,
+        'K': K,
+        'seg': torch.zeros(S // 2, S // 2, dtype=torch.int64),
+        'center_maps': torch.zeros(2, 8, 8),
+        'valid': torch.zeros(2, dtype=torch.bool),
+        'global_orient': torch.zeros(2, 3),
+        'hand_pose': torch.zeros(2, 45),
+        'betas': torch.zeros(2, 10),
+        'cam': torch.zeros(2, 3),
+        'joints_3d': torch.zeros(2, 21, 3),
+        'vertices': torch.zeros(2, 5, 3),
+        'joints_2d': torch.zeros(2, 21, 2),
+        'joints_vis': torch.zeros(2, 21, dtype=torch.bool),
+    }
     cfg = AugmentConfig(**GEOMETRY_ONLY, flip_prob=1.0, rotation_prob=1.0, rotation_deg=30.0, scale_range=(1.2, 1.2))
     rng = np.random.default_rng(5)
     out = augment_sample(item, rng, cfg, 'pm1')
-    _, _, A = camera_transform(K.numpy().astype(np.float64), S, True, 0.0, 1.0)     # shape of the map only
-    brightest = np.unravel_index(out['image'][0].numpy().argmax(), (S, S))          # (row, col)
+    _, _, A = camera_transform(K.numpy().astype(np.float64), S, True, 0.0, 1.0)  # shape of the map only
+    brightest = np.unravel_index(out['image'][0].numpy().argmax(), (S, S))  # (row, col)
     # recompute the draw: same rng sequence as augment_sample
     rng = np.random.default_rng(5)
     rng.uniform()
@@ -115,13 +127,14 @@ def test_known_pixel_goes_where_the_camera_map_says():
 
 def test_colour_and_blur_keep_the_bars_black_and_labels_untouched(synth):
     item = synth[0]
-    cfg = AugmentConfig(enabled=True, flip_prob=0.0, rotation_prob=0.0, scale_range=(1.0, 1.0), colour_prob=1.0,
-                        motion_blur_prob=1.0)
+    cfg = AugmentConfig(
+        enabled=True, flip_prob=0.0, rotation_prob=0.0, scale_range=(1.0, 1.0), colour_prob=1.0, motion_blur_prob=1.0
+    )
     out = augment_sample(item, np.random.default_rng(1), cfg, synth.normalization)
     black = torch.from_numpy(normalize_rgb(np.zeros((1, 1, 3), np.uint8), synth.normalization)[0, 0])
     bars_in = (item['image'] == black[:, None, None]).all(0)
     bars_out = (out['image'] == black[:, None, None]).all(0)
-    assert bars_in.sum() > 100 and bool((bars_out | ~bars_in).all())      # every bar pixel stays black
+    assert bars_in.sum() > 100 and bool((bars_out | ~bars_in).all())  # every bar pixel stays black
     assert not torch.allclose(out['image'][:, ~bars_in], item['image'][:, ~bars_in], atol=0.05)
     for key in ('seg', 'center_maps', 'joints_3d', 'joints_2d', 'K', 'global_orient'):
         assert torch.equal(out[key], item[key])
@@ -145,21 +158,30 @@ def test_real_sample_without_mano_or_intrinsics(synth):
     kp[1] = np.stack([np.linspace(40, 80, 21), np.linspace(30, 60, 21)], axis=1)
     valid = np.zeros((2, 21), bool)
     valid[1] = True
-    item = make_sample(image, None, None, np.zeros((2, 21), bool), np.array([False, True]), 64, 'imagenet',
-                       keypoints_2d=kp, keypoints_valid=valid)
+    item = make_sample(
+        image,
+        None,
+        None,
+        np.zeros((2, 21), bool),
+        np.array([False, True]),
+        64,
+        'imagenet',
+        keypoints_2d=kp,
+        keypoints_valid=valid,
+    )
     cfg = AugmentConfig(**GEOMETRY_ONLY, flip_prob=1.0, rotation_prob=1.0, rotation_deg=20.0, scale_range=(1.0, 1.0))
     out = augment_sample(item, np.random.default_rng(2), cfg, 'imagenet')
     assert set(out) == set(item)
-    assert bool((out['seg'] == SEG_IGNORE).all())                # no part labels invented
-    assert torch.equal(out['K'], torch.zeros(3, 3))             # unknown intrinsics stay unknown
-    assert out['valid'].tolist() == [True, False]                # the right hand became a left hand
+    assert bool((out['seg'] == SEG_IGNORE).all())  # no part labels invented
+    assert torch.equal(out['K'], torch.zeros(3, 3))  # unknown intrinsics stay unknown
+    assert out['valid'].tolist() == [True, False]  # the right hand became a left hand
     assert not out['has_mano'].any() and not out['global_orient'].any() and not out['hand_pose'].any()
     assert out['joints_vis'][0].sum() >= 15
     assert out['center_maps'][0].max() == 1.0 and out['center_maps'][1].max() == 0.0
     # visible keypoints keep their spacing (a roll and a mirror are isometries at scale 1)
     before = item['joints_2d'][1][item['joints_vis'][1]]
     after = out['joints_2d'][0][out['joints_vis'][0]]
-    assert len(before) == len(after) == 21                       # a 20 degree roll keeps this hand in view
+    assert len(before) == len(after) == 21  # a 20 degree roll keeps this hand in view
     d_before = (before[1:] - before[:-1]).norm(dim=-1)
     d_after = (after[1:] - after[:-1]).norm(dim=-1)
     assert torch.allclose(d_before, d_after, atol=1e-4)

@@ -1,5 +1,6 @@
 """Typed training configs (hand_recon_train.config): every shipped config loads, bad keys and values are refused
 with their key path, ``--set`` overrides are converted to the field's type, old run records still read."""
+
 import json
 
 import pytest
@@ -8,7 +9,7 @@ from hand_recon_train.config import CONFIG_DIR, IhmrConfig, TrainConfig, build_c
 from hand_recon_train.train import load_config as load_acr_config
 from hand_recon_train.train_ihmr import as_ihmr_config, load_ihmr_config
 
-ABLATION = ('ablation_',)       # ablation configs name a base train config and overrides (hand_recon_train.ablation)
+ABLATION = ('ablation_',)  # ablation configs name a base train config and overrides (hand_recon_train.ablation)
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob('*.yaml') if not p.stem.startswith(ABLATION))
 
 
@@ -23,6 +24,7 @@ def test_every_shipped_config_loads(name):
     assert config.config_source == str(config_path(name))
     # the run record keeps the file's values: every key of the YAML is in the stored dict with its value
     import yaml
+
     raw = yaml.safe_load(config_path(name).read_text())
     stored = config.to_dict()
     for section, values in raw.items():
@@ -35,39 +37,46 @@ def test_every_shipped_config_loads(name):
 
 def test_every_ablation_config_names_a_loadable_base():
     from hand_recon_train.ablation import load_ablation_config
+
     for path in CONFIG_DIR.glob('ablation_*.yaml'):
         ablation = load_ablation_config(path.stem)
         assert isinstance(load_acr_config(ablation['base'], ablation['set']), TrainConfig)
 
 
-@pytest.mark.parametrize('override, message', [
-    ('optim.lrr=1', "unknown config key 'optim.lrr'"),
-    ('train.max_step=3', "unknown config key 'train.max_step'"),
-    ('modle.preset=acr_light', "unknown config key 'modle'"),
-    ('optim.lr=fast', 'optim.lr must be a number'),
-    ('optim.batch_size=2.5', 'optim.batch_size must be an int'),
-    ('optim.lr_steps=[1, x]', r'optim.lr_steps\[1\] must be an int'),
-    ('optim.lr_steps=3', 'optim.lr_steps must be a list'),
-    ('train.progress=maybe', 'train.progress must be true or false'),
-    ('model.overrides=3', 'model.overrides must be a mapping'),
-    ('data.synth.supersampel=2', 'data.synth: unknown SynthConfig keys'),
-    ('loss.weights={posee: 1}', 'loss: unknown loss weights'),
-    ('decode.threshold=2', 'decode: threshold must be in'),
-    ('data.augment={flip_prob: 2}', 'data.augment'),
-])
+@pytest.mark.parametrize(
+    'override, message',
+    [
+        ('optim.lrr=1', "unknown config key 'optim.lrr'"),
+        ('train.max_step=3', "unknown config key 'train.max_step'"),
+        ('modle.preset=acr_light', "unknown config key 'modle'"),
+        ('optim.lr=fast', 'optim.lr must be a number'),
+        ('optim.batch_size=2.5', 'optim.batch_size must be an int'),
+        ('optim.lr_steps=[1, x]', r'optim.lr_steps\[1\] must be an int'),
+        ('optim.lr_steps=3', 'optim.lr_steps must be a list'),
+        ('train.progress=maybe', 'train.progress must be true or false'),
+        ('model.overrides=3', 'model.overrides must be a mapping'),
+        ('data.synth.supersampel=2', 'data.synth: unknown SynthConfig keys'),
+        ('loss.weights={posee: 1}', 'loss: unknown loss weights'),
+        ('decode.threshold=2', 'decode: threshold must be in'),
+        ('data.augment={flip_prob: 2}', 'data.augment'),
+    ],
+)
 def test_bad_acr_values_name_their_key_path(override, message):
     with pytest.raises(ValueError, match=message):
         load_acr_config('tiny_cpu', [override])
 
 
-@pytest.mark.parametrize('override, message', [
-    ('refiner.lrr=1', "unknown config key 'refiner.lrr'"),
-    ('joint_head.weights.j4d=1', "unknown config key 'joint_head.weights.j4d'"),
-    ('loss.colision=1', "unknown config key 'loss.colision'"),
-    ('refiner.batch_size=0', 'refiner.batch_size must be a positive int'),
-    ('init.approach=[0.1]', 'init.approach'),
-    ('acr.input_size=big', 'acr.input_size must be an int'),
-])
+@pytest.mark.parametrize(
+    'override, message',
+    [
+        ('refiner.lrr=1', "unknown config key 'refiner.lrr'"),
+        ('joint_head.weights.j4d=1', "unknown config key 'joint_head.weights.j4d'"),
+        ('loss.colision=1', "unknown config key 'loss.colision'"),
+        ('refiner.batch_size=0', 'refiner.batch_size must be a positive int'),
+        ('init.approach=[0.1]', 'init.approach'),
+        ('acr.input_size=big', 'acr.input_size must be an int'),
+    ],
+)
 def test_bad_ihmr_values_name_their_key_path(override, message):
     with pytest.raises(ValueError, match=message):
         load_ihmr_config('ihmr_tiny', [override])
@@ -86,14 +95,23 @@ def test_a_file_with_an_unknown_key_is_refused(tmp_path):
 
 
 def test_overrides_are_converted_to_the_field_type():
-    config = load_acr_config('tiny_cpu', ['optim.lr=1e-3', 'optim.weight_decay=0', 'train.out_dir=2024',
-                                          'train.max_steps=7', 'train.init_weights=null', 'data.synth.supersample=2',
-                                          'optim.lr_steps=[1, 2]'])
+    config = load_acr_config(
+        'tiny_cpu',
+        [
+            'optim.lr=1e-3',
+            'optim.weight_decay=0',
+            'train.out_dir=2024',
+            'train.max_steps=7',
+            'train.init_weights=null',
+            'data.synth.supersample=2',
+            'optim.lr_steps=[1, 2]',
+        ],
+    )
     assert config.optim.lr == 0.001 and isinstance(config.optim.weight_decay, float)
-    assert config.train.out_dir == '2024'                 # YAML would read an int: the field is a string
+    assert config.train.out_dir == '2024'  # YAML would read an int: the field is a string
     assert config.train.max_steps == 7 and config.train.init_weights is None
     assert config.data.synth == {'supersample': 2} and config.optim.lr_steps == [1, 2]
-    assert config['optim']['lr'] == config.optim.lr        # mapping access for older callers
+    assert config['optim']['lr'] == config.optim.lr  # mapping access for older callers
     ihmr = load_ihmr_config('ihmr_tiny', ['joint_head.weights.j3d=50', 'refiner.max_steps_per_stage=null'])
     assert ihmr.joint_head.weights.j3d == 50.0 and ihmr.refiner.max_steps_per_stage is None
     with pytest.raises(ValueError, match='section.key=value'):
@@ -109,7 +127,7 @@ def test_a_stored_ihmr_config_is_read_back():
     """refiner JSONs written before the typed configs store the config as a plain mapping (with
     ``config_source``); ``as_ihmr_config`` reads it, and refuses one that is not an IHMR config."""
     stored = load_ihmr_config('ihmr_tiny').to_dict()
-    stored['loss']['collision'] = 1                       # old records kept YAML's ints
+    stored['loss']['collision'] = 1  # old records kept YAML's ints
     config = as_ihmr_config(json.loads(json.dumps(stored)))
     assert config.loss.collision == 1.0 and config.config_source == stored['config_source']
     with pytest.raises(ValueError, match="unknown config key 'model'"):

@@ -1,5 +1,6 @@
 """IHMR-MLP training (hand_recon_train.train_ihmr): data preparation, staged training, weights round trip,
 evaluation. Tiny: an untrained light ACR at 128 px for the features, a dozen close pairs."""
+
 import copy
 import json
 
@@ -24,6 +25,7 @@ def config(tmp_path_factory):
 @pytest.fixture(scope='module')
 def setup(config):
     from hand_recon_ros.hand_model.model import load_hand_model
+
     hand_model = load_hand_model()
     network = ti.build_acr_for_features(config, torch.device('cpu'))
     split = ti.prepare_split(config, 1, 12, network, hand_model, torch.device('cpu'))
@@ -51,7 +53,7 @@ def test_config_validation():
 def test_split_holds_close_pairs_with_exact_ground_truth(setup):
     hand_model, network, split = setup
     n = len(split['index'])
-    assert 6 <= n <= 12                                    # both hands valid in most interacting scenes
+    assert 6 <= n <= 12  # both hands valid in most interacting scenes
     assert split['num_rendered'] == 12 and n + split['num_penetrating_gt'] <= 12
     assert split['feature'].shape == (n, network.config.feature_dim)
     assert split['side_params'].shape == (n, 2, 109)
@@ -73,6 +75,7 @@ def test_split_holds_close_pairs_with_exact_ground_truth(setup):
 def test_evaluation_metrics_on_ground_truth_and_perturbed(setup):
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
     from hand_recon_ros.refine.refiner import build_refiner
+
     hand_model, network, split = setup
     torch.manual_seed(0)
     refiner = build_refiner(network.config.feature_dim, hand_model=hand_model)
@@ -83,7 +86,7 @@ def test_evaluation_metrics_on_ground_truth_and_perturbed(setup):
     # the generator never lets the hands touch: zero penetration and zero joint error at the ground truth
     assert res['before']['mpjpe_mm'] < 0.1 and res['before']['i_mpjpe_mm'] < 0.1
     assert res['before']['ave_p_mm'] == 0.0 and res['num_colliding_before'] == 0
-    assert res['after'] == res['before']                 # nothing to refine without collisions
+    assert res['after'] == res['before']  # nothing to refine without collisions
     pert = ti.evaluate_refiner(refiner, head, split)
     b = pert['before']
     assert set(b) == set(ti.EVAL_KEYS) and all(np.isfinite(v) for v in b.values())
@@ -95,6 +98,7 @@ def test_evaluation_metrics_on_ground_truth_and_perturbed(setup):
 
 def test_stage_training_lowers_the_stage_loss(setup, config):
     from hand_recon_ros.refine.refiner import build_refiner
+
     hand_model, network, split = setup
     torch.manual_seed(0)
     refiner = build_refiner(network.config.feature_dim, hand_model=hand_model)
@@ -102,10 +106,11 @@ def test_stage_training_lowers_the_stage_loss(setup, config):
     cfg = copy.deepcopy(config)
     cfg.refiner.max_steps_per_stage, cfg.refiner.epochs_per_stage, cfg.refiner.batch_size = 6, 6, 6
     before = {k: v.clone() for k, v in refiner.mlps['fingers'].state_dict().items()}
-    record = ti.train_stage(refiner, 'translation', split['init_vec'], split['feature'], split['gt_vec'],
-                            target_head, cfg)
+    record = ti.train_stage(
+        refiner, 'translation', split['init_vec'], split['feature'], split['gt_vec'], target_head, cfg
+    )
     assert record['steps'] == 6
-    assert record['loss_after'] < 0.995 * record['loss_before']          # lr 1e-4 (IHMR), 6 steps: ~0.7 %
+    assert record['loss_after'] < 0.995 * record['loss_before']  # lr 1e-4 (IHMR), 6 steps: ~0.7 %
     # only the stage's own MLP is trained
     for k, v in refiner.mlps['fingers'].state_dict().items():
         assert torch.equal(v, before[k])
@@ -113,12 +118,14 @@ def test_stage_training_lowers_the_stage_loss(setup, config):
 
 def test_tiny_run_weights_round_trip(run, setup):
     from hand_recon_ros.refine.weights import build_from_weights, load_refiner_weights, read_refiner_document
+
     hand_model, network, split = setup
     for factor, record in run['stages'].items():
         assert record['loss_after'] < record['loss_before'], factor
     assert run['joint_head']['loss_after'] < run['joint_head']['loss_before']
     manifest = json.loads((ti.Path(run['out_dir']) / 'manifest.json').read_text())
     from hand_recon_ros.runtime import sha256_of
+
     assert manifest['sha256'] == sha256_of(run['weights'])
     assert manifest['config']['init']['source'] == 'perturbed'
     assert set(manifest['metrics']['before']) == set(ti.EVAL_KEYS)
@@ -134,6 +141,7 @@ def test_tiny_run_weights_round_trip(run, setup):
     # and the loaded modules differ from fresh ones (something was trained and loaded)
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
     from hand_recon_ros.refine.refiner import build_refiner
+
     torch.manual_seed(123)
     fresh_r = build_refiner(network.config.feature_dim, hand_model=hand_model)
     fresh_h = JointHead(network.config.feature_dim, template=joint_template(hand_model))
@@ -167,11 +175,14 @@ def test_acr_initial_state_goes_through_the_pipeline_camera_solve(setup):
 def test_trained_refiner_weights_are_loaded_by_the_pipeline(run):
     from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
     from hand_recon_ros.runtime import sha256_of
-    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128,
-                                              refine_weights=str(run['weights'])))
+
+    rec = create_reconstructor(
+        PipelineConfig(weights='untrained', device='cpu', input_size=128, refine_weights=str(run['weights']))
+    )
     info = rec.info()
     assert info['refine_weights_sha256'] == sha256_of(run['weights'])
     from hand_recon_ros.acr.factory import find_shipped
+
     shipped = find_shipped('ihmr_default.safetensors')
     fresh = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=128))
     # without refine_weights: the shipped refiner when one ships, else the untrained one

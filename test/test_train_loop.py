@@ -1,5 +1,6 @@
 """Training loop: a tiny seeded CPU run lowers the loss, writes every artefact, exports loadable weights,
 and resumes from its safetensors checkpoint."""
+
 import csv
 import json
 
@@ -13,8 +14,15 @@ from hand_recon_train.train import load_checkpoint, load_config, save_checkpoint
 
 
 def _tiny(tmp_path, **extra):
-    overrides = [f'train.out_dir={tmp_path}', 'train.progress=false', 'data.train_size=8', 'data.val_size=4',
-                 'optim.batch_size=4', 'loss.seg_epochs=100', 'train.threads=2']
+    overrides = [
+        f'train.out_dir={tmp_path}',
+        'train.progress=false',
+        'data.train_size=8',
+        'data.val_size=4',
+        'optim.batch_size=4',
+        'loss.seg_epochs=100',
+        'train.threads=2',
+    ]
     overrides += [f'{k.replace("__", ".")}={v}' for k, v in extra.items()]
     return load_config('tiny_cpu', overrides)
 
@@ -37,12 +45,19 @@ def test_tiny_training_lowers_the_loss(tiny_run):
 
 def test_run_folder_has_logs_plot_checkpoint_and_manifest(tiny_run):
     out, config, result = tiny_run
-    for name in ('train_log.csv', 'metrics.csv', 'loss.png', 'checkpoint.safetensors', 'model.safetensors',
-                 'model.json', 'manifest.json'):
+    for name in (
+        'train_log.csv',
+        'metrics.csv',
+        'loss.png',
+        'checkpoint.safetensors',
+        'model.safetensors',
+        'model.json',
+        'manifest.json',
+    ):
         assert (out / name).is_file(), name
     with open(out / 'metrics.csv') as f:
         rows = list(csv.DictReader(f))
-    assert [int(r['epoch']) for r in rows] == [7]                  # eval_every 100: only after the last epoch
+    assert [int(r['epoch']) for r in rows] == [7]  # eval_every 100: only after the last epoch
     assert float(rows[-1]['num_hands']) > 0 and float(rows[-1]['mpjpe_mm']) > 0
     manifest = json.loads((out / 'manifest.json').read_text())
     assert manifest['sha256'] == sha256_of(out / 'model.safetensors')
@@ -120,8 +135,11 @@ def test_config_errors_are_clear(tmp_path):
 def test_training_package_never_imports_ros():
     import subprocess
     import sys
-    code = ('import sys, hand_recon_train.train, hand_recon_train.evaluation.cli, hand_recon_train.synth; '
-            'print(sorted(m for m in sys.modules if m.split(".")[0] in ("rclpy", "rosidl_runtime_py")))')
+
+    code = (
+        'import sys, hand_recon_train.train, hand_recon_train.evaluation.cli, hand_recon_train.synth; '
+        'print(sorted(m for m in sys.modules if m.split(".")[0] in ("rclpy", "rosidl_runtime_py")))'
+    )
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '[]'
@@ -134,7 +152,7 @@ def test_fp16_export_is_loaded_by_the_node_pipeline(tiny_run, tmp_path):
     out, _, _ = tiny_run
     shipped = tmp_path / 'acr_default.safetensors'
     doc = export_fp16(out, shipped, description='tiny test model')
-    assert shipped.stat().st_size < 0.6 * (out / 'model.safetensors').stat().st_size   # float16 storage
+    assert shipped.stat().st_size < 0.6 * (out / 'model.safetensors').stat().st_size  # float16 storage
     assert doc['extra']['sha256'] == sha256_of(shipped) and doc['extra']['storage'] == 'float16'
     fp32, fp16 = load_acr(out / 'model.safetensors'), load_acr(shipped)
     image = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
@@ -149,6 +167,7 @@ def test_fp16_export_is_loaded_by_the_node_pipeline(tiny_run, tmp_path):
 
 def test_metrics_csv_keeps_its_rows_when_the_columns_change(tmp_path):
     from hand_recon_train.run_record import append_csv as _append_csv
+
     path = tmp_path / 'metrics.csv'
     _append_csv(path, ['epoch', 'mpjpe_mm'], {'epoch': 0, 'mpjpe_mm': 60.0})
     _append_csv(path, ['epoch', 'mpjpe_mm', 'depth_ratio'], {'epoch': 1, 'mpjpe_mm': 55.0, 'depth_ratio': 1.1})
@@ -169,5 +188,10 @@ def test_warm_start_from_an_exported_model_keeps_its_training_stages(tiny_run, t
     other = tmp_path / 'other.safetensors'
     other.write_bytes(shipped.read_bytes() + b' ')
     (tmp_path / 'other.json').write_text(shipped.with_suffix('.json').read_text())
-    assert training_stages(other, {'sha256': 'y'})[0] == {'config_source': None, 'steps': None, 'samples': None,
-                                                         'created_utc': None, 'sha256': sha256_of(other)}
+    assert training_stages(other, {'sha256': 'y'})[0] == {
+        'config_source': None,
+        'steps': None,
+        'samples': None,
+        'created_utc': None,
+        'sha256': sha256_of(other),
+    }

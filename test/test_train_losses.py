@@ -1,4 +1,5 @@
 """Training losses: focal loss in logit form, parameter selection with the prior gate, geometric terms."""
+
 import math
 
 import numpy as np
@@ -32,9 +33,12 @@ def _gt_outputs(batch):
     aa = torch.cat([batch['global_orient'], batch['hand_pose']], dim=-1).reshape(b, 2, 16, 3)
     rot6d = rotations.matrix_to_rot6d(rotations.axis_angle_to_matrix(aa)).reshape(b, 2, 96)
     params = torch.cat([batch['cam'], rot6d, batch['betas']], dim=-1)
-    return {'params': params, 'prior': torch.zeros(b, 2, 106),
-            'center_maps': torch.where(batch['center_maps'] >= 0.999, 12.0, -12.0),
-            'segmentation': torch.nn.functional.one_hot(batch['seg'], 33).permute(0, 3, 1, 2).float() * 30.0}
+    return {
+        'params': params,
+        'prior': torch.zeros(b, 2, 106),
+        'center_maps': torch.where(batch['center_maps'] >= 0.999, 12.0, -12.0),
+        'segmentation': torch.nn.functional.one_hot(batch['seg'], 33).permute(0, 3, 1, 2).float() * 30.0,
+    }
 
 
 def test_focal_loss_matches_the_cornernet_formula_on_sigmoid_probabilities():
@@ -46,7 +50,7 @@ def test_focal_loss_matches_the_cornernet_formula_on_sigmoid_probabilities():
     p = torch.sigmoid(logits).double()
     t = target.double()
     pos = (t == 1.0).double()
-    ref = -(pos * (1 - p) ** 2 * torch.log(p) + (1 - pos) * (1 - t) ** 4 * p ** 2 * torch.log(1 - p))
+    ref = -(pos * (1 - p) ** 2 * torch.log(p) + (1 - pos) * (1 - t) ** 4 * p**2 * torch.log(1 - p))
     ref = (ref.sum((-2, -1)) / pos.sum((-2, -1)).clamp_min(1)).mean()
     assert math.isclose(float(center_focal_loss(logits, target)), float(ref), rel_tol=1e-5)
 
@@ -60,15 +64,15 @@ def test_focal_loss_is_small_for_confident_correct_logits_and_pushes_peaks_up():
     loss = center_focal_loss(logits, target)
     assert float(loss.detach()) > 1.0
     loss.backward()
-    assert logits.grad[0, 0, 3, 4] < 0 and logits.grad[0, 0, 0, 0] > 0     # raise the peak, lower the rest
+    assert logits.grad[0, 0, 3, 4] < 0 and logits.grad[0, 0, 0, 0] > 0  # raise the peak, lower the rest
     with pytest.raises(ValueError, match='B, 2, h, w'):
         center_focal_loss(torch.zeros(2, 8, 8), torch.zeros(2, 8, 8))
 
 
 def test_prior_is_added_only_within_the_gate():
     maps = torch.zeros(2, 2, 16, 16)
-    maps[0, 0, 5, 5] = maps[0, 1, 5, 9] = 1.0           # 4 px apart: inside the default radius 8
-    maps[1, 0, 0, 0] = maps[1, 1, 15, 15] = 1.0         # 21 px apart: outside
+    maps[0, 0, 5, 5] = maps[0, 1, 5, 9] = 1.0  # 4 px apart: inside the default radius 8
+    maps[1, 0, 0, 0] = maps[1, 1, 15, 15] = 1.0  # 21 px apart: outside
     params, prior = torch.randn(2, 2, 109), torch.randn(2, 2, 106)
     valid = torch.ones(2, 2, dtype=torch.bool)
     fused, coeff = select_hand_params({'params': params, 'prior': prior}, maps, valid)
@@ -83,9 +87,10 @@ def test_prior_is_added_only_within_the_gate():
     _, coeff = select_hand_params({'params': params, 'prior': prior}, maps, valid, DecodeConfig(prior_gate='off'))
     assert float(coeff.abs().sum()) == 0.0
     scaled = params.clone()
-    scaled[:, :, 0] = 4.0                                # hands ~0.8 of the [-1, 1] frame: k ~ 3.5 map px
-    _, coeff = select_hand_params({'params': scaled.requires_grad_(True), 'prior': prior}, maps, valid,
-                                  DecodeConfig(prior_gate='soft'))
+    scaled[:, :, 0] = 4.0  # hands ~0.8 of the [-1, 1] frame: k ~ 3.5 map px
+    _, coeff = select_hand_params(
+        {'params': scaled.requires_grad_(True), 'prior': prior}, maps, valid, DecodeConfig(prior_gate='soft')
+    )
     assert 0.0 < float(coeff[0, 0]) < 1.0 and float(coeff[1].abs().sum()) == 0.0
 
 
@@ -94,8 +99,9 @@ def test_peak_mode_reads_the_maps_at_the_ground_truth_centres():
     maps[0, 0, 2, 3] = maps[0, 1, 10, 12] = 1.0
     params = torch.randn(1, 2, 109, 16, 16)
     prior = torch.randn(1, 2, 106, 16, 16)
-    fused, coeff = select_hand_params({'params': params, 'prior': prior}, maps, torch.ones(1, 2, dtype=torch.bool),
-                                      DecodeConfig(prior_radius=20.0))
+    fused, coeff = select_hand_params(
+        {'params': params, 'prior': prior}, maps, torch.ones(1, 2, dtype=torch.bool), DecodeConfig(prior_radius=20.0)
+    )
     assert coeff.tolist() == [[1.0, 1.0]]
     torch.testing.assert_close(fused[0, 0, :3], params[0, 0, :3, 2, 3])
     torch.testing.assert_close(fused[0, 0, 3:], params[0, 0, 3:, 2, 3] + prior[0, 0, :, 10, 12])
@@ -114,8 +120,9 @@ def test_ground_truth_parameters_give_near_zero_geometric_losses(hand_model, bat
     assert terms['center'] < 0.1 and terms['seg'] < 1e-3
 
     noisy = {k: v.clone() for k, v in outputs.items()}
-    noisy['params'][..., 3:99] += 0.3 * torch.randn(noisy['params'][..., 3:99].shape,
-                                                    generator=torch.Generator().manual_seed(0))
+    noisy['params'][..., 3:99] += 0.3 * torch.randn(
+        noisy['params'][..., 3:99].shape, generator=torch.Generator().manual_seed(0)
+    )
     _, worse = loss(noisy, batch, epoch=0)
     for name in ('pose', 'j3d', 'paj3d'):
         assert worse[name] > 10 * max(terms[name], 1e-4), (name, terms[name], worse[name])
@@ -163,11 +170,11 @@ def test_real_data_masks_missing_mano_joints_and_part_labels(hand_model, batch):
     real['seg'] = torch.full_like(batch['seg'], -100)
     real['has_mano'] = torch.zeros_like(batch['valid'])
     joints_valid = torch.ones(*batch['valid'].shape, 21, dtype=torch.bool)
-    joints_valid[..., 4] = False                                   # a missing thumb tip everywhere
+    joints_valid[..., 4] = False  # a missing thumb tip everywhere
     real['joints_valid'] = joints_valid
     total, terms = loss(outputs, real, epoch=0)
     assert 'seg' not in terms and 'pose' not in terms and 'shape' not in terms
-    assert 'paj3d' not in terms                                    # Procrustes needs complete hands
+    assert 'paj3d' not in terms  # Procrustes needs complete hands
     assert {'j3d', 'bone', 'pj2d', 'center'} <= set(terms)
     total.backward()
     assert torch.isfinite(total) and torch.isfinite(outputs['params'].grad).all()
@@ -182,9 +189,10 @@ def test_real_data_masks_missing_mano_joints_and_part_labels(hand_model, batch):
 def test_pa_joint_term_has_finite_gradients_for_degenerate_hands():
     from hand_recon_ros.geometry.procrustes import procrustes_align
     from hand_recon_train.losses import _aligned_fixed
+
     torch.manual_seed(0)
     j = torch.arange(21.0)
-    gt = torch.stack([0.01 * j - 0.1, 0.005 * j - 0.05, torch.full((21,), 0.5)], -1)[None]      # joints on a line
+    gt = torch.stack([0.01 * j - 0.1, 0.005 * j - 0.05, torch.full((21,), 0.5)], -1)[None]  # joints on a line
     gt = gt - gt[:, 9:10]
     pred = (0.05 * torch.randn(1, 21, 3)).requires_grad_(True)
     aligned = _aligned_fixed(pred, gt)

@@ -1,4 +1,5 @@
 """hand_recon_train.loop.run_loop: the order of hook calls, max_steps, stop from a hook, resumed step counts."""
+
 from hand_recon_train.loop import Hook, LoopState, run_loop
 from hand_recon_train.run_record import CsvLog
 
@@ -37,8 +38,17 @@ def _run(epochs, per_epoch=3, **kw):
 
 def test_epochs_steps_and_hooks_in_order():
     state, calls, _ = _run(range(2), per_epoch=2)
-    assert calls == [('start', 0, 0), ('step', 0, 1, 0), ('step', 0, 2, 1), ('end', 0, 2, False),
-                     ('start', 1, 2), ('step', 1, 3, 10), ('step', 1, 4, 11), ('end', 1, 4, False), ('done', 4)]
+    assert calls == [
+        ('start', 0, 0),
+        ('step', 0, 1, 0),
+        ('step', 0, 2, 1),
+        ('end', 0, 2, False),
+        ('start', 1, 2),
+        ('step', 1, 3, 10),
+        ('step', 1, 4, 11),
+        ('end', 1, 4, False),
+        ('done', 4),
+    ]
     assert (state.epoch, state.step, state.stop) == (1, 4, False)
 
 
@@ -46,7 +56,7 @@ def test_max_steps_ends_the_run_after_the_epoch_end_hooks_without_fetching_more(
     state, calls, fetched = _run(range(5), max_steps=4)
     assert state.step == 4 and state.stop and state.epoch == 1
     assert calls[-2:] == [('end', 1, 4, True), ('done', 4)]
-    assert fetched == [(0, 0), (0, 1), (0, 2), (1, 0)]      # no batch is drawn for a step that will not run
+    assert fetched == [(0, 0), (0, 1), (0, 2), (1, 0)]  # no batch is drawn for a step that will not run
     state, calls, fetched = _run(range(5), max_steps=0)
     assert state.step == 0 and fetched == [(0, 0)] and [c[0] for c in calls] == ['start', 'end', 'done']
 

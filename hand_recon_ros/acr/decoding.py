@@ -2,6 +2,7 @@
 
 Side index 0 = left, 1 = right (ACR's output order). Scores are ``sigmoid(raw centre logit)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,17 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ['LEFT', 'RIGHT', 'DecodeConfig', 'Detections', 'decode', 'find_peaks', 'interaction_coefficient',
-           'nms_mask', 'kernel_from_cam_scale']
+__all__ = [
+    'LEFT',
+    'RIGHT',
+    'DecodeConfig',
+    'Detections',
+    'decode',
+    'find_peaks',
+    'interaction_coefficient',
+    'nms_mask',
+    'kernel_from_cam_scale',
+]
 
 LEFT, RIGHT = 0, 1
 NUM_CAM = 3
@@ -55,23 +65,30 @@ class DecodeConfig:
 class Detections:
     """N detections as parallel tensors (row i is one hand)."""
 
-    batch_index: torch.Tensor                 # (N,) int64
-    side: torch.Tensor                        # (N,) int64, 0 left / 1 right
-    score: torch.Tensor                       # (N,) sigmoid confidence
-    y: torch.Tensor                           # (N,) int64 map row
-    x: torch.Tensor                           # (N,) int64 map column
-    params: torch.Tensor | None = field(default=None)             # (N, 109) fused params (+ prior)
+    batch_index: torch.Tensor  # (N,) int64
+    side: torch.Tensor  # (N,) int64, 0 left / 1 right
+    score: torch.Tensor  # (N,) sigmoid confidence
+    y: torch.Tensor  # (N,) int64 map row
+    x: torch.Tensor  # (N,) int64 map column
+    params: torch.Tensor | None = field(default=None)  # (N, 109) fused params (+ prior)
     prior_coefficient: torch.Tensor | None = field(default=None)  # (N,) weight the prior was added with
 
     def __len__(self) -> int:
         return int(self.batch_index.shape[0])
 
     def to_list(self) -> list[dict]:
-        return [{'batch_index': int(self.batch_index[i]), 'side': int(self.side[i]), 'score': float(self.score[i]),
-                 'y': int(self.y[i]), 'x': int(self.x[i]),
-                 'params': None if self.params is None else self.params[i],
-                 'prior_coefficient': None if self.prior_coefficient is None else float(self.prior_coefficient[i])}
-                for i in range(len(self))]
+        return [
+            {
+                'batch_index': int(self.batch_index[i]),
+                'side': int(self.side[i]),
+                'score': float(self.score[i]),
+                'y': int(self.y[i]),
+                'x': int(self.x[i]),
+                'params': None if self.params is None else self.params[i],
+                'prior_coefficient': None if self.prior_coefficient is None else float(self.prior_coefficient[i]),
+            }
+            for i in range(len(self))
+        ]
 
 
 def _max_filter_cv2(maps: np.ndarray, kernel: int) -> np.ndarray:
@@ -87,8 +104,13 @@ def _max_filter_cv2(maps: np.ndarray, kernel: int) -> np.ndarray:
 def nms_mask(center_logits: torch.Tensor, kernel: int = 5) -> torch.Tensor:
     """True where a pixel equals the max of its k x k neighbourhood (plateaus keep every pixel)."""
     # NaN: torch's max propagates it to the whole window, cv2's may not, so such maps take the torch path
-    if (center_logits.device.type == 'cpu' and center_logits.dtype == torch.float32 and center_logits.dim() == 4
-            and center_logits.numel() and not bool(torch.isnan(center_logits).any())):
+    if (
+        center_logits.device.type == 'cpu'
+        and center_logits.dtype == torch.float32
+        and center_logits.dim() == 4
+        and center_logits.numel()
+        and not bool(torch.isnan(center_logits).any())
+    ):
         logits = center_logits.detach().contiguous()
         b, c, h, w = logits.shape
         pooled_np = _max_filter_cv2(logits.numpy().reshape(b * c, h, w), kernel)
@@ -103,8 +125,13 @@ def _check_center_logits(center_logits: torch.Tensor) -> None:
         raise ValueError(f'center_logits must be a (B, 2, H, W) tensor [left, right], got {shape}')
 
 
-def find_peaks(center_logits: torch.Tensor, threshold: float = 0.35, nms_kernel: int = 5, max_per_side: int = 1,
-               min_distance: float = 4.0) -> Detections:
+def find_peaks(
+    center_logits: torch.Tensor,
+    threshold: float = 0.35,
+    nms_kernel: int = 5,
+    max_per_side: int = 1,
+    min_distance: float = 4.0,
+) -> Detections:
     """Peaks per (image, side), best first; ties go to the first pixel in raster order.
 
     With ``max_per_side > 1`` a peak closer than ``min_distance`` map pixels to an already kept peak of the
@@ -139,13 +166,18 @@ def find_peaks(center_logits: torch.Tensor, threshold: float = 0.35, nms_kernel:
         bi, si, sc, ys, xs = zip(*rows)
     else:
         bi = si = sc = ys = xs = ()
-    return Detections(batch_index=torch.tensor(bi, dtype=torch.long), side=torch.tensor(si, dtype=torch.long),
-                      score=torch.tensor(sc, dtype=torch.float32), y=torch.tensor(ys, dtype=torch.long),
-                      x=torch.tensor(xs, dtype=torch.long))
+    return Detections(
+        batch_index=torch.tensor(bi, dtype=torch.long),
+        side=torch.tensor(si, dtype=torch.long),
+        score=torch.tensor(sc, dtype=torch.float32),
+        y=torch.tensor(ys, dtype=torch.long),
+        x=torch.tensor(xs, dtype=torch.long),
+    )
 
 
-def kernel_from_cam_scale(cam_scale: float, map_size: int, hand_extent_m: float = 0.2,
-                          k_min: float = 2.0, delta_k: float = 7.0) -> float:
+def kernel_from_cam_scale(
+    cam_scale: float, map_size: int, hand_extent_m: float = 0.2, k_min: float = 2.0, delta_k: float = 7.0
+) -> float:
     """Gaussian kernel size k of a hand from its weak-perspective scale (for the soft interaction field).
 
     The box side is estimated as ``s * hand_extent_m`` in normalised [-1, 1] units (``* map/2`` in map
@@ -156,8 +188,14 @@ def kernel_from_cam_scale(cam_scale: float, map_size: int, hand_extent_m: float 
     return k_min + delta_k * min(diag / (math.sqrt(2.0) * map_size), 1.0) ** 2
 
 
-def interaction_coefficient(distance: float, gate: str = 'hard', radius: float = 32.0, k_left: float = 0.0,
-                            k_right: float = 0.0, gamma: float = 1.0) -> float:
+def interaction_coefficient(
+    distance: float,
+    gate: str = 'hard',
+    radius: float = 32.0,
+    k_left: float = 0.0,
+    k_right: float = 0.0,
+    gamma: float = 1.0,
+) -> float:
     """Weight of the cross-hand prior for two centres ``distance`` map pixels apart (0 outside the field)."""
     if gate == 'off':
         return 0.0

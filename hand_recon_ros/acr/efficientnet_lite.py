@@ -7,6 +7,7 @@ see :mod:`hand_recon_ros.acr.pretrained`. The weights come from TensorFlow, henc
 output if missed: BN epsilon 1e-3, and TF "SAME" padding, which for a stride-2 convolution on an even-sized map
 puts one pixel more after than before (PyTorch's symmetric padding would shift every stride-2 sampling grid).
 """
+
 from __future__ import annotations
 
 from typing import cast
@@ -16,12 +17,19 @@ from torch import nn
 
 __all__ = ['LITE0_STAGES', 'EfficientNetLite', 'MBConv', 'SameConv2d', 'efficientnet_lite0']
 
-BN_EPS = 1e-3            # TF's default; the running variances of the checkpoint assume it
-BN_MOMENTUM = 0.1        # PyTorch convention (TF decay 0.99 would be 0.01); faster adaptation when fine-tuning
+BN_EPS = 1e-3  # TF's default; the running variances of the checkpoint assume it
+BN_MOMENTUM = 0.1  # PyTorch convention (TF decay 0.99 would be 0.01); faster adaptation when fine-tuning
 
 # (kernel, stride, expansion, output channels, repeats) per stage; EfficientNet-B0's table, Lite0 scales none of it
-LITE0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-                (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+LITE0_STAGES = (
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+)
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 
@@ -37,7 +45,7 @@ class SameConv2d(nn.Conv2d):
         else:
             total = kernel - stride
             before, after = total // 2, total - total // 2
-        self.same_pad = (before, after, before, after)      # F.pad order: left, right, top, bottom
+        self.same_pad = (before, after, before, after)  # F.pad order: left, right, top, bottom
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if any(self.same_pad):
@@ -79,8 +87,13 @@ class EfficientNetLite(nn.Module):
     block at strides 4, 8 and 16 and of the 1280-channel head at stride 32. :meth:`forward` classifies (1000
     ImageNet logits); the ACR backbone leaves ``_fc`` out."""
 
-    def __init__(self, stages: tuple[tuple[int, int, int, int, int], ...] = LITE0_STAGES, num_classes: int = 1000,
-                 dropout: float = 0.2, classifier: bool = True):
+    def __init__(
+        self,
+        stages: tuple[tuple[int, int, int, int, int], ...] = LITE0_STAGES,
+        num_classes: int = 1000,
+        dropout: float = 0.2,
+        classifier: bool = True,
+    ):
         super().__init__()
         self._conv_stem = SameConv2d(3, STEM_CHANNELS, 3, 2)
         self._bn0 = _bn(STEM_CHANNELS)
@@ -89,7 +102,7 @@ class EfficientNetLite(nn.Module):
         in_ch, stride = STEM_CHANNELS, 2
         for kernel, first_stride, expansion, out_ch, repeats in stages:
             if first_stride > 1 and blocks:
-                taps[stride] = len(blocks) - 1          # last block before the resolution halves
+                taps[stride] = len(blocks) - 1  # last block before the resolution halves
             stride *= first_stride
             for i in range(repeats):
                 blocks.append(MBConv(in_ch, out_ch, kernel, first_stride if i == 0 else 1, expansion))

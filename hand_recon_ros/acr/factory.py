@@ -8,6 +8,7 @@ name or a weights file into an ACR network, plus where shipped weights are found
     create_model('models/acr_default.safetensors')     # trained weights (+ their JSON config)
     create_model('')                                   # the shipped default model (FileNotFoundError if absent)
 """
+
 from __future__ import annotations
 
 import json
@@ -20,23 +21,39 @@ import torch
 from .backbones import list_backbones
 from .network import PRESETS, ACRConfig, ACRNet, build_acr
 
-__all__ = ['BACKBONE_PRESETS', 'DEFAULT_WEIGHTS', 'SHORT_NAMES', 'UNTRAINED', 'NetworkSpec', 'create_model',
-           'find_default_weights', 'find_shipped', 'model_search_dirs', 'parse_network_spec', 'resolve_preset',
-           'weights_description']
+__all__ = [
+    'BACKBONE_PRESETS',
+    'DEFAULT_WEIGHTS',
+    'SHORT_NAMES',
+    'UNTRAINED',
+    'NetworkSpec',
+    'create_model',
+    'find_default_weights',
+    'find_shipped',
+    'model_search_dirs',
+    'parse_network_spec',
+    'resolve_preset',
+    'weights_description',
+]
 
 DEFAULT_WEIGHTS = 'acr_default.safetensors'
-UNTRAINED = 'untrained'      # weights value that asks for the seeded random-init network (tests, benchmarks)
+UNTRAINED = 'untrained'  # weights value that asks for the seeded random-init network (tests, benchmarks)
 
 # The one backbone -> preset table (a backbone's untrained network is its preset's architecture).
 BACKBONE_PRESETS: dict[str, str] = {spec['backbone']: name for name, spec in PRESETS.items()}
 # The short names of NAME@SIZE benchmark configs.
-SHORT_NAMES: dict[str, str] = {'light': 'acr_light', 'effnet': 'acr_effnet_lite0', 'resnet50': 'acr_resnet50',
-                               'hrnet_w32': 'acr_hrnet_w32'}
+SHORT_NAMES: dict[str, str] = {
+    'light': 'acr_light',
+    'effnet': 'acr_effnet_lite0',
+    'resnet50': 'acr_resnet50',
+    'hrnet_w32': 'acr_hrnet_w32',
+}
 
 
 class NetworkSpec(NamedTuple):
     """A benchmark's ``NAME@SIZE`` network config, e.g. ``light@256``."""
-    name: str           # a key of SHORT_NAMES
+
+    name: str  # a key of SHORT_NAMES
     input_size: int
 
     @property
@@ -62,8 +79,7 @@ def parse_network_spec(spec: str) -> NetworkSpec:
 
 def model_search_dirs() -> list[Path]:
     """Where shipped models live: the source tree, then the installed share folder."""
-    return [Path(__file__).resolve().parents[2] / 'models',
-            Path(sys.prefix) / 'share' / 'hand_recon_ros' / 'models']
+    return [Path(__file__).resolve().parents[2] / 'models', Path(sys.prefix) / 'share' / 'hand_recon_ros' / 'models']
 
 
 def find_shipped(filename: str) -> Path | None:
@@ -106,12 +122,14 @@ def create_model(name_or_weights: str | Path = '', *, seed: int | None = None, *
     named models only: a weights file carries its own config.
     """
     from .weights import load_acr
+
     text = str(name_or_weights)
     if text == '':
         path = find_default_weights()
         if path is None:
-            raise FileNotFoundError('no shipped default model found in '
-                                    + ', '.join(str(d) for d in model_search_dirs()))
+            raise FileNotFoundError(
+                'no shipped default model found in ' + ', '.join(str(d) for d in model_search_dirs())
+            )
         name_or_weights = path
     if isinstance(name_or_weights, Path) or text.endswith('.safetensors'):
         path = Path(name_or_weights).expanduser()
@@ -121,7 +139,7 @@ def create_model(name_or_weights: str | Path = '', *, seed: int | None = None, *
             raise FileNotFoundError(f'weights file not found: {path}')
         return load_acr(path)
     if text in list_backbones() and text not in BACKBONE_PRESETS:
-        config: str | ACRConfig = ACRConfig(backbone=text)      # a registered backbone without a preset
+        config: str | ACRConfig = ACRConfig(backbone=text)  # a registered backbone without a preset
     else:
         config = resolve_preset(text)
     if seed is not None:

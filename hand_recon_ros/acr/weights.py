@@ -3,6 +3,7 @@
 ``save_acr(model, 'model.safetensors')`` writes ``model.safetensors`` and ``model.json``; the config is
 also stored in the safetensors metadata so a lone weights file still loads.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,10 @@ def _parse_document(text: str, source: str) -> dict:
     if not isinstance(document, dict) or document.get('architecture') != 'acr' or 'config' not in document:
         raise ValueError(f"{source}: not an ACR config (needs architecture='acr' and a 'config' object)")
     if document.get('format_version') != FORMAT_VERSION:
-        raise ValueError(f'{source}: format_version {document.get("format_version")!r} is not supported '
-                         f'(expected {FORMAT_VERSION})')
+        raise ValueError(
+            f'{source}: format_version {document.get("format_version")!r} is not supported '
+            f'(expected {FORMAT_VERSION})'
+        )
     return document
 
 
@@ -96,8 +99,11 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(f'{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}'
-                        for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
+    mismatched = sorted(
+        f'{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}'
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
     problems = []
     if missing:
         problems.append(f'{len(missing)} missing key(s): {_listing(missing)}')

@@ -8,6 +8,7 @@ Chain from the network to metres:
   network input ([-1, 1], padded square) --LetterboxTransform--> original pixels
   --solve_translation (true K)--> camera-frame translation of the root-relative hand.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,10 +17,17 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
-    'LetterboxTransform', 'weak_perspective_project', 'weak_to_translation', 'solve_translation',
+    'LetterboxTransform',
+    'weak_perspective_project',
+    'weak_to_translation',
+    'solve_translation',
     'solve_translations',
-    'reprojection_errors', 'project_points', 'intrinsics_from_camera_info', 'fallback_intrinsics',
-    'DEFAULT_FALLBACK_FOV_DEG', 'DegenerateTranslationError',
+    'reprojection_errors',
+    'project_points',
+    'intrinsics_from_camera_info',
+    'fallback_intrinsics',
+    'DEFAULT_FALLBACK_FOV_DEG',
+    'DegenerateTranslationError',
 ]
 
 # Horizontal FOV assumed when CameraInfo is missing/broken: typical USB webcams and robot RGB
@@ -54,6 +62,7 @@ class LetterboxTransform:
     Like imgaug, the odd padding pixel goes to the right/bottom. ``scale`` maps padded-square pixels to
     input pixels.
     """
+
     height: int
     width: int
     input_size: int = 512
@@ -110,11 +119,13 @@ class LetterboxTransform:
     def apply(self, image: np.ndarray, interpolation: int | None = None) -> np.ndarray:
         """Letterbox an HxW(xC) image: black centred padding, then resize (bicubic like ACR)."""
         import cv2
+
         image = np.asarray(image)
         if image.shape[:2] != (self.height, self.width):
             raise ValueError(f'image is {image.shape[:2]}, transform expects {(self.height, self.width)}')
-        padded = cv2.copyMakeBorder(image, self.pad_top, self.pad_bottom, self.pad_left, self.pad_right,
-                                    cv2.BORDER_CONSTANT, value=0)
+        padded = cv2.copyMakeBorder(
+            image, self.pad_top, self.pad_bottom, self.pad_left, self.pad_right, cv2.BORDER_CONSTANT, value=0
+        )
         size = (self.input_size, self.input_size)
         return cv2.resize(padded, size, interpolation=cv2.INTER_CUBIC if interpolation is None else interpolation)
 
@@ -130,8 +141,7 @@ def weak_perspective_project(X_rootrel: ArrayLike, s: ArrayLike, tx: ArrayLike, 
     return np.stack([s * X[..., 0] + tx, s * X[..., 1] + ty], axis=-1)
 
 
-def weak_to_translation(s: float, tx: float, ty: float, K: ArrayLike,
-                        letterbox: LetterboxTransform) -> np.ndarray:
+def weak_to_translation(s: float, tx: float, ty: float, K: ArrayLike, letterbox: LetterboxTransform) -> np.ndarray:
     """Closed-form metric translation from the weak-perspective camera (initial guess).
 
     A root-relative point X at depth t_z projects to u = fx (X + t_x)/t_z + cx under the real camera
@@ -146,8 +156,9 @@ def weak_to_translation(s: float, tx: float, ty: float, K: ArrayLike,
         raise TypeError(f'letterbox must be a LetterboxTransform, got {type(letterbox).__name__}')
     s, tx, ty = float(s), float(tx), float(ty)
     if not np.isfinite([s, tx, ty]).all() or s <= 0:
-        raise DegenerateTranslationError(f'weak-perspective camera needs finite values and s > 0, got '
-                                         f'{(s, tx, ty)}')
+        raise DegenerateTranslationError(
+            f'weak-perspective camera needs finite values and s > 0, got ' f'{(s, tx, ty)}'
+        )
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     tz = 2.0 * np.sqrt(fx * fy) / (s * letterbox.padded_side)
     u_c, v_c = letterbox.normalized_to_original(np.array([tx, ty]))
@@ -171,8 +182,14 @@ def reprojection_errors(joints_rootrel: ArrayLike, t: ArrayLike, keypoints_px: A
     return np.linalg.norm(uv - np.asarray(keypoints_px, dtype=np.float64), axis=-1)
 
 
-def solve_translation(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: ArrayLike, weights: ArrayLike | None = None,
-                      refine_iters: int = 5, min_depth: float = 1e-3) -> np.ndarray:
+def solve_translation(
+    joints_rootrel: ArrayLike,
+    keypoints_px: ArrayLike,
+    K: ArrayLike,
+    weights: ArrayLike | None = None,
+    refine_iters: int = 5,
+    min_depth: float = 1e-3,
+) -> np.ndarray:
     """Metric translation t (3,) such that K (X_i + t) projects onto the keypoints.
 
     Linear step (DLT-like): with normalised image coordinates (x_i, y_i, 1) = K^-1 (u_i, v_i, 1),
@@ -236,9 +253,9 @@ def solve_translation(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: Arr
         J = np.zeros((m, 2, 3))
         J[:, 0, 0] = K[0, 0] / z
         J[:, 0, 1] = K[0, 1] / z
-        J[:, 0, 2] = -(K[0, 0] * P[:, 0] + K[0, 1] * P[:, 1]) / z ** 2
+        J[:, 0, 2] = -(K[0, 0] * P[:, 0] + K[0, 1] * P[:, 1]) / z**2
         J[:, 1, 1] = K[1, 1] / z
-        J[:, 1, 2] = -K[1, 1] * P[:, 1] / z ** 2
+        J[:, 1, 2] = -K[1, 1] * P[:, 1] / z**2
         J = J.reshape(-1, 3) * sw[:, None]
         step = np.linalg.lstsq(J, -r * sw, rcond=None)[0]
         candidate = cost(t + step)
@@ -250,8 +267,9 @@ def solve_translation(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: Arr
     return t
 
 
-def solve_translations(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: ArrayLike, refine_iters: int = 5,
-                       min_depth: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def solve_translations(
+    joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: ArrayLike, refine_iters: int = 5, min_depth: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
     """``solve_translation`` for H hands at once (equal joint weights): (H, N, 3), (H, N, 2) -> t (H, 3), ok (H,).
 
     The same linear step and Gauss-Newton refinement, vectorised over the hands through 3x3 normal equations
@@ -304,16 +322,16 @@ def solve_translations(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: Ar
         J: np.ndarray = np.zeros((h, n, 2, 3))
         J[..., 0, 0] = fx / z
         J[..., 0, 1] = skew / z
-        J[..., 0, 2] = -(fx * P[..., 0] + skew * P[..., 1]) / z ** 2
+        J[..., 0, 2] = -(fx * P[..., 0] + skew * P[..., 1]) / z**2
         J[..., 1, 1] = fy / z
-        J[..., 1, 2] = -fy * P[..., 1] / z ** 2
+        J[..., 1, 2] = -fy * P[..., 1] / z**2
         J = J.reshape(h, 2 * n, 3)
         JtJ = np.einsum('hki,hkj->hij', J, J)
         Jtr = np.einsum('hki,hk->hi', J, r.reshape(h, 2 * n))
         JtJ[~active] = np.eye(3)
         step = np.linalg.solve(JtJ, -Jtr[..., None])[..., 0]
         candidate, P_c, z_c, r_c = cost(t + step)
-        take = active & (candidate < best)       # a step is kept only if it lowers the error, as in the single
+        take = active & (candidate < best)  # a step is kept only if it lowers the error, as in the single
         t = np.where(take[:, None], t + step, t)
         best = np.where(take, candidate, best)
         P, z, r = (np.where(take[(...,) + (None,) * (a.ndim - 1)], a, b) for a, b in ((P_c, P), (z_c, z), (r_c, r)))
@@ -322,8 +340,14 @@ def solve_translations(joints_rootrel: ArrayLike, keypoints_px: ArrayLike, K: Ar
     return np.where(ok[:, None], t, np.nan), ok
 
 
-def intrinsics_from_camera_info(k: ArrayLike, p: ArrayLike, width: int, height: int, use_rectified: bool = False,
-                                fallback_fov_deg: float = DEFAULT_FALLBACK_FOV_DEG) -> tuple[np.ndarray, str]:
+def intrinsics_from_camera_info(
+    k: ArrayLike,
+    p: ArrayLike,
+    width: int,
+    height: int,
+    use_rectified: bool = False,
+    fallback_fov_deg: float = DEFAULT_FALLBACK_FOV_DEG,
+) -> tuple[np.ndarray, str]:
     """Pick a usable K (3, 3) from CameraInfo arrays; returns (K, source).
 
     k: CameraInfo.k (9,), p: CameraInfo.p (12,). With ``use_rectified`` (images from image_rect)

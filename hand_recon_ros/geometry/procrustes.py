@@ -5,6 +5,7 @@ numpy arrays or torch tensors (the result has the input's type; torch keeps grad
 ``weights`` (..., N) are per-point non-negative weights (a 0/1 validity mask works). All functions align
 ``source`` onto ``target``; degenerate sources (all points equal) get scale 0 instead of NaN.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Union
@@ -29,19 +30,24 @@ def _prepare(source: Any, target: Any, weights: Any) -> tuple[Any, Any, Any]:
     w: Any
     if _is_torch(source) or _is_torch(target):
         import torch
+
         ref = source if _is_torch(source) else target
         dtype = ref.dtype if ref.is_floating_point() else torch.float64
         source = torch.as_tensor(source, dtype=dtype, device=ref.device)
         target = torch.as_tensor(target, dtype=dtype, device=ref.device)
-        w = torch.ones(source.shape[:-1], dtype=dtype, device=ref.device) if weights is None else \
-            torch.as_tensor(weights, dtype=dtype, device=ref.device)
+        w = (
+            torch.ones(source.shape[:-1], dtype=dtype, device=ref.device)
+            if weights is None
+            else torch.as_tensor(weights, dtype=dtype, device=ref.device)
+        )
     else:
         source = np.asarray(source, dtype=np.float64)
         target = np.asarray(target, dtype=np.float64)
         w = np.ones(source.shape[:-1]) if weights is None else np.asarray(weights, dtype=np.float64)
     if source.shape != target.shape or source.ndim < 2:
-        raise ValueError(f'source and target must both be (..., N, D), got {tuple(source.shape)} and '
-                         f'{tuple(target.shape)}')
+        raise ValueError(
+            f'source and target must both be (..., N, D), got {tuple(source.shape)} and ' f'{tuple(target.shape)}'
+        )
     if tuple(w.shape) != tuple(source.shape[:-1]):
         raise ValueError(f'weights must have shape {tuple(source.shape[:-1])}, got {tuple(w.shape)}')
     return source, target, w
@@ -62,13 +68,16 @@ def _centre(source: Any, target: Any, w: Any) -> tuple[Any, Any, Any, Any]:
 def _safe_div(a: Any, b: Any) -> Any:
     if _is_torch(a):
         import torch
+
         return torch.where(b > 0, a / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(a))
     return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
 
 
-def _similarity_torch(xc: torch.Tensor, yc: torch.Tensor, wx: torch.Tensor, mu_x: torch.Tensor,
-                      mu_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _similarity_torch(
+    xc: torch.Tensor, yc: torch.Tensor, wx: torch.Tensor, mu_x: torch.Tensor, mu_y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     import torch
+
     M = yc.transpose(-1, -2) @ wx
     U, S, Vh = torch.linalg.svd(M)
     sign = torch.sign(torch.linalg.det(U @ Vh))
@@ -82,8 +91,9 @@ def _similarity_torch(xc: torch.Tensor, yc: torch.Tensor, wx: torch.Tensor, mu_x
     return s, R, t
 
 
-def similarity_procrustes(source: Points, target: Points,
-                          weights: Points | None = None) -> tuple[Points, Points, Points]:
+def similarity_procrustes(
+    source: Points, target: Points, weights: Points | None = None
+) -> tuple[Points, Points, Points]:
     """(s, R, t) minimising sum_i w_i |s R x_i + t - y_i|^2, with det(R) = +1 (reflection fixed).
 
     Shapes: s (...,), R (..., D, D), t (..., D). Apply as ``s * x @ R^T + t``.
@@ -110,8 +120,9 @@ def procrustes_align(source: Points, target: Points, weights: Points | None = No
     """``source`` after the best similarity transform onto ``target`` (for PA-MPJPE / PA-MPVPE)."""
     s, R, t = similarity_procrustes(source, target, weights)
     x, _, _ = _prepare(source, target, weights)
-    return s[..., None, None] * (x @ R.swapaxes(-1, -2) if not _is_torch(x) else x @ R.transpose(-1, -2)) \
-        + t[..., None, :]
+    return (
+        s[..., None, None] * (x @ R.swapaxes(-1, -2) if not _is_torch(x) else x @ R.transpose(-1, -2)) + t[..., None, :]
+    )
 
 
 def scale_translation_align(source: Points, target: Points, weights: Points | None = None) -> Points:

@@ -9,6 +9,7 @@ Conventions:
     ``matrix_to_quaternion`` returns the representative with w >= 0;
   * axis-angle vectors are axis * angle (radians), angle in [0, pi].
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,13 @@ import numpy as np
 import torch
 
 __all__ = [
-    'rot6d_to_matrix', 'matrix_to_rot6d', 'axis_angle_to_matrix', 'matrix_to_axis_angle',
-    'matrix_to_quaternion', 'quaternion_to_matrix', 'axis_angle_to_quaternion',
+    'rot6d_to_matrix',
+    'matrix_to_rot6d',
+    'axis_angle_to_matrix',
+    'matrix_to_axis_angle',
+    'matrix_to_quaternion',
+    'quaternion_to_matrix',
+    'axis_angle_to_quaternion',
     'quaternion_to_axis_angle',
 ]
 
@@ -30,6 +36,7 @@ ROT6D_LAYOUTS = ('interleaved', 'split')
 def _numpy_compatible(fn: Callable[..., torch.Tensor]) -> Callable[..., Any]:
     """Let a torch function take/return numpy arrays (computed in float64); the signatures below show the
     torch form, a numpy array (or nested list) in gives a float64 numpy array out."""
+
     @functools.wraps(fn)
     def wrapper(x: torch.Tensor | np.ndarray | list | tuple, *args: Any, **kwargs: Any) -> Any:
         if isinstance(x, torch.Tensor):
@@ -38,13 +45,14 @@ def _numpy_compatible(fn: Callable[..., torch.Tensor]) -> Callable[..., Any]:
             out = fn(torch.as_tensor(np.asarray(x, dtype=np.float64)), *args, **kwargs)
             return out.numpy()
         raise TypeError(f'{fn.__name__}: expected a torch.Tensor or numpy array, got {type(x).__name__}')
+
     return wrapper
 
 
 def _check_last_dims(x: torch.Tensor, shape: tuple[int, ...], name: str) -> None:
     if not x.is_floating_point():
         raise TypeError(f'{name} must be floating point, got {x.dtype}')
-    if tuple(x.shape[x.dim() - len(shape):]) != shape or x.dim() < len(shape):
+    if tuple(x.shape[x.dim() - len(shape) :]) != shape or x.dim() < len(shape):
         raise ValueError(f'{name} must have shape (..., {", ".join(map(str, shape))}), got {tuple(x.shape)}')
 
 
@@ -92,11 +100,14 @@ def matrix_to_rot6d(R: torch.Tensor, layout: str = 'interleaved') -> torch.Tenso
 def _skew(v: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros_like(v[..., 0])
     x, y, z = v.unbind(-1)
-    return torch.stack([
-        torch.stack([zero, -z, y], -1),
-        torch.stack([z, zero, -x], -1),
-        torch.stack([-y, x, zero], -1),
-    ], dim=-2)
+    return torch.stack(
+        [
+            torch.stack([zero, -z, y], -1),
+            torch.stack([z, zero, -x], -1),
+            torch.stack([-y, x, zero], -1),
+        ],
+        dim=-2,
+    )
 
 
 @_numpy_compatible
@@ -124,11 +135,14 @@ def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
     _check_last_dims(q, (4,), 'quaternion')
     q = q / q.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(q.dtype).eps)
     x, y, z, w = q.unbind(-1)
-    return torch.stack([
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], dim=-2)
+    return torch.stack(
+        [
+            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        dim=-2,
+    )
 
 
 @_numpy_compatible
@@ -143,23 +157,29 @@ def matrix_to_quaternion(R: torch.Tensor) -> torch.Tensor:
     m00, m01, m02 = R[..., 0, 0], R[..., 0, 1], R[..., 0, 2]
     m10, m11, m12 = R[..., 1, 0], R[..., 1, 1], R[..., 1, 2]
     m20, m21, m22 = R[..., 2, 0], R[..., 2, 1], R[..., 2, 2]
-    pivots = torch.stack([
-        1 + m00 + m11 + m22,  # 4 w^2
-        1 + m00 - m11 - m22,  # 4 x^2
-        1 - m00 + m11 - m22,  # 4 y^2
-        1 - m00 - m11 + m22,  # 4 z^2
-    ], dim=-1)
+    pivots = torch.stack(
+        [
+            1 + m00 + m11 + m22,  # 4 w^2
+            1 + m00 - m11 - m22,  # 4 x^2
+            1 - m00 + m11 - m22,  # 4 y^2
+            1 - m00 - m11 + m22,  # 4 z^2
+        ],
+        dim=-1,
+    )
     # The largest pivot is >= 1 (they sum to 4); clamping the others keeps the unused candidates
     # (and their gradients) finite.
     r = 2.0 * pivots.clamp_min(0.25).sqrt()  # = 4 * |component|
     d21, d02, d10 = m21 - m12, m02 - m20, m10 - m01
     s01, s02, s12 = m01 + m10, m02 + m20, m12 + m21
-    candidates = torch.stack([
-        torch.stack([d21 / r[..., 0], d02 / r[..., 0], d10 / r[..., 0], r[..., 0] / 4], -1),
-        torch.stack([r[..., 1] / 4, s01 / r[..., 1], s02 / r[..., 1], d21 / r[..., 1]], -1),
-        torch.stack([s01 / r[..., 2], r[..., 2] / 4, s12 / r[..., 2], d02 / r[..., 2]], -1),
-        torch.stack([s02 / r[..., 3], s12 / r[..., 3], r[..., 3] / 4, d10 / r[..., 3]], -1),
-    ], dim=-2)
+    candidates = torch.stack(
+        [
+            torch.stack([d21 / r[..., 0], d02 / r[..., 0], d10 / r[..., 0], r[..., 0] / 4], -1),
+            torch.stack([r[..., 1] / 4, s01 / r[..., 1], s02 / r[..., 1], d21 / r[..., 1]], -1),
+            torch.stack([s01 / r[..., 2], r[..., 2] / 4, s12 / r[..., 2], d02 / r[..., 2]], -1),
+            torch.stack([s02 / r[..., 3], s12 / r[..., 3], r[..., 3] / 4, d10 / r[..., 3]], -1),
+        ],
+        dim=-2,
+    )
     best = pivots.argmax(dim=-1)
     q = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
     q = torch.where(q[..., 3:4] < 0, -q, q)
@@ -183,7 +203,7 @@ def quaternion_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
     angle = 2.0 * torch.atan2(sin_half, w)
     safe_w = torch.where(small, w, torch.ones_like(w))
     # atan2(s, w)/s ~= 1/w - s^2/(3 w^3) for small s (w ~ |q| there).
-    factor = torch.where(small, 2.0 / safe_w - 2.0 * sin_half2 / (3.0 * safe_w ** 3), angle / sin_half)
+    factor = torch.where(small, 2.0 / safe_w - 2.0 * sin_half2 / (3.0 * safe_w**3), angle / sin_half)
     return v * factor[..., None]
 
 

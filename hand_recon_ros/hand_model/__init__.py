@@ -4,6 +4,7 @@ Import-light: torch/smplx are imported only when the model API is first used.
     from hand_recon_ros.hand_model import load_hand_model
     model = load_hand_model()             # MANO from $HAND_RECON_MANO_DIR, else the stand-in (warns)
 """
+
 from typing import Any
 
 _LAZY = {
@@ -25,6 +26,7 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
+
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(f'{__name__}.{module}'), attr)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

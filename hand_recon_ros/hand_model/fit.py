@@ -13,6 +13,7 @@ Solver: batched Levenberg-Marquardt in float64 over a joints-only forward of the
 vertices, the same LBS as smplx), Jacobians by forward-mode autodiff. Every hand keeps its own damping and stops
 on its own, so a hand's result does not depend on the batch it came in. No ROS imports.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger('hand_recon_ros.hand_model')
 DTYPE = torch.float64
-PALM = (0, 5, 9, 13, 17)                 # wrist + four finger MCPs: the most rigid joints, for initial rotations
+PALM = (0, 5, 9, 13, 17)  # wrist + four finger MCPs: the most rigid joints, for initial rotations
 ROBUST_KERNELS = ('huber', 'geman-mcclure', 'none')
 
 
@@ -42,27 +43,28 @@ ROBUST_KERNELS = ('huber', 'geman-mcclure', 'none')
 class FitConfig:
     """Weights are in units of the expected noise: a residual of ``sigma_3d`` metres / ``sigma_2d`` pixels
     counts as much as a pose coefficient one prior standard deviation from the bank's mean."""
-    iterations: int = 30                  # LM iterations per full-fit stage (each hand stops earlier when done)
+
+    iterations: int = 30  # LM iterations per full-fit stage (each hand stops earlier when done)
     # 2D-only fits try several global rotations: a rigid fit of the mean hand and a short full fit from each,
     # then the best few are fitted in full (the wrong ones end with clearly higher cost)
-    rotation_starts: int = 6              # view directions tried (6: the cube faces; up to 14 with its corners)
-    init_iterations: int = 5              # rigid LM iterations per start
-    screen_iterations: int = 8            # full LM iterations per start before choosing
-    starts_kept: int = 2                  # starts carried into the full fit
-    sigma_3d: float = 0.005               # metres
-    sigma_2d: float = 2.0                 # pixels
+    rotation_starts: int = 6  # view directions tried (6: the cube faces; up to 14 with its corners)
+    init_iterations: int = 5  # rigid LM iterations per start
+    screen_iterations: int = 8  # full LM iterations per start before choosing
+    starts_kept: int = 2  # starts carried into the full fit
+    sigma_3d: float = 0.005  # metres
+    sigma_2d: float = 2.0  # pixels
     weight_3d: float = 1.0
     weight_2d: float = 1.0
     pose_prior_weight: float = 1.0
-    pose_std_floor: float = 0.02          # rad; the stand-in's bank spans 20 of 45 directions, the rest are ~0
+    pose_std_floor: float = 0.02  # rad; the stand-in's bank spans 20 of 45 directions, the rest are ~0
     limit_weight: float = 10.0
-    limit_margin: float = 0.5             # soft limits sit this many prior stds beyond the bank's range
+    limit_margin: float = 0.5  # soft limits sit this many prior stds beyond the bank's range
     shape_prior_weight: float = 1.0
     fit_shape: bool = True
-    free_scale: bool = True               # 3D targets of unknown scale (e.g. MediaPipe world landmarks)
+    free_scale: bool = True  # 3D targets of unknown scale (e.g. MediaPipe world landmarks)
     robust: str = 'huber'
-    robust_threshold: float = 3.0         # in sigmas
-    tolerance: float = 1e-4               # relative cost decrease under which a hand is done
+    robust_threshold: float = 3.0  # in sigmas
+    tolerance: float = 1e-4  # relative cost decrease under which a hand is done
     return_vertices: bool = True
     # torch threads during the fit (None: leave torch's setting); its operations are small, so on a shared or
     # loaded machine 1 thread is faster than 2
@@ -92,15 +94,16 @@ class FitResult:
     ``hand_model(side, global_orient, hand_pose, betas, transl)`` reproduces the fitted hand. ``scale``: the
     factor taking the 3D target to the model's metres (1 without a free scale). Residuals per joint:
     ``residual_3d`` metres (after scale), ``residual_2d`` pixels; NaN where the term was not used."""
+
     side: str
     joints: np.ndarray
     vertices: np.ndarray | None
     global_orient: np.ndarray
     hand_pose: np.ndarray
-    full_pose: np.ndarray                 # (N, 45) finger axis-angles relative to the flat hand
+    full_pose: np.ndarray  # (N, 45) finger axis-angles relative to the flat hand
     betas: np.ndarray
     transl: np.ndarray
-    root: np.ndarray                      # (N, 3) wrist position
+    root: np.ndarray  # (N, 3) wrist position
     scale: np.ndarray
     residual_3d: np.ndarray
     residual_2d: np.ndarray
@@ -127,17 +130,17 @@ class _Kinematics:
     stand-in, use_pca and flat_hand_mean all behave as the model itself does)."""
 
     def __init__(self, hand_model: HandModel, side: str) -> None:
-        mano: Any = hand_model.mano[side]                           # smplx.MANO or BuiltinMano
-        f64 = lambda t: t.detach().to('cpu', DTYPE)            # noqa: E731
+        mano: Any = hand_model.mano[side]  # smplx.MANO or BuiltinMano
+        f64 = lambda t: t.detach().to('cpu', DTYPE)  # noqa: E731
         vt, sd, jr = f64(mano.v_template), f64(mano.shapedirs), f64(mano.J_regressor)
         n_verts = vt.shape[0]
         tips = getattr(hand_model, f'tips_{side}').cpu()
-        self.j_template = jr @ vt                                   # (16, 3)
-        self.j_dirs = torch.einsum('jv,vcb->jcb', jr, sd)           # (16, 3, 10)
+        self.j_template = jr @ vt  # (16, 3)
+        self.j_dirs = torch.einsum('jv,vcb->jcb', jr, sd)  # (16, 3, 10)
         self.tip_template = vt[tips]
         self.tip_dirs = sd[tips]
-        self.tip_posedirs = f64(mano.posedirs).view(-1, n_verts, 3)[:, tips]    # (135, 5, 3)
-        self.tip_weights = f64(mano.lbs_weights)[tips]              # (5, 16)
+        self.tip_posedirs = f64(mano.posedirs).view(-1, n_verts, 3)[:, tips]  # (135, 5, 3)
+        self.tip_weights = f64(mano.lbs_weights)[tips]  # (5, 16)
         self.order21 = hand_model.order21.cpu()
         parents = [int(p) for p in mano.parents]
         depth = [0] * len(parents)
@@ -152,23 +155,23 @@ class _Kinematics:
             computed += js
         self.eval_order = torch.tensor(computed)
         n_j = len(parents)
-        self.subtree = torch.zeros(n_j, n_j, dtype=DTYPE)           # [j, k] = 1 if k is j or below j
+        self.subtree = torch.zeros(n_j, n_j, dtype=DTYPE)  # [j, k] = 1 if k is j or below j
         for k in range(n_j):
             j = k
             while j >= 0:
                 self.subtree[j, k] = 1.0
                 j = parents[j]
         # which of the 16 transforms move each of the 21 points (pre-reorder rows: 16 joints, then 5 tips)
-        self.point_weights = torch.cat([torch.eye(n_j, dtype=DTYPE), self.tip_weights], 0)        # (21, 16)
-        self.lever_mass = self.point_weights @ self.subtree.T                                     # (21, 16)
+        self.point_weights = torch.cat([torch.eye(n_j, dtype=DTYPE), self.tip_weights], 0)  # (21, 16)
+        self.lever_mass = self.point_weights @ self.subtree.T  # (21, 16)
         self.has_posedirs = bool(self.tip_posedirs.abs().max() > 0)
         # (point, joint) pairs where turning the joint moves the point (pre-reorder points; joints first)
         moves = self.lever_mass > 0
-        moves[torch.arange(n_j), torch.arange(n_j)] = False          # a joint does not move its own centre
+        moves[torch.arange(n_j), torch.arange(n_j)] = False  # a joint does not move its own centre
         pi, pj = moves.nonzero(as_tuple=True)
         self.pair_point, self.pair_joint = pi, pj
         self.n_joint_pairs = int((pi < n_j).sum())
-        self._tip_shape_lever = self.tip_dirs.unsqueeze(1) - self.j_dirs.unsqueeze(0)             # (5, 16, 3, 10)
+        self._tip_shape_lever = self.tip_dirs.unsqueeze(1) - self.j_dirs.unsqueeze(0)  # (5, 16, 3, 10)
         self.restore = torch.argsort(self.eval_order)
 
         # pose parameterisation: finger pose (45, flat-relative) = base + basis @ coefficients
@@ -177,7 +180,7 @@ class _Kinematics:
         comps = torch.as_tensor(np.asarray(hand_model.model_array(side, 'hands_components'), np.float64))
         self.use_pca = bool(hand_model.use_pca)
         if self.use_pca:
-            self.basis, self.base = comps[:hand_model.pose_dim].T.contiguous(), model_mean
+            self.basis, self.base = comps[: hand_model.pose_dim].T.contiguous(), model_mean
         else:
             self.basis, self.base = comps.T.contiguous(), data_mean
         self.model_mean = model_mean
@@ -193,7 +196,7 @@ class _Kinematics:
             self.bank_lo, self.bank_hi = torch.full((d,), -np.inf, dtype=DTYPE), torch.full((d,), np.inf, dtype=DTYPE)
             self.bank = None
         else:
-            coeffs = (data_mean - self.base + bank @ comps) @ pinv.T   # the bank in this parameterisation
+            coeffs = (data_mean - self.base + bank @ comps) @ pinv.T  # the bank in this parameterisation
             self.bank_mean, self.bank_std = coeffs.mean(0), coeffs.std(0)
             self.bank_lo, self.bank_hi = coeffs.min(0).values, coeffs.max(0).values
             self.bank = coeffs
@@ -206,17 +209,20 @@ class _Kinematics:
     def joints_rel(self, root_rot: Tensor, finger_pose: Tensor, betas: Tensor) -> Tensor:
         """(B, 3, 3), (B, 45), (B, 10) -> (B, 21, 3) joints relative to the wrist, in the 21-joint order."""
         b = finger_pose.shape[0]
-        rots = rotations.axis_angle_to_matrix(finger_pose.reshape(b, 15, 3))        # (B, 15, 3, 3)
-        J = self.j_template + torch.einsum('jcb,nb->njc', self.j_dirs, betas)       # (B, 16, 3)
+        rots = rotations.axis_angle_to_matrix(finger_pose.reshape(b, 15, 3))  # (B, 15, 3, 3)
+        J = self.j_template + torch.einsum('jcb,nb->njc', self.j_dirs, betas)  # (B, 16, 3)
         G, P = root_rot.unsqueeze(1), J[:, :1]
         for js, ps, pos in self.levels:
             Gp, Pp = G[:, pos], P[:, pos]
             G = torch.cat([G, Gp @ rots[:, js - 1]], 1)
             P = torch.cat([P, Pp + (Gp @ (J[:, js] - J[:, ps]).unsqueeze(-1)).squeeze(-1)], 1)
-        G, P = G[:, self.restore], P[:, self.restore]                                # (B, 16, 3, 3), (B, 16, 3)
+        G, P = G[:, self.restore], P[:, self.restore]  # (B, 16, 3, 3), (B, 16, 3)
         feat = (rots - torch.eye(3, dtype=rots.dtype)).reshape(b, -1)
-        tips = (self.tip_template + torch.einsum('tcb,nb->ntc', self.tip_dirs, betas)
-                + torch.einsum('np,ptc->ntc', feat, self.tip_posedirs))               # (B, 5, 3)
+        tips = (
+            self.tip_template
+            + torch.einsum('tcb,nb->ntc', self.tip_dirs, betas)
+            + torch.einsum('np,ptc->ntc', feat, self.tip_posedirs)
+        )  # (B, 5, 3)
         # LBS: v = sum_k w_k (G_k (x - J_k) + P_k)
         Gw = torch.einsum('tk,nkij->ntij', self.tip_weights, G)
         off = torch.einsum('tk,nki->nti', self.tip_weights, P - (G @ J.unsqueeze(-1)).squeeze(-1))
@@ -224,8 +230,9 @@ class _Kinematics:
         joints = torch.cat([P, tips], 1)[:, self.order21]
         return joints - P[:, :1]
 
-    def joints_rel_jac(self, root_rot: Tensor, finger_pose: Tensor, betas: Tensor,
-                       pose_map: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def joints_rel_jac(
+        self, root_rot: Tensor, finger_pose: Tensor, betas: Tensor, pose_map: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """joints_rel and its Jacobians: (B, 21, 3, 3) for a rotation increment on the right of root_rot,
         (B, 21, 3, D) for pose parameters q with d(finger axis-angles) = pose_map (45, D) dq, (B, 21, 3, 10)
         for the betas.
@@ -237,7 +244,7 @@ class _Kinematics:
         aa = finger_pose.reshape(b, 15, 3)
         rots = rotations.axis_angle_to_matrix(aa)
         J = self.j_template + torch.einsum('jcb,nb->njc', self.j_dirs, betas)
-        dJ = self.j_dirs                                                              # (16, 3, 10)
+        dJ = self.j_dirs  # (16, 3, 10)
         G, P = root_rot.unsqueeze(1), J[:, :1]
         dP = dJ[:1].expand(b, 1, 3, 10)
         for js, ps, pos in self.levels:
@@ -247,39 +254,48 @@ class _Kinematics:
             dP = torch.cat([dP, dP[:, pos] + Gp @ (dJ[js] - dJ[ps])], 1)
         G, P, dP = G[:, self.restore], P[:, self.restore], dP[:, self.restore]
         feat = (rots - torch.eye(3, dtype=rots.dtype)).reshape(b, -1)
-        rest = (self.tip_template + torch.einsum('tcb,nb->ntc', self.tip_dirs, betas)
-                + torch.einsum('np,ptc->ntc', feat, self.tip_posedirs))              # (B, 5, 3)
+        rest = (
+            self.tip_template
+            + torch.einsum('tcb,nb->ntc', self.tip_dirs, betas)
+            + torch.einsum('np,ptc->ntc', feat, self.tip_posedirs)
+        )  # (B, 5, 3)
         # A_k(x) = G_k (x - J_k) + P_k for every tip and transform
         A = (G.unsqueeze(1) @ (rest.unsqueeze(2) - J.unsqueeze(1)).unsqueeze(-1)).squeeze(-1) + P.unsqueeze(1)
         tips = torch.einsum('tk,ntkc->ntc', self.tip_weights, A)
-        X = torch.cat([P, tips], 1)                                                   # (B, 21, 3) pre-order
+        X = torch.cat([P, tips], 1)  # (B, 21, 3) pre-order
         # lever of each (point, joint) pair that moves: joints below j (P_i - P_j); tips: their LBS share below j
-        lever_tips = (torch.einsum('jk,tk,ntkc->ntjc', self.subtree, self.tip_weights, A)
-                      - self.lever_mass[16:, :, None] * P.unsqueeze(1))                # (B, 5, 16, 3)
-        Q = torch.cat([P[:, self.pair_point[:self.n_joint_pairs]] - P[:, self.pair_joint[:self.n_joint_pairs]],
-                       lever_tips[:, self.pair_point[self.n_joint_pairs:] - 16,
-                                  self.pair_joint[self.n_joint_pairs:]]], 1)         # (B, M, 3)
-        Gp = G[:, self.pair_joint]                                                     # (B, M, 3, 3)
+        lever_tips = torch.einsum('jk,tk,ntkc->ntjc', self.subtree, self.tip_weights, A) - self.lever_mass[
+            16:, :, None
+        ] * P.unsqueeze(1)  # (B, 5, 16, 3)
+        Q = torch.cat(
+            [
+                P[:, self.pair_point[: self.n_joint_pairs]] - P[:, self.pair_joint[: self.n_joint_pairs]],
+                lever_tips[:, self.pair_point[self.n_joint_pairs :] - 16, self.pair_joint[self.n_joint_pairs :]],
+            ],
+            1,
+        )  # (B, M, 3)
+        Gp = G[:, self.pair_joint]  # (B, M, 3, 3)
         # d X_i / d e_j = -[Q]x G_j, column m = G_j[:, m] x Q
         d_eps = torch.linalg.cross(Gp.transpose(-1, -2), Q.unsqueeze(-2).expand_as(Gp)).transpose(-1, -2)
         root = self.pair_joint == 0
         d_rot = torch.zeros(b, 21, 3, 3, dtype=DTYPE)
         d_rot[:, self.pair_point[root]] = d_eps[:, root]
         fing = ~root
-        jr = _right_jacobian(aa)                                                       # (B, 15, 3, 3)
-        d_a = d_eps[:, fing] @ jr[:, self.pair_joint[fing] - 1]                        # (B, Mf, 3c, 3m)
-        rows = pose_map.view(15, 3, -1)[self.pair_joint[fing] - 1]                     # (Mf, 3m, D)
+        jr = _right_jacobian(aa)  # (B, 15, 3, 3)
+        d_a = d_eps[:, fing] @ jr[:, self.pair_joint[fing] - 1]  # (B, Mf, 3c, 3m)
+        rows = pose_map.view(15, 3, -1)[self.pair_joint[fing] - 1]  # (Mf, 3m, D)
         d_pose = torch.zeros(b, 21, 3, pose_map.shape[1], dtype=DTYPE)
         d_pose.index_add_(1, self.pair_point[fing], torch.einsum('nfcm,fmd->nfcd', d_a, rows))
         if self.has_posedirs:
             # pose-corrective offsets of the tips: d vec(R_j) = R_j [Jr e_m]x
-            dR = rots.unsqueeze(2) @ rotations._skew(jr.transpose(-1, -2))            # (B, 15, 3m, 3, 3)
+            dR = rots.unsqueeze(2) @ rotations._skew(jr.transpose(-1, -2))  # (B, 15, 3m, 3, 3)
             pd = self.tip_posedirs.view(15, 9, 5, 3)
-            d_rest = torch.einsum('njme,jetc->ntcjm', dR.reshape(b, 15, 3, 9), pd)    # (B, 5, 3, 15, 3m)
+            d_rest = torch.einsum('njme,jetc->ntcjm', dR.reshape(b, 15, 3, 9), pd)  # (B, 5, 3, 15, 3m)
             Gw = torch.einsum('tk,nkij->ntij', self.tip_weights, G)
             d_pose[:, 16:] += (Gw @ d_rest.reshape(b, 5, 3, 45)) @ pose_map
-        d_tips = (torch.einsum('tk,nkcd,tkdb->ntcb', self.tip_weights, G, self._tip_shape_lever)
-                  + torch.einsum('tk,nkcb->ntcb', self.tip_weights, dP))
+        d_tips = torch.einsum('tk,nkcd,tkdb->ntcb', self.tip_weights, G, self._tip_shape_lever) + torch.einsum(
+            'tk,nkcb->ntcb', self.tip_weights, dP
+        )
         d_b = torch.cat([dP, d_tips], 1) - dJ[0]
         o = self.order21
         return X[:, o] - P[:, :1], d_rot[:, o], d_pose[:, o], d_b[:, o]
@@ -319,9 +335,18 @@ class _Problem:
     at their values in ``fixed``): rot (3, a rotation increment applied on the right of ``root_rot``), pose (D,
     whitened coefficients), betas (10), log_scale (1), offset (3, 3D target), root (3: x, y, log z metres)."""
 
-    def __init__(self, kin: _Kinematics, cfg: FitConfig, free: Sequence[str], fixed: dict[str, Tensor],
-                 root_rot: Tensor, target3d: Tensor | None = None, kp2d: Tensor | None = None,
-                 K: Tensor | None = None, joints_used: Iterable[int] | None = None) -> None:
+    def __init__(
+        self,
+        kin: _Kinematics,
+        cfg: FitConfig,
+        free: Sequence[str],
+        fixed: dict[str, Tensor],
+        root_rot: Tensor,
+        target3d: Tensor | None = None,
+        kp2d: Tensor | None = None,
+        K: Tensor | None = None,
+        joints_used: Iterable[int] | None = None,
+    ) -> None:
         self.kin, self.cfg = kin, cfg
         self.mask = None
         if joints_used is not None:
@@ -329,7 +354,7 @@ class _Problem:
             self.mask[list(joints_used)] = 1.0
         self.root_rot = root_rot
         self.target3d, self.kp2d, self.K = target3d, kp2d, K
-        self.fixed = fixed                        # block name -> (B, n) values used when the block is not free
+        self.fixed = fixed  # block name -> (B, n) values used when the block is not free
         sizes = dict(rot=3, pose=kin.pose_dim, betas=10, log_scale=1, offset=3, root=3)
         self.slices, n = {}, 0
         for name in ('rot', 'pose', 'betas', 'log_scale', 'offset', 'root'):
@@ -338,7 +363,7 @@ class _Problem:
                 n += sizes[name]
         self.n_params = n
         self.std = kin.bank_std.clamp_min(cfg.pose_std_floor)
-        self.pose_map = kin.basis * self.std                   # d(finger axis-angles) / d(whitened coefficients)
+        self.pose_map = kin.basis * self.std  # d(finger axis-angles) / d(whitened coefficients)
         margin = cfg.limit_margin * self.std
         self.lo, self.hi = kin.bank_lo - margin, kin.bank_hi + margin
 
@@ -374,9 +399,9 @@ class _Problem:
             # would let the fit shrink hand and target together
             scale = self.block(p, 'log_scale').exp().unsqueeze(-1)
             r3 = (rel + self.block(p, 'offset').unsqueeze(1)) / scale - self.target3d
-            parts.append((cfg.weight_3d ** 0.5 / cfg.sigma_3d) * r3.reshape(len(p), -1))
+            parts.append((cfg.weight_3d**0.5 / cfg.sigma_3d) * r3.reshape(len(p), -1))
         if self.kp2d is not None:
-            assert root is not None and self.K is not None          # both come with kp2d
+            assert root is not None and self.K is not None  # both come with kp2d
             X = rel + root.unsqueeze(1)
             h = X @ self.K.transpose(1, 2)
             # a joint behind the camera keeps a finite residual; the LM step that caused it is then rejected
@@ -384,12 +409,12 @@ class _Problem:
             r2 = h[..., :2] / z - self.kp2d
             if self.mask is not None:
                 r2 = r2 * self.mask
-            parts.append((cfg.weight_2d ** 0.5 / cfg.sigma_2d) * r2.reshape(len(p), -1))
+            parts.append((cfg.weight_2d**0.5 / cfg.sigma_2d) * r2.reshape(len(p), -1))
         c = self.coeffs(p)
-        parts.append(cfg.pose_prior_weight ** 0.5 * (c - self.kin.bank_mean) / self.std)
+        parts.append(cfg.pose_prior_weight**0.5 * (c - self.kin.bank_mean) / self.std)
         over = (c - self.hi).clamp_min(0) + (c - self.lo).clamp_max(0)
-        parts.append(cfg.limit_weight ** 0.5 * over / self.std)
-        parts.append(cfg.shape_prior_weight ** 0.5 * self.block(p, 'betas'))
+        parts.append(cfg.limit_weight**0.5 * over / self.std)
+        parts.append(cfg.shape_prior_weight**0.5 * self.block(p, 'betas'))
         return torch.cat(parts, 1)
 
     def _joint_blocks(self, r: Tensor) -> tuple[list[Tensor], int]:
@@ -399,7 +424,7 @@ class _Problem:
             blocks.append(r[:, :63].reshape(len(r), 21, 3))
             n = 63
         if self.kp2d is not None:
-            blocks.append(r[:, n:n + 42].reshape(len(r), 21, 2))
+            blocks.append(r[:, n : n + 42].reshape(len(r), 21, 2))
             n += 42
         return blocks, n
 
@@ -413,7 +438,7 @@ class _Problem:
         row_w = []
         for blk in blocks:
             # the weights of 3D/2D terms (weight_3d / sigma) are folded in, so thresholds are in sigmas of weight 1
-            e2 = (blk ** 2).sum(-1)
+            e2 = (blk**2).sum(-1)
             e = e2.sqrt()
             if cfg.robust == 'huber':
                 rho = torch.where(e <= k, e2, 2 * k * e - k * k)
@@ -433,9 +458,10 @@ class _Problem:
         cfg, kin = self.cfg, self.kin
         b = p.shape[0]
         coeffs = self.coeffs(p)
-        rel, d_rot, d_z, d_b = kin.joints_rel_jac(self.rotation(p), kin.finger_pose(coeffs), self.block(p, 'betas'),
-                                                  self.pose_map)
-        d_rel = {'rot': d_rot, 'pose': d_z, 'betas': d_b}                                # (B, 21, 3, n)
+        rel, d_rot, d_z, d_b = kin.joints_rel_jac(
+            self.rotation(p), kin.finger_pose(coeffs), self.block(p, 'betas'), self.pose_map
+        )
+        d_rel = {'rot': d_rot, 'pose': d_z, 'betas': d_b}  # (B, 21, 3, n)
         rows = []
 
         def row_block(n_rows: int, parts: Mapping[str, Tensor]) -> Tensor:
@@ -446,7 +472,7 @@ class _Problem:
             return blk
 
         if self.target3d is not None:
-            c3 = cfg.weight_3d ** 0.5 / cfg.sigma_3d
+            c3 = cfg.weight_3d**0.5 / cfg.sigma_3d
             inv_s = (-self.block(p, 'log_scale')).exp().view(b, 1, 1, 1)
             parts = {k: c3 * inv_s * v for k, v in d_rel.items()}
             moved = rel + self.block(p, 'offset').unsqueeze(1)
@@ -454,10 +480,10 @@ class _Problem:
             parts['offset'] = c3 * inv_s * torch.eye(3, dtype=DTYPE).expand(b, 21, 3, 3)
             rows.append(row_block(63, parts))
         if self.kp2d is not None:
-            c2 = cfg.weight_2d ** 0.5 / cfg.sigma_2d
+            c2 = cfg.weight_2d**0.5 / cfg.sigma_2d
             r = self.block(p, 'root')
             X = rel + torch.cat([r[:, :2], r[:, 2:].exp()], 1).unsqueeze(1)
-            assert self.K is not None                               # K comes with kp2d
+            assert self.K is not None  # K comes with kp2d
             h = X @ self.K.transpose(1, 2)
             z = h[..., 2:].clamp_min(1e-6)
             uv = h[..., :2] / z
@@ -465,7 +491,7 @@ class _Problem:
             duv = (self.K[:, None, :2, :] - uv.unsqueeze(-1) * self.K[:, None, 2:, :]) / z.unsqueeze(-1)
             if self.mask is not None:
                 duv = duv * self.mask.unsqueeze(-1)
-            duv = c2 * duv                                                            # (B, 21, 2, 3)
+            duv = c2 * duv  # (B, 21, 2, 3)
             parts = {k: duv @ v for k, v in d_rel.items()}
             d_root = torch.diag_embed(torch.cat([torch.ones_like(r[:, :2]), r[:, 2:].exp()], 1))
             parts['root'] = duv @ d_root.unsqueeze(1)
@@ -474,11 +500,11 @@ class _Problem:
             return torch.cat(rows, 1)
         d = kin.pose_dim
         eye = torch.eye(d, dtype=DTYPE).expand(b, d, d)
-        rows.append(row_block(d, {'pose': cfg.pose_prior_weight ** 0.5 * eye}))
+        rows.append(row_block(d, {'pose': cfg.pose_prior_weight**0.5 * eye}))
         outside = ((coeffs > self.hi) | (coeffs < self.lo)).to(DTYPE)
-        rows.append(row_block(d, {'pose': cfg.limit_weight ** 0.5 * eye * outside.unsqueeze(-1)}))
+        rows.append(row_block(d, {'pose': cfg.limit_weight**0.5 * eye * outside.unsqueeze(-1)}))
         eye10 = torch.eye(10, dtype=DTYPE).expand(b, 10, 10)
-        rows.append(row_block(10, {'betas': cfg.shape_prior_weight ** 0.5 * eye10}))
+        rows.append(row_block(10, {'betas': cfg.shape_prior_weight**0.5 * eye10}))
         return torch.cat(rows, 1)
 
     def normal_equations(self, p: Tensor, r: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
@@ -489,29 +515,32 @@ class _Problem:
         Jw = Jd * w[:, :n_data].unsqueeze(-1)
         A = Jw.transpose(1, 2) @ Jd
         g = (Jw.transpose(1, 2) @ r[:, :n_data].unsqueeze(-1)).squeeze(-1)
-        prior, limit, shape = r[:, n_data:n_data + d], r[:, n_data + d:n_data + 2 * d], r[:, n_data + 2 * d:]
+        prior, limit, shape = r[:, n_data : n_data + d], r[:, n_data + d : n_data + 2 * d], r[:, n_data + 2 * d :]
         diag = torch.zeros_like(g)
         if 'pose' in self.slices:
             sl = self.slices['pose']
-            cp, cl = cfg.pose_prior_weight ** 0.5, cfg.limit_weight ** 0.5
+            cp, cl = cfg.pose_prior_weight**0.5, cfg.limit_weight**0.5
             c = self.coeffs(p)
             active = ((c > self.hi) | (c < self.lo)).to(DTYPE)
             diag[:, sl] = cp * cp + cl * cl * active
             g[:, sl] += cp * prior + cl * active * limit
         if 'betas' in self.slices:
-            cs = cfg.shape_prior_weight ** 0.5
+            cs = cfg.shape_prior_weight**0.5
             diag[:, self.slices['betas']] = cs * cs
             g[:, self.slices['betas']] += cs * shape
         return A + torch.diag_embed(diag), g
 
     def repeated(self, k: int) -> _Problem:
         """The same problem with every hand repeated k times (hand-major), for batched finite differences."""
+
         def rep(x: Any) -> Any:
             return None if x is None else x.repeat_interleave(k, 0)
+
         clone = object.__new__(_Problem)
         clone.__dict__.update(self.__dict__)
-        clone.root_rot, clone.target3d, clone.kp2d, clone.K = (rep(x) for x in (self.root_rot, self.target3d,
-                                                                                  self.kp2d, self.K))
+        clone.root_rot, clone.target3d, clone.kp2d, clone.K = (
+            rep(x) for x in (self.root_rot, self.target3d, self.kp2d, self.K)
+        )
         clone.fixed = {name: rep(v) for name, v in self.fixed.items()}
         return clone
 
@@ -536,8 +565,9 @@ def _jacobian(problem: _Problem, p: Tensor, r: Tensor, step: float = 1e-6) -> Te
     return ((r_shift - r.unsqueeze(1)) / step).transpose(1, 2)
 
 
-def _levenberg_marquardt(problem: _Problem, p: Tensor, iterations: int,
-                         tolerance: float) -> tuple[Tensor, Tensor, Tensor]:
+def _levenberg_marquardt(
+    problem: _Problem, p: Tensor, iterations: int, tolerance: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """Per-hand LM with IRLS robust weights. -> (p, cost, iterations used); problem.root_rot is updated."""
     b = p.shape[0]
     lam = torch.full((b,), 1e-3, dtype=DTYPE)
@@ -578,6 +608,7 @@ def _levenberg_marquardt(problem: _Problem, p: Tensor, iterations: int,
 def _view_directions() -> Tensor:
     """14 directions of the hand's frame that may face the camera: cube faces and corners."""
     import itertools  # noqa: PLC0415
+
     dirs = [v for v in np.eye(3)] + [-v for v in np.eye(3)]
     dirs += [np.array(c) / np.sqrt(3) for c in itertools.product((1.0, -1.0), repeat=3)]
     return torch.tensor(np.stack(dirs), dtype=DTYPE)
@@ -594,18 +625,19 @@ def _view_starts(template: Tensor, kp2d: Tensor, n_views: int) -> Tensor:
     # rotation taking each direction to -z (the antiparallel case turns about x)
     angle = torch.atan2(sin, cos)
     unit = torch.where(sin > 1e-9, axis / sin.clamp_min(1e-12), torch.tensor([1.0, 0.0, 0.0], dtype=DTYPE))
-    R0 = rotations.axis_angle_to_matrix(unit * angle)                                # (V, 3, 3)
+    R0 = rotations.axis_angle_to_matrix(unit * angle)  # (V, 3, 3)
     b, v = kp2d.shape[0], len(dirs)
     pts = (R0.unsqueeze(0) @ template[:1].transpose(1, 2).unsqueeze(0)).transpose(-1, -2)[..., :2]  # (1, V, 21, 2)
     a = pts - pts.mean(-2, keepdim=True)
-    k = (kp2d - kp2d.mean(1, keepdim=True)).unsqueeze(1)                              # (B, 1, 21, 2)
+    k = (kp2d - kp2d.mean(1, keepdim=True)).unsqueeze(1)  # (B, 1, 21, 2)
     dot = (a * k).sum((-1, -2))
     crs = (a[..., 0] * k[..., 1] - a[..., 1] * k[..., 0]).sum(-1)
-    phi = torch.atan2(crs, dot)                                                       # (B, V)
+    phi = torch.atan2(crs, dot)  # (B, V)
     c, s = phi.cos(), phi.sin()
     zero, one = torch.zeros_like(c), torch.ones_like(c)
-    Rz = torch.stack([torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1),
-                      torch.stack([zero, zero, one], -1)], -2)                        # (B, V, 3, 3)
+    Rz = torch.stack(
+        [torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1), torch.stack([zero, zero, one], -1)], -2
+    )  # (B, V, 3, 3)
     return (Rz @ R0.unsqueeze(0)).reshape(b * v, 3, 3)
 
 
@@ -626,7 +658,7 @@ def _initial_root(rel: Tensor, kp2d: Tensor, K: Tensor, min_depth: float = 0.05)
     least-squares solution of x_i (Z_i + t_z) = X_i + t_x (and y likewise) in normalised image coordinates.
     Where that lands too close or behind the camera: depth from bone lengths, metres vs pixels."""
     ones = torch.ones_like(kp2d[..., :1])
-    xn = (torch.cat([kp2d, ones], -1) @ torch.linalg.inv(K).transpose(1, 2))[..., :2]     # (B, 21, 2)
+    xn = (torch.cat([kp2d, ones], -1) @ torch.linalg.inv(K).transpose(1, 2))[..., :2]  # (B, 21, 2)
     b = kp2d.shape[0]
     A = torch.zeros(b, 21, 2, 3, dtype=DTYPE)
     A[..., 0, 0] = 1.0
@@ -634,8 +666,9 @@ def _initial_root(rel: Tensor, kp2d: Tensor, K: Tensor, min_depth: float = 0.05)
     A[..., :, 2] = -xn
     rhs = xn * rel[..., 2:] - rel[..., :2]
     A, rhs = A.reshape(b, 42, 3), rhs.reshape(b, 42, 1)
-    t = torch.linalg.solve(A.transpose(1, 2) @ A + 1e-12 * torch.eye(3, dtype=DTYPE),
-                           A.transpose(1, 2) @ rhs).squeeze(-1)
+    t = torch.linalg.solve(A.transpose(1, 2) @ A + 1e-12 * torch.eye(3, dtype=DTYPE), A.transpose(1, 2) @ rhs).squeeze(
+        -1
+    )
     bones = torch.tensor(conventions.BONES)
     metric = (rel[:, bones[:, 1]] - rel[:, bones[:, 0]]).norm(dim=-1).sum(1)
     pixels = (kp2d[:, bones[:, 1]] - kp2d[:, bones[:, 0]]).norm(dim=-1).sum(1).clamp_min(1e-6)
@@ -671,8 +704,9 @@ def _params_from(problem: _Problem, values: Mapping[str, Tensor]) -> Tensor:
     return p
 
 
-def _fit(hand_model: HandModel, side: str, target3d: Tensor | None, kp2d: Tensor | None, K: Tensor | None,
-         cfg: FitConfig) -> FitResult:
+def _fit(
+    hand_model: HandModel, side: str, target3d: Tensor | None, kp2d: Tensor | None, K: Tensor | None, cfg: FitConfig
+) -> FitResult:
     if cfg.num_threads is None:
         return _fit_stages(hand_model, side, target3d, kp2d, K, cfg)
     before = torch.get_num_threads()
@@ -683,13 +717,14 @@ def _fit(hand_model: HandModel, side: str, target3d: Tensor | None, kp2d: Tensor
         torch.set_num_threads(before)
 
 
-def _fit_stages(hand_model: HandModel, side: str, target3d: Tensor | None, kp2d: Tensor | None, K: Tensor | None,
-                cfg: FitConfig) -> FitResult:
+def _fit_stages(
+    hand_model: HandModel, side: str, target3d: Tensor | None, kp2d: Tensor | None, K: Tensor | None, cfg: FitConfig
+) -> FitResult:
     kin = _kinematics(hand_model, side)
     first = target3d if target3d is not None else kp2d
-    assert first is not None                                        # the public entry points give one or both
+    assert first is not None  # the public entry points give one or both
     n = first.shape[0]
-    zeros = lambda k: torch.zeros(n, k, dtype=DTYPE)           # noqa: E731
+    zeros = lambda k: torch.zeros(n, k, dtype=DTYPE)  # noqa: E731
     values = dict(pose=zeros(kin.pose_dim), betas=zeros(10), log_scale=zeros(1), offset=zeros(3), root=zeros(3))
     shape_block = ('betas',) if cfg.fit_shape else ()
     eye = torch.eye(3, dtype=DTYPE).expand(n, 3, 3)
@@ -709,7 +744,7 @@ def _fit_stages(hand_model: HandModel, side: str, target3d: Tensor | None, kp2d:
         values.update(_take(problem, p, ('pose', 'betas', 'log_scale', 'offset')))
         rot, used = problem.root_rot, used + it
     if kp2d is not None and target3d is not None:
-        assert K is not None                                        # K comes with kp2d
+        assert K is not None  # K comes with kp2d
         rel, _ = _Problem(kin, cfg, (), values, rot).joints(zeros(0))
         values['root'] = _root_params(_initial_root(rel, kp2d, K))
         free = ('rot', 'pose') + shape_block + (('log_scale',) if cfg.free_scale else ()) + ('offset', 'root')
@@ -720,7 +755,7 @@ def _fit_stages(hand_model: HandModel, side: str, target3d: Tensor | None, kp2d:
     elif kp2d is not None:
         # every view start: a rigid fit of the mean hand, a short full fit, then the best few in full
         m = min(cfg.rotation_starts, len(_view_directions()))
-        rep = lambda x, k=m: x.repeat_interleave(k, 0)            # noqa: E731  hand-major: row = hand * k + start
+        rep = lambda x, k=m: x.repeat_interleave(k, 0)  # noqa: E731  hand-major: row = hand * k + start
         rot_s = _view_starts(template, kp2d, m)
         kp_s, K_s = rep(kp2d), rep(K)
         rel = (rot_s @ template[:1].transpose(1, 2)).transpose(1, 2)
@@ -741,14 +776,15 @@ def _fit_stages(hand_model: HandModel, side: str, target3d: Tensor | None, kp2d:
         pick = torch.arange(n) * keep + cost.view(n, keep).argmin(dim=1)
         values.update({k: v[pick] for k, v in _take(problem, p, ('pose', 'betas', 'root')).items()})
         rot = problem.root_rot[pick]
-        start = rows[pick]                                          # the chosen hand's start row
+        start = rows[pick]  # the chosen hand's start row
         used = it[start] + it2[start] + it3[pick]
     final = _Problem(kin, cfg, (), values, rot, target3d=target3d, kp2d=kp2d, K=K)
     return _result(hand_model, side, kin, final, s0, used, cfg)
 
 
-def _result(hand_model: HandModel, side: str, kin: _Kinematics, problem: _Problem, s0: Tensor, used: Tensor,
-            cfg: FitConfig) -> FitResult:
+def _result(
+    hand_model: HandModel, side: str, kin: _Kinematics, problem: _Problem, s0: Tensor, used: Tensor, cfg: FitConfig
+) -> FitResult:
     n = problem.root_rot.shape[0]
     p = torch.zeros(n, 0, dtype=DTYPE)
     rel, root = problem.joints(p)
@@ -764,7 +800,7 @@ def _result(hand_model: HandModel, side: str, kin: _Kinematics, problem: _Proble
         root = torch.zeros(n, 3, dtype=DTYPE)
     joints = rel + root.unsqueeze(1)
     if problem.kp2d is not None:
-        assert problem.K is not None                                # K comes with kp2d
+        assert problem.K is not None  # K comes with kp2d
         h = joints @ problem.K.transpose(1, 2)
         res2 = (h[..., :2] / h[..., 2:] - problem.kp2d).norm(dim=-1)
     coeffs = problem.coeffs(p)
@@ -776,14 +812,26 @@ def _result(hand_model: HandModel, side: str, kin: _Kinematics, problem: _Proble
     vertices = None
     if cfg.return_vertices:
         with torch.no_grad():
-            f32 = lambda x: x.to(hand_model.device, torch.float32)      # noqa: E731
+            f32 = lambda x: x.to(hand_model.device, torch.float32)  # noqa: E731
             out = hand_model(side, f32(global_orient), f32(hand_pose), f32(betas), f32(transl))
         vertices = out['vertices'].double().cpu().numpy()
-    np_ = lambda x: x.detach().cpu().numpy()                             # noqa: E731
-    return FitResult(side=side, joints=np_(joints), vertices=vertices, global_orient=np_(global_orient),
-                     hand_pose=np_(hand_pose), full_pose=np_(full_pose), betas=np_(betas), transl=np_(transl),
-                     root=np_(root), scale=np_(scale), residual_3d=np_(res3), residual_2d=np_(res2),
-                     cost=np_(cost), iterations=np_(used))
+    np_ = lambda x: x.detach().cpu().numpy()  # noqa: E731
+    return FitResult(
+        side=side,
+        joints=np_(joints),
+        vertices=vertices,
+        global_orient=np_(global_orient),
+        hand_pose=np_(hand_pose),
+        full_pose=np_(full_pose),
+        betas=np_(betas),
+        transl=np_(transl),
+        root=np_(root),
+        scale=np_(scale),
+        residual_3d=np_(res3),
+        residual_2d=np_(res2),
+        cost=np_(cost),
+        iterations=np_(used),
+    )
 
 
 def _points(x: ArrayLike | Tensor, name: str, width: int, n: int | None = None) -> Tensor:
@@ -806,8 +854,13 @@ def _intrinsics(K: ArrayLike | Tensor, n: int) -> Tensor:
         k = np.broadcast_to(k, (n, 3, 3))
     if k.shape != (n, 3, 3):
         raise ValueError(f'K must have shape (3, 3) or ({n}, 3, 3), got {k.shape}')
-    if not np.isfinite(k).all() or not (k[:, 0, 0] > 0).all() or not (k[:, 1, 1] > 0).all() \
-            or not np.allclose(k[:, 2], [0.0, 0.0, 1.0]) or not np.allclose(k[:, 1, 0], 0.0):
+    if (
+        not np.isfinite(k).all()
+        or not (k[:, 0, 0] > 0).all()
+        or not (k[:, 1, 1] > 0).all()
+        or not np.allclose(k[:, 2], [0.0, 0.0, 1.0])
+        or not np.allclose(k[:, 1, 0], 0.0)
+    ):
         raise ValueError('K must be a finite pinhole matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0')
     return torch.tensor(np.array(k, dtype=np.float64))
 
@@ -818,12 +871,14 @@ def _check_spread(target: Tensor, name: str) -> None:
         raise ValueError(f'{name}: all joints of a hand coincide (no extent to fit)')
 
 
-def fit_hands(hand_model: HandModel, side: str, joints_3d: ArrayLike | Tensor,
-              config: FitConfig | None = None) -> FitResult:
+def fit_hands(
+    hand_model: HandModel, side: str, joints_3d: ArrayLike | Tensor, config: FitConfig | None = None
+) -> FitResult:
     """Fit pose, shape and global rotation to root-relative 3D joints (N, 21, 3) in the 21-joint order. With
     ``config.free_scale`` (default) the target's scale is free and the fitted hand has the model's metric size;
     the result is wrist-relative (``root`` = 0, ``scale`` = model metres per target unit)."""
     from .model import _check_side  # noqa: PLC0415
+
     cfg = config or FitConfig()
     _check_side(side)
     target = _points(joints_3d, 'joints_3d', 3)
@@ -831,13 +886,20 @@ def fit_hands(hand_model: HandModel, side: str, joints_3d: ArrayLike | Tensor,
     return _fit(hand_model, side, target - target[:, :1], None, None, cfg)
 
 
-def fit_keypoints(hand_model: HandModel, side: str, keypoints_2d: ArrayLike | Tensor, K: ArrayLike | Tensor,
-                  world_joints: ArrayLike | Tensor | None = None, config: FitConfig | None = None) -> FitResult:
+def fit_keypoints(
+    hand_model: HandModel,
+    side: str,
+    keypoints_2d: ArrayLike | Tensor,
+    K: ArrayLike | Tensor,
+    world_joints: ArrayLike | Tensor | None = None,
+    config: FitConfig | None = None,
+) -> FitResult:
     """Fit the hand to 2D keypoints (N, 21, 2) in pixels seen by a camera with intrinsics K ((3, 3) or (N, 3, 3)),
     optionally helped by root-relative 3D joints (N, 21, 3) whose axes follow the camera's (scale free by
     default). The metric depth comes from the model's hand size: the returned joints/vertices are camera-frame
     metres."""
     from .model import _check_side  # noqa: PLC0415
+
     cfg = config or FitConfig()
     _check_side(side)
     kp = _points(keypoints_2d, 'keypoints_2d', 2)

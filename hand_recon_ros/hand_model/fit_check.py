@@ -1,5 +1,6 @@
 """Synthetic hands with known parameters and the error measures used to check the keypoint fit
 (test/test_hand_fit.py, benchmarks/bench_fit.py)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -24,10 +25,17 @@ def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     return rotations.quaternion_to_matrix(q)
 
 
-def sample_hands(hand_model: HandModel, side: str, n: int, rng: np.random.Generator,
-                 depth: tuple[float, float] = (0.3, 0.8), K: np.ndarray = DEFAULT_K,
-                 image_size: tuple[int, int] = (640, 480), betas_std: float = 0.5,
-                 bank_share: float = 0.3) -> dict[str, np.ndarray]:
+def sample_hands(
+    hand_model: HandModel,
+    side: str,
+    n: int,
+    rng: np.random.Generator,
+    depth: tuple[float, float] = (0.3, 0.8),
+    K: np.ndarray = DEFAULT_K,
+    image_size: tuple[int, int] = (640, 480),
+    betas_std: float = 0.5,
+    bank_share: float = 0.3,
+) -> dict[str, np.ndarray]:
     """n hands with plausible poses: pose-PCA coefficients drawn like the synthetic-data generator (Gaussian with
     the bank's spread, or a bank pose), clipped to the bank's range (= within the fit's joint limits); betas
     N(0, betas_std^2) clipped to +-2; uniform random global rotation; the wrist at a depth in ``depth`` metres
@@ -58,9 +66,19 @@ def sample_hands(hand_model: HandModel, side: str, n: int, rng: np.random.Genera
     kp = proj[..., :2] / proj[..., 2:]
     hand_pose = coeffs if kin.use_pca else (full_pose - kin.model_mean).numpy()
     transl = root - kin.shaped_root(torch.as_tensor(betas)).numpy()
-    return dict(global_orient=rotations.matrix_to_axis_angle(R), rotation=R, hand_pose=hand_pose,
-                full_pose=full_pose.numpy(), betas=betas, transl=transl, root=root, joints=joints,
-                joints_rel=rel, keypoints_2d=kp, K=np.asarray(K, np.float64))
+    return dict(
+        global_orient=rotations.matrix_to_axis_angle(R),
+        rotation=R,
+        hand_pose=hand_pose,
+        full_pose=full_pose.numpy(),
+        betas=betas,
+        transl=transl,
+        root=root,
+        joints=joints,
+        joints_rel=rel,
+        keypoints_2d=kp,
+        K=np.asarray(K, np.float64),
+    )
 
 
 def joint_error_mm(pred: ArrayLike, gt: ArrayLike) -> np.ndarray:

@@ -5,6 +5,7 @@ scipy sparse matrix. Unpickling them normally needs chumpy (unmaintained, broken
 executes arbitrary globals. The restricted unpickler below maps the chumpy/scipy classes to inert
 records, refuses every other global, and evaluates the records to numpy itself.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,6 +55,7 @@ class ModelFileError(ValueError):
 # ------------------------------------------------------------------------------------------------
 class _InertRecord:
     """Stands in for a chumpy / scipy object: keeps the pickled state, runs none of its code."""
+
     kind = 'record'
     state: Any
 
@@ -82,7 +84,7 @@ def _sparse_record(fmt: str) -> type[_SparseRecord]:
 
 
 _SPARSE_CLASSES = {name: _sparse_record(name[:3]) for name in ('csc_matrix', 'csr_matrix', 'coo_matrix')}
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]      # numpy's array-unpickling helper
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's array-unpickling helper
 
 # Exact (module, name) pairs that resolve normally. Raw Python-2 names are listed because find_class
 # sees them before any name fix-up. numpy._core.* is the same helper as written by numpy >= 2.
@@ -156,7 +158,7 @@ def load_mano_pickle_bytes(data: bytes, name: str = '<bytes>') -> dict[str, Any]
         raw = RestrictedUnpickler(io.BytesIO(data), encoding='latin1').load()
     except RefusedGlobalError:
         raise
-    except Exception as exc:     # truncated / corrupt files: say which file
+    except Exception as exc:  # truncated / corrupt files: say which file
         raise ModelFileError(f'{name}: not a readable MANO pickle ({type(exc).__name__}: {exc})') from exc
     if not isinstance(raw, dict):
         raise ModelFileError(f'{name}: expected a dict at the top level, got {type(raw).__name__}')
@@ -170,8 +172,9 @@ def validate_model_dict(d: Mapping[str, Any], name: str = 'model') -> dict[str, 
     """Check keys and shapes (clear error naming the first problem); return normalised arrays."""
     missing = [k for k in REQUIRED_KEYS if k not in d]
     if missing:
-        raise ModelFileError(f"{name}: missing key '{missing[0]}' (all missing: {missing}; "
-                             f'required: {sorted(REQUIRED_KEYS)})')
+        raise ModelFileError(
+            f"{name}: missing key '{missing[0]}' (all missing: {missing}; " f'required: {sorted(REQUIRED_KEYS)})'
+        )
     out = dict(d)
     for k in REQUIRED_KEYS:
         out[k] = np.asarray(_evaluate(d[k]))
@@ -181,7 +184,8 @@ def validate_model_dict(d: Mapping[str, Any], name: str = 'model') -> dict[str, 
     for k, expected in REQUIRED_KEYS.items():
         shape = out[k].shape
         ok = len(shape) == len(expected) and all(
-            e is None or shape[i] == (sizes[e] if isinstance(e, str) else e) for i, e in enumerate(expected))
+            e is None or shape[i] == (sizes[e] if isinstance(e, str) else e) for i, e in enumerate(expected)
+        )
         if not ok:
             want = tuple('*' if e is None else (f'{e}={sizes[e]}' if isinstance(e, str) else e) for e in expected)
             raise ModelFileError(f"{name}: key '{k}' has shape {shape}, expected {want}")
@@ -189,8 +193,7 @@ def validate_model_dict(d: Mapping[str, Any], name: str = 'model') -> dict[str, 
         raise ModelFileError(f"{name}: 'shapedirs' has {out['shapedirs'].shape[2]} directions, need >= 10")
     if out['f'].min() < 0 or out['f'].max() >= sizes['V']:
         raise ModelFileError(f"{name}: face indices outside [0, {sizes['V']})")
-    for k in ('v_template', 'shapedirs', 'posedirs', 'J_regressor', 'weights', 'hands_components',
-              'hands_mean'):
+    for k in ('v_template', 'shapedirs', 'posedirs', 'J_regressor', 'weights', 'hands_components', 'hands_mean'):
         if not np.all(np.isfinite(out[k])):
             raise ModelFileError(f"{name}: key '{k}' contains non-finite values")
     return out
@@ -233,8 +236,10 @@ def cache_dir() -> str:
     repo = os.path.realpath(_repo_root())
     # .git is a directory in a clone and a file in a git worktree: both are a repository
     if os.path.exists(os.path.join(repo, '.git')) and (path == repo or path.startswith(repo + os.sep)):
-        raise ModelFileError(f'cache directory {path} is inside the repository {repo}; converted MANO data '
-                             f'must never be stored there (set {ENV_CACHE_DIR} elsewhere)')
+        raise ModelFileError(
+            f'cache directory {path} is inside the repository {repo}; converted MANO data '
+            f'must never be stored there (set {ENV_CACHE_DIR} elsewhere)'
+        )
     return path
 
 
@@ -321,15 +326,18 @@ def resolve_model_files(mano_dir: ModelSource = None) -> tuple[dict[str, str], b
         if all(os.path.isfile(p) for p in standin.values()):
             return standin, True, f'stand-in files from {source}'
         missing = [MANO_FILES[s] + '.pkl' for s, p in found.items() if p is None]
-        raise ModelFileError(f'MANO directory {mano_dir} ({source}) lacks {missing} '
-                             f'(MANO_RIGHT.pkl and MANO_LEFT.pkl from https://mano.is.tue.mpg.de)')
+        raise ModelFileError(
+            f'MANO directory {mano_dir} ({source}) lacks {missing} '
+            f'(MANO_RIGHT.pkl and MANO_LEFT.pkl from https://mano.is.tue.mpg.de)'
+        )
     for d in standin_dirs():
         paths = {s: os.path.join(d, f) for s, f in STANDIN_FILES.items()}
         if all(os.path.isfile(p) for p in paths.values()):
             return paths, True, 'shipped stand-in'
-    raise ModelFileError('no MANO files given and no stand-in found (looked in: '
-                         + ', '.join(standin_dirs()) + '); run '
-                         '`python -m tools.standin --out models/standin` in a source checkout')
+    raise ModelFileError(
+        'no MANO files given and no stand-in found (looked in: ' + ', '.join(standin_dirs()) + '); run '
+        '`python -m tools.standin --out models/standin` in a source checkout'
+    )
 
 
 def left_shapedirs_need_fix(left: Mapping[str, Any], right: Mapping[str, Any]) -> bool:

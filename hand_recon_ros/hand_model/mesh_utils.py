@@ -1,4 +1,5 @@
 """Small triangle-mesh helpers: boundary loops, wrist capping, sanity checks (numpy only)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -50,8 +51,9 @@ def boundary_loops(faces: ArrayLike) -> list[list[int]]:
     return loops
 
 
-def cap_boundary(vertices: ArrayLike, faces: ArrayLike,
-                 loop: list[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cap_boundary(
+    vertices: ArrayLike, faces: ArrayLike, loop: list[int] | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Close one boundary loop with its centroid vertex and a triangle fan (consistent winding).
 
     Returns (vertices (V+1, 3), faces (F+n, 3)); the new vertex is the last one. Works for numpy
@@ -76,8 +78,7 @@ def single_boundary_loop(faces: ArrayLike) -> list[int]:
 def cap_faces(loop: Iterable[int], centroid_index: int) -> np.ndarray:
     """Fan faces closing a loop ordered along the directed boundary edges (a -> b gives (b, a, c))."""
     loop = list(loop)
-    return np.array([[loop[(i + 1) % len(loop)], loop[i], centroid_index] for i in range(len(loop))],
-                    dtype=np.int64)
+    return np.array([[loop[(i + 1) % len(loop)], loop[i], centroid_index] for i in range(len(loop))], dtype=np.int64)
 
 
 def euler_characteristic(faces: ArrayLike, num_vertices: int | None = None) -> int:
@@ -95,9 +96,12 @@ def mesh_report(vertices: ArrayLike, faces: ArrayLike) -> dict[str, Any]:
     directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     _, dcounts = np.unique(directed, axis=0, return_counts=True)
     return dict(
-        vertices=len(vertices), faces=len(faces), edges=len(edges),
-        boundary_edges=int(np.sum(counts == 1)), nonmanifold_edges=int(np.sum(counts > 2)),
-        inconsistent_edges=int(np.sum(dcounts > 1)),        # same directed edge twice = flipped face
+        vertices=len(vertices),
+        faces=len(faces),
+        edges=len(edges),
+        boundary_edges=int(np.sum(counts == 1)),
+        nonmanifold_edges=int(np.sum(counts > 2)),
+        inconsistent_edges=int(np.sum(dcounts > 1)),  # same directed edge twice = flipped face
         euler=len(vertices) - len(edges) + len(faces),
         unused_vertices=int(len(vertices) - len(np.unique(faces))),
         degenerate_faces=int(np.sum(face_areas(vertices, faces) < 1e-12)),

@@ -4,6 +4,7 @@ Works with the user's MANO files or, when none are given, the procedural stand-i
 Skinning by smplx.MANO per side, or by the in-house layer of skinning.py (``skinning='builtin'``), which
 gives the same outputs without smplx's non-commercial code licence.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,7 @@ from .. import conventions
 from . import mano_loader, mesh_utils
 
 logger = logging.getLogger('hand_recon_ros.hand_model')
-STANDIN_WARNING = ('no MANO files provided: using the procedural stand-in hand; results are NOT MANO results')
+STANDIN_WARNING = 'no MANO files provided: using the procedural stand-in hand; results are NOT MANO results'
 SKINNING_CHOICES = ('smplx', 'builtin')
 SKINNING_ENV = 'HAND_RECON_SKINNING'
 _standin_warned = False
@@ -41,16 +42,28 @@ def _check_side(side: str) -> str:
     return side
 
 
-def build_smplx_mano(model_dict: Mapping[str, Any], side: str, use_pca: bool = False, num_pca_comps: int = 45,
-                     flat_hand_mean: bool = False) -> torch.nn.Module:
+def build_smplx_mano(
+    model_dict: Mapping[str, Any],
+    side: str,
+    use_pca: bool = False,
+    num_pca_comps: int = 45,
+    flat_hand_mean: bool = False,
+) -> torch.nn.Module:
     """smplx.MANO from an in-memory dict (no file reading; smplx's construction print is swallowed)."""
     import smplx  # noqa: PLC0415  (heavy import, only when a model is built)
     from smplx.utils import Struct  # noqa: PLC0415
 
     with contextlib.redirect_stdout(io.StringIO()):
-        return smplx.MANO('unused', is_rhand=(side == 'right'), data_struct=Struct(**model_dict),
-                          use_pca=use_pca, num_pca_comps=num_pca_comps, flat_hand_mean=flat_hand_mean,
-                          batch_size=1, dtype=torch.float32)
+        return smplx.MANO(
+            'unused',
+            is_rhand=(side == 'right'),
+            data_struct=Struct(**model_dict),
+            use_pca=use_pca,
+            num_pca_comps=num_pca_comps,
+            flat_hand_mean=flat_hand_mean,
+            batch_size=1,
+            dtype=torch.float32,
+        )
 
 
 class HandModel(torch.nn.Module):
@@ -58,8 +71,16 @@ class HandModel(torch.nn.Module):
 
     order21: torch.Tensor
 
-    def __init__(self, models: Mapping[str, dict[str, Any]], is_standin: bool, identity: str, use_pca: bool = False,
-                 num_pca_comps: int = 45, flat_hand_mean: bool = False, skinning: str = 'smplx') -> None:
+    def __init__(
+        self,
+        models: Mapping[str, dict[str, Any]],
+        is_standin: bool,
+        identity: str,
+        use_pca: bool = False,
+        num_pca_comps: int = 45,
+        flat_hand_mean: bool = False,
+        skinning: str = 'smplx',
+    ) -> None:
         super().__init__()
         if set(models) != set(conventions.SIDES):
             raise ValueError(f'need models for {conventions.SIDES}, got {sorted(models)}')
@@ -75,21 +96,22 @@ class HandModel(torch.nn.Module):
             if self.use_pca:
                 raise ValueError("skinning 'builtin' takes the full 45-value hand pose (use_pca=False)")
             from .skinning import BuiltinMano
-            self.mano = torch.nn.ModuleDict({s: BuiltinMano(models[s], flat_hand_mean=flat_hand_mean)
-                                             for s in conventions.SIDES})
+
+            self.mano = torch.nn.ModuleDict(
+                {s: BuiltinMano(models[s], flat_hand_mean=flat_hand_mean) for s in conventions.SIDES}
+            )
         else:
-            self.mano = torch.nn.ModuleDict({s: build_smplx_mano(models[s], s, use_pca, num_pca_comps,
-                                                                 flat_hand_mean) for s in conventions.SIDES})
+            self.mano = torch.nn.ModuleDict(
+                {s: build_smplx_mano(models[s], s, use_pca, num_pca_comps, flat_hand_mean) for s in conventions.SIDES}
+            )
         self._data = {s: models[s] for s in conventions.SIDES}
         self._faces = {s: np.asarray(models[s]['f'], dtype=np.int64) for s in conventions.SIDES}
         self._loops = {s: mesh_utils.single_boundary_loop(self._faces[s]) for s in conventions.SIDES}
         tips = {'right': conventions.MANO_TIP_VERTICES_RIGHT, 'left': conventions.MANO_TIP_VERTICES_LEFT}
         for s in conventions.SIDES:
             self.register_buffer(f'tips_{s}', torch.tensor(tips[s], dtype=torch.long), persistent=False)
-            self.register_buffer(f'wrist_loop_{s}', torch.tensor(self._loops[s], dtype=torch.long),
-                                 persistent=False)
-        self.register_buffer('order21', torch.tensor(conventions.MANO16_TIPS_TO_21, dtype=torch.long),
-                             persistent=False)
+            self.register_buffer(f'wrist_loop_{s}', torch.tensor(self._loops[s], dtype=torch.long), persistent=False)
+        self.register_buffer('order21', torch.tensor(conventions.MANO16_TIPS_TO_21, dtype=torch.long), persistent=False)
 
     @property
     def device(self) -> torch.device:
@@ -111,8 +133,14 @@ class HandModel(torch.nn.Module):
             t = t.expand(batch, width)
         return t
 
-    def forward(self, side: str, global_orient: ArrayLike | torch.Tensor, hand_pose: ArrayLike | torch.Tensor,
-                betas: ArrayLike | torch.Tensor, transl: ArrayLike | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        side: str,
+        global_orient: ArrayLike | torch.Tensor,
+        hand_pose: ArrayLike | torch.Tensor,
+        betas: ArrayLike | torch.Tensor,
+        transl: ArrayLike | torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """-> dict(vertices (B,V,3), joints (B,21,3) in conventions' 21-joint order, joints16 (B,16,3))."""
         _check_side(side)
         global_orient = self._as_input('global_orient', global_orient, 3)
@@ -168,8 +196,10 @@ class HandModel(torch.nn.Module):
         return np.asarray(self._data[_check_side(side)][key])
 
     def extra_repr(self) -> str:
-        return (f'identity={self.identity!r}, use_pca={self.use_pca}, flat_hand_mean={self.flat_hand_mean}, '
-                f'skinning={self.skinning}')
+        return (
+            f'identity={self.identity!r}, use_pca={self.use_pca}, flat_hand_mean={self.flat_hand_mean}, '
+            f'skinning={self.skinning}'
+        )
 
 
 def resolve_skinning(skinning: str | None, is_standin: bool, pca: bool = False) -> str:
@@ -184,9 +214,16 @@ def resolve_skinning(skinning: str | None, is_standin: bool, pca: bool = False) 
     return value
 
 
-def load_hand_model(mano_dir: mano_loader.ModelSource = None, device: str | torch.device = 'cpu',
-                    flat_hand_mean: bool = False, use_pca: bool = False, num_pca_comps: int = 45,
-                    fix_left_shapedirs: bool = True, use_cache: bool = True, skinning: str | None = None) -> HandModel:
+def load_hand_model(
+    mano_dir: mano_loader.ModelSource = None,
+    device: str | torch.device = 'cpu',
+    flat_hand_mean: bool = False,
+    use_pca: bool = False,
+    num_pca_comps: int = 45,
+    fix_left_shapedirs: bool = True,
+    use_cache: bool = True,
+    skinning: str | None = None,
+) -> HandModel:
     """Build the two-hand model. mano_dir: directory with MANO_{RIGHT,LEFT}.pkl, a {'right','left'} file
     mapping, or None (then $HAND_RECON_MANO_DIR, then the shipped stand-in with a warning).
     skinning: 'smplx', 'builtin' or 'auto'/None (see resolve_skinning)."""
@@ -206,7 +243,13 @@ def load_hand_model(mano_dir: mano_loader.ModelSource = None, device: str | torc
     else:
         identity = f'MANO user files sha256:{combined}'
     logger.debug('hand model: %s (%s)', identity, source)
-    model = HandModel(models, is_standin, identity, use_pca=use_pca, num_pca_comps=num_pca_comps,
-                      flat_hand_mean=flat_hand_mean,
-                      skinning=resolve_skinning(skinning, is_standin, pca=use_pca and num_pca_comps != 45))
+    model = HandModel(
+        models,
+        is_standin,
+        identity,
+        use_pca=use_pca,
+        num_pca_comps=num_pca_comps,
+        flat_hand_mean=flat_hand_mean,
+        skinning=resolve_skinning(skinning, is_standin, pca=use_pca and num_pca_comps != 45),
+    )
     return model.to(device)

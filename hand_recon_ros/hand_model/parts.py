@@ -3,6 +3,7 @@
 Labels are computed at run time from whichever model is loaded (never shipped: a label file derived
 from MANO's weights would be MANO data).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from .model import HandModel
 
 NUM_PARTS = 16
-NUM_CLASSES = 1 + 2 * NUM_PARTS     # 0 background, 1..16 right parts, 17..32 left parts
+NUM_CLASSES = 1 + 2 * NUM_PARTS  # 0 background, 1..16 right parts, 17..32 left parts
 BACKGROUND = 0
 _CLASS_OFFSET = {'right': 1, 'left': 1 + NUM_PARTS}
 
@@ -31,11 +32,11 @@ def face_part_labels(faces: ArrayLike, vertex_labels: ArrayLike, weights: ArrayL
     """Majority vote of the three vertex labels; when all three differ, the part with the largest
     summed weight over the face's vertices (or, without weights, the first vertex's label)."""
     f = np.asarray(faces, dtype=np.int64)
-    lab = np.asarray(vertex_labels, dtype=np.int64)[f]                 # (F, 3)
-    out = np.where(lab[:, 1] == lab[:, 2], lab[:, 1], lab[:, 0])       # a == b or a == c -> a
+    lab = np.asarray(vertex_labels, dtype=np.int64)[f]  # (F, 3)
+    out = np.where(lab[:, 1] == lab[:, 2], lab[:, 1], lab[:, 0])  # a == b or a == c -> a
     undecided = (lab[:, 0] != lab[:, 1]) & (lab[:, 0] != lab[:, 2]) & (lab[:, 1] != lab[:, 2])
     if weights is not None and np.any(undecided):
-        w = np.asarray(weights)[f[undecided]].sum(axis=1)             # (n, 16)
+        w = np.asarray(weights)[f[undecided]].sum(axis=1)  # (n, 16)
         out[undecided] = w.argmax(axis=1)
     return out
 

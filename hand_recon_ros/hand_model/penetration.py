@@ -14,6 +14,7 @@ distance); outside vertices have depth 0. These are exact point-to-surface depth
 voxel approximation (method-acr-ihmr.md §3.5). :class:`MeshSolid` builds these structures once per mesh
 and shares them between both directions of a pair and with translated copies.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,12 +27,21 @@ from numpy.typing import ArrayLike
 
 from hand_recon_ros.metrics import penetration_from_depths
 
-__all__ = ['inside_mask', 'penetration_depths', 'penetration_depths_batch', 'penetration_metrics',
-           'collision_loss', 'MeshSolid', 'prepare_mesh', 'solid_depths']
+__all__ = [
+    'inside_mask',
+    'penetration_depths',
+    'penetration_depths_batch',
+    'penetration_metrics',
+    'collision_loss',
+    'MeshSolid',
+    'prepare_mesh',
+    'solid_depths',
+]
 
 
-def _mesh_arrays(verts: ArrayLike | torch.Tensor, faces: ArrayLike | torch.Tensor,
-                 name: str) -> tuple[np.ndarray, np.ndarray]:
+def _mesh_arrays(
+    verts: ArrayLike | torch.Tensor, faces: ArrayLike | torch.Tensor, name: str
+) -> tuple[np.ndarray, np.ndarray]:
     v = verts.detach().cpu().numpy() if isinstance(verts, torch.Tensor) else np.asarray(verts)
     f = faces.detach().cpu().numpy() if isinstance(faces, torch.Tensor) else np.asarray(faces)
     if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
@@ -120,30 +130,32 @@ class _RayGrid:
         # Ray-frame coordinates about the mesh's first vertex (small numbers: little cancellation below).
         self.origin = verts[0].copy()
         p = (verts - self.origin) @ _RAY_FRAME.T
-        corners = np.ascontiguousarray(faces.T)                       # (3, F)
+        corners = np.ascontiguousarray(faces.T)  # (3, F)
         x, y, z = p[:, 0][corners], p[:, 1][corners], p[:, 2][corners]
-        dx, dy = x[_NEXT] - x, y[_NEXT] - y                           # edge i: corner i -> corner i+1
+        dx, dy = x[_NEXT] - x, y[_NEXT] - y  # edge i: corner i -> corner i+1
         area2 = dx[0] * (y[2] - y[0]) - dy[0] * (x[2] - x[0])
-        sign = np.where(area2 < 0, -1.0, 1.0)                         # orientation seen along the ray: +1 = exit
+        sign = np.where(area2 < 0, -1.0, 1.0)  # orientation seen along the ray: +1 = exit
         # Edge normals scaled by orientation / length: normal . query - offset = signed distance, + inside.
         inv_len = sign / np.maximum(np.hypot(dx, dy), 1e-300)
         nx, ny = -dy * inv_len, dx * inv_len
-        self.edges = np.concatenate([nx, ny, nx * x + ny * y])       # (9, F)
+        self.edges = np.concatenate([nx, ny, nx * x + ny * y])  # (9, F)
         # Twice the area of (corner i, corner i+1, query) = dx_i * qy - dy_i * qx - (dx_i * y_i - dy_i * x_i).
-        self.tris = np.concatenate([dx, dy, dx * y - dy * x, z, area2[None], sign[None]])   # (14, F)
+        self.tris = np.concatenate([dx, dy, dx * y - dy * x, z, area2[None], sign[None]])  # (14, F)
         lo, hi = _box(p[:, :2])
         self.cells = np.full(2, max(4, min(64, int(np.sqrt(faces.shape[0])))))
         self.lo = lo
         self.size = np.maximum(hi - lo, 1e-12) / self.cells
-        c0x, c0y = self._cell(np.minimum(np.minimum(x[0], x[1]), x[2]), 0), \
-            self._cell(np.minimum(np.minimum(y[0], y[1]), y[2]), 1)
+        c0x, c0y = (
+            self._cell(np.minimum(np.minimum(x[0], x[1]), x[2]), 0),
+            self._cell(np.minimum(np.minimum(y[0], y[1]), y[2]), 1),
+        )
         spanx = self._cell(np.maximum(np.maximum(x[0], x[1]), x[2]), 0) - c0x + 1
         spany = self._cell(np.maximum(np.maximum(y[0], y[1]), y[2]), 1) - c0y + 1
         face, k = _ragged(np.zeros(faces.shape[0], dtype=np.int64), spanx * spany)
         sx = spanx[face]
-        row = np.floor((k + 0.5) / sx).astype(np.int64)       # k // sx in floats (exact for these small ints)
+        row = np.floor((k + 0.5) / sx).astype(np.int64)  # k // sx in floats (exact for these small ints)
         cell = ((c0x[face] + k - row * sx) * self.cells[1] + c0y[face] + row).astype(np.uint16)
-        self.cell_faces = face[np.argsort(cell, kind='stable')]      # radix sort on 16-bit keys
+        self.cell_faces = face[np.argsort(cell, kind='stable')]  # radix sort on 16-bit keys
         self.cell_count = np.bincount(cell, minlength=int(self.cells[0] * self.cells[1]))
         self.cell_start = np.cumsum(self.cell_count) - self.cell_count
 
@@ -165,8 +177,9 @@ class _RayGrid:
         f = self.cell_faces[flat]
         px, py = rx[owner], ry[owner]
         e = self.edges.take(f, axis=1)
-        nearest_edge = np.minimum(np.minimum(e[0] * px + e[3] * py - e[6], e[1] * px + e[4] * py - e[7]),
-                                  e[2] * px + e[5] * py - e[8])       # signed distance to the nearest edge line
+        nearest_edge = np.minimum(
+            np.minimum(e[0] * px + e[3] * py - e[6], e[1] * px + e[4] * py - e[7]), e[2] * px + e[5] * py - e[8]
+        )  # signed distance to the nearest edge line
         inside2d = nearest_edge > _AMBIGUOUS_M
         on_edge = (nearest_edge >= -_AMBIGUOUS_M) & ~inside2d
         oi = owner[inside2d]
@@ -182,7 +195,7 @@ class _RayGrid:
         ambiguous[owner[on_edge]] = True
         ambiguous[oi[np.abs(dz) <= _AMBIGUOUS_M]] = True
         first_hit = np.full(len(query), np.inf)
-        if len(hit_owner):      # owners come sorted (ragged runs): one minimum per run
+        if len(hit_owner):  # owners come sorted (ragged runs): one minimum per run
             starts = np.flatnonzero(np.concatenate([[True], hit_owner[1:] != hit_owner[:-1]]))
             first_hit[hit_owner[starts]] = np.minimum.reduceat(hit_dz, starts)
         return wn, ambiguous, first_hit
@@ -197,9 +210,15 @@ class MeshSolid:
     candidate of it. Build with :func:`prepare_mesh` (validates the arrays).
     """
 
-    def __init__(self, verts: np.ndarray, faces: np.ndarray, exact: bool = False,
-                 _shared: dict[str, Any] | None = None, _offset: np.ndarray | None = None,
-                 _rotation: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        verts: np.ndarray,
+        faces: np.ndarray,
+        exact: bool = False,
+        _shared: dict[str, Any] | None = None,
+        _offset: np.ndarray | None = None,
+        _rotation: np.ndarray | None = None,
+    ) -> None:
         self.verts, self.faces, self.exact = verts, faces, bool(exact)
         self._shared = {} if _shared is None else _shared
         # Where the mesh is: points = verts @ rotation.T + offset (rotation None = identity).
@@ -237,8 +256,9 @@ class MeshSolid:
         if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-9) or np.linalg.det(rotation) <= 0:
             raise ValueError('rotation must be a proper rotation matrix (orthonormal, det +1)')
         combined = rotation if self.rotation is None else rotation @ self.rotation
-        return MeshSolid(self.verts, self.faces, self.exact, self._shared,
-                         rotation @ (self.offset - center) + center, combined)
+        return MeshSolid(
+            self.verts, self.faces, self.exact, self._shared, rotation @ (self.offset - center) + center, combined
+        )
 
     def _local(self, query: np.ndarray) -> np.ndarray:
         """World query points in the frame of the built structures."""
@@ -259,6 +279,7 @@ class MeshSolid:
             tree = igl.FastWindingNumberBVH()
             tree.init(self.verts, self.faces)
             return tree
+
         return self._cached('fwn', build).winding_number(np.ascontiguousarray(local))
 
     def _winding_inside(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -294,19 +315,23 @@ class MeshSolid:
             tree = igl.AABB()
             tree.init(self.verts, self.faces)
             return tree
+
         return self._cached('aabb', build)
 
     def closest(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(squared distances, face ids, closest points) of float64 (N, 3) points to the surface."""
-        sq, face_ids, closest = self._aabb().squared_distance(self.verts, self.faces,
-                                                             np.ascontiguousarray(self._local(query)))
+        sq, face_ids, closest = self._aabb().squared_distance(
+            self.verts, self.faces, np.ascontiguousarray(self._local(query))
+        )
         return sq, face_ids, self._world(closest)
 
     def _face_boxes(self) -> tuple[np.ndarray, np.ndarray]:
         """(F, 3) lower and upper corners of each face's box (local frame)."""
         corners = [self.verts[self.faces[:, k]] for k in range(3)]
-        return (np.minimum(np.minimum(corners[0], corners[1]), corners[2]),
-                np.maximum(np.maximum(corners[0], corners[1]), corners[2]))
+        return (
+            np.minimum(np.minimum(corners[0], corners[1]), corners[2]),
+            np.maximum(np.maximum(corners[0], corners[1]), corners[2]),
+        )
 
     def _closest_local(self, local: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``closest`` in the local frame, searching only the faces that can hold a closest point: those
@@ -347,15 +372,20 @@ class MeshSolid:
         return depth, idx, face_ids, closest
 
 
-def prepare_mesh(verts: ArrayLike | torch.Tensor, faces: ArrayLike | torch.Tensor, exact: bool = False,
-                 name: str = 'mesh') -> MeshSolid:
+def prepare_mesh(
+    verts: ArrayLike | torch.Tensor, faces: ArrayLike | torch.Tensor, exact: bool = False, name: str = 'mesh'
+) -> MeshSolid:
     """A :class:`MeshSolid` of a watertight mesh (verts (N, 3), faces (F, 3)); validates the arrays."""
     v, f = _mesh_arrays(verts, faces, name)
     return MeshSolid(v, f, exact)
 
 
-def inside_mask(query: ArrayLike | torch.Tensor, verts: ArrayLike | torch.Tensor, faces: ArrayLike | torch.Tensor,
-                exact: bool = False) -> np.ndarray:
+def inside_mask(
+    query: ArrayLike | torch.Tensor,
+    verts: ArrayLike | torch.Tensor,
+    faces: ArrayLike | torch.Tensor,
+    exact: bool = False,
+) -> np.ndarray:
     """(N,) bool: which query points lie inside the watertight mesh (verts, faces)."""
     v, f = _mesh_arrays(verts, faces, 'mesh')
     q = np.asarray(query.detach().cpu() if isinstance(query, torch.Tensor) else query, dtype=np.float64)
@@ -364,9 +394,13 @@ def inside_mask(query: ArrayLike | torch.Tensor, verts: ArrayLike | torch.Tensor
     return MeshSolid(v, f, exact).inside(np.ascontiguousarray(q))
 
 
-def penetration_depths(verts_a: ArrayLike | torch.Tensor, faces_a: ArrayLike | torch.Tensor,
-                       verts_b: ArrayLike | torch.Tensor, faces_b: ArrayLike | torch.Tensor,
-                       exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def penetration_depths(
+    verts_a: ArrayLike | torch.Tensor,
+    faces_a: ArrayLike | torch.Tensor,
+    verts_b: ArrayLike | torch.Tensor,
+    faces_b: ArrayLike | torch.Tensor,
+    exact: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-vertex penetration depths (metres): (depth of a's vertices in b (Na,), of b's in a (Nb,)).
 
     ``exact=True`` uses the exact generalised winding number (about 2x slower, same answer except
@@ -380,23 +414,34 @@ def solid_depths(solid_a: MeshSolid, solid_b: MeshSolid) -> tuple[np.ndarray, np
     return solid_b.depths(solid_a.points)[0], solid_a.depths(solid_b.points)[0]
 
 
-def penetration_depths_batch(verts_a: ArrayLike | torch.Tensor, faces_a: ArrayLike | torch.Tensor,
-                             verts_b: ArrayLike | torch.Tensor, faces_b: ArrayLike | torch.Tensor,
-                             exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def penetration_depths_batch(
+    verts_a: ArrayLike | torch.Tensor,
+    faces_a: ArrayLike | torch.Tensor,
+    verts_b: ArrayLike | torch.Tensor,
+    faces_b: ArrayLike | torch.Tensor,
+    exact: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Batched ``penetration_depths``: verts (B, N, 3), shared faces -> ((B, Na), (B, Nb))."""
     va = np.asarray(verts_a.detach().cpu() if isinstance(verts_a, torch.Tensor) else verts_a)
     vb = np.asarray(verts_b.detach().cpu() if isinstance(verts_b, torch.Tensor) else verts_b)
     if va.ndim != 3 or vb.ndim != 3 or len(va) != len(vb):
         raise ValueError(f'batched vertices must be (B, N, 3) with equal B, got {va.shape}, {vb.shape}')
     pairs = [penetration_depths(a, faces_a, b, faces_b, exact) for a, b in zip(va, vb)]
-    return (np.stack([p[0] for p in pairs]).reshape(len(va), va.shape[1]),
-            np.stack([p[1] for p in pairs]).reshape(len(vb), vb.shape[1]))
+    return (
+        np.stack([p[0] for p in pairs]).reshape(len(va), va.shape[1]),
+        np.stack([p[1] for p in pairs]).reshape(len(vb), vb.shape[1]),
+    )
 
 
-def penetration_metrics(verts_a: ArrayLike | torch.Tensor, faces_a: ArrayLike | torch.Tensor,
-                        verts_b: ArrayLike | torch.Tensor, faces_b: ArrayLike | torch.Tensor,
-                        n_query_a: int | None = None, n_query_b: int | None = None,
-                        exact: bool = False) -> dict[str, float]:
+def penetration_metrics(
+    verts_a: ArrayLike | torch.Tensor,
+    faces_a: ArrayLike | torch.Tensor,
+    verts_b: ArrayLike | torch.Tensor,
+    faces_b: ArrayLike | torch.Tensor,
+    n_query_a: int | None = None,
+    n_query_b: int | None = None,
+    exact: bool = False,
+) -> dict[str, float]:
     """IHMR's AVE-P / MAX-P for one pair: dict(ave_p_mm, max_p_mm, n_inside).
 
     AVE-P is the mean depth over ALL queried vertices of both hands (zeros included), MAX-P the
@@ -409,14 +454,19 @@ def penetration_metrics(verts_a: ArrayLike | torch.Tensor, faces_a: ArrayLike | 
     return penetration_from_depths(da, db)
 
 
-def _closest_points_torch(verts: torch.Tensor, faces_t: torch.Tensor, face_ids: np.ndarray,
-                          closest_np: np.ndarray) -> torch.Tensor:
+def _closest_points_torch(
+    verts: torch.Tensor, faces_t: torch.Tensor, face_ids: np.ndarray, closest_np: np.ndarray
+) -> torch.Tensor:
     """Re-evaluate numpy closest points as barycentric combinations of torch vertices (grad flows)."""
     fid = torch.as_tensor(face_ids, dtype=torch.long, device=verts.device)
     tri = verts[faces_t[fid]]  # (M, 3, 3)
     tri_np = tri.detach().cpu().numpy().astype(np.float64)
-    bary = igl.barycentric_coordinates(closest_np, np.ascontiguousarray(tri_np[:, 0]),
-                                       np.ascontiguousarray(tri_np[:, 1]), np.ascontiguousarray(tri_np[:, 2]))
+    bary = igl.barycentric_coordinates(
+        closest_np,
+        np.ascontiguousarray(tri_np[:, 0]),
+        np.ascontiguousarray(tri_np[:, 1]),
+        np.ascontiguousarray(tri_np[:, 2]),
+    )
     valid = np.isfinite(bary).all(1)
     bary = torch.as_tensor(np.where(valid[:, None], bary, 0.0), dtype=verts.dtype, device=verts.device)
     target = (bary[:, :, None] * tri).sum(1)
@@ -427,13 +477,14 @@ def _closest_points_torch(verts: torch.Tensor, faces_t: torch.Tensor, face_ids: 
     return target
 
 
-def _one_direction(query: torch.Tensor, query_solid: MeshSolid, verts: torch.Tensor, solid: MeshSolid,
-                   faces_t: torch.Tensor) -> tuple[torch.Tensor, int]:
+def _one_direction(
+    query: torch.Tensor, query_solid: MeshSolid, verts: torch.Tensor, solid: MeshSolid, faces_t: torch.Tensor
+) -> tuple[torch.Tensor, int]:
     """Sum of depths of query vertices inside (verts, faces), differentiable w.r.t. both tensors."""
     _, idx, face_ids, closest = solid.depths(query_solid.points)
     if len(idx) == 0:
         return (query[:0].sum() + verts[:0].sum()), 0
-    assert face_ids is not None and closest is not None      # depths() gives both when a vertex is inside
+    assert face_ids is not None and closest is not None  # depths() gives both when a vertex is inside
     target = _closest_points_torch(verts, faces_t, face_ids, closest)
     diff = query[torch.as_tensor(idx, device=query.device)] - target
     # Clamped so the gradient stays finite for a vertex lying exactly on the surface.
@@ -441,8 +492,14 @@ def _one_direction(query: torch.Tensor, query_solid: MeshSolid, verts: torch.Ten
     return depth.sum(), len(idx)
 
 
-def collision_loss(verts_a: torch.Tensor, faces_a: ArrayLike | torch.Tensor, verts_b: torch.Tensor,
-                   faces_b: ArrayLike | torch.Tensor, reduction: str = 'sum', exact: bool = False) -> torch.Tensor:
+def collision_loss(
+    verts_a: torch.Tensor,
+    faces_a: ArrayLike | torch.Tensor,
+    verts_b: torch.Tensor,
+    faces_b: ArrayLike | torch.Tensor,
+    reduction: str = 'sum',
+    exact: bool = False,
+) -> torch.Tensor:
     """Differentiable two-way penetration loss (hand-model.md §5.3, the 'hybrid').
 
     The inside test and closest-point search run in libigl without gradients; the closest point is then
@@ -460,8 +517,9 @@ def collision_loss(verts_a: torch.Tensor, faces_a: ArrayLike | torch.Tensor, ver
     va = verts_a[None] if unbatched else verts_a
     vb = verts_b[None] if verts_b.dim() == 2 else verts_b
     if va.dim() != 3 or vb.dim() != 3 or len(va) != len(vb) or va.shape[-1] != 3 or vb.shape[-1] != 3:
-        raise ValueError(f'vertices must be (B, N, 3) with equal B, got {tuple(verts_a.shape)}, '
-                         f'{tuple(verts_b.shape)}')
+        raise ValueError(
+            f'vertices must be (B, N, 3) with equal B, got {tuple(verts_a.shape)}, ' f'{tuple(verts_b.shape)}'
+        )
     _, fa_np = _mesh_arrays(va[0], faces_a, 'a')
     _, fb_np = _mesh_arrays(vb[0], faces_b, 'b')
     fa_t = torch.as_tensor(fa_np, device=va.device)

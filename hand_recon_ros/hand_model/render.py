@@ -2,6 +2,7 @@
 
 The pose sheet for people (the hand model in a few poses) is tooling: tools/standin/pose_sheet.py.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-_LIGHT = np.array([-0.3, 0.4, 0.85]) / np.linalg.norm([-0.3, 0.4, 0.85])   # camera frame, light travel direction
+_LIGHT = np.array([-0.3, 0.4, 0.85]) / np.linalg.norm([-0.3, 0.4, 0.85])  # camera frame, light travel direction
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -19,10 +20,15 @@ def _as_list(x: Any) -> list[Any]:
 Color = tuple[float, float, float]
 
 
-def render_mesh_overlay(image_bgr: np.ndarray, vertices_cam: ArrayLike | list[ArrayLike],
-                        faces: ArrayLike | list[ArrayLike], K: ArrayLike,
-                        color: Color | list[Color] = (80, 170, 255), alpha: float = 0.75,
-                        shift: int = 4) -> np.ndarray:
+def render_mesh_overlay(
+    image_bgr: np.ndarray,
+    vertices_cam: ArrayLike | list[ArrayLike],
+    faces: ArrayLike | list[ArrayLike],
+    K: ArrayLike,
+    color: Color | list[Color] = (80, 170, 255),
+    alpha: float = 0.75,
+    shift: int = 4,
+) -> np.ndarray:
     """Paint meshes onto a BGR image: painter's algorithm over projected, flat-shaded triangles.
 
     vertices_cam: (V, 3) metres in the OpenCV camera frame (x right, y down, z forward), or a list of
@@ -57,12 +63,12 @@ def render_mesh_overlay(image_bgr: np.ndarray, vertices_cam: ArrayLike | list[Ar
         f = np.asarray(f, dtype=np.int64)
         if v.ndim != 2 or v.shape[1] != 3:
             raise ValueError(f'vertices must be (V, 3), got {v.shape}')
-        tri = v[f]                                           # (F, 3, 3)
+        tri = v[f]  # (F, 3, 3)
         z = tri[:, :, 2]
         front = np.all(z > 1e-3, axis=1)
         n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         centre = tri.mean(axis=1)
-        front &= np.einsum('ij,ij->i', n, centre) < 0        # outward normal faces the camera
+        front &= np.einsum('ij,ij->i', n, centre) < 0  # outward normal faces the camera
         tri, n, z = tri[front], n[front], z[front]
         if len(tri) == 0:
             continue
@@ -78,7 +84,7 @@ def render_mesh_overlay(image_bgr: np.ndarray, vertices_cam: ArrayLike | list[Ar
     if not poly_list:
         return out
     polys, depths = np.concatenate(poly_list), np.concatenate(depth_list)
-    order = np.argsort(-depths, kind='stable')                # far to near
+    order = np.argsort(-depths, kind='stable')  # far to near
     layer = out.copy()
     mask = np.zeros(image.shape[:2], dtype=np.uint8)
     shades = np.clip(np.concatenate(shade_list), 0, 255).astype(np.int32).tolist()
@@ -92,4 +98,3 @@ def render_mesh_overlay(image_bgr: np.ndarray, vertices_cam: ArrayLike | list[Ar
         sel = mask > 0
         out[sel] = (alpha * layer[sel] + (1.0 - alpha) * image[sel] + 0.5).astype(np.uint8)
     return out
-

@@ -6,6 +6,7 @@ formulation so that the shipped stand-in hand runs without smplx, whose code lic
 (test/test_hand_model_skinning.py). It is the default for the stand-in (``load_hand_model(skinning='auto')``);
 ``skinning='smplx'|'builtin'`` or ``HAND_RECON_SKINNING`` choose explicitly.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -47,19 +48,25 @@ class BuiltinMano(torch.nn.Module):
     pose_mean: torch.Tensor
     parents: torch.Tensor
 
-    def __init__(self, model_dict: Mapping[str, Any], flat_hand_mean: bool = False, num_betas: int = 10,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        model_dict: Mapping[str, Any],
+        flat_hand_mean: bool = False,
+        num_betas: int = 10,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         d = model_dict
 
         def buffer(name: str, value: Any) -> None:
             self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=dtype))
+
         buffer('v_template', _dense(d['v_template']))
-        buffer('shapedirs', _dense(d['shapedirs'])[:, :, :num_betas])            # (V, 3, betas)
+        buffer('shapedirs', _dense(d['shapedirs'])[:, :, :num_betas])  # (V, 3, betas)
         posedirs = _dense(d['posedirs'])
-        buffer('posedirs', posedirs.reshape(-1, posedirs.shape[-1]).T)            # (15*9, V*3)
-        buffer('J_regressor', _dense(d['J_regressor']))                          # (16, V)
-        buffer('lbs_weights', _dense(d['weights']))                              # (V, 16)
+        buffer('posedirs', posedirs.reshape(-1, posedirs.shape[-1]).T)  # (15*9, V*3)
+        buffer('J_regressor', _dense(d['J_regressor']))  # (16, V)
+        buffer('lbs_weights', _dense(d['weights']))  # (V, 16)
         hands_mean = np.zeros(45) if flat_hand_mean else _dense(d['hands_mean']).reshape(45)
         buffer('pose_mean', np.concatenate([np.zeros(3), hands_mean]))
         parents = np.asarray(d['kintree_table'])[0].astype(np.int64).copy()
@@ -67,8 +74,13 @@ class BuiltinMano(torch.nn.Module):
         self.register_buffer('parents', torch.as_tensor(parents))
         self._parents = parents.tolist()
 
-    def forward(self, betas: torch.Tensor, global_orient: torch.Tensor, hand_pose: torch.Tensor,
-                transl: torch.Tensor | None = None) -> ManoOutput:
+    def forward(
+        self,
+        betas: torch.Tensor,
+        global_orient: torch.Tensor,
+        hand_pose: torch.Tensor,
+        transl: torch.Tensor | None = None,
+    ) -> ManoOutput:
         pose = torch.cat([global_orient, hand_pose], dim=1) + self.pose_mean
         batch = max(betas.shape[0], pose.shape[0])
         # rest shape and its joints
@@ -82,8 +94,9 @@ class BuiltinMano(torch.nn.Module):
         # world transform of every joint along the kinematic chain
         posed_joints, rel = self._chain(rots, joints)
         n_joints = self.J_regressor.shape[0]
-        per_vertex = torch.matmul(self.lbs_weights.unsqueeze(0).expand(batch, -1, -1),
-                                  rel.view(batch, n_joints, 16)).view(batch, -1, 4, 4)
+        per_vertex = torch.matmul(
+            self.lbs_weights.unsqueeze(0).expand(batch, -1, -1), rel.view(batch, n_joints, 16)
+        ).view(batch, -1, 4, 4)
         ones = torch.ones(batch, v_posed.shape[1], 1, dtype=v_posed.dtype, device=v_posed.device)
         verts = torch.matmul(per_vertex, torch.cat([v_posed, ones], dim=2).unsqueeze(-1))[:, :, :3, 0]
         if transl is not None:
@@ -97,13 +110,18 @@ class BuiltinMano(torch.nn.Module):
         parents = self._parents
         offsets = joints.clone()
         offsets[:, 1:] = joints[:, 1:] - joints[:, parents[1:]]
-        local = torch.cat([torch.nn.functional.pad(rots, [0, 0, 0, 1]),
-                           torch.nn.functional.pad(offsets.unsqueeze(-1), [0, 0, 0, 1], value=1.0)], dim=3)
+        local = torch.cat(
+            [
+                torch.nn.functional.pad(rots, [0, 0, 0, 1]),
+                torch.nn.functional.pad(offsets.unsqueeze(-1), [0, 0, 0, 1], value=1.0),
+            ],
+            dim=3,
+        )
         chain = [local[:, 0]]
         for j in range(1, len(parents)):
             chain.append(torch.matmul(chain[parents[j]], local[:, j]))
         world = torch.stack(chain, dim=1)
         posed_joints = world[:, :, :3, 3]
-        rest_home = torch.nn.functional.pad(joints.unsqueeze(-1), [0, 0, 0, 1])    # (B, J, 4, 1), w = 0
+        rest_home = torch.nn.functional.pad(joints.unsqueeze(-1), [0, 0, 0, 1])  # (B, J, 4, 1), w = 0
         rel = world - torch.nn.functional.pad(torch.matmul(world, rest_home), [3, 0, 0, 0, 0, 0, 0, 0])
         return posed_joints, rel

@@ -9,16 +9,30 @@ Submodules: factors (state + factor layout), joint_head, verify, refiner (IHMR-M
 Imports are lazy so that importing the package costs nothing until an attribute is used. See
 docs/design-ihmr.md.
 """
+
 from typing import Any
 
 _LAZY = {
-    'HandParams': 'factors', 'TwoHandState': 'factors', 'should_refine': 'factors', 'gate_mask': 'factors',
-    'DEFAULT_GATE_M': 'factors', 'PARAM_DIM': 'factors', 'FACTOR_SIZES': 'factors', 'forward_hands': 'factors',
-    'JointHead': 'joint_head', 'joint_template': 'joint_head',
-    'Refiner': 'refiner', 'build_refiner': 'refiner',
-    'accept_candidates': 'verify', 'select_snapshots': 'verify', 'joint_errors': 'verify',
-    'OptConfig': 'optimize', 'OptStage': 'optimize', 'CameraProjection': 'optimize',
-    'optimize_batch': 'optimize', 'optimize_state': 'optimize',
+    'HandParams': 'factors',
+    'TwoHandState': 'factors',
+    'should_refine': 'factors',
+    'gate_mask': 'factors',
+    'DEFAULT_GATE_M': 'factors',
+    'PARAM_DIM': 'factors',
+    'FACTOR_SIZES': 'factors',
+    'forward_hands': 'factors',
+    'JointHead': 'joint_head',
+    'joint_template': 'joint_head',
+    'Refiner': 'refiner',
+    'build_refiner': 'refiner',
+    'accept_candidates': 'verify',
+    'select_snapshots': 'verify',
+    'joint_errors': 'verify',
+    'OptConfig': 'optimize',
+    'OptStage': 'optimize',
+    'CameraProjection': 'optimize',
+    'optimize_batch': 'optimize',
+    'optimize_state': 'optimize',
     'TwoHandCollision': 'collision',
 }
 
@@ -28,5 +42,6 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
+
         return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -10,6 +10,7 @@ Speed: each closed hand becomes a ``MeshSolid`` whose search structures are buil
 directions; :meth:`TwoHandCollision.solids` / :meth:`errors_of` let the refiner keep a hand's solid while
 only the other hand changes, and shift or rotate it (no rebuild) when a stage moves it rigidly.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,8 +39,9 @@ class TwoHandCollision:
         # a tensor in gives a tensor out (watertight_vertices is typed for numpy input too)
         return cast(torch.Tensor, self.hand_model.watertight_vertices(side, verts))
 
-    def solids(self, side: str, verts: torch.Tensor,
-               mask: np.ndarray | Sequence[bool] | None = None) -> list[MeshSolid | None]:
+    def solids(
+        self, side: str, verts: torch.Tensor, mask: np.ndarray | Sequence[bool] | None = None
+    ) -> list[MeshSolid | None]:
         """One ``MeshSolid`` per sample of (B, V, 3) vertices (closed at the wrist); None where ``mask`` is
         False or the vertices are not finite."""
         closed = self._closed(side, verts).detach().cpu().double().numpy()
@@ -50,21 +52,26 @@ class TwoHandCollision:
             out.append(MeshSolid(np.ascontiguousarray(v), faces) if ok else None)
         return out
 
-    def errors_of(self, solids_left: Sequence[MeshSolid | None], solids_right: Sequence[MeshSolid | None],
-                  mask: np.ndarray | Sequence[bool] | None = None) -> np.ndarray:
+    def errors_of(
+        self,
+        solids_left: Sequence[MeshSolid | None],
+        solids_right: Sequence[MeshSolid | None],
+        mask: np.ndarray | Sequence[bool] | None = None,
+    ) -> np.ndarray:
         """(B,) float64 collision errors of prepared hands; NaN where ``mask`` is False or a solid is None."""
         if len(solids_left) != len(solids_right):
             raise ValueError(f'batch sizes differ: {len(solids_left)} left, {len(solids_right)} right')
         out = np.full(len(solids_left), np.nan)
         for i, (left, right) in enumerate(zip(solids_left, solids_right)):
             if (mask is not None and not mask[i]) or left is None or right is None:
-                continue      # NaN stays: a broken candidate is never "better"
+                continue  # NaN stays: a broken candidate is never "better"
             d_left, d_right = solid_depths(left, right)
             out[i] = d_left.sum() + d_right.sum()
         return out
 
-    def errors(self, verts_left: torch.Tensor, verts_right: torch.Tensor,
-               mask: np.ndarray | Sequence[bool] | None = None) -> np.ndarray:
+    def errors(
+        self, verts_left: torch.Tensor, verts_right: torch.Tensor, mask: np.ndarray | Sequence[bool] | None = None
+    ) -> np.ndarray:
         """(B,) float64 collision errors (metres). Samples with ``mask`` False are not computed (NaN)."""
         left, right = self._closed('left', verts_left), self._closed('right', verts_right)
         if len(left) != len(right):
@@ -73,5 +80,10 @@ class TwoHandCollision:
 
     def loss(self, verts_left: torch.Tensor, verts_right: torch.Tensor) -> torch.Tensor:
         """(B,) differentiable collision errors (same value as :meth:`errors`)."""
-        return collision_loss(self._closed('left', verts_left), self.faces['left'],
-                              self._closed('right', verts_right), self.faces['right'], reduction='sum')
+        return collision_loss(
+            self._closed('left', verts_left),
+            self.faces['left'],
+            self._closed('right', verts_right),
+            self.faces['right'],
+            reduction='sum',
+        )

@@ -17,6 +17,7 @@ Flat vector layout (``PARAM_DIM`` = 122, the MLP input next to the image feature
 A new relative translation keeps the midpoint fixed, so both wrists move by half the change and the
 pair stays where the camera saw it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -33,9 +34,21 @@ from hand_recon_ros.results import REFINE_FACTORS, HandResult
 if TYPE_CHECKING:
     from hand_recon_ros.hand_model.model import HandModel
 
-__all__ = ['HandParams', 'TwoHandState', 'PARAM_DIM', 'FACTOR_SLICES', 'FACTOR_SIZES', 'REFINE_FACTORS',
-           'extract_factor', 'apply_factor', 'wrists_from_vector', 'forward_hands', 'should_refine', 'gate_mask',
-           'DEFAULT_GATE_M']
+__all__ = [
+    'HandParams',
+    'TwoHandState',
+    'PARAM_DIM',
+    'FACTOR_SLICES',
+    'FACTOR_SIZES',
+    'REFINE_FACTORS',
+    'extract_factor',
+    'apply_factor',
+    'wrists_from_vector',
+    'forward_hands',
+    'should_refine',
+    'gate_mask',
+    'DEFAULT_GATE_M',
+]
 
 PARAM_DIM = 122
 _FINGERS_LEFT, _FINGERS_RIGHT = slice(9, 54), slice(54, 99)
@@ -52,8 +65,13 @@ FACTOR_SLICES = {
 FACTOR_SIZES = {name: sum(s.stop - s.start for s in slices) for name, slices in FACTOR_SLICES.items()}
 assert tuple(FACTOR_SLICES) == REFINE_FACTORS
 # Which hands' meshes a factor changes (the other hand's mesh can be reused).
-FACTOR_SIDES = {'translation': (), 'left_orient': ('left',), 'right_orient': ('right',),
-                'fingers': SIDES, 'shape': SIDES}
+FACTOR_SIDES = {
+    'translation': (),
+    'left_orient': ('left',),
+    'right_orient': ('right',),
+    'fingers': SIDES,
+    'shape': SIDES,
+}
 
 # Hands whose wrists are farther apart than this cannot touch unless both reach out with straight
 # fingers (wrist-to-fingertip is ~0.18 m for an adult hand); beyond it the refinement is skipped free.
@@ -106,9 +124,12 @@ class HandParams:
     def from_hand_result(cls, hand: HandResult) -> HandParams:
         """From a ``results.HandResult`` (mano_pose = root 3 + fingers 45, wrist_position)."""
         pose = np.asarray(hand.mano_pose, np.float32)
-        return cls(torch.from_numpy(pose[:3].copy()), torch.from_numpy(pose[3:].copy()),
-                   torch.from_numpy(np.asarray(hand.mano_shape, np.float32).copy()),
-                   torch.from_numpy(np.asarray(hand.wrist_position, np.float32).copy()))
+        return cls(
+            torch.from_numpy(pose[:3].copy()),
+            torch.from_numpy(pose[3:].copy()),
+            torch.from_numpy(np.asarray(hand.mano_shape, np.float32).copy()),
+            torch.from_numpy(np.asarray(hand.wrist_position, np.float32).copy()),
+        )
 
 
 @dataclass
@@ -138,9 +159,19 @@ class TwoHandState:
         left, right = self.left.as_batch(), self.right.as_batch()
         if left.global_orient.shape[0] != right.global_orient.shape[0]:
             raise ValueError('left and right hands have different batch sizes')
-        return torch.cat([left.translation - right.translation, left.global_orient, right.global_orient,
-                          left.hand_pose, right.hand_pose, left.betas, right.betas,
-                          0.5 * (left.translation + right.translation)], dim=1)
+        return torch.cat(
+            [
+                left.translation - right.translation,
+                left.global_orient,
+                right.global_orient,
+                left.hand_pose,
+                right.hand_pose,
+                left.betas,
+                right.betas,
+                0.5 * (left.translation + right.translation),
+            ],
+            dim=1,
+        )
 
     @classmethod
     def from_vector(cls, vec: torch.Tensor, batched: bool = True) -> TwoHandState:
@@ -185,8 +216,8 @@ def apply_factor(vec: torch.Tensor, factor: str, values: torch.Tensor) -> torch.
         raise ValueError(f'{factor} values must have shape ({vec.shape[0]}, {k}), got {tuple(values.shape)}')
     pieces, pos, start = [], 0, 0
     for s in slices:
-        pieces.append(vec[:, start:s.start])
-        pieces.append(values[:, pos:pos + s.stop - s.start])
+        pieces.append(vec[:, start : s.start])
+        pieces.append(values[:, pos : pos + s.stop - s.start])
         pos += s.stop - s.start
         start = s.stop
     pieces.append(vec[:, start:])

@@ -12,6 +12,7 @@ so the untrained head predicts an average hand; hidden layers keep PyTorch's def
 Side index 0 = left, 1 = right (ACR order). The template is a non-persistent buffer: a saved state dict
 never contains numbers derived from the (licence-gated) MANO files.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -45,10 +46,15 @@ def _small_init(layer: nn.Linear) -> None:
 
 
 class JointHead(nn.Module):
-    template: torch.Tensor      # buffer (register_buffer below); declared for the type checker
+    template: torch.Tensor  # buffer (register_buffer below); declared for the type checker
 
-    def __init__(self, feature_dim: int = 1024, hidden: tuple[int, ...] = (512, 256),
-                 side_param_dim: int = SIDE_PARAM_DIM, template: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        feature_dim: int = 1024,
+        hidden: tuple[int, ...] = (512, 256),
+        side_param_dim: int = SIDE_PARAM_DIM,
+        template: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(feature_dim, int) or feature_dim <= 0:
             raise ValueError(f'feature_dim must be a positive int, got {feature_dim!r}')
@@ -72,15 +78,17 @@ class JointHead(nn.Module):
             raise ValueError(f'template must be (2, 21, 3) [left, right], got {tuple(template.shape)}')
         self.register_buffer('template', template.clone(), persistent=False)
 
-    def forward(self, image_feature: torch.Tensor,
-                side_params: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, image_feature: torch.Tensor, side_params: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """image_feature (B, D) [ACR ``outputs['image_feature']``]; side_params (B, 2, 109) or None.
 
         -> joints_3d (B, 2, 21, 3) wrist-relative metres, joints_2d (B, 2, 21, 2) network-input coordinates
         in [-1, 1], relative_translation (B, 3) left wrist - right wrist (metres, camera frame).
         """
-        if not isinstance(image_feature, torch.Tensor) or image_feature.dim() != 2 \
-                or image_feature.shape[1] != self.feature_dim:
+        if (
+            not isinstance(image_feature, torch.Tensor)
+            or image_feature.dim() != 2
+            or image_feature.shape[1] != self.feature_dim
+        ):
             shape = tuple(image_feature.shape) if isinstance(image_feature, torch.Tensor) else type(image_feature)
             raise ValueError(f'image_feature must be (B, {self.feature_dim}), got {shape}')
         b = image_feature.shape[0]
@@ -89,11 +97,12 @@ class JointHead(nn.Module):
         elif side_params.shape != (b, 2, self.side_param_dim):
             raise ValueError(f'side_params must be (B, 2, {self.side_param_dim}), got {tuple(side_params.shape)}')
         onehot = torch.eye(2, dtype=image_feature.dtype, device=image_feature.device).expand(b, 2, 2)
-        x = torch.cat([image_feature[:, None].expand(b, 2, self.feature_dim), side_params.to(image_feature), onehot],
-                      dim=-1)
-        hidden = self.trunk(x)                                            # (B, 2, H)
+        x = torch.cat(
+            [image_feature[:, None].expand(b, 2, self.feature_dim), side_params.to(image_feature), onehot], dim=-1
+        )
+        hidden = self.trunk(x)  # (B, 2, H)
         joints_3d = self.joints3d_out(hidden).view(b, 2, 21, 3) + self.template
-        joints_3d = joints_3d - joints_3d[:, :, :1]                          # exactly wrist-relative
+        joints_3d = joints_3d - joints_3d[:, :, :1]  # exactly wrist-relative
         joints_2d = self.joints2d_out(hidden).view(b, 2, 21, 2)
         relative = self.relative_out(hidden.reshape(b, -1))
         return {'joints_3d': joints_3d, 'joints_2d': joints_2d, 'relative_translation': relative}

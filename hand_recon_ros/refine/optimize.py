@@ -18,6 +18,7 @@ with a translation step of 1e-4 m; here 40 steps per stage with 1e-3 m, and the 
 doubled because IHMR's SDF measures depth in units of ~0.1 m per 4 (its grid normalisation), i.e. one
 metre here is ~2.3 of IHMR's collision units.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,8 +48,15 @@ if TYPE_CHECKING:
     from hand_recon_ros.geometry.camera import LetterboxTransform
     from hand_recon_ros.hand_model.model import HandModel
 
-__all__ = ['OptStage', 'OptConfig', 'DEFAULT_OPT_STAGES', 'CameraProjection', 'finger_twist_loss',
-           'optimize_batch', 'optimize_state']
+__all__ = [
+    'OptStage',
+    'OptConfig',
+    'DEFAULT_OPT_STAGES',
+    'CameraProjection',
+    'finger_twist_loss',
+    'optimize_batch',
+    'optimize_state',
+]
 
 # 21-joint order: each finger's (mcp, pip, dip, tip), thumb first.
 _FINGER_CHAINS = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]])
@@ -76,8 +84,7 @@ class OptStage:
 
 DEFAULT_OPT_STAGES = (
     OptStage('translation', ('translation',), lr=1e-3, w2d=100, w3d=1000, wtrans=1000, wshape=0.1, wcoll=0.2),
-    OptStage('orient', ('left_orient', 'right_orient'), lr=1e-2, w2d=10, w3d=1000, wtrans=100, wshape=0.1,
-             wcoll=2.0),
+    OptStage('orient', ('left_orient', 'right_orient'), lr=1e-2, w2d=10, w3d=1000, wtrans=100, wshape=0.1, wcoll=2.0),
     OptStage('fingers', ('fingers',), lr=1e-2, w2d=10, w3d=1000, wtrans=100, wshape=0.1, wcoll=2.0, wfinger=1e5),
     OptStage('shape', ('shape',), lr=1e-2, w2d=10, w3d=1000, wtrans=100, wshape=0.1, wcoll=2.0),
 )
@@ -102,10 +109,12 @@ class CameraProjection:
 
     K: 3x3 intrinsics of the original image; letterbox: geometry.camera.LetterboxTransform.
     """
+
     K: np.ndarray
     letterbox: LetterboxTransform
-    _cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor, float]] = \
-        field(default_factory=dict, repr=False)
+    _cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor, float]] = field(
+        default_factory=dict, repr=False
+    )
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
         key = (points.device, points.dtype)
@@ -123,7 +132,7 @@ class CameraProjection:
 def finger_twist_loss(joints: torch.Tensor) -> torch.Tensor:
     """(B,) IHMR finger regulariser over (B, 21, 3) joints: per finger, |b3 . (b1 x b2)| (the three bones
     leave a plane) minus min(0, (b1 x b2) . (b2 x b3)) (the finger bends back on itself); summed."""
-    chains = joints[:, _FINGER_CHAINS.to(joints.device)]          # (B, 5, 4, 3)
+    chains = joints[:, _FINGER_CHAINS.to(joints.device)]  # (B, 5, 4, 3)
     b1, b2, b3 = (chains[:, :, i + 1] - chains[:, :, i] for i in range(3))
     n12, n23 = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)
     return ((b3 * n12).sum(-1).abs() - (n12 * n23).sum(-1).clamp_max(0.0)).sum(-1)
@@ -133,24 +142,32 @@ def _stage_vector(vec0: torch.Tensor, stage: OptStage, param: torch.Tensor) -> t
     out, pos = vec0, 0
     for f in stage.factors:
         k = FACTOR_SIZES[f]
-        out = apply_factor(out, f, param[:, pos:pos + k])
+        out = apply_factor(out, f, param[:, pos : pos + k])
         pos += k
     return out
 
 
-def _stage_meshes(hand_model: HandModel, stage: OptStage, vec: torch.Tensor, base_vec: torch.Tensor,
-                  base_meshes: HandMeshes | None) -> HandMeshes:
+def _stage_meshes(
+    hand_model: HandModel, stage: OptStage, vec: torch.Tensor, base_vec: torch.Tensor, base_meshes: HandMeshes | None
+) -> HandMeshes:
     if stage.factors == ('translation',):
         assert base_meshes is not None, 'optimize_batch computes the base meshes for a translation stage'
         old, new = wrists_from_vector(base_vec), wrists_from_vector(vec)
-        return {s: (base_meshes[s][0] + (n - o)[:, None], base_meshes[s][1] + (n - o)[:, None])
-                for s, o, n in zip(SIDES, old, new)}
+        return {
+            s: (base_meshes[s][0] + (n - o)[:, None], base_meshes[s][1] + (n - o)[:, None])
+            for s, o, n in zip(SIDES, old, new)
+        }
     return forward_hands(hand_model, vec)
 
 
-def optimize_batch(vec: torch.Tensor, joint_head_out: dict[str, Any], hand_model: HandModel,
-                   config: OptConfig | None = None, camera: CameraProjection | None = None,
-                   collision: TwoHandCollision | None = None) -> tuple[torch.Tensor, np.ndarray, dict[str, Any]]:
+def optimize_batch(
+    vec: torch.Tensor,
+    joint_head_out: dict[str, Any],
+    hand_model: HandModel,
+    config: OptConfig | None = None,
+    camera: CameraProjection | None = None,
+    collision: TwoHandCollision | None = None,
+) -> tuple[torch.Tensor, np.ndarray, dict[str, Any]]:
     """(B, 122) two-hand vectors -> (vec, accepted (B, 5) bool over REFINE_FACTORS, info dict).
 
     info: 'joint_error' and 'collision' (B,) at the start and the end, per-stage selected snapshot,
@@ -163,8 +180,9 @@ def optimize_batch(vec: torch.Tensor, joint_head_out: dict[str, Any], hand_model
         raise ValueError(f'vec must be a (B, {PARAM_DIM}) tensor')
     batch = vec.shape[0]
     vec = vec.detach().to(device, torch.float32).clone()
-    head = {k: (v.to(device) if v is not None else None)
-            for k, v in check_joint_head_output(joint_head_out, batch).items()}
+    head = {
+        k: (v.to(device) if v is not None else None) for k, v in check_joint_head_output(joint_head_out, batch).items()
+    }
     use_2d = camera is not None and head['joints_2d'] is not None
     accepted = np.zeros((batch, len(REFINE_FACTORS)), dtype=bool)
     info: dict[str, Any] = {'selected_snapshot': {}, 'timings_ms': {}}
@@ -212,8 +230,9 @@ def optimize_batch(vec: torch.Tensor, joint_head_out: dict[str, Any], hand_model
             optimiser.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimiser.step()
-        choice = select_snapshots(np.stack(joint_hist), np.stack(coll_hist), config.joint_tolerance,
-                                  config.collision_drop)
+        choice = select_snapshots(
+            np.stack(joint_hist), np.stack(coll_hist), config.joint_tolerance, config.collision_drop
+        )
         vec = torch.stack(snapshots)[torch.as_tensor(choice, device=device), arange]
         for f in stage.factors:
             accepted[:, REFINE_FACTORS.index(f)] |= choice > 0
@@ -226,9 +245,14 @@ def optimize_batch(vec: torch.Tensor, joint_head_out: dict[str, Any], hand_model
     return vec, accepted, info
 
 
-def optimize_state(state: TwoHandState, joint_head_out: dict[str, Any], hand_model: HandModel,
-                   config: OptConfig | None = None, camera: CameraProjection | None = None,
-                   gate_m: float | None = None) -> tuple[TwoHandState, tuple[str, ...], dict[str, Any]]:
+def optimize_state(
+    state: TwoHandState,
+    joint_head_out: dict[str, Any],
+    hand_model: HandModel,
+    config: OptConfig | None = None,
+    camera: CameraProjection | None = None,
+    gate_m: float | None = None,
+) -> tuple[TwoHandState, tuple[str, ...], dict[str, Any]]:
     """One frame (or batch) as a TwoHandState. -> (new_state, accepted names, info). Single hands, and
     with ``gate_m`` hands whose wrists are farther apart, come back unchanged."""
     if not isinstance(state, TwoHandState):

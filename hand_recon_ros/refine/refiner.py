@@ -13,6 +13,7 @@ collision structures only for the hands it changes (translation: none, the meshe
 shifted; an orientation stage: none, its hand's mesh and structures are rotated about the wrist, equal to a
 MANO pass up to float32 rounding, ~1e-7 m).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,7 +62,7 @@ def rotation_matrices(axis_angle: np.ndarray) -> np.ndarray:
     safe = np.where(small, 1.0, angle)
     # sin(a)/a and (1 - cos(a))/a^2 with their limits 1 and 1/2 at a = 0.
     a = np.where(small, 1.0, np.sin(safe) / safe)
-    b = np.where(small, 0.5, (1.0 - np.cos(safe)) / safe ** 2)
+    b = np.where(small, 0.5, (1.0 - np.cos(safe)) / safe**2)
     x, y, z = aa.T
     zero = np.zeros_like(x)
     k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=1).reshape(-1, 3, 3)
@@ -86,8 +87,9 @@ def _torch_threads(num_threads: int | None, device: torch.device | str) -> Itera
 class FactorMLP(nn.Module):
     """FC 512-256-128-K with ReLU; Xavier-uniform weights with a small gain so residuals start near 0."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (512, 256, 128),
-                 init_gain: float = 0.01) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden: Sequence[int] = (512, 256, 128), init_gain: float = 0.01
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = in_dim
@@ -106,9 +108,15 @@ class FactorMLP(nn.Module):
 
 
 class Refiner(nn.Module):
-    def __init__(self, feature_dim: int = 1024, hand_model: HandModel | None = None, gate_m: float = DEFAULT_GATE_M,
-                 hidden: Sequence[int] = (512, 256, 128), init_gain: float = 0.01,
-                 num_threads: int | None = 1) -> None:
+    def __init__(
+        self,
+        feature_dim: int = 1024,
+        hand_model: HandModel | None = None,
+        gate_m: float = DEFAULT_GATE_M,
+        hidden: Sequence[int] = (512, 256, 128),
+        init_gain: float = 0.01,
+        num_threads: int | None = 1,
+    ) -> None:
         super().__init__()
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f'num_threads must be a positive int or None, got {num_threads!r}')
@@ -121,8 +129,9 @@ class Refiner(nn.Module):
         self.feature_dim = feature_dim
         self.gate_m = float(gate_m)
         self.factors = REFINE_FACTORS
-        self.mlps = nn.ModuleDict({f: FactorMLP(feature_dim + PARAM_DIM, FACTOR_SIZES[f], hidden, init_gain)
-                                   for f in self.factors})
+        self.mlps = nn.ModuleDict(
+            {f: FactorMLP(feature_dim + PARAM_DIM, FACTOR_SIZES[f], hidden, init_gain) for f in self.factors}
+        )
         # Kept out of the module tree: the refiner's state dict must never contain MANO-derived buffers.
         self._hand_model = (hand_model,)
         self.collision = TwoHandCollision(hand_model)
@@ -146,16 +155,17 @@ class Refiner(nn.Module):
             raise ValueError(f'image_feature must be ({batch}, {self.feature_dim}), got {tuple(image_feature.shape)}')
         return image_feature
 
-    def _candidate_meshes(self, factor: str, cand: torch.Tensor, vec: torch.Tensor,
-                          meshes: HandMeshes) -> HandMeshes:
+    def _candidate_meshes(self, factor: str, cand: torch.Tensor, vec: torch.Tensor, meshes: HandMeshes) -> HandMeshes:
         """Meshes of a stage's candidates. Translation shifts the current meshes; an orientation stage
         rotates that hand's current mesh about its wrist (MANO rotates the whole hand about the wrist joint,
         so this equals a MANO pass up to float32 rounding, ~1e-7 m); the others run MANO for the hands
         they change."""
         if factor == 'translation':
             old, new = wrists_from_vector(vec), wrists_from_vector(cand)
-            return {side: (meshes[side][0] + (n - o)[:, None], meshes[side][1] + (n - o)[:, None])
-                    for side, o, n in zip(SIDES, old, new)}
+            return {
+                side: (meshes[side][0] + (n - o)[:, None], meshes[side][1] + (n - o)[:, None])
+                for side, o, n in zip(SIDES, old, new)
+            }
         out = dict(meshes)
         if factor in _ORIENT_SIDE:
             side = _ORIENT_SIDE[factor]
@@ -176,31 +186,49 @@ class Refiner(nn.Module):
         wrist = wrists_from_vector(vec)[0 if _ORIENT_SIDE[factor] == 'left' else 1]
         return new @ old.transpose(0, 2, 1), wrist.detach().cpu().double().numpy()
 
-    def _candidate_solids(self, factor: str, cand: torch.Tensor, vec: torch.Tensor, cand_meshes: HandMeshes,
-                          solids: dict[str, list[MeshSolid | None]],
-                          need: np.ndarray) -> dict[str, list[MeshSolid | None]]:
+    def _candidate_solids(
+        self,
+        factor: str,
+        cand: torch.Tensor,
+        vec: torch.Tensor,
+        cand_meshes: HandMeshes,
+        solids: dict[str, list[MeshSolid | None]],
+        need: np.ndarray,
+    ) -> dict[str, list[MeshSolid | None]]:
         """Collision solids of a stage's candidates (rows in ``need``): a translation shifts the current
         ones, an orientation stage rotates the current one of its hand (no rebuild), another stage
         rebuilds the hands it changes; the other hand's solid is kept."""
         if factor == 'translation':
-            shifts = [(n - o).detach().cpu().double().numpy() for o, n in zip(wrists_from_vector(vec),
-                                                                              wrists_from_vector(cand))]
-            return {side: [s.translated(shift[j]) if need[j] and s is not None else None
-                           for j, s in enumerate(solids[side])]
-                    for side, shift in zip(SIDES, shifts)}
+            shifts = [
+                (n - o).detach().cpu().double().numpy()
+                for o, n in zip(wrists_from_vector(vec), wrists_from_vector(cand))
+            ]
+            return {
+                side: [
+                    s.translated(shift[j]) if need[j] and s is not None else None for j, s in enumerate(solids[side])
+                ]
+                for side, shift in zip(SIDES, shifts)
+            }
         out = dict(solids)
         if factor in _ORIENT_SIDE:
             side = _ORIENT_SIDE[factor]
             rotation, wrist = self._orient_motion(factor, cand, vec)
-            out[side] = [s.rotated(rotation[j], wrist[j]) if need[j] and s is not None else None
-                         for j, s in enumerate(solids[side])]
+            out[side] = [
+                s.rotated(rotation[j], wrist[j]) if need[j] and s is not None else None
+                for j, s in enumerate(solids[side])
+            ]
             return out
         for side in FACTOR_SIDES[factor]:
             out[side] = self.collision.solids(side, cand_meshes[side][0], mask=need)
         return out
 
-    def refine_batch(self, vec: torch.Tensor, image_feature: torch.Tensor, joint_head_out: dict[str, Any],
-                     trace: list[dict[str, Any]] | None = None) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
+    def refine_batch(
+        self,
+        vec: torch.Tensor,
+        image_feature: torch.Tensor,
+        joint_head_out: dict[str, Any],
+        trace: list[dict[str, Any]] | None = None,
+    ) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
         """Batched refinement of (B, 122) two-hand vectors. -> (vec, accepted (B, 5) bool, timings_ms).
 
         ``trace``: optional list; one dict per stage run is appended (errors before/after, accepted).
@@ -209,8 +237,13 @@ class Refiner(nn.Module):
         with torch.no_grad(), _torch_threads(self.num_threads, self.hand_model.device):
             return self._refine_batch(vec, image_feature, joint_head_out, trace)
 
-    def _refine_batch(self, vec: torch.Tensor, image_feature: torch.Tensor, joint_head_out: dict[str, Any],
-                      trace: list[dict[str, Any]] | None = None) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
+    def _refine_batch(
+        self,
+        vec: torch.Tensor,
+        image_feature: torch.Tensor,
+        joint_head_out: dict[str, Any],
+        trace: list[dict[str, Any]] | None = None,
+    ) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
         t_start = time.perf_counter()
         timings = {'refine_mlp': 0.0, 'refine_hand_model': 0.0, 'refine_collision': 0.0}
         device = self.hand_model.device
@@ -238,7 +271,7 @@ class Refiner(nn.Module):
             solids = {side: self.collision.solids(side, meshes[side][0], mask=active) for side in SIDES}
             coll = self.collision.errors_of(solids['left'], solids['right'], mask=active)
             clock('refine_collision', t)
-            active &= coll > 0          # NaN > 0 is False
+            active &= coll > 0  # NaN > 0 is False
             for i, factor in enumerate(self.factors):
                 if not active.any():
                     break
@@ -257,15 +290,24 @@ class Refiner(nn.Module):
                 clock('refine_collision', t)
                 ok = accept_candidates(joint_err, coll, cand_joint, cand_coll) & active
                 if trace is not None:
-                    trace.append({'factor': factor, 'active': active.copy(), 'joint_before': joint_err.copy(),
-                                  'collision_before': coll.copy(), 'joint_candidate': cand_joint.astype(np.float64),
-                                  'collision_candidate': cand_coll.copy(), 'accepted': ok.copy()})
+                    trace.append(
+                        {
+                            'factor': factor,
+                            'active': active.copy(),
+                            'joint_before': joint_err.copy(),
+                            'collision_before': coll.copy(),
+                            'joint_candidate': cand_joint.astype(np.float64),
+                            'collision_candidate': cand_coll.copy(),
+                            'accepted': ok.copy(),
+                        }
+                    )
                 if ok.any():
                     rows = torch.as_tensor(ok, device=device)
                     vec = torch.where(rows[:, None], cand, vec)
                     keep = rows[:, None, None]
-                    meshes = {s: tuple(torch.where(keep, c, m) for c, m in zip(cand_meshes[s], meshes[s]))
-                              for s in meshes}
+                    meshes = {
+                        s: tuple(torch.where(keep, c, m) for c, m in zip(cand_meshes[s], meshes[s])) for s in meshes
+                    }
                     for side in solids:
                         solids[side] = [c if take else m for c, m, take in zip(cand_solids[side], solids[side], ok)]
                     joint_err = np.where(ok, cand_joint, joint_err)
@@ -275,8 +317,9 @@ class Refiner(nn.Module):
         timings['refine_total'] = (time.perf_counter() - t_start) * 1e3
         return vec, accepted, timings
 
-    def refine(self, state: TwoHandState, image_feature: torch.Tensor,
-               joint_head_out: dict[str, Any]) -> tuple[TwoHandState, tuple[str, ...], dict[str, float]]:
+    def refine(
+        self, state: TwoHandState, image_feature: torch.Tensor, joint_head_out: dict[str, Any]
+    ) -> tuple[TwoHandState, tuple[str, ...], dict[str, float]]:
         """One frame. -> (new_state, accepted factor names, timings_ms). Returns ``state`` itself when
         the gate skips it or no stage is accepted."""
         t_start = time.perf_counter()
@@ -297,12 +340,14 @@ class Refiner(nn.Module):
         return TwoHandState.from_vector(new_vec, batched=state.left.batched), names, timings
 
 
-def build_refiner(feature_dim: int = 1024, hand_model: HandModel | None = None, gate_m: float = DEFAULT_GATE_M,
-                  **kwargs: Any) -> Refiner:
+def build_refiner(
+    feature_dim: int = 1024, hand_model: HandModel | None = None, gate_m: float = DEFAULT_GATE_M, **kwargs: Any
+) -> Refiner:
     """The MLP refiner (untrained weights: residuals ~ 0, anything worse is rejected by verification).
     ``hand_model=None`` loads the default model (MANO from $HAND_RECON_MANO_DIR, else the stand-in)."""
     if hand_model is None:
         from hand_recon_ros.hand_model.model import load_hand_model
+
         hand_model = load_hand_model()
     refiner = Refiner(feature_dim, hand_model, gate_m, **kwargs)
     return refiner.to(hand_model.device).eval()

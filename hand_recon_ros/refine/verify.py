@@ -8,6 +8,7 @@ error; the mean distance ranks large single-joint outliers less harshly and read
 MLP rule: a candidate is accepted iff its joint error AND its collision error are both strictly lower
 than the current ones; a NaN anywhere rejects. OPT rule: see :func:`select_snapshots`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -42,8 +43,12 @@ def check_joint_head_output(head_out: dict[str, Any], batch: int | None = None) 
     return out
 
 
-def joint_errors(joints_left: torch.Tensor, joints_right: torch.Tensor, head: Mapping[str, torch.Tensor | None],
-                 squared: bool = False) -> torch.Tensor:
+def joint_errors(
+    joints_left: torch.Tensor,
+    joints_right: torch.Tensor,
+    head: Mapping[str, torch.Tensor | None],
+    squared: bool = False,
+) -> torch.Tensor:
     """(B,) mean per-joint distance (metres) of the state's joints to the joint head's (differentiable).
 
     ``joints_*``: (B, 21, 3) camera frame. ``head``: output of :func:`check_joint_head_output`.
@@ -76,15 +81,26 @@ def _bad(name: str, shape: tuple[int, ...]) -> NoReturn:
     raise ValueError(f'{name} must be a scalar or a 1-D array over the batch, got shape {shape}')
 
 
-def accept_candidates(prev_joint: ArrayLike | torch.Tensor, prev_collision: ArrayLike | torch.Tensor,
-                      cand_joint: ArrayLike | torch.Tensor, cand_collision: ArrayLike | torch.Tensor) -> np.ndarray:
+def accept_candidates(
+    prev_joint: ArrayLike | torch.Tensor,
+    prev_collision: ArrayLike | torch.Tensor,
+    cand_joint: ArrayLike | torch.Tensor,
+    cand_collision: ArrayLike | torch.Tensor,
+) -> np.ndarray:
     """(B,) bool: True only where the candidate lowers BOTH errors strictly (NaN compares False).
 
     Consequence of the strict rule: a pair without any penetration is never changed by the MLP stages,
     which is intended: the refinement exists to remove collisions, not to re-fit free hands.
     """
-    arrays = [_as_1d(x, n) for x, n in ((prev_joint, 'prev_joint'), (prev_collision, 'prev_collision'),
-                                        (cand_joint, 'cand_joint'), (cand_collision, 'cand_collision'))]
+    arrays = [
+        _as_1d(x, n)
+        for x, n in (
+            (prev_joint, 'prev_joint'),
+            (prev_collision, 'prev_collision'),
+            (cand_joint, 'cand_joint'),
+            (cand_collision, 'cand_collision'),
+        )
+    ]
     size = max(a.size for a in arrays)
     if any(a.size not in (1, size) for a in arrays):
         raise ValueError(f'error arrays have incompatible sizes {[a.size for a in arrays]}')
@@ -93,8 +109,9 @@ def accept_candidates(prev_joint: ArrayLike | torch.Tensor, prev_collision: Arra
         return (cj < pj) & (cc < pc)
 
 
-def select_snapshots(joint_history: ArrayLike, collision_history: ArrayLike, joint_tolerance: float = 0.0,
-                     collision_drop: float = 0.1) -> np.ndarray:
+def select_snapshots(
+    joint_history: ArrayLike, collision_history: ArrayLike, joint_tolerance: float = 0.0, collision_drop: float = 0.1
+) -> np.ndarray:
     """OPT rule (method-acr-ihmr.md §3.4): index (B,) of the snapshot each sample keeps.
 
     Histories are (S, B) with snapshot 0 = the stage's start. A snapshot is admissible when its joint
@@ -104,8 +121,9 @@ def select_snapshots(joint_history: ArrayLike, collision_history: ArrayLike, joi
     stage can never raise the joint error.
     """
     if joint_tolerance < 0 or not 0 <= collision_drop < 1:
-        raise ValueError(f'need joint_tolerance >= 0 and 0 <= collision_drop < 1, got {joint_tolerance}, '
-                         f'{collision_drop}')
+        raise ValueError(
+            f'need joint_tolerance >= 0 and 0 <= collision_drop < 1, got {joint_tolerance}, ' f'{collision_drop}'
+        )
     j = np.asarray(joint_history, dtype=np.float64)
     c = np.asarray(collision_history, dtype=np.float64)
     if j.ndim != 2 or j.shape != c.shape or j.shape[0] < 1:

@@ -11,6 +11,7 @@ are JSON in the metadata (key ``ihmr_refiner``) and in ``<name>.json`` next to t
 joint head's template is not stored (non-persistent; derived from the hand model at build time): load the
 weights with the same kind of hand model they were trained with (``document['hand_model']``).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ if TYPE_CHECKING:
     from hand_recon_ros.refine.joint_head import JointHead
     from hand_recon_ros.refine.refiner import FactorMLP, Refiner
 
-__all__ = ['FORMAT_VERSION', 'refiner_architecture', 'save_refiner_weights', 'read_refiner_document',
-           'load_refiner_weights', 'build_from_weights']
+__all__ = [
+    'FORMAT_VERSION',
+    'refiner_architecture',
+    'save_refiner_weights',
+    'read_refiner_document',
+    'load_refiner_weights',
+    'build_from_weights',
+]
 
 FORMAT_VERSION = 1
 ARCHITECTURE = 'ihmr_mlp'
@@ -44,25 +51,38 @@ def _linear_widths(sequential: Iterable[torch.nn.Module]) -> list[int]:
 
 def refiner_architecture(refiner: Refiner, joint_head: JointHead, use_side_params: bool = False) -> dict[str, Any]:
     """What is needed to rebuild both modules with matching shapes."""
-    first = cast('FactorMLP', next(iter(refiner.mlps.values())))   # ModuleDict is typed as holding Modules
-    return {'feature_dim': int(refiner.feature_dim), 'factors': list(refiner.factors),
-            'mlp_hidden': _linear_widths(first.net)[:-1], 'gate_m': float(refiner.gate_m),
-            'joint_head_hidden': _linear_widths(joint_head.trunk),
-            'joint_head_side_params': bool(use_side_params)}
+    first = cast('FactorMLP', next(iter(refiner.mlps.values())))  # ModuleDict is typed as holding Modules
+    return {
+        'feature_dim': int(refiner.feature_dim),
+        'factors': list(refiner.factors),
+        'mlp_hidden': _linear_widths(first.net)[:-1],
+        'gate_m': float(refiner.gate_m),
+        'joint_head_hidden': _linear_widths(joint_head.trunk),
+        'joint_head_side_params': bool(use_side_params),
+    }
 
 
-def save_refiner_weights(refiner: Refiner, joint_head: JointHead, path: str | os.PathLike[str],
-                         extra: dict[str, Any] | None = None, use_side_params: bool = False,
-                         hand_model_identity: str = '') -> tuple[Path, Path]:
+def save_refiner_weights(
+    refiner: Refiner,
+    joint_head: JointHead,
+    path: str | os.PathLike[str],
+    extra: dict[str, Any] | None = None,
+    use_side_params: bool = False,
+    hand_model_identity: str = '',
+) -> tuple[Path, Path]:
     """Write ``path`` (.safetensors) and ``path`` with ``.json``; returns both paths."""
     path = Path(path)
     if path.suffix != '.safetensors':
         raise ValueError(f'weights path must end in .safetensors, got {path.name!r}')
     if refiner.feature_dim != joint_head.feature_dim:
         raise ValueError(f'refiner feature_dim {refiner.feature_dim} != joint head {joint_head.feature_dim}')
-    document = {'format_version': FORMAT_VERSION, 'architecture': ARCHITECTURE,
-                'config': refiner_architecture(refiner, joint_head, use_side_params),
-                'hand_model': hand_model_identity, 'extra': extra or {}}
+    document = {
+        'format_version': FORMAT_VERSION,
+        'architecture': ARCHITECTURE,
+        'config': refiner_architecture(refiner, joint_head, use_side_params),
+        'hand_model': hand_model_identity,
+        'extra': extra or {},
+    }
     tensors = {f'refiner.{k}': v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()}
     tensors.update({f'joint_head.{k}': v.detach().cpu().contiguous() for k, v in joint_head.state_dict().items()})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,8 +96,10 @@ def _check_document(document: Any, source: str) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get('architecture') != ARCHITECTURE or 'config' not in document:
         raise ValueError(f"{source}: not IHMR-MLP weights (needs architecture={ARCHITECTURE!r} and a 'config')")
     if document.get('format_version') != FORMAT_VERSION:
-        raise ValueError(f"{source}: format_version {document.get('format_version')!r} is not supported "
-                         f'(expected {FORMAT_VERSION})')
+        raise ValueError(
+            f"{source}: format_version {document.get('format_version')!r} is not supported "
+            f'(expected {FORMAT_VERSION})'
+        )
     return document
 
 
@@ -96,10 +118,12 @@ def read_refiner_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _check_document(document, str(path))
 
 
-def _load_part(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str,
-               path: str | os.PathLike[str]) -> None:
+def _load_part(
+    module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], prefix: str, path: str | os.PathLike[str]
+) -> None:
     from hand_recon_ros.acr.weights import check_state_dict
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     check_state_dict(module, state, f'{path} [{prefix[:-1]}]')
     module.load_state_dict(state, strict=True)
 
@@ -124,21 +148,26 @@ def load_refiner_weights(refiner: Refiner, joint_head: JointHead, path: str | os
     return document
 
 
-def build_from_weights(path: str | os.PathLike[str], hand_model: HandModel | None = None,
-                       **refiner_kwargs: Any) -> tuple[Refiner, JointHead, dict[str, Any]]:
+def build_from_weights(
+    path: str | os.PathLike[str], hand_model: HandModel | None = None, **refiner_kwargs: Any
+) -> tuple[Refiner, JointHead, dict[str, Any]]:
     """-> (refiner, joint_head, document) built with the stored architecture and loaded, in eval mode.
     ``hand_model=None`` loads the default model (as build_refiner)."""
     from hand_recon_ros.refine.joint_head import JointHead, joint_template
     from hand_recon_ros.refine.refiner import build_refiner
+
     document = read_refiner_document(path)
     cfg = document['config']
     if hand_model is None:
         from hand_recon_ros.hand_model.model import load_hand_model
+
         hand_model = load_hand_model()
     refiner_kwargs.setdefault('gate_m', cfg['gate_m'])
-    refiner = build_refiner(cfg['feature_dim'], hand_model=hand_model, hidden=tuple(cfg['mlp_hidden']),
-                            **refiner_kwargs)
-    joint_head = JointHead(cfg['feature_dim'], hidden=tuple(cfg['joint_head_hidden']),
-                           template=joint_template(hand_model)).to(hand_model.device)
+    refiner = build_refiner(
+        cfg['feature_dim'], hand_model=hand_model, hidden=tuple(cfg['mlp_hidden']), **refiner_kwargs
+    )
+    joint_head = JointHead(
+        cfg['feature_dim'], hidden=tuple(cfg['joint_head_hidden']), template=joint_template(hand_model)
+    ).to(hand_model.device)
     load_refiner_weights(refiner, joint_head, path)
     return refiner.eval(), joint_head.eval(), document

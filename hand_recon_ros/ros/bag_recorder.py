@@ -5,6 +5,7 @@ The bag is a standard rosbag2 folder (metadata.yaml + .mcap) that `ros2 bag`, Fo
 Like `ros2 bag record`, each topic stores the QoS profiles its publishers offered (so `ros2 bag play`
 republishes latched topics as transient local) and the bag names its ROS distro (jazzy).
 """
+
 import importlib
 import shutil
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-ROS_DISTRO = 'jazzy'      # the distro whose wheels (ros-jazzy-*) and typestore (ROS2_JAZZY) are used
+ROS_DISTRO = 'jazzy'  # the distro whose wheels (ros-jazzy-*) and typestore (ROS2_JAZZY) are used
 
 
 def message_class(type_name):
@@ -25,20 +26,24 @@ def message_class(type_name):
 def _msg_dirs(package):
     """Folders holding the package's installed .msg files (venv prefix and ament prefixes)."""
     import os
+
     prefixes = [Path(sys.prefix)] + [Path(p) for p in os.environ.get('AMENT_PREFIX_PATH', '').split(':') if p]
     return [p / 'share' / package / 'msg' for p in prefixes if (p / 'share' / package / 'msg').is_dir()]
 
 
 def typestore_with(packages=('hand_recon_ros',)):
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
     store = get_typestore(Stores.ROS2_JAZZY)
     types = {}
     for package in packages:
         dirs = _msg_dirs(package)
         files = sorted(f for d in dirs[:1] for f in d.glob('*.msg'))
         if not files:
-            raise FileNotFoundError(f'no installed .msg files for {package} (looked in {dirs or sys.prefix}); '
-                                    'run scripts/setup.sh or source the workspace')
+            raise FileNotFoundError(
+                f'no installed .msg files for {package} (looked in {dirs or sys.prefix}); '
+                'run scripts/setup.sh or source the workspace'
+            )
         for f in files:
             types.update(get_types_from_msg(f.read_text(), f'{package}/msg/{f.stem}'))
     store.register(types)
@@ -55,13 +60,18 @@ def rosbags_qos(profile):
     def time_of(duration):
         sec, nsec = divmod(int(duration.nanoseconds), 1_000_000_000)
         return QosTime(sec, nsec)
-    return Qos(history=enum(QosHistory, profile.history), depth=int(profile.depth),
-               reliability=enum(QosReliability, profile.reliability),
-               durability=enum(QosDurability, profile.durability),
-               deadline=time_of(profile.deadline), lifespan=time_of(profile.lifespan),
-               liveliness=enum(QosLiveliness, profile.liveliness),
-               liveliness_lease_duration=time_of(profile.liveliness_lease_duration),
-               avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions))
+
+    return Qos(
+        history=enum(QosHistory, profile.history),
+        depth=int(profile.depth),
+        reliability=enum(QosReliability, profile.reliability),
+        durability=enum(QosDurability, profile.durability),
+        deadline=time_of(profile.deadline),
+        lifespan=time_of(profile.lifespan),
+        liveliness=enum(QosLiveliness, profile.liveliness),
+        liveliness_lease_duration=time_of(profile.liveliness_lease_duration),
+        avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions),
+    )
 
 
 def _distro_writer_class():
@@ -75,16 +85,18 @@ def _distro_writer_class():
             if storage is not None:
                 close_storage = storage.close
 
-                def close_with_distro(version, metadata):   # the copy embedded in the .mcap file
+                def close_with_distro(version, metadata):  # the copy embedded in the .mcap file
                     info = yaml.safe_load(metadata)
                     info['ros_distro'] = ROS_DISTRO
                     return close_storage(version, yaml.safe_dump(info, default_flow_style=False).strip())
+
                 storage.close = close_with_distro
             super().close()
-            if storage is not None:                          # metadata.yaml next to it
+            if storage is not None:  # metadata.yaml next to it
                 data = yaml.safe_load(self.metapath.read_text())
                 data['rosbag2_bagfile_information']['ros_distro'] = ROS_DISTRO
                 self.metapath.write_text(yaml.safe_dump(data, default_flow_style=False))
+
     return DistroWriter
 
 
@@ -99,6 +111,7 @@ class BagRecorder:
 
     def __init__(self, node, bag_dir, topics, overwrite=True, qos=None):
         from rosbags.rosbag2 import StoragePlugin
+
         self.path = Path(bag_dir)
         if self.path.exists():
             if not overwrite:
@@ -121,16 +134,18 @@ class BagRecorder:
             topic_qos = entry[2] if len(entry) > 2 and entry[2] is not None else default_qos
             self.counts[topic] = 0
             self._types[topic] = type_name
-            self._subs.append(node.create_subscription(
-                message_class(type_name), topic, self._make_callback(topic, type_name), topic_qos, raw=True))
+            self._subs.append(
+                node.create_subscription(
+                    message_class(type_name), topic, self._make_callback(topic, type_name), topic_qos, raw=True
+                )
+            )
 
     def _connection(self, topic, type_name):
         conn = self._connections.get(topic)
         if conn is None:
             offered = [rosbags_qos(info.qos_profile) for info in self._node.get_publishers_info_by_topic(topic)]
             self.offered_qos[topic] = offered
-            conn = self._writer.add_connection(topic, type_name, typestore=self._store,
-                                               offered_qos_profiles=offered)
+            conn = self._writer.add_connection(topic, type_name, typestore=self._store, offered_qos_profiles=offered)
             self._connections[topic] = conn
         return conn
 
@@ -141,6 +156,7 @@ class BagRecorder:
                     conn = self._connection(topic, type_name)
                     self._writer.write(conn, self._node.get_clock().now().nanoseconds, raw)
                     self.counts[topic] += 1
+
         return callback
 
     def close(self):
@@ -149,7 +165,7 @@ class BagRecorder:
         self._subs = []
         with self._lock:
             if self._writer is not None:
-                for topic, type_name in self._types.items():   # every requested topic is listed, even silent
+                for topic, type_name in self._types.items():  # every requested topic is listed, even silent
                     self._connection(topic, type_name)
                 self._writer.close()
                 self._writer = None

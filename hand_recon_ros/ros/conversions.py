@@ -1,4 +1,5 @@
 """FrameResult <-> ROS messages. No inference here: only conversion and packing."""
+
 import array
 import os
 
@@ -22,10 +23,14 @@ def intrinsics_for(camera_info, width, height, use_rectified=False, fallback_fov
     """K (3, 3) and its source for an image of this size from the latest CameraInfo (or the fallback)."""
     warn = warn or (lambda key, text: None)
     if camera_info is None:
-        warn('no_camera_info', f'no CameraInfo received: using the fallback field of view '
-             f'({fallback_fov_deg:.0f} deg horizontal); metric depth is approximate')
-        K, source = intrinsics_from_camera_info(np.zeros(9), np.zeros(12), width, height,
-                                                fallback_fov_deg=fallback_fov_deg)
+        warn(
+            'no_camera_info',
+            f'no CameraInfo received: using the fallback field of view '
+            f'({fallback_fov_deg:.0f} deg horizontal); metric depth is approximate',
+        )
+        K, source = intrinsics_from_camera_info(
+            np.zeros(9), np.zeros(12), width, height, fallback_fov_deg=fallback_fov_deg
+        )
         return K, source
     k = np.array(camera_info.k, np.float64).reshape(-1)
     p = np.array(camera_info.p, np.float64).reshape(-1)
@@ -33,17 +38,24 @@ def intrinsics_for(camera_info, width, height, use_rectified=False, fallback_fov
         # Calibrated at another resolution (e.g. a resized stream): scale K and P to the image first, so
         # the plausibility check (principal point inside the image) sees the image's own intrinsics.
         sx, sy = width / camera_info.width, height / camera_info.height
-        warn('info_size', f'CameraInfo is for {camera_info.width}x{camera_info.height} but images are '
-             f'{width}x{height}: scaling the intrinsics')
+        warn(
+            'info_size',
+            f'CameraInfo is for {camera_info.width}x{camera_info.height} but images are '
+            f'{width}x{height}: scaling the intrinsics',
+        )
         if k.size == 9:
             k = (k.reshape(3, 3) * np.array([[sx], [sy], [1.0]])).reshape(-1)
         if p.size == 12:
             p = (p.reshape(3, 4) * np.array([[sx], [sy], [1.0]])).reshape(-1)
-    K, source = intrinsics_from_camera_info(k, p, width, height,
-                                            use_rectified=use_rectified, fallback_fov_deg=fallback_fov_deg)
+    K, source = intrinsics_from_camera_info(
+        k, p, width, height, use_rectified=use_rectified, fallback_fov_deg=fallback_fov_deg
+    )
     if source != DEPTH_SOURCE_CAMERA_INFO:
-        warn('uncalibrated', f'CameraInfo has no usable intrinsics (k = {list(np.asarray(camera_info.k))}): '
-             f'using the fallback field of view ({fallback_fov_deg:.0f} deg); metric depth is approximate')
+        warn(
+            'uncalibrated',
+            f'CameraInfo has no usable intrinsics (k = {list(np.asarray(camera_info.k))}): '
+            f'using the fallback field of view ({fallback_fov_deg:.0f} deg); metric depth is approximate',
+        )
     return K, source
 
 
@@ -76,8 +88,9 @@ def hand_msg(hand, publish_vertices=True):
     pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = q
     msg.wrist_pose.covariance = _UNKNOWN_COVARIANCE.copy()
     if hand.joint_velocities is not None:
-        msg.joint_velocities = [Vector3(x=x, y=y, z=z)
-                                for x, y, z in np.asarray(hand.joint_velocities, np.float64).tolist()]
+        msg.joint_velocities = [
+            Vector3(x=x, y=y, z=z) for x, y, z in np.asarray(hand.joint_velocities, np.float64).tolist()
+        ]
     if publish_vertices and hand.vertices is not None:
         msg.vertices = array.array('f', np.ascontiguousarray(hand.vertices, np.float32).reshape(-1).tobytes())
     msg.mano_pose = np.asarray(hand.mano_pose, np.float32)
@@ -108,16 +121,23 @@ def hand_array_to_numpy(msg):
     hands = []
     for h in msg.hands:
         verts = np.frombuffer(h.vertices, np.float32).reshape(-1, 3) if len(h.vertices) else None
-        hands.append({
-            'side': 'left' if h.handedness == Hand.LEFT else 'right',
-            'score': h.score, 'track_id': h.track_id, 'handedness_score': h.handedness_score,
-            'joint_confidence': np.asarray(h.joint_confidence, np.float32),
-            'joint_velocities': (np.array([[v.x, v.y, v.z] for v in h.joint_velocities], np.float64)
-                                 if len(h.joint_velocities) else None),
-            'joints': np.array([[p.x, p.y, p.z] for p in h.joints], np.float64),
-            'keypoints_2d': np.asarray(h.keypoints_2d, np.float32).reshape(21, 2),
-            'vertices': verts,
-        })
+        hands.append(
+            {
+                'side': 'left' if h.handedness == Hand.LEFT else 'right',
+                'score': h.score,
+                'track_id': h.track_id,
+                'handedness_score': h.handedness_score,
+                'joint_confidence': np.asarray(h.joint_confidence, np.float32),
+                'joint_velocities': (
+                    np.array([[v.x, v.y, v.z] for v in h.joint_velocities], np.float64)
+                    if len(h.joint_velocities)
+                    else None
+                ),
+                'joints': np.array([[p.x, p.y, p.z] for p in h.joints], np.float64),
+                'keypoints_2d': np.asarray(h.keypoints_2d, np.float32).reshape(21, 2),
+                'vertices': verts,
+            }
+        )
     return hands
 
 
@@ -145,15 +165,19 @@ def overlay_msg(image_bgr, frame, faces, header):
     """The hands' meshes drawn on the input image; faces: side -> (F, 3) triangle indices."""
     from hand_recon_ros.hand_model.render import render_mesh_overlay
     from hand_recon_ros.ros.image_conversion import numpy_to_imgmsg
+
     colors = {'right': (80, 160, 230), 'left': (230, 170, 90)}
     hands = [h for h in frame.hands if h.vertices is not None]
     out = image_bgr
     if hands:  # one call: both meshes depth-sorted together, the nearer hand covers the farther one
-        out = render_mesh_overlay(image_bgr, [h.vertices for h in hands],
-                                  [faces[h.handedness] for h in hands], frame.intrinsics,
-                                  [colors[h.handedness] for h in hands])
+        out = render_mesh_overlay(
+            image_bgr,
+            [h.vertices for h in hands],
+            [faces[h.handedness] for h in hands],
+            frame.intrinsics,
+            [colors[h.handedness] for h in hands],
+        )
     return numpy_to_imgmsg(out, 'bgr8', header=header)
-
 
 
 def fastdds_profile_file() -> str:
@@ -167,7 +191,13 @@ def diagnostics_msg(status: NodeStatus, name: str, hardware_id: str, stamp) -> D
     diagnostic = diagnostic_values(status)
     arr = DiagnosticArray()
     arr.header.stamp = stamp
-    arr.status = [DiagnosticStatus(level=bytes([diagnostic.level]), name=name, message=diagnostic.message,
-                                   hardware_id=hardware_id,
-                                   values=[KeyValue(key=k, value=v) for k, v in diagnostic.values])]
+    arr.status = [
+        DiagnosticStatus(
+            level=bytes([diagnostic.level]),
+            name=name,
+            message=diagnostic.message,
+            hardware_id=hardware_id,
+            values=[KeyValue(key=k, value=v) for k, v in diagnostic.values],
+        )
+    ]
     return arr

@@ -5,6 +5,7 @@ worker takes the current one at the start of each frame: no parameter lookups pe
 values from before and after a change. The reconstructor's runtime part is pushed into it only when it differs
 from what it was last given.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +21,7 @@ __all__ = ['FrameSettings', 'OutputSettings', 'ReconstructorRuntime']
 @dataclass(frozen=True)
 class OutputSettings:
     """The runtime parameters that shape the outputs of one frame."""
+
     publish_vertices: bool = True
     publish_markers: bool = True
     marker_lifetime_s: float = 0.3
@@ -30,14 +32,20 @@ class OutputSettings:
     @classmethod
     def from_parameters(cls, value: Callable[[str], Any]) -> 'OutputSettings':
         """value(name) -> the parameter's current value (the node's ``p``)."""
-        return cls(publish_vertices=bool(value('publish_vertices')), publish_markers=bool(value('publish_markers')),
-                   marker_lifetime_s=float(value('marker_lifetime_s')), publish_overlay=bool(value('publish_overlay')),
-                   publish_tf=bool(value('publish_tf')), tf_prefix=str(value('tf_prefix')))
+        return cls(
+            publish_vertices=bool(value('publish_vertices')),
+            publish_markers=bool(value('publish_markers')),
+            marker_lifetime_s=float(value('marker_lifetime_s')),
+            publish_overlay=bool(value('publish_overlay')),
+            publish_tf=bool(value('publish_tf')),
+            tf_prefix=str(value('tf_prefix')),
+        )
 
 
 @dataclass(frozen=True)
 class ReconstructorRuntime:
     """Keyword arguments of ``HandReconstructor.set_runtime``."""
+
     detection_threshold: float = DETECTION_THRESHOLD
     min_side_share: float = MIN_SIDE_SHARE
     multi_hand: bool = False
@@ -61,13 +69,19 @@ class FrameSettings:
     @classmethod
     def from_parameters(cls, value: Callable[[str], Any]) -> FrameSettings:
         """value(name) -> the parameter's current value (the node's ``p``)."""
-        runtime = ReconstructorRuntime(detection_threshold=float(value('detection_threshold')),
-                                       min_side_share=float(value('min_side_share')),
-                                       multi_hand=bool(value('multi_hand')), max_hands=int(value('max_hands')),
-                                       refine=bool(value('refinement.enabled')),
-                                       refine_gate_m=float(value('refinement.gate_m')))
-        return cls(use_camera_info=bool(value('use_camera_info')), use_rectified=bool(value('use_rectified')),
-                   fallback_fov_deg=float(value('fallback_fov_deg')),
-                   smoothing_enabled=bool(value('smoothing.enabled')), runtime=runtime,
-                   outputs=OutputSettings.from_parameters(value))
-
+        runtime = ReconstructorRuntime(
+            detection_threshold=float(value('detection_threshold')),
+            min_side_share=float(value('min_side_share')),
+            multi_hand=bool(value('multi_hand')),
+            max_hands=int(value('max_hands')),
+            refine=bool(value('refinement.enabled')),
+            refine_gate_m=float(value('refinement.gate_m')),
+        )
+        return cls(
+            use_camera_info=bool(value('use_camera_info')),
+            use_rectified=bool(value('use_rectified')),
+            fallback_fov_deg=float(value('fallback_fov_deg')),
+            smoothing_enabled=bool(value('smoothing.enabled')),
+            runtime=runtime,
+            outputs=OutputSettings.from_parameters(value),
+        )

@@ -5,6 +5,7 @@ always takes the newest one. A frame that is replaced before the worker gets to 
 than ``max_age_s`` when picked, is dropped and counted, so latency stays bounded by one processing time
 plus one frame period however slow the network is.
 """
+
 import logging
 import math
 import threading
@@ -140,8 +141,15 @@ class LatencyStats:
             mean, vmax = float(values.mean()), float(values.max())
         else:
             p50 = p95 = p99 = mean = vmax = float('nan')
-        return {'count': self.total, 'p50': p50, 'p95': p95, 'p99': p99, 'mean': mean, 'max': vmax,
-                'rate_hz': self.rate_hz(now)}
+        return {
+            'count': self.total,
+            'p50': p50,
+            'p95': p95,
+            'p99': p99,
+            'mean': mean,
+            'max': vmax,
+            'rate_hz': self.rate_hz(now),
+        }
 
     def clear(self) -> None:
         with self._lock:
@@ -152,10 +160,10 @@ class LatencyStats:
 @dataclass
 class FrameWorkerStats:
     received: int = 0
-    processed: int = 0          # process_fn returned (on_result was called)
-    errors: int = 0             # process_fn or on_result raised
-    dropped_replaced: int = 0   # a newer frame arrived before the worker took this one
-    dropped_stale: int = 0      # older than max_age_s when the worker took it
+    processed: int = 0  # process_fn returned (on_result was called)
+    errors: int = 0  # process_fn or on_result raised
+    dropped_replaced: int = 0  # a newer frame arrived before the worker took this one
+    dropped_stale: int = 0  # older than max_age_s when the worker took it
     discarded_on_stop: int = 0  # pending when stop() was called
 
     @property
@@ -177,12 +185,16 @@ class FrameWorker:
     i.e. the receive time); pass image stamps with a matching clock to cut on acquisition age.
     """
 
-    def __init__(self, process_fn: Callable[[Any], Any],
-                 on_result: Optional[Callable[[Any, Any], None]] = None,
-                 on_error: Optional[Callable[[Any, BaseException], None]] = None,
-                 max_age_s: Optional[float] = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 name: str = 'frame_worker', stats_window: int = 500):
+    def __init__(
+        self,
+        process_fn: Callable[[Any], Any],
+        on_result: Optional[Callable[[Any, Any], None]] = None,
+        on_error: Optional[Callable[[Any, BaseException], None]] = None,
+        max_age_s: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = 'frame_worker',
+        stats_window: int = 500,
+    ):
         if not callable(process_fn):
             raise TypeError('process_fn must be callable')
         if max_age_s is not None and not max_age_s > 0:

@@ -4,6 +4,7 @@ The PyPI cv_bridge port is broken with numpy 2 and rosbags-image ignores a padde
 (ros2-from-pypi.md §13), so the node converts images itself. Reading is zero-copy when the rows are
 unpadded and the byte order is native: the returned array is then a view of ``msg.data``.
 """
+
 import sys
 from typing import Any, Dict, Optional, Tuple
 
@@ -15,8 +16,14 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
 __all__ = [
-    'ImageConversionError', 'DEFAULT_MAX_PIXELS', 'ENCODINGS', 'imgmsg_to_numpy', 'to_bgr8',
-    'numpy_to_imgmsg', 'compressed_to_bgr8', 'bgr8_to_compressed',
+    'ImageConversionError',
+    'DEFAULT_MAX_PIXELS',
+    'ENCODINGS',
+    'imgmsg_to_numpy',
+    'to_bgr8',
+    'numpy_to_imgmsg',
+    'compressed_to_bgr8',
+    'bgr8_to_compressed',
 ]
 
 
@@ -26,18 +33,19 @@ __all__ = [
 # encoding -> (dtype, channels). yuv422 variants are two interleaved bytes per pixel.
 ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {}
 for _names, _dtype, _channels in (
-        (('mono8', '8UC1', 'bayer_rggb8', 'bayer_bggr8', 'bayer_gbrg8', 'bayer_grbg8'), np.uint8, 1),
-        (('bgr8', 'rgb8', '8UC3'), np.uint8, 3),
-        (('bgra8', 'rgba8', '8UC4'), np.uint8, 4),
-        (('mono16', '16UC1'), np.uint16, 1),
-        (('bgr16', 'rgb16', '16UC3'), np.uint16, 3),
-        (('bgra16', 'rgba16', '16UC4'), np.uint16, 4),
-        (('16SC1',), np.int16, 1),
-        (('32SC1',), np.int32, 1),
-        (('32FC1',), np.float32, 1),
-        (('64FC1',), np.float64, 1),
-        (('32FC3',), np.float32, 3),
-        (('yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv'), np.uint8, 2)):
+    (('mono8', '8UC1', 'bayer_rggb8', 'bayer_bggr8', 'bayer_gbrg8', 'bayer_grbg8'), np.uint8, 1),
+    (('bgr8', 'rgb8', '8UC3'), np.uint8, 3),
+    (('bgra8', 'rgba8', '8UC4'), np.uint8, 4),
+    (('mono16', '16UC1'), np.uint16, 1),
+    (('bgr16', 'rgb16', '16UC3'), np.uint16, 3),
+    (('bgra16', 'rgba16', '16UC4'), np.uint16, 4),
+    (('16SC1',), np.int16, 1),
+    (('32SC1',), np.int32, 1),
+    (('32FC1',), np.float32, 1),
+    (('64FC1',), np.float64, 1),
+    (('32FC3',), np.float32, 3),
+    (('yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv'), np.uint8, 2),
+):
     for _name in _names:
         ENCODINGS[_name] = (np.dtype(_dtype), _channels)
 
@@ -57,16 +65,15 @@ def _lookup(encoding: str) -> Tuple[np.dtype, int]:
         return ENCODINGS[encoding]
     except (KeyError, TypeError):
         raise ImageConversionError(
-            f'unsupported image encoding {encoding!r}; supported: {", ".join(sorted(ENCODINGS))}',
-            'encoding') from None
+            f'unsupported image encoding {encoding!r}; supported: {", ".join(sorted(ENCODINGS))}', 'encoding'
+        ) from None
 
 
 def _check_size(height: int, width: int, max_pixels: int) -> None:
     if height <= 0 or width <= 0:
         raise ImageConversionError(f'image has zero size ({width}x{height})', 'size')
     if height * width > max_pixels:
-        raise ImageConversionError(
-            f'image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels', 'size')
+        raise ImageConversionError(f'image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels', 'size')
 
 
 def imgmsg_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -82,7 +89,8 @@ def imgmsg_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageConversionError(
-            f'step {step} is smaller than width*bytes_per_pixel = {width}*{channels * dtype.itemsize} = {row_bytes}')
+            f'step {step} is smaller than width*bytes_per_pixel = {width}*{channels * dtype.itemsize} = {row_bytes}'
+        )
     try:
         buf = np.frombuffer(msg.data, np.uint8)
     except (TypeError, ValueError):
@@ -90,8 +98,9 @@ def imgmsg_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     if buf.size < step * height:
         raise ImageConversionError(
             f'image data truncated: {buf.size} bytes, expected step*height = {step}*{height} = {step * height}',
-            'truncated')
-    rows = buf[:step * height].reshape(height, step)
+            'truncated',
+        )
+    rows = buf[: step * height].reshape(height, step)
     if step != row_bytes:
         rows = np.ascontiguousarray(rows[:, :row_bytes])  # drop the row padding
     src_dtype = dtype.newbyteorder('>' if msg.is_bigendian else '<')
@@ -142,8 +151,7 @@ def _scale_to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip((img.astype(np.float64) - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
 
 
-def to_bgr8(msg_or_array: Any, encoding: Optional[str] = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def to_bgr8(msg_or_array: Any, encoding: Optional[str] = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Image message (or array + its encoding) -> contiguous (H, W, 3) uint8 BGR, the network's input.
 
     16-bit values are scaled by 1/257, float values are taken as [0, 1], alpha is dropped, 8UC3/8UC4
@@ -154,7 +162,8 @@ def to_bgr8(msg_or_array: Any, encoding: Optional[str] = None,
         encoding = msg_or_array.encoding if encoding is None else encoding
         if encoding != msg_or_array.encoding:
             raise ImageConversionError(
-                f'encoding {encoding!r} given for a message whose encoding is {msg_or_array.encoding!r}')
+                f'encoding {encoding!r} given for a message whose encoding is {msg_or_array.encoding!r}'
+            )
         img = imgmsg_to_numpy(msg_or_array, max_pixels=max_pixels)
     else:
         if encoding is None:
@@ -164,7 +173,8 @@ def to_bgr8(msg_or_array: Any, encoding: Optional[str] = None,
         img_channels = 1 if img.ndim == 2 else (img.shape[2] if img.ndim == 3 else -1)
         if img_channels != channels or img.dtype.kind != dtype.kind or img.dtype.itemsize != dtype.itemsize:
             raise ImageConversionError(
-                f'array of shape {img.shape} and dtype {img.dtype} does not match encoding {encoding}')
+                f'array of shape {img.shape} and dtype {img.dtype} does not match encoding {encoding}'
+            )
         _check_size(img.shape[0], img.shape[1], max_pixels)
         img = img.astype(dtype, copy=False)
 
@@ -196,27 +206,31 @@ def compressed_to_bgr8(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXEL
     fmt = (msg.format or '').lower()
     if 'compresseddepth' in fmt:
         raise ImageConversionError(
-            f'compressedDepth images are depth maps, not camera images (format {msg.format!r})', 'format_refused')
+            f'compressedDepth images are depth maps, not camera images (format {msg.format!r})', 'format_refused'
+        )
     data = np.frombuffer(msg.data, np.uint8) if len(msg.data) else np.zeros(0, np.uint8)
     if data.size == 0:
         raise ImageConversionError('compressed image has no data', 'truncated')
     check_declared_size(data, max_pixels)
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:   # OpenCV's own size guard (OPENCV_IO_MAX_IMAGE_PIXELS) or a decoder failure
-        raise ImageConversionError(f'OpenCV refused the compressed image: {str(exc).strip()[-200:]}',
-                                   'decode_failed') from None
+    except cv2.error as exc:  # OpenCV's own size guard (OPENCV_IO_MAX_IMAGE_PIXELS) or a decoder failure
+        raise ImageConversionError(
+            f'OpenCV refused the compressed image: {str(exc).strip()[-200:]}', 'decode_failed'
+        ) from None
     if img is None or img.size == 0:
         raise ImageConversionError(
             f'could not decode compressed image ({data.size} bytes, format {msg.format!r}): corrupt or unsupported',
-            'decode_failed')
+            'decode_failed',
+        )
     _check_size(img.shape[0], img.shape[1], max_pixels)
     # imdecode gives BGR(A) or gray; the original encoding in the format string does not change that.
     if img.ndim == 2:
         encoding = {1: 'mono8', 2: 'mono16'}.get(img.dtype.itemsize)
     else:
         encoding = {(3, 1): 'bgr8', (4, 1): 'bgra8', (3, 2): 'bgr16', (4, 2): 'bgra16'}.get(
-            (img.shape[2], img.dtype.itemsize))
+            (img.shape[2], img.dtype.itemsize)
+        )
     if encoding is None or img.dtype.kind != 'u':
         raise ImageConversionError(f'decoded image has unsupported layout {img.shape} {img.dtype}')
     return to_bgr8(img, encoding, max_pixels=max_pixels)

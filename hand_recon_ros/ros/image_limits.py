@@ -11,13 +11,21 @@ once, when the cv2 library is loaded (checked: setting it after ``import cv2`` h
 set here, and this module is imported by ``hand_recon_ros.ros`` before anything imports cv2. A value
 already in the environment is kept (a deployment may choose a lower one).
 """
+
 import os
 import struct
 import sys
 from typing import Tuple
 
-__all__ = ['DEFAULT_MAX_PIXELS', 'OPENCV_PIXEL_LIMIT_ENV', 'ImageConversionError', 'ACCEPTED_FORMATS',
-           'declared_size', 'check_declared_size', 'opencv_pixel_limit']
+__all__ = [
+    'DEFAULT_MAX_PIXELS',
+    'OPENCV_PIXEL_LIMIT_ENV',
+    'ImageConversionError',
+    'ACCEPTED_FORMATS',
+    'declared_size',
+    'check_declared_size',
+    'opencv_pixel_limit',
+]
 
 # 67 Mpx: above any camera a hand node sees (8K is 33 Mpx), far below OpenCV's default of 1 Gpx.
 DEFAULT_MAX_PIXELS = 8192 * 8192
@@ -42,7 +50,7 @@ class ImageConversionError(ValueError):
 def _install_opencv_limit() -> bool:
     """True when OpenCV's limit is in force for this process (set before cv2 was loaded)."""
     if 'cv2' in sys.modules:
-        return OPENCV_PIXEL_LIMIT_ENV in os.environ   # too late to set: only an inherited value counts
+        return OPENCV_PIXEL_LIMIT_ENV in os.environ  # too late to set: only an inherited value counts
     os.environ.setdefault(OPENCV_PIXEL_LIMIT_ENV, str(DEFAULT_MAX_PIXELS))
     return True
 
@@ -62,9 +70,18 @@ def opencv_pixel_limit() -> int:
 
 # Magic numbers of formats OpenCV can decode but whose size is not checked here: named in the refusal.
 _REFUSED_MAGIC = (
-    (b'II*\x00', 'tiff'), (b'MM\x00*', 'tiff'), (b'BM', 'bmp'), (b'GIF8', 'gif'),
-    (b'\x00\x00\x00\x0cjP  ', 'jpeg2000'), (b'\xffO\xffQ', 'jpeg2000'), (b'v/1\x01', 'openexr'),
-    (b'#?RADIANCE', 'hdr'), (b'#?RGBE', 'hdr'), (b'PF', 'pfm'), (b'Pf', 'pfm'), (b'\x59\xa6\x6a\x95', 'sunraster'),
+    (b'II*\x00', 'tiff'),
+    (b'MM\x00*', 'tiff'),
+    (b'BM', 'bmp'),
+    (b'GIF8', 'gif'),
+    (b'\x00\x00\x00\x0cjP  ', 'jpeg2000'),
+    (b'\xffO\xffQ', 'jpeg2000'),
+    (b'v/1\x01', 'openexr'),
+    (b'#?RADIANCE', 'hdr'),
+    (b'#?RGBE', 'hdr'),
+    (b'PF', 'pfm'),
+    (b'Pf', 'pfm'),
+    (b'\x59\xa6\x6a\x95', 'sunraster'),
 )
 
 
@@ -89,7 +106,7 @@ def _png_size(data: bytes) -> Tuple[int, int]:
 
 # SOF0..SOF15 carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])   # TEM and RST0..7 have no length field
+_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])  # TEM and RST0..7 have no length field
 
 
 def _jpeg_size(data: bytes) -> Tuple[int, int]:
@@ -100,7 +117,7 @@ def _jpeg_size(data: bytes) -> Tuple[int, int]:
     while pos < end:
         if data[pos] != 0xFF:
             raise ImageConversionError(f'JPEG: no marker at byte {pos} before the frame header: refused', 'header')
-        while pos < end and data[pos] == 0xFF:   # fill bytes
+        while pos < end and data[pos] == 0xFF:  # fill bytes
             pos += 1
         if pos >= end:
             break
@@ -108,17 +125,17 @@ def _jpeg_size(data: bytes) -> Tuple[int, int]:
         pos += 1
         if marker in _STANDALONE:
             continue
-        if marker in (0xD9, 0xDA):   # EOI or start of scan before any frame header
+        if marker in (0xD9, 0xDA):  # EOI or start of scan before any frame header
             raise ImageConversionError('JPEG: scan data before a frame header: size unknown, refused', 'header')
         if pos + 2 > end:
             break
-        length = struct.unpack('>H', data[pos:pos + 2])[0]
+        length = struct.unpack('>H', data[pos : pos + 2])[0]
         if length < 2:
             raise ImageConversionError(f'JPEG: segment length {length} at byte {pos}: refused', 'header')
         if marker in _SOF:
             if pos + 7 > end:
                 break
-            height, width = struct.unpack('>HH', data[pos + 3:pos + 7])
+            height, width = struct.unpack('>HH', data[pos + 3 : pos + 7])
             if height == 0:
                 raise ImageConversionError('JPEG: height defined by a later DNL marker: refused', 'header')
             return width, height
@@ -153,7 +170,9 @@ def declared_size(data) -> Tuple[str, int, int]:
         return ('webp', *_webp_size(data))
     raise ImageConversionError(
         f'compressed format {_refused(data)} refused: only {", ".join(ACCEPTED_FORMATS)} are accepted '
-        '(their pixel size is known before decoding)', 'format_refused')
+        '(their pixel size is known before decoding)',
+        'format_refused',
+    )
 
 
 def check_declared_size(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tuple[str, int, int]:
@@ -164,5 +183,7 @@ def check_declared_size(data, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tuple[str
     if width * height > max_pixels:
         raise ImageConversionError(
             f'{fmt} declaring {width}x{height} pixels exceeds the limit of {max_pixels} pixels: '
-            'refused before decoding', 'size')
+            'refused before decoding',
+            'size',
+        )
     return fmt, width, height

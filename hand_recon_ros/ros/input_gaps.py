@@ -5,6 +5,7 @@ never reach the node, so no counter sees them. The camera's period is measured a
 stamp differences; a difference of k periods (k >= 1.5) means about k - 1 frames missing. A gap longer
 than ``pause_s`` and 50 periods counts as a pause of the stream, not as losses. Pure Python, no ROS.
 """
+
 import math
 import statistics
 from collections import deque
@@ -19,9 +20,9 @@ class StampGapEstimator:
         self._gap_factor = gap_factor
         self._pause_s = pause_s
         self._last = None
-        self.lost = 0           # frames estimated missing
-        self.pauses = 0         # gaps too long to be losses
-        self.out_of_order = 0   # stamps not after the previous one (repeated, reordered, clock jump)
+        self.lost = 0  # frames estimated missing
+        self.pauses = 0  # gaps too long to be losses
+        self.out_of_order = 0  # stamps not after the previous one (repeated, reordered, clock jump)
 
     @property
     def period_s(self) -> float:
@@ -33,7 +34,7 @@ class StampGapEstimator:
     def update(self, stamp_s: float) -> int:
         """Add one received frame's stamp (seconds); returns the frames estimated lost just before it."""
         if not math.isfinite(stamp_s) or stamp_s <= 0:
-            return 0   # zero stamps carry no timing
+            return 0  # zero stamps carry no timing
         if self._last is None:
             self._last = stamp_s
             return 0
@@ -43,7 +44,7 @@ class StampGapEstimator:
             return 0
         self._last = stamp_s
         period = self.period_s
-        self._deltas.append(dt)   # also the gaps: the median follows a real change of the camera's rate
+        self._deltas.append(dt)  # also the gaps: the median follows a real change of the camera's rate
         if math.isnan(period) or dt < self._gap_factor * period:
             return 0
         if dt > max(self._pause_s, 50 * period):

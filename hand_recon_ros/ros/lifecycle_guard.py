@@ -11,6 +11,7 @@ exception inside on_configure/on_activate is turned into ERROR without a log lin
   activate -> inactive), so the next configure starts from nothing;
 * ``trigger(node, transition_id)`` is the same checked path for the node's own autostart.
 """
+
 import functools
 import traceback
 
@@ -19,8 +20,11 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 __all__ = ['TRANSITION_NAMES', 'guard_change_state', 'transition_callback', 'trigger', 'current_state']
 
-TRANSITION_NAMES = {getattr(Transition, n): n[len('TRANSITION_'):].lower()
-                    for n in dir(Transition) if n.startswith('TRANSITION_') and isinstance(getattr(Transition, n), int)}
+TRANSITION_NAMES = {
+    getattr(Transition, n): n[len('TRANSITION_') :].lower()
+    for n in dir(Transition)
+    if n.startswith('TRANSITION_') and isinstance(getattr(Transition, n), int)
+}
 
 
 def current_state(node) -> str:
@@ -47,8 +51,9 @@ def _resolve(node, transition_id, label):
 def _refuse(node, what):
     state = current_state(node)
     options = ', '.join(f'{label} (id {tid})' for tid, label in sorted(_available(node).items())) or 'none'
-    node.get_logger().warning(f"lifecycle transition {what} refused: not available in state '{state}' "
-                              f'(available: {options})')
+    node.get_logger().warning(
+        f"lifecycle transition {what} refused: not available in state '{state}' " f'(available: {options})'
+    )
 
 
 def guard_change_state(node):
@@ -68,13 +73,17 @@ def guard_change_state(node):
         try:
             result = original(request, response)
         except Exception as exc:  # the state machine itself failed: answer, keep the process alive
-            node.get_logger().error(f'lifecycle transition {what} from {before} failed inside rclpy: '
-                                    f'{type(exc).__name__}: {exc}; state now {current_state(node)}')
+            node.get_logger().error(
+                f'lifecycle transition {what} from {before} failed inside rclpy: '
+                f'{type(exc).__name__}: {exc}; state now {current_state(node)}'
+            )
             response.success = False
             return response
         if not result.success:
-            node.get_logger().warning(f"lifecycle transition {what} from '{before}' failed: state now "
-                                      f"'{current_state(node)}' (reason logged above)")
+            node.get_logger().warning(
+                f"lifecycle transition {what} from '{before}' failed: state now "
+                f"'{current_state(node)}' (reason logged above)"
+            )
         return result
 
     service.callback = change_state
@@ -87,9 +96,12 @@ def trigger(node, transition_id) -> bool:
     if tid is None:
         _refuse(node, what)
         return False
-    method = {Transition.TRANSITION_CONFIGURE: node.trigger_configure, Transition.TRANSITION_ACTIVATE:
-              node.trigger_activate, Transition.TRANSITION_DEACTIVATE: node.trigger_deactivate,
-              Transition.TRANSITION_CLEANUP: node.trigger_cleanup}.get(tid, node.trigger_shutdown)
+    method = {
+        Transition.TRANSITION_CONFIGURE: node.trigger_configure,
+        Transition.TRANSITION_ACTIVATE: node.trigger_activate,
+        Transition.TRANSITION_DEACTIVATE: node.trigger_deactivate,
+        Transition.TRANSITION_CLEANUP: node.trigger_cleanup,
+    }.get(tid, node.trigger_shutdown)
     try:
         ret = method()
     except Exception as exc:
@@ -100,6 +112,7 @@ def trigger(node, transition_id) -> bool:
 
 def transition_callback(name):
     """Decorator for on_configure/on_activate/...: exceptions become a logged FAILURE after cleanup."""
+
     def wrap(method):
         @functools.wraps(method)
         def wrapper(self, state):
@@ -114,5 +127,7 @@ def transition_callback(name):
                 except Exception as exc:
                     self.get_logger().error(f'cleaning up after the failed {name} raised {type(exc).__name__}: {exc}')
             return ret
+
         return wrapper
+
     return wrap

@@ -6,6 +6,7 @@ per marker keeps lighting on; a NaN anywhere rejects the whole marker, so non-fi
 a vanished hand gets one DELETE (never an empty TRIANGLE_LIST, never a per-frame DELETEALL) and the
 lifetime removes anything left over.
 """
+
 from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 import numpy as np
@@ -61,10 +62,20 @@ class HandMarkerBuilder:
     reversed winding). Sides without faces get joints and bones only.
     """
 
-    def __init__(self, faces: Union[None, np.ndarray, Mapping[str, np.ndarray]] = None, *,
-                 lifetime_s: float = 0.3, ns_prefix: str = 'hand', mesh: bool = True, joints: bool = True,
-                 bones: bool = True, joint_radius_m: float = 0.008, bone_width_m: float = 0.004,
-                 colors: Optional[Mapping[str, Iterable[float]]] = None, frame_locked: bool = False):
+    def __init__(
+        self,
+        faces: Union[None, np.ndarray, Mapping[str, np.ndarray]] = None,
+        *,
+        lifetime_s: float = 0.3,
+        ns_prefix: str = 'hand',
+        mesh: bool = True,
+        joints: bool = True,
+        bones: bool = True,
+        joint_radius_m: float = 0.008,
+        bone_width_m: float = 0.004,
+        colors: Optional[Mapping[str, Iterable[float]]] = None,
+        frame_locked: bool = False,
+    ):
         if not lifetime_s >= 0:
             raise ValueError(f'lifetime_s must be >= 0 (0 = forever), got {lifetime_s}')
         if not (joint_radius_m > 0 and bone_width_m > 0):
@@ -107,7 +118,8 @@ class HandMarkerBuilder:
         best: Dict[str, HandResult] = {}
         for hand in frame.hands:
             if hand.handedness in SIDE_MARKER_ID and (
-                    hand.handedness not in best or hand.score > best[hand.handedness].score):
+                hand.handedness not in best or hand.score > best[hand.handedness].score
+            ):
                 best[hand.handedness] = hand
 
         markers: List[Marker] = []
@@ -124,16 +136,33 @@ class HandMarkerBuilder:
     def delete_all(self, header: Optional[Header] = None) -> MarkerArray:
         """DELETEALL per namespace this builder uses (for deactivate/shutdown, not per frame)."""
         header = _copy_header(header) if header is not None else Header()
-        markers = [Marker(header=header, ns=self.namespace(side, part), action=Marker.DELETEALL)
-                   for side in SIDES for part in ('mesh', 'joints', 'bones')]
+        markers = [
+            Marker(header=header, ns=self.namespace(side, part), action=Marker.DELETEALL)
+            for side in SIDES
+            for part in ('mesh', 'joints', 'bones')
+        ]
         self._live = set()
         return MarkerArray(markers=markers)
 
     # ------------------------------------------------------------------------------------------------
-    def _base(self, side: str, part: str, marker_type: int, header: Header, lifetime: Duration,
-              rgba: Tuple[float, float, float, float]) -> Marker:
-        m = Marker(header=header, ns=self.namespace(side, part), id=SIDE_MARKER_ID[side], type=marker_type,
-                   action=Marker.ADD, lifetime=lifetime, frame_locked=self.frame_locked)
+    def _base(
+        self,
+        side: str,
+        part: str,
+        marker_type: int,
+        header: Header,
+        lifetime: Duration,
+        rgba: Tuple[float, float, float, float],
+    ) -> Marker:
+        m = Marker(
+            header=header,
+            ns=self.namespace(side, part),
+            id=SIDE_MARKER_ID[side],
+            type=marker_type,
+            action=Marker.ADD,
+            lifetime=lifetime,
+            frame_locked=self.frame_locked,
+        )
         m.pose.orientation.w = 1.0
         m.color = ColorRGBA(r=rgba[0], g=rgba[1], b=rgba[2], a=rgba[3])
         return m
@@ -154,8 +183,10 @@ class HandMarkerBuilder:
             if vertices.ndim != 2 or vertices.shape[1] != 3:
                 raise ValueError(f'{side} hand vertices have shape {vertices.shape}, expected (V, 3)')
             if self._faces[side].max() >= vertices.shape[0]:
-                raise ValueError(f'{side} faces index vertex {int(self._faces[side].max())} but the hand has '
-                                 f'{vertices.shape[0]} vertices')
+                raise ValueError(
+                    f'{side} faces index vertex {int(self._faces[side].max())} but the hand has '
+                    f'{vertices.shape[0]} vertices'
+                )
             mesh = self._base(side, 'mesh', Marker.TRIANGLE_LIST, header, lifetime, rgba)
             mesh.scale.x = mesh.scale.y = mesh.scale.z = 1.0
             # One Point per vertex, shared by every face that uses it: 778 constructions, not 4614.
@@ -177,9 +208,14 @@ class HandMarkerBuilder:
         return out
 
 
-def build_marker_array(frame: FrameResult, faces: Union[None, np.ndarray, Mapping[str, np.ndarray]],
-                       header: Header, lifetime_s: float = 0.3, published: Optional[Set[Key]] = None,
-                       **options) -> MarkerArray:
+def build_marker_array(
+    frame: FrameResult,
+    faces: Union[None, np.ndarray, Mapping[str, np.ndarray]],
+    header: Header,
+    lifetime_s: float = 0.3,
+    published: Optional[Set[Key]] = None,
+    **options,
+) -> MarkerArray:
     """One-call form of HandMarkerBuilder.build for callers that keep no builder.
 
     ``published`` is the caller's set of (ns, id) markers currently shown; it is updated in place, so

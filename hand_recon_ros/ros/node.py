@@ -6,6 +6,7 @@ launch file); with ``autostart`` (default) it configures and activates itself. P
 from the table in parameters.py; lifecycle requests go through lifecycle_guard.py (no request ends it);
 the publishers and the fan-out of a result live in outputs.py.
 """
+
 import dataclasses
 import sys
 import threading
@@ -46,14 +47,16 @@ def input_qos(reliability: str, depth: int) -> QoSProfile:
     """Subscriber QoS for the image and camera_info inputs ('auto' starts as sensor-data best effort)."""
     depth = max(1, int(depth))
     if reliability in ('best_effort', 'auto'):
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                         reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=depth,
+            reliability=ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE,
+        )
     elif reliability == 'reliable':
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                         reliability=ReliabilityPolicy.RELIABLE)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
     elif reliability == 'system_default':
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                         reliability=ReliabilityPolicy.SYSTEM_DEFAULT)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.SYSTEM_DEFAULT)
     else:
         raise ValueError(f"input_reliability must be one of {', '.join(INPUT_RELIABILITY)}, got {reliability!r}")
     return qos
@@ -63,8 +66,11 @@ class HandReconNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         # everything /diagnostics reports: counted here, filled in before each report (node_status.py)
-        self.status = NodeStatus(parameter_problems=self._declare_parameters(), rmw=rclpy.get_rmw_implementation_identifier(),
-                                 fastdds_profile=conversions.fastdds_profile_file())
+        self.status = NodeStatus(
+            parameter_problems=self._declare_parameters(),
+            rmw=rclpy.get_rmw_implementation_identifier(),
+            fastdds_profile=conversions.fastdds_profile_file(),
+        )
         self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # per-frame values: one snapshot, rebuilt after each accepted change (frame_settings.py)
@@ -110,8 +116,9 @@ class HandReconNode(LifecycleNode):
                     self.get_logger().error(f'parameter refused at start-up: {problems[-1]}')
             self.declare_parameter(name, value, parameters.descriptor(spec), ignore_override=True)
         rclpy_own = {'use_sim_time', 'start_type_description_service'}
-        unknown = sorted(n for n in set(overrides) - set(PARAMETERS) - rclpy_own
-                         if not n.startswith('qos_overrides.'))   # declared by rclpy with the endpoints
+        unknown = sorted(
+            n for n in set(overrides) - set(PARAMETERS) - rclpy_own if not n.startswith('qos_overrides.')
+        )  # declared by rclpy with the endpoints
         if unknown:
             self.get_logger().warning(f"unknown parameter(s) ignored: {', '.join(unknown)} (README \"Parameters\")")
         return problems
@@ -138,7 +145,7 @@ class HandReconNode(LifecycleNode):
     def _rebuild_frame_settings(self, params):
         try:
             self.frame_settings = FrameSettings.from_parameters(self.p)
-        except Exception as exc:      # values were validated before: only a bug lands here, never end the node
+        except Exception as exc:  # values were validated before: only a bug lands here, never end the node
             self.get_logger().error(f'frame settings not rebuilt: {type(exc).__name__}: {exc}')
 
     def _set_parameters_checked(self, params):
@@ -151,16 +158,22 @@ class HandReconNode(LifecycleNode):
             if not ok:
                 return SetParametersResult(successful=False, reason=reason)
             if spec.applies == 'activate' and state == 'active':
-                return SetParametersResult(successful=False,
-                                           reason=f'{param.name} cannot change while active: deactivate first')
+                return SetParametersResult(
+                    successful=False, reason=f'{param.name} cannot change while active: deactivate first'
+                )
             if spec.applies == 'configure' and state in ('inactive', 'active'):
-                return SetParametersResult(successful=False, reason=f'{param.name} takes effect on configure: '
-                                           f'deactivate and clean up first (state {state})')
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'{param.name} takes effect on configure: ' f'deactivate and clean up first (state {state})',
+                )
         # Per-frame values reach the worker through frame_settings; smoothing parameters go into the tracker.
         tracker = self.tracker
         if tracker is not None:
-            values = {p.name.split('.', 1)[1]: p.value for p in params if p.name.startswith('smoothing.')
-                      and p.name != 'smoothing.enabled'}
+            values = {
+                p.name.split('.', 1)[1]: p.value
+                for p in params
+                if p.name.startswith('smoothing.') and p.name != 'smoothing.enabled'
+            }
             if values:
                 tracker.set_params(**values)
         worker = self.worker
@@ -176,7 +189,7 @@ class HandReconNode(LifecycleNode):
     @transition_callback('configure')
     def on_configure(self, state):
         """Create publishers and subscriptions; nothing heavy yet (the model loads on activate)."""
-        self._destroy_entities()   # nothing may be left from an earlier failed attempt
+        self._destroy_entities()  # nothing may be left from an earlier failed attempt
         qos = input_qos(self.p('input_reliability'), self.p('input_depth'))
         transport = self.p('input_transport')
         self._input_reliable = self.p('input_reliability') == 'reliable'
@@ -184,11 +197,14 @@ class HandReconNode(LifecycleNode):
         if self.p('input_reliability') == 'auto':
             self._timers.append(self.create_timer(0.5, self._adapt_input_qos))
 
-        self.outputs = NodeOutputs(self, publish_detections=bool(self.p('publish_detections')),
-                                   warn_once=self._warn_once)
+        self.outputs = NodeOutputs(
+            self, publish_detections=bool(self.p('publish_detections')), warn_once=self._warn_once
+        )
         self._timers.append(self.create_timer(float(self.p('diagnostics_period_s')), self._publish_diagnostics))
-        self.get_logger().info(f"configured: input {transport} on '{self._subs[0].topic_name}' "
-                               f"({self.p('input_reliability')}, depth {self.p('input_depth')})")
+        self.get_logger().info(
+            f"configured: input {transport} on '{self._subs[0].topic_name}' "
+            f"({self.p('input_reliability')}, depth {self.p('input_depth')})"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def _create_input_subscriptions(self, qos):
@@ -218,9 +234,11 @@ class HandReconNode(LifecycleNode):
             self._input_reliable = all_reliable
             qos = input_qos('reliable' if all_reliable else 'best_effort', self.p('input_depth'))
             self._create_input_subscriptions(qos)
-            self.get_logger().info(f"input_reliability auto: image publishers offer "
-                                   f"{'reliable' if all_reliable else 'best effort'}: subscribed "
-                                   f"{'reliable' if all_reliable else 'best effort'}")
+            self.get_logger().info(
+                f"input_reliability auto: image publishers offer "
+                f"{'reliable' if all_reliable else 'best effort'}: subscribed "
+                f"{'reliable' if all_reliable else 'best effort'}"
+            )
 
     @transition_callback('activate')
     def on_activate(self, state):
@@ -230,34 +248,49 @@ class HandReconNode(LifecycleNode):
 
         try:
             config = PipelineConfig(
-                weights=self.p('weights'), allow_untrained=self.p('allow_untrained'),
-                backbone=self.p('network.backbone'), input_size=int(self.p('network.input_size')),
-                mano_dir=self.p('mano_dir') or None, device=self.p('device'), precision=self.p('precision'),
-                num_threads=int(self.p('num_threads')), detection_threshold=float(self.p('detection_threshold')),
+                weights=self.p('weights'),
+                allow_untrained=self.p('allow_untrained'),
+                backbone=self.p('network.backbone'),
+                input_size=int(self.p('network.input_size')),
+                mano_dir=self.p('mano_dir') or None,
+                device=self.p('device'),
+                precision=self.p('precision'),
+                num_threads=int(self.p('num_threads')),
+                detection_threshold=float(self.p('detection_threshold')),
                 min_side_share=float(self.p('min_side_share')),
-                refine=bool(self.p('refinement.enabled')), refine_gate_m=float(self.p('refinement.gate_m')),
-                refine_weights=self.p('refinement.weights'))
+                refine=bool(self.p('refinement.enabled')),
+                refine_gate_m=float(self.p('refinement.gate_m')),
+                refine_weights=self.p('refinement.weights'),
+            )
             self.reconstructor = create_reconstructor(config, logger=self.get_logger())
         except Exception as exc:  # a clear message and an inactive node beat a crash
             self.get_logger().error(f'cannot load the model: {exc}')
             return TransitionCallbackReturn.FAILURE
-        self.tracker = HandTracker(min_cutoff=float(self.p('smoothing.min_cutoff')),
-                                   beta=float(self.p('smoothing.beta')),
-                                   d_cutoff=float(self.p('smoothing.d_cutoff')))
-        self.outputs.set_model({side: self.reconstructor.faces(side) for side in SIDES}, self.reconstructor.info(),
-                               self.get_clock().now().to_msg(), float(self.p('marker_lifetime_s')))
+        self.tracker = HandTracker(
+            min_cutoff=float(self.p('smoothing.min_cutoff')),
+            beta=float(self.p('smoothing.beta')),
+            d_cutoff=float(self.p('smoothing.d_cutoff')),
+        )
+        self.outputs.set_model(
+            {side: self.reconstructor.faces(side) for side in SIDES},
+            self.reconstructor.info(),
+            self.get_clock().now().to_msg(),
+            float(self.p('marker_lifetime_s')),
+        )
         info = self.reconstructor.info()
         self.status.model = ModelStatus.from_info(info)
         self._start_worker()
         self._activated_at = time.monotonic()
-        self.get_logger().info(f"active: {info['network']} on {info['device']} ({info['precision']}), "
-                               f"hand model {info['hand_model']}")
+        self.get_logger().info(
+            f"active: {info['network']} on {info['device']} ({info['precision']}), " f"hand model {info['hand_model']}"
+        )
         return super().on_activate(state)
 
     def _start_worker(self):
         max_age = float(self.p('max_input_age_s'))
-        self.worker = FrameWorker(self._process, on_result=None, on_error=self._on_worker_error,
-                                  max_age_s=max_age if max_age > 0 else None)
+        self.worker = FrameWorker(
+            self._process, on_result=None, on_error=self._on_worker_error, max_age_s=max_age if max_age > 0 else None
+        )
         self.worker.start()
 
     @transition_callback('deactivate')
@@ -267,6 +300,7 @@ class HandReconNode(LifecycleNode):
         self.status.model = None
         try:
             import torch
+
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         except ImportError:
@@ -286,8 +320,10 @@ class HandReconNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state):
-        self.get_logger().error(f'lifecycle error while leaving {state.label}: unloading and cleaning up; the '
-                                'node is unconfigured (send configure to start again)')
+        self.get_logger().error(
+            f'lifecycle error while leaving {state.label}: unloading and cleaning up; the '
+            'node is unconfigured (send configure to start again)'
+        )
         self._unload()
         self._destroy_entities()
         return TransitionCallbackReturn.SUCCESS
@@ -296,12 +332,14 @@ class HandReconNode(LifecycleNode):
         """After a failed transition: leave the state the lifecycle falls back to with nothing half-made."""
         if name == 'configure':
             self._destroy_entities()
-            self.get_logger().error('configure failed: the node stays unconfigured (fix the reason above, '
-                                    'then send configure)')
+            self.get_logger().error(
+                'configure failed: the node stays unconfigured (fix the reason above, ' 'then send configure)'
+            )
         elif name == 'activate':
             self._unload()
-            self.get_logger().error('activate failed: the node stays inactive (fix the reason above, then send '
-                                    'activate)')
+            self.get_logger().error(
+                'activate failed: the node stays inactive (fix the reason above, then send ' 'activate)'
+            )
 
     def _unload(self):
         self._stop_worker()
@@ -348,16 +386,24 @@ class HandReconNode(LifecycleNode):
             return
         header = msg.header
         if header.stamp.sec == 0 and header.stamp.nanosec == 0:
-            self._warn_once('zero_stamp', 'input images carry a zero timestamp: outputs copy it; '
-                            'fix the camera driver so downstream synchronisation works')
+            self._warn_once(
+                'zero_stamp',
+                'input images carry a zero timestamp: outputs copy it; '
+                'fix the camera driver so downstream synchronisation works',
+            )
         image = self._to_image(msg)
         if image is None:
             return
         settings = self.frame_settings
         height, width = image.shape[:2]
         K, depth_source = conversions.intrinsics_for(
-            self._camera_info if settings.use_camera_info else None, width, height,
-            use_rectified=settings.use_rectified, fallback_fov_deg=settings.fallback_fov_deg, warn=self._warn_once)
+            self._camera_info if settings.use_camera_info else None,
+            width,
+            height,
+            use_rectified=settings.use_rectified,
+            fallback_fov_deg=settings.fallback_fov_deg,
+            warn=self._warn_once,
+        )
         if (reconstructor, settings.runtime) != self._applied_runtime:
             reconstructor.set_runtime(**settings.runtime.as_kwargs())
             self._applied_runtime = (reconstructor, settings.runtime)
@@ -366,8 +412,14 @@ class HandReconNode(LifecycleNode):
         outputs = self.outputs
         if outputs is None:
             return
-        outputs.publish(frame, header, settings.outputs, image=image,
-                        smoothed=self._smoothed(frame, header, settings), processing_ms=processing_ms)
+        outputs.publish(
+            frame,
+            header,
+            settings.outputs,
+            image=image,
+            smoothed=self._smoothed(frame, header, settings),
+            processing_ms=processing_ms,
+        )
         self.status.published += 1
         now = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
@@ -392,7 +444,9 @@ class HandReconNode(LifecycleNode):
         if not settings.smoothing_enabled or tracker is None:
             return None
         stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
-        return dataclasses.replace(frame, hands=tracker.update(frame.hands, stamp_s if stamp_s > 0 else time.monotonic()))
+        return dataclasses.replace(
+            frame, hands=tracker.update(frame.hands, stamp_s if stamp_s > 0 else time.monotonic())
+        )
 
     def _hint_large_best_effort_frames(self, size):
         """Once: best-effort frames over Fast DDS's 512 KiB segment get lost whole unless the camera side
@@ -405,14 +459,18 @@ class HandReconNode(LifecycleNode):
             self._warned.add('large_frames')
             own = conversions.fastdds_profile_file()
             # the sender's segment decides: a profile here does not tell whether the camera driver has one
-            remedy = (f'this node runs with {own}; start the camera driver with the same profile'
-                      if own else 'start the camera driver (and this node) with FASTRTPS_DEFAULT_PROFILES_FILE='
-                      '<share>/hand_recon_ros/config/fastdds_large_frames.xml (FASTDDS_DEFAULT_PROFILES_FILE from '
-                      'Kilted on)')
+            remedy = (
+                f'this node runs with {own}; start the camera driver with the same profile'
+                if own
+                else 'start the camera driver (and this node) with FASTRTPS_DEFAULT_PROFILES_FILE='
+                '<share>/hand_recon_ros/config/fastdds_large_frames.xml (FASTDDS_DEFAULT_PROFILES_FILE from '
+                'Kilted on)'
+            )
             self.get_logger().info(
                 f'best-effort input frames of {size / 2 ** 20:.1f} MiB: Fast DDS sends frames over its 512 KiB '
                 'shared-memory segment as UDP fragments and loses whole frames unless the sender has a larger '
-                f'segment: {remedy} (README "Input QoS and latency")')
+                f'segment: {remedy} (README "Input QoS and latency")'
+            )
 
     def _on_worker_error(self, item, exc):
         self.status.errors += 1
@@ -432,8 +490,11 @@ class HandReconNode(LifecycleNode):
 
     def _publish_diagnostics_unsafe(self):
         now = time.monotonic()
-        if (self.worker is not None and self.p('no_input_warn_s') > 0
-                and now - (self._last_input_time or self._activated_at or now) > self.p('no_input_warn_s')):
+        if (
+            self.worker is not None
+            and self.p('no_input_warn_s') > 0
+            and now - (self._last_input_time or self._activated_at or now) > self.p('no_input_warn_s')
+        ):
             sub = self._subs[0] if self._subs else None
             topic = sub.topic_name if sub else 'image'
             pubs = self.get_publishers_info_by_topic(topic)
@@ -441,12 +502,18 @@ class HandReconNode(LifecycleNode):
             self.get_logger().warning(
                 f"no image received on '{topic}' for {self.p('no_input_warn_s'):.0f} s "
                 f"(publishers' reliability: {qos_text}; ours: {self.p('input_reliability')})",
-                throttle_duration_sec=30.0)
+                throttle_duration_sec=30.0,
+            )
         self._update_status()
         if self.outputs is not None:
-            self.outputs.publish_diagnostics(conversions.diagnostics_msg(
-                self.status, f'{self.get_name()}: hand reconstruction', self.get_fully_qualified_name(),
-                self.get_clock().now().to_msg()))
+            self.outputs.publish_diagnostics(
+                conversions.diagnostics_msg(
+                    self.status,
+                    f'{self.get_name()}: hand reconstruction',
+                    self.get_fully_qualified_name(),
+                    self.get_clock().now().to_msg(),
+                )
+            )
 
     def _update_status(self):
         """Copy what the worker, the latency window, the stamp-gap estimator and the problem log hold."""
@@ -468,8 +535,9 @@ def _autostart(node):
         if lifecycle_guard.trigger(node, Transition.TRANSITION_CONFIGURE):
             lifecycle_guard.trigger(node, Transition.TRANSITION_ACTIVATE)
     else:
-        node.get_logger().info('autostart is off: unconfigured, waiting for a lifecycle manager '
-                               '(configure, then activate)')
+        node.get_logger().info(
+            'autostart is off: unconfigured, waiting for a lifecycle manager ' '(configure, then activate)'
+        )
 
 
 def main(args=None):

@@ -5,6 +5,7 @@ gaps, problems by kind, the loaded model) just before each /diagnostics message;
 turns a status into the level, message and key/value pairs of that message. Pure Python, no ROS: the
 mapping is tested without a node (test/test_node_status.py), and ros/conversions.py only packs it.
 """
+
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -18,6 +19,7 @@ OK, WARN, ERROR = 0, 1, 2
 @dataclass(frozen=True)
 class ModelStatus:
     """The loaded model, as /diagnostics names it."""
+
     network: str
     device: str
     precision: str
@@ -28,31 +30,36 @@ class ModelStatus:
     @classmethod
     def from_info(cls, info: Mapping[str, Any]) -> 'ModelStatus':
         """From HandReconstructor.info()."""
-        return cls(network=str(info['network']), device=str(info['device']), precision=str(info['precision']),
-                   hand_model=str(info['hand_model']), weights_sha256=str(info.get('weights_sha256', '') or ''),
-                   model_id=str(info.get('model_id', '') or ''))
+        return cls(
+            network=str(info['network']),
+            device=str(info['device']),
+            precision=str(info['precision']),
+            hand_model=str(info['hand_model']),
+            weights_sha256=str(info.get('weights_sha256', '') or ''),
+            model_id=str(info.get('model_id', '') or ''),
+        )
 
 
 @dataclass
 class NodeStatus:
     # counted by the node as frames pass
-    received: int = 0                 # images handed to the worker
-    published: int = 0                # frames whose results were published
-    bad_input: int = 0                # images that could not be read
-    errors: int = 0                   # frames or callbacks that raised
+    received: int = 0  # images handed to the worker
+    published: int = 0  # frames whose results were published
+    bad_input: int = 0  # images that could not be read
+    errors: int = 0  # frames or callbacks that raised
     last_latency_ms: float = math.nan  # stamp -> published of the last frame
     # filled before each report
     lifecycle_state: str = 'unconfigured'
-    active: bool = False              # the worker runs (lifecycle active)
-    worker: Dict[str, int] = field(default_factory=dict)           # FrameWorkerStats.as_dict()
+    active: bool = False  # the worker runs (lifecycle active)
+    worker: Dict[str, int] = field(default_factory=dict)  # FrameWorkerStats.as_dict()
     input_rate_hz: float = math.nan
     processing_ms_p50: float = math.nan
-    latency_ms: Dict[str, float] = field(default_factory=dict)     # LatencyStats.summary()
+    latency_ms: Dict[str, float] = field(default_factory=dict)  # LatencyStats.summary()
     input_lost_estimate: int = 0
     input_period_s: float = math.nan
     input_pauses: int = 0
     input_stamps_out_of_order: int = 0
-    problems: Dict[str, int] = field(default_factory=dict)         # problem kind -> count
+    problems: Dict[str, int] = field(default_factory=dict)  # problem kind -> count
     problem_log_lines: int = 0
     parameter_problems: List[str] = field(default_factory=list)
     model: Optional[ModelStatus] = None
@@ -90,10 +97,16 @@ def diagnostic_values(status: NodeStatus) -> Diagnostic:
     """Level, message and values (all strings, in a fixed order) of the node's DiagnosticStatus."""
     values: List[Tuple[str, str]] = []
     if status.active:
-        values += [('input_rate_hz', f'{status.input_rate_hz:.2f}'),
-                   ('processing_ms_p50', f'{status.processing_ms_p50:.1f}')]
-    values += [('received', str(status.received)), ('published', str(status.published)),
-               ('bad_input', str(status.bad_input)), ('errors', str(status.errors))]
+        values += [
+            ('input_rate_hz', f'{status.input_rate_hz:.2f}'),
+            ('processing_ms_p50', f'{status.processing_ms_p50:.1f}'),
+        ]
+    values += [
+        ('received', str(status.received)),
+        ('published', str(status.published)),
+        ('bad_input', str(status.bad_input)),
+        ('errors', str(status.errors)),
+    ]
     if status.active:
         values += [(f'worker_{k}', str(v)) for k, v in status.worker.items()]
     # which middleware and Fast DDS profile this process runs with (frame losses depend on them)
@@ -102,8 +115,14 @@ def diagnostic_values(status: NodeStatus) -> Diagnostic:
     values.append(('latency_last', _ms(status.last_latency_ms)))
     if status.model is not None:
         m = status.model
-        values += [('device', m.device), ('precision', m.precision), ('network', m.network),
-                   ('weights_sha256', m.weights_sha256), ('hand_model', m.hand_model), ('model_id', m.model_id)]
+        values += [
+            ('device', m.device),
+            ('precision', m.precision),
+            ('network', m.network),
+            ('weights_sha256', m.weights_sha256),
+            ('hand_model', m.hand_model),
+            ('model_id', m.model_id),
+        ]
     values += [
         ('lifecycle_state', status.lifecycle_state),
         ('input_lost_estimate', str(status.input_lost_estimate)),

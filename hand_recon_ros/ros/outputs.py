@@ -5,6 +5,7 @@ Result topics are lifecycle publishers (silent unless the node is active); the l
 and reliability can be overridden the standard ROS 2 way, with parameters such as
 ``qos_overrides./hand_recon/hands.publisher.reliability`` (read when the publisher is created, on configure).
 """
+
 import copy
 from typing import Callable, Dict, Mapping, Optional
 
@@ -25,8 +26,12 @@ from hand_recon_ros.ros.tf_output import WristTfPublisher
 __all__ = ['OutputSettings', 'NodeOutputs', 'RESULT_QOS', 'LATCHED_QOS', 'DEBUG_IMAGE_QOS', 'DIAGNOSTICS_QOS']
 
 RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 # reliable keep-last 1: compatible with best-effort and reliable viewers, never blocks
 DEBUG_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -42,8 +47,9 @@ def _overridable(create, msg_type, topic: str, qos: QoSProfile):
 class NodeOutputs:
     """Creates the node's publishers (on configure) and publishes each frame's result on all of them."""
 
-    def __init__(self, node, publish_detections: bool = True,
-                 warn_once: Callable[[str, str], None] = lambda key, text: None):
+    def __init__(
+        self, node, publish_detections: bool = True, warn_once: Callable[[str, str], None] = lambda key, text: None
+    ):
         self._node = node
         self._warn_once = warn_once
         self.hands = self.hands_smoothed = self.model_info = self.markers = self.debug_image = None
@@ -53,7 +59,7 @@ class NodeOutputs:
         self._faces: Dict[str, np.ndarray] = {}
         try:
             self._create(node, publish_detections)
-        except BaseException:   # e.g. an invalid qos_overrides value: leave no half of the endpoints behind
+        except BaseException:  # e.g. an invalid qos_overrides value: leave no half of the endpoints behind
             self.close()
             raise
 
@@ -69,8 +75,12 @@ class NodeOutputs:
         self.wrist_tf = WristTfPublisher(node)
         if publish_detections:
             self.detections = vision_output.create_detections_publisher(
-                node, '~/detections', copy.copy(RESULT_QOS), create=lifecycle,
-                qos_overriding_options=QoSOverridingOptions.with_default_policies())
+                node,
+                '~/detections',
+                copy.copy(RESULT_QOS),
+                create=lifecycle,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+            )
 
     def set_model(self, faces: Mapping[str, np.ndarray], info: dict, stamp, marker_lifetime_s: float) -> None:
         """A model was loaded (activate): remember its faces and publish the latched model info."""
@@ -80,16 +90,30 @@ class NodeOutputs:
         msg.header.stamp = stamp
         self.model_info.publish(msg)
 
-    def publish(self, frame: FrameResult, header, settings: OutputSettings, *, image: np.ndarray,
-                smoothed: Optional[FrameResult] = None, processing_ms: float = 0.0) -> None:
+    def publish(
+        self,
+        frame: FrameResult,
+        header,
+        settings: OutputSettings,
+        *,
+        image: np.ndarray,
+        smoothed: Optional[FrameResult] = None,
+        processing_ms: float = 0.0,
+    ) -> None:
         """Fan one frame's result out: hands, smoothed hands, wrist TF, detections, markers, debug image.
 
         Markers and the debug image are built only while someone subscribes (they cost the most)."""
-        self.hands.publish(conversions.hand_array_msg(frame, header, settings.publish_vertices, smoothed=False,
-                                                      processing_ms=processing_ms))
+        self.hands.publish(
+            conversions.hand_array_msg(
+                frame, header, settings.publish_vertices, smoothed=False, processing_ms=processing_ms
+            )
+        )
         if smoothed is not None:
-            self.hands_smoothed.publish(conversions.hand_array_msg(
-                smoothed, header, settings.publish_vertices, smoothed=True, processing_ms=processing_ms))
+            self.hands_smoothed.publish(
+                conversions.hand_array_msg(
+                    smoothed, header, settings.publish_vertices, smoothed=True, processing_ms=processing_ms
+                )
+            )
         if settings.publish_tf and self.wrist_tf is not None:
             try:
                 self.wrist_tf.publish(smoothed or frame, header, settings.tf_prefix)

@@ -5,6 +5,7 @@ table validates every value: at start-up (a bad value is logged with the reason 
 default, so a typo never crashes the node nor leaves it silently unconfigured) and at run time (the
 set-parameters callback refuses it with the reason). Validation here is plain Python.
 """
+
 import math
 import re
 from dataclasses import dataclass
@@ -26,11 +27,11 @@ class ParamSpec:
     applies: str = 'runtime'
     low: Optional[float] = None
     high: Optional[float] = None
-    low_open: bool = False          # True: low itself is refused (e.g. > 0)
+    low_open: bool = False  # True: low itself is refused (e.g. > 0)
     high_open: bool = False
     choices: Tuple[str, ...] = ()
-    pattern: Optional[str] = None   # full-match regex for strings
-    step: int = 0                   # integers: multiple of step
+    pattern: Optional[str] = None  # full-match regex for strings
+    step: int = 0  # integers: multiple of step
 
     @property
     def type(self):
@@ -60,29 +61,63 @@ _TABLE = (
     _P('autostart', True, 'configure and activate on start (false: wait for a lifecycle manager)', 'start'),
     _P('weights', '', 'safetensors weights file; empty = shipped default model', 'activate'),
     _P('allow_untrained', True, 'run a seeded random-init network when no weights are found', 'activate'),
-    _P('network.backbone', 'resnet18', 'backbone when no weights file is found', 'activate',
-       pattern=r'[A-Za-z0-9_]+'),
-    _P('network.input_size', 256, 'network input size when no weights file is found', 'activate',
-       low=64, high=1024, step=32),
-    _P('mano_dir', '', 'folder with MANO_RIGHT.pkl/MANO_LEFT.pkl; empty = $HAND_RECON_MANO_DIR or stand-in',
-       'activate'),
+    _P('network.backbone', 'resnet18', 'backbone when no weights file is found', 'activate', pattern=r'[A-Za-z0-9_]+'),
+    _P(
+        'network.input_size',
+        256,
+        'network input size when no weights file is found',
+        'activate',
+        low=64,
+        high=1024,
+        step=32,
+    ),
+    _P(
+        'mano_dir', '', 'folder with MANO_RIGHT.pkl/MANO_LEFT.pkl; empty = $HAND_RECON_MANO_DIR or stand-in', 'activate'
+    ),
     _P('device', 'auto', 'auto | cpu | cuda | cuda:N', 'activate', pattern=r'auto|cpu|cuda(:[0-9]{1,2})?'),
     _P('precision', 'fp32', 'inference precision', 'activate', choices=('fp32', 'fp16', 'bf16')),
     _P('num_threads', 0, 'torch CPU threads (0 = default)', 'activate', low=0, high=256),
-    _P('detection_threshold', DETECTION_THRESHOLD, 'centre-map confidence threshold (0 keeps every candidate)', low=0.0,
-       high=1.0, high_open=True),
-    _P('min_side_share', MIN_SIDE_SHARE, 'drop a detection whose side holds less than this share of the two centre maps at '
-       'its peak (0 keeps all; 0.45 drops a hand the other side claims more)', low=0.0, high=0.5),
+    _P(
+        'detection_threshold',
+        DETECTION_THRESHOLD,
+        'centre-map confidence threshold (0 keeps every candidate)',
+        low=0.0,
+        high=1.0,
+        high_open=True,
+    ),
+    _P(
+        'min_side_share',
+        MIN_SIDE_SHARE,
+        'drop a detection whose side holds less than this share of the two centre maps at '
+        'its peak (0 keeps all; 0.45 drops a hand the other side claims more)',
+        low=0.0,
+        high=0.5,
+    ),
     _P('multi_hand', False, 'allow more than one hand per side'),
     _P('refinement.enabled', False, 'IHMR-MLP collision-aware refinement of close two-hand pairs'),
-    _P('refinement.gate_m', 0.3, 'refine only when the two wrists are closer than this (metres)',
-       low=0.0, high=5.0, low_open=True),
-    _P('refinement.weights', '', 'IHMR-MLP weights file; empty = models/ihmr_default.safetensors if shipped',
-       'activate'),
+    _P(
+        'refinement.gate_m',
+        0.3,
+        'refine only when the two wrists are closer than this (metres)',
+        low=0.0,
+        high=5.0,
+        low_open=True,
+    ),
+    _P(
+        'refinement.weights',
+        '',
+        'IHMR-MLP weights file; empty = models/ihmr_default.safetensors if shipped',
+        'activate',
+    ),
     _P('max_hands', 2, 'maximum hands per frame', low=1, high=20),
     _P('input_transport', 'raw', 'image input type', 'configure', choices=('raw', 'compressed')),
-    _P('input_reliability', 'auto', 'auto matches the image publishers', 'configure',
-       choices=('auto', 'best_effort', 'reliable', 'system_default')),
+    _P(
+        'input_reliability',
+        'auto',
+        'auto matches the image publishers',
+        'configure',
+        choices=('auto', 'best_effort', 'reliable', 'system_default'),
+    ),
     _P('input_depth', 1, 'subscription queue depth', 'configure', low=1, high=100),
     _P('max_input_age_s', 0.5, 'drop frames older than this when picked (0 = off)', low=0.0, high=3600.0),
     _P('use_camera_info', True, 'use CameraInfo intrinsics'),
@@ -99,8 +134,12 @@ _TABLE = (
     _P('smoothing.d_cutoff', 1.0, 'One-Euro derivative cutoff (Hz)', low=0.0, high=100.0, low_open=True),
     _P('publish_tf', False, 'publish wrist TF frames (needs tf2_ros)'),
     _P('tf_prefix', '', 'prefix of the wrist TF frame names', pattern=r'[A-Za-z0-9_/]*'),
-    _P('publish_detections', True, 'publish vision_msgs/Detection2DArray on ~/detections (needs vision_msgs)',
-       'configure'),
+    _P(
+        'publish_detections',
+        True,
+        'publish vision_msgs/Detection2DArray on ~/detections (needs vision_msgs)',
+        'configure',
+    ),
     _P('diagnostics_period_s', 1.0, 'period of /diagnostics', 'configure', low=0.05, high=3600.0),
 )
 SPECS = {spec.name: spec for spec in _TABLE}
@@ -133,13 +172,20 @@ def validate(spec: ParamSpec, value: Any) -> Tuple[bool, Any, str]:
 def descriptor(spec: ParamSpec):
     """The rcl_interfaces ParameterDescriptor of a spec (ranges closed: open ends are in the text)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-    when = {'runtime': '', 'activate': ' (takes effect on activate)',
-            'configure': ' (takes effect on configure)', 'start': ' (read at start only)'}[spec.applies]
-    desc = ParameterDescriptor(description=spec.description + when, read_only=spec.read_only,
-                               additional_constraints=spec.constraints())
+
+    when = {
+        'runtime': '',
+        'activate': ' (takes effect on activate)',
+        'configure': ' (takes effect on configure)',
+        'start': ' (read at start only)',
+    }[spec.applies]
+    desc = ParameterDescriptor(
+        description=spec.description + when, read_only=spec.read_only, additional_constraints=spec.constraints()
+    )
     if spec.type is float and spec.low is not None and spec.high is not None:
-        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
-                                                        step=0.0)]
+        desc.floating_point_range = [
+            FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
+        ]
     elif spec.type is int and spec.low is not None and spec.high is not None:
         desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=spec.step)]
     return desc

@@ -5,6 +5,7 @@ flood the log and grow the throttle's memory without bound. Here every report na
 of kinds; the first report of a kind is logged at once, later ones at most once per period with the
 number held back, and each kind is counted (the counts go to /diagnostics).
 """
+
 import functools
 import threading
 import time
@@ -13,16 +14,28 @@ from typing import Callable, Dict
 __all__ = ['KINDS', 'ProblemLog', 'guarded_callback']
 
 KINDS = (
-    'bad_input.encoding', 'bad_input.size', 'bad_input.layout', 'bad_input.truncated',
-    'bad_input.format_refused', 'bad_input.header', 'bad_input.decode_failed',
-    'frame_failed', 'callback_failed', 'other',
+    'bad_input.encoding',
+    'bad_input.size',
+    'bad_input.layout',
+    'bad_input.truncated',
+    'bad_input.format_refused',
+    'bad_input.header',
+    'bad_input.decode_failed',
+    'frame_failed',
+    'callback_failed',
+    'other',
 )
-MAX_TEXT = 300   # a sender's string (an encoding field can be megabytes) is cut before it reaches the log
+MAX_TEXT = 300  # a sender's string (an encoding field can be megabytes) is cut before it reaches the log
 
 
 class ProblemLog:
-    def __init__(self, warn: Callable[[str], None], error: Callable[[str], None], period_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        warn: Callable[[str], None],
+        error: Callable[[str], None],
+        period_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._warn, self._error, self.period_s, self._clock = warn, error, float(period_s), clock
         self._lock = threading.Lock()
         self._last: Dict[str, float] = {}
@@ -63,12 +76,15 @@ def guarded_callback(method):
     """A subscription/timer callback that logs and counts an exception instead of ending the executor.
 
     For methods of an object with ``status.errors`` (a counter) and ``problems`` (a ProblemLog)."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
             self.status.errors += 1
-            self.problems.report('callback_failed', f'{method.__name__} failed: {type(exc).__name__}: {exc}',
-                                 error=True)
+            self.problems.report(
+                'callback_failed', f'{method.__name__} failed: {type(exc).__name__}: {exc}', error=True
+            )
+
     return wrapper

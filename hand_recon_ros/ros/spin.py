@@ -4,6 +4,7 @@ rclpy's own SIGINT handling races with executors under message load (ros2/rclpy#
 `ros2 launch` then dies with a traceback. Here Python handlers only set an event; the loop ends within
 0.1 s and shuts down in order, so SIGINT/SIGTERM give exit code 0.
 """
+
 import signal
 import threading
 

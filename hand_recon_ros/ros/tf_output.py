@@ -3,13 +3,16 @@
 tf2_ros is not on PyPI (ros2-conventions-and-peers.md §2.4), so it is imported only when TF output is
 switched on; without it the node logs once and carries on with its other outputs.
 """
+
 import numpy as np
 from geometry_msgs.msg import TransformStamped
 
 __all__ = ['wrist_frame_names', 'wrist_transforms', 'make_tf_broadcaster', 'WristTfPublisher']
 
-TF2_MISSING_TEXT = ("publish_tf is true but tf2_ros is not installed (it is not on PyPI): no wrist TF frames are "
-                    "published; source a full ROS 2 install (ros-<distro>-tf2-ros) to get them")
+TF2_MISSING_TEXT = (
+    'publish_tf is true but tf2_ros is not installed (it is not on PyPI): no wrist TF frames are '
+    'published; source a full ROS 2 install (ros-<distro>-tf2-ros) to get them'
+)
 _missing_logged = False
 
 
@@ -39,8 +42,10 @@ def wrist_transforms(frame_result, header, prefix=''):
     """
     parent = str(header.frame_id).lstrip('/')
     if not parent:
-        raise ValueError('the image header has an empty frame_id: TF needs a parent frame '
-                         '(fix the camera driver or remap the frame)')
+        raise ValueError(
+            'the image header has an empty frame_id: TF needs a parent frame '
+            '(fix the camera driver or remap the frame)'
+        )
     transforms = []
     for hand, child in zip(frame_result.hands, wrist_frame_names(frame_result, prefix)):
         q = np.asarray(hand.wrist_orientation, np.float64)

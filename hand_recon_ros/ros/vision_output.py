@@ -3,13 +3,16 @@
 Generic detection tools (trackers, vision_msgs RViz plugins) read this without our messages. vision_msgs
 is not on PyPI, so it is imported only when needed and every entry point returns None without it.
 """
+
 import numpy as np
 
 __all__ = ['CLASS_IDS', 'vision_msgs_available', 'detections_msg', 'create_detections_publisher']
 
 CLASS_IDS = {'left': 'left_hand', 'right': 'right_hand'}
-VISION_MISSING_TEXT = ('vision_msgs is not installed (it is not on PyPI): no Detection2DArray output; '
-                       'source a full ROS 2 install (ros-<distro>-vision-msgs) to get it')
+VISION_MISSING_TEXT = (
+    'vision_msgs is not installed (it is not on PyPI): no Detection2DArray output; '
+    'source a full ROS 2 install (ros-<distro>-vision-msgs) to get it'
+)
 _missing_logged = False
 
 

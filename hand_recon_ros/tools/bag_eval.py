@@ -9,6 +9,7 @@ and the ROS-free pipeline run offline on the same images. Writes report.md and r
 
 Reading needs only ``rosbags`` (no rclpy); ``--replay`` also needs torch and the sensor_msgs package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,20 +45,21 @@ class HandRecord:
     side: str
     score: float
     track_id: int
-    joints: np.ndarray          # (21, 3) metres
+    joints: np.ndarray  # (21, 3) metres
     depth_source: str
 
 
 @dataclass
 class ArrayRecord:
     """One recorded HandArray: header stamp, bag receive time and the decoded hands."""
+
     stamp_ns: int
     recv_ns: int
     frame_id: str
     hands: list
     processing_ms: float
-    camera_k: np.ndarray        # (3, 3)
-    image_size: tuple           # (height, width)
+    camera_k: np.ndarray  # (3, 3)
+    image_size: tuple  # (height, width)
     smoothed: bool
 
 
@@ -70,7 +72,7 @@ class ImageRecord:
 @dataclass
 class BagContents:
     path: Path
-    topics: dict                               # name -> {'type', 'count', 'first_ns', 'last_ns'}
+    topics: dict  # name -> {'type', 'count', 'first_ns', 'last_ns'}
     image_topic: str | None = None
     hands_topic: str | None = None
     smoothed_topic: str | None = None
@@ -96,17 +98,29 @@ def decode_hands(msg: Any) -> list[HandRecord]:
         joints = np.array([[p.x, p.y, p.z] for p in h.joints], np.float64)
         if joints.shape != (21, 3):
             raise ValueError(f'a recorded Hand has {len(h.joints)} joints, expected 21')
-        hands.append(HandRecord(side='left' if int(h.handedness) == LEFT else 'right', score=float(h.score),
-                                track_id=int(h.track_id), joints=joints,
-                                depth_source=DEPTH_SOURCES.get(int(h.depth_source), 'camera_info')))
+        hands.append(
+            HandRecord(
+                side='left' if int(h.handedness) == LEFT else 'right',
+                score=float(h.score),
+                track_id=int(h.track_id),
+                joints=joints,
+                depth_source=DEPTH_SOURCES.get(int(h.depth_source), 'camera_info'),
+            )
+        )
     return hands
 
 
 def _array_record(msg: Any, recv_ns: int) -> ArrayRecord:
-    return ArrayRecord(stamp_ns=_stamp_ns(msg.header), recv_ns=int(recv_ns), frame_id=str(msg.header.frame_id),
-                       hands=decode_hands(msg), processing_ms=float(msg.processing_time_ms),
-                       camera_k=np.asarray(msg.camera_k, np.float64).reshape(3, 3),
-                       image_size=(int(msg.image_height), int(msg.image_width)), smoothed=bool(msg.smoothed))
+    return ArrayRecord(
+        stamp_ns=_stamp_ns(msg.header),
+        recv_ns=int(recv_ns),
+        frame_id=str(msg.header.frame_id),
+        hands=decode_hands(msg),
+        processing_ms=float(msg.processing_time_ms),
+        camera_k=np.asarray(msg.camera_k, np.float64).reshape(3, 3),
+        image_size=(int(msg.image_height), int(msg.image_width)),
+        smoothed=bool(msg.smoothed),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -124,8 +138,10 @@ def _bag_folder(bag_path: str | Path) -> Path:
 def _default_typestore() -> Any:
     """Jazzy types plus ours: only used for bags that carry no message definitions."""
     from rosbags.typesys import Stores, get_typestore
+
     try:
         from hand_recon_ros.ros.bag_recorder import typestore_with
+
         return typestore_with()
     except (ImportError, FileNotFoundError):
         return get_typestore(Stores.ROS2_JAZZY)
@@ -133,6 +149,7 @@ def _default_typestore() -> Any:
 
 def open_reader(bag_path: str | Path) -> AnyReader:
     from rosbags.highlevel import AnyReader
+
     return AnyReader([_bag_folder(bag_path)], default_typestore=_default_typestore())
 
 
@@ -142,49 +159,74 @@ def _pick_one(candidates: Sequence[str], what: str, flag: str) -> str | None:
     return candidates[0] if candidates else None
 
 
-def read_bag(bag_path: str | Path, image_topic: str | None = None, hands_topic: str | None = None,
-             smoothed_topic: str | None = None) -> BagContents:
+def read_bag(
+    bag_path: str | Path,
+    image_topic: str | None = None,
+    hands_topic: str | None = None,
+    smoothed_topic: str | None = None,
+) -> BagContents:
     """Read everything the evaluation needs except the image pixels (kept out of memory)."""
     with open_reader(bag_path) as reader:
         types: dict[str, str] = {}
         topics: dict[str, dict[str, Any]] = {}
         for conn in reader.connections:
             types[conn.topic] = conn.msgtype
-            entry = topics.setdefault(conn.topic, {'type': conn.msgtype, 'count': 0, 'first_ns': None,
-                                                   'last_ns': None})
+            entry = topics.setdefault(conn.topic, {'type': conn.msgtype, 'count': 0, 'first_ns': None, 'last_ns': None})
             entry['count'] += conn.msgcount
-        for name, flag in ((image_topic, '--image-topic'), (hands_topic, '--hands-topic'),
-                           (smoothed_topic, '--smoothed-topic')):
+        for name, flag in (
+            (image_topic, '--image-topic'),
+            (hands_topic, '--hands-topic'),
+            (smoothed_topic, '--smoothed-topic'),
+        ):
             if name is not None and name not in types:
                 raise ValueError(f'{flag} {name!r} is not in the bag; topics: {", ".join(sorted(types))}')
         hand_topics = [t for t, ty in types.items() if ty == HAND_ARRAY_TYPE]
         if hands_topic is None:
-            hands_topic = _pick_one([t for t in hand_topics if not t.endswith('_smoothed') and t != smoothed_topic],
-                                    'raw HandArray', '--hands-topic')
+            hands_topic = _pick_one(
+                [t for t in hand_topics if not t.endswith('_smoothed') and t != smoothed_topic],
+                'raw HandArray',
+                '--hands-topic',
+            )
         if smoothed_topic is None:
-            smoothed_topic = _pick_one([t for t in hand_topics if t.endswith('_smoothed') and t != hands_topic],
-                                       'smoothed HandArray', '--smoothed-topic')
+            smoothed_topic = _pick_one(
+                [t for t in hand_topics if t.endswith('_smoothed') and t != hands_topic],
+                'smoothed HandArray',
+                '--smoothed-topic',
+            )
         if image_topic is not None:
             image_candidates = [image_topic]
         else:  # the node's own debug image is an output, never an input
             image_candidates = [t for t, ty in types.items() if ty in IMAGE_TYPES and 'debug_image' not in t]
-        contents = BagContents(path=Path(bag_path), topics=topics, hands_topic=hands_topic,
-                               smoothed_topic=smoothed_topic)
+        contents = BagContents(
+            path=Path(bag_path), topics=topics, hands_topic=hands_topic, smoothed_topic=smoothed_topic
+        )
         images_by_topic: dict[str, list[ImageRecord]] = {t: [] for t in image_candidates}
-        wanted = set(image_candidates) | {t for t in (hands_topic, smoothed_topic) if t} | {
-            t for t, ty in types.items() if ty == MODEL_INFO_TYPE}
+        wanted = (
+            set(image_candidates)
+            | {t for t in (hands_topic, smoothed_topic) if t}
+            | {t for t, ty in types.items() if ty == MODEL_INFO_TYPE}
+        )
         connections = [c for c in reader.connections if c.topic in wanted]
         for conn, recv_ns, raw in reader.messages(connections=connections):
             entry = topics[conn.topic]
             entry['first_ns'] = recv_ns if entry['first_ns'] is None else min(entry['first_ns'], recv_ns)
             entry['last_ns'] = recv_ns if entry['last_ns'] is None else max(entry['last_ns'], recv_ns)
-            msg: Any = reader.deserialize(raw, conn.msgtype)   # duck-typed message (rosbags types it as object)
+            msg: Any = reader.deserialize(raw, conn.msgtype)  # duck-typed message (rosbags types it as object)
             if conn.topic in images_by_topic:
                 images_by_topic[conn.topic].append(ImageRecord(_stamp_ns(msg.header), int(recv_ns)))
             elif conn.msgtype == MODEL_INFO_TYPE:
-                contents.model_info = {k: str(getattr(msg, k)) for k in (
-                    'network', 'weights_file', 'weights_sha256', 'weights_description', 'hand_model', 'device',
-                    'precision')}
+                contents.model_info = {
+                    k: str(getattr(msg, k))
+                    for k in (
+                        'network',
+                        'weights_file',
+                        'weights_sha256',
+                        'weights_description',
+                        'hand_model',
+                        'device',
+                        'precision',
+                    )
+                }
             else:
                 contents.outputs.setdefault(conn.topic, []).append(_array_record(msg, recv_ns))
     for t in (hands_topic, smoothed_topic):
@@ -193,8 +235,10 @@ def read_bag(bag_path: str | Path, image_topic: str | None = None, hands_topic: 
     if images_by_topic:
         # Several camera topics: the input is the one whose stamps the raw results carry.
         out_stamps = {r.stamp_ns for r in contents.outputs.get(hands_topic, [])}
-        best = max(images_by_topic, key=lambda t: (len({r.stamp_ns for r in images_by_topic[t]} & out_stamps),
-                                                   len(images_by_topic[t])))
+        best = max(
+            images_by_topic,
+            key=lambda t: (len({r.stamp_ns for r in images_by_topic[t]} & out_stamps), len(images_by_topic[t])),
+        )
         contents.image_topic, contents.images = best, images_by_topic[best]
     return contents
 
@@ -208,8 +252,14 @@ def distribution(values: Iterable[float]) -> dict[str, Any]:
     values = np.asarray([v for v in values if _finite(float(v))], np.float64)
     if values.size == 0:
         return {'n': 0}
-    return {'n': int(values.size), 'mean': float(values.mean()), 'p50': float(np.percentile(values, 50)),
-            'p95': float(np.percentile(values, 95)), 'min': float(values.min()), 'max': float(values.max())}
+    return {
+        'n': int(values.size),
+        'mean': float(values.mean()),
+        'p50': float(np.percentile(values, 50)),
+        'p95': float(np.percentile(values, 95)),
+        'min': float(values.min()),
+        'max': float(values.max()),
+    }
 
 
 def rate_hz(recv_ns: Iterable[int]) -> float:
@@ -242,9 +292,14 @@ def drops(input_stamps: Sequence[int], outputs: Iterable[ArrayRecord]) -> dict[s
     missing = [s for s in input_stamps if s not in out_stamps]
     extra = sorted(out_stamps - set(input_stamps))
     n = len(input_stamps)
-    return {'input_frames': n, 'answered': n - len(missing), 'dropped': len(missing),
-            'drop_ratio': len(missing) / n if n else float('nan'), 'dropped_stamps_ns': missing,
-            'outputs_without_input': len(extra)}
+    return {
+        'input_frames': n,
+        'answered': n - len(missing),
+        'dropped': len(missing),
+        'drop_ratio': len(missing) / n if n else float('nan'),
+        'dropped_stamps_ns': missing,
+        'outputs_without_input': len(extra),
+    }
 
 
 def joint_jitter(outputs: Iterable[ArrayRecord], input_stamps: Sequence[int]) -> dict[str, Any]:
@@ -272,10 +327,13 @@ def joint_jitter(outputs: Iterable[ArrayRecord], input_stamps: Sequence[int]) ->
             if i - 1 in frames and i + 1 in frames:
                 second = frames[i + 1] - 2.0 * joints + frames[i - 1]
                 accels.append(np.linalg.norm(second, axis=1).mean() * 1e3)
-    return {'tracks': len(tracks), 'n_triplets': len(accels),
-            'mean_accel_mm_per_frame2': float(np.mean(accels)) if accels else float('nan'),
-            'p95_accel_mm_per_frame2': float(np.percentile(accels, 95)) if accels else float('nan'),
-            'mean_speed_mm_per_frame': float(np.mean(speeds)) if speeds else float('nan')}
+    return {
+        'tracks': len(tracks),
+        'n_triplets': len(accels),
+        'mean_accel_mm_per_frame2': float(np.mean(accels)) if accels else float('nan'),
+        'p95_accel_mm_per_frame2': float(np.percentile(accels, 95)) if accels else float('nan'),
+        'mean_speed_mm_per_frame': float(np.mean(speeds)) if speeds else float('nan'),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- ground truth
@@ -316,8 +374,10 @@ def assign_ground_truth(gt_frames: Sequence[dict[str, Any]], input_stamps: Seque
     if all(f['stamp_ns'] is not None for f in gt_frames):
         return {f['stamp_ns']: f for f in gt_frames}
     if len(gt_frames) != len(input_stamps):
-        raise ValueError(f'ground truth has {len(gt_frames)} frames but the bag has {len(input_stamps)} input '
-                         "frames: give each GT frame a 'stamp' (seconds) to match them by stamp")
+        raise ValueError(
+            f'ground truth has {len(gt_frames)} frames but the bag has {len(input_stamps)} input '
+            "frames: give each GT frame a 'stamp' (seconds) to match them by stamp"
+        )
     return dict(zip(input_stamps, gt_frames))
 
 
@@ -352,18 +412,36 @@ def ground_truth_metrics(outputs: Iterable[ArrayRecord], gt_by_stamp: Mapping[in
             if h is None:
                 continue
             detected += 1
-            sample = {'mpjpe_mm': float(metrics.mpjpe(h.joints, gj, root=ROOT_WRIST)),
-                      'pa_mpjpe_mm': float(metrics.pa_mpjpe(h.joints, gj)),
-                      'root_error_mm': float(np.linalg.norm(h.joints[ROOT_WRIST] - gj[ROOT_WRIST]) * 1e3)}
+            sample = {
+                'mpjpe_mm': float(metrics.mpjpe(h.joints, gj, root=ROOT_WRIST)),
+                'pa_mpjpe_mm': float(metrics.pa_mpjpe(h.joints, gj)),
+                'root_error_mm': float(np.linalg.norm(h.joints[ROOT_WRIST] - gj[ROOT_WRIST]) * 1e3),
+            }
             samples.append(sample)
             per_side[side].append(sample)
         if {'left', 'right'} <= set(pred) and {'left', 'right'} <= set(gt['hands']):
-            mrrpes.append(float(metrics.mrrpe(pred['left'].joints[ROOT_WRIST], pred['right'].joints[ROOT_WRIST],
-                                              gt['hands']['left'][ROOT_WRIST], gt['hands']['right'][ROOT_WRIST])))
+            mrrpes.append(
+                float(
+                    metrics.mrrpe(
+                        pred['left'].joints[ROOT_WRIST],
+                        pred['right'].joints[ROOT_WRIST],
+                        gt['hands']['left'][ROOT_WRIST],
+                        gt['hands']['right'][ROOT_WRIST],
+                    )
+                )
+            )
     summary = metrics.summarize(samples)
-    summary.update({'frames': frames_used, 'gt_hands': gt_hands, 'detected': detected,
-                    'recall': detected / gt_hands if gt_hands else float('nan'), 'false_positives': false_positives,
-                    'mrrpe_mm': float(np.mean(mrrpes)) if mrrpes else float('nan'), 'n_mrrpe': len(mrrpes)})
+    summary.update(
+        {
+            'frames': frames_used,
+            'gt_hands': gt_hands,
+            'detected': detected,
+            'recall': detected / gt_hands if gt_hands else float('nan'),
+            'false_positives': false_positives,
+            'mrrpe_mm': float(np.mean(mrrpes)) if mrrpes else float('nan'),
+            'n_mrrpe': len(mrrpes),
+        }
+    )
     summary['per_side'] = {side: metrics.summarize(s) for side, s in per_side.items() if s}
     return summary
 
@@ -387,13 +465,20 @@ class ReplayOptions:
 def pipeline_config(options: ReplayOptions, model_info: dict[str, Any] | None) -> PipelineConfig:
     """The node's model as far as the bag tells it: the recorded network string fixes an untrained net."""
     from hand_recon_ros.pipeline import PipelineConfig
-    config = PipelineConfig(weights=options.weights, device=options.device, precision=options.precision,
-                            mano_dir=options.mano_dir, detection_threshold=options.detection_threshold,
-                            min_side_share=options.min_side_share,
-                            multi_hand=options.multi_hand, max_hands=options.max_hands)
+
+    config = PipelineConfig(
+        weights=options.weights,
+        device=options.device,
+        precision=options.precision,
+        mano_dir=options.mano_dir,
+        detection_threshold=options.detection_threshold,
+        min_side_share=options.min_side_share,
+        multi_hand=options.multi_hand,
+        max_hands=options.max_hands,
+    )
     network = (model_info or {}).get('network', '')
     if not options.weights and model_info is not None and not model_info.get('weights_sha256'):
-        config.weights = 'untrained'   # the node ran the seeded random-init network: replay the same one
+        config.weights = 'untrained'  # the node ran the seeded random-init network: replay the same one
     if network.startswith('acr/') and '@' in network:
         backbone, size = network[4:].split('@', 1)
         config.backbone = backbone
@@ -404,18 +489,25 @@ def pipeline_config(options: ReplayOptions, model_info: dict[str, Any] | None) -
 
 def _image_to_bgr(msg: Any, msgtype: str) -> np.ndarray:
     from hand_recon_ros.ros.image_conversion import compressed_to_bgr8, imgmsg_to_numpy, to_bgr8
+
     if msgtype.endswith('CompressedImage'):
         return compressed_to_bgr8(msg)
     return to_bgr8(imgmsg_to_numpy(msg), str(msg.encoding))
 
 
-def compare_hands(recorded: Sequence[HandRecord], replayed: Sequence[HandRecord], tol_mm: float,
-                  score_tol: float) -> dict[str, Any]:
+def compare_hands(
+    recorded: Sequence[HandRecord], replayed: Sequence[HandRecord], tol_mm: float, score_tol: float
+) -> dict[str, Any]:
     """Same hands (sides and count) and joints within tol_mm (max over joints), scores within score_tol."""
     sides_rec = sorted(h.side for h in recorded)
     sides_rep = sorted(h.side for h in replayed)
-    result: dict[str, Any] = {'same_hands': sides_rec == sides_rep, 'recorded_sides': sides_rec, 'replayed_sides': sides_rep,
-              'max_joint_diff_mm': 0.0, 'max_score_diff': 0.0}
+    result: dict[str, Any] = {
+        'same_hands': sides_rec == sides_rep,
+        'recorded_sides': sides_rec,
+        'replayed_sides': sides_rep,
+        'max_joint_diff_mm': 0.0,
+        'max_score_diff': 0.0,
+    }
     if not result['same_hands']:
         result['ok'] = False
         return result
@@ -423,8 +515,9 @@ def compare_hands(recorded: Sequence[HandRecord], replayed: Sequence[HandRecord]
         rec = [h for h in recorded if h.side == side]
         rep = [h for h in replayed if h.side == side]
         while rec:  # greedy pairing by wrist distance (several hands per side in multi-hand mode)
-            pairs = [(np.linalg.norm(a.joints[0] - b.joints[0]), i, j) for i, a in enumerate(rec)
-                     for j, b in enumerate(rep)]
+            pairs = [
+                (np.linalg.norm(a.joints[0] - b.joints[0]), i, j) for i, a in enumerate(rec) for j, b in enumerate(rep)
+            ]
             _, i, j = min(pairs)
             a, b = rec.pop(i), rep.pop(j)
             diff = float(np.linalg.norm(a.joints - b.joints, axis=1).max() * 1e3)
@@ -434,18 +527,26 @@ def compare_hands(recorded: Sequence[HandRecord], replayed: Sequence[HandRecord]
     return result
 
 
-def replay(contents: BagContents, options: ReplayOptions, reconstructor: HandReconstructor | None = None,
-           log: Callable[[str], object] = print) -> dict[str, Any]:
+def replay(
+    contents: BagContents,
+    options: ReplayOptions,
+    reconstructor: HandReconstructor | None = None,
+    log: Callable[[str], object] = print,
+) -> dict[str, Any]:
     """Run every recorded input image (each stamp once) through the offline pipeline and compare."""
     from hand_recon_ros.pipeline import create_reconstructor
+
     if contents.image_topic is None:
         raise ValueError('--replay needs the input images in the bag (record the camera topic too)')
     config = pipeline_config(options, contents.model_info)
     if reconstructor is None:
         reconstructor = create_reconstructor(config)
-    reconstructor.set_runtime(detection_threshold=options.detection_threshold, min_side_share=options.min_side_share,
-                              multi_hand=options.multi_hand,
-                              max_hands=options.max_hands)
+    reconstructor.set_runtime(
+        detection_threshold=options.detection_threshold,
+        min_side_share=options.min_side_share,
+        multi_hand=options.multi_hand,
+        max_hands=options.max_hands,
+    )
     info = reconstructor.info()
     recorded = {r.stamp_ns: r for r in contents.outputs.get(contents.hands_topic, [])}
     frames: list[dict[str, Any]] = []
@@ -456,7 +557,7 @@ def replay(contents: BagContents, options: ReplayOptions, reconstructor: HandRec
         for conn, _, raw in reader.messages(connections=connections):
             if options.max_frames and len(frames) >= options.max_frames:
                 break
-            msg: Any = reader.deserialize(raw, conn.msgtype)   # duck-typed message (rosbags types it as object)
+            msg: Any = reader.deserialize(raw, conn.msgtype)  # duck-typed message (rosbags types it as object)
             stamp = _stamp_ns(msg.header)
             if stamp in seen:
                 continue  # a re-sent copy of a frame already replayed
@@ -471,8 +572,10 @@ def replay(contents: BagContents, options: ReplayOptions, reconstructor: HandRec
             t0 = time.perf_counter()
             result = reconstructor.reconstruct(image, K, depth_source=depth_source)
             times_ms.append((time.perf_counter() - t0) * 1e3)
-            replayed = [HandRecord(h.handedness, float(h.score), 0, np.asarray(h.joints_3d, np.float64),
-                                   h.depth_source) for h in result.hands]
+            replayed = [
+                HandRecord(h.handedness, float(h.score), 0, np.asarray(h.joints_3d, np.float64), h.depth_source)
+                for h in result.hands
+            ]
             row = compare_hands(rec.hands, replayed, options.tol_mm, options.score_tol)
             row.update({'stamp_ns': stamp, 'compared': True})
             frames.append(row)
@@ -480,39 +583,58 @@ def replay(contents: BagContents, options: ReplayOptions, reconstructor: HandRec
     failed = [f for f in compared if not f['ok']]
     recorded_sha = (contents.model_info or {}).get('weights_sha256')
     summary = {
-        'frames_replayed': len(frames), 'frames_compared': len(compared), 'frames_failed': len(failed),
+        'frames_replayed': len(frames),
+        'frames_compared': len(compared),
+        'frames_failed': len(failed),
         'ok': bool(compared) and not failed,
         'max_joint_diff_mm': max((f['max_joint_diff_mm'] for f in compared), default=float('nan')),
         'max_score_diff': max((f['max_score_diff'] for f in compared), default=float('nan')),
         'hand_count_mismatches': sum(1 for f in compared if not f['same_hands']),
         'failed_stamps_ns': [f['stamp_ns'] for f in failed][:20],
-        'tol_mm': options.tol_mm, 'score_tol': options.score_tol,
+        'tol_mm': options.tol_mm,
+        'score_tol': options.score_tol,
         'offline_ms': distribution(times_ms),
-        'network': info['network'], 'device': info['device'], 'precision': info['precision'],
+        'network': info['network'],
+        'device': info['device'],
+        'precision': info['precision'],
         'weights_sha256': info['weights_sha256'],
         'weights_match_recorded': None if recorded_sha is None else recorded_sha == info['weights_sha256'],
         'detection_threshold': options.detection_threshold,
         'min_side_share': options.min_side_share,
     }
-    log(f"[bag_eval] replay: {summary['frames_compared']} frames compared, {summary['frames_failed']} failed, "
-        f"max joint difference {summary['max_joint_diff_mm']:.3f} mm")
+    log(
+        f"[bag_eval] replay: {summary['frames_compared']} frames compared, {summary['frames_failed']} failed, "
+        f"max joint difference {summary['max_joint_diff_mm']:.3f} mm"
+    )
     return {'summary': summary, 'frames': frames}
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def evaluate(bag_path: str | Path, gt_path: str | Path | None = None, replay_options: ReplayOptions | None = None,
-             image_topic: str | None = None, hands_topic: str | None = None, smoothed_topic: str | None = None,
-             log: Callable[[str], object] = print) -> dict[str, Any]:
+def evaluate(
+    bag_path: str | Path,
+    gt_path: str | Path | None = None,
+    replay_options: ReplayOptions | None = None,
+    image_topic: str | None = None,
+    hands_topic: str | None = None,
+    smoothed_topic: str | None = None,
+    log: Callable[[str], object] = print,
+) -> dict[str, Any]:
     contents = read_bag(bag_path, image_topic, hands_topic, smoothed_topic)
     if contents.hands_topic is None and contents.smoothed_topic is None:
         raise ValueError(f'no {HAND_ARRAY_TYPE} topic in {bag_path}: was the node output recorded?')
     stamps = contents.input_stamps()
     report: dict[str, Any] = {
-        'bag': str(contents.path), 'topics': contents.topics, 'model_info': contents.model_info,
-        'image_topic': contents.image_topic, 'hands_topic': contents.hands_topic,
+        'bag': str(contents.path),
+        'topics': contents.topics,
+        'model_info': contents.model_info,
+        'image_topic': contents.image_topic,
+        'hands_topic': contents.hands_topic,
         'smoothed_topic': contents.smoothed_topic,
-        'inputs': {'messages': len(contents.images), 'unique_frames': len({r.stamp_ns for r in contents.images}),
-                   'rate_hz': rate_hz([r.recv_ns for r in contents.images])},
+        'inputs': {
+            'messages': len(contents.images),
+            'unique_frames': len({r.stamp_ns for r in contents.images}),
+            'rate_hz': rate_hz([r.recv_ns for r in contents.images]),
+        },
         'outputs': {},
     }
     gt_by_stamp = assign_ground_truth(load_ground_truth(gt_path), stamps) if gt_path else None
@@ -520,11 +642,16 @@ def evaluate(bag_path: str | Path, gt_path: str | Path | None = None, replay_opt
         if topic is None:
             continue
         recs = contents.outputs[topic]
-        entry: dict[str, Any] = {'topic': topic, 'messages': len(recs), 'rate_hz': rate_hz([r.recv_ns for r in recs]),
-                 'hands_per_message': float(np.mean([len(r.hands) for r in recs])) if recs else float('nan'),
-                 'processing_ms': distribution([r.processing_ms for r in recs]),
-                 'receive_gap_ms': distribution(receive_gaps_ms(contents.images, recs)),
-                 'drops': drops(stamps, recs), 'jitter': joint_jitter(recs, stamps)}
+        entry: dict[str, Any] = {
+            'topic': topic,
+            'messages': len(recs),
+            'rate_hz': rate_hz([r.recv_ns for r in recs]),
+            'hands_per_message': float(np.mean([len(r.hands) for r in recs])) if recs else float('nan'),
+            'processing_ms': distribution([r.processing_ms for r in recs]),
+            'receive_gap_ms': distribution(receive_gaps_ms(contents.images, recs)),
+            'drops': drops(stamps, recs),
+            'jitter': joint_jitter(recs, stamps),
+        }
         if gt_by_stamp is not None:
             entry['ground_truth'] = ground_truth_metrics(recs, gt_by_stamp)
         report['outputs'][role] = entry
@@ -566,50 +693,82 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines = ['# hand_recon bag evaluation', '', f"- bag: `{report['bag']}`"]
     info = report.get('model_info')
     if info:
-        lines.append(f"- node model: `{info['network']}` on `{info['device']}` ({info['precision']}), weights "
-                     f"sha256 `{info['weights_sha256'][:16] or 'none (untrained)'}`, hand model {info['hand_model']}")
+        lines.append(
+            f"- node model: `{info['network']}` on `{info['device']}` ({info['precision']}), weights "
+            f"sha256 `{info['weights_sha256'][:16] or 'none (untrained)'}`, hand model {info['hand_model']}"
+        )
     inputs = report['inputs']
-    lines += [f"- input: `{report['image_topic'] or 'not recorded'}`: {inputs['messages']} messages, "
-              f"{inputs['unique_frames']} distinct frames, {_fmt(inputs['rate_hz'], 2)} Hz", '',
-              '| topic | type | messages |', '|---|---|---|']
+    lines += [
+        f"- input: `{report['image_topic'] or 'not recorded'}`: {inputs['messages']} messages, "
+        f"{inputs['unique_frames']} distinct frames, {_fmt(inputs['rate_hz'], 2)} Hz",
+        '',
+        '| topic | type | messages |',
+        '|---|---|---|',
+    ]
     lines += [f"| `{t}` | {e['type']} | {e['count']} |" for t, e in sorted(report['topics'].items())]
-    lines += ['', '## Outputs', '',
-              '| | topic | messages | rate Hz | hands/msg | processing ms p50/p95/max | receive gap ms p50/p95/max '
-              '| dropped | jitter mm/frame² (triplets, tracks) | speed mm/frame |', '|---' * 10 + '|']
+    lines += [
+        '',
+        '## Outputs',
+        '',
+        '| | topic | messages | rate Hz | hands/msg | processing ms p50/p95/max | receive gap ms p50/p95/max '
+        '| dropped | jitter mm/frame² (triplets, tracks) | speed mm/frame |',
+        '|---' * 10 + '|',
+    ]
     for role, e in report['outputs'].items():
         d, j = e['drops'], e['jitter']
-        lines.append(f"| {role} | `{e['topic']}` | {e['messages']} | {_fmt(e['rate_hz'], 2)} | "
-                     f"{_fmt(e['hands_per_message'], 2)} | {_dist_text(e['processing_ms'])} | "
-                     f"{_dist_text(e['receive_gap_ms'])} | {d['dropped']}/{d['input_frames']} | "
-                     f"{_fmt(j['mean_accel_mm_per_frame2'], 2)} ({j['n_triplets']}, {j['tracks']}) | "
-                     f"{_fmt(j['mean_speed_mm_per_frame'], 2)} |")
-    lines += ['', 'Receive gap: bag receive time of a result minus that of its input image (matched by header '
-              'stamp). Jitter: mean |j[t+1] - 2 j[t] + j[t-1]| over the 21 joints of hands tracked over '
-              'consecutive input frames.']
+        lines.append(
+            f"| {role} | `{e['topic']}` | {e['messages']} | {_fmt(e['rate_hz'], 2)} | "
+            f"{_fmt(e['hands_per_message'], 2)} | {_dist_text(e['processing_ms'])} | "
+            f"{_dist_text(e['receive_gap_ms'])} | {d['dropped']}/{d['input_frames']} | "
+            f"{_fmt(j['mean_accel_mm_per_frame2'], 2)} ({j['n_triplets']}, {j['tracks']}) | "
+            f"{_fmt(j['mean_speed_mm_per_frame'], 2)} |"
+        )
+    lines += [
+        '',
+        'Receive gap: bag receive time of a result minus that of its input image (matched by header '
+        'stamp). Jitter: mean |j[t+1] - 2 j[t] + j[t-1]| over the 21 joints of hands tracked over '
+        'consecutive input frames.',
+    ]
     if any('ground_truth' in e for e in report['outputs'].values()):
-        lines += ['', '## Ground truth', '', '| | frames | recall | false pos. | MPJPE mm (wrist-rel.) | '
-                  'PA-MPJPE mm | root error mm | MRRPE mm | per side MPJPE / root mm |', '|---' * 9 + '|']
+        lines += [
+            '',
+            '## Ground truth',
+            '',
+            '| | frames | recall | false pos. | MPJPE mm (wrist-rel.) | '
+            'PA-MPJPE mm | root error mm | MRRPE mm | per side MPJPE / root mm |',
+            '|---' * 9 + '|',
+        ]
         for role, e in report['outputs'].items():
             g = e.get('ground_truth')
             if g is None:
                 continue
-            sides = '; '.join(f"{s} {_fmt(v.get('mpjpe_mm'))} / {_fmt(v.get('root_error_mm'))}"
-                              for s, v in g['per_side'].items()) or '-'
-            lines.append(f"| {role} | {g['frames']} | {_fmt(g['recall'], 3)} | {g['false_positives']} | "
-                         f"{_fmt(g.get('mpjpe_mm'))} | {_fmt(g.get('pa_mpjpe_mm'))} | {_fmt(g.get('root_error_mm'))} "
-                         f"| {_fmt(g['mrrpe_mm'])} | {sides} |")
+            sides = (
+                '; '.join(
+                    f"{s} {_fmt(v.get('mpjpe_mm'))} / {_fmt(v.get('root_error_mm'))}" for s, v in g['per_side'].items()
+                )
+                or '-'
+            )
+            lines.append(
+                f"| {role} | {g['frames']} | {_fmt(g['recall'], 3)} | {g['false_positives']} | "
+                f"{_fmt(g.get('mpjpe_mm'))} | {_fmt(g.get('pa_mpjpe_mm'))} | {_fmt(g.get('root_error_mm'))} "
+                f"| {_fmt(g['mrrpe_mm'])} | {sides} |"
+            )
     rep = report.get('replay')
     if rep is not None:
         s = rep['summary']
-        lines += ['', '## Replay parity (offline pipeline vs recorded node output)', '',
-                  f"- result: **{'PASS' if s['ok'] else 'FAIL'}**: {s['frames_compared']} frames compared, "
-                  f"{s['frames_failed']} outside tolerance ({s['tol_mm']} mm joints, {s['score_tol']} score), "
-                  f"{s['hand_count_mismatches']} with different hands",
-                  f"- max joint difference {_fmt(s['max_joint_diff_mm'], 3)} mm, max score difference "
-                  f"{_fmt(s['max_score_diff'], 4)}",
-                  f"- offline model `{s['network']}` on `{s['device']}` ({s['precision']}), detection threshold "
-                  f"{s['detection_threshold']}, weights match the recorded ones: {s['weights_match_recorded']}",
-                  f"- offline ms per frame p50/p95/max: {_dist_text(s['offline_ms'])}"]
+        lines += [
+            '',
+            '## Replay parity (offline pipeline vs recorded node output)',
+            '',
+            f"- result: **{'PASS' if s['ok'] else 'FAIL'}**: {s['frames_compared']} frames compared, "
+            f"{s['frames_failed']} outside tolerance ({s['tol_mm']} mm joints, {s['score_tol']} score), "
+            f"{s['hand_count_mismatches']} with different hands",
+            f"- max joint difference {_fmt(s['max_joint_diff_mm'], 3)} mm, max score difference "
+            f"{_fmt(s['max_score_diff'], 4)}",
+            f"- offline model `{s['network']}` on `{s['device']}` ({s['precision']}), detection threshold "
+            f"{s['detection_threshold']}, weights match the recorded ones: {s['weights_match_recorded']}",
+            f"- offline ms per frame p50/p95/max: {_dist_text(s['offline_ms'])}",
+        ]
         if s['failed_stamps_ns']:
             lines.append(f"- failed stamps (ns): {', '.join(str(t) for t in s['failed_stamps_ns'])}")
     return '\n'.join(lines) + '\n'
@@ -633,7 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--image-topic')
     p.add_argument('--hands-topic')
     p.add_argument('--smoothed-topic')
-    g = p.add_argument_group('replay (the node\'s model settings; the bag does not record parameters)')
+    g = p.add_argument_group("replay (the node's model settings; the bag does not record parameters)")
     g.add_argument('--weights', default='', help="safetensors file ('' = shipped default / recorded untrained net)")
     g.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
     g.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'))
@@ -655,19 +814,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.replay:
         if args.tol_mm < 0 or args.score_tol < 0:
             raise SystemExit('--tol-mm and --score-tol must be >= 0')
-        options = ReplayOptions(weights=args.weights, device=args.device, precision=args.precision,
-                                mano_dir=args.mano_dir, detection_threshold=args.detection_threshold,
-                                min_side_share=args.min_side_share,
-                                multi_hand=args.multi_hand, max_hands=args.max_hands, tol_mm=args.tol_mm,
-                                score_tol=args.score_tol, max_frames=args.max_frames)
+        options = ReplayOptions(
+            weights=args.weights,
+            device=args.device,
+            precision=args.precision,
+            mano_dir=args.mano_dir,
+            detection_threshold=args.detection_threshold,
+            min_side_share=args.min_side_share,
+            multi_hand=args.multi_hand,
+            max_hands=args.max_hands,
+            tol_mm=args.tol_mm,
+            score_tol=args.score_tol,
+            max_frames=args.max_frames,
+        )
     try:
         report = evaluate(args.bag, args.gt, options, args.image_topic, args.hands_topic, args.smoothed_topic)
     except (FileNotFoundError, ValueError) as exc:
         print(f'bag_eval: error: {exc}', file=sys.stderr)
         return 2
     bag = Path(args.bag)
-    out = Path(args.out) if args.out else (bag.parent if bag.is_file() else bag).with_name(
-        (bag.parent if bag.is_file() else bag).name + '_eval')
+    out = (
+        Path(args.out)
+        if args.out
+        else (bag.parent if bag.is_file() else bag).with_name((bag.parent if bag.is_file() else bag).name + '_eval')
+    )
     write_report(report, out)
     print(f"[bag_eval] report: {out / 'report.md'}")
     rep = report.get('replay')

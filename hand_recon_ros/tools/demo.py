@@ -6,6 +6,7 @@
    hand messages, markers and overlay images;
 4. stops the node with SIGINT and writes out/demo/report.md, overlays and the bag.
 """
+
 import argparse
 import json
 import os
@@ -22,9 +23,16 @@ from hand_recon_ros.tools.node_process import ChildProcess, default_params_file,
 
 
 def _node_command(extra: Sequence[str]) -> list[str]:
-    exe = Path(sys.executable).with_name('hand_recon_node')   # the console entry point, as a user starts it
-    return node_command('-r', 'image:=/demo_cam/image_raw', '-r', 'camera_info:=/demo_cam/camera_info', *extra,
-                        params_file=default_params_file(), executable=exe if exe.exists() else None)
+    exe = Path(sys.executable).with_name('hand_recon_node')  # the console entry point, as a user starts it
+    return node_command(
+        '-r',
+        'image:=/demo_cam/image_raw',
+        '-r',
+        'camera_info:=/demo_cam/camera_info',
+        *extra,
+        params_file=default_params_file(),
+        executable=exe if exe.exists() else None,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,18 +81,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[tuple[int, int], Any] = {}
     overlays: dict[tuple[int, int], Any] = {}
     infos: list[Any] = []
+
     def key(m: Any) -> tuple[int, int]:
         return (m.header.stamp.sec, m.header.stamp.nanosec)
+
     node.create_subscription(HandArray, '/hand_recon/hands', lambda m: results.setdefault(key(m), m), reliable)
     node.create_subscription(Image, '/hand_recon/debug_image', lambda m: overlays.setdefault(key(m), m), reliable)
     node.create_subscription(HandModelInfo, '/hand_recon/hand_model_info', infos.append, latched)
-    recorder = BagRecorder(node, out / 'bag', [
-        ('/demo_cam/image_raw', 'sensor_msgs/msg/Image'), ('/demo_cam/camera_info', 'sensor_msgs/msg/CameraInfo'),
-        ('/hand_recon/hands', 'hand_recon_ros/msg/HandArray'),
-        ('/hand_recon/hands_smoothed', 'hand_recon_ros/msg/HandArray'),
-        ('/hand_recon/markers', 'visualization_msgs/msg/MarkerArray'),
-        ('/hand_recon/hand_model_info', 'hand_recon_ros/msg/HandModelInfo', latched),
-        ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray')])
+    recorder = BagRecorder(
+        node,
+        out / 'bag',
+        [
+            ('/demo_cam/image_raw', 'sensor_msgs/msg/Image'),
+            ('/demo_cam/camera_info', 'sensor_msgs/msg/CameraInfo'),
+            ('/hand_recon/hands', 'hand_recon_ros/msg/HandArray'),
+            ('/hand_recon/hands_smoothed', 'hand_recon_ros/msg/HandArray'),
+            ('/hand_recon/markers', 'visualization_msgs/msg/MarkerArray'),
+            ('/hand_recon/hand_model_info', 'hand_recon_ros/msg/HandModelInfo', latched),
+            ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray'),
+        ],
+    )
 
     # pred: called with no arguments (Callable[..., ...] because the loop's lambdas bind `stamp` by default value)
     def spin_until(pred: Callable[..., object], timeout: float) -> object:
@@ -129,7 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 img_pub.publish(msg)
             got = stamp in results
             latency_ms = (time.monotonic() - sent) * 1e3
-            row: dict[str, Any] = {'frame': path.name, 'received': bool(got), 'round_trip_ms': round(latency_ms, 1), 'hands': []}
+            row: dict[str, Any] = {
+                'frame': path.name,
+                'received': bool(got),
+                'round_trip_ms': round(latency_ms, 1),
+                'hands': [],
+            }
             if got:
                 res = results[stamp]
                 row['processing_ms'] = round(res.processing_time_ms, 1)
@@ -143,8 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         entry['root_error_mm'] = round(float(np.linalg.norm(hand['joints'][0] - gj[0]) * 1e3), 1)
                     row['hands'].append(entry)
             rows.append(row)
-            print(f"[demo] {path.name}: {'%d hand(s)' % len(row['hands']) if got else 'NO RESULT'} "
-                  f"round trip {latency_ms:.0f} ms")
+            print(
+                f"[demo] {path.name}: {'%d hand(s)' % len(row['hands']) if got else 'NO RESULT'} "
+                f"round trip {latency_ms:.0f} ms"
+            )
             spin_until(lambda stamp=stamp: stamp in overlays, 2.0)
             if stamp in overlays:
                 cv2.imwrite(str(out / 'overlays' / path.name), imgmsg_to_numpy(overlays[stamp]))
@@ -157,29 +180,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     write_report(out, rows, infos[0] if infos else None, recorder, rc)
     ok = rc == 0 and rows and all(r['received'] for r in rows)
-    print(f"[demo] {'OK' if ok else 'FAILED'}: report {out / 'report.md'}, bag {out / 'bag'}, "
-          f"overlays {out / 'overlays'} (node exit code {rc})")
+    print(
+        f"[demo] {'OK' if ok else 'FAILED'}: report {out / 'report.md'}, bag {out / 'bag'}, "
+        f"overlays {out / 'overlays'} (node exit code {rc})"
+    )
     return 0 if ok else 1
 
 
 def write_report(out: Path, rows: Sequence[dict[str, Any]], info: Any, recorder: Any, rc: int | None) -> None:
     lines = ['# hand_recon_ros demo report', '']
     if info is not None:
-        lines += [f'- network: `{info.network}` on `{info.device}` ({info.precision})',
-                  f'- weights: `{info.weights_file or "none"}` sha256 `{info.weights_sha256[:16]}`',
-                  f'- weights description: {info.weights_description}',
-                  f'- hand model: {info.hand_model} ({info.hand_model_identity})']
+        lines += [
+            f'- network: `{info.network}` on `{info.device}` ({info.precision})',
+            f'- weights: `{info.weights_file or "none"}` sha256 `{info.weights_sha256[:16]}`',
+            f'- weights description: {info.weights_description}',
+            f'- hand model: {info.hand_model} ({info.hand_model_identity})',
+        ]
         if info.hand_model_is_standin:
             lines.append('- NOTE: the procedural stand-in hand is used: results are not MANO results.')
-    lines += [f'- node exit code on SIGINT: {rc}', f'- bag: `{recorder.path}` messages per topic: '
-              + ', '.join(f'{t} {n}' for t, n in recorder.counts.items()), '',
-              '| frame | result | hands (side score MPJPE-wrist-mm root-err-mm) | node processing ms | round trip ms |',
-              '|---|---|---|---|---|']
+    lines += [
+        f'- node exit code on SIGINT: {rc}',
+        f'- bag: `{recorder.path}` messages per topic: ' + ', '.join(f'{t} {n}' for t, n in recorder.counts.items()),
+        '',
+        '| frame | result | hands (side score MPJPE-wrist-mm root-err-mm) | node processing ms | round trip ms |',
+        '|---|---|---|---|---|',
+    ]
     for r in rows:
-        hands = '; '.join(f"{h['side']} {h['score']} {h.get('mpjpe_wrist_mm', '-')} {h.get('root_error_mm', '-')}"
-                          for h in r['hands']) or 'none'
-        lines.append(f"| {r['frame']} | {'yes' if r['received'] else 'NO'} | {hands} | "
-                     f"{r.get('processing_ms', '-')} | {r['round_trip_ms']} |")
+        hands = (
+            '; '.join(
+                f"{h['side']} {h['score']} {h.get('mpjpe_wrist_mm', '-')} {h.get('root_error_mm', '-')}"
+                for h in r['hands']
+            )
+            or 'none'
+        )
+        lines.append(
+            f"| {r['frame']} | {'yes' if r['received'] else 'NO'} | {hands} | "
+            f"{r.get('processing_ms', '-')} | {r['round_trip_ms']} |"
+        )
     lines += ['', 'Overlays (meshes drawn on the input): `overlays/`. Node log: `node.log`.']
     (out / 'report.md').write_text('\n'.join(lines) + '\n')
     (out / 'report.json').write_text(json.dumps(rows, indent=1))

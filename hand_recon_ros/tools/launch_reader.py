@@ -15,6 +15,7 @@ being half-read. Command line (print what a launch file would run):
 
   python -m hand_recon_ros.tools.launch_reader launch/hand_recon.launch.xml camera:=/cam device:=cpu
 """
+
 import os
 import re
 import shlex
@@ -26,8 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
-__all__ = ['LaunchProcess', 'read_launch_file', 'node_commands', 'find_package_share', 'resolve_executable',
-           'as_bool']
+__all__ = ['LaunchProcess', 'read_launch_file', 'node_commands', 'find_package_share', 'resolve_executable', 'as_bool']
 
 _SUBST = re.compile(r'\$\(\s*([a-z][a-z0-9_-]*)((?:\s+[^()\s]+)*)\s*\)')
 _ALLOWED = {
@@ -45,16 +45,17 @@ _ALLOWED = {
 class LaunchProcess:
     """One process a launch file starts. ``argv`` is ready for subprocess; ``found`` says whether
     argv[0] was resolved to an existing executable on this machine (e.g. rviz2 is not, here)."""
-    kind: str                      # 'node' or 'executable'
+
+    kind: str  # 'node' or 'executable'
     argv: list
     found: bool
     package: str = ''
     executable: str = ''
     name: str = ''
     namespace: str = '/'
-    params: list = field(default_factory=list)     # ('file', path) or ('value', name, value), in order
-    remaps: list = field(default_factory=list)     # (from, to)
-    env: dict = field(default_factory=dict)        # <env> children: set on top of the launching environment
+    params: list = field(default_factory=list)  # ('file', path) or ('value', name, value), in order
+    remaps: list = field(default_factory=list)  # (from, to)
+    env: dict = field(default_factory=dict)  # <env> children: set on top of the launching environment
 
     @property
     def command(self) -> str:
@@ -69,7 +70,7 @@ def as_bool(text: object, what: str = 'condition') -> bool:
         return True
     if value in ('false', '0'):
         return False
-    raise ValueError(f"{what} must be true/false (or 1/0), got {text!r}")
+    raise ValueError(f'{what} must be true/false (or 1/0), got {text!r}')
 
 
 def find_package_share(package: str, package_shares: Mapping[str, str | Path] | None = None) -> Path:
@@ -82,8 +83,10 @@ def find_package_share(package: str, package_shares: Mapping[str, str | Path] | 
         marker = Path(prefix) / 'share' / 'ament_index' / 'resource_index' / 'packages' / package
         if marker.exists() or (share / 'package.xml').exists():
             return share
-    raise ValueError(f"$(find-pkg-share {package}): package not found in AMENT_PREFIX_PATH or {sys.prefix} "
-                     f"(build/install it, or source its setup file)")
+    raise ValueError(
+        f'$(find-pkg-share {package}): package not found in AMENT_PREFIX_PATH or {sys.prefix} '
+        f'(build/install it, or source its setup file)'
+    )
 
 
 def resolve_executable(package: str, executable: str) -> str | None:
@@ -118,24 +121,28 @@ class _Reader:
             match = _SUBST.search(out)
             if not match:
                 break
-            out = out[:match.start()] + self._one(match.group(1), match.group(2).split(), scope, where) + \
-                out[match.end():]
+            out = (
+                out[: match.start()]
+                + self._one(match.group(1), match.group(2).split(), scope, where)
+                + out[match.end() :]
+            )
         if '$(' in out:
-            raise ValueError(f'{where}: unsupported substitution in {text!r} (supported: var, find-pkg-share, '
-                             f'env, dirname)')
+            raise ValueError(
+                f'{where}: unsupported substitution in {text!r} (supported: var, find-pkg-share, ' f'env, dirname)'
+            )
         return out
 
     def _one(self, kind: str, args: list[str], scope: dict[str, Any], where: str) -> str:
         if kind == 'var' and len(args) == 1:
             if args[0] not in scope['args']:
-                raise ValueError(f"{where}: $(var {args[0]}) is not a declared argument")
+                raise ValueError(f'{where}: $(var {args[0]}) is not a declared argument')
             return scope['args'][args[0]]
         if kind == 'find-pkg-share' and len(args) == 1:
             return str(find_package_share(args[0], self.package_shares))
         if kind == 'env' and len(args) in (1, 2):
             value = os.environ.get(args[0], args[1] if len(args) == 2 else None)
             if value is None:
-                raise ValueError(f"{where}: environment variable {args[0]} is not set and has no default")
+                raise ValueError(f'{where}: environment variable {args[0]} is not set and has no default')
             return value
         if kind == 'dirname' and not args:
             return str(scope['file'].parent)
@@ -154,7 +161,7 @@ class _Reader:
 
     def children(self, element: ET.Element, scope: dict[str, Any]) -> None:
         for child in element:
-            if not isinstance(child.tag, str):   # comments
+            if not isinstance(child.tag, str):  # comments
                 continue
             self.element(child, scope)
 
@@ -179,7 +186,7 @@ class _Reader:
         if el.tag == 'arg':
             name = self._required(el, 'name', where)
             self.declared.add(name)
-            if name not in args:   # given by the caller or an <include> keeps precedence
+            if name not in args:  # given by the caller or an <include> keeps precedence
                 if el.get('default') is None:
                     raise ValueError(f"{where}: argument '{name}' has no default and was not given")
                 args[name] = self.subst(el.get('default'), scope, where)
@@ -208,8 +215,16 @@ class _Reader:
                         raise ValueError(f'{cwhere}: unsupported executable child (env)')
                     self._env(child, env, scope, cwhere)
             exe = shutil.which(argv[0])
-            self.processes.append(LaunchProcess('executable', [exe or argv[0], *argv[1:]], exe is not None,
-                                                executable=argv[0], name=el.get('name', ''), env=env))
+            self.processes.append(
+                LaunchProcess(
+                    'executable',
+                    [exe or argv[0], *argv[1:]],
+                    exe is not None,
+                    executable=argv[0],
+                    name=el.get('name', ''),
+                    env=env,
+                )
+            )
 
     def include(self, el: ET.Element, scope: dict[str, Any], where: str) -> None:
         file = Path(self.subst(self._required(el, 'file', where), scope, where))
@@ -223,7 +238,8 @@ class _Reader:
             if child.tag != 'arg' or set(child.attrib) - {'name', 'value'}:
                 raise ValueError(f'{where}: only <arg name value> children are supported')
             scope['args'][self._required(child, 'name', where)] = self.subst(
-                self._required(child, 'value', where), scope, where)
+                self._required(child, 'value', where), scope, where
+            )
         self.read_file(file, scope)
 
     def node(self, el: ET.Element, scope: dict[str, Any], where: str) -> None:
@@ -269,13 +285,24 @@ class _Reader:
                 self._env(child, env, scope, cwhere)
             else:
                 raise ValueError(f'{cwhere}: unsupported node child (param, remap, env)')
-        for src, dst in remaps:   # launch_ros passes remaps after the parameters
+        for src, dst in remaps:  # launch_ros passes remaps after the parameters
             ros_args += ['-r', f'{src}:={dst}']
         if ros_args:
             argv += ['--ros-args', *ros_args]
-        self.processes.append(LaunchProcess('node', argv, exe is not None, package=pkg, executable=exe_name,
-                                            name=name or '', namespace=ns, params=params, remaps=remaps,
-                                            env=env))
+        self.processes.append(
+            LaunchProcess(
+                'node',
+                argv,
+                exe is not None,
+                package=pkg,
+                executable=exe_name,
+                name=name or '',
+                namespace=ns,
+                params=params,
+                remaps=remaps,
+                env=env,
+            )
+        )
 
     def _env(self, child: ET.Element, env: dict[str, str], scope: dict[str, Any], where: str) -> None:
         if set(child.attrib) != {'name', 'value'}:
@@ -301,8 +328,11 @@ def _join_namespace(base: str, ns: str | None) -> str:
     return full
 
 
-def read_launch_file(launch_file: str | Path, overrides: Mapping[str, Any] | None = None,
-                     package_shares: Mapping[str, str | Path] | None = None) -> list[LaunchProcess]:
+def read_launch_file(
+    launch_file: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    package_shares: Mapping[str, str | Path] | None = None,
+) -> list[LaunchProcess]:
     """The processes an XML launch file starts, as ``LaunchProcess`` entries in document order.
 
     overrides: {arg: value} like `ros2 launch ... arg:=value` (values are strings; bools as 'true'/'false').
@@ -319,13 +349,17 @@ def read_launch_file(launch_file: str | Path, overrides: Mapping[str, Any] | Non
     reader.read_file(launch_file, {'args': dict(overrides), 'ns': '/', 'file': launch_file})
     unknown = set(overrides) - reader.declared
     if unknown:
-        raise ValueError(f'{launch_file}: unknown launch argument(s) {sorted(unknown)}; declared: '
-                         f'{sorted(reader.declared)}')
+        raise ValueError(
+            f'{launch_file}: unknown launch argument(s) {sorted(unknown)}; declared: ' f'{sorted(reader.declared)}'
+        )
     return reader.processes
 
 
-def node_commands(launch_file: str | Path, overrides: Mapping[str, Any] | None = None,
-                  package_shares: Mapping[str, str | Path] | None = None) -> list[list[str]]:
+def node_commands(
+    launch_file: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    package_shares: Mapping[str, str | Path] | None = None,
+) -> list[list[str]]:
     """Command lines (lists of strings) of every process the launch file starts."""
     return [p.argv for p in read_launch_file(launch_file, overrides, package_shares)]
 

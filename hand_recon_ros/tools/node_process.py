@@ -3,6 +3,7 @@
 Used by the demo, the tests and the benchmarks (one copy of "start it, watch its log, SIGINT it, kill it only
 as a last resort"). Plain subprocess handling: no rclpy import.
 """
+
 import os
 import signal
 import subprocess
@@ -24,8 +25,12 @@ def default_params_file() -> Path:
     return installed if installed.exists() else source
 
 
-def node_command(*ros_args: str, params_file: Optional[PathLike] = None, module: str = NODE_MODULE,
-                 executable: Optional[PathLike] = None) -> List[str]:
+def node_command(
+    *ros_args: str,
+    params_file: Optional[PathLike] = None,
+    module: str = NODE_MODULE,
+    executable: Optional[PathLike] = None,
+) -> List[str]:
     """``python -m <module> --ros-args [--params-file FILE] ARGS`` (or ``executable --ros-args ...``)."""
     cmd = [str(executable)] if executable else [sys.executable, '-m', module]
     cmd.append('--ros-args')
@@ -41,15 +46,25 @@ class ChildProcess:
     does and kills only after the timeout (a killed DDS participant leaves stale shared memory behind).
     """
 
-    def __init__(self, cmd: Sequence[str], log_path: Optional[PathLike] = None,
-                 env: Optional[Mapping[str, str]] = None, cwd: Optional[PathLike] = None) -> None:
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        log_path: Optional[PathLike] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[PathLike] = None,
+    ) -> None:
         self.cmd = [str(c) for c in cmd]
         self.log_path = Path(log_path) if log_path is not None else None
         self._log: Optional[IO[str]] = open(self.log_path, 'w') if self.log_path is not None else None
         self.killed = False
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=str(cwd) if cwd is not None else None,
-                                     env=dict(env) if env is not None else None)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(cwd) if cwd is not None else None,
+            env=dict(env) if env is not None else None,
+        )
 
     @property
     def pid(self) -> int:

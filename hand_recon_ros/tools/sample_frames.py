@@ -4,6 +4,7 @@ Deterministic from a seed, so the demo and the tests see the same frames on ever
 shipping image files. Ground truth per frame: intrinsics, 21 joints and vertices of each hand in the
 camera frame (metres), 2D keypoints.
 """
+
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     img = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
     yy, xx = np.mgrid[0:height, 0:width]
     angle = rng.uniform(0, np.pi)
-    stripes = (np.sin((xx * np.cos(angle) + yy * np.sin(angle)) / rng.uniform(8, 30)) > 0.6)
+    stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) / rng.uniform(8, 30)) > 0.6
     img[stripes] = (img[stripes] * 0.7).astype(np.uint8)
     return img
 
@@ -72,8 +73,15 @@ def write_frames(out_dir: Union[str, Path], n: int = 8, seed: int = 0) -> list[P
         path = out / f"frame_{frame['index']:02d}.png"
         cv2.imwrite(str(path), frame['image'])
         paths.append(path)
-        records.append({'image': path.name, 'K': frame['K'].tolist(),
-                        'hands': {side: {k: np.asarray(v).tolist() for k, v in g.items() if k != 'vertices'}
-                                  for side, g in frame['gt'].items()}})
+        records.append(
+            {
+                'image': path.name,
+                'K': frame['K'].tolist(),
+                'hands': {
+                    side: {k: np.asarray(v).tolist() for k, v in g.items() if k != 'vertices'}
+                    for side, g in frame['gt'].items()
+                },
+            }
+        )
     (out / 'ground_truth.json').write_text(json.dumps({'width': WIDTH, 'height': HEIGHT, 'frames': records}))
     return paths

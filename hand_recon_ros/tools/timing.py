@@ -1,4 +1,5 @@
 """Timing repeated calls for the benchmarks: one helper instead of a private loop in each script."""
+
 import statistics
 import time
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ __all__ = ['Timing', 'time_calls']
 @dataclass(frozen=True)
 class Timing:
     """Seconds per timed call (warm-up calls excluded)."""
+
     seconds: Tuple[float, ...]
 
     @property
@@ -29,8 +31,9 @@ class Timing:
         return 1e3 * self.median_s
 
 
-def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 0,
-               clock: Callable[[], float] = time.perf_counter) -> Timing:
+def time_calls(
+    fn: Callable[[], object], repeats: int, warmup: int = 0, clock: Callable[[], float] = time.perf_counter
+) -> Timing:
     """Call fn() warmup times untimed, then repeats times, each timed alone with clock (wall time by default;
     time.process_time for CPU time)."""
     if repeats < 1:

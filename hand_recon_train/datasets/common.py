@@ -4,6 +4,7 @@ Conventions (same as the synthetic data and the node): metres, camera optical fr
 z forward), pixel coordinates with the origin at the top-left corner, per-hand arrays ``[left, right]``,
 joints in the 21-joint order of ``hand_recon_ros.conventions``.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,19 @@ from hand_recon_ros.acr.preprocess import letterbox
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
 from hand_recon_train.synth.generator import fit_weak_camera  # one implementation, shared
 
-__all__ = ['SEG_IGNORE', 'INTERACTION_REDUCTIONS', 'world_to_camera', 'project', 'intrinsics_matrix',
-           'interaction_distance', 'is_close_interaction', 'fit_weak_camera', 'make_sample', 'read_json',
-           'read_image']
+__all__ = [
+    'SEG_IGNORE',
+    'INTERACTION_REDUCTIONS',
+    'world_to_camera',
+    'project',
+    'intrinsics_matrix',
+    'interaction_distance',
+    'is_close_interaction',
+    'fit_weak_camera',
+    'make_sample',
+    'read_json',
+    'read_image',
+]
 
 # Real datasets have no part segmentation: every pixel is ignore_index of F.cross_entropy, so train real data
 # with ``loss.seg_epochs: 0`` (an all-ignored map makes the mean cross-entropy NaN).
@@ -75,11 +86,12 @@ def project(points_cam, K) -> np.ndarray:
     z = X[..., 2:3]
     with np.errstate(divide='ignore', invalid='ignore'):
         uv = np.where(z > 0, X[..., :2] / z, np.nan)
-    return uv * K[..., [0, 1], [0, 1]] + K[..., :2, 2]      # K may be batched (..., 3, 3)
+    return uv * K[..., [0, 1], [0, 1]] + K[..., :2, 2]  # K may be batched (..., 3, 3)
 
 
-def interaction_distance(joints_left, joints_right, valid_left=None, valid_right=None,
-                         reduce: str = 'mean_nearest') -> float:
+def interaction_distance(
+    joints_left, joints_right, valid_left=None, valid_right=None, reduce: str = 'mean_nearest'
+) -> float:
     """How close two hands are (same unit as the joints); NaN when a hand has no valid joint.
 
     ``'mean_nearest'``: for every valid joint of each hand, the distance to the nearest valid joint of the
@@ -99,8 +111,9 @@ def interaction_distance(joints_left, joints_right, valid_left=None, valid_right
     return float(np.concatenate([d.min(axis=1), d.min(axis=0)]).mean())
 
 
-def is_close_interaction(joints_left, joints_right, valid_left=None, valid_right=None,
-                         threshold: float = 0.04, reduce: str = 'mean_nearest') -> bool:
+def is_close_interaction(
+    joints_left, joints_right, valid_left=None, valid_right=None, threshold: float = 0.04, reduce: str = 'mean_nearest'
+) -> bool:
     """Closely interacting = both hands have valid joints and ``interaction_distance < threshold``.
 
     Default: the mean nearest-joint distance under 40 mm (metres in, like every loader output). The paper
@@ -110,10 +123,19 @@ def is_close_interaction(joints_left, joints_right, valid_left=None, valid_right
     return bool(np.isfinite(d) and d < threshold)
 
 
-def make_sample(image_bgr: np.ndarray, K: np.ndarray | None, joints_cam: np.ndarray | None,
-                joints_valid: np.ndarray, hand_valid: np.ndarray, input_size: int, normalization: str = 'imagenet',
-                mano: dict | None = None, index: int = 0, keypoints_2d: np.ndarray | None = None,
-                keypoints_valid: np.ndarray | None = None) -> dict:
+def make_sample(
+    image_bgr: np.ndarray,
+    K: np.ndarray | None,
+    joints_cam: np.ndarray | None,
+    joints_valid: np.ndarray,
+    hand_valid: np.ndarray,
+    input_size: int,
+    normalization: str = 'imagenet',
+    mano: dict | None = None,
+    index: int = 0,
+    keypoints_2d: np.ndarray | None = None,
+    keypoints_valid: np.ndarray | None = None,
+) -> dict:
     """One real frame -> the trainer's sample dict (``SynthDataset`` keys where real data has them).
 
     The frame is letterboxed to ``input_size`` (centred black bars, as at inference); ``K`` becomes network
@@ -152,14 +174,21 @@ def make_sample(image_bgr: np.ndarray, K: np.ndarray | None, joints_cam: np.ndar
     elif K is None:
         raise ValueError('make_sample needs K to project the 3D joints, or keypoints_2d')
     else:
-        uv = project(np.where(joints_valid[..., None], joints_cam, np.nan), K)         # original pixels
-    inside = np.isfinite(uv).all(-1) & (uv[..., 0] >= 0) & (uv[..., 0] < width) \
-        & (uv[..., 1] >= 0) & (uv[..., 1] < height)
+        uv = project(np.where(joints_valid[..., None], joints_cam, np.nan), K)  # original pixels
+    inside = (
+        np.isfinite(uv).all(-1) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
+    )
     uv_net = np.nan_to_num(info.to_network(np.nan_to_num(uv)))
     norm = uv_net / (S / 2.0) - 1.0
     valid = hand_valid & (inside.sum(-1) >= 2)
-    content = np.array([info.pad_left * info.scale, info.pad_top * info.scale,
-                        (info.pad_left + width) * info.scale, (info.pad_top + height) * info.scale])
+    content = np.array(
+        [
+            info.pad_left * info.scale,
+            info.pad_top * info.scale,
+            (info.pad_left + width) * info.scale,
+            (info.pad_top + height) * info.scale,
+        ]
+    )
     cam = np.zeros((2, 3))
     centers, boxes, sides = [], [], []
     for s in range(2):

@@ -11,6 +11,7 @@ mmpose test data (``format='mmpose'``): COCO-style JSON (``images``: id, file_na
 ``annotations``: image_id, bbox xywh, keypoints 21 x (x, y, visibility)), 2D only, same joint order, images
 next to the JSON. ``format='auto'`` picks by the files present.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ from .common import FrameDataset, make_sample, project, read_image, read_json
 
 __all__ = ['FREIHAND_TRAIN_FRAMES', 'FreiHandFrame', 'FreiHandAnnotations', 'FreiHandDataset']
 
-FREIHAND_TRAIN_FRAMES = 32560     # annotated training frames; 4 image versions each
+FREIHAND_TRAIN_FRAMES = 32560  # annotated training frames; 4 image versions each
 _SPLITS = ('training', 'evaluation')
 _FORMATS = ('auto', 'official', 'mmpose')
 
@@ -36,27 +37,35 @@ class FreiHandFrame:
     image_id: int
     annotation_index: int
     image_path: Path
-    keypoints_2d: np.ndarray          # (21, 2) pixels
-    keypoints_valid: np.ndarray       # (21,) bool
-    bbox: np.ndarray | None           # (4,) x, y, w, h
-    K: np.ndarray | None = None       # (3, 3)
-    joints_cam: np.ndarray | None = None   # (21, 3) m
-    mano: dict | None = None          # global_orient 3, hand_pose 45, betas 10, transl 3 (camera frame)
-    vertices: np.ndarray | None = None     # (778, 3) m
+    keypoints_2d: np.ndarray  # (21, 2) pixels
+    keypoints_valid: np.ndarray  # (21,) bool
+    bbox: np.ndarray | None  # (4,) x, y, w, h
+    K: np.ndarray | None = None  # (3, 3)
+    joints_cam: np.ndarray | None = None  # (21, 3) m
+    mano: dict | None = None  # global_orient 3, hand_pose 45, betas 10, transl 3 (camera frame)
+    vertices: np.ndarray | None = None  # (778, 3) m
     side: str = 'right'
 
 
 def _check_list(value, n, name, path):
     if not isinstance(value, list) or (n is not None and len(value) != n):
-        raise ValueError(f'{path}: expected a list of {n if n is not None else "N"} {name} entries, '
-                         f'got {type(value).__name__} of length {len(value) if hasattr(value, "__len__") else "?"}')
+        raise ValueError(
+            f'{path}: expected a list of {n if n is not None else "N"} {name} entries, '
+            f'got {type(value).__name__} of length {len(value) if hasattr(value, "__len__") else "?"}'
+        )
 
 
 class FreiHandAnnotations:
     """Frames of one FreiHAND split (official) or of a mmpose JSON file."""
 
-    def __init__(self, root: str | os.PathLike, split: str = 'training', format: str = 'auto',
-                 versions: tuple[int, ...] | None = None, json_file: str | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = 'training',
+        format: str = 'auto',
+        versions: tuple[int, ...] | None = None,
+        json_file: str | None = None,
+    ):
         root = Path(root)
         if format not in _FORMATS:
             raise ValueError(f'format must be one of {_FORMATS}, got {format!r}')
@@ -77,8 +86,10 @@ class FreiHandAnnotations:
         paths = {k: self.root / f'{self.split}_{k}.json' for k in ('xyz', 'K', 'mano', 'verts')}
         for k in ('xyz', 'K'):
             if not paths[k].is_file():
-                raise FileNotFoundError(f'FreiHAND {self.split}: {paths[k]} not found (official format needs '
-                                        f'{self.split}_xyz.json and {self.split}_K.json)')
+                raise FileNotFoundError(
+                    f'FreiHAND {self.split}: {paths[k]} not found (official format needs '
+                    f'{self.split}_xyz.json and {self.split}_K.json)'
+                )
         xyz = read_json(paths['xyz'])
         _check_list(xyz, None, 'xyz', paths['xyz'])
         n = len(xyz)
@@ -110,22 +121,36 @@ class FreiHandAnnotations:
                     theta = np.asarray(mano[a], np.float64).reshape(-1)
                     if theta.shape != (61,):
                         raise ValueError(f"{paths['mano']}: entry {a} has {theta.size} values, expected 61")
-                    params = {'global_orient': theta[:3], 'hand_pose': theta[3:48], 'betas': theta[48:58],
-                              'transl': theta[58:61]}
-                self.frames.append(FreiHandFrame(
-                    image_id=image_id, annotation_index=a,
-                    image_path=self.root / self.split / 'rgb' / f'{image_id:08d}.jpg',
-                    keypoints_2d=uv[a], keypoints_valid=np.isfinite(uv[a]).all(-1), bbox=None, K=K_arr[a],
-                    joints_cam=xyz_arr[a], mano=params,
-                    vertices=None if verts is None else verts[a]))
+                    params = {
+                        'global_orient': theta[:3],
+                        'hand_pose': theta[3:48],
+                        'betas': theta[48:58],
+                        'transl': theta[58:61],
+                    }
+                self.frames.append(
+                    FreiHandFrame(
+                        image_id=image_id,
+                        annotation_index=a,
+                        image_path=self.root / self.split / 'rgb' / f'{image_id:08d}.jpg',
+                        keypoints_2d=uv[a],
+                        keypoints_valid=np.isfinite(uv[a]).all(-1),
+                        bbox=None,
+                        K=K_arr[a],
+                        joints_cam=xyz_arr[a],
+                        mano=params,
+                        vertices=None if verts is None else verts[a],
+                    )
+                )
 
     def _load_mmpose(self, json_file):
         path = self.root / json_file if json_file else None
         if path is None:
             found = sorted(self.root.glob('*freihand*.json'))
             if len(found) != 1:
-                raise FileNotFoundError(f'FreiHAND mmpose format: expected one *freihand*.json in {self.root}, '
-                                        f'found {[p.name for p in found]}; pass json_file=')
+                raise FileNotFoundError(
+                    f'FreiHAND mmpose format: expected one *freihand*.json in {self.root}, '
+                    f'found {[p.name for p in found]}; pass json_file='
+                )
             path = found[0]
         data = read_json(path)
         if not isinstance(data, dict) or 'images' not in data or 'annotations' not in data:
@@ -140,10 +165,16 @@ class FreiHandAnnotations:
                 raise ValueError(f"{path}: annotation {ann.get('id')} has {kp.size} keypoint values, expected 63")
             kp = kp.reshape(21, 3)
             image_id = int(image['id'])
-            self.frames.append(FreiHandFrame(
-                image_id=image_id, annotation_index=image_id % FREIHAND_TRAIN_FRAMES,
-                image_path=self.root / image['file_name'], keypoints_2d=kp[:, :2], keypoints_valid=kp[:, 2] > 0,
-                bbox=np.asarray(ann['bbox'], np.float64) if 'bbox' in ann else None))
+            self.frames.append(
+                FreiHandFrame(
+                    image_id=image_id,
+                    annotation_index=image_id % FREIHAND_TRAIN_FRAMES,
+                    image_path=self.root / image['file_name'],
+                    keypoints_2d=kp[:, :2],
+                    keypoints_valid=kp[:, 2] > 0,
+                    bbox=np.asarray(ann['bbox'], np.float64) if 'bbox' in ann else None,
+                )
+            )
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -159,8 +190,14 @@ class FreiHandDataset(FrameDataset, Dataset):
     """FreiHAND frames as trainer samples (:func:`common.make_sample`); the hand is the right one, the left
     slot is empty. mmpose-format frames are 2D-only (``joints_valid`` all False, ``K`` zero)."""
 
-    def __init__(self, root: str | os.PathLike, split: str = 'training', input_size: int = 256,
-                 normalization: str = 'imagenet', **annotation_options):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = 'training',
+        input_size: int = 256,
+        normalization: str = 'imagenet',
+        **annotation_options,
+    ):
         super().__init__(FreiHandAnnotations(root, split, **annotation_options), input_size, normalization)
 
     def __getitem__(self, index: int) -> dict:
@@ -181,5 +218,16 @@ class FreiHandDataset(FrameDataset, Dataset):
             for k, v in f.mano.items():
                 mano[k][1] = v
             mano['has_mano'] = np.array([False, True])
-        return make_sample(image, f.K, joints, joints_valid, np.array([False, True]), self.input_size,
-                           self.normalization, mano, index, keypoints_2d=kp, keypoints_valid=kp_valid)
+        return make_sample(
+            image,
+            f.K,
+            joints,
+            joints_valid,
+            np.array([False, True]),
+            self.input_size,
+            self.normalization,
+            mano,
+            index,
+            keypoints_2d=kp,
+            keypoints_valid=kp_valid,
+        )

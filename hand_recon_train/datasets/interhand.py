@@ -18,6 +18,7 @@ wrist last; re-ordered here with ``conventions.interhand_to_21`` and returned ``
 A joint is valid when both files say so; as in the official loader, a hand whose wrist is invalid has
 all its joints marked invalid (every root-relative quantity needs the wrist).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,15 @@ from .common import (
     world_to_camera,
 )
 
-__all__ = ['HAND_TYPES', 'SUBSETS', 'InterHandFrame', 'InterHandAnnotations', 'InterHandDataset',
-           'find_interhand_files', 'mano_world_to_camera']
+__all__ = [
+    'HAND_TYPES',
+    'SUBSETS',
+    'InterHandFrame',
+    'InterHandAnnotations',
+    'InterHandDataset',
+    'find_interhand_files',
+    'mano_world_to_camera',
+]
 
 HAND_TYPES = ('right', 'left', 'interacting')
 # 'SH' single hand, 'IH' interacting (the dataset's hand_type), 'IH-close' interacting AND closely interacting
@@ -71,7 +79,8 @@ def find_interhand_files(root: str | os.PathLike, split: str = 'test') -> dict[s
         raise FileNotFoundError(
             f'InterHand2.6M {split!r} annotations missing in {root}: {missing}; expected e.g. '
             f'{_file_names(split, missing[0])[0]} or {_file_names(split, missing[0])[1]} in '
-            f'{", ".join(str(d) for d in folders)}')
+            f'{", ".join(str(d) for d in folders)}'
+        )
     return found
 
 
@@ -102,16 +111,16 @@ class InterHandFrame:
     frame: str
     hand_type: str
     hand_type_valid: bool
-    bbox: np.ndarray               # (4,) x, y, w, h pixels
-    K: np.ndarray                  # (3, 3)
-    rotation: np.ndarray           # (3, 3) world -> camera
-    campos: np.ndarray             # (3,) camera centre, world, m
-    joints_world: np.ndarray       # (2, 21, 3) m
-    joints_cam: np.ndarray         # (2, 21, 3) m
-    keypoints_2d: np.ndarray       # (2, 21, 2) pixels of this image
-    joints_valid: np.ndarray       # (2, 21) bool
-    hand_valid: np.ndarray         # (2,) bool
-    mano_world: dict | None = field(default=None)   # global_orient (2,3), hand_pose (2,45), betas (2,10),
+    bbox: np.ndarray  # (4,) x, y, w, h pixels
+    K: np.ndarray  # (3, 3)
+    rotation: np.ndarray  # (3, 3) world -> camera
+    campos: np.ndarray  # (3,) camera centre, world, m
+    joints_world: np.ndarray  # (2, 21, 3) m
+    joints_cam: np.ndarray  # (2, 21, 3) m
+    keypoints_2d: np.ndarray  # (2, 21, 2) pixels of this image
+    joints_valid: np.ndarray  # (2, 21) bool
+    hand_valid: np.ndarray  # (2,) bool
+    mano_world: dict | None = field(default=None)  # global_orient (2,3), hand_pose (2,45), betas (2,10),
     #                                                 transl (2,3), has_mano (2,) in the world frame
 
     @property
@@ -119,8 +128,9 @@ class InterHandFrame:
         return 'IH' if self.hand_type == 'interacting' else 'SH'
 
     def interaction_distance(self, reduce: str = 'mean_nearest') -> float:
-        return interaction_distance(self.joints_cam[0], self.joints_cam[1], self.joints_valid[0],
-                                    self.joints_valid[1], reduce)
+        return interaction_distance(
+            self.joints_cam[0], self.joints_cam[1], self.joints_valid[0], self.joints_valid[1], reduce
+        )
 
     def is_close(self, threshold_m: float = 0.04, reduce: str = 'mean_nearest') -> bool:
         d = self.interaction_distance(reduce)
@@ -135,7 +145,8 @@ class InterHandFrame:
         for s in range(2):
             if out['has_mano'][s]:
                 out['global_orient'][s] = Rotation.from_matrix(
-                    self.rotation @ Rotation.from_rotvec(out['global_orient'][s]).as_matrix()).as_rotvec()
+                    self.rotation @ Rotation.from_rotvec(out['global_orient'][s]).as_matrix()
+                ).as_rotvec()
         return out
 
 
@@ -147,9 +158,17 @@ class InterHandAnnotations:
     """The annotation files of one split, joined per image; frames are built on access (the official train
     split has over a million)."""
 
-    def __init__(self, root: str | os.PathLike, split: str = 'test', image_dir: str | os.PathLike | None = None,
-                 subset: str = 'all', close_threshold_m: float = 0.04, close_reduce: str = 'mean_nearest',
-                 min_valid_joints: int = 1, require_hand_type_valid: bool = False):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = 'test',
+        image_dir: str | os.PathLike | None = None,
+        subset: str = 'all',
+        close_threshold_m: float = 0.04,
+        close_reduce: str = 'mean_nearest',
+        min_valid_joints: int = 1,
+        require_hand_type_valid: bool = False,
+    ):
         if subset not in SUBSETS:
             raise ValueError(f'subset must be one of {SUBSETS}, got {subset!r}')
         if not isinstance(min_valid_joints, int) or not 1 <= min_valid_joints <= 21:
@@ -169,22 +188,32 @@ class InterHandAnnotations:
         for ann in data['annotations']:
             image = images.get(int(ann['image_id']))
             if image is None:
-                raise ValueError(f"{self.files['data']}: annotation {ann.get('id')} names image {ann['image_id']} "
-                                 'which is not in images')
+                raise ValueError(
+                    f"{self.files['data']}: annotation {ann.get('id')} names image {ann['image_id']} "
+                    'which is not in images'
+                )
             hand_type = ann.get('hand_type')
             if hand_type not in HAND_TYPES:
-                raise ValueError(f"annotation {ann.get('id')}: hand_type must be one of {HAND_TYPES}, "
-                                 f'got {hand_type!r}')
+                raise ValueError(
+                    f"annotation {ann.get('id')}: hand_type must be one of {HAND_TYPES}, " f'got {hand_type!r}'
+                )
             if require_hand_type_valid and not ann.get('hand_type_valid', 1):
                 continue
-            if subset == 'SH' and hand_type == 'interacting' or subset in ('IH', 'IH-close') \
-                    and hand_type != 'interacting':
+            if (
+                subset == 'SH'
+                and hand_type == 'interacting'
+                or subset in ('IH', 'IH-close')
+                and hand_type != 'interacting'
+            ):
                 continue
             self._entries.append((image, ann))
         self.image_dir = Path(image_dir) if image_dir is not None else self._guess_image_dir()
         if subset == 'IH-close':
-            self._entries = [e for i, e in enumerate(self._entries)
-                             if self.frame(i).is_close(self.close_threshold_m, self.close_reduce)]
+            self._entries = [
+                e
+                for i, e in enumerate(self._entries)
+                if self.frame(i).is_close(self.close_threshold_m, self.close_reduce)
+            ]
 
     def _guess_image_dir(self) -> Path:
         candidates = [self.root / 'images' / self.split, self.root / self.split, self.root]
@@ -207,8 +236,9 @@ class InterHandAnnotations:
             campos = np.asarray(cam['campos'][camera], np.float64).reshape(3) * _MM
             K = intrinsics_matrix(cam['focal'][camera], cam['princpt'][camera])
         except KeyError as exc:
-            raise ValueError(f'{self.files["camera"]}: no parameters for capture {capture} camera {camera} '
-                             f'({exc} missing)') from exc
+            raise ValueError(
+                f'{self.files["camera"]}: no parameters for capture {capture} camera {camera} ' f'({exc} missing)'
+            ) from exc
         try:
             j3d = self.joints[capture][frame_id]
         except KeyError as exc:
@@ -222,7 +252,7 @@ class InterHandAnnotations:
         hand_type_valid = bool(ann.get('hand_type_valid', 1))
         joints_world = np.stack([interhand_to_21(world42[_SIDE_SLICE[s]]) for s in SIDES])
         joints_valid = np.stack([valid42[_SIDE_SLICE[s]][list(INTERHAND_TO_21)] for s in SIDES])
-        joints_valid &= joints_valid[:, ROOT_WRIST:ROOT_WRIST + 1]
+        joints_valid &= joints_valid[:, ROOT_WRIST : ROOT_WRIST + 1]
         listed = _sides_of(hand_type) if hand_type_valid else SIDES
         hand_valid = np.array([s in listed for s in SIDES]) & (joints_valid.sum(-1) >= self.min_valid_joints)
         joints_cam = world_to_camera(joints_world, R, campos)
@@ -230,12 +260,26 @@ class InterHandAnnotations:
         if self.mano is not None:
             mano = _parse_mano(self.mano.get(capture, {}).get(frame_id))
         return InterHandFrame(
-            image_id=int(image['id']), image_path=self.image_dir / image['file_name'],
-            width=int(image['width']), height=int(image['height']), capture=capture, camera=camera,
-            frame=frame_id, hand_type=hand_type, hand_type_valid=hand_type_valid,
-            bbox=np.asarray(ann.get('bbox', [0, 0, 0, 0]), np.float64), K=K, rotation=R, campos=campos,
-            joints_world=joints_world, joints_cam=joints_cam, keypoints_2d=project(joints_cam, K),
-            joints_valid=joints_valid, hand_valid=hand_valid, mano_world=mano)
+            image_id=int(image['id']),
+            image_path=self.image_dir / image['file_name'],
+            width=int(image['width']),
+            height=int(image['height']),
+            capture=capture,
+            camera=camera,
+            frame=frame_id,
+            hand_type=hand_type,
+            hand_type_valid=hand_type_valid,
+            bbox=np.asarray(ann.get('bbox', [0, 0, 0, 0]), np.float64),
+            K=K,
+            rotation=R,
+            campos=campos,
+            joints_world=joints_world,
+            joints_cam=joints_cam,
+            keypoints_2d=project(joints_cam, K),
+            joints_valid=joints_valid,
+            hand_valid=hand_valid,
+            mano_world=mano,
+        )
 
     def __iter__(self):
         return (self.frame(i) for i in range(len(self)))
@@ -243,8 +287,13 @@ class InterHandAnnotations:
 
 def _parse_mano(entry) -> dict:
     """NeuralAnnot entry ({right, left} -> {pose, shape, trans} or null) -> [left, right] arrays + has_mano."""
-    out = {'global_orient': np.zeros((2, 3)), 'hand_pose': np.zeros((2, 45)), 'betas': np.zeros((2, 10)),
-           'transl': np.zeros((2, 3)), 'has_mano': np.zeros(2, bool)}
+    out = {
+        'global_orient': np.zeros((2, 3)),
+        'hand_pose': np.zeros((2, 45)),
+        'betas': np.zeros((2, 10)),
+        'transl': np.zeros((2, 3)),
+        'has_mano': np.zeros(2, bool),
+    }
     for s, side in enumerate(SIDES):
         params = (entry or {}).get(side)
         if not params:
@@ -253,8 +302,9 @@ def _parse_mano(entry) -> dict:
         shape = np.asarray(params['shape'], np.float64).reshape(-1)
         trans = np.asarray(params['trans'], np.float64).reshape(-1)
         if pose.shape != (48,) or shape.shape != (10,) or trans.shape != (3,):
-            raise ValueError(f'MANO {side}: expected pose 48, shape 10, trans 3, got {pose.shape}, {shape.shape}, '
-                             f'{trans.shape}')
+            raise ValueError(
+                f'MANO {side}: expected pose 48, shape 10, trans 3, got {pose.shape}, {shape.shape}, ' f'{trans.shape}'
+            )
         out['global_orient'][s], out['hand_pose'][s] = pose[:3], pose[3:]
         out['betas'][s], out['transl'][s], out['has_mano'][s] = shape, trans, True
     return out
@@ -265,8 +315,14 @@ class InterHandDataset(FrameDataset, Dataset):
     ``input_size`` like at inference, both hands in the camera frame. MANO root orientation, pose and shape
     (camera frame) with ``has_mano`` when the NeuralAnnot file exists."""
 
-    def __init__(self, root: str | os.PathLike, split: str = 'test', input_size: int = 256,
-                 normalization: str = 'imagenet', **annotation_options):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = 'test',
+        input_size: int = 256,
+        normalization: str = 'imagenet',
+        **annotation_options,
+    ):
         super().__init__(InterHandAnnotations(root, split, **annotation_options), input_size, normalization)
 
     def __getitem__(self, index: int) -> dict:
@@ -274,8 +330,18 @@ class InterHandDataset(FrameDataset, Dataset):
         frame = self.annotations.frame(int(index))
         image = read_image(frame.image_path)
         if image.shape[:2] != (frame.height, frame.width):
-            raise ValueError(f'{frame.image_path} is {image.shape[1]}x{image.shape[0]}, the annotation says '
-                             f'{frame.width}x{frame.height}')
-        return make_sample(image, frame.K, frame.joints_cam, frame.joints_valid, frame.hand_valid, self.input_size,
-                           self.normalization, frame.mano_camera(), index)
-
+            raise ValueError(
+                f'{frame.image_path} is {image.shape[1]}x{image.shape[0]}, the annotation says '
+                f'{frame.width}x{frame.height}'
+            )
+        return make_sample(
+            image,
+            frame.K,
+            frame.joints_cam,
+            frame.joints_valid,
+            frame.hand_valid,
+            self.input_size,
+            self.normalization,
+            frame.mano_camera(),
+            index,
+        )

@@ -12,6 +12,7 @@ Config (``data.real`` of the trainer), one entry per real source::
 ``weight`` is the source's share of the samples (the synthetic source has ``data.synth_weight``); ``options``
 go to the source's annotation reader (e.g. InterHand2.6M ``subset``, FreiHAND ``versions``).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,16 +25,44 @@ from .interhand import InterHandDataset
 from .pasted import PastedPairsDataset
 from .teacher import TeacherDataset
 
-__all__ = ['REAL_DATASETS', 'TRAIN_KEYS', 'HarmonizedDataset', 'MixtureSampler', 'build_real_dataset',
-           'harmonize', 'parse_real_sources']
+__all__ = [
+    'REAL_DATASETS',
+    'TRAIN_KEYS',
+    'HarmonizedDataset',
+    'MixtureSampler',
+    'build_real_dataset',
+    'harmonize',
+    'parse_real_sources',
+]
 
-REAL_DATASETS = {'interhand': InterHandDataset, 'freihand': FreiHandDataset, 'teacher': TeacherDataset,
-                 'teacher_pairs': PastedPairsDataset}
+REAL_DATASETS = {
+    'interhand': InterHandDataset,
+    'freihand': FreiHandDataset,
+    'teacher': TeacherDataset,
+    'teacher_pairs': PastedPairsDataset,
+}
 _DEFAULT_SPLIT = {'interhand': 'train', 'freihand': 'training', 'teacher': 'train', 'teacher_pairs': 'train'}
 # what the loss reads; masks say which labels a source has (real data: no meshes, MANO and joints where annotated)
-TRAIN_KEYS = ('image', 'seg', 'center_maps', 'valid', 'global_orient', 'hand_pose', 'betas', 'has_mano', 'cam',
-              'joints_3d', 'joints_valid', 'joints_2d', 'joints_vis', 'vertices', 'has_vertices', 'K', 'index',
-              'source')
+TRAIN_KEYS = (
+    'image',
+    'seg',
+    'center_maps',
+    'valid',
+    'global_orient',
+    'hand_pose',
+    'betas',
+    'has_mano',
+    'cam',
+    'joints_3d',
+    'joints_valid',
+    'joints_2d',
+    'joints_vis',
+    'vertices',
+    'has_vertices',
+    'K',
+    'index',
+    'source',
+)
 
 
 def parse_real_sources(entries) -> list[dict]:
@@ -60,16 +89,22 @@ def parse_real_sources(entries) -> list[dict]:
         options = entry.get('options') or {}
         if not isinstance(options, dict):
             raise ValueError(f'data.real[{i}].options must be a mapping, got {options!r}')
-        sources.append({'type': kind, 'root': str(entry['root']), 'split': entry.get('split', _DEFAULT_SPLIT[kind]),
-                        'weight': float(weight), 'options': dict(options)})
+        sources.append(
+            {
+                'type': kind,
+                'root': str(entry['root']),
+                'split': entry.get('split', _DEFAULT_SPLIT[kind]),
+                'weight': float(weight),
+                'options': dict(options),
+            }
+        )
     return sources
 
 
 def build_real_dataset(source: dict, input_size: int, normalization: str) -> Dataset:
     """One parsed ``data.real`` entry -> its dataset (annotation errors name the files)."""
     cls = REAL_DATASETS[source['type']]
-    return cls(source['root'], source['split'], input_size=input_size, normalization=normalization,
-               **source['options'])
+    return cls(source['root'], source['split'], input_size=input_size, normalization=normalization, **source['options'])
 
 
 def harmonize(item: dict, source: int, num_vertices: int) -> dict:

@@ -10,6 +10,7 @@ feathered), so little of the donor's background comes along.
 One side per hand (ACR has one centre map per side): the donor is mirrored when it has the base hand's side,
 which turns a left hand into a right one (image flipped, world x negated).
 """
+
 from __future__ import annotations
 
 import os
@@ -40,16 +41,16 @@ class PasteConfig:
     size_ratio: tuple[float, float] = (0.8, 1.2)
     offset: tuple[float, float] = (0.25, 0.75)
     hidden_alpha: float = 0.5
-    bone_width: float = 0.13          # of the hand's size (longest side of its keypoint box)
+    bone_width: float = 0.13  # of the hand's size (longest side of its keypoint box)
     feather: float = 0.03
 
 
 @dataclass
 class PastedHand:
     side: str
-    keypoints: np.ndarray            # (21, 2) pixels of the composed image
-    visible: np.ndarray              # (21,) bool
-    world: np.ndarray                # (21, 3) root-relative metres (teacher world landmarks)
+    keypoints: np.ndarray  # (21, 2) pixels of the composed image
+    visible: np.ndarray  # (21,) bool
+    world: np.ndarray  # (21, 3) root-relative metres (teacher world landmarks)
 
 
 def _hand_size(kps: np.ndarray) -> float:
@@ -80,8 +81,14 @@ def _mirror(image: np.ndarray, kps: np.ndarray, world: np.ndarray):
     return image[:, ::-1].copy(), kps, world
 
 
-def paste_hand(base: np.ndarray, base_kps: np.ndarray, donor: np.ndarray, donor_kps: np.ndarray,
-               rng: np.random.Generator, config: PasteConfig | None = None):
+def paste_hand(
+    base: np.ndarray,
+    base_kps: np.ndarray,
+    donor: np.ndarray,
+    donor_kps: np.ndarray,
+    rng: np.random.Generator,
+    config: PasteConfig | None = None,
+):
     """Paste the donor hand over the base hand. Returns the composed image, the donor keypoints in it, and
     which base keypoints stay visible; ``None`` when the paste would leave the frame."""
     config = config or PasteConfig()
@@ -93,23 +100,28 @@ def paste_hand(base: np.ndarray, base_kps: np.ndarray, donor: np.ndarray, donor_
     base_c = (base_kps.min(0) + base_kps.max(0)) / 2.0
     donor_c = (donor_kps.min(0) + donor_kps.max(0)) / 2.0
     target_c = base_c + dist * np.array([np.cos(angle), np.sin(angle)])
-    A = np.array([[scale, 0.0, target_c[0] - scale * donor_c[0]],
-                  [0.0, scale, target_c[1] - scale * donor_c[1]]])
+    A = np.array([[scale, 0.0, target_c[0] - scale * donor_c[0]], [0.0, scale, target_c[1] - scale * donor_c[1]]])
     moved = donor_kps @ A[:, :2].T + A[:, 2]
     if (moved < 0).any() or (moved[:, 0] >= w).any() or (moved[:, 1] >= h).any():
         return None
     mask = hand_mask(donor.shape[:2], donor_kps, config.bone_width, config.feather)
     warped = cv2.warpAffine(donor, A, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     alpha = cv2.warpAffine(mask, A, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-    composed = (base.astype(np.float32) * (1.0 - alpha) + warped.astype(np.float32) * alpha)
+    composed = base.astype(np.float32) * (1.0 - alpha) + warped.astype(np.float32) * alpha
     composed = np.clip(composed + 0.5, 0, 255).astype(np.uint8)
     bx = np.clip(np.round(base_kps).astype(int), 0, [w - 1, h - 1])
     base_visible = alpha[bx[:, 1], bx[:, 0], 0] < config.hidden_alpha
     return composed, moved, base_visible
 
 
-def pair_from_frames(base_image, base_hand: dict, donor_image, donor_hand: dict, rng: np.random.Generator,
-                     config: PasteConfig | None = None) -> tuple[np.ndarray, list[PastedHand]] | None:
+def pair_from_frames(
+    base_image,
+    base_hand: dict,
+    donor_image,
+    donor_hand: dict,
+    rng: np.random.Generator,
+    config: PasteConfig | None = None,
+) -> tuple[np.ndarray, list[PastedHand]] | None:
     """A two-hand image from a one-hand base frame and a donor hand (label dicts with ``side``, ``keypoints``,
     ``world``); the donor is mirrored if needed so the two sides differ."""
     config = config or PasteConfig()
@@ -124,8 +136,10 @@ def pair_from_frames(base_image, base_hand: dict, donor_image, donor_hand: dict,
     if out is None:
         return None
     image, moved, base_visible = out
-    hands = [PastedHand(base_hand['side'], b_kps, base_visible, np.asarray(base_hand['world'], np.float64)),
-             PastedHand(d_side, moved, np.ones(21, bool), d_world)]
+    hands = [
+        PastedHand(base_hand['side'], b_kps, base_visible, np.asarray(base_hand['world'], np.float64)),
+        PastedHand(d_side, moved, np.ones(21, bool), d_world),
+    ]
     return image, hands
 
 
@@ -136,15 +150,29 @@ class PastedPairsDataset(FrameDataset):
     Sample ``i`` is deterministic in (seed, i); a paste that leaves the frame is retried with other draws.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str = 'train', input_size: int = 256,
-                 normalization: str = 'imagenet', labels: str = DEFAULT_LABELS, seed: int = 0,
-                 length: int | None = None, sources=None, verify_hashes: bool = False):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = 'train',
+        input_size: int = 256,
+        normalization: str = 'imagenet',
+        labels: str = DEFAULT_LABELS,
+        seed: int = 0,
+        length: int | None = None,
+        sources=None,
+        verify_hashes: bool = False,
+    ):
         self.root = Path(root)
         doc = load_labels(labels, root=self.root, verify_hashes=verify_hashes)
         frames, _ = select_frames(doc, split, sources)
         bases = [im for im in frames if len(im['hands']) == 1]
-        donors = [(im, h) for im in doc['images'] if im['split'] == split and (not sources or im['source'] in sources)
-                  for h in im['hands'] if h['flags']['trusted']]
+        donors = [
+            (im, h)
+            for im in doc['images']
+            if im['split'] == split and (not sources or im['source'] in sources)
+            for h in im['hands']
+            if h['flags']['trusted']
+        ]
         if not bases or not donors:
             raise ValueError(f'no one-hand frames or no trusted hands in {labels} for split {split!r}')
         self.donors, self.seed = donors, int(seed)
@@ -165,13 +193,20 @@ class PastedPairsDataset(FrameDataset):
             donor_im, donor_hand = self.donors[int(rng.integers(len(self.donors)))]
             if donor_im['path'] == base['path']:
                 continue
-            out = pair_from_frames(base_image, base['hands'][0], read_image(self.root / donor_im['path']),
-                                   donor_hand, rng)
+            out = pair_from_frames(
+                base_image, base['hands'][0], read_image(self.root / donor_im['path']), donor_hand, rng
+            )
             if out is not None:
                 return out
         hand = base['hands'][0]
-        return base_image, [PastedHand(hand['side'], np.asarray(hand['keypoints'], np.float64), np.ones(21, bool),
-                                       np.asarray(hand['world'], np.float64))]
+        return base_image, [
+            PastedHand(
+                hand['side'],
+                np.asarray(hand['keypoints'], np.float64),
+                np.ones(21, bool),
+                np.asarray(hand['world'], np.float64),
+            )
+        ]
 
     def __getitem__(self, index: int) -> dict:
         image, hands = self.compose(index)
@@ -185,5 +220,15 @@ class PastedPairsDataset(FrameDataset):
             joints[s] = hand.world + np.array([0.0, 0.0, _DEPTH_M])
             valid[s] = True
         joints_valid = np.repeat(valid[:, None], 21, axis=1)
-        return make_sample(image, None, joints, joints_valid, valid, self.input_size, self.normalization,
-                           index=index, keypoints_2d=kps, keypoints_valid=kp_valid)
+        return make_sample(
+            image,
+            None,
+            joints,
+            joints_valid,
+            valid,
+            self.input_size,
+            self.normalization,
+            index=index,
+            keypoints_2d=kps,
+            keypoints_valid=kp_valid,
+        )

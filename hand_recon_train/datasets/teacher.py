@@ -8,6 +8,7 @@ Only frames the teacher labelled completely are used, so that no real hand is ta
 ``trusted`` (flip pass agrees, not a duplicate, on a dataset box), every dataset box matched, at most one hand
 per side (ACR has one centre map per side).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ from .common import FrameDataset, make_sample, read_image
 __all__ = ['TeacherDataset', 'select_frames', 'DEFAULT_LABELS']
 
 DEFAULT_LABELS = 'out/teacher/realimgs-train.labels.json'
-_DEPTH_M = 0.5       # any depth: only root-relative 3D and the weak camera are used
+_DEPTH_M = 0.5  # any depth: only root-relative 3D and the weak camera are used
 
 
 def select_frames(doc: dict, split: str, sources=None) -> tuple[list[dict], dict]:
@@ -32,6 +33,7 @@ def select_frames(doc: dict, split: str, sources=None) -> tuple[list[dict], dict
 
     def drop(reason):
         dropped[reason] = dropped.get(reason, 0) + 1
+
     for im in doc['images']:
         if im['split'] != split or (sources and im['source'] not in sources):
             continue
@@ -54,15 +56,23 @@ def select_frames(doc: dict, split: str, sources=None) -> tuple[list[dict], dict
 class TeacherDataset(FrameDataset):
     """``data.real`` entry ``{type: teacher, root: <realimgs-train>, split: train, options: {labels: ...}}``."""
 
-    def __init__(self, root: str | os.PathLike, split: str = 'train', input_size: int = 256,
-                 normalization: str = 'imagenet', labels: str = DEFAULT_LABELS, sources=None,
-                 verify_hashes: bool = False):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = 'train',
+        input_size: int = 256,
+        normalization: str = 'imagenet',
+        labels: str = DEFAULT_LABELS,
+        sources=None,
+        verify_hashes: bool = False,
+    ):
         self.root = Path(root)
         doc = load_labels(labels, root=self.root, verify_hashes=verify_hashes)
         frames, self.dropped = select_frames(doc, split, sources)
         if not frames:
-            raise ValueError(f'no usable teacher-labelled frames in {labels} for split {split!r} '
-                             f'(left out: {self.dropped})')
+            raise ValueError(
+                f'no usable teacher-labelled frames in {labels} for split {split!r} ' f'(left out: {self.dropped})'
+            )
         super().__init__(frames, input_size, normalization)
 
     def __getitem__(self, index: int) -> dict:
@@ -77,5 +87,15 @@ class TeacherDataset(FrameDataset):
             joints[s] = np.asarray(hand['world'], np.float64) + np.array([0.0, 0.0, _DEPTH_M])
             valid[s] = True
         joints_valid = np.repeat(valid[:, None], 21, axis=1)
-        return make_sample(image, None, joints, joints_valid, valid, self.input_size, self.normalization,
-                           index=index, keypoints_2d=kps, keypoints_valid=joints_valid)
+        return make_sample(
+            image,
+            None,
+            joints,
+            joints_valid,
+            valid,
+            self.input_size,
+            self.normalization,
+            index=index,
+            keypoints_2d=kps,
+            keypoints_valid=joints_valid,
+        )

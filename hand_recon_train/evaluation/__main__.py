@@ -1,4 +1,5 @@
 """``python -m hand_recon_train.evaluation``: see cli.py."""
+
 import sys
 
 from .cli import main

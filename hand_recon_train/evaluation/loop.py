@@ -2,6 +2,7 @@
 ``report.evaluate_split`` (the full report): the network over batches of synthetic items, each hand read
 at its ground-truth centre (parameters as the decoder reads them, with the prior gate) and turned into a mesh,
 and detection scored per image. Each caller computes its own metrics from the yielded batches."""
+
 from __future__ import annotations
 
 import math
@@ -22,20 +23,21 @@ __all__ = ['EvalBatch', 'eval_batches', 'detections_per_image']
 
 @dataclass
 class EvalBatch:
-    batch: dict                     # the items' tensors, on the device
-    outputs: dict                   # network outputs (float32)
-    fused: torch.Tensor             # (B, 2, P) parameters read at the ground-truth centres, CPU
-    valid: np.ndarray               # (B, 2) bool: ground-truth hand present
-    meshes: dict                    # (b, s) -> (joints (21, 3), vertices (V, 3)) float64, model frame
-    detections: list                # per image (true positives, false negatives, false positives)
+    batch: dict  # the items' tensors, on the device
+    outputs: dict  # network outputs (float32)
+    fused: torch.Tensor  # (B, 2, P) parameters read at the ground-truth centres, CPU
+    valid: np.ndarray  # (B, 2) bool: ground-truth hand present
+    meshes: dict  # (b, s) -> (joints (21, 3), vertices (V, 3)) float64, model frame
+    detections: list  # per image (true positives, false negatives, false positives)
 
     @property
     def size(self) -> int:
         return int(self.batch['image'].shape[-1])
 
 
-def detections_per_image(outputs: dict, center_maps: torch.Tensor, valid: torch.Tensor, decode_config: DecodeConfig,
-                         match_radius: float) -> list[tuple[int, int, int]]:
+def detections_per_image(
+    outputs: dict, center_maps: torch.Tensor, valid: torch.Tensor, decode_config: DecodeConfig, match_radius: float
+) -> list[tuple[int, int, int]]:
     """(tp, fn, fp) per image: a ground-truth hand is found when a detection of its side lies within
     ``match_radius`` map pixels of its centre-map peak; unmatched detections are false positives."""
     dets = decode({k: outputs[k].cpu() for k in ('center_maps', 'params', 'prior')}, decode_config)
@@ -50,8 +52,12 @@ def detections_per_image(outputs: dict, center_maps: torch.Tensor, valid: torch.
         for s in range(2):
             if not valid[b, s]:
                 continue
-            hit = [i for i in mine if int(det_s[i]) == s and math.hypot(
-                int(det_y[i]) - int(peaks[b, s, 0]), int(det_x[i]) - int(peaks[b, s, 1])) <= match_radius]
+            hit = [
+                i
+                for i in mine
+                if int(det_s[i]) == s
+                and math.hypot(int(det_y[i]) - int(peaks[b, s, 0]), int(det_x[i]) - int(peaks[b, s, 1])) <= match_radius
+            ]
             tp, fn = (tp + 1, fn) if hit else (tp, fn + 1)
             used.update(hit[:1])
         counts.append((tp, fn, len(mine) - len(used)))
@@ -61,21 +67,26 @@ def detections_per_image(outputs: dict, center_maps: torch.Tensor, valid: torch.
 @torch.no_grad()
 def _meshes(fused: torch.Tensor, valid: np.ndarray, hand_model, device) -> dict:
     meshes = {}
-    for s, side in enumerate(SIDES):         # one hand-model call per side and batch
+    for s, side in enumerate(SIDES):  # one hand-model call per side and batch
         rows = np.nonzero(valid[:, s])[0].tolist()
         if not rows:
             continue
         mano = params_to_mano(fused[rows, s])
-        out = hand_model(side, mano['global_orient'].to(device), mano['hand_pose'].to(device),
-                         mano['betas'].to(device))
+        out = hand_model(side, mano['global_orient'].to(device), mano['hand_pose'].to(device), mano['betas'].to(device))
         joints, verts = (out[k].double().cpu().numpy() for k in ('joints', 'vertices'))
         for k, b in enumerate(rows):
             meshes[b, s] = (joints[k], verts[k])
     return meshes
 
 
-def eval_batches(model: torch.nn.Module, batches: Iterable[dict], hand_model, device=None,
-                 decode_config: DecodeConfig | None = None, match_radius: float = 2.0) -> Iterator[EvalBatch]:
+def eval_batches(
+    model: torch.nn.Module,
+    batches: Iterable[dict],
+    hand_model,
+    device=None,
+    decode_config: DecodeConfig | None = None,
+    match_radius: float = 2.0,
+) -> Iterator[EvalBatch]:
     """The network in eval mode (its mode restored at the end) over ``batches`` (dicts of stacked item tensors
     with at least image, center_maps, valid; other entries, e.g. scene labels, pass through)."""
     device = device or next(model.parameters()).device
@@ -90,10 +101,16 @@ def eval_batches(model: torch.nn.Module, batches: Iterable[dict], hand_model, de
                 valid = batch['valid'].bool()
                 fused, _ = select_hand_params(outputs, batch['center_maps'], valid, decode_config)
             fused, valid_np = fused.cpu(), valid.cpu().numpy()
-            yield EvalBatch(batch=batch, outputs=outputs, fused=fused, valid=valid_np,
-                            meshes=_meshes(fused, valid_np, hand_model, device),
-                            detections=detections_per_image(outputs, batch['center_maps'], valid.cpu(),
-                                                            decode_config, match_radius))
+            yield EvalBatch(
+                batch=batch,
+                outputs=outputs,
+                fused=fused,
+                valid=valid_np,
+                meshes=_meshes(fused, valid_np, hand_model, device),
+                detections=detections_per_image(
+                    outputs, batch['center_maps'], valid.cpu(), decode_config, match_radius
+                ),
+            )
     finally:
         if was_training:
             model.train()

@@ -12,6 +12,7 @@ Methods: ``acr`` (any ACR weights through the ROS-free pipeline; the shipped mod
 (the teacher itself, run in ``.venv-teacher``) and ``mediapipe+fit`` (its keypoints with the hand model fitted to
 them, for 3D; needs ``hand_recon_ros.hand_model.fit``).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,19 @@ from hand_recon_ros.geometry.camera import fallback_intrinsics
 from ..teacher.labels import DEFAULT_SETTINGS, hand_from_raw, load_labels
 from ..teacher.runner import TeacherUnavailable, find_teacher_python, read_raw, run_worker
 
-__all__ = ['Frame', 'load_annotated', 'load_realval', 'load_synthetic', 'SYNTH_SCENES', 'AcrMethod', 'MediaPipeMethod',
-           'run_benchmark', 'markdown_table', 'contact_sheet', 'ANNOTATED_SETS']
+__all__ = [
+    'Frame',
+    'load_annotated',
+    'load_realval',
+    'load_synthetic',
+    'SYNTH_SCENES',
+    'AcrMethod',
+    'MediaPipeMethod',
+    'run_benchmark',
+    'markdown_table',
+    'contact_sheet',
+    'ANNOTATED_SETS',
+]
 
 ANNOTATED_SETS = ('interhand', 'freihand', 'onehand10k', 'panoptic')
 # MediaPipe on evaluation images: no flip pass, same detector settings as the labels
@@ -42,9 +54,9 @@ MP_EVAL_SETTINGS = {**DEFAULT_SETTINGS, 'flip_check': False}
 class Frame:
     path: Path
     set_name: str
-    hands: list                               # LabelledHand
-    K: np.ndarray | None = None               # true intrinsics when known
-    teacher_labels: bool = False              # keypoints / sides are the teacher's, not a person's
+    hands: list  # LabelledHand
+    K: np.ndarray | None = None  # true intrinsics when known
+    teacher_labels: bool = False  # keypoints / sides are the teacher's, not a person's
     two_hand: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -94,15 +106,29 @@ def load_annotated(root: Path) -> list[Frame]:
                 v = valid[idx]
                 if v.sum() < 3:
                     continue
-                hands.append(LabelledHand(box=_kp_box(j2[idx], v), side=side, keypoints=j2[idx], visible=v,
-                                          joints_cam=j3[idx], joints_valid=v))
-            frames.append(Frame(root / 'interhand26m_mmpose' / im['file'], 'interhand', hands, K=K,
-                                two_hand=len(hands) == 2))
+                hands.append(
+                    LabelledHand(
+                        box=_kp_box(j2[idx], v),
+                        side=side,
+                        keypoints=j2[idx],
+                        visible=v,
+                        joints_cam=j3[idx],
+                        joints_valid=v,
+                    )
+                )
+            frames.append(
+                Frame(root / 'interhand26m_mmpose' / im['file'], 'interhand', hands, K=K, two_hand=len(hands) == 2)
+            )
     for set_name, sub, name, side_of in (
-            ('freihand', 'freihand_mmpose', 'test_freihand.json', lambda f: 'right'),
-            ('onehand10k', 'onehand10k_mmpose', 'test_onehand10k.json', None),
-            ('panoptic', 'panoptic_mmpose', 'test_panoptic.json',
-             lambda f: {'l': 'left', 'r': 'right'}[f.rsplit('_', 1)[1][0]])):
+        ('freihand', 'freihand_mmpose', 'test_freihand.json', lambda f: 'right'),
+        ('onehand10k', 'onehand10k_mmpose', 'test_onehand10k.json', None),
+        (
+            'panoptic',
+            'panoptic_mmpose',
+            'test_panoptic.json',
+            lambda f: {'l': 'left', 'r': 'right'}[f.rsplit('_', 1)[1][0]],
+        ),
+    ):
         if (root / sub / name).is_file():
             frames += _coco_frames(root / sub, name, set_name, side_of)
     return frames
@@ -111,15 +137,18 @@ def load_annotated(root: Path) -> list[Frame]:
 SYNTH_SCENES = ('interacting', 'close', 'separate')
 
 
-def load_synthetic(out_dir: Path, scenes=SYNTH_SCENES, per_scene: int = 40, size: int = 256,
-                   seed: int = 200_000) -> list[Frame]:
+def load_synthetic(
+    out_dir: Path, scenes=SYNTH_SCENES, per_scene: int = 40, size: int = 256, seed: int = 200_000
+) -> list[Frame]:
     """Held-out synthetic frames (a seed no config trains on) written as PNGs so every method reads the same file;
     true 2D keypoints, sides, camera-frame joints and K. ``separate`` is the control: hands apart."""
     from ..synth import SynthConfig, SynthDataset
+
     frames = []
     for n, scene in enumerate(scenes):
-        ds = SynthDataset(SynthConfig.from_dict({'image_size': size, 'scene_weights': {scene: 1.0}}),
-                          seed=seed + n, length=per_scene)
+        ds = SynthDataset(
+            SynthConfig.from_dict({'image_size': size, 'scene_weights': {scene: 1.0}}), seed=seed + n, length=per_scene
+        )
         folder = Path(out_dir) / f'synth_{scene}'
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_scene):
@@ -133,10 +162,18 @@ def load_synthetic(out_dir: Path, scenes=SYNTH_SCENES, per_scene: int = 40, size
                 if not s['valid'][side_i] or vis.sum() < 3:
                     continue
                 kps = np.asarray(s['keypoints_2d'][side_i], np.float64)
-                hands.append(LabelledHand(box=_kp_box(kps, vis), side=side, keypoints=kps, visible=vis,
-                                          joints_cam=np.asarray(s['joints_3d'][side_i], np.float64)))
-            frames.append(Frame(path, f'synth/{scene}', hands, K=np.asarray(s['K'], np.float64),
-                                two_hand=len(hands) == 2))
+                hands.append(
+                    LabelledHand(
+                        box=_kp_box(kps, vis),
+                        side=side,
+                        keypoints=kps,
+                        visible=vis,
+                        joints_cam=np.asarray(s['joints_3d'][side_i], np.float64),
+                    )
+                )
+            frames.append(
+                Frame(path, f'synth/{scene}', hands, K=np.asarray(s['K'], np.float64), two_hand=len(hands) == 2)
+            )
     return frames
 
 
@@ -145,6 +182,7 @@ def load_pasted(labels_path: Path, root: Path, out_dir: Path, count: int = 60, s
     use the train split only), written as PNGs. Sides and keypoints are the teacher's from before pasting; boxes
     span all 21 keypoints (hidden ones included: the hand is there)."""
     from ..datasets.pasted import PastedPairsDataset
+
     ds = PastedPairsDataset(root, 'val', labels=str(labels_path), seed=seed, length=count)
     folder = Path(out_dir) / 'pasted_val'
     folder.mkdir(parents=True, exist_ok=True)
@@ -154,8 +192,10 @@ def load_pasted(labels_path: Path, root: Path, out_dir: Path, count: int = 60, s
         path = folder / f'{i:04d}.png'
         if not path.is_file():
             cv2.imwrite(str(path), image)
-        labelled = [LabelledHand(box=keypoint_box(h.keypoints), side=h.side, keypoints=h.keypoints,
-                                 visible=h.visible) for h in hands]
+        labelled = [
+            LabelledHand(box=keypoint_box(h.keypoints), side=h.side, keypoints=h.keypoints, visible=h.visible)
+            for h in hands
+        ]
         frames.append(Frame(path, 'pasted/val', labelled, teacher_labels=True, two_hand=len(labelled) == 2))
     return frames
 
@@ -174,27 +214,52 @@ def load_realval(labels_path: Path, root: Path, verify_hashes: bool = True, spli
             by_box = {hd['flags']['box']: hd for hd in im['hands'] if hd['flags']['box'] is not None}
             for b, box in enumerate(im['boxes']):
                 hd = by_box.get(b)
-                hands.append(LabelledHand(box=np.asarray(box), side=hd['side'] if hd else None,
-                                          keypoints=hd['keypoints'] if hd else None,
-                                          visible=np.ones(21, bool) if hd else None))
+                hands.append(
+                    LabelledHand(
+                        box=np.asarray(box),
+                        side=hd['side'] if hd else None,
+                        keypoints=hd['keypoints'] if hd else None,
+                        visible=np.ones(21, bool) if hd else None,
+                    )
+                )
         else:
             # one hand per crop by construction: the label is the crop's whole extent
             h, w = im['height'], im['width']
             hd = im['hands'][0] if len(im['hands']) == 1 else None
-            hands.append(LabelledHand(box=np.array([0, 0, w, h], float), side=hd['side'] if hd else None,
-                                      keypoints=hd['keypoints'] if hd else None,
-                                      visible=np.ones(21, bool) if hd else None))
-        frames.append(Frame(Path(root) / im['path'], f'real{split}/{im["source"]}', hands, teacher_labels=True,
-                            two_hand=len(hands) >= 2))
+            hands.append(
+                LabelledHand(
+                    box=np.array([0, 0, w, h], float),
+                    side=hd['side'] if hd else None,
+                    keypoints=hd['keypoints'] if hd else None,
+                    visible=np.ones(21, bool) if hd else None,
+                )
+            )
+        frames.append(
+            Frame(
+                Path(root) / im['path'],
+                f'real{split}/{im["source"]}',
+                hands,
+                teacher_labels=True,
+                two_hand=len(hands) >= 2,
+            )
+        )
     return frames
 
 
 class AcrMethod:
     """An ACR model through the ROS-free pipeline (true K when the frame has one, else the node's fallback)."""
 
-    def __init__(self, weights: str = '', name: str = 'acr', precision: str = 'fp32', threshold: float | None = None,
-                 refine: bool = False, min_side_share: float | None = None):
+    def __init__(
+        self,
+        weights: str = '',
+        name: str = 'acr',
+        precision: str = 'fp32',
+        threshold: float | None = None,
+        refine: bool = False,
+        min_side_share: float | None = None,
+    ):
         from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+
         cfg = PipelineConfig(weights=weights, device='cpu', precision=precision, refine=refine)
         if threshold is not None:
             cfg.detection_threshold = threshold
@@ -208,9 +273,16 @@ class AcrMethod:
     def predict(self, image_bgr: np.ndarray, frame: Frame) -> list[PredictedHand]:
         K = frame.K if frame.K is not None else fallback_intrinsics(image_bgr.shape[1], image_bgr.shape[0])
         result = self.reconstructor.reconstruct(image_bgr, K)
-        return [PredictedHand(np.asarray(h.keypoints_2d, np.float64), h.handedness, float(h.score),
-                              np.asarray(h.joints_3d, np.float64), float(h.handedness_score))
-                for h in result.hands]
+        return [
+            PredictedHand(
+                np.asarray(h.keypoints_2d, np.float64),
+                h.handedness,
+                float(h.score),
+                np.asarray(h.joints_3d, np.float64),
+                float(h.handedness_score),
+            )
+            for h in result.hands
+        ]
 
 
 class MediaPipeMethod:
@@ -237,14 +309,20 @@ class MediaPipeMethod:
         preds = [PredictedHand(h['keypoints'].astype(np.float64), h['side'], h['side_score']) for h in hands]
         if self.fit and hands:
             from hand_recon_ros.hand_model.fit import FitConfig, fit_keypoints
+
             K = frame.K if frame.K is not None else fallback_intrinsics(rec['width'], rec['height'])
             for side in SIDES:
                 idx = [i for i, h in enumerate(hands) if h['side'] == side]
                 if not idx:
                     continue
-                out = fit_keypoints(self.hand_model, side, np.stack([hands[i]['keypoints'] for i in idx]), K,
-                                    world_joints=np.stack([hands[i]['world'] for i in idx]),
-                                    config=FitConfig(num_threads=1))   # small ops: threads only wait on each other
+                out = fit_keypoints(
+                    self.hand_model,
+                    side,
+                    np.stack([hands[i]['keypoints'] for i in idx]),
+                    K,
+                    world_joints=np.stack([hands[i]['world'] for i in idx]),
+                    config=FitConfig(num_threads=1),
+                )  # small ops: threads only wait on each other
                 for n, i in enumerate(idx):
                     preds[i].joints_cam = np.asarray(out['joints'][n], np.float64)
         return preds
@@ -284,8 +362,12 @@ def run_benchmark(frames: list[Frame], methods: list, log=print) -> dict:
         ms = 1000 * float(np.median(times)) if times else math.nan
         if getattr(method, 'ms_per_image', None):
             ms = method.ms_per_image
-        results[method.name] = {'description': method.description, 'ms': ms,
-                                'sets': {k: t.summary() for k, t in sorted(tallies.items())}, 'preds': preds}
+        results[method.name] = {
+            'description': method.description,
+            'ms': ms,
+            'sets': {k: t.summary() for k, t in sorted(tallies.items())},
+            'preds': preds,
+        }
     return results
 
 
@@ -297,9 +379,12 @@ def _f(v, d=2, pct=False):
 
 def markdown_table(results: dict, frames: list[Frame]) -> str:
     teacher_sets = {f.set_name for f in frames if f.teacher_labels} | {'realval (all)'}
-    lines = ['| set | method | images | hands | recall | precision | handedness | 2D err px | err / box | '
-             'PCK@0.1 | both hands found | both, sides right | MPJPE mm (wrist-aligned) | root depth err mm | '
-             'ms / image |', '|---' * 15 + '|']
+    lines = [
+        '| set | method | images | hands | recall | precision | handedness | 2D err px | err / box | '
+        'PCK@0.1 | both hands found | both, sides right | MPJPE mm (wrist-aligned) | root depth err mm | '
+        'ms / image |',
+        '|---' * 15 + '|',
+    ]
     sets = sorted({s for r in results.values() for s in r['sets']})
     n_images = {s: sum(1 for f in frames if f.set_name == s or _group_of(f.set_name) == s) for s in sets}
     for s in sets:
@@ -310,17 +395,22 @@ def markdown_table(results: dict, frames: list[Frame]) -> str:
             agree = '*' if s in teacher_sets else ''
             both = f"{_f(t['both_found'], pct=True)} of {t['two_hand_frames']}" if t['two_hand_frames'] else '-'
             both_sides = _f(t.get('both_found_sides'), pct=True) if t['two_hand_frames'] else '-'
-            lines.append(f"| {s} | {name} | {n_images[s]} | {t['labelled']} | {_f(t['recall'])} | "
-                         f"{_f(t['precision'])} | {_f(t['handedness'])}{agree} | {_f(t['err_px'], 1)}{agree} | "
-                         f"{_f(t['err_rel'], 3)}{agree} | {_f(t['pck'])}{agree} | {both} | {both_sides}{agree} | "
-                         f"{_f(t['mpjpe_mm'], 1)} | {_f(t['root_depth_mm'], 0)} | {_f(r['ms'], 1)} |")
+            lines.append(
+                f"| {s} | {name} | {n_images[s]} | {t['labelled']} | {_f(t['recall'])} | "
+                f"{_f(t['precision'])} | {_f(t['handedness'])}{agree} | {_f(t['err_px'], 1)}{agree} | "
+                f"{_f(t['err_rel'], 3)}{agree} | {_f(t['pck'])}{agree} | {both} | {both_sides}{agree} | "
+                f"{_f(t['mpjpe_mm'], 1)} | {_f(t['root_depth_mm'], 0)} | {_f(r['ms'], 1)} |"
+            )
     if teacher_sets:
-        lines += ['', '\\* agreement with the teacher (MediaPipe), not accuracy: on these photos only the boxes are '
-                  "a person's labels; MediaPipe's own agreement with itself is 1 by construction."]
+        lines += [
+            '',
+            '\\* agreement with the teacher (MediaPipe), not accuracy: on these photos only the boxes are '
+            "a person's labels; MediaPipe's own agreement with itself is 1 by construction.",
+        ]
     return '\n'.join(lines)
 
 
-_COLORS = {'left': (255, 160, 0), 'right': (0, 140, 255)}    # BGR: left blue, right orange
+_COLORS = {'left': (255, 160, 0), 'right': (0, 140, 255)}  # BGR: left blue, right orange
 
 
 def _draw(image, hands_kps, thickness=2):
@@ -347,8 +437,14 @@ def contact_sheet(frames: list[Frame], results: dict, path: Path, cell: int = 22
         for h in frame.hands:
             x0, y0, x1, y1 = (int(v) for v in h.box)
             cv2.rectangle(lab, (x0, y0), (x1, y1), (200, 200, 200), 1)
-        _draw(lab, [(np.where(h.visible[:, None], h.keypoints, np.nan) if h.visible is not None else h.keypoints,
-                     h.side) for h in frame.hands if h.keypoints is not None])
+        _draw(
+            lab,
+            [
+                (np.where(h.visible[:, None], h.keypoints, np.nan) if h.visible is not None else h.keypoints, h.side)
+                for h in frame.hands
+                if h.keypoints is not None
+            ],
+        )
         cells.append(lab)
         for name in names:
             im = image.copy()
@@ -359,7 +455,7 @@ def contact_sheet(frames: list[Frame], results: dict, path: Path, cell: int = 22
             s = cell / max(c.shape[:2])
             c = cv2.resize(c, (max(1, int(c.shape[1] * s)), max(1, int(c.shape[0] * s))), interpolation=cv2.INTER_AREA)
             tile = np.full((cell, cell, 3), 40, np.uint8)
-            tile[:c.shape[0], :c.shape[1]] = c
+            tile[: c.shape[0], : c.shape[1]] = c
             tiles.append(tile)
         rows.append(np.concatenate(tiles, axis=1))
     header = np.full((28, cell * (len(names) + 1), 3), 255, np.uint8)

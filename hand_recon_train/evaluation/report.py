@@ -28,6 +28,7 @@ Subsets are image-level: ``all``; ``single`` = exactly one valid ground-truth ha
 valid; ``close`` = both valid and ``is_close_interaction`` on the ground-truth joints. Images without any hand
 count only in ``all`` (they still matter for precision).
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,12 +48,25 @@ from hand_recon_ros.geometry.placement import place_hands
 from ..datasets.common import interaction_distance, is_close_interaction
 from .loop import eval_batches
 
-__all__ = ['evaluate_split', 'summarize_split', 'write_report', 'report_markdown', 'json_ready', 'hand_errors',
-           'pair_errors', 'place_hand', 'pair_penetration', 'PROTOCOLS', 'SUBSETS']
+__all__ = [
+    'evaluate_split',
+    'summarize_split',
+    'write_report',
+    'report_markdown',
+    'json_ready',
+    'hand_errors',
+    'pair_errors',
+    'place_hand',
+    'pair_penetration',
+    'PROTOCOLS',
+    'SUBSETS',
+]
 
 PROTOCOLS = {'middle_mcp': ROOT_MIDDLE_MCP, 'wrist': ROOT_WRIST}
-PROTOCOL_TITLES = {'middle_mcp': 'root-relative at the middle MCP (project default, ACR)',
-                   'wrist': 'root-relative at the wrist (IHMR)'}
+PROTOCOL_TITLES = {
+    'middle_mcp': 'root-relative at the middle MCP (project default, ACR)',
+    'wrist': 'root-relative at the wrist (IHMR)',
+}
 SUBSETS = ('all', 'interacting', 'close', 'single')
 HAND_KEYS = ('mpjpe_mm', 'mpvpe_mm', 'pa_mpjpe_mm', 'pa_mpvpe_mm')
 TWO_HAND_KEYS = ('i_mpjpe_mm', 'i_mpjpe_iso_mm', 'ave_p_mm', 'max_p_mm', 'gt_ave_p_mm', 'gt_max_p_mm')
@@ -75,11 +89,12 @@ def hand_errors(pred_joints, pred_verts, gt_joints, gt_verts) -> dict:
     return row
 
 
-def place_hand(joints: np.ndarray, verts: np.ndarray, cam, K: np.ndarray,
-               image_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+def place_hand(
+    joints: np.ndarray, verts: np.ndarray, cam, K: np.ndarray, image_size: int
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Model-frame joints/vertices + weak camera -> camera-frame (joints, verts), placed by the pipeline's own
     ``geometry.placement.place_hands`` (camera intrinsics); None when the pipeline would drop it."""
-    transform = LetterboxTransform(image_size, image_size, image_size)     # items are already network-sized
+    transform = LetterboxTransform(image_size, image_size, image_size)  # items are already network-sized
     placed = place_hands([joints], [verts], [cam], K, transform)[0]
     return None if placed is None else (placed.joints, placed.vertices)
 
@@ -87,11 +102,13 @@ def place_hand(joints: np.ndarray, verts: np.ndarray, cam, K: np.ndarray,
 def pair_penetration(hand_model, verts_left, verts_right) -> dict:
     """AVE-P / MAX-P (mm) of two camera-frame meshes, closed at the wrist, over the model's vertices only."""
     from hand_recon_ros.hand_model.penetration import penetration_metrics
+
     nv = hand_model.num_vertices
     wl = hand_model.watertight_vertices('left', np.asarray(verts_left, np.float64))
     wr = hand_model.watertight_vertices('right', np.asarray(verts_right, np.float64))
-    return penetration_metrics(wl, hand_model.watertight_faces('left'), wr, hand_model.watertight_faces('right'),
-                               n_query_a=nv, n_query_b=nv)
+    return penetration_metrics(
+        wl, hand_model.watertight_faces('left'), wr, hand_model.watertight_faces('right'), n_query_a=nv, n_query_b=nv
+    )
 
 
 def pair_errors(pred: dict, gt: dict, hand_model, gt_penetration: dict | None = None) -> dict:
@@ -107,9 +124,13 @@ def pair_errors(pred: dict, gt: dict, hand_model, gt_penetration: dict | None = 
     (pl, vl), (pr, vr) = pred['left'], pred['right']
     gl, gr = gt['left'][0], gt['right'][0]
     pen = pair_penetration(hand_model, vl, vr)
-    row.update(placed=True, ave_p_mm=pen['ave_p_mm'], max_p_mm=pen['max_p_mm'],
-               i_mpjpe_mm=float(metrics.i_mpjpe(pl, pr, gl, gr, alignment='per_axis')),
-               i_mpjpe_iso_mm=float(metrics.i_mpjpe(pl, pr, gl, gr, alignment='isotropic')))
+    row.update(
+        placed=True,
+        ave_p_mm=pen['ave_p_mm'],
+        max_p_mm=pen['max_p_mm'],
+        i_mpjpe_mm=float(metrics.i_mpjpe(pl, pr, gl, gr, alignment='per_axis')),
+        i_mpjpe_iso_mm=float(metrics.i_mpjpe(pl, pr, gl, gr, alignment='isotropic')),
+    )
     for name, root in PROTOCOLS.items():
         row[f'{name}/mrrpe_mm'] = float(metrics.mrrpe(pl[root], pr[root], gl[root], gr[root]))
     return row
@@ -120,6 +141,7 @@ def _items_with_scene(dataset):
     """(item, scene) per index. ``SynthDataset.__getitem__`` renders through ``self.raw``: a shallow copy whose
     ``raw`` returns the sample already rendered for its scene label avoids rendering every image twice."""
     from ..synth import SynthDataset
+
     if not isinstance(dataset, SynthDataset):
         for i in range(len(dataset)):
             yield dataset[i], 'unknown'
@@ -128,7 +150,7 @@ def _items_with_scene(dataset):
     for i in range(len(dataset)):
         raw = dataset.raw(i)
         view.raw = lambda _index, _raw=raw: _raw
-        yield view[i], str(raw.get('scene', 'unknown'))     # cached samples carry no scene label
+        yield view[i], str(raw.get('scene', 'unknown'))  # cached samples carry no scene label
 
 
 def _batches(dataset, batch_size):
@@ -137,8 +159,10 @@ def _batches(dataset, batch_size):
     for item, scene in _items_with_scene(dataset):
         missing = [k for k in _TENSOR_KEYS if k not in item]
         if missing:
-            raise ValueError(f'dataset items need {_TENSOR_KEYS}; missing {missing} (real datasets without '
-                             'vertices cannot be scored here)')
+            raise ValueError(
+                f'dataset items need {_TENSOR_KEYS}; missing {missing} (real datasets without '
+                'vertices cannot be scored here)'
+            )
         items.append(item)
         scenes.append(scene)
         if len(items) == batch_size:
@@ -174,13 +198,18 @@ def _summarize_group(images: list[dict], hands: list[dict]) -> dict:
     pairs = [im['pair'] for im in images if im['pair'] is not None]
     hand_mean = metrics.summarize([{k: v for k, v in h.items() if '/' in k or k == 'root_error_mm'} for h in hands])
     pair_mean = metrics.summarize([{k: v for k, v in p.items() if k != 'placed'} for p in pairs])
-    group = {'num_images': len(images), 'num_hands': len(hands), 'num_pairs': len(pairs),
-             'num_pairs_placed': sum(bool(p['placed']) for p in pairs),
-             'recall': tp / (tp + fn) if tp + fn else float('nan'),
-             'precision': tp / (tp + fp) if tp + fp else float('nan'),
-             'root_error_mm': hand_mean.get('root_error_mm', float('nan')),
-             'depth_ratio_median': _nanmedian([h.get('depth_ratio', float('nan')) for h in hands]),
-             'protocols': {}, 'two_hand': {k: pair_mean.get(k, float('nan')) for k in TWO_HAND_KEYS}}
+    group = {
+        'num_images': len(images),
+        'num_hands': len(hands),
+        'num_pairs': len(pairs),
+        'num_pairs_placed': sum(bool(p['placed']) for p in pairs),
+        'recall': tp / (tp + fn) if tp + fn else float('nan'),
+        'precision': tp / (tp + fp) if tp + fp else float('nan'),
+        'root_error_mm': hand_mean.get('root_error_mm', float('nan')),
+        'depth_ratio_median': _nanmedian([h.get('depth_ratio', float('nan')) for h in hands]),
+        'protocols': {},
+        'two_hand': {k: pair_mean.get(k, float('nan')) for k in TWO_HAND_KEYS},
+    }
     for name in PROTOCOLS:
         row = {k: hand_mean.get(f'{name}/{k}', float('nan')) for k in HAND_KEYS}
         row['mrrpe_mm'] = pair_mean.get(f'{name}/mrrpe_mm', float('nan'))
@@ -189,8 +218,16 @@ def _summarize_group(images: list[dict], hands: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def evaluate_split(model, dataset, hand_model, device=None, decode_config: DecodeConfig | None = None,
-                   batch_size: int = 8, close_threshold_m: float = 0.04, match_radius: float = 2.0) -> dict:
+def evaluate_split(
+    model,
+    dataset,
+    hand_model,
+    device=None,
+    decode_config: DecodeConfig | None = None,
+    batch_size: int = 8,
+    close_threshold_m: float = 0.04,
+    match_radius: float = 2.0,
+) -> dict:
     """Score ``model`` on ``dataset`` (items as ``SynthDataset``'s: K in network pixels, camera-frame GT).
 
     Returns ``{'subsets': {name: {num_images, num_hands, num_pairs, num_pairs_placed, recall, precision,
@@ -214,9 +251,17 @@ def evaluate_split(model, dataset, hand_model, device=None, decode_config: Decod
         for b in range(valid_np.shape[0]):
             index = len(per_image)
             tp, fn, fp = step.detections[b]
-            image = {'index': index, 'scene': scenes[b], 'num_gt_hands': int(valid_np[b].sum()),
-                     'close': False, 'interaction_distance_mm': None, 'tp': tp, 'fn': fn, 'fp': fp,
-                     'pair': None}
+            image = {
+                'index': index,
+                'scene': scenes[b],
+                'num_gt_hands': int(valid_np[b].sum()),
+                'close': False,
+                'interaction_distance_mm': None,
+                'tp': tp,
+                'fn': fn,
+                'fp': fp,
+                'pair': None,
+            }
             placed = {}
             for s, side in enumerate(SIDES):
                 if not valid_np[b, s]:
@@ -225,10 +270,18 @@ def evaluate_split(model, dataset, hand_model, device=None, decode_config: Decod
                 row = {'index': index, 'side': side, 'scene': scenes[b]}
                 row.update(hand_errors(pj, pv, gt_joints[b, s], gt_verts[b, s]))
                 placed[side] = place_hand(pj, pv, fused[b, s, :3].tolist(), Ks[b], step.size)
-                row['root_error_mm'] = (float('nan') if placed[side] is None else float(
-                    np.linalg.norm(placed[side][0][ROOT_MIDDLE_MCP] - gt_joints[b, s, ROOT_MIDDLE_MCP]) * 1e3))
-                row['depth_ratio'] = (float('nan') if placed[side] is None else float(
-                    placed[side][0][ROOT_MIDDLE_MCP, 2] / gt_joints[b, s, ROOT_MIDDLE_MCP, 2]))
+                row['root_error_mm'] = (
+                    float('nan')
+                    if placed[side] is None
+                    else float(
+                        np.linalg.norm(placed[side][0][ROOT_MIDDLE_MCP] - gt_joints[b, s, ROOT_MIDDLE_MCP]) * 1e3
+                    )
+                )
+                row['depth_ratio'] = (
+                    float('nan')
+                    if placed[side] is None
+                    else float(placed[side][0][ROOT_MIDDLE_MCP, 2] / gt_joints[b, s, ROOT_MIDDLE_MCP, 2])
+                )
                 per_hand.append(row)
             if image['num_gt_hands'] == 2:
                 gl, gr = gt_joints[b, 0], gt_joints[b, 1]
@@ -253,13 +306,25 @@ def summarize_split(per_image: list[dict], per_hand: list[dict], close_threshold
         images = [im for im in per_image if im['scene'] == scene]
         hands = [h for h in per_hand if h['scene'] == scene]
         group = _summarize_group(images, hands)
-        scenes[scene] = {'num_images': group['num_images'], 'num_hands': group['num_hands'],
-                         'mpjpe_mm': group['protocols']['middle_mcp']['mpjpe_mm'],
-                         'pa_mpjpe_mm': group['protocols']['middle_mcp']['pa_mpjpe_mm'], 'recall': group['recall']}
-    return {'num_images': len(per_image), 'num_hands': len(per_hand), 'close_threshold_m': float(close_threshold_m),
-            'protocols': {name: {'root_joint': root, 'description': PROTOCOL_TITLES[name]}
-                          for name, root in PROTOCOLS.items()},
-            'subsets': subsets, 'scenes': scenes, 'per_image': per_image, 'per_hand': per_hand}
+        scenes[scene] = {
+            'num_images': group['num_images'],
+            'num_hands': group['num_hands'],
+            'mpjpe_mm': group['protocols']['middle_mcp']['mpjpe_mm'],
+            'pa_mpjpe_mm': group['protocols']['middle_mcp']['pa_mpjpe_mm'],
+            'recall': group['recall'],
+        }
+    return {
+        'num_images': len(per_image),
+        'num_hands': len(per_hand),
+        'close_threshold_m': float(close_threshold_m),
+        'protocols': {
+            name: {'root_joint': root, 'description': PROTOCOL_TITLES[name]} for name, root in PROTOCOLS.items()
+        },
+        'subsets': subsets,
+        'scenes': scenes,
+        'per_image': per_image,
+        'per_hand': per_hand,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- the report
@@ -298,68 +363,106 @@ def report_markdown(result: dict, title: str = 'Synthetic split evaluation') -> 
         described = ', '.join(f'{k} `{v}`' for k, v in meta.items() if k != 'note')
         lines += [f'{described}.', '']
     subsets = result['subsets']
-    lines += [f"{result['num_images']} images, {result['num_hands']} ground-truth hands. Hand errors are read at "
-              "the ground-truth hands (mm). Subsets: `interacting` = both hands present, `close` = both present with "
-              f"a mean nearest-joint distance under {1e3 * result['close_threshold_m']:g} mm, `single` = one hand.",
-              '']
+    lines += [
+        f"{result['num_images']} images, {result['num_hands']} ground-truth hands. Hand errors are read at "
+        "the ground-truth hands (mm). Subsets: `interacting` = both hands present, `close` = both present with "
+        f"a mean nearest-joint distance under {1e3 * result['close_threshold_m']:g} mm, `single` = one hand.",
+        '',
+    ]
     for name, info in result['protocols'].items():
-        lines += [f"## Protocol: {info['description']}", '',
-                  '| subset | images | hands | MPJPE | MPVPE | PA-MPJPE | PA-MPVPE | MRRPE |',
-                  '|---|---:|---:|---:|---:|---:|---:|---:|']
+        lines += [
+            f"## Protocol: {info['description']}",
+            '',
+            '| subset | images | hands | MPJPE | MPVPE | PA-MPJPE | PA-MPVPE | MRRPE |',
+            '|---|---:|---:|---:|---:|---:|---:|---:|',
+        ]
         for subset in SUBSETS:
             g, p = subsets[subset], subsets[subset]['protocols'][name]
-            lines.append(f"| {subset} | {g['num_images']} | {g['num_hands']} | {_fmt(p['mpjpe_mm'])} | "
-                         f"{_fmt(p['mpvpe_mm'])} | {_fmt(p['pa_mpjpe_mm'])} | {_fmt(p['pa_mpvpe_mm'])} | "
-                         f"{_fmt(p['mrrpe_mm'])} |")
+            lines.append(
+                f"| {subset} | {g['num_images']} | {g['num_hands']} | {_fmt(p['mpjpe_mm'])} | "
+                f"{_fmt(p['mpvpe_mm'])} | {_fmt(p['pa_mpjpe_mm'])} | {_fmt(p['pa_mpvpe_mm'])} | "
+                f"{_fmt(p['mrrpe_mm'])} |"
+            )
         lines.append('')
-    lines += ['## Two-hand images (both hands placed in the camera frame with the sample K, as the pipeline does)',
-              '', '| subset | pairs | placed | I-MPJPE | I-MPJPE (iso) | AVE-P | MAX-P | GT AVE-P | GT MAX-P |',
-              '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+    lines += [
+        '## Two-hand images (both hands placed in the camera frame with the sample K, as the pipeline does)',
+        '',
+        '| subset | pairs | placed | I-MPJPE | I-MPJPE (iso) | AVE-P | MAX-P | GT AVE-P | GT MAX-P |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ]
     for subset in ('all', 'interacting', 'close'):
         g, t = subsets[subset], subsets[subset]['two_hand']
-        lines.append(f"| {subset} | {g['num_pairs']} | {g['num_pairs_placed']} | {_fmt(t['i_mpjpe_mm'])} | "
-                     f"{_fmt(t['i_mpjpe_iso_mm'])} | {_fmt(t['ave_p_mm'], 2)} | {_fmt(t['max_p_mm'], 2)} | "
-                     f"{_fmt(t['gt_ave_p_mm'], 2)} | {_fmt(t['gt_max_p_mm'], 2)} |")
-    lines += ['', '## Detection and placement', '',
-              '| subset | images | GT hands | recall | precision | root error (mm) | depth placed / true (median) |',
-              '|---|---:|---:|---:|---:|---:|---:|']
+        lines.append(
+            f"| {subset} | {g['num_pairs']} | {g['num_pairs_placed']} | {_fmt(t['i_mpjpe_mm'])} | "
+            f"{_fmt(t['i_mpjpe_iso_mm'])} | {_fmt(t['ave_p_mm'], 2)} | {_fmt(t['max_p_mm'], 2)} | "
+            f"{_fmt(t['gt_ave_p_mm'], 2)} | {_fmt(t['gt_max_p_mm'], 2)} |"
+        )
+    lines += [
+        '',
+        '## Detection and placement',
+        '',
+        '| subset | images | GT hands | recall | precision | root error (mm) | depth placed / true (median) |',
+        '|---|---:|---:|---:|---:|---:|---:|',
+    ]
     for subset in SUBSETS:
         g = subsets[subset]
-        lines.append(f"| {subset} | {g['num_images']} | {g['num_hands']} | {_pct(g['recall'])} | "
-                     f"{_pct(g['precision'])} | {_fmt(g['root_error_mm'])} | {_fmt(g['depth_ratio_median'], 2)} |")
-    lines += ['', '## Per generator scene', '', '| scene | images | hands | MPJPE | PA-MPJPE | recall |',
-              '|---|---:|---:|---:|---:|---:|']
+        lines.append(
+            f"| {subset} | {g['num_images']} | {g['num_hands']} | {_pct(g['recall'])} | "
+            f"{_pct(g['precision'])} | {_fmt(g['root_error_mm'])} | {_fmt(g['depth_ratio_median'], 2)} |"
+        )
+    lines += [
+        '',
+        '## Per generator scene',
+        '',
+        '| scene | images | hands | MPJPE | PA-MPJPE | recall |',
+        '|---|---:|---:|---:|---:|---:|',
+    ]
     for scene, g in result['scenes'].items():
-        lines.append(f"| {scene} | {g['num_images']} | {g['num_hands']} | {_fmt(g['mpjpe_mm'])} | "
-                     f"{_fmt(g['pa_mpjpe_mm'])} | {_pct(g['recall'])} |")
-    lines += ['', 'Definitions: MPJPE/MPVPE root-relative (no bone rescaling); PA-* after a similarity Procrustes fit '
-              '(the same under both protocols); MRRPE = error of the left-to-right root vector; I-MPJPE = both hands '
-              'aligned jointly without rotation (IHMR per-axis; iso = one scale + translation); AVE-P/MAX-P = '
-              'penetration between the two meshes (mean over all 2 x V vertices / deepest vertex, averaged over '
-              'images), GT = the ground-truth meshes; root error = placed middle-MCP position error; depth placed / '
-              'true = median ratio of the placed to the true middle-MCP depth (above 1: hands placed too far); recall / '
-              'precision: a detection of the same side within 2 map pixels of the ground-truth centre. "-" = '
-              'nothing to average.', '']
+        lines.append(
+            f"| {scene} | {g['num_images']} | {g['num_hands']} | {_fmt(g['mpjpe_mm'])} | "
+            f"{_fmt(g['pa_mpjpe_mm'])} | {_pct(g['recall'])} |"
+        )
+    lines += [
+        '',
+        'Definitions: MPJPE/MPVPE root-relative (no bone rescaling); PA-* after a similarity Procrustes fit '
+        '(the same under both protocols); MRRPE = error of the left-to-right root vector; I-MPJPE = both hands '
+        'aligned jointly without rotation (IHMR per-axis; iso = one scale + translation); AVE-P/MAX-P = '
+        'penetration between the two meshes (mean over all 2 x V vertices / deepest vertex, averaged over '
+        'images), GT = the ground-truth meshes; root error = placed middle-MCP position error; depth placed / '
+        'true = median ratio of the placed to the true middle-MCP depth (above 1: hands placed too far); recall / '
+        'precision: a detection of the same side within 2 map pixels of the ground-truth centre. "-" = '
+        'nothing to average.',
+        '',
+    ]
     return '\n'.join(lines)
 
 
 def _plot(result: dict, path: Path, title: str):
     from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
+
     fig = Figure(figsize=(18, 9), layout='constrained')
     axes = fig.subplots(2, 3)
     subsets = result['subsets']
     x = np.arange(len(SUBSETS))
-    series = [('MPJPE (middle MCP)', 'middle_mcp', 'mpjpe_mm'), ('MPJPE (wrist)', 'wrist', 'mpjpe_mm'),
-              ('PA-MPJPE', 'middle_mcp', 'pa_mpjpe_mm'), ('MPVPE (middle MCP)', 'middle_mcp', 'mpvpe_mm')]
+    series = [
+        ('MPJPE (middle MCP)', 'middle_mcp', 'mpjpe_mm'),
+        ('MPJPE (wrist)', 'wrist', 'mpjpe_mm'),
+        ('PA-MPJPE', 'middle_mcp', 'pa_mpjpe_mm'),
+        ('MPVPE (middle MCP)', 'middle_mcp', 'mpvpe_mm'),
+    ]
     ax = axes[0, 0]
     width = 0.8 / len(series)
     for k, (label, proto, key) in enumerate(series):
-        ax.bar(x + (k - (len(series) - 1) / 2) * width, [subsets[s]['protocols'][proto][key] for s in SUBSETS],
-               width, label=label)
+        ax.bar(
+            x + (k - (len(series) - 1) / 2) * width,
+            [subsets[s]['protocols'][proto][key] for s in SUBSETS],
+            width,
+            label=label,
+        )
     ax.set_xticks(x, [f"{s}\n({subsets[s]['num_hands']} hands)" for s in SUBSETS])
     ax.set_ylabel('mm')
     ax.set_title('Per-hand errors by subset')
-    ax.margins(y=0.3)               # room for the legend above the bars
+    ax.margins(y=0.3)  # room for the legend above the bars
     ax.legend(fontsize=8, ncol=2, loc='upper center')
 
     ax = axes[0, 1]
@@ -372,8 +475,9 @@ def _plot(result: dict, path: Path, title: str):
         cdf.plot(ordered, np.arange(1, len(ordered) + 1) / len(ordered), color='tab:red')
         cdf.set_ylim(0, 1.02)
         cdf.set_ylabel('fraction of hands (CDF)')
-        ax.axvline(float(np.median(values)), color='k', linestyle='--', linewidth=1,
-                   label=f'median {np.median(values):.1f} mm')
+        ax.axvline(
+            float(np.median(values)), color='k', linestyle='--', linewidth=1, label=f'median {np.median(values):.1f} mm'
+        )
         ax.legend(fontsize=8, loc='center right')
     ax.set_xlabel('per-hand MPJPE, middle-MCP protocol (mm)')
     ax.set_ylabel('hands')
@@ -390,19 +494,37 @@ def _plot(result: dict, path: Path, title: str):
     ax.legend(fontsize=8)
 
     two = ('interacting', 'close')
-    panels = [(axes[1, 1], 'Two-hand placement errors',
-               [('I-MPJPE', lambda g: g['two_hand']['i_mpjpe_mm']),
+    panels = [
+        (
+            axes[1, 1],
+            'Two-hand placement errors',
+            [
+                ('I-MPJPE', lambda g: g['two_hand']['i_mpjpe_mm']),
                 ('I-MPJPE iso', lambda g: g['two_hand']['i_mpjpe_iso_mm']),
                 ('MRRPE MCP', lambda g: g['protocols']['middle_mcp']['mrrpe_mm']),
-                ('MRRPE wrist', lambda g: g['protocols']['wrist']['mrrpe_mm'])]),
-              (axes[1, 2], 'Penetration: prediction vs ground truth',
-               [('AVE-P', lambda g: g['two_hand']['ave_p_mm']), ('GT AVE-P', lambda g: g['two_hand']['gt_ave_p_mm']),
-                ('MAX-P', lambda g: g['two_hand']['max_p_mm']), ('GT MAX-P', lambda g: g['two_hand']['gt_max_p_mm'])])]
+                ('MRRPE wrist', lambda g: g['protocols']['wrist']['mrrpe_mm']),
+            ],
+        ),
+        (
+            axes[1, 2],
+            'Penetration: prediction vs ground truth',
+            [
+                ('AVE-P', lambda g: g['two_hand']['ave_p_mm']),
+                ('GT AVE-P', lambda g: g['two_hand']['gt_ave_p_mm']),
+                ('MAX-P', lambda g: g['two_hand']['max_p_mm']),
+                ('GT MAX-P', lambda g: g['two_hand']['gt_max_p_mm']),
+            ],
+        ),
+    ]
     for ax, panel_title, columns in panels:
         xm = np.arange(len(columns))
         for k, subset in enumerate(two):
-            ax.bar(xm + (k - 0.5) * 0.4, [f(subsets[subset]) for _, f in columns], 0.4,
-                   label=f"{subset} ({subsets[subset]['num_pairs']} images)")
+            ax.bar(
+                xm + (k - 0.5) * 0.4,
+                [f(subsets[subset]) for _, f in columns],
+                0.4,
+                label=f"{subset} ({subsets[subset]['num_pairs']} images)",
+            )
         ax.set_xticks(xm, [m for m, _ in columns], fontsize=8)
         ax.set_ylabel('mm')
         ax.set_title(panel_title)

@@ -4,6 +4,7 @@ A crop is kept only if it misses every hand the photos are known to hold (the da
 keypoint boxes, both grown by a margin), so a synthetic scene never gains an unlabelled real hand. Photos without
 boxes (the sign-digit crops are one hand filling the frame) give no backgrounds. Only the ``train`` split is used.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ import numpy as np
 
 __all__ = ['BackgroundBank']
 
-_MARGIN = 0.25          # grow hand boxes by this share of their size on each side
+_MARGIN = 0.25  # grow hand boxes by this share of their size on each side
 _MIN_SIDE_PX = 48
 
 
@@ -71,7 +72,7 @@ class BackgroundBank:
             if found is None:
                 continue
             x0, y0, cw, ch = found
-            crop = image[y0:y0 + ch, x0:x0 + cw]
+            crop = image[y0 : y0 + ch, x0 : x0 + cw]
             if rng.uniform() < 0.5:
                 crop = crop[:, ::-1]
             return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)

@@ -1,4 +1,5 @@
 """Torch dataset over (seed, index): samples rendered on the fly, optionally cached as .npz files."""
+
 from __future__ import annotations
 
 import os
@@ -16,10 +17,35 @@ from .generator import SynthConfig, SynthGenerator
 __all__ = ['SynthDataset', 'TENSOR_KEYS']
 
 # keys handed to the trainer (the rest of a generator sample is for inspection only)
-TENSOR_KEYS = ('seg', 'center_maps', 'valid', 'global_orient', 'hand_pose', 'betas', 'cam', 'joints_3d',
-               'vertices', 'joints_2d', 'joints_vis', 'K')
-_CACHE_KEYS = ('image', 'seg', 'center_maps', 'valid', 'global_orient', 'hand_pose', 'betas', 'cam', 'joints_3d',
-               'vertices', 'keypoints_2d', 'joints_vis', 'K')
+TENSOR_KEYS = (
+    'seg',
+    'center_maps',
+    'valid',
+    'global_orient',
+    'hand_pose',
+    'betas',
+    'cam',
+    'joints_3d',
+    'vertices',
+    'joints_2d',
+    'joints_vis',
+    'K',
+)
+_CACHE_KEYS = (
+    'image',
+    'seg',
+    'center_maps',
+    'valid',
+    'global_orient',
+    'hand_pose',
+    'betas',
+    'cam',
+    'joints_3d',
+    'vertices',
+    'keypoints_2d',
+    'joints_vis',
+    'K',
+)
 
 
 class SynthDataset(Dataset):
@@ -35,8 +61,14 @@ class SynthDataset(Dataset):
     read back next time (the hash covers the generator version and the config).
     """
 
-    def __init__(self, config: SynthConfig | None = None, seed: int = 0, length: int = 1000,
-                 normalization: str = 'imagenet', cache_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        config: SynthConfig | None = None,
+        seed: int = 0,
+        length: int = 1000,
+        normalization: str = 'imagenet',
+        cache_dir: str | os.PathLike | None = None,
+    ):
         if not isinstance(length, (int, np.integer)) or length < 1:
             raise ValueError(f'length must be a positive int, got {length!r}')
         if normalization not in ('imagenet', 'pm1'):
@@ -46,7 +78,7 @@ class SynthDataset(Dataset):
         self.cache_dir = None
         if cache_dir is not None:
             self.cache_dir = Path(cache_dir) / f'{self.config.config_hash()}-s{self.seed}'
-        self._generator = None          # built lazily: one per DataLoader worker process
+        self._generator = None  # built lazily: one per DataLoader worker process
 
     @property
     def generator(self) -> SynthGenerator:
@@ -68,7 +100,7 @@ class SynthDataset(Dataset):
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f'{path.stem}.{os.getpid()}.tmp.npz')
             np.savez_compressed(tmp, **{k: sample[k] for k in _CACHE_KEYS})
-            os.replace(tmp, path)        # atomic: parallel workers never read half a file
+            os.replace(tmp, path)  # atomic: parallel workers never read half a file
             return sample
         return self.generator.sample(index)
 

@@ -9,6 +9,7 @@ frame rendered directly at network resolution inside centred black bars), and ``
 those network-input pixels (corner origin), so a 3D point X projects to ``K @ X`` in the image as given.
 Sides are ordered like the network's outputs: index 0 = left, 1 = right.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,20 +44,28 @@ class SynthConfig:
     """Scene and rendering options (saved with datasets and trained models; hash = ``config_hash``)."""
 
     image_size: int = 256
-    scene_weights: dict = field(default_factory=lambda: {
-        'interacting': 0.30, 'separate': 0.15, 'single': 0.15, 'truncated': 0.10, 'occluded': 0.15,
-        'small': 0.075, 'large': 0.075})
-    aspect_weights: tuple = (0.35, 0.4, 0.15, 0.1)       # of 1:1, 4:3, 16:9, 3:4 frames
-    fov_deg: tuple = (45.0, 75.0)                          # horizontal, uniform
-    depth_m: tuple = (0.35, 0.8)                           # middle-MCP depth, normal scenes
+    scene_weights: dict = field(
+        default_factory=lambda: {
+            'interacting': 0.30,
+            'separate': 0.15,
+            'single': 0.15,
+            'truncated': 0.10,
+            'occluded': 0.15,
+            'small': 0.075,
+            'large': 0.075,
+        }
+    )
+    aspect_weights: tuple = (0.35, 0.4, 0.15, 0.1)  # of 1:1, 4:3, 16:9, 3:4 frames
+    fov_deg: tuple = (45.0, 75.0)  # horizontal, uniform
+    depth_m: tuple = (0.35, 0.8)  # middle-MCP depth, normal scenes
     small_depth_m: tuple = (1.0, 1.8)
     large_depth_m: tuple = (0.18, 0.3)
-    pose_scale: float = 1.0                                # std multiplier of the pose-PCA coefficients
-    pose_noise: float = 0.05                               # extra per-joint axis-angle noise (rad)
+    pose_scale: float = 1.0  # std multiplier of the pose-PCA coefficients
+    pose_noise: float = 0.05  # extra per-joint axis-angle noise (rad)
     betas_std: float = 0.8
-    supersample: int = 2                                   # render at 2S, area-average to S (anti-aliasing)
-    min_visible_pixels: int = 40                           # at S; fewer and the hand counts as absent
-    visibility_tolerance_m: float = 0.025                  # joint hidden if a surface is this much nearer
+    supersample: int = 2  # render at 2S, area-average to S (anti-aliasing)
+    min_visible_pixels: int = 40  # at S; fewer and the hand counts as absent
+    visibility_tolerance_m: float = 0.025  # joint hidden if a surface is this much nearer
     noise_std: tuple = (1.0, 6.0)
     # hand-free crops of the training photos as backgrounds (teacher label file + photo root; train split only)
     real_background_prob: float = 0.0
@@ -96,7 +105,7 @@ class SynthConfig:
 
     def config_hash(self) -> str:
         fields = self.to_dict()
-        if not self.real_background_prob:      # configs from before real backgrounds keep their hash (and cache)
+        if not self.real_background_prob:  # configs from before real backgrounds keep their hash (and cache)
             for key in ('real_background_prob', 'real_background_labels', 'real_background_root'):
                 fields.pop(key)
         text = json.dumps({'version': GENERATOR_VERSION, **fields}, sort_keys=True)
@@ -142,6 +151,7 @@ class SynthGenerator:
         self.seed = int(seed)
         if hand_model is None:
             from hand_recon_ros.hand_model.model import load_hand_model
+
             hand_model = load_hand_model()
         self.model = hand_model
         scene_names = [s for s in SCENE_TYPES if self.config.scene_weights.get(s, 0) > 0]
@@ -152,6 +162,7 @@ class SynthGenerator:
         self._backgrounds = None
         if self.config.real_background_prob > 0:
             from .backgrounds import BackgroundBank
+
             self._backgrounds = BackgroundBank(self.config.real_background_labels, self.config.real_background_root)
         self._side = {}
         for side in SIDES:
@@ -159,20 +170,27 @@ class SynthGenerator:
             n_open = len(hand_model.faces(side))
             classes = np.empty(len(faces), dtype=np.int64)
             classes[:n_open] = parts.model_face_classes(hand_model, side)
-            classes[n_open:] = parts.class_id(side, 0)             # wrist cap belongs to the palm
+            classes[n_open:] = parts.class_id(side, 0)  # wrist cap belongs to the palm
             comps = np.asarray(hand_model.model_array(side, 'hands_components'), dtype=np.float64)
             coeffs = np.asarray(hand_model.model_array(side, 'hands_coeffs'), dtype=np.float64)
             rest = hand_model.rest_joints(side)
-            self._side[side] = dict(faces=faces, classes=classes, comps=comps, coeff_std=coeffs.std(axis=0),
-                                    coeff_lo=coeffs.min(axis=0), coeff_hi=coeffs.max(axis=0), bank=coeffs,
-                                    base=self._upright_rotation(rest))
+            self._side[side] = dict(
+                faces=faces,
+                classes=classes,
+                comps=comps,
+                coeff_std=coeffs.std(axis=0),
+                coeff_lo=coeffs.min(axis=0),
+                coeff_hi=coeffs.max(axis=0),
+                bank=coeffs,
+                base=self._upright_rotation(rest),
+            )
 
     # ------------------------------------------------------------------ hand parameters
     @staticmethod
     def _upright_rotation(rest_joints: np.ndarray) -> np.ndarray:
         """Rotation taking the rest hand to 'fingers up, palm plane facing the camera' (from its joints,
         so it works for the stand-in and for MANO of either side)."""
-        finger = rest_joints[4] - rest_joints[0]                  # wrist -> middle1
+        finger = rest_joints[4] - rest_joints[0]  # wrist -> middle1
         finger /= np.linalg.norm(finger)
         normal = np.cross(rest_joints[1] - rest_joints[0], rest_joints[7] - rest_joints[0])
         normal -= normal @ finger * finger
@@ -204,16 +222,25 @@ class SynthGenerator:
         pose = self._sample_pose(rng, side)
         betas = np.clip(rng.normal(0.0, self.config.betas_std, 10), -2.5, 2.5)
         with torch.no_grad():
-            out = self.model(side, torch.tensor(orient[None], dtype=torch.float32),
-                             torch.tensor(pose[None], dtype=torch.float32),
-                             torch.tensor(betas[None], dtype=torch.float32))
-        return dict(side=side, global_orient=orient, hand_pose=pose, betas=betas,
-                    vertices=out['vertices'][0].double().numpy(), joints=out['joints'][0].double().numpy())
+            out = self.model(
+                side,
+                torch.tensor(orient[None], dtype=torch.float32),
+                torch.tensor(pose[None], dtype=torch.float32),
+                torch.tensor(betas[None], dtype=torch.float32),
+            )
+        return dict(
+            side=side,
+            global_orient=orient,
+            hand_pose=pose,
+            betas=betas,
+            vertices=out['vertices'][0].double().numpy(),
+            joints=out['joints'][0].double().numpy(),
+        )
 
     # ------------------------------------------------------------------ scene layout
     @staticmethod
     def _place(hand: dict, target: np.ndarray) -> None:
-        shift = target - hand['joints'][9]                   # middle MCP = ACR's root
+        shift = target - hand['joints'][9]  # middle MCP = ACR's root
         hand['transl'] = shift
         hand['vertices'] = hand['vertices'] + shift
         hand['joints'] = hand['joints'] + shift
@@ -226,6 +253,7 @@ class SynthGenerator:
         """Joints > ``min_joint`` and every vertex > ``min_vertex`` apart, and no vertex of either hand inside the
         other's closed mesh (synth-v1 compared every third vertex only: ~10 % of pairs intersected)."""
         from scipy.spatial import cKDTree
+
         if np.linalg.norm(a['joints'][:, None] - b['joints'][None], axis=-1).min() <= min_joint:
             return False
         if cKDTree(a['vertices']).query(b['vertices'], k=1)[0].min() <= min_vertex:
@@ -234,9 +262,13 @@ class SynthGenerator:
 
     def _solid(self, hand: dict):
         from hand_recon_ros.hand_model.penetration import prepare_mesh
+
         side = hand['side']
-        return prepare_mesh(np.asarray(self.model.watertight_vertices(side, hand['vertices'])),
-                            self.model.watertight_faces(side), name=f'{side} hand')
+        return prepare_mesh(
+            np.asarray(self.model.watertight_vertices(side, hand['vertices'])),
+            self.model.watertight_faces(side),
+            name=f'{side} hand',
+        )
 
     def _facing_pair(self, rng, sides) -> list[dict]:
         """Two hands with roughly opposite orientations (palms towards each other, fingers the same way, as
@@ -247,19 +279,20 @@ class SynthGenerator:
         hands = []
         for i, side in enumerate(sides):
             jitter = rng.normal(0.0, np.deg2rad(15), 3)
-            view = (_rot('z', roll + jitter[0]) @ _rot('x', pitch + jitter[1])
-                    @ _rot('y', yaw + i * np.pi + jitter[2]))
+            view = _rot('z', roll + jitter[0]) @ _rot('x', pitch + jitter[1]) @ _rot('y', yaw + i * np.pi + jitter[2])
             hand = self._hand(rng, side, view @ self._side[side]['base'])
             hand['view'] = view
             hands.append(hand)
         return hands
 
-    def _touching(self, rng, fixed: dict, moving: dict, towards: np.ndarray | None = None, far_m: float = 0.3,
-                  steps: int = 14) -> None:
+    def _touching(
+        self, rng, fixed: dict, moving: dict, towards: np.ndarray | None = None, far_m: float = 0.3, steps: int = 14
+    ) -> None:
         """Slide ``moving`` towards ``fixed`` along a random direction until they nearly touch: the nearest
         vertices ``gap`` (2-8 mm) apart and neither mesh inside the other (checked with the solids, since a
         vertex gap alone lets a fingertip slip between vertices). Bisection on the distance between roots."""
         from scipy.spatial import cKDTree
+
         tree = cKDTree(fixed['vertices'])
         fixed_solid = self._solid(fixed)
         anchor = fixed['joints'][9]
@@ -274,7 +307,7 @@ class SynthGenerator:
             return not self._solid(moving).inside(fixed['vertices']).any()
 
         for attempt in range(8):
-            if towards is not None and attempt < 6:       # mostly along the palm normal, spread wider on retries
+            if towards is not None and attempt < 6:  # mostly along the palm normal, spread wider on retries
                 direction = towards + rng.normal(0.0, 0.25 + 0.1 * attempt, 3)
             else:
                 direction = rng.normal(0.0, 1.0, 3) * np.array([1.0, 1.0, 0.6])
@@ -287,7 +320,7 @@ class SynthGenerator:
                 lo, hi = (lo, mid) if clear(mid, direction) else (mid, hi)
             clear(hi, direction)
             return
-        self._place(moving, anchor + np.array([far_m, 0.0, 0.0]))     # no clear direction found: far apart
+        self._place(moving, anchor + np.array([far_m, 0.0, 0.0]))  # no clear direction found: far apart
 
     def _layout(self, rng, scene: str, K, box) -> list[dict]:
         """Hands placed in the camera frame. ``box`` = content area (x0, y0, x1, y1) in pixels."""
@@ -360,7 +393,7 @@ class SynthGenerator:
             img[stripes] *= rng.uniform(0.5, 0.85)
         for _ in range(rng.integers(1, 7)):
             colour = rng.integers(0, 255, 3).tolist()
-            if rng.uniform() < 0.25:                      # skin-like distractors
+            if rng.uniform() < 0.25:  # skin-like distractors
                 colour = _skin_bgr(rng).tolist()
             centre = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
             axes = (int(rng.uniform(0.03, 0.3) * w) + 1, int(rng.uniform(0.03, 0.3) * h) + 1)
@@ -382,12 +415,11 @@ class SynthGenerator:
             if kind == 0:
                 axes = (int(size * ss) + 1, int(size * ss * rng.uniform(0.3, 1.0)) + 1)
                 cv2.ellipse(mask, (int(cx * ss), int(cy * ss)), axes, rng.uniform(0, 180), 0, 360, 1, -1)
-            elif kind == 1:                                 # a bar across the hand (pen, cable, edge)
+            elif kind == 1:  # a bar across the hand (pen, cable, edge)
                 a = rng.uniform(0, np.pi)
                 d = np.array([np.cos(a), np.sin(a)]) * 2.0 * max(bw, bh)
                 p0, p1 = (np.array([cx, cy]) - d) * ss, (np.array([cx, cy]) + d) * ss
-                cv2.line(mask, tuple(int(v) for v in p0), tuple(int(v) for v in p1), 1,
-                         max(int(size * 0.35 * ss), 2))
+                cv2.line(mask, tuple(int(v) for v in p0), tuple(int(v) for v in p1), 1, max(int(size * 0.35 * ss), 2))
             else:
                 n = rng.integers(3, 7)
                 ang = np.sort(rng.uniform(0, 2 * np.pi, n))
@@ -433,7 +465,7 @@ class SynthGenerator:
         raster = rasterize(verts, faces, K, H, H, scale=ss)
         face_id = raster.face_id
         content = np.zeros((H, H), bool)
-        content[y0 * ss:(y0 + ch) * ss, x0 * ss:(x0 + cw) * ss] = True
+        content[y0 * ss : (y0 + ch) * ss, x0 * ss : (x0 + cw) * ss] = True
         face_id[~content] = -1
 
         # shading: per-vertex Lambert + ambient, interpolated with the barycentrics
@@ -451,8 +483,9 @@ class SynthGenerator:
         if bg is None:
             bg = self._background(rng, ch, cw)
         image = np.zeros((H, H, 3), np.float32)
-        image[y0 * ss:(y0 + ch) * ss, x0 * ss:(x0 + cw) * ss] = cv2.resize(bg, (cw * ss, ch * ss),
-                                                                             interpolation=cv2.INTER_LINEAR)
+        image[y0 * ss : (y0 + ch) * ss, x0 * ss : (x0 + cw) * ss] = cv2.resize(
+            bg, (cw * ss, ch * ss), interpolation=cv2.INTER_LINEAR
+        )
         in_content = content[raster.ys, raster.xs]
         ys, xs = raster.ys[in_content], raster.xs[in_content]
         fids = face_id[ys, xs]
@@ -478,23 +511,29 @@ class SynthGenerator:
         img += rng.normal(0.0, rng.uniform(*cfg.noise_std), img.shape).astype(np.float32)
         img = np.clip(np.round(img), 0, 255).astype(np.uint8)
         pad = np.ones((S, S), bool)
-        pad[y0:y0 + ch, x0:x0 + cw] = False
+        pad[y0 : y0 + ch, x0 : x0 + cw] = False
         img[pad] = 0
 
         # labels from the id buffer
         hand_of_pixel = np.where(face_id >= 0, owner[np.maximum(face_id, 0)], -1)
         cls_hi = np.where(face_id >= 0, classes[np.maximum(face_id, 0)], parts.BACKGROUND)
-        seg = cls_hi[ss::2 * ss, ss::2 * ss]                 # centre sample of each S/2 pixel
-        seg = np.ascontiguousarray(seg[:S // 2, :S // 2]).astype(np.uint8)
-        hand_mask = np.zeros((S, S), np.uint8)                # 0 none, 1 left, 2 right (at S)
-        sample_px = hand_of_pixel[ss // 2::ss, ss // 2::ss][:S, :S]
+        seg = cls_hi[ss :: 2 * ss, ss :: 2 * ss]  # centre sample of each S/2 pixel
+        seg = np.ascontiguousarray(seg[: S // 2, : S // 2]).astype(np.uint8)
+        hand_mask = np.zeros((S, S), np.uint8)  # 0 none, 1 left, 2 right (at S)
+        sample_px = hand_of_pixel[ss // 2 :: ss, ss // 2 :: ss][:S, :S]
         depth_img = raster.depth_image()
         for h_i, hand in enumerate(hands):
             hand_mask[sample_px == h_i] = SIDES.index(hand['side']) + 1
 
         out = self._empty_labels(self.model.num_vertices)
-        out.update(image=img, K=K, scene=scene, hand_mask=hand_mask, seg=seg,
-                   content_box=np.array([x0, y0, x0 + cw, y0 + ch], np.int32))
+        out.update(
+            image=img,
+            K=K,
+            scene=scene,
+            hand_mask=hand_mask,
+            seg=seg,
+            content_box=np.array([x0, y0, x0 + cw, y0 + ch], np.int32),
+        )
         centers, boxes, sides = [], [], []
         for h_i, hand in enumerate(hands):
             s_idx = SIDES.index(hand['side'])
@@ -506,7 +545,7 @@ class SynthGenerator:
             same = hand_of_pixel[pxc[:, 1], pxc[:, 0]] == h_i
             near = depth_img[pxc[:, 1], pxc[:, 0]] > hand['joints'][:, 2] - cfg.visibility_tolerance_m
             vis = inside & same & near
-            visible_px = int((hand_of_pixel == h_i).sum()) / ss ** 2
+            visible_px = int((hand_of_pixel == h_i).sum()) / ss**2
             valid = visible_px >= cfg.min_visible_pixels
             norm = uv / (S / 2.0) - 1.0
             rel = hand['joints'] - hand['joints'][9]
@@ -532,15 +571,24 @@ class SynthGenerator:
                 boxes.append((vhi - vlo) / 8.0)
                 sides.append(s_idx)
                 out['center_2d'][s_idx] = (lo + hi) / 2.0
-        out['center_maps'] = center_heatmaps(centers, boxes, sides, S // 8) if centers else \
-            np.zeros((2, S // 8, S // 8), np.float32)
+        out['center_maps'] = (
+            center_heatmaps(centers, boxes, sides, S // 8) if centers else np.zeros((2, S // 8, S // 8), np.float32)
+        )
         return out
 
     @staticmethod
     def _empty_labels(nv: int) -> dict:
-        return dict(valid=np.zeros(2, bool), visible_pixels=np.zeros(2, np.float32),
-                    global_orient=np.zeros((2, 3), np.float32), hand_pose=np.zeros((2, 45), np.float32),
-                    betas=np.zeros((2, 10), np.float32), transl=np.zeros((2, 3), np.float32),
-                    joints_3d=np.zeros((2, 21, 3), np.float32), vertices=np.zeros((2, nv, 3), np.float32),
-                    keypoints_2d=np.zeros((2, 21, 2), np.float32), joints_vis=np.zeros((2, 21), bool),
-                    cam=np.zeros((2, 3), np.float32), center_2d=np.zeros((2, 2), np.float32))
+        return dict(
+            valid=np.zeros(2, bool),
+            visible_pixels=np.zeros(2, np.float32),
+            global_orient=np.zeros((2, 3), np.float32),
+            hand_pose=np.zeros((2, 45), np.float32),
+            betas=np.zeros((2, 10), np.float32),
+            transl=np.zeros((2, 3), np.float32),
+            joints_3d=np.zeros((2, 21, 3), np.float32),
+            vertices=np.zeros((2, nv, 3), np.float32),
+            keypoints_2d=np.zeros((2, 21, 2), np.float32),
+            joints_vis=np.zeros((2, 21), bool),
+            cam=np.zeros((2, 3), np.float32),
+            center_2d=np.zeros((2, 2), np.float32),
+        )

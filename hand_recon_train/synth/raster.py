@@ -6,6 +6,7 @@ is per face, not per pixel, which is exact for non-intersecting meshes and off b
 places where two hands touch. Barycentrics are then solved per covered pixel (vectorised), so shading
 and depth are smooth inside faces.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import numpy as np
 
 __all__ = ['Raster', 'rasterize', 'vertex_normals', 'SUBPIXEL_BITS']
 
-SUBPIXEL_BITS = 4          # cv2 fixed-point vertices: 1/16 pixel
+SUBPIXEL_BITS = 4  # cv2 fixed-point vertices: 1/16 pixel
 NEAR_PLANE_M = 0.02
 
 
@@ -48,8 +49,9 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: int, width: int,
-              scale: float = 1.0) -> Raster:
+def rasterize(
+    vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: int, width: int, scale: float = 1.0
+) -> Raster:
     """Rasterise one merged mesh (V, 3) camera-frame metres with (F, 3) outward-wound faces.
 
     ``scale``: pixels of the output per pixel of ``K`` (supersampling). Returns a :class:`Raster`.
@@ -64,7 +66,7 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: in
     tri = vertices[faces]
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     keep = np.all(z[faces] > NEAR_PLANE_M, axis=1)
-    keep &= np.einsum('ij,ij->i', normal, tri.mean(axis=1)) < 0          # front facing
+    keep &= np.einsum('ij,ij->i', normal, tri.mean(axis=1)) < 0  # front facing
     tri_uv = uv_s[faces]
     lo, hi = tri_uv.min(axis=1), tri_uv.max(axis=1)
     keep &= (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] < width) & (lo[:, 1] < height)
@@ -85,7 +87,7 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: in
     det = np.where(np.abs(det) < 1e-12, 1e-12, det)
     w1 = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) / det
     w2 = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) / det
-    bary = np.clip(np.stack([1.0 - w1 - w2, w1, w2], axis=1), 0.0, 1.0)   # edge pixels sit slightly outside
+    bary = np.clip(np.stack([1.0 - w1 - w2, w1, w2], axis=1), 0.0, 1.0)  # edge pixels sit slightly outside
     bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-12)
     # perspective-correct depth: 1/z is linear in screen space
     inv_z = (bary / z[faces[fids]]).sum(axis=1)

@@ -5,6 +5,7 @@ runs MediaPipe (``.venv-teacher``, made by ``scripts/setup_teacher.sh``) over ev
 grow in ``<out>.raw.jsonl``), writes the versioned label file and prints counts of hands, flags and disagreements.
 ``python -m hand_recon_train.teacher report LABELS`` prints the counts of an existing file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,21 @@ DEFAULT_OUT = Path('out/teacher/realimgs-train.labels.json')
 
 
 def report_markdown(report: dict) -> str:
-    cols = ['images', 'hands', 'trusted', 'images_without_hand', 'boxes', 'boxes_missed', 'hands_off_box',
-            'flip_missing', 'flip_disagree', 'flip_side_differs', 'duplicates', 'overlapping', 'two_same_side']
+    cols = [
+        'images',
+        'hands',
+        'trusted',
+        'images_without_hand',
+        'boxes',
+        'boxes_missed',
+        'hands_off_box',
+        'flip_missing',
+        'flip_disagree',
+        'flip_side_differs',
+        'duplicates',
+        'overlapping',
+        'two_same_side',
+    ]
     lines = ['| source/split | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|']
     for key, row in report['rows'].items():
         lines.append(f'| {key} | ' + ' | '.join(str(row.get(c, 0)) for c in cols) + ' |')
@@ -32,8 +46,11 @@ def report_markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m hand_recon_train.teacher', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog='python -m hand_recon_train.teacher',
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest='cmd', required=True)
     lab = sub.add_parser('label', help='label the training photos')
     lab.add_argument('--root', type=Path, default=None, help='realimgs-train folder (default ../shared/realimgs-train)')
@@ -50,11 +67,14 @@ def main(argv=None) -> int:
         print(report_markdown(label_report(doc)))
         return 0
     root = (args.root or default_root()).resolve()
-    corpus = list_corpus(root, sources=args.sources)[:args.limit]
+    corpus = list_corpus(root, sources=args.sources)[: args.limit]
     t0 = time.perf_counter()
     try:
-        raw = run_worker([{'path': str(im.path), 'pad': im.pad} for im in corpus], DEFAULT_SETTINGS,
-                         args.out.with_suffix('.raw.jsonl'))
+        raw = run_worker(
+            [{'path': str(im.path), 'pad': im.pad} for im in corpus],
+            DEFAULT_SETTINGS,
+            args.out.with_suffix('.raw.jsonl'),
+        )
     except TeacherUnavailable as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

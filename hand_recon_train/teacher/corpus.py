@@ -10,6 +10,7 @@ two-hand frames and several subjects); ``roboflow_hands``: its own ``valid/`` fo
 appear in ``train/`` (those go to train); ``signdigits`` (no subject ids): blocks of 50 consecutive camera file
 numbers, one block in five, by a hash of the block.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,13 +19,20 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ['CorpusImage', 'SOURCES', 'HANDSDATASET_VAL_RECORDINGS', 'default_root', 'list_corpus', 'recording_of',
-           'split_of']
+__all__ = [
+    'CorpusImage',
+    'SOURCES',
+    'HANDSDATASET_VAL_RECORDINGS',
+    'default_root',
+    'list_corpus',
+    'recording_of',
+    'split_of',
+]
 
 SOURCES = ('handsdataset', 'roboflow_hands', 'signdigits')
 # handsdataset recordings (file-name prefix before "_pic"; "" = files named pic*.jpg) held out for validation
 HANDSDATASET_VAL_RECORDINGS = ('5', '35', '46', '996')
-SIGNDIGITS_PAD = 50          # 100x100 crops padded to 200x200 before labelling (the palm detector wants context)
+SIGNDIGITS_PAD = 50  # 100x100 crops padded to 200x200 before labelling (the palm detector wants context)
 
 
 @dataclass
@@ -32,10 +40,10 @@ class CorpusImage:
     path: Path
     source: str
     recording: str
-    split: str                                        # 'train' | 'val'
-    boxes: list = field(default_factory=list)         # [x0, y0, x1, y1] pixels of the stored image
+    split: str  # 'train' | 'val'
+    boxes: list = field(default_factory=list)  # [x0, y0, x1, y1] pixels of the stored image
     pad: int = 0
-    has_boxes: bool = True                            # False: the source labels no boxes (signdigits)
+    has_boxes: bool = True  # False: the source labels no boxes (signdigits)
 
 
 def default_root() -> Path:
@@ -81,7 +89,8 @@ def _handsdataset(root: Path) -> list[CorpusImage]:
     with open(folder / 'boxes.csv', newline='', encoding='utf-8') as f:
         for row in csv.DictReader(f):
             boxes.setdefault(row['filename'], []).append(
-                [float(row['xmin']), float(row['ymin']), float(row['xmax']), float(row['ymax'])])
+                [float(row['xmin']), float(row['ymin']), float(row['xmax']), float(row['ymax'])]
+            )
     out = []
     for path in sorted(folder.glob('*.jpg')):
         rec = recording_of('handsdataset', path.name)
@@ -116,7 +125,7 @@ def _roboflow(root: Path) -> list[CorpusImage]:
             rec = recording_of('roboflow_hands', path.name)
             split = split_of('roboflow_hands', rec, folder)
             if split == 'val' and rec in train_recs:
-                split = 'train'       # the same source photo, exported twice: keep it out of validation
+                split = 'train'  # the same source photo, exported twice: keep it out of validation
             boxes = read_obb_labels(base / folder / 'labels' / (path.stem + '.txt'), 320, 320)
             out.append(CorpusImage(path, 'roboflow_hands', rec, split, boxes))
     return out
@@ -126,8 +135,9 @@ def _signdigits(root: Path) -> list[CorpusImage]:
     out = []
     for path in sorted((root / 'signdigits').glob('*.jpg')):
         rec = recording_of('signdigits', path.name)
-        out.append(CorpusImage(path, 'signdigits', rec, split_of('signdigits', rec), [], pad=SIGNDIGITS_PAD,
-                               has_boxes=False))
+        out.append(
+            CorpusImage(path, 'signdigits', rec, split_of('signdigits', rec), [], pad=SIGNDIGITS_PAD, has_boxes=False)
+        )
     return out
 
 

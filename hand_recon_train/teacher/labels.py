@@ -18,6 +18,7 @@ ordinary, non-mirrored photo: MediaPipe names hands as in a mirrored selfie, so 
 The file records the teacher (name, version), its settings, the label format version and each image's sha256.
 ``load_labels`` refuses a file of another format or teacher version, other settings, or images that changed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,9 +31,21 @@ import numpy as np
 
 from hand_recon_ros.detection_metrics import box_iou, keypoint_box, keypoint_centroid, match_hands
 
-__all__ = ['LABEL_FORMAT', 'LABEL_FORMAT_VERSION', 'TEACHER', 'DEFAULT_SETTINGS', 'StaleLabelsError',
-           'hand_from_raw', 'image_labels', 'build_labels', 'write_labels', 'load_labels', 'label_report',
-           'FLIP_AGREE_MAX', 'DUPLICATE_IOU']
+__all__ = [
+    'LABEL_FORMAT',
+    'LABEL_FORMAT_VERSION',
+    'TEACHER',
+    'DEFAULT_SETTINGS',
+    'StaleLabelsError',
+    'hand_from_raw',
+    'image_labels',
+    'build_labels',
+    'write_labels',
+    'load_labels',
+    'label_report',
+    'FLIP_AGREE_MAX',
+    'DUPLICATE_IOU',
+]
 
 LABEL_FORMAT = 'hand_recon_teacher_labels'
 LABEL_FORMAT_VERSION = 1
@@ -40,7 +53,7 @@ TEACHER = {'name': 'mediapipe_hands', 'version': '0.10.21', 'static_image_mode':
 DEFAULT_SETTINGS = {'max_num_hands': 4, 'model_complexity': 1, 'min_detection_confidence': 0.5, 'flip_check': True}
 FLIP_AGREE_MAX = 0.1
 DUPLICATE_IOU = 0.5
-_MP_TO_SIDE = {'Left': 'right', 'Right': 'left'}    # MediaPipe's label is for a mirrored image
+_MP_TO_SIDE = {'Left': 'right', 'Right': 'left'}  # MediaPipe's label is for a mirrored image
 
 
 class StaleLabelsError(ValueError):
@@ -70,8 +83,13 @@ def hand_from_raw(raw: dict, width: int, height: int, pad: int = 0, flipped: boo
         if flipped:
             world = world * np.array([-1.0, 1.0, 1.0])
         world = world - world[0]
-    return {'keypoints': kps, 'depth_rel': lm[:, 2] * pw, 'world': world, 'side': side,
-            'side_score': float(raw.get('score', 0.0))}
+    return {
+        'keypoints': kps,
+        'depth_rel': lm[:, 2] * pw,
+        'world': world,
+        'side': side,
+        'side_score': float(raw.get('score', 0.0)),
+    }
 
 
 def _hand_size(kps) -> float:
@@ -95,8 +113,11 @@ def image_labels(record: dict, boxes: list | None) -> dict:
         size = _hand_size(hd['keypoints'])
         ious = [box_iou(kboxes[i], kboxes[j]) for j in range(len(hands)) if j != i]
         j = flip_of.get(i)
-        flip_err = None if j is None else float(np.linalg.norm(hd['keypoints'] - flipped[j]['keypoints'],
-                                                               axis=1).mean() / size)
+        flip_err = (
+            None
+            if j is None
+            else float(np.linalg.norm(hd['keypoints'] - flipped[j]['keypoints'], axis=1).mean() / size)
+        )
         flags = {
             'flip_err': None if flip_err is None else round(flip_err, 4),
             'flip_side_ok': None if j is None else bool(flipped[j]['side'] == hd['side']),
@@ -104,12 +125,21 @@ def image_labels(record: dict, boxes: list | None) -> dict:
             'overlap': round(max(ious), 4) if ious else 0.0,
             'box': None if boxes is None else int(box_pairs.get(i, -1)),
         }
-        flags['trusted'] = bool(flip_err is not None and flip_err <= FLIP_AGREE_MAX and flags['flip_side_ok']
-                                and not flags['duplicate'] and (boxes is None or flags['box'] >= 0))
+        flags['trusted'] = bool(
+            flip_err is not None
+            and flip_err <= FLIP_AGREE_MAX
+            and flags['flip_side_ok']
+            and not flags['duplicate']
+            and (boxes is None or flags['box'] >= 0)
+        )
         hd['flags'] = flags
     matched = set(box_pairs.values())
-    return {'width': w, 'height': h, 'hands': hands,
-            'missed_boxes': [] if not boxes else [g for g in range(len(boxes)) if g not in matched]}
+    return {
+        'width': w,
+        'height': h,
+        'hands': hands,
+        'missed_boxes': [] if not boxes else [g for g in range(len(boxes)) if g not in matched],
+    }
 
 
 def _jsonable(hand: dict) -> dict:
@@ -135,13 +165,29 @@ def build_labels(corpus, raw: dict[str, dict], settings: dict, root: str | Path)
             skipped.append({'path': rel, 'reason': rec['error']})
             continue
         lab = image_labels(rec, im.boxes if im.has_boxes else None)
-        images.append({'path': rel, 'sha256': rec['sha256'], 'source': im.source, 'recording': im.recording,
-                       'split': im.split, 'boxes': [list(map(float, b)) for b in im.boxes] if im.has_boxes else None,
-                       'width': lab['width'], 'height': lab['height'], 'missed_boxes': lab['missed_boxes'],
-                       'hands': [_jsonable(hd) for hd in lab['hands']]})
-    return {'format': LABEL_FORMAT, 'format_version': LABEL_FORMAT_VERSION, 'teacher': dict(TEACHER),
-            'settings': dict(settings), 'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-            'images': images, 'skipped': skipped}
+        images.append(
+            {
+                'path': rel,
+                'sha256': rec['sha256'],
+                'source': im.source,
+                'recording': im.recording,
+                'split': im.split,
+                'boxes': [list(map(float, b)) for b in im.boxes] if im.has_boxes else None,
+                'width': lab['width'],
+                'height': lab['height'],
+                'missed_boxes': lab['missed_boxes'],
+                'hands': [_jsonable(hd) for hd in lab['hands']],
+            }
+        )
+    return {
+        'format': LABEL_FORMAT,
+        'format_version': LABEL_FORMAT_VERSION,
+        'teacher': dict(TEACHER),
+        'settings': dict(settings),
+        'created': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'images': images,
+        'skipped': skipped,
+    }
 
 
 def write_labels(doc: dict, path: str | Path) -> None:
@@ -152,8 +198,9 @@ def write_labels(doc: dict, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def load_labels(path: str | Path, root: str | Path | None = None, settings: dict | None = None,
-                verify_hashes: bool = True) -> dict:
+def load_labels(
+    path: str | Path, root: str | Path | None = None, settings: dict | None = None, verify_hashes: bool = True
+) -> dict:
     """Read and validate a label file. ``settings``: the teacher settings the caller expects (default: the
     project's). ``root`` + ``verify_hashes``: every image must still have the recorded sha256."""
     path = Path(path)
@@ -164,12 +211,16 @@ def load_labels(path: str | Path, root: str | Path | None = None, settings: dict
     if not isinstance(doc, dict) or doc.get('format') != LABEL_FORMAT:
         raise StaleLabelsError(f'{path}: not a {LABEL_FORMAT} file')
     if doc.get('format_version') != LABEL_FORMAT_VERSION:
-        raise StaleLabelsError(f'{path}: label format version {doc.get("format_version")!r}, this code reads '
-                               f'{LABEL_FORMAT_VERSION}: label the images again (python -m hand_recon_train.teacher)')
+        raise StaleLabelsError(
+            f'{path}: label format version {doc.get("format_version")!r}, this code reads '
+            f'{LABEL_FORMAT_VERSION}: label the images again (python -m hand_recon_train.teacher)'
+        )
     teacher = doc.get('teacher') or {}
     if teacher.get('name') != TEACHER['name'] or teacher.get('version') != TEACHER['version']:
-        raise StaleLabelsError(f'{path}: made by teacher {teacher.get("name")} {teacher.get("version")}, expected '
-                               f'{TEACHER["name"]} {TEACHER["version"]}')
+        raise StaleLabelsError(
+            f'{path}: made by teacher {teacher.get("name")} {teacher.get("version")}, expected '
+            f'{TEACHER["name"]} {TEACHER["version"]}'
+        )
     want = DEFAULT_SETTINGS if settings is None else settings
     if doc.get('settings') != want:
         raise StaleLabelsError(f'{path}: teacher settings {doc.get("settings")} differ from the expected {want}')
@@ -181,8 +232,10 @@ def load_labels(path: str | Path, root: str | Path | None = None, settings: dict
             if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != im['sha256']:
                 changed.append(im['path'])
         if changed:
-            raise StaleLabelsError(f'{path}: {len(changed)} image(s) missing or changed since labelling, e.g. '
-                                   f'{changed[:3]}: label them again')
+            raise StaleLabelsError(
+                f'{path}: {len(changed)} image(s) missing or changed since labelling, e.g. '
+                f'{changed[:3]}: label them again'
+            )
     for im in doc['images']:
         for hd in im['hands']:
             hd['keypoints'] = np.asarray(hd['keypoints'], dtype=np.float32)
@@ -203,8 +256,9 @@ def label_report(doc: dict) -> dict:
         r['images_without_hand'] += int(not im['hands'])
         r['trusted'] += sum(hd['flags']['trusted'] for hd in im['hands'])
         r['flip_missing'] += sum(hd['flags']['flip_err'] is None for hd in im['hands'])
-        r['flip_disagree'] += sum(hd['flags']['flip_err'] is not None and hd['flags']['flip_err'] > FLIP_AGREE_MAX
-                                  for hd in im['hands'])
+        r['flip_disagree'] += sum(
+            hd['flags']['flip_err'] is not None and hd['flags']['flip_err'] > FLIP_AGREE_MAX for hd in im['hands']
+        )
         r['flip_side_differs'] += sum(hd['flags']['flip_side_ok'] is False for hd in im['hands'])
         r['duplicates'] += sum(hd['flags']['duplicate'] for hd in im['hands'])
         r['overlapping'] += sum(hd['flags']['overlap'] > 0 for hd in im['hands'])
@@ -214,5 +268,7 @@ def label_report(doc: dict) -> dict:
             r['hands_off_box'] += sum(hd['flags']['box'] == -1 for hd in im['hands'])
         sides = [hd['side'] for hd in im['hands']]
         r['two_same_side'] += int(len(sides) == 2 and sides[0] == sides[1])
-    return {'rows': {k: dict(v) for k, v in sorted(rows.items())}, 'skipped': Counter(
-        s['reason'].split(':')[0] for s in doc.get('skipped', []))}
+    return {
+        'rows': {k: dict(v) for k, v in sorted(rows.items())},
+        'skipped': Counter(s['reason'].split(':')[0] for s in doc.get('skipped', [])),
+    }

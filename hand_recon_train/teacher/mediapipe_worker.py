@@ -10,6 +10,7 @@ Input: a JSON file ``{"settings": {...}, "images": [{"path": ..., "pad": 0}, ...
 Each hand: ``landmarks`` (21 x [x, y, z], normalised to the padded image), ``world`` (21 x [x, y, z], metres),
 ``label`` ('Left' / 'Right' as MediaPipe says it, i.e. for a mirrored selfie) and ``score``.
 """
+
 import argparse
 import hashlib
 import json
@@ -27,12 +28,16 @@ def _hands(result):
     worlds = result.multi_hand_world_landmarks or [None] * len(result.multi_hand_landmarks)
     for lms, world, handed in zip(result.multi_hand_landmarks, worlds, result.multi_handedness):
         cls = handed.classification[0]
-        out.append({
-            'landmarks': [[round(p.x, 6), round(p.y, 6), round(p.z, 6)] for p in lms.landmark],
-            'world': None if world is None else [[round(p.x, 6), round(p.y, 6), round(p.z, 6)] for p in world.landmark],
-            'label': cls.label,
-            'score': round(float(cls.score), 6),
-        })
+        out.append(
+            {
+                'landmarks': [[round(p.x, 6), round(p.y, 6), round(p.z, 6)] for p in lms.landmark],
+                'world': None
+                if world is None
+                else [[round(p.x, 6), round(p.y, 6), round(p.z, 6)] for p in world.landmark],
+                'label': cls.label,
+                'score': round(float(cls.score), 6),
+            }
+        )
     return out
 
 
@@ -46,9 +51,12 @@ def main(argv=None):
     with open(args.jobs, encoding='utf-8') as f:
         jobs = json.load(f)
     s = jobs['settings']
-    hands = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=int(s['max_num_hands']),
-                                     model_complexity=int(s['model_complexity']),
-                                     min_detection_confidence=float(s['min_detection_confidence']))
+    hands = mp.solutions.hands.Hands(
+        static_image_mode=True,
+        max_num_hands=int(s['max_num_hands']),
+        model_complexity=int(s['model_complexity']),
+        min_detection_confidence=float(s['min_detection_confidence']),
+    )
     t0, n = time.perf_counter(), 0
     with open(args.out, 'a', encoding='utf-8') as out:
         for job in jobs['images']:

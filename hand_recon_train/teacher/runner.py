@@ -3,6 +3,7 @@
 The worker writes MediaPipe's raw answers as JSON lines; this side only schedules it: chunks of images, one
 worker process per chunk, a raw file that grows chunk by chunk so an interrupted run continues where it stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ def find_teacher_python() -> Path:
         cand = base / '.venv-teacher' / 'bin' / 'python'
         if cand.is_file():
             return cand
-    raise TeacherUnavailable('no teacher environment: run scripts/setup_teacher.sh (creates .venv-teacher with '
-                             'mediapipe==0.10.21) or set HAND_RECON_TEACHER_PYTHON')
+    raise TeacherUnavailable(
+        'no teacher environment: run scripts/setup_teacher.sh (creates .venv-teacher with '
+        'mediapipe==0.10.21) or set HAND_RECON_TEACHER_PYTHON'
+    )
 
 
 def read_raw(path: str | Path) -> dict[str, dict]:
@@ -48,14 +51,15 @@ def read_raw(path: str | Path) -> dict[str, dict]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
-                continue          # a line cut by an interrupted run; that image is labelled again
+                continue  # a line cut by an interrupted run; that image is labelled again
             if isinstance(rec, dict) and 'path' in rec:
                 records[rec['path']] = rec
     return records
 
 
-def run_worker(jobs: list[dict], settings: dict, raw_path: str | Path, python: Path | None = None,
-               chunk: int = 250, log=print) -> dict[str, dict]:
+def run_worker(
+    jobs: list[dict], settings: dict, raw_path: str | Path, python: Path | None = None, chunk: int = 250, log=print
+) -> dict[str, dict]:
     """Label every job (``{"path", "pad"}``) not yet in ``raw_path``; returns all raw records by path."""
     python = python or find_teacher_python()
     raw_path = Path(raw_path)
@@ -66,13 +70,17 @@ def run_worker(jobs: list[dict], settings: dict, raw_path: str | Path, python: P
         log(f'[teacher] resuming: {len(done)} images already labelled, {len(todo)} to go')
     t0 = time.perf_counter()
     for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
+        part = todo[start : start + chunk]
         with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
             json.dump({'settings': settings, 'images': part}, f)
             job_file = f.name
         try:
-            proc = subprocess.run([str(python), str(WORKER), job_file, '--out', str(raw_path)],
-                                  capture_output=True, text=True, env={**os.environ, 'GLOG_minloglevel': '2'})
+            proc = subprocess.run(
+                [str(python), str(WORKER), job_file, '--out', str(raw_path)],
+                capture_output=True,
+                text=True,
+                env={**os.environ, 'GLOG_minloglevel': '2'},
+            )
         finally:
             os.unlink(job_file)
         if proc.returncode != 0:
@@ -83,7 +91,10 @@ def run_worker(jobs: list[dict], settings: dict, raw_path: str | Path, python: P
     return read_raw(raw_path)
 
 
-if __name__ == '__main__':      # pragma: no cover  (manual: label a folder's images raw)
+if __name__ == '__main__':  # pragma: no cover  (manual: label a folder's images raw)
     files = sorted(str(p) for p in Path(sys.argv[1]).rglob('*.jpg'))
-    run_worker([{'path': p, 'pad': 0} for p in files], {'max_num_hands': 4, 'model_complexity': 1,
-                                                        'min_detection_confidence': 0.5}, sys.argv[2])
+    run_worker(
+        [{'path': p, 'pad': 0} for p in files],
+        {'max_num_hands': 4, 'model_complexity': 1, 'min_detection_confidence': 0.5},
+        sys.argv[2],
+    )

@@ -11,6 +11,7 @@ a positive rotation about +z flexes the four fingers towards the palm. The wrist
 CLI (from the repository root): ``python -m tools.standin --out models/standin``. Tooling: the runtime reads
 only the generated .npz files.
 """
+
 import argparse
 import hashlib
 import io
@@ -29,26 +30,31 @@ ROOT_OFFSET = np.array([0.092, 0.005, 0.006])
 KINTREE_ROOT = 4294967295  # uint32 -1: the root sentinel SMPL-family files store in kintree_table[0, 0]
 
 # Tip vertex ids shared with MANO's conventions (thumb, index, middle, ring, pinky).
-TIP_APEX_IDS = (745, 317, 444, 556, 673)          # manopth/manotorch tips
-TIP_RING_IDS = (744, 320, 443, 554, 671)          # smplx VERTEX_IDS['mano'] tips
-MIDDLE_TIP_ALT_ID = 445                           # left-hand middle tip in manopth; near the apex here
+TIP_APEX_IDS = (745, 317, 444, 556, 673)  # manopth/manotorch tips
+TIP_RING_IDS = (744, 320, 443, 554, 671)  # smplx VERTEX_IDS['mano'] tips
+MIDDLE_TIP_ALT_ID = 445  # left-hand middle tip in manopth; near the apex here
 MANO_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)
 # Finger name -> (MANO joint ids base..distal)
-FINGER_JOINTS = {'index': (1, 2, 3), 'middle': (4, 5, 6), 'pinky': (7, 8, 9), 'ring': (10, 11, 12),
-                 'thumb': (13, 14, 15)}
+FINGER_JOINTS = {
+    'index': (1, 2, 3),
+    'middle': (4, 5, 6),
+    'pinky': (7, 8, 9),
+    'ring': (10, 11, 12),
+    'thumb': (13, 14, 15),
+}
 FINGER_ORDER = ('thumb', 'index', 'middle', 'ring', 'pinky')
 
 # ---- design parameters (right hand, local frame: wrist joint at the origin) ----
-_N_RING = 10            # vertices per finger ring / hole
-_N_WRIST = 16           # wrist boundary loop
-_SE_EXP = 3.0           # superellipse exponent of the palm cross-section
-_X_WRIST = 0.006        # wrist opening, 6 mm proximal of the wrist joint
-_A_WRIST, _B_WRIST = 0.029, 0.018   # half width (z) / half thickness (y) at the wrist
+_N_RING = 10  # vertices per finger ring / hole
+_N_WRIST = 16  # wrist boundary loop
+_SE_EXP = 3.0  # superellipse exponent of the palm cross-section
+_X_WRIST = 0.006  # wrist opening, 6 mm proximal of the wrist joint
+_A_WRIST, _B_WRIST = 0.029, 0.018  # half width (z) / half thickness (y) at the wrist
 _A_KNUCKLE, _B_KNUCKLE = 0.043, 0.014
 _DOME_DEPTH = 0.016
-_X_RIM = -0.0665        # where the palm wall meets the knuckle dome
+_X_RIM = -0.0665  # where the palm wall meets the knuckle dome
 _L_WALL = _X_WRIST - _X_RIM
-_ULNAR_SHEAR = 0.009    # the pinky side of the knuckles sits this much closer to the wrist
+_ULNAR_SHEAR = 0.009  # the pinky side of the knuckles sits this much closer to the wrist
 
 # name: (hole centre z, hole centre y, splay rad, bone lengths, base radius, end radius)
 _FINGERS = {
@@ -61,9 +67,9 @@ _THUMB_CMC = np.array([-0.022, -0.010, 0.019])
 _THUMB_DIR = np.array([-0.50, -0.42, 0.76])
 _THUMB_BONES = (0.040, 0.032, 0.027)
 _THUMB_RADII = (0.0102, 0.0086)
-_THUMB_BEND = np.array([0.0, -0.6, -0.8])   # thumb flexion carries the tip towards palm and pinky
+_THUMB_BEND = np.array([0.0, -0.6, -0.8])  # thumb flexion carries the tip towards palm and pinky
 _MCP_BEYOND_HOLE = 0.003
-_N_PALM_INTERIOR = 778 - _N_WRIST - 5 * _N_RING - 5 * (10 * _N_RING + 1)   # = 207
+_N_PALM_INTERIOR = 778 - _N_WRIST - 5 * _N_RING - 5 * (10 * _N_RING + 1)  # = 207
 
 
 def _unit(v):
@@ -100,7 +106,7 @@ def _section(t):
     return _A_WRIST + (_A_KNUCKLE - _A_WRIST) * w, _B_WRIST + (_B_KNUCKLE - _B_WRIST) * w
 
 
-_KAPPA = 2.0 / (np.pi * _DOME_DEPTH)           # log-polar rate matching the dome's scale at the rim
+_KAPPA = 2.0 / (np.pi * _DOME_DEPTH)  # log-polar rate matching the dome's scale at the rim
 _RHO_K = float(np.exp(-_KAPPA * _L_WALL))
 
 
@@ -182,7 +188,7 @@ def _wall_exit(start, direction):
 def _finger_frame(axis, flex_axis):
     """(e_flex, e_dorsal): ring cross-section axes perpendicular to the finger axis."""
     e_flex = _unit(flex_axis - np.dot(flex_axis, axis) * axis)
-    e_dorsal = np.cross(e_flex, axis)     # for the four fingers this is +y (back of the hand)
+    e_dorsal = np.cross(e_flex, axis)  # for the four fingers this is +y (back of the hand)
     return e_flex, e_dorsal
 
 
@@ -200,8 +206,18 @@ def _design():
         ang = 2 * np.pi * np.arange(_N_RING) / _N_RING
         ring3d = mcp + r0 * 1.05 * np.cos(ang)[:, None] * e_flex + r0 / 1.05 * np.sin(ang)[:, None] * e_dorsal
         hole_uv = _dome_domain_from_yz(ring3d[:, 1], ring3d[:, 2])
-        fingers[name] = dict(axis=axis, flex=flex, e_flex=e_flex, e_dorsal=e_dorsal, base=mcp, bones=bones,
-                             radii=(r0, r1), hole_uv=hole_uv, centre_uv=centre_uv, angles=ang)
+        fingers[name] = dict(
+            axis=axis,
+            flex=flex,
+            e_flex=e_flex,
+            e_dorsal=e_dorsal,
+            base=mcp,
+            bones=bones,
+            radii=(r0, r1),
+            hole_uv=hole_uv,
+            centre_uv=centre_uv,
+            angles=ang,
+        )
     axis = _unit(_THUMB_DIR)
     bend = _unit(_THUMB_BEND - np.dot(_THUMB_BEND, axis) * axis)
     flex = np.cross(axis, bend)
@@ -211,9 +227,18 @@ def _design():
     hole = [_wall_exit(_THUMB_CMC + r0 * np.cos(a) * e_flex + r0 * np.sin(a) * e_dorsal, axis) for a in ang]
     hole_uv = np.array([_domain_from_params('wall', s, phi) for s, phi in hole])
     c_s, c_phi = _wall_exit(_THUMB_CMC, axis)
-    fingers['thumb'] = dict(axis=axis, flex=flex, e_flex=e_flex, e_dorsal=e_dorsal, base=_THUMB_CMC.copy(),
-                            bones=_THUMB_BONES, radii=_THUMB_RADII, hole_uv=hole_uv,
-                            centre_uv=_domain_from_params('wall', c_s, c_phi), angles=ang)
+    fingers['thumb'] = dict(
+        axis=axis,
+        flex=flex,
+        e_flex=e_flex,
+        e_dorsal=e_dorsal,
+        base=_THUMB_CMC.copy(),
+        bones=_THUMB_BONES,
+        radii=_THUMB_RADII,
+        hole_uv=hole_uv,
+        centre_uv=_domain_from_params('wall', c_s, c_phi),
+        angles=ang,
+    )
     joints = np.zeros((16, 3))
     for name, f in fingers.items():
         j = f['base'].copy()
@@ -255,7 +280,7 @@ def _delaunay_flips_3d(verts, faces, max_passes=30):
     """Edge flips towards a Delaunay triangulation measured in 3D (the domain map is anisotropic)."""
     faces = [list(f) for f in faces]
 
-    def opposite_angle(a, b, c):       # angle at c in triangle (a, b, c)
+    def opposite_angle(a, b, c):  # angle at c in triangle (a, b, c)
         u, v = verts[a] - verts[c], verts[b] - verts[c]
         return np.arccos(np.clip(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)), -1, 1))
 
@@ -282,9 +307,9 @@ def _delaunay_flips_3d(verts, faces, max_passes=30):
             # keep the orientation of face 0: it contains a->b or b->a
             f0 = faces[fs[0]]
             i = f0.index(a)
-            if f0[(i + 1) % 3] == b:      # face (a, b, c) -> (a, d, c), (d, b, c)
+            if f0[(i + 1) % 3] == b:  # face (a, b, c) -> (a, d, c), (d, b, c)
                 faces[fs[0]], faces[fs[1]] = [a, d, c], [d, b, c]
-            else:                          # face (b, a, c) -> (b, d, c), (d, a, c)
+            else:  # face (b, a, c) -> (b, d, c), (d, a, c)
                 faces[fs[0]], faces[fs[1]] = [b, d, c], [d, a, c]
             edges.discard(e)
             edges.add((min(c, d), max(c, d)))
@@ -310,8 +335,9 @@ def _triangulate_palm(fingers):
     ph = 2 * np.pi * np.arange(180) / 180
     S, P = np.meshgrid(s, ph, indexing='ij')
     T, Q = np.meshgrid(th, ph, indexing='ij')
-    cand_uv = np.concatenate([_domain_from_params('wall', S.ravel(), P.ravel()),
-                              _domain_from_params('dome', T.ravel(), Q.ravel())])
+    cand_uv = np.concatenate(
+        [_domain_from_params('wall', S.ravel(), P.ravel()), _domain_from_params('dome', T.ravel(), Q.ravel())]
+    )
     keep = np.ones(len(cand_uv), dtype=bool)
     for h in holes_uv:
         keep &= ~_point_in_polygon(cand_uv, h)
@@ -346,11 +372,18 @@ def _ring_positions(name, f):
     L = L1 + L2 + L3
     if name == 'thumb':
         first = f['first_ring']
-        tube = [first, 0.5 * (first + L1 - 0.004), L1 - 0.004, L1 + 0.004, L1 + 0.5 * L2,
-                L1 + L2 - 0.004, L1 + L2 + 0.004, L - r_end]
+        tube = [
+            first,
+            0.5 * (first + L1 - 0.004),
+            L1 - 0.004,
+            L1 + 0.004,
+            L1 + 0.5 * L2,
+            L1 + L2 - 0.004,
+            L1 + L2 + 0.004,
+            L - r_end,
+        ]
     else:
-        tube = [0.2 * L1, 0.5 * L1, L1 - 0.004, L1 + 0.004, L1 + 0.5 * L2, L1 + L2 - 0.004,
-                L1 + L2 + 0.004, L - r_end]
+        tube = [0.2 * L1, 0.5 * L1, L1 - 0.004, L1 + 0.004, L1 + 0.5 * L2, L1 + L2 - 0.004, L1 + L2 + 0.004, L - r_end]
     if np.any(np.diff(tube) <= 0.001):
         raise AssertionError(f'{name}: ring positions not increasing: {tube}')
     return np.array(tube), np.radians([57.0, 27.0])
@@ -366,16 +399,21 @@ def _build_finger(name, f, hole_3d):
     if name == 'thumb':
         f['first_ring'] = float(np.max(rel @ axis)) + 0.005
     tube, tip_angles = _ring_positions(name, f)
-    radius = lambda s: r0 + (r1 - r0) * np.clip(s / (L - r1), 0, 1)   # noqa: E731
+    radius = lambda s: r0 + (r1 - r0) * np.clip(s / (L - r1), 0, 1)  # noqa: E731
     rings = []
     for s in tube:
         r = radius(s)
-        rings.append(base + s * axis + r * 1.05 * np.cos(ang)[:, None] * e_flex
-                     + r / 1.05 * np.sin(ang)[:, None] * e_dorsal)
+        rings.append(
+            base + s * axis + r * 1.05 * np.cos(ang)[:, None] * e_flex + r / 1.05 * np.sin(ang)[:, None] * e_dorsal
+        )
     centre = L - r1
     for a in tip_angles:
-        rings.append(base + (centre + r1 * np.cos(a)) * axis + r1 * np.sin(a) * 1.05 * np.cos(ang)[:, None]
-                     * e_flex + r1 * np.sin(a) / 1.05 * np.sin(ang)[:, None] * e_dorsal)
+        rings.append(
+            base
+            + (centre + r1 * np.cos(a)) * axis
+            + r1 * np.sin(a) * 1.05 * np.cos(ang)[:, None] * e_flex
+            + r1 * np.sin(a) / 1.05 * np.sin(ang)[:, None] * e_dorsal
+        )
     apex = base + L * axis
     return np.concatenate(rings + [apex[None]])
 
@@ -397,6 +435,7 @@ def _orient_outwards(verts, faces):
     trimesh.repair.fix_winding(mesh)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     from hand_recon_ros.hand_model.mesh_utils import cap_boundary  # noqa: PLC0415
+
     v_closed, f_closed = cap_boundary(verts, faces)
     if _signed_volume(v_closed, f_closed) < 0:
         faces = faces[:, ::-1].copy()
@@ -454,7 +493,7 @@ def _joint_regressor(verts, joints):
     from scipy.optimize import nnls  # noqa: PLC0415
 
     R = np.zeros((len(joints), len(verts)))
-    vm = verts * 1000.0           # solve in millimetres
+    vm = verts * 1000.0  # solve in millimetres
     for j, p in enumerate(joints * 1000.0):
         order = np.argsort(np.linalg.norm(vm - p, axis=1), kind='stable')
         for k in range(16, 101, 6):
@@ -500,16 +539,13 @@ def _shape_directions(verts, joints, fingers, weights):
         return out
 
     wrist = joints[0]
-    t_of = lambda p: np.clip((_X_WRIST - p[:, 0]) / _L_WALL, 0, 1)   # noqa: E731
+    t_of = lambda p: np.clip((_X_WRIST - p[:, 0]) / _L_WALL, 0, 1)  # noqa: E731
     sd[:, :, 0] = 0.05 * (verts - wrist)
     sd[:, :, 1] = sum(lengthen(n, 0.066) for n in four)
-    sd[:, :, 2] = palm_field(lambda p: np.stack([0 * p[:, 0], 0 * p[:, 0],
-                                                 0.06 * p[:, 2] * _smoothstep(t_of(p))], 1))
-    sd[:, :, 3] = palm_field(lambda p: np.stack([-0.0045 * _smoothstep(t_of(p) * 1.1), 0 * p[:, 0],
-                                                 0 * p[:, 0]], 1))
+    sd[:, :, 2] = palm_field(lambda p: np.stack([0 * p[:, 0], 0 * p[:, 0], 0.06 * p[:, 2] * _smoothstep(t_of(p))], 1))
+    sd[:, :, 3] = palm_field(lambda p: np.stack([-0.0045 * _smoothstep(t_of(p) * 1.1), 0 * p[:, 0], 0 * p[:, 0]], 1))
     sd[:, :, 4] = sum(thicken(n, 0.08) for n in four)
-    sd[:, :, 5] = (1.0 - any_finger)[:, None] * np.stack([0 * verts[:, 0], 0.05 * verts[:, 1],
-                                                           0 * verts[:, 0]], 1)
+    sd[:, :, 5] = (1.0 - any_finger)[:, None] * np.stack([0 * verts[:, 0], 0.05 * verts[:, 1], 0 * verts[:, 0]], 1)
     sd[:, :, 6] = lengthen('thumb', 0.074)
     sd[:, :, 7] = lengthen('index', 0.06) - lengthen('ring', 0.06)
     sd[:, :, 8] = lengthen('pinky', 0.08)
@@ -531,10 +567,14 @@ def named_pose(name, side='right'):
     k = flexion_axes(fingers)
     up = np.array([0.0, 1.0, 0.0])
     P = np.zeros((15, 3))
-    curls = {'flat': dict(), 'fist': dict(index=1, middle=1, ring=1, pinky=1, thumb=1),
-             'half_fist': dict(index=.5, middle=.5, ring=.5, pinky=.5, thumb=.5),
-             'pointing': dict(middle=1, ring=1, pinky=1, thumb=.8),
-             'spread': dict(), 'pinch': dict(index=.45, thumb=.7)}
+    curls = {
+        'flat': dict(),
+        'fist': dict(index=1, middle=1, ring=1, pinky=1, thumb=1),
+        'half_fist': dict(index=0.5, middle=0.5, ring=0.5, pinky=0.5, thumb=0.5),
+        'pointing': dict(middle=1, ring=1, pinky=1, thumb=0.8),
+        'spread': dict(),
+        'pinch': dict(index=0.45, thumb=0.7),
+    }
     if name not in curls:
         raise ValueError(f'unknown pose {name!r}; choose from {sorted(curls)}')
     for finger, c in curls[name].items():
@@ -582,7 +622,7 @@ def _pose_space(fingers, rng, n_samples=4000):
     centred = P - mean
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     biggest = np.argmax(np.abs(vt), axis=1)
-    vt *= np.sign(vt[np.arange(45), biggest])[:, None]      # deterministic signs
+    vt *= np.sign(vt[np.arange(45), biggest])[:, None]  # deterministic signs
     coeffs = centred @ vt.T
     return vt, 0.3 * mean, coeffs[:1000]
 
@@ -617,7 +657,7 @@ def build_standin_arrays(side='right'):
         hole_ids = np.arange(hole_start[name], hole_start[name] + _N_RING)
         fv = _build_finger(name, f, palm_v[hole_ids])
         ids = n + np.arange(len(fv))
-        rings = [hole_ids] + [ids[i * _N_RING:(i + 1) * _N_RING] for i in range(10)]
+        rings = [hole_ids] + [ids[i * _N_RING : (i + 1) * _N_RING] for i in range(10)]
         faces.append(np.array(_tube_faces(rings)))
         apex = ids[-1]
         faces.append(np.array([[rings[-1][i], rings[-1][(i + 1) % _N_RING], apex] for i in range(_N_RING)]))
@@ -655,10 +695,22 @@ def build_standin_arrays(side='right'):
     V = V + ROOT_OFFSET
     J = J + ROOT_OFFSET
     kintree = np.array([[KINTREE_ROOT] + list(MANO_PARENTS[1:]), list(range(16))], dtype=np.uint32)
-    model = dict(v_template=V, f=F.astype(np.uint32), weights=W, J_regressor=R, J=J, kintree_table=kintree,
-                 shapedirs=sd, posedirs=np.zeros((778, 3, 135)), hands_components=comps, hands_mean=mean,
-                 hands_coeffs=coeffs, bs_style=np.array('lbs'), bs_type=np.array('lrotmin'),
-                 standin_version=np.array(GENERATOR_VERSION))
+    model = dict(
+        v_template=V,
+        f=F.astype(np.uint32),
+        weights=W,
+        J_regressor=R,
+        J=J,
+        kintree_table=kintree,
+        shapedirs=sd,
+        posedirs=np.zeros((778, 3, 135)),
+        hands_components=comps,
+        hands_mean=mean,
+        hands_coeffs=coeffs,
+        bs_style=np.array('lbs'),
+        bs_type=np.array('lrotmin'),
+        standin_version=np.array(GENERATOR_VERSION),
+    )
     model = _round_for_storage(model)
     return mirror_model(model) if side == 'left' else model
 
@@ -724,6 +776,7 @@ def npz_bytes(model):
 
 def _sparse_csc(dense):
     import scipy.sparse  # noqa: PLC0415
+
     return scipy.sparse.csc_matrix(np.asarray(dense, dtype=np.float64))
 
 
@@ -761,8 +814,9 @@ class _ChumpySelect:
     """Pickles as chumpy.reordering.Select(a, idxs, preferred_shape)."""
 
     def __init__(self, a, idxs, preferred_shape):
-        self.__dict__.update(a=a, idxs=idxs, preferred_shape=preferred_shape, _dirty_vars=set(), _itr=None,
-                             _status='undefined')
+        self.__dict__.update(
+            a=a, idxs=idxs, preferred_shape=preferred_shape, _dirty_vars=set(), _itr=None, _status='undefined'
+        )
 
 
 class _LegacyNamePickler(pickle._Pickler):
@@ -770,10 +824,14 @@ class _LegacyNamePickler(pickle._Pickler):
 
     def __init__(self, fh):
         import scipy.sparse  # noqa: PLC0415
+
         super().__init__(fh, protocol=2)
-        self._legacy = {id(_ChumpyCh): ('chumpy.ch', 'Ch'), id(_ChumpySelect): ('chumpy.reordering', 'Select'),
-                        id(scipy.sparse.csc_matrix): ('scipy.sparse.csc', 'csc_matrix'),
-                        id(np.ndarray.__reduce__(np.zeros(1))[0]): ('numpy.core.multiarray', '_reconstruct')}
+        self._legacy = {
+            id(_ChumpyCh): ('chumpy.ch', 'Ch'),
+            id(_ChumpySelect): ('chumpy.reordering', 'Select'),
+            id(scipy.sparse.csc_matrix): ('scipy.sparse.csc', 'csc_matrix'),
+            id(np.ndarray.__reduce__(np.zeros(1))[0]): ('numpy.core.multiarray', '_reconstruct'),
+        }
 
     def save_global(self, obj, name=None):
         legacy = self._legacy.get(id(obj))
@@ -792,9 +850,9 @@ def write_chumpy_style_pickle(path, side='right', model=None):
         model = build_standin_arrays(side)
     d = pickle_dict(model)
     sd = d['shapedirs']
-    extra = np.linspace(-1e-3, 1e-3, sd.size).reshape(sd.shape)     # 10 unused directions, as in MANO
+    extra = np.linspace(-1e-3, 1e-3, sd.size).reshape(sd.shape)  # 10 unused directions, as in MANO
     x20 = np.concatenate([sd, extra], axis=2)
-    idxs = np.arange(x20.size).reshape(x20.shape)[:, :, :sd.shape[2]].ravel()
+    idxs = np.arange(x20.size).reshape(x20.shape)[:, :, : sd.shape[2]].ravel()
     d['shapedirs'] = _ChumpySelect(_ChumpyCh(x20), idxs, sd.shape)
     with open(path, 'wb') as fh:
         _LegacyNamePickler(fh).dump(d)
@@ -811,11 +869,20 @@ def write_standin_files(out_dir, command=None):
         data = npz_bytes(models[side])
         with open(os.path.join(out_dir, name), 'wb') as fh:
             fh.write(data)
-        files[name] = dict(side=side, sha256=hashlib.sha256(data).hexdigest(),
-                           content_sha256=content_sha256(models[side]), bytes=len(data))
-    manifest = dict(generator=GENERATOR_VERSION, module='tools.standin.generator',
-                    command=command or 'python -m tools.standin --out models/standin',
-                    numpy=np.__version__, zlib=zlib.ZLIB_RUNTIME_VERSION, files=files)
+        files[name] = dict(
+            side=side,
+            sha256=hashlib.sha256(data).hexdigest(),
+            content_sha256=content_sha256(models[side]),
+            bytes=len(data),
+        )
+    manifest = dict(
+        generator=GENERATOR_VERSION,
+        module='tools.standin.generator',
+        command=command or 'python -m tools.standin --out models/standin',
+        numpy=np.__version__,
+        zlib=zlib.ZLIB_RUNTIME_VERSION,
+        files=files,
+    )
     with open(os.path.join(out_dir, 'manifest.json'), 'w') as fh:
         json.dump(manifest, fh, indent=2, sort_keys=True)
         fh.write('\n')

@@ -1,7 +1,8 @@
 """The loaded hand model (the stand-in unless MANO files are configured) drawn in a few poses, both sides.
 
-    python -m tools.standin.pose_sheet --out out/standin_poses.png
+python -m tools.standin.pose_sheet --out out/standin_poses.png
 """
+
 import argparse
 import os
 import sys
@@ -13,11 +14,11 @@ from tools.standin import generator as standin
 
 def _view_basis(view):
     """(right, up, towards-viewer) unit vectors in the hand's rest frame."""
-    if view == 'back':        # camera above the back of the hand, fingers up
+    if view == 'back':  # camera above the back of the hand, fingers up
         return np.array([0, 0, -1.0]), np.array([-1.0, 0, 0]), np.array([0, 1.0, 0])
     if view == 'palm':
         return np.array([0, 0, 1.0]), np.array([-1.0, 0, 0]), np.array([0, -1.0, 0])
-    if view == 'side':        # from the thumb side
+    if view == 'side':  # from the thumb side
         return np.array([0, 1.0, 0]), np.array([-1.0, 0, 0]), np.array([0, 0, 1.0])
     raise ValueError(f'unknown view {view!r}')
 
@@ -27,7 +28,7 @@ def draw_mesh(ax, vertices, faces, view='back', face_colors=None, base_color=(0.
     from matplotlib.collections import PolyCollection  # noqa: PLC0415
 
     right, up, toward = _view_basis(view)
-    if side == 'left':       # the same view of the mirrored hand (so the left thumb shows on the right)
+    if side == 'left':  # the same view of the mirrored hand (so the left thumb shows on the right)
         up, toward = up * np.array([-1, 1, 1]), toward * np.array([-1, 1, 1])
         right = np.cross(up, toward)
     v = np.asarray(vertices, dtype=np.float64)
@@ -41,8 +42,11 @@ def draw_mesh(ax, vertices, faces, view='back', face_colors=None, base_color=(0.
     light = 0.6 * toward + 0.5 * up - 0.3 * right
     light /= np.linalg.norm(light)
     shade = 0.3 + 0.7 * np.clip(n[idx] @ light, 0, 1)
-    base = np.tile(np.asarray(base_color, dtype=float), (len(faces), 1)) if face_colors is None \
+    base = (
+        np.tile(np.asarray(base_color, dtype=float), (len(faces), 1))
+        if face_colors is None
         else np.asarray(face_colors, dtype=float)[:, :3]
+    )
     cols = np.clip(base[idx] * shade[:, None], 0, 1)
     xy = np.stack([tri[idx] @ right, tri[idx] @ up], axis=-1)
     ax.add_collection(PolyCollection(xy, facecolors=cols, edgecolors=cols * 0.85, linewidths=0.15))
@@ -54,6 +58,7 @@ def draw_mesh(ax, vertices, faces, view='back', face_colors=None, base_color=(0.
 def pose_sheet(model, out_path, poses=('flat', 'mean', 'half_fist', 'fist', 'pointing', 'spread')):
     """Render each pose for both hands (back view and a side view) plus part colours; write a PNG."""
     import matplotlib  # noqa: PLC0415
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt  # noqa: PLC0415
     import torch  # noqa: PLC0415
@@ -74,8 +79,7 @@ def pose_sheet(model, out_path, poses=('flat', 'mean', 'half_fist', 'fist', 'poi
             # the model adds hands_mean unless flat_hand_mean: remove it so the pose is absolute
             rel = pose - (0 if model.flat_hand_mean else hands_mean)
             with torch.no_grad():
-                out = model(side, torch.zeros(1, 3), torch.tensor(rel[None], dtype=torch.float32),
-                            torch.zeros(1, 10))
+                out = model(side, torch.zeros(1, 3), torch.tensor(rel[None], dtype=torch.float32), torch.zeros(1, 10))
             v = out['vertices'][0].numpy() - model.rest_joints(side)[0]
             faces = model.faces(side)
             colors = None
@@ -99,6 +103,7 @@ def main(argv=None):
     parser.add_argument('--mano-dir', default=None, help='MANO directory (default: env or stand-in)')
     args = parser.parse_args(argv)
     from hand_recon_ros.hand_model.model import load_hand_model  # noqa: PLC0415
+
     model = load_hand_model(args.mano_dir, flat_hand_mean=False)
     print(pose_sheet(model, args.out))
     return 0

@@ -350,6 +350,8 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
     torch.manual_seed(tcfg.seed)
     model, pretrained = build_model(config, resume)
     model = model.to(device)
+    if tcfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # saved weights are made contiguous again
     synth = SynthConfig.from_dict({**dcfg.synth, 'image_size': model.config.input_size})
     train_set = SynthDataset(
         synth, seed=dcfg.train_seed, length=dcfg.train_size, normalization=model.normalization, cache_dir=dcfg.cache_dir
@@ -407,11 +409,14 @@ def train(config: TrainConfig, resume: str | os.PathLike | None = None) -> dict:
 
     def step(batch: dict, state: LoopState) -> dict:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        image = batch['image']
+        if tcfg.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
         if autocast is not None:
             with autocast:
-                outputs = net(batch['image'])
+                outputs = net(image)
         else:
-            outputs = net(batch['image'])
+            outputs = net(image)
         outputs = {k: v.float() for k, v in outputs.items()}
         total, terms = loss_fn(outputs, batch, state.epoch)
         # the image-feature head feeds IHMR, which is not trained here: a zero term keeps its

@@ -4,6 +4,7 @@ and resumes from its safetensors checkpoint."""
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,6 +102,21 @@ def test_checkpoint_round_trip_restores_adam_state(tmp_path):
             assert torch.equal(torch.as_tensor(saved[index][key]), torch.as_tensor(loaded[index][key]))
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / 'missing.safetensors', fresh)
+
+
+def test_channels_last_trains_the_same_network(tmp_path):
+    # NHWC is a memory layout only: same losses to float rounding, and the saved weights load anywhere
+    plain = train(_tiny(tmp_path / 'plain', optim__epochs=1, train__eval_every=100))
+    nhwc = train(_tiny(tmp_path / 'nhwc', optim__epochs=1, train__eval_every=100, train__channels_last='true'))
+    a = [h['total'] for h in plain['history']]
+    b = [h['total'] for h in nhwc['history']]
+    assert len(a) == len(b) == 2
+    np.testing.assert_allclose(b, a, rtol=1e-3)
+    from hand_recon_ros.acr.weights import load_acr
+
+    loaded = load_acr(tmp_path / 'nhwc' / 'model.safetensors')
+    for key, value in loaded.state_dict().items():
+        assert value.is_contiguous(), key
 
 
 def test_resume_continues_epochs_and_steps(tmp_path):

@@ -28,6 +28,7 @@ __all__ = [
     'ACRLoss',
     'LossConfig',
     'center_focal_loss',
+    'side_exclusion_loss',
     'peak_positions',
     'select_hand_params',
 ]
@@ -49,7 +50,10 @@ PAPER_WEIGHTS = {
 # error| (m), 'normal' = mean |cos| between predicted edges and the ground-truth face normal. They need
 # ground-truth vertices (synthetic data; real samples carry has_vertices = False).
 MESH_TERMS = {'edge': 0.0, 'normal': 0.0}
-LOSS_TERMS = tuple(PAPER_WEIGHTS) + tuple(MESH_TERMS)
+# Optional, off by default: 'side_excl' penalises a pixel where both side maps fire more than the ground truth has
+# both sides there (one hand seen as a left and a right: the same-spot pairs of benchmarks/calibrate_threshold.py).
+EXTRA_TERMS = {'side_excl': 0.0}
+LOSS_TERMS = tuple(PAPER_WEIGHTS) + tuple(MESH_TERMS) + tuple(EXTRA_TERMS)
 _BONE_PARENT = torch.tensor([p for p, _ in BONES])
 _BONE_CHILD = torch.tensor([c for _, c in BONES])
 
@@ -65,7 +69,7 @@ class LossConfig:
     smooth_l1_beta: float = 0.01
 
     def __post_init__(self):
-        merged = {**PAPER_WEIGHTS, **MESH_TERMS}
+        merged = {**PAPER_WEIGHTS, **MESH_TERMS, **EXTRA_TERMS}
         unknown = sorted(set(self.weights) - set(merged))
         if unknown:
             raise ValueError(f'unknown loss weights {unknown}; known: {list(merged)}')
@@ -101,6 +105,21 @@ def center_focal_loss(
     neg_loss = -((1.0 - target) ** beta) * (p**alpha) * log_not_p * (1.0 - pos)
     per_map = (pos_loss + neg_loss).sum(dim=(-2, -1)) / pos.sum(dim=(-2, -1)).clamp_min(1.0)
     return per_map.mean()
+
+
+def side_exclusion_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, 2, h, w) centre logits and targets -> how much both side maps fire on the same pixels beyond what the
+    ground truth has there: sum over pixels of relu(p_left * p_right - t_left * t_right), per image divided by its
+    number of labelled peaks (1 when none), averaged. Zero for maps equal to the targets, also for overlapping pairs."""
+    if logits.shape != target.shape or logits.dim() != 4 or logits.shape[1] != 2:
+        raise ValueError(
+            f'logits and target must both be (B, 2, h, w), got {tuple(logits.shape)} and {tuple(target.shape)}'
+        )
+    p = torch.sigmoid(logits.float())
+    target = target.float()
+    excess = F.relu(p[:, 0] * p[:, 1] - target[:, 0] * target[:, 1])
+    peaks = (target >= 0.999).float().sum(dim=(1, 2, 3)).clamp_min(1.0)
+    return (excess.sum(dim=(-2, -1)) / peaks).mean()
 
 
 def peak_positions(center_targets: torch.Tensor) -> torch.Tensor:
@@ -204,6 +223,8 @@ class ACRLoss(torch.nn.Module):
         w = self.config.weights
         terms = {}
         terms['center'] = center_focal_loss(outputs['center_maps'], batch['center_maps'])
+        if w['side_excl'] > 0:
+            terms['side_excl'] = side_exclusion_loss(outputs['center_maps'], batch['center_maps'])
         # Real datasets have no part labels (all pixels ignore_index = -100): no term rather than a NaN mean.
         if w['seg'] > 0 and epoch < self.config.seg_epochs and bool((batch['seg'] != -100).any()):
             terms['seg'] = F.cross_entropy(outputs['segmentation'].float(), batch['seg'])

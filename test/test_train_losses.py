@@ -9,7 +9,7 @@ import torch
 from hand_recon_ros.acr.decoding import DecodeConfig
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.hand_model.model import load_hand_model
-from hand_recon_train.losses import ACRLoss, LossConfig, center_focal_loss, select_hand_params
+from hand_recon_train.losses import ACRLoss, LossConfig, center_focal_loss, select_hand_params, side_exclusion_loss
 from hand_recon_train.synth import SynthConfig, SynthDataset, SynthGenerator
 
 
@@ -218,3 +218,41 @@ def test_mesh_smoothness_terms_are_zero_for_the_true_mesh_and_grow_with_noise(ha
     assert float(loss._mesh_terms(gt + torch.tensor([0.1, 0.0, 0.0]), gt, 'right')['edge']) < 1e-6
     with pytest.raises(ValueError, match='unknown loss weights'):
         LossConfig(weights={'laplacian': 1.0})
+
+
+def _gaussian_map(h, w, cy, cx, sigma=1.5):
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * sigma**2))
+
+
+def _logit(p):
+    p = torch.as_tensor(p, dtype=torch.float32).clamp(1e-6, 1 - 1e-6)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def test_side_exclusion_is_zero_on_the_targets_and_charges_one_hand_seen_as_both_sides():
+    h = w = 16
+    one = np.zeros((1, 2, h, w), np.float32)
+    one[0, 0] = _gaussian_map(h, w, 8, 8)  # a left hand only
+    target = torch.from_numpy(one)
+    assert float(side_exclusion_loss(_logit(target), target)) < 1e-4
+    ghost = target.clone()
+    ghost[0, 1] = ghost[0, 0]  # the right map fires on the left hand too
+    logits = _logit(ghost).requires_grad_(True)
+    loss = side_exclusion_loss(logits, target)
+    assert float(loss.detach()) > 1.0
+    loss.backward()
+    assert float(logits.grad[0, 1, 8, 8]) > 0  # descent lowers the wrong side at the hand
+    # an overlapping pair: both targets share pixels, and predicting them exactly costs nothing
+    pair = np.zeros((1, 2, h, w), np.float32)
+    pair[0, 0] = _gaussian_map(h, w, 8, 7)
+    pair[0, 1] = _gaussian_map(h, w, 8, 10)
+    pair_t = torch.from_numpy(pair)
+    assert float(side_exclusion_loss(_logit(pair_t), pair_t)) < 1e-4
+    with pytest.raises(ValueError):
+        side_exclusion_loss(torch.zeros(1, 3, h, w), torch.zeros(1, 3, h, w))
+
+
+def test_side_exclusion_is_off_unless_weighted():
+    config = LossConfig.from_dict({'weights': {'side_excl': 80}})
+    assert config.weights['side_excl'] == 80.0 and LossConfig().weights['side_excl'] == 0.0

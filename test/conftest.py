@@ -1,5 +1,6 @@
 """Shared fixtures: per-worker ROS environment, a test-side rclpy context, and node subprocesses."""
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -109,3 +110,25 @@ def start_node(tmp_path):
     finally:
         for p in procs:
             p.stop()
+
+
+@contextlib.contextmanager
+def in_process_node(**parameters):
+    """The node in this process (own rclpy context, this worker's domain), not started (autostart false);
+    ``parameters`` are overrides by name. Destroyed and its context shut down on exit."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from hand_recon_ros.ros.node import HandReconNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ['ROS_DOMAIN_ID']))
+    node = None
+    try:
+        overrides = {'autostart': False, **parameters}
+        node = HandReconNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        yield node
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)

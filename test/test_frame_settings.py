@@ -1,6 +1,5 @@
 """Per-frame parameters reach the worker as one snapshot, rebuilt on change and pushed into the core when changed."""
 
-import os
 import time
 
 import pytest
@@ -32,23 +31,10 @@ def test_node_rebuilds_the_snapshot_on_change_and_pushes_the_runtime_once(ros):
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    from hand_recon_ros.ros.node import HandReconNode
-
+    from conftest import in_process_node
     from test_node_e2e import make_image
 
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(os.environ['ROS_DOMAIN_ID']))
-    node = None
-    try:
-        node = HandReconNode(
-            context=ctx,
-            parameter_overrides=[
-                Parameter('autostart', value=False),
-                Parameter('weights', value='untrained'),
-                Parameter('network.input_size', value=128),
-                Parameter('refinement.enabled', value=False),
-            ],
-        )
+    with in_process_node(**{'weights': 'untrained', 'network.input_size': 128, 'refinement.enabled': False}) as node:
         before = node.frame_settings
         assert before.runtime.detection_threshold == PARAMETERS['detection_threshold'].default
         assert node.set_parameters([Parameter('detection_threshold', value=0.6)])[0].successful
@@ -75,7 +61,3 @@ def test_node_rebuilds_the_snapshot_on_change_and_pushes_the_runtime_once(ros):
         node._process((make_image(stamp_sec=104, seed=4), time.monotonic()))
         assert len(calls) == 2 and rec.detection_threshold == 0.2
         assert node.status.published == 4
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=ctx)

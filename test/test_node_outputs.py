@@ -83,25 +83,14 @@ def test_qos_overrides_given_as_parameters_change_the_publishers_qos(ros, start_
 
 def test_qos_overrides_set_depth_and_history_of_the_node_own_publishers():
     """In this process: depth and history, which discovery does not carry, read from the publishers."""
-    import os
+    from conftest import in_process_node
 
-    from rclpy.parameter import Parameter
-
-    from hand_recon_ros.ros.node import HandReconNode
-
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(os.environ['ROS_DOMAIN_ID']))
-    node = None
-    try:
-        node = HandReconNode(
-            context=ctx,
-            parameter_overrides=[
-                Parameter('autostart', value=False),
-                Parameter('qos_overrides./hand_recon/hands.publisher.depth', value=2),
-                Parameter('qos_overrides./hand_recon/debug_image.publisher.history', value='keep_all'),
-                Parameter('qos_overrides./diagnostics.publisher.reliability', value='best_effort'),
-            ],
-        )
+    overrides = {
+        'qos_overrides./hand_recon/hands.publisher.depth': 2,
+        'qos_overrides./hand_recon/debug_image.publisher.history': 'keep_all',
+        'qos_overrides./diagnostics.publisher.reliability': 'best_effort',
+    }
+    with in_process_node(**overrides) as node:
         assert node.outputs is None
         assert node.trigger_configure() == rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
         out = node.outputs
@@ -115,10 +104,6 @@ def test_qos_overrides_set_depth_and_history_of_the_node_own_publishers():
         assert node.outputs is None
         assert node.trigger_configure() == rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
         assert node.outputs.hands.qos_profile.depth == 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
 
 
 def test_an_invalid_qos_override_fails_configure_with_the_reason(ros, start_node):

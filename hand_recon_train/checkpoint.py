@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-__all__ = ['CHECKPOINT_NAME', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['CHECKPOINT_NAME', 'save_checkpoint', 'load_checkpoint', 'read_checkpoint_state']
 
 CHECKPOINT_NAME = 'checkpoint.safetensors'
 
@@ -30,17 +30,43 @@ def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, model, optimizer=None) -> dict:
-    """Restore model (and optimizer) from :func:`save_checkpoint`; returns the saved ``state`` dict."""
+def _checkpoint_file(path: Path) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f'no checkpoint at {path}')
-    with safe_open(str(path), framework='pt') as handle:
-        meta = json.loads((handle.metadata() or {}).get('checkpoint', 'null') or 'null')
-        if not isinstance(meta, dict):
-            raise ValueError(f'{path} is not a hand_recon_train checkpoint (no checkpoint metadata)')
+    return path
+
+
+def _open_checkpoint(path: Path):
+    try:
+        return safe_open(str(path), framework='pt')
+    except Exception as error:  # safetensors raises its own error type for a damaged header
+        raise ValueError(
+            f'{path} is not a readable checkpoint ({error}); resume from an earlier copy or restart'
+        ) from error
+
+
+def _checkpoint_meta(handle, path: Path) -> dict:
+    meta = json.loads((handle.metadata() or {}).get('checkpoint', 'null') or 'null')
+    if not isinstance(meta, dict):
+        raise ValueError(f'{path} is not a hand_recon_train checkpoint (no checkpoint metadata)')
+    return meta
+
+
+def read_checkpoint_state(path: Path) -> dict:
+    """The saved ``state`` (epoch, step, config) of a checkpoint, without reading its tensors."""
+    path = _checkpoint_file(path)
+    with _open_checkpoint(path) as handle:
+        return _checkpoint_meta(handle, path)['state']
+
+
+def load_checkpoint(path: Path, model, optimizer=None) -> dict:
+    """Restore model (and optimizer) from :func:`save_checkpoint`; returns the saved ``state`` dict."""
+    path = _checkpoint_file(path)
+    with _open_checkpoint(path) as handle:
+        meta = _checkpoint_meta(handle, path)
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
     model_state = {k[len('model.') :]: v for k, v in tensors.items() if k.startswith('model.')}
     from hand_recon_ros.acr.weights import check_state_dict

@@ -1,6 +1,7 @@
 """Ship a trained run: fp16 safetensors + config JSON + manifest entry that the node loads.
 
     python -m hand_recon_train.export out/train/default_cpu --out models/acr_default.safetensors
+    python -m hand_recon_train.export out/train/real_cpu_s5 --checkpoint --out /tmp/epoch.safetensors   # mid-run look
 
 Floating-point tensors are stored as float16 (half the size; the node loads them into its float32 or
 reduced-precision network); integer buffers stay as they are. The JSON next to the weights carries the
@@ -66,12 +67,50 @@ def export_fp16(run_dir, out_path, description=None):
     return document
 
 
+def export_checkpoint(run_dir, out_path):
+    """Write the network of a run's latest checkpoint (a run still training, or an interrupted one) as float32
+    weights the node and the benchmarks load, to look at a run before it ends; returns the saved ``extra``.
+    Not for shipping: no manifest, no training chain."""
+    from hand_recon_ros.acr.network import build_acr
+    from hand_recon_ros.acr.weights import save_acr
+
+    from .checkpoint import CHECKPOINT_NAME, load_checkpoint, read_checkpoint_state
+
+    checkpoint = Path(run_dir) / CHECKPOINT_NAME
+    state = read_checkpoint_state(checkpoint)
+    model_cfg = (state.get('config') or {}).get('model') or {}
+    if 'preset' not in model_cfg or 'input_size' not in model_cfg:
+        raise ValueError(f'{checkpoint} does not record its model config (model.preset, model.input_size)')
+    model = build_acr(
+        model_cfg['preset'], input_size=int(model_cfg['input_size']), **(model_cfg.get('overrides') or {})
+    )
+    load_checkpoint(checkpoint, model)
+    extra = {
+        'description': (
+            f'checkpoint of {Path(run_dir).name} after epoch {int(state["next_epoch"]) - 1}, '
+            f'step {int(state["step"])} (intermediate, not shipped)'
+        ),
+        'checkpoint_step': int(state['step']),
+    }
+    save_acr(model, out_path, extra=extra)
+    return extra
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('run_dir')
     parser.add_argument('--out', default='models/acr_default.safetensors')
     parser.add_argument('--description', default=None)
+    parser.add_argument(
+        '--checkpoint',
+        action='store_true',
+        help="write the latest checkpoint's network (float32, for a look at a run still training) instead of shipping",
+    )
     args = parser.parse_args(argv)
+    if args.checkpoint:
+        extra = export_checkpoint(args.run_dir, args.out)
+        print(f"wrote {args.out}: {extra['description']}")
+        return 0
     doc = export_fp16(args.run_dir, args.out, args.description)
     size_mb = Path(args.out).stat().st_size / 1e6
     print(

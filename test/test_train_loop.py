@@ -211,3 +211,33 @@ def test_warm_start_from_an_exported_model_keeps_its_training_stages(tiny_run, t
         'created_utc': None,
         'sha256': sha256_of(other),
     }
+
+
+def test_checkpoint_export_gives_the_running_network_to_the_node(tiny_run, tmp_path):
+    from hand_recon_train.export import main as export_main
+
+    out, _, _ = tiny_run
+    looked_at = tmp_path / 'epoch.safetensors'
+    assert export_main([str(out), '--checkpoint', '--out', str(looked_at)]) == 0
+    exported = load_acr(looked_at)
+    assert exported.config.input_size == 128
+    reference = build_acr('acr_light', input_size=128)
+    load_checkpoint(out, reference)
+    exported.eval(), reference.eval()
+    image = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, b = exported(image), reference(image)
+    torch.testing.assert_close(a['params'], b['params'])
+    description = json.loads(looked_at.with_suffix('.json').read_text())['extra']['description']
+    assert 'after epoch 7' in description and 'not shipped' in description
+
+
+def test_checkpoint_export_refuses_a_folder_without_a_checkpoint(tmp_path):
+    from hand_recon_train.export import export_checkpoint
+
+    with pytest.raises(FileNotFoundError, match='no checkpoint'):
+        export_checkpoint(tmp_path, tmp_path / 'x.safetensors')
+    (tmp_path / 'checkpoint.safetensors').write_bytes(b'not a safetensors file')
+    with pytest.raises(ValueError, match='not a readable checkpoint'):
+        export_checkpoint(tmp_path, tmp_path / 'x.safetensors')
+    assert not (tmp_path / 'x.safetensors').exists()

@@ -40,8 +40,19 @@ def main(argv=None) -> int:
     p.add_argument('--no-mediapipe', action='store_true')
     p.add_argument('--fit', action='store_true', help='add MediaPipe + hand-model fit (3D)')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'])
+    p.add_argument(
+        '--threshold',
+        type=float,
+        nargs='*',
+        default=[],
+        help='centre-map threshold: one for every --weights, or one per --weights (default: the shipped one)',
+    )
+    p.add_argument('--min-side-share', type=float, default=None, help='minimum side share (default: the shipped one)')
     p.add_argument('--out', type=Path, default=REPO / 'out/bench/real')
     args = p.parse_args(argv)
+    if len(args.threshold) not in (0, 1, len(args.weights)):
+        p.error(f'--threshold takes one value or one per --weights ({len(args.weights)}), got {len(args.threshold)}')
+    thresholds = args.threshold * len(args.weights) if len(args.threshold) == 1 else args.threshold
 
     frames_by_set = {}
     if 'annotated' in args.sets:
@@ -70,7 +81,14 @@ def main(argv=None) -> int:
         name = 'acr (shipped)' if not w else f'acr:{Path(w).parent.name or Path(w).stem}'
         if len(args.weights) > 1 and name in [m.name for m in methods]:
             name += f'#{i}'
-        methods.append(rb.AcrMethod(w, name=name, precision=args.precision))
+        threshold = thresholds[i] if thresholds else None
+        if threshold is not None:
+            name += f'@{threshold:g}'
+        methods.append(
+            rb.AcrMethod(
+                w, name=name, precision=args.precision, threshold=threshold, min_side_share=args.min_side_share
+            )
+        )
     if not args.no_mediapipe:
         if rb.teacher_available():
             args.out.mkdir(parents=True, exist_ok=True)

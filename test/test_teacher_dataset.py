@@ -92,3 +92,39 @@ def test_trainer_mixes_teacher_photos_with_synthetic_data(labels, tmp_path):
     manifest = json.loads((tmp_path / 'run' / 'manifest.json').read_text())
     assert manifest['data']['real'][0]['type'] == 'teacher'
     assert np.isfinite(result['history'][-1]['total'])
+
+
+def test_zoomed_samples_crop_around_a_hand_and_keep_its_keypoints(labels):
+    path, _ = labels
+    plain = TeacherDataset(TRAIN_ROOT, 'train', input_size=128, labels=str(path))
+    zoom = TeacherDataset(TRAIN_ROOT, 'train', input_size=128, labels=str(path), zoom_prob=1.0, seed=3)
+    assert len(zoom) == 4 * len(plain)  # several crops per frame
+    one = next(i for i in range(len(plain)) if len(plain.annotations[i]['hands']) == 1)
+    extent_plain = np.ptp(plain[one]['joints_2d'][1].numpy(), axis=0).max()
+    extents = []
+    for index in range(one, len(zoom), len(plain)):
+        s = zoom[index]
+        assert s['valid'].tolist() == [False, True]
+        # a crop of the photo: the hand never spans less of the network input, and mostly far more
+        extents.append(np.ptp(s['joints_2d'][1][s['joints_vis'][1]].numpy(), axis=0).max())
+        assert extents[-1] >= 0.99 * extent_plain
+        assert (s['joints_2d'][1][s['joints_vis'][1]].abs() <= 1).all()
+        peak = np.unravel_index(int(s['center_maps'][1].argmax()), s['center_maps'][1].shape)
+        kp = (s['joints_2d'][1][s['joints_vis'][1]].mean(0).numpy() + 1) / 2 * 16
+        assert abs(peak[1] - kp[0]) < 3 and abs(peak[0] - kp[1]) < 3
+    assert max(extents) > 1.5 * extent_plain
+    # seeded: the same index gives the same crop; the window lies inside the photo around the hand
+    assert torch.equal(zoom[one]['image'], zoom[one]['image'])
+    im = zoom.annotations[one]
+    window = zoom.zoom_window(im, (480, 640), np.random.default_rng(0))
+    kp = np.asarray(im['hands'][0]['keypoints'])
+    x0, y0, x1, y1 = window
+    assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 480
+    assert x0 <= np.median(kp[:, 0]) <= x1 and y0 <= np.median(kp[:, 1]) <= y1
+
+
+def test_zoom_options_are_checked(labels):
+    path, _ = labels
+    for bad in ({'zoom_prob': 1.5}, {'zoom_context': (0.5, 2.0)}, {'zoom_context': (3.0, 2.0)}, {'length': 0}):
+        with pytest.raises(ValueError):
+            TeacherDataset(TRAIN_ROOT, 'train', input_size=128, labels=str(path), **bad)

@@ -69,7 +69,9 @@ class AugmentConfig:
     ``rotation_deg``: roll uniform in [-r, r] with probability ``rotation_prob``; ``scale_range``: zoom factor
     drawn log-uniformly (> 1 = closer); ``brightness`` / ``contrast`` / ``saturation``: factors in [1-x, 1+x];
     ``hue_deg``: hue rotation in [-h, h]; ``motion_blur_prob`` / ``motion_blur_max_px``: a linear blur kernel of
-    3..max pixels at a random angle (the DIR supplement's motion-blur practice).
+    3..max pixels at a random angle (the DIR supplement's motion-blur practice); ``grayscale_prob``: the image becomes
+    its luminance in all three channels (monochrome and IR robot cameras; drawn only when > 0, so configs without it
+    keep their random draws).
     """
 
     enabled: bool = False
@@ -84,9 +86,10 @@ class AugmentConfig:
     hue_deg: float = 8.0
     motion_blur_prob: float = 0.0
     motion_blur_max_px: int = 9
+    grayscale_prob: float = 0.0
 
     def __post_init__(self):
-        for name in ('flip_prob', 'rotation_prob', 'colour_prob', 'motion_blur_prob'):
+        for name in ('flip_prob', 'rotation_prob', 'colour_prob', 'motion_blur_prob', 'grayscale_prob'):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ValueError(f'augment.{name} must be a probability in [0, 1], got {value!r}')
@@ -216,7 +219,8 @@ def augment_sample(item: dict, rng: np.random.Generator, cfg: AugmentConfig, nor
     geometric = flip or theta != 0.0 or scale != 1.0
     do_colour = bool(rng.uniform() < cfg.colour_prob)
     do_blur = bool(rng.uniform() < cfg.motion_blur_prob)
-    if not (geometric or do_colour or do_blur):
+    do_gray = cfg.grayscale_prob > 0 and bool(rng.uniform() < cfg.grayscale_prob)
+    if not (geometric or do_colour or do_blur or do_gray):
         return out
 
     rgb = _to_pixels(item['image'], normalization)
@@ -233,6 +237,8 @@ def augment_sample(item: dict, rng: np.random.Generator, cfg: AugmentConfig, nor
         rgb = _colour(rgb, content, rng, cfg)
     if do_blur:
         rgb = _motion_blur(rgb, rng, cfg.motion_blur_max_px)
+    if do_gray:
+        rgb = np.repeat((rgb @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=-1)
     rgb = np.clip(rgb, 0.0, 255.0)
     rgb[~content] = 0.0
     out['image'] = _from_pixels(rgb, normalization)

@@ -140,6 +140,31 @@ def test_colour_and_blur_keep_the_bars_black_and_labels_untouched(synth):
         assert torch.equal(out[key], item[key])
 
 
+def test_grayscale_gives_equal_channels_and_keeps_labels_and_other_draws(synth):
+    item = synth[0]
+    cfg = AugmentConfig(
+        enabled=True, flip_prob=0.0, rotation_prob=0.0, scale_range=(1.0, 1.0), colour_prob=0.0, grayscale_prob=1.0
+    )
+    out = augment_sample(item, np.random.default_rng(1), cfg, synth.normalization)
+    # back to pixels: the three channels are one luminance image, not the input
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    rgb = out['image'] * std + mean
+    assert torch.allclose(rgb[0], rgb[1], atol=1e-4) and torch.allclose(rgb[1], rgb[2], atol=1e-4)
+    assert not torch.allclose(out['image'], item['image'], atol=0.05)
+    for key in ('seg', 'center_maps', 'joints_3d', 'joints_2d', 'K'):
+        assert torch.equal(out[key], item[key])
+    # grayscale_prob 0 draws nothing: a config without it keeps its earlier random draws
+    plain = AugmentConfig(enabled=True)
+    a = augment_sample(item, np.random.default_rng(5), plain, synth.normalization)
+    b = augment_sample(
+        item, np.random.default_rng(5), AugmentConfig(enabled=True, grayscale_prob=0.0), synth.normalization
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match='probability'):
+        AugmentConfig(grayscale_prob=2.0)
+
+
 def test_disabled_is_identity_and_draws_are_deterministic(synth):
     item = synth[1]
     assert augment_sample(item, np.random.default_rng(0), AugmentConfig(), synth.normalization) is item

@@ -46,6 +46,7 @@ from hand_recon_ros.runtime import (
     autocast_dtype,
     cpu_has_native_bf16,
     resolve_device,
+    resolve_precision,
     sha256_of,
     single_intra_op_thread,
 )
@@ -64,7 +65,7 @@ class PipelineConfig:
     input_size: int = 256  # only for the untrained network
     mano_dir: str | None = None
     device: str = 'auto'
-    precision: str = 'fp32'
+    precision: str = 'auto'  # auto: bf16 where the CPU computes it natively, else fp32 (runtime.resolve_precision)
     num_threads: int = 0
     detection_threshold: float = DETECTION_THRESHOLD
     min_side_share: float = MIN_SIDE_SHARE  # drop a peak whose side holds less of the two maps there
@@ -418,7 +419,7 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
     log = logger or LOG
     warn = getattr(log, 'warning', None) or log.warn
     device = resolve_device(config.device)
-    autocast_dtype(config.precision, device)
+    precision = resolve_precision(config.precision, device)
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     from hand_recon_ros.hand_model.model import load_hand_model
@@ -459,11 +460,11 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
                 'no trained IHMR-MLP weights: the refinement runs untrained (its verification rejects any '
                 'candidate that is worse, so it cannot make results worse)'
             )
-    if device.type == 'cpu' and config.precision == 'fp32' and cpu_has_native_bf16():
+    if device.type == 'cpu' and precision == 'fp32' and cpu_has_native_bf16():
         info = getattr(log, 'info', None) or warn
         info(
-            'this CPU computes bf16 natively: precision bf16 runs the network 1.3-1.8x faster with the same '
-            'accuracy on the held-out synthetic split (README "Benchmarks"); fp32 stays the default'
+            'this CPU computes bf16 natively: precision bf16 (or auto, the default) runs the network 1.3-1.8x '
+            'faster with the same accuracy (README "Benchmarks")'
         )
     hand_model = load_hand_model(config.mano_dir, device=device)
     if hand_model.is_standin:
@@ -472,7 +473,7 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         network,
         hand_model,
         device,
-        config.precision,
+        precision,
         weights_file,
         sha,
         description,

@@ -270,6 +270,18 @@ def test_replay_matches_untouched_outputs_and_flags_changed_ones(tmp_path, offli
     assert data['replay']['summary']['weights_match_recorded'] is True
 
 
+def test_replay_runs_the_recorded_precision():
+    assert bag_eval.replay_precision({'precision': 'bf16'}, 'cpu') == 'bf16'
+    assert bag_eval.replay_precision({'precision': 'fp32'}, 'cpu') == 'fp32'
+    # a GPU recording replayed on a CPU, or a bag without the model info: the automatic choice
+    assert bag_eval.replay_precision({'precision': 'fp16'}, 'cpu') == 'auto'
+    assert bag_eval.replay_precision(None, 'cpu') == 'auto'
+    config = bag_eval.pipeline_config(bag_eval.ReplayOptions(device='cpu'), {'precision': 'fp32', 'network': ''})
+    assert config.precision == 'fp32'
+    config = bag_eval.pipeline_config(bag_eval.ReplayOptions(device='cpu', precision='bf16'), {'precision': 'fp32'})
+    assert config.precision == 'bf16'
+
+
 # ---------------------------------------------------------------------------------------------- real DDS
 @pytest.mark.ros
 def test_bag_recorded_over_dds_reads_back_with_mcap_ros2_and_evaluates(ros, tmp_path):

@@ -172,6 +172,25 @@ def test_bf16_precision_on_cpu_and_fp16_refused():
         create_reconstructor(PipelineConfig(device='cpu', precision='fp16'))
 
 
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    from hand_recon_ros import runtime
+
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    monkeypatch.setattr(runtime, 'cpu_has_native_bf16', lambda: True)
+    assert runtime.resolve_precision('auto', cpu) == 'bf16'
+    assert runtime.resolve_precision('auto', cuda) == 'fp32'  # fp16 on a GPU is asked for, never automatic
+    monkeypatch.setattr(runtime, 'cpu_has_native_bf16', lambda: False)
+    assert runtime.resolve_precision('auto', cpu) == 'fp32'
+    assert runtime.resolve_precision('bf16', cpu) == 'bf16'
+    with pytest.raises(ValueError, match='fp16 needs CUDA'):
+        runtime.resolve_precision('fp16', cpu)
+    with pytest.raises(ValueError, match='precision must be'):
+        runtime.resolve_precision('fp8', cpu)
+    # the model info names the precision that runs, never 'auto'
+    rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=64))
+    assert PipelineConfig().precision == 'auto' and rec.info()['precision'] == 'fp32'
+
+
 def test_bf16_keeps_the_shipped_models_answers():
     """precision bf16 (autocast over the network only) against fp32 with the shipped trained model on synthetic
     hand frames: same detections and scores, hand shape and 2D keypoints within fractions of a mm / px."""

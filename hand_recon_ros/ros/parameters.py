@@ -75,7 +75,13 @@ _TABLE = (
         'mano_dir', '', 'folder with MANO_RIGHT.pkl/MANO_LEFT.pkl; empty = $HAND_RECON_MANO_DIR or stand-in', 'activate'
     ),
     _P('device', 'auto', 'auto | cpu | cuda | cuda:N', 'activate', pattern=r'auto|cpu|cuda(:[0-9]{1,2})?'),
-    _P('precision', 'fp32', 'inference precision', 'activate', choices=('fp32', 'fp16', 'bf16')),
+    _P(
+        'precision',
+        'auto',
+        'inference precision (auto: bf16 on a CPU with native bf16, else fp32)',
+        'activate',
+        choices=('auto', 'fp32', 'fp16', 'bf16'),
+    ),
     _P('num_threads', 0, 'torch CPU threads (0 = default)', 'activate', low=0, high=256),
     _P(
         'detection_threshold',

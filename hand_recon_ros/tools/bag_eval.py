@@ -451,7 +451,7 @@ def ground_truth_metrics(outputs: Iterable[ArrayRecord], gt_by_stamp: Mapping[in
 class ReplayOptions:
     weights: str = ''
     device: str = 'auto'
-    precision: str = 'fp32'
+    precision: str = ''  # '' = what the bag's hand_model_info records (bf16 and fp32 differ in the last digits)
     mano_dir: str | None = None
     detection_threshold: float = DETECTION_THRESHOLD
     min_side_share: float = MIN_SIDE_SHARE
@@ -469,7 +469,7 @@ def pipeline_config(options: ReplayOptions, model_info: dict[str, Any] | None) -
     config = PipelineConfig(
         weights=options.weights,
         device=options.device,
-        precision=options.precision,
+        precision=options.precision or replay_precision(model_info, options.device),
         mano_dir=options.mano_dir,
         detection_threshold=options.detection_threshold,
         min_side_share=options.min_side_share,
@@ -485,6 +485,19 @@ def pipeline_config(options: ReplayOptions, model_info: dict[str, Any] | None) -
         if size.isdigit():
             config.input_size = int(size)
     return config
+
+
+def replay_precision(model_info: dict[str, Any] | None, device: str) -> str:
+    """The precision the node ran (its hand_model_info), so a replay reproduces it; 'auto' when the bag does not
+    say, or says fp16 and the replay has no CUDA device."""
+    from hand_recon_ros.runtime import resolve_device
+
+    recorded = str((model_info or {}).get('precision') or '')
+    if recorded not in ('fp32', 'fp16', 'bf16'):
+        return 'auto'
+    if recorded == 'fp16' and resolve_device(device).type != 'cuda':
+        return 'auto'
+    return recorded
 
 
 def _image_to_bgr(msg: Any, msgtype: str) -> np.ndarray:
@@ -795,7 +808,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("replay (the node's model settings; the bag does not record parameters)")
     g.add_argument('--weights', default='', help="safetensors file ('' = shipped default / recorded untrained net)")
     g.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
-    g.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'))
+    g.add_argument(
+        '--precision',
+        default='',
+        choices=('', 'auto', 'fp32', 'fp16', 'bf16'),
+        help="default: the precision the bag's hand_model_info records (else auto)",
+    )
     g.add_argument('--mano-dir', default=None)
     g.add_argument('--detection-threshold', type=float, default=DETECTION_THRESHOLD)
     g.add_argument('--min-side-share', type=float, default=MIN_SIDE_SHARE)

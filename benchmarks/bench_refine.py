@@ -8,16 +8,22 @@ Scenes (two stand-in hands laid palm over palm, 0.5 m from the camera; see test/
   worst_case   same pair, stage MLPs that move every factor 20 % toward the joint head's hand, so all five
                stages pass the joint check and need a collision check (upper bound for trained MLPs)
   joint_head   the joint head's forward pass alone (B = 1)
-Then IHMR-OPT (default OptConfig: 4 stages x 40 Adam steps) on the pushed pair.
+  shipped_all / shipped_auto   the pushed pair through the shipped trained refiner (models/ihmr_default) and its
+               joint head, every stage / the stages its held-out pairs accepted (refinement.stages: auto)
+Then IHMR-OPT (default OptConfig: 4 stages x 40 Adam steps) on the pushed pair. With ``--heldout N``: the
+shipped refiner on the first N held-out pairs of its own training config (real ACR features of rendered close and
+interacting pairs, `ihmr_cpu` validation seed), one pair at a time, every stage against `auto`: ms per pair and
+whether the published results differ.
 Target (issue 5): MLP refinement < 15 ms per frame for a close pair on this CPU.
 
-    .venv/bin/python benchmarks/bench_refine.py [--runs 30] [--opt-runs 2] [--threads 1]
+    .venv/bin/python benchmarks/bench_refine.py [--runs 30] [--opt-runs 2] [--threads 1] [--weights FILE]
 """
 
 import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
 
 from hand_recon_ros.hand_model.model import load_hand_model
@@ -62,6 +68,74 @@ def time_refine(refiner, state, feature, head, runs):
     return totals, parts, names
 
 
+def shipped_rows(args, hm, state, feature):
+    """The trained refiner on the pushed pair: all stages, then the stages resolve_stages('auto') keeps."""
+    from hand_recon_ros.acr.factory import find_shipped
+    from hand_recon_ros.refine.refiner import resolve_stages
+    from hand_recon_ros.refine.weights import build_from_weights
+
+    path = args.weights or find_shipped('ihmr_default.safetensors')
+    if not path:
+        print('shipped_*     no trained refiner found')
+        return
+    refiner, joint_head, document = build_from_weights(path, hand_model=hm)
+    with torch.no_grad():
+        head = joint_head(feature)
+    rates = (document.get('extra') or {}).get('metrics', {}).get('accept_rate')
+    for spec in ('all', 'auto'):
+        refiner.set_stages(resolve_stages(spec, rates))
+        totals, parts, names = time_refine(refiner, state, feature, head, args.runs)
+        detail = '  '.join(f'{k[7:]} {statistics.median(v):.2f}' for k, v in parts.items() if k != 'refine_total')
+        print(
+            f'{"shipped_" + spec:12s} {stats(totals)}   accepted {names or "-"}   [{detail}]  stages {refiner.stages}'
+        )
+
+
+def heldout_rows(args, hm):
+    """Per-pair refinement time on held-out pairs with the real network's features: all stages vs auto."""
+    from hand_recon_ros.acr.factory import find_shipped
+    from hand_recon_ros.refine.refiner import resolve_stages
+    from hand_recon_ros.refine.weights import build_from_weights
+    from hand_recon_ros.runtime import sha256_of
+    from hand_recon_train import train_ihmr as ti
+
+    path = args.weights or find_shipped('ihmr_default.safetensors')
+    refiner, joint_head, document = build_from_weights(path, hand_model=hm)
+    acr = (document.get('extra') or {}).get('acr_sha256', '')
+    acr_path = find_shipped('acr_default.safetensors')
+    config = ti.load_ihmr_config('ihmr_cpu', [f'acr.weights={acr_path}'])
+    network = ti.build_acr_for_features(config, torch.device('cpu'))
+    split = ti.prepare_split(config, config.data.val_seed, args.heldout, network, hm, torch.device('cpu'))
+    head = ti.joint_head_outputs(joint_head, split, False)
+    rates = (document.get('extra') or {}).get('metrics', {}).get('accept_rate')
+    n = len(split['index'])
+    print(f'held-out pairs: {n} (refiner for ACR {acr[:12]}, running ACR {sha256_of(acr_path)[:12]})')
+    results = {}
+    for spec in ('all', 'auto'):
+        refiner.set_stages(resolve_stages(spec, rates))
+        times, vecs, accepted, parts = [], [], [], {}
+        for _ in range(2):  # the first pass warms up; the second is timed
+            times.clear(), vecs.clear(), accepted.clear(), parts.clear()
+            for i in range(n):
+                sl = slice(i, i + 1)
+                t = time.perf_counter()
+                vec, acc, timings = refiner.refine_batch(
+                    split['init_vec'][sl], split['feature'][sl], {k: v[sl] for k, v in head.items()}
+                )
+                times.append((time.perf_counter() - t) * 1e3)
+                vecs.append(vec), accepted.append(acc)
+                for k, v in timings.items():
+                    parts.setdefault(k, []).append(v)
+        results[spec] = torch.cat(vecs), np.concatenate(accepted)
+        print(
+            f'heldout_{spec:5s} {stats(times)}   mean {statistics.mean(times):6.2f} ms   '
+            f'accepted per stage {results[spec][1].sum(0).tolist()}   stages {refiner.stages}'
+        )
+        print('             mean ' + '  '.join(f'{k[7:]} {statistics.mean(v):.2f}' for k, v in parts.items()))
+    same = torch.equal(results['all'][0], results['auto'][0])
+    print(f'auto publishes the same refined hands as all on these pairs: {same}')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--runs', type=int, default=30)
@@ -72,6 +146,8 @@ def main():
         default=1,
         help='torch threads (0 = torch default; tiny ops: 1 is fastest on a shared small CPU)',
     )
+    ap.add_argument('--heldout', type=int, default=0, help='time the shipped refiner on N held-out pairs (0: skip)')
+    ap.add_argument('--weights', default='', help="trained refiner for the shipped_* rows ('' = the shipped one)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -124,6 +200,10 @@ def main():
     totals, parts, names = time_refine(worst, pushed, feature, head_from(truth, hm), args.runs)
     detail = '  '.join(f'{k[7:]} {statistics.median(v):.2f}' for k, v in parts.items() if k != 'refine_total')
     print(f'{"worst_case":12s} {stats(totals)}   accepted {names or "-"}   [{detail}]')
+
+    shipped_rows(args, hm, pushed, feature)
+    if args.heldout > 0:
+        heldout_rows(args, hm)
 
     config = OptConfig()
     head = head_from(pair(0.055), hm)

@@ -74,6 +74,7 @@ class PipelineConfig:
     refine: bool = False  # IHMR-MLP refinement for close two-hand pairs (README: off by default, why)
     refine_gate_m: float = 0.3  # ... only when the wrists are closer than this
     refine_weights: str = ''  # IHMR-MLP weights; '' = models/ihmr_default.safetensors if shipped
+    refine_stages: str = 'auto'  # auto: the stages the weights' held-out pairs ever accepted (refiner.resolve_stages)
     seed: int = 0
 
 
@@ -96,6 +97,7 @@ class HandReconstructor:
         refine_gate_m: float = 0.3,
         refine_weights: str | Path | None = None,
         min_side_share: float = MIN_SIDE_SHARE,
+        refine_stages: str = 'auto',
     ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
@@ -119,6 +121,7 @@ class HandReconstructor:
         self.refiner = build_refiner(feature_dim, hand_model=hand_model, gate_m=self.refine_gate_m).eval()
         self.refine_weights_file, self.refine_weights_sha256 = '', ''
         self.refine_acr_sha256 = ''  # the ACR whose features the refiner was trained on ('' = not recorded)
+        self.refine_accept_rates: dict[str, float] = {}  # held-out acceptance per stage, recorded with the weights
         if refine_weights is not None:
             from hand_recon_ros.refine.weights import load_refiner_weights
 
@@ -126,6 +129,10 @@ class HandReconstructor:
             self.refiner.eval(), self.joint_head.eval()
             self.refine_weights_file, self.refine_weights_sha256 = str(refine_weights), sha256_of(refine_weights)
             self.refine_acr_sha256 = str((document.get('extra') or {}).get('acr_sha256') or '')
+            metrics = (document.get('extra') or {}).get('metrics') or {}
+            self.refine_accept_rates = dict(metrics.get('accept_rate') or {})
+        self.refine_stages_spec = ''
+        self.set_runtime(refine_stages=refine_stages)
 
     def refiner_matches_network(self) -> bool | None:
         """Whether the refiner was trained on this network's features (None: no weights or no record)."""
@@ -142,7 +149,14 @@ class HandReconstructor:
         refine: bool | None = None,
         refine_gate_m: float | None = None,
         min_side_share: float | None = None,
+        refine_stages: str | None = None,
     ) -> None:
+        """Change the per-frame settings; a bad ``refine_stages`` raises ValueError and changes nothing."""
+        if refine_stages is not None:
+            from hand_recon_ros.refine import resolve_stages
+
+            self.refiner.set_stages(resolve_stages(refine_stages, self.refine_accept_rates))
+            self.refine_stages_spec = refine_stages
         if detection_threshold is not None:
             self.detection_threshold = float(detection_threshold)
         if min_side_share is not None:
@@ -185,6 +199,7 @@ class HandReconstructor:
             'precision': self.precision,
             'refine_weights_file': self.refine_weights_file,
             'refine_weights_sha256': self.refine_weights_sha256,
+            'refine_stages': list(self.refiner.stages),
             'num_vertices': int(
                 self.hand_model.num_vertices if hasattr(self.hand_model, 'num_vertices') else conventions.NUM_VERTICES
             ),
@@ -484,6 +499,7 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         config.refine_gate_m,
         refine_path,
         min_side_share=config.min_side_share,
+        refine_stages=config.refine_stages,
     )
     if reconstructor.refiner_matches_network() is False:
         warn(

@@ -2,6 +2,7 @@
 
     python -m hand_recon_train.export out/train/default_cpu --out models/acr_default.safetensors
     python -m hand_recon_train.export out/train/real_cpu_s5 --checkpoint --out /tmp/epoch.safetensors   # mid-run look
+    python -m hand_recon_train.export out/train_ihmr/cpu --refiner --out models/ihmr_default.safetensors
 
 Floating-point tensors are stored as float16 (half the size; the node loads them into its float32 or
 reduced-precision network); integer buffers stay as they are. The JSON next to the weights carries the
@@ -67,6 +68,30 @@ def export_fp16(run_dir, out_path, description=None):
     return document
 
 
+def export_refiner_fp16(run_dir, out_path):
+    """Ship a trained IHMR-MLP refiner (``train_ihmr`` run folder or its refiner.safetensors): float tensors as
+    float16, the training document kept, plus the hash of the float32 file it came from; returns the document."""
+    from hand_recon_ros.refine.weights import _METADATA_KEY as REFINER_KEY
+    from hand_recon_ros.refine.weights import read_refiner_document
+
+    source, out_path = Path(run_dir), Path(out_path)
+    if source.is_dir():
+        source = source / 'refiner.safetensors'
+    document = read_refiner_document(source)  # refuses anything that is not refiner weights
+    state = load_file(str(source))
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    extra = dict(document.get('extra') or {})
+    extra.update(storage='float16 (loaded into float32 modules)', trained_file_sha256=sha256_of(source))
+    extra.pop('sha256', None)  # the hash of the file written below, added to the JSON only
+    document['extra'] = extra
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(half, str(out_path), metadata={REFINER_KEY: json.dumps(document, default=str)})
+    out_path.chmod(0o644)
+    document['extra']['sha256'] = sha256_of(out_path)
+    out_path.with_suffix('.json').write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + '\n')
+    return document
+
+
 def export_checkpoint(run_dir, out_path):
     """Write the network of a run's latest checkpoint (a run still training, or an interrupted one) as float32
     weights the node and the benchmarks load, to look at a run before it ends; returns the saved ``extra``.
@@ -99,14 +124,31 @@ def export_checkpoint(run_dir, out_path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('run_dir')
-    parser.add_argument('--out', default='models/acr_default.safetensors')
+    parser.add_argument(
+        '--out',
+        default=None,
+        help='default: models/acr_default.safetensors (models/ihmr_default.safetensors with --refiner)',
+    )
     parser.add_argument('--description', default=None)
     parser.add_argument(
         '--checkpoint',
         action='store_true',
         help="write the latest checkpoint's network (float32, for a look at a run still training) instead of shipping",
     )
+    parser.add_argument(
+        '--refiner', action='store_true', help='ship an IHMR-MLP refiner (a train_ihmr run folder) as float16'
+    )
     args = parser.parse_args(argv)
+    if args.out is None and args.checkpoint:
+        parser.error('--checkpoint needs --out (an intermediate network must not replace the shipped one)')
+    if args.out is None:
+        args.out = 'models/ihmr_default.safetensors' if args.refiner else 'models/acr_default.safetensors'
+    if args.refiner:
+        doc = export_refiner_fp16(args.run_dir, args.out)
+        print(
+            f"wrote {args.out} (sha256 {doc['extra']['sha256'][:16]}, for ACR {doc['extra'].get('acr_sha256', '?')[:16]})"
+        )
+        return 0
     if args.checkpoint:
         extra = export_checkpoint(args.run_dir, args.out)
         print(f"wrote {args.out}: {extra['description']}")

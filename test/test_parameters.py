@@ -73,3 +73,25 @@ def test_integers_are_taken_for_floats_and_open_bounds_hold():
     assert validate(SPECS['max_input_age_s'], 0.0)[0]  # 0 = off is allowed
     assert validate(SPECS['network.input_size'], 320)[0] and not validate(SPECS['network.input_size'], 330)[0]
     assert validate(SPECS['device'], 'cuda:1')[0] and not validate(SPECS['device'], 'cuda:x')[0]
+
+
+@pytest.mark.parametrize(
+    ('value', 'ok'),
+    [
+        ('auto', True),
+        ('all', True),
+        ('translation', True),
+        ('translation,left_orient,right_orient,fingers', True),
+        ('shape,translation', True),
+        ('', False),
+        ('translation,', False),
+        ('translation, fingers', False),  # the parameter is strict; only the library trims spaces
+        ('camera', False),
+    ],
+)
+def test_refinement_stages_parameter_agrees_with_the_refiner(value, ok):
+    from hand_recon_ros.refine import resolve_stages
+
+    assert validate(SPECS['refinement.stages'], value)[0] == ok
+    if ok:  # whatever the node accepts, the pipeline can apply
+        assert resolve_stages(value, {'shape': 0.0})

@@ -221,3 +221,54 @@ def test_joint_head_outputs_and_trainability():
         head(torch.zeros(3, 10))
     with pytest.raises(ValueError, match='side_params'):
         head(feature, torch.zeros(3, 2, 100))
+
+
+def test_stages_left_out_are_never_run_nor_accepted(monkeypatch):
+    # The same fix as test_each_stage_sees_the_previous_stages_result, with left_orient switched off:
+    # the half translation is still accepted, the left_orient stage neither runs nor counts.
+    truth, current = pair(APART_DY), pair(PUSHED_DY)
+    truth.left.global_orient = torch.tensor([0.0, 0.2, 0.0])
+    head = head_from_state(truth)
+    delta = (truth.to_vector() - current.to_vector())[0]
+    refiner = _zero_refiner(translation=0.5 * delta[:3], left_orient=delta[3:6])
+    refiner.set_stages(['shape', 'translation', 'fingers'])  # any order in, factor order out
+    assert refiner.stages == ('translation', 'fingers', 'shape')
+    called = []
+    monkeypatch.setattr(refiner.mlps['left_orient'], 'forward', lambda x: called.append(x))
+    trace = []
+    vec, accepted, _ = refiner.refine_batch(current.to_vector(), _feature(1), head, trace=trace)
+    assert [t['factor'] for t in trace] == ['translation', 'fingers', 'shape'] and not called
+    assert accepted[0].tolist() == [True, False, False, False, False]
+    torch.testing.assert_close(vec[0, 3:6], current.to_vector()[0, 3:6])
+    with pytest.raises(ValueError, match='unknown refinement stages'):
+        refiner.set_stages(['translation', 'camera'])
+    assert refiner.stages == ('translation', 'fingers', 'shape')  # a refused change changes nothing
+
+
+@pytest.mark.parametrize(
+    ('spec', 'rates', 'expected'),
+    [
+        ('all', {'shape': 0.0}, REFINE_FACTORS),
+        ('auto', None, REFINE_FACTORS),  # no record (untrained weights): every stage
+        ('auto', {}, REFINE_FACTORS),
+        (
+            'auto',
+            {'translation': 0.3, 'left_orient': 0.3, 'right_orient': 0.1, 'fingers': 0.07, 'shape': 0.0},
+            REFINE_FACTORS[:4],
+        ),
+        ('auto', {'fingers': 0.0}, ('translation', 'left_orient', 'right_orient', 'shape')),  # unrecorded: kept
+        (' shape, translation ', None, ('translation', 'shape')),
+    ],
+)
+def test_resolve_stages(spec, rates, expected):
+    from hand_recon_ros.refine import resolve_stages
+
+    assert resolve_stages(spec, rates) == expected
+
+
+@pytest.mark.parametrize('spec', ['', 'none', 'translation,camera', ',', 'Auto'])
+def test_resolve_stages_refuses_unknown_names(spec):
+    from hand_recon_ros.refine import resolve_stages
+
+    with pytest.raises(ValueError, match="'auto', 'all' or comma-separated"):
+        resolve_stages(spec)

@@ -56,3 +56,34 @@ def test_pairing_is_checked_against_the_loaded_network(tmp_path, hand_model, shi
     assert rec.refiner_matches_network() is expected
     warned = [m for m in capture.messages if 'trained on the features of another ACR network' in m]
     assert bool(warned) == (expected is False)
+
+
+def test_stages_follow_the_acceptance_recorded_with_the_weights(tmp_path, hand_model, shipped_sha):
+    probe = create_reconstructor(PipelineConfig(device='cpu', refine=False))
+    refiner = build_refiner(probe.network.config.feature_dim, hand_model=hand_model)
+    head = JointHead(probe.network.config.feature_dim, template=joint_template(hand_model))
+    path = tmp_path / 'refiner_rates.safetensors'
+    rates = {'translation': 0.3, 'left_orient': 0.0, 'right_orient': 0.1, 'fingers': 0.05, 'shape': 0.0}
+    extra = {'acr_sha256': shipped_sha, 'metrics': {'accept_rate': rates}}
+    save_refiner_weights(refiner, head, path, hand_model_identity=hand_model.identity, extra=extra)
+    rec = create_reconstructor(PipelineConfig(device='cpu', refine_weights=str(path)))
+    assert rec.refiner.stages == ('translation', 'right_orient', 'fingers')
+    assert rec.info()['refine_stages'] == ['translation', 'right_orient', 'fingers']
+    rec.set_runtime(refine_stages='all')
+    assert len(rec.refiner.stages) == 5
+    with pytest.raises(ValueError):
+        rec.set_runtime(refine_stages='camera', detection_threshold=0.9)
+    assert len(rec.refiner.stages) == 5 and rec.detection_threshold != 0.9  # refused: nothing changed
+    rec = create_reconstructor(PipelineConfig(device='cpu', refine_weights=str(path), refine_stages='shape'))
+    assert rec.refiner.stages == ('shape',)
+
+
+def test_shipped_refiner_runs_the_stages_its_held_out_pairs_accepted():
+    path = find_shipped('ihmr_default.safetensors')
+    if path is None:
+        pytest.skip('no shipped refiner')
+    from hand_recon_ros.refine.weights import read_refiner_document
+
+    rates = read_refiner_document(path)['extra']['metrics']['accept_rate']
+    rec = create_reconstructor(PipelineConfig(device='cpu'))
+    assert rec.refiner.stages == tuple(f for f in rec.refiner.factors if rates[f] > 0)

@@ -192,3 +192,44 @@ def test_trained_refiner_weights_are_loaded_by_the_pipeline(run):
     assert any(not torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(FileNotFoundError, match='refinement weights not found'):
         create_reconstructor(PipelineConfig(weights='untrained', device='cpu', refine_weights='/nope.safetensors'))
+
+
+def test_refiner_export_to_float16_keeps_the_record_and_the_outputs(run, setup, tmp_path):
+    from safetensors.torch import load_file
+
+    from hand_recon_ros.refine.weights import build_from_weights, read_refiner_document
+    from hand_recon_ros.runtime import sha256_of
+    from hand_recon_train.export import export_refiner_fp16, main
+
+    hand_model, network, _ = setup
+    out = tmp_path / 'ihmr_fp16.safetensors'
+    document = export_refiner_fp16(run['out_dir'], out)
+    stored = read_refiner_document(out)
+    sidecar = json.loads(out.with_suffix('.json').read_text())
+    assert sidecar['extra']['sha256'] == sha256_of(out) == document['extra']['sha256']
+    assert stored['extra']['trained_file_sha256'] == sha256_of(run['weights'])
+    assert stored['extra']['metrics']['accept_rate'] == run['metrics']['accept_rate']
+    assert stored['config'] == read_refiner_document(run['weights'])['config']
+    assert {t.dtype for t in load_file(str(out)).values()} == {torch.float16}
+    assert out.stat().st_size < 0.6 * ti.Path(run['weights']).stat().st_size
+
+    r32, h32, _ = build_from_weights(run['weights'], hand_model)
+    r16, h16, _ = build_from_weights(out, hand_model)
+    feature = torch.randn(3, network.config.feature_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = h32(feature)['joints_3d'], h16(feature)['joints_3d']
+        assert float((a - b).abs().max()) < 1e-3 * max(1.0, float(a.abs().max()))  # metres: under a millimetre
+        assert not torch.equal(a, b)  # it really was rounded
+    with pytest.raises(ValueError, match='not IHMR-MLP weights|no .ihmr_refiner. metadata'):
+        export_refiner_fp16(_acr_file(tmp_path), tmp_path / 'x.safetensors')
+    with pytest.raises(SystemExit):  # an intermediate network never defaults onto the shipped file
+        main([str(run['out_dir']), '--checkpoint'])
+
+
+def _acr_file(tmp_path):
+    from hand_recon_ros.acr.factory import create_model
+    from hand_recon_ros.acr.weights import save_acr
+
+    path = tmp_path / 'acr.safetensors'
+    save_acr(create_model('light', seed=0, input_size=64), path)
+    return path

@@ -25,6 +25,7 @@ _LAZY = {
     'joint_template': 'joint_head',
     'Refiner': 'refiner',
     'build_refiner': 'refiner',
+    'resolve_stages': 'refiner',
     'accept_candidates': 'verify',
     'select_snapshots': 'verify',
     'joint_errors': 'verify',

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from hand_recon_ros.hand_model.model import HandModel
     from hand_recon_ros.hand_model.penetration import MeshSolid
 
-__all__ = ['FactorMLP', 'Refiner', 'build_refiner', 'rotation_matrices']
+__all__ = ['FactorMLP', 'Refiner', 'build_refiner', 'resolve_stages', 'rotation_matrices', 'STAGES_AUTO', 'STAGES_ALL']
 
 _ORIENT_SIDE = {'left_orient': 'left', 'right_orient': 'right'}
 _ORIENT_COLUMNS = {'left_orient': slice(3, 6), 'right_orient': slice(6, 9)}
@@ -67,6 +67,35 @@ def rotation_matrices(axis_angle: np.ndarray) -> np.ndarray:
     zero = np.zeros_like(x)
     k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=1).reshape(-1, 3, 3)
     return np.eye(3) + a[:, None, None] * k + b[:, None, None] * (k @ k)
+
+
+STAGES_AUTO = 'auto'
+STAGES_ALL = 'all'
+
+
+def resolve_stages(spec: str, accept_rates: dict[str, float] | None = None) -> tuple[str, ...]:
+    """Which factor stages run, in REFINE_FACTORS order.
+
+    ``spec``: 'all'; 'auto' = the stages accepted on some held-out pair when the weights were trained
+    (``accept_rates``, the weights' ``metrics.accept_rate``; every stage when there is no record, e.g.
+    untrained weights); or comma-separated factor names. A stage that verification never accepted
+    still costs its MLP, its hand-model pass and its collision checks on every close pair."""
+    if not isinstance(spec, str):
+        raise TypeError(f'stages must be a string, got {type(spec).__name__}')
+    text = spec.strip()
+    if text == STAGES_ALL:
+        return REFINE_FACTORS
+    if text == STAGES_AUTO:
+        if not accept_rates:
+            return REFINE_FACTORS
+        return tuple(f for f in REFINE_FACTORS if float(accept_rates.get(f, 1.0)) > 0.0)
+    names = [n.strip() for n in text.split(',') if n.strip()]
+    unknown = [n for n in names if n not in REFINE_FACTORS]
+    if not names or unknown:
+        raise ValueError(
+            f"stages must be 'auto', 'all' or comma-separated names from {', '.join(REFINE_FACTORS)}; got {spec!r}"
+        )
+    return tuple(f for f in REFINE_FACTORS if f in names)
 
 
 @contextlib.contextmanager
@@ -129,6 +158,7 @@ class Refiner(nn.Module):
         self.feature_dim = feature_dim
         self.gate_m = float(gate_m)
         self.factors = REFINE_FACTORS
+        self.stages: tuple[str, ...] = REFINE_FACTORS  # the factors that run (set_stages); all have MLPs
         self.mlps = nn.ModuleDict(
             {f: FactorMLP(feature_dim + PARAM_DIM, FACTOR_SIZES[f], hidden, init_gain) for f in self.factors}
         )
@@ -139,6 +169,13 @@ class Refiner(nn.Module):
     @property
     def hand_model(self) -> HandModel:
         return self._hand_model[0]
+
+    def set_stages(self, stages: Sequence[str]) -> None:
+        """Run only these factor stages (kept in factor order); the others stay unaccepted."""
+        unknown = [f for f in stages if f not in self.factors]
+        if unknown:
+            raise ValueError(f'unknown refinement stages {unknown}; factors are {self.factors}')
+        self.stages = tuple(f for f in self.factors if f in stages)
 
     def propose(self, factor: str, vec: torch.Tensor, image_feature: torch.Tensor) -> torch.Tensor:
         """Candidate vector (B, 122) for one stage: the factor's columns + the MLP residual (differentiable,
@@ -232,6 +269,7 @@ class Refiner(nn.Module):
         """Batched refinement of (B, 122) two-hand vectors. -> (vec, accepted (B, 5) bool, timings_ms).
 
         ``trace``: optional list; one dict per stage run is appended (errors before/after, accepted).
+        Only the factors in ``self.stages`` run; the others' columns of ``accepted`` stay False.
         On CPU, torch runs with ``num_threads`` threads for the call (restored afterwards).
         """
         with torch.no_grad(), _torch_threads(self.num_threads, self.hand_model.device):
@@ -275,6 +313,8 @@ class Refiner(nn.Module):
             for i, factor in enumerate(self.factors):
                 if not active.any():
                     break
+                if factor not in self.stages:
+                    continue
                 t = time.perf_counter()
                 cand = self.propose(factor, vec, feature)
                 clock('refine_mlp', t)

@@ -52,6 +52,7 @@ class ReconstructorRuntime:
     max_hands: int = 2
     refine: bool = False
     refine_gate_m: float = 0.3
+    refine_stages: str = 'auto'
 
     def as_kwargs(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,6 +77,7 @@ class FrameSettings:
             max_hands=int(value('max_hands')),
             refine=bool(value('refinement.enabled')),
             refine_gate_m=float(value('refinement.gate_m')),
+            refine_stages=str(value('refinement.stages')),
         )
         return cls(
             use_camera_info=bool(value('use_camera_info')),

@@ -261,6 +261,7 @@ class HandReconNode(LifecycleNode):
                 refine=bool(self.p('refinement.enabled')),
                 refine_gate_m=float(self.p('refinement.gate_m')),
                 refine_weights=self.p('refinement.weights'),
+                refine_stages=self.p('refinement.stages'),
             )
             self.reconstructor = create_reconstructor(config, logger=self.get_logger())
         except Exception as exc:  # a clear message and an inactive node beat a crash

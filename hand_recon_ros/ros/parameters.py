@@ -57,6 +57,8 @@ class ParamSpec:
 
 
 _P = ParamSpec
+_FACTOR = r'(translation|left_orient|right_orient|fingers|shape)'
+_STAGES_PATTERN = rf'auto|all|{_FACTOR}(,{_FACTOR})*'
 _TABLE = (
     _P('autostart', True, 'configure and activate on start (false: wait for a lifecycle manager)', 'start'),
     _P('weights', '', 'safetensors weights file; empty = shipped default model', 'activate'),
@@ -108,6 +110,13 @@ _TABLE = (
         low=0.0,
         high=5.0,
         low_open=True,
+    ),
+    _P(
+        'refinement.stages',
+        'auto',
+        'factor stages that run: auto (those the weights accepted on held-out pairs), all, or factor names '
+        'joined by commas (translation, left_orient, right_orient, fingers, shape)',
+        pattern=_STAGES_PATTERN,
     ),
     _P(
         'refinement.weights',

@@ -197,6 +197,7 @@ class HandReconstructor:
             'hand_model_is_standin': self.hand_model.is_standin,
             'device': str(self.device),
             'precision': self.precision,
+            'num_threads': torch.get_num_threads() if self.device.type == 'cpu' else 0,
             'refine_weights_file': self.refine_weights_file,
             'refine_weights_sha256': self.refine_weights_sha256,
             'refine_stages': list(self.refiner.stages),

@@ -15,12 +15,28 @@ __all__ = [
     'autocast_dtype',
     'cpu_has_native_bf16',
     'resolve_device',
+    'resolve_num_threads',
     'resolve_precision',
     'sha256_of',
     'single_intra_op_thread',
 ]
 
 PRECISIONS: dict[str, torch.dtype | None] = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+# torch's own intra-op thread count (physical cores, or OMP_NUM_THREADS), read before anything changes it
+DEFAULT_TORCH_THREADS = torch.get_num_threads()
+
+
+def resolve_num_threads(requested: int, leave_free: int = 1) -> int:
+    """The torch thread count of a process that does more than run the network: ``requested`` when > 0, else
+    torch's default less ``leave_free`` cores (at least 1). In the node the other core serves DDS, the image
+    conversion and the publishers, and the camera driver beside it: on 2 cores one network thread answered 21-25
+    instead of 18-20 FPS of a 30 Hz stream (bench_e2e.py, README "Benchmarks"), because every fork/join of the
+    second thread waits whenever the ROS side holds a core."""
+    if not isinstance(requested, int) or isinstance(requested, bool) or requested < 0:
+        raise ValueError(f'num_threads must be an int >= 0, got {requested!r}')
+    if requested > 0:
+        return requested
+    return max(1, DEFAULT_TORCH_THREADS - max(0, int(leave_free)))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -265,12 +265,37 @@ def test_large_best_effort_frames_get_a_transport_hint_and_diagnostics_name_the_
     ros.spin_until(lambda: diags, what='diagnostics')
     values = {kv.key: kv.value for kv in diags[-1].status[0].values}
     assert values['rmw'] == 'rmw_fastrtps_cpp' and values['fastdds_profile'] == 'none (Fast DDS defaults)'
+    assert values['num_threads'] == '1'  # FAST asks for one torch thread; the diagnostics say what runs
     hands.clear()
     # 640x480 bgr8 (900 KiB) over best effort: frames may be lost, so re-send until one is answered.
     publish_until(ros, pub, make_image(stamp_sec=6, width=640, height=480), hands, timeout=60)
     log = assert_clean_exit(node)
     assert log.count('best-effort input frames of 0.9 MiB') == 1, log[-3000:]
     assert 'fastdds_large_frames.xml' in log
+
+
+def test_default_torch_threads_leave_a_core_to_the_ros_side(ros, start_node):
+    import os
+    import subprocess
+    import sys
+
+    # FAST without its num_threads: the default 0 resolves to torch's default less one core (at least 1)
+    args = FAST[:-2]
+    assert 'num_threads:=1' not in args
+    env = {'OMP_NUM_THREADS': '3'}  # torch's default in the node process (capped at the cores it has)
+    probe = 'import torch; print(torch.get_num_threads())'
+    default = int(
+        subprocess.run(
+            [sys.executable, '-c', probe], env={**os.environ, **env}, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    node = start_node(*args, '-p', 'diagnostics_period_s:=0.2', env=env)
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
+    ros.spin_until(lambda: any(kv.key == 'num_threads' for d in diags for kv in d.status[0].values), what='diagnostics')
+    values = {kv.key: kv.value for d in diags for kv in d.status[0].values}
+    assert values['num_threads'] == str(max(1, default - 1))
+    log = assert_clean_exit(node)
+    assert f'{max(1, default - 1)} torch threads' in log
 
 
 def test_reliable_input_option(ros, start_node):

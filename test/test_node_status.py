@@ -12,6 +12,7 @@ INFO = {
     'network': 'acr/resnet18@256',
     'device': 'cpu',
     'precision': 'fp32',
+    'num_threads': 3,
     'hand_model': 'standin-v1',
     'weights_sha256': 'ab' * 32,
     'model_id': 'acr-light-3',
@@ -82,6 +83,7 @@ def test_a_running_node_maps_every_field_to_its_value():
         'acr-light-3',
     )
     assert v['weights_sha256'] == 'ab' * 32
+    assert v['num_threads'] == '3'
     assert (v['rmw'], v['fastdds_profile']) == ('rmw_fastrtps_cpp', 'none (Fast DDS defaults)')
     assert (v['input_lost_estimate'], v['input_period_ms'], v['input_pauses'], v['input_stamps_out_of_order']) == (
         '5',

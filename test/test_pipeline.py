@@ -172,6 +172,26 @@ def test_bf16_precision_on_cpu_and_fp16_refused():
         create_reconstructor(PipelineConfig(device='cpu', precision='fp16'))
 
 
+@pytest.mark.parametrize(('default', 'requested', 'expected'), [(2, 0, 1), (8, 0, 7), (1, 0, 1), (2, 3, 3), (8, 1, 1)])
+def test_auto_threads_leave_one_core_to_the_ros_side(monkeypatch, default, requested, expected):
+    from hand_recon_ros import runtime
+
+    monkeypatch.setattr(runtime, 'DEFAULT_TORCH_THREADS', default)
+    assert runtime.resolve_num_threads(requested) == expected
+    for bad in (-1, 1.5, True, '2'):
+        with pytest.raises(ValueError, match='num_threads'):
+            runtime.resolve_num_threads(bad)
+
+
+def test_model_info_names_the_torch_threads():
+    previous = torch.get_num_threads()
+    try:
+        rec = create_reconstructor(PipelineConfig(weights='untrained', device='cpu', input_size=64, num_threads=1))
+        assert rec.info()['num_threads'] == 1
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
     from hand_recon_ros import runtime
 

@@ -244,6 +244,7 @@ class HandReconNode(LifecycleNode):
     def on_activate(self, state):
         """Load the model on the chosen device and start the worker."""
         from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+        from hand_recon_ros.runtime import resolve_num_threads
         from hand_recon_ros.smoothing import HandTracker
 
         try:
@@ -255,7 +256,7 @@ class HandReconNode(LifecycleNode):
                 mano_dir=self.p('mano_dir') or None,
                 device=self.p('device'),
                 precision=self.p('precision'),
-                num_threads=int(self.p('num_threads')),
+                num_threads=resolve_num_threads(int(self.p('num_threads'))),
                 detection_threshold=float(self.p('detection_threshold')),
                 min_side_share=float(self.p('min_side_share')),
                 refine=bool(self.p('refinement.enabled')),
@@ -283,7 +284,9 @@ class HandReconNode(LifecycleNode):
         self._start_worker()
         self._activated_at = time.monotonic()
         self.get_logger().info(
-            f"active: {info['network']} on {info['device']} ({info['precision']}), " f"hand model {info['hand_model']}"
+            f"active: {info['network']} on {info['device']} ({info['precision']}"
+            + (f", {info['num_threads']} torch threads" if info.get('num_threads') else '')
+            + f"), hand model {info['hand_model']}"
         )
         return super().on_activate(state)
 

@@ -26,6 +26,7 @@ class ModelStatus:
     hand_model: str
     weights_sha256: str = ''
     model_id: str = ''
+    num_threads: int = 0  # torch CPU threads (0: not a CPU run, or not reported)
 
     @classmethod
     def from_info(cls, info: Mapping[str, Any]) -> 'ModelStatus':
@@ -37,6 +38,7 @@ class ModelStatus:
             hand_model=str(info['hand_model']),
             weights_sha256=str(info.get('weights_sha256', '') or ''),
             model_id=str(info.get('model_id', '') or ''),
+            num_threads=int(info.get('num_threads', 0) or 0),
         )
 
 
@@ -118,6 +120,7 @@ def diagnostic_values(status: NodeStatus) -> Diagnostic:
         values += [
             ('device', m.device),
             ('precision', m.precision),
+            ('num_threads', str(m.num_threads)),
             ('network', m.network),
             ('weights_sha256', m.weights_sha256),
             ('hand_model', m.hand_model),

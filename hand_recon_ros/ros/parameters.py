@@ -84,7 +84,14 @@ _TABLE = (
         'activate',
         choices=('auto', 'fp32', 'fp16', 'bf16'),
     ),
-    _P('num_threads', 0, 'torch CPU threads (0 = default)', 'activate', low=0, high=256),
+    _P(
+        'num_threads',
+        0,
+        "torch CPU threads (0 = auto: torch's default less one core, left to the ROS side)",
+        'activate',
+        low=0,
+        high=256,
+    ),
     _P(
         'detection_threshold',
         DETECTION_THRESHOLD,

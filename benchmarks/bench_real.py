@@ -28,8 +28,8 @@ def main(argv=None) -> int:
     p.add_argument(
         '--sets',
         nargs='+',
-        default=['annotated', 'realval', 'pasted', 'synthetic'],
-        choices=['annotated', 'realval', 'pasted', 'synthetic'],
+        default=['annotated', 'realval', 'rotated', 'pasted', 'synthetic'],
+        choices=['annotated', 'realval', 'rotated', 'pasted', 'synthetic'],
     )
     p.add_argument('--pasted', type=int, default=60, help='held-out pasted pairs (validation-split hands)')
     p.add_argument('--synth-per-scene', type=int, default=40)
@@ -66,6 +66,8 @@ def main(argv=None) -> int:
             frames_by_set['realval'] = frames[: args.max_realval]
         else:
             print(f'no teacher labels at {args.labels} (python -m hand_recon_train.teacher label): realval skipped')
+    if 'rotated' in args.sets and args.labels.is_file():
+        frames_by_set['rotated'] = rb.load_rotated(args.labels, args.train_root or default_root(), args.out)
     if 'pasted' in args.sets and args.labels.is_file():
         frames_by_set['pasted'] = rb.load_pasted(
             args.labels, args.train_root or default_root(), args.out, count=args.pasted
@@ -119,6 +121,11 @@ def main(argv=None) -> int:
             pick = [f for f in frames if f.two_hand][:8] + [f for f in frames if not f.two_hand][::40][:10]
         elif set_name == 'pasted':
             pick = frames[:16]
+        elif set_name == 'rotated':  # per turn: two-hand frames first, then a spread
+            pick = []
+            for angle in sorted({f.extra['angle'] for f in frames}):
+                turned = [f for f in frames if f.extra['angle'] == angle]
+                pick += [f for f in turned if f.two_hand][:3] + [f for f in turned if not f.two_hand][::60][:4]
         elif set_name == 'synthetic':
             pick = [f for f in frames if f.set_name != 'synth/separate'][::5] + [
                 f for f in frames if f.set_name == 'synth/separate'

@@ -71,13 +71,15 @@ class AugmentConfig:
     ``hue_deg``: hue rotation in [-h, h]; ``motion_blur_prob`` / ``motion_blur_max_px``: a linear blur kernel of
     3..max pixels at a random angle (the DIR supplement's motion-blur practice); ``grayscale_prob``: the image becomes
     its luminance in all three channels (monochrome and IR robot cameras; drawn only when > 0, so configs without it
-    keep their random draws).
+    keep their random draws). ``any_rotation_prob``: with this probability the roll is instead uniform over the
+    whole circle (hands pointing sideways or down, as a robot's camera sees them reach; drawn only when > 0).
     """
 
     enabled: bool = False
     flip_prob: float = 0.5
     rotation_prob: float = 0.5
     rotation_deg: float = 30.0
+    any_rotation_prob: float = 0.0
     scale_range: tuple = (0.8, 1.25)
     colour_prob: float = 0.8
     brightness: float = 0.3
@@ -89,7 +91,14 @@ class AugmentConfig:
     grayscale_prob: float = 0.0
 
     def __post_init__(self):
-        for name in ('flip_prob', 'rotation_prob', 'colour_prob', 'motion_blur_prob', 'grayscale_prob'):
+        for name in (
+            'flip_prob',
+            'rotation_prob',
+            'any_rotation_prob',
+            'colour_prob',
+            'motion_blur_prob',
+            'grayscale_prob',
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ValueError(f'augment.{name} must be a probability in [0, 1], got {value!r}')
@@ -214,6 +223,8 @@ def augment_sample(item: dict, rng: np.random.Generator, cfg: AugmentConfig, nor
     S = int(item['image'].shape[-1])
     flip = bool(rng.uniform() < cfg.flip_prob)
     theta = math.radians(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)) if rng.uniform() < cfg.rotation_prob else 0.0
+    if cfg.any_rotation_prob > 0 and rng.uniform() < cfg.any_rotation_prob:
+        theta = rng.uniform(-math.pi, math.pi)
     lo, hi = cfg.scale_range
     scale = float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else lo
     geometric = flip or theta != 0.0 or scale != 1.0

@@ -8,6 +8,7 @@ import torch
 
 from hand_recon_ros.acr.preprocess import normalize_rgb
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP, SIDES
+from hand_recon_ros.geometry import rotations
 from hand_recon_ros.hand_model.model import load_hand_model
 from hand_recon_ros.hand_model.parts import NUM_PARTS
 from hand_recon_train.augment import AugmentConfig, AugmentedDataset, augment_sample, camera_transform
@@ -36,10 +37,15 @@ def _root_relative(j):
     return j - j[..., ROOT_MIDDLE_MCP : ROOT_MIDDLE_MCP + 1, :]
 
 
-@pytest.mark.parametrize('flip', [True, False])
-def test_geometric_augmentation_keeps_3d_2d_and_mano_consistent(hand_model, synth, flip):
+@pytest.mark.parametrize('flip,any_rotation', [(True, False), (False, False), (False, True)])
+def test_geometric_augmentation_keeps_3d_2d_and_mano_consistent(hand_model, synth, flip, any_rotation):
     cfg = AugmentConfig(
-        **GEOMETRY_ONLY, flip_prob=1.0 if flip else 0.0, rotation_prob=1.0, rotation_deg=40.0, scale_range=(0.7, 1.3)
+        **GEOMETRY_ONLY,
+        flip_prob=1.0 if flip else 0.0,
+        rotation_prob=1.0,
+        rotation_deg=40.0,
+        any_rotation_prob=1.0 if any_rotation else 0.0,
+        scale_range=(0.7, 1.3),
     )
     checked = 0
     for index in range(6):
@@ -163,6 +169,29 @@ def test_grayscale_gives_equal_channels_and_keeps_labels_and_other_draws(synth):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match='probability'):
         AugmentConfig(grayscale_prob=2.0)
+
+
+def test_any_rotation_turns_hands_all_the_way_round_and_keeps_other_configs_draws(synth):
+    item = synth[2]
+    cfg = AugmentConfig(**GEOMETRY_ONLY, flip_prob=0.0, rotation_prob=0.0, any_rotation_prob=1.0, scale_range=(1, 1))
+    angles = []
+    for seed in range(12):
+        out = augment_sample(item, np.random.default_rng(seed), cfg, synth.normalization)
+        # the roll turns every hand's global orientation about the optical axis
+        s = int(torch.nonzero(item['valid'])[0])
+        before, after = (rotations.axis_angle_to_matrix(x['global_orient'][s].double()) for x in (item, out))
+        R = after @ before.T
+        assert abs(float(R[2, 2]) - 1.0) < 1e-5
+        angles.append(math.degrees(math.atan2(float(R[1, 0]), float(R[0, 0]))))
+    assert max(abs(a) for a in angles) > 90.0  # upside-down and sideways hands, not only +-30 degrees
+    # any_rotation_prob 0 draws nothing: earlier configs keep their random draws
+    a = augment_sample(item, np.random.default_rng(5), AugmentConfig(enabled=True), synth.normalization)
+    b = augment_sample(
+        item, np.random.default_rng(5), AugmentConfig(enabled=True, any_rotation_prob=0.0), synth.normalization
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match='probability'):
+        AugmentConfig(any_rotation_prob=-0.1)
 
 
 def test_disabled_is_identity_and_draws_are_deterministic(synth):

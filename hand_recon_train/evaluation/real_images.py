@@ -4,6 +4,8 @@ Label sets:
 - ``realval``: the fixed validation split of ``../shared/realimgs-train`` (``teacher.corpus``; never trained on).
   Detection (recall, precision, two-hand frames) is scored against the datasets' own boxes: that is accuracy.
   Handedness and keypoints exist only from the teacher (MediaPipe): those figures are *agreement with the teacher*.
+- ``rotated``: ``realval`` frames turned by 90, 180 and 270 degrees with their labels (hands pointing sideways and
+  down, as a robot's camera sees them reach); every two-hand frame and every third other frame.
 - ``annotated``: the manually annotated photos of ``../shared/realimgs`` (InterHand2.6M with 3D and cameras,
   FreiHAND, OneHand10K, Panoptic; evaluation only): detection, handedness where known, 2D error and PCK@0.1, and on
   InterHand2.6M the wrist-aligned MPJPE and root depth error with the true intrinsics.
@@ -36,6 +38,8 @@ __all__ = [
     'load_annotated',
     'load_realval',
     'load_synthetic',
+    'load_rotated',
+    'rotate_frame',
     'SYNTH_SCENES',
     'AcrMethod',
     'MediaPipeMethod',
@@ -246,6 +250,77 @@ def load_realval(labels_path: Path, root: Path, verify_hashes: bool = True, spli
     return frames
 
 
+ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def _rotate_points(points: np.ndarray, angle: int, width: int, height: int) -> np.ndarray:
+    """Continuous pixel coordinates (corner origin) of a ``width`` x ``height`` image -> the same points in the
+    image turned clockwise by ``angle`` degrees (cv2.rotate)."""
+    x, y = points[..., 0], points[..., 1]
+    if angle == 90:
+        out = (height - y, x)
+    elif angle == 180:
+        out = (width - x, height - y)
+    elif angle == 270:
+        out = (y, width - x)
+    else:
+        raise ValueError(f'rotation must be one of {sorted(ROTATIONS)} degrees, got {angle!r}')
+    return np.stack(out, axis=-1)
+
+
+def rotate_frame(frame: Frame, angle: int, path: Path) -> Frame:
+    """``frame`` turned clockwise by ``angle`` (90, 180, 270) degrees, written to ``path``: boxes and keypoints
+    turn with the image; sides stay (a turn is not a mirror)."""
+    if angle not in ROTATIONS:
+        raise ValueError(f'rotation must be one of {sorted(ROTATIONS)} degrees, got {angle!r}')
+    image = _read(frame.path)
+    if image is None:
+        raise OSError(f'unreadable image: {frame.path}')
+    h, w = image.shape[:2]
+    path = Path(path)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.rotate(image, ROTATIONS[angle]))
+    hands = []
+    for hand in frame.hands:
+        corners = _rotate_points(np.asarray(hand.box, np.float64).reshape(2, 2), angle, w, h)
+        kps = None if hand.keypoints is None else _rotate_points(np.asarray(hand.keypoints, np.float64), angle, w, h)
+        hands.append(
+            LabelledHand(
+                box=np.concatenate([corners.min(axis=0), corners.max(axis=0)]),
+                side=hand.side,
+                keypoints=kps,
+                visible=hand.visible,
+            )
+        )
+    return Frame(
+        path,
+        frame.set_name,
+        hands,
+        K=None,  # a true K would turn too; the real photos have none
+        teacher_labels=frame.teacher_labels,
+        two_hand=frame.two_hand,
+        extra={**frame.extra, 'rotated_from': str(frame.path), 'angle': angle},
+    )
+
+
+def load_rotated(
+    labels_path: Path, root: Path, out_dir: Path, angles=(90, 180, 270), every: int = 3, verify_hashes: bool = True
+) -> list[Frame]:
+    """The validation frames of ``load_realval`` turned by each of ``angles``: every two-hand frame and every
+    ``every``-th other frame, written as PNGs under ``out_dir/rotated<angle>``; set names ``rotated/<angle>``."""
+    base = load_realval(labels_path, root, verify_hashes=verify_hashes)
+    pick = [f for i, f in enumerate(base) if f.two_hand or i % every == 0]
+    frames = []
+    for angle in angles:
+        folder = Path(out_dir) / f'rotated{angle}'
+        for i, f in enumerate(pick):
+            turned = rotate_frame(f, angle, folder / f'{i:04d}.png')
+            turned.set_name = f'rotated/{angle}'
+            frames.append(turned)
+    return frames
+
+
 class AcrMethod:
     """An ACR model through the ROS-free pipeline (true K when the frame has one, else the node's fallback)."""
 
@@ -337,6 +412,8 @@ def _group_of(set_name: str) -> str | None:
         return 'annotated (all)'
     if set_name.startswith('realval/'):
         return 'realval (all)'
+    if set_name.startswith('rotated/'):
+        return 'rotated (all)'
     return None
 
 
@@ -378,7 +455,7 @@ def _f(v, d=2, pct=False):
 
 
 def markdown_table(results: dict, frames: list[Frame]) -> str:
-    teacher_sets = {f.set_name for f in frames if f.teacher_labels} | {'realval (all)'}
+    teacher_sets = {f.set_name for f in frames if f.teacher_labels} | {'realval (all)', 'rotated (all)'}
     lines = [
         '| set | method | images | hands | recall | precision | handedness | 2D err px | err / box | '
         'PCK@0.1 | both hands found | both, sides right | MPJPE mm (wrist-aligned) | root depth err mm | '

@@ -7,6 +7,7 @@ Label sets and the matching rule: ``hand_recon_train/evaluation/real_images.py``
 (``python -m hand_recon_train.teacher label``); MediaPipe columns need ``.venv-teacher`` (``scripts/setup_teacher.sh``).
 Writes ``<out>/real_benchmark.md``, ``.json`` and one contact sheet per set (``sheet_<set>.png``).
 ``pasted``: held-out overlapping pairs made from validation-split hands (``hand_recon_train/datasets/pasted.py``).
+``rotated``: validation frames turned by 90, 180 and 270 degrees with their labels (``real_images.load_rotated``).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from hand_recon_ros.conventions import SIDES  # network side index 0 = left, 1 =
 from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsics, project_points
+from hand_recon_ros.geometry.image_rotation import TurnedView, check_turn, turn_image
 from hand_recon_ros.geometry.placement import place_hands
 from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult, HandResult
 from hand_recon_ros.runtime import (
@@ -75,6 +76,7 @@ class PipelineConfig:
     refine_gate_m: float = 0.3  # ... only when the wrists are closer than this
     refine_weights: str = ''  # IHMR-MLP weights; '' = models/ihmr_default.safetensors if shipped
     refine_stages: str = 'auto'  # auto: the stages the weights' held-out pairs ever accepted (refiner.resolve_stages)
+    image_rotation: int = 0  # turn images clockwise by this (0/90/180/270) before the network: the camera's mount
     seed: int = 0
 
 
@@ -98,6 +100,7 @@ class HandReconstructor:
         refine_weights: str | Path | None = None,
         min_side_share: float = MIN_SIDE_SHARE,
         refine_stages: str = 'auto',
+        image_rotation: int = 0,
     ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
@@ -132,7 +135,8 @@ class HandReconstructor:
             metrics = (document.get('extra') or {}).get('metrics') or {}
             self.refine_accept_rates = dict(metrics.get('accept_rate') or {})
         self.refine_stages_spec = ''
-        self.set_runtime(refine_stages=refine_stages)
+        self.image_rotation = 0
+        self.set_runtime(refine_stages=refine_stages, image_rotation=image_rotation)
 
     def refiner_matches_network(self) -> bool | None:
         """Whether the refiner was trained on this network's features (None: no weights or no record)."""
@@ -150,8 +154,12 @@ class HandReconstructor:
         refine_gate_m: float | None = None,
         min_side_share: float | None = None,
         refine_stages: str | None = None,
+        image_rotation: int | None = None,
     ) -> None:
-        """Change the per-frame settings; a bad ``refine_stages`` raises ValueError and changes nothing."""
+        """Change the per-frame settings; a bad ``refine_stages`` or ``image_rotation`` raises ValueError and
+        changes nothing."""
+        if image_rotation is not None:
+            check_turn(image_rotation)
         if refine_stages is not None:
             from hand_recon_ros.refine import resolve_stages
 
@@ -169,6 +177,8 @@ class HandReconstructor:
             self.refine_enabled = bool(refine)
         if refine_gate_m is not None:
             self.refine_gate_m = self.refiner.gate_m = float(refine_gate_m)
+        if image_rotation is not None:
+            self.image_rotation = check_turn(image_rotation)
 
     def decode_config(self) -> DecodeConfig:
         multi = self.multi_hand and self.network.config.center_attention == 'peak'
@@ -201,6 +211,7 @@ class HandReconstructor:
             'refine_weights_file': self.refine_weights_file,
             'refine_weights_sha256': self.refine_weights_sha256,
             'refine_stages': list(self.refiner.stages),
+            'image_rotation': self.image_rotation,
             'num_vertices': int(
                 self.hand_model.num_vertices if hasattr(self.hand_model, 'num_vertices') else conventions.NUM_VERTICES
             ),
@@ -223,12 +234,37 @@ class HandReconstructor:
         Ks: Sequence[np.ndarray | None] | None = None,
         depth_sources: Sequence[str] | None = None,
     ) -> list[FrameResult]:
-        """Several frames (e.g. one per camera, any sizes) in ONE network forward -> one FrameResult each."""
+        """Several frames (e.g. one per camera, any sizes) in ONE network forward -> one FrameResult each.
+
+        With ``image_rotation`` set, each image is turned clockwise before the network and every result is
+        turned back: pixels, intrinsics and the camera frame are always those of the camera that took it."""
         n = len(images_bgr)
         Ks = list(Ks) if Ks is not None else [None] * n
         depth_sources = list(depth_sources) if depth_sources is not None else [DEPTH_SOURCE_CAMERA_INFO] * n
         if not (len(Ks) == len(depth_sources) == n) or n == 0:
             raise ValueError(f'need one K and depth source per image, got {n} images, {len(Ks)} Ks')
+        degrees = self.image_rotation
+        if degrees == 0:
+            return self._reconstruct_batch(images_bgr, Ks, depth_sources)
+        t = time.perf_counter()
+        views, turned = [], []
+        for i, image in enumerate(images_bgr):
+            height, width = image.shape[:2]
+            if Ks[i] is None:  # the camera's fallback, not one for the turned image's width
+                Ks[i], depth_sources[i] = fallback_intrinsics(width, height), 'fallback_fov'
+            views.append(TurnedView(degrees, width, height, cast(np.ndarray, Ks[i])))
+            turned.append(turn_image(image, degrees))
+        turn_ms = (time.perf_counter() - t) * 1e3
+        results = self._reconstruct_batch(turned, [v.K_virtual for v in views], depth_sources)
+        for result, view in zip(results, views):
+            _turn_back(result, view)
+            result.timings_ms['preprocess'] += turn_ms
+        return results
+
+    def _reconstruct_batch(
+        self, images_bgr: Sequence[np.ndarray], Ks: list[np.ndarray | None], depth_sources: list[str]
+    ) -> list[FrameResult]:
+        n = len(images_bgr)
         timings = {}
         t = time.perf_counter()
         sizes, tensors = [], []
@@ -428,6 +464,26 @@ class HandReconstructor:
         return hands
 
 
+def _turn_back(result: FrameResult, view: TurnedView) -> None:
+    """A result of the virtual (turned) camera -> the camera's pixels and optical frame, in place."""
+    for hand in result.hands:
+        hand.keypoints_2d = view.pixels_back(hand.keypoints_2d)
+        hand.center_2d = view.pixels_back(hand.center_2d)
+        hand.joints_3d = view.points_back(hand.joints_3d)
+        hand.wrist_position = view.points_back(hand.wrist_position)
+        if hand.vertices is not None:
+            hand.vertices = view.points_back(hand.vertices)
+        if hand.joint_velocities is not None:
+            hand.joint_velocities = view.points_back(hand.joint_velocities)
+        wrist = view.rotation_back(rotations.quaternion_to_matrix(hand.wrist_orientation.astype(np.float64)))
+        hand.wrist_orientation = np.asarray(rotations.matrix_to_quaternion(wrist), np.float32)
+        root = view.rotation_back(rotations.axis_angle_to_matrix(hand.mano_pose[:3].astype(np.float64)))
+        hand.mano_pose = hand.mano_pose.copy()
+        hand.mano_pose[:3] = np.asarray(rotations.matrix_to_axis_angle(root), np.float32)
+    result.image_size = view.size
+    result.intrinsics = view.K.copy()
+
+
 def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReconstructor:
     """Load weights (or build the untrained network), the hand model, and move both to the device.
 
@@ -501,6 +557,7 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         refine_path,
         min_side_share=config.min_side_share,
         refine_stages=config.refine_stages,
+        image_rotation=config.image_rotation,
     )
     if reconstructor.refiner_matches_network() is False:
         warn(

@@ -60,4 +60,10 @@ def test_node_rebuilds_the_snapshot_on_change_and_pushes_the_runtime_once(ros):
         assert node.set_parameters([Parameter('detection_threshold', value=0.2)])[0].successful
         node._process((make_image(stamp_sec=104, seed=4), time.monotonic()))
         assert len(calls) == 2 and rec.detection_threshold == 0.2
-        assert node.status.published == 4
+        # a camera mounted upside down: the turn reaches the core; a non-quarter turn is refused with the reason
+        assert node.set_parameters([Parameter('image_rotation', value=180)])[0].successful
+        refused = node.set_parameters([Parameter('image_rotation', value=45)])[0]
+        assert not refused.successful and 'step' in refused.reason
+        node._process((make_image(stamp_sec=105, seed=5), time.monotonic()))
+        assert len(calls) == 3 and rec.image_rotation == 180 and rec.info()['image_rotation'] == 180
+        assert node.status.published == 5

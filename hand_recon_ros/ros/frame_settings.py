@@ -53,6 +53,7 @@ class ReconstructorRuntime:
     refine: bool = False
     refine_gate_m: float = 0.3
     refine_stages: str = 'auto'
+    image_rotation: int = 0
 
     def as_kwargs(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,6 +79,7 @@ class FrameSettings:
             refine=bool(value('refinement.enabled')),
             refine_gate_m=float(value('refinement.gate_m')),
             refine_stages=str(value('refinement.stages')),
+            image_rotation=int(value('image_rotation')),
         )
         return cls(
             use_camera_info=bool(value('use_camera_info')),

@@ -132,6 +132,15 @@ _TABLE = (
         'activate',
     ),
     _P('max_hands', 2, 'maximum hands per frame', low=1, high=20),
+    _P(
+        'image_rotation',
+        0,
+        'turn images clockwise by this many degrees before the network (0, 90, 180, 270): a camera mounted on its '
+        "side or upside down; results stay in the camera's own pixels and optical frame",
+        low=0,
+        high=270,
+        step=90,
+    ),
     _P('input_transport', 'raw', 'image input type', 'configure', choices=('raw', 'compressed')),
     _P(
         'input_reliability',

@@ -54,34 +54,35 @@ def run_timed_node(timings_path, ros_args):
     from hand_recon_ros.ros import node as node_module
 
     last = {}
-    reconstruct_batch = pipeline.HandReconstructor.reconstruct_batch
+    finish = pipeline.HandReconstructor.finish
     refine_batch = refiner_module.Refiner.refine_batch
-    process = node_module.HandReconNode._process
+    finish_frame = node_module.HandReconNode._finish
     out = open(timings_path, 'a', buffering=1)
 
-    def timed_reconstruct_batch(self, *args, **kwargs):
-        results = reconstruct_batch(self, *args, **kwargs)
-        last['timings'] = dict(results[0].timings_ms)
-        last['hands'] = len(results[0].hands)
-        return results
+    # All three run on the thread that finishes a frame (the finisher when pipelined), one frame at a time.
+    def timed_finish(self, network_pass):
+        result = finish(self, network_pass)
+        last['timings'] = dict(result.timings_ms)
+        last['hands'] = len(result.hands)
+        return result
 
     def timed_refine_batch(self, *args, **kwargs):
         result = refine_batch(self, *args, **kwargs)
         last['refine_stages_ms'] = result[2].get('refine_mlp', 0.0)  # > 0: the MLP stages ran (not gated out)
         return result
 
-    def timed_process(self, item):
+    def timed_finish_frame(self, item, stage):
         last.clear()
-        process(self, item)
+        finish_frame(self, item, stage)
         # time.monotonic() is CLOCK_MONOTONIC, shared by all processes: the bench splits the trip with it
         record = {'stamp': int(item[0].header.stamp.sec), 'callback_at': item[1], **last}
         if torch.cuda.is_available():
             record['cuda_max_mb'] = torch.cuda.max_memory_allocated() / 2**20
         out.write(json.dumps(record) + '\n')
 
-    pipeline.HandReconstructor.reconstruct_batch = timed_reconstruct_batch
+    pipeline.HandReconstructor.finish = timed_finish
     refiner_module.Refiner.refine_batch = timed_refine_batch
-    node_module.HandReconNode._process = timed_process
+    node_module.HandReconNode._finish = timed_finish_frame
     sys.argv = ['hand_recon_node', *ros_args]
     return node_module.main()
 

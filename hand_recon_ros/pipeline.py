@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +81,24 @@ class PipelineConfig:
     seed: int = 0
 
 
+@dataclass
+class NetworkPass:
+    """One frame between :meth:`HandReconstructor.run_network` and :meth:`HandReconstructor.finish`: the chosen
+    detections' parameters, the features the refinement and the confidences need, and the turn to undo."""
+
+    params: torch.Tensor  # (N, 109) decoded parameters of the chosen detections, best first
+    sides: list[str]
+    scores: list[float]
+    handedness_scores: list[float]
+    image_size: tuple[int, int]  # (height, width) of the image the network saw
+    intrinsics: np.ndarray  # K of that image (the virtual camera's when turned)
+    depth_source: str
+    image_feature: torch.Tensor  # (1, C, h, w)
+    segmentation: torch.Tensor | None
+    view: TurnedView | None  # the turn to undo; None when the camera's image went in as it was
+    timings_ms: dict[str, float]
+
+
 class HandReconstructor:
     """The whole per-frame pipeline. Build with :func:`create_reconstructor`."""
 
@@ -136,6 +155,7 @@ class HandReconstructor:
             self.refine_accept_rates = dict(metrics.get('accept_rate') or {})
         self.refine_stages_spec = ''
         self.image_rotation = 0
+        self._refiner_lock = threading.Lock()
         self.set_runtime(refine_stages=refine_stages, image_rotation=image_rotation)
 
     def refiner_matches_network(self) -> bool | None:
@@ -163,7 +183,9 @@ class HandReconstructor:
         if refine_stages is not None:
             from hand_recon_ros.refine import resolve_stages
 
-            self.refiner.set_stages(resolve_stages(refine_stages, self.refine_accept_rates))
+            stages = resolve_stages(refine_stages, self.refine_accept_rates)
+            with self._refiner_lock:
+                self.refiner.set_stages(stages)
             self.refine_stages_spec = refine_stages
         if detection_threshold is not None:
             self.detection_threshold = float(detection_threshold)
@@ -238,6 +260,20 @@ class HandReconstructor:
 
         With ``image_rotation`` set, each image is turned clockwise before the network and every result is
         turned back: pixels, intrinsics and the camera frame are always those of the camera that took it."""
+        return [self.finish(network_pass) for network_pass in self.run_network(images_bgr, Ks, depth_sources)]
+
+    @torch.inference_mode()
+    def run_network(
+        self,
+        images_bgr: Sequence[np.ndarray],
+        Ks: Sequence[np.ndarray | None] | None = None,
+        depth_sources: Sequence[str] | None = None,
+    ) -> list[NetworkPass]:
+        """The first half of :meth:`reconstruct_batch`: letterbox, one network forward, centre-map decoding.
+
+        :meth:`finish` makes the hands from each pass. The halves touch different modules, so a caller may run
+        ``finish`` of one frame on another thread while ``run_network`` of the next runs (the node's
+        ``pipelined`` mode); ``set_runtime`` between them is safe."""
         n = len(images_bgr)
         Ks = list(Ks) if Ks is not None else [None] * n
         depth_sources = list(depth_sources) if depth_sources is not None else [DEPTH_SOURCE_CAMERA_INFO] * n
@@ -245,7 +281,7 @@ class HandReconstructor:
             raise ValueError(f'need one K and depth source per image, got {n} images, {len(Ks)} Ks')
         degrees = self.image_rotation
         if degrees == 0:
-            return self._reconstruct_batch(images_bgr, Ks, depth_sources)
+            return self._run_network(images_bgr, Ks, depth_sources, [None] * n)
         t = time.perf_counter()
         views, turned = [], []
         for i, image in enumerate(images_bgr):
@@ -255,15 +291,18 @@ class HandReconstructor:
             views.append(TurnedView(degrees, width, height, cast(np.ndarray, Ks[i])))
             turned.append(turn_image(image, degrees))
         turn_ms = (time.perf_counter() - t) * 1e3
-        results = self._reconstruct_batch(turned, [v.K_virtual for v in views], depth_sources)
-        for result, view in zip(results, views):
-            _turn_back(result, view)
-            result.timings_ms['preprocess'] += turn_ms
-        return results
+        passes = self._run_network(turned, [v.K_virtual for v in views], depth_sources, views)
+        for network_pass in passes:
+            network_pass.timings_ms['preprocess'] += turn_ms
+        return passes
 
-    def _reconstruct_batch(
-        self, images_bgr: Sequence[np.ndarray], Ks: list[np.ndarray | None], depth_sources: list[str]
-    ) -> list[FrameResult]:
+    def _run_network(
+        self,
+        images_bgr: Sequence[np.ndarray],
+        Ks: list[np.ndarray | None],
+        depth_sources: list[str],
+        views: Sequence[TurnedView | None],
+    ) -> list[NetworkPass]:
         n = len(images_bgr)
         timings = {}
         t = time.perf_counter()
@@ -302,49 +341,62 @@ class HandReconstructor:
         det_batch, det_side, det_score = dets.batch_index.tolist(), dets.side.tolist(), dets.score.tolist()
         timings['decode'] = (time.perf_counter() - t) * 1e3
 
-        results = []
+        passes = []
         for b in range(n):
-            frame_timings = dict(timings)
-            t = time.perf_counter()
             # a peak whose own side holds too little of the two maps there: the other side's hand seen twice
             mine = [i for i in range(len(dets)) if det_batch[i] == b and det_handedness[i] >= self.min_side_share]
             order = sorted(mine, key=lambda i: -det_score[i])[: max(1, self.max_hands)]
-            hands = []
-            if order:
-                sides = [SIDES[det_side[i]] for i in order]
-                assert dets.params is not None  # decode() always fills it
-                params = dets.params[order].float()
-                scores = [det_score[i] for i in order]
-                hands = self.hands_from_params(
-                    params,
-                    sides,
-                    scores,
-                    sizes[b],
-                    intrinsics[b],
-                    depth_sources[b],
+            assert dets.params is not None  # decode() always fills it
+            passes.append(
+                NetworkPass(
+                    params=dets.params[order].float(),
+                    sides=[SIDES[det_side[i]] for i in order],
+                    scores=[det_score[i] for i in order],
                     handedness_scores=[det_handedness[i] for i in order],
-                )
-            frame_timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
-            if self.refine_enabled and len({h.handedness for h in hands}) == 2:
-                t = time.perf_counter()
-                hands = self.refine_hands(hands, outputs['image_feature'][b : b + 1], intrinsics[b])
-                frame_timings['refine'] = (time.perf_counter() - t) * 1e3
-            if 'segmentation' in outputs:
-                # after refinement: the confidence belongs to the published keypoints
-                for hand in hands:
-                    hand.joint_confidence = confidence.joint_confidences(
-                        outputs['segmentation'][b], hand.keypoints_2d, hand.handedness, sizes[b], self.input_size
-                    )
-            results.append(
-                FrameResult(
-                    hands=hands,
                     image_size=sizes[b],
-                    intrinsics=np.asarray(Ks[b], np.float64),
-                    timings_ms=frame_timings,
-                    model_id=self.model_id,
+                    intrinsics=np.asarray(intrinsics[b], np.float64),
+                    depth_source=depth_sources[b],
+                    image_feature=outputs['image_feature'][b : b + 1],
+                    segmentation=outputs['segmentation'][b] if 'segmentation' in outputs else None,
+                    view=views[b],
+                    timings_ms=dict(timings),
                 )
             )
-        return results
+        return passes
+
+    @torch.inference_mode()
+    def finish(self, network_pass: NetworkPass) -> FrameResult:
+        """The second half of :meth:`reconstruct_batch`: MANO, metric placement, refinement, confidences."""
+        p = network_pass
+        timings = dict(p.timings_ms)
+        t = time.perf_counter()
+        hands = []
+        if p.sides:
+            hands = self.hands_from_params(
+                p.params, p.sides, p.scores, p.image_size, p.intrinsics, p.depth_source, p.handedness_scores
+            )
+        timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
+        if self.refine_enabled and len({h.handedness for h in hands}) == 2:
+            t = time.perf_counter()
+            with self._refiner_lock:  # set_runtime may change the refiner's stages from another thread
+                hands = self.refine_hands(hands, p.image_feature, p.intrinsics)
+            timings['refine'] = (time.perf_counter() - t) * 1e3
+        if p.segmentation is not None:
+            # after refinement: the confidence belongs to the published keypoints
+            for hand in hands:
+                hand.joint_confidence = confidence.joint_confidences(
+                    p.segmentation, hand.keypoints_2d, hand.handedness, p.image_size, self.input_size
+                )
+        result = FrameResult(
+            hands=hands,
+            image_size=p.image_size,
+            intrinsics=p.intrinsics.copy(),
+            timings_ms=timings,
+            model_id=self.model_id,
+        )
+        if p.view is not None:
+            _turn_back(result, p.view)
+        return result
 
     def refine_hands(self, hands: list[HandResult], image_feature: torch.Tensor, K: np.ndarray) -> list[HandResult]:
         """IHMR-MLP on the best left/right pair when they are close; accepted factors update the hands."""
@@ -568,4 +620,4 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
     return reconstructor
 
 
-__all__ = ['PipelineConfig', 'HandReconstructor', 'create_reconstructor']
+__all__ = ['PipelineConfig', 'HandReconstructor', 'NetworkPass', 'create_reconstructor']

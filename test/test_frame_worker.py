@@ -259,6 +259,138 @@ def test_bad_arguments():
         FrameWorker(None)
     with pytest.raises(ValueError, match='max_age_s'):
         FrameWorker(lambda f: f, max_age_s=0)
+    with pytest.raises(TypeError, match='finish_fn'):
+        FrameWorker(lambda f: f, finish_fn=42)
+
+
+# ---- two stages (pipelined) -----------------------------------------------------------------------------
+
+
+def test_pipelined_stages_overlap_and_keep_order():
+    """The network of frame n+1 runs while frame n is finished; results leave in input order.
+
+    Deterministic: the finisher blocks on frame 'a' until the worker has started 'b', which only a
+    worker that does not wait for the finisher lets happen."""
+    b_started = threading.Event()
+    stages = []
+    results = []
+
+    def network(frame):
+        stages.append(('network', frame, threading.current_thread().name))
+        if frame == 'b':
+            b_started.set()
+        return frame.upper()
+
+    def finish(frame, intermediate):
+        stages.append(('finish', frame, threading.current_thread().name))
+        if frame == 'a':
+            assert b_started.wait(5), 'the worker waited for the finisher'
+        return intermediate + '!'
+
+    worker = FrameWorker(network, on_result=lambda f, r: results.append((f, r)), finish_fn=finish, name='fw')
+    with worker:
+        assert worker.pipelined
+        worker.submit('a')
+        # wait until 'a' went to the finisher, then give the worker 'b'
+        deadline = time.monotonic() + 5
+        while ('finish', 'a', 'fw_finish') not in stages and time.monotonic() < deadline:
+            time.sleep(0.001)
+        worker.submit('b')
+        assert worker.wait_idle(5)
+        s = worker.stats()
+    assert results == [('a', 'A!'), ('b', 'B!')]
+    assert {(kind, name) for kind, _, name in stages} == {('network', 'fw'), ('finish', 'fw_finish')}
+    assert (s.received, s.processed, s.errors) == (2, 2, 0)
+    assert len(worker.processing_ms) == 2
+
+
+def test_pipelined_hand_over_waits_for_a_free_finisher():
+    """At most two frames in flight: a third frame's network waits until the finisher took the second."""
+    release = threading.Event()
+    in_network = []
+    finished = []
+
+    def network(frame):
+        in_network.append(frame)
+        return frame
+
+    def finish(frame, intermediate):
+        if frame == 1:
+            release.wait(5)
+        finished.append(frame)
+
+    with FrameWorker(network, finish_fn=finish) as worker:
+        worker.submit(1)
+        deadline = time.monotonic() + 5
+        while in_network != [1] and time.monotonic() < deadline:
+            time.sleep(0.001)
+        worker.submit(2)  # its network runs, then the worker waits to hand it over
+        deadline = time.monotonic() + 5
+        while in_network != [1, 2] and time.monotonic() < deadline:
+            time.sleep(0.001)
+        worker.submit(3)
+        worker.submit(4)  # replaces 3 while the worker holds 2
+        time.sleep(0.05)
+        assert in_network == [1, 2] and finished == []
+        assert not worker.wait_idle(0.01)
+        release.set()
+        assert worker.wait_idle(5)
+        s = worker.stats()
+    assert finished == [1, 2, 4]
+    assert (s.received, s.processed, s.dropped_replaced) == (4, 3, 1)
+
+
+def test_pipelined_errors_in_either_stage_are_counted_and_both_threads_survive():
+    errors = []
+    results = []
+
+    def network(frame):
+        if frame == 'bad_network':
+            raise RuntimeError('network failed')
+        return frame
+
+    def finish(frame, intermediate):
+        if frame == 'bad_finish':
+            raise ValueError('finish failed')
+        return intermediate
+
+    with FrameWorker(
+        network,
+        on_result=lambda f, r: results.append(r),
+        on_error=lambda f, e: errors.append((f, type(e).__name__)),
+        finish_fn=finish,
+    ) as worker:
+        for frame in ('ok1', 'bad_network', 'bad_finish', 'ok2'):
+            worker.submit(frame)
+            assert worker.wait_idle(5)
+        assert worker.running
+        s = worker.stats()
+    assert results == ['ok1', 'ok2']
+    assert errors == [('bad_network', 'RuntimeError'), ('bad_finish', 'ValueError')]
+    assert (s.errors, s.processed) == (2, 2)
+
+
+def test_pipelined_stop_finishes_the_frames_in_progress_and_joins_both_threads():
+    gate = threading.Event()
+    finished = []
+
+    def network(frame):
+        if frame == 2:
+            gate.wait(5)
+        return frame
+
+    worker = FrameWorker(network, finish_fn=lambda f, r: finished.append(f), name='fw_stop').start()
+    worker.submit(1)
+    assert worker.wait_idle(5)
+    worker.submit(2)
+    time.sleep(0.02)
+    worker.submit(3)  # pending: discarded
+    threading.Timer(0.05, gate.set).start()
+    assert worker.stop(timeout=5) is True
+    s = worker.stats()
+    assert finished == [1, 2]
+    assert (s.processed, s.discarded_on_stop) == (2, 1)
+    assert not any(t.name.startswith('fw_stop') and t.is_alive() for t in threading.enumerate())
 
 
 # ---- LatencyStats ----------------------------------------------------------------------------------------

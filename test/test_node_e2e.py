@@ -178,11 +178,15 @@ def test_auto_input_qos_matches_the_publishers(ros, start_node, publisher, expec
         assert 'input_reliability auto' in log
 
 
-def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, start_node):
-    """A burst into a slow network is not queued. No assertion assumes the publisher keeps a rate (a loaded
-    machine stretches it): the checks are the node's own accounting and a latency bound in units of the
-    inference time the node itself measured."""
+@pytest.mark.parametrize('pipelined', ['true', 'false'])
+def test_burst_against_slow_inference_drops_frames_instead_of_queueing(ros, start_node, pipelined):
+    """A burst into a slow network is not queued, with the network and the publishing on two threads or one.
+    No assertion assumes the publisher keeps a rate (a loaded machine stretches it): the checks are the node's
+    own accounting, the order of the outputs and a latency bound in units of the inference time the node itself
+    measured."""
     node = start_node(
+        '-p',
+        f'pipelined:={pipelined}',
         '-p',
         'weights:=untrained',
         '-p',

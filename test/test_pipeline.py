@@ -265,3 +265,48 @@ def test_batch_of_cameras_equals_one_by_one():
     assert batched[1].hands[0].depth_source == 'fallback_fov'
     with pytest.raises(ValueError):
         rec.reconstruct_batch(images, Ks[:2])
+
+
+def test_network_and_finish_on_two_threads_give_the_one_thread_answers():
+    """The node's pipelined mode: finish() of frame n on one thread while run_network() of frame n+1 runs on
+    another, with a runtime change in between, publishes exactly what reconstruct() does frame by frame."""
+    import queue
+    import threading
+
+    rec = create_reconstructor(
+        PipelineConfig(weights='untrained', device='cpu', input_size=128, detection_threshold=0.0, refine=True)
+    )
+    rng = np.random.default_rng(11)
+    images = [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(6)]
+    K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    rotations = [0, 0, 0, 90, 90, 0]  # image_rotation changed between frames, as a parameter update does
+
+    expected = []
+    for image, degrees in zip(images, rotations):
+        rec.set_runtime(image_rotation=degrees)
+        expected.append(rec.reconstruct(image, K))
+    assert any('refine' in frame.timings_ms for frame in expected), 'the refinement never ran: test is void'
+
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    finished = []
+
+    def finisher():
+        while (item := handoff.get()) is not None:
+            finished.append(rec.finish(item))
+
+    thread = threading.Thread(target=finisher)
+    thread.start()
+    for image, degrees in zip(images, rotations):
+        rec.set_runtime(image_rotation=degrees)
+        handoff.put(rec.run_network([image], [K])[0])
+    handoff.put(None)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert len(finished) == len(expected)
+    for got, want in zip(finished, expected):
+        assert got.image_size == want.image_size
+        assert [h.handedness for h in got.hands] == [h.handedness for h in want.hands]
+        for a, b in zip(got.hands, want.hands):
+            assert a.refined_factors == b.refined_factors
+            np.testing.assert_allclose(a.joints_3d, b.joints_3d, atol=1e-5)
+            np.testing.assert_allclose(a.keypoints_2d, b.keypoints_2d, atol=1e-3)

@@ -4,6 +4,11 @@ The subscription callback only puts the newest frame into a one-element slot; a 
 always takes the newest one. A frame that is replaced before the worker gets to it, or that is older
 than ``max_age_s`` when picked, is dropped and counted, so latency stays bounded by one processing time
 plus one frame period however slow the network is.
+
+With a ``finish_fn`` the work is a two-stage pipeline: the worker thread runs ``process_fn`` (the network) and
+hands its result to a finisher thread that runs ``finish_fn`` (hands, refinement, publishing) while the worker
+already runs the next frame. The hand-over waits until the finisher is free, so at most two frames are in
+flight, results leave in input order, and nothing queues up.
 """
 
 import logging
@@ -160,8 +165,8 @@ class LatencyStats:
 @dataclass
 class FrameWorkerStats:
     received: int = 0
-    processed: int = 0  # process_fn returned (on_result was called)
-    errors: int = 0  # process_fn or on_result raised
+    processed: int = 0  # process_fn (and finish_fn) returned (on_result was called)
+    errors: int = 0  # process_fn, finish_fn or on_result raised
     dropped_replaced: int = 0  # a newer frame arrived before the worker took this one
     dropped_stale: int = 0  # older than max_age_s when the worker took it
     discarded_on_stop: int = 0  # pending when stop() was called
@@ -177,10 +182,12 @@ class FrameWorkerStats:
 
 
 class FrameWorker:
-    """One worker thread that processes the newest submitted frame.
+    """One worker thread that processes the newest submitted frame (and, optionally, a finisher thread).
 
     process_fn(frame) -> result runs on the worker thread; on_result(frame, result) and
     on_error(frame, exc) are called there too. Nothing raised by them stops the worker.
+    With finish_fn(frame, intermediate) -> result, process_fn's return value goes to finish_fn on a second
+    thread, and on_result / on_error of that stage are called there.
     Frame age is ``clock() - stamp`` where stamp is given to submit() (default: clock() at submit,
     i.e. the receive time); pass image stamps with a matching clock to cut on acquisition age.
     """
@@ -194,12 +201,16 @@ class FrameWorker:
         clock: Callable[[], float] = time.monotonic,
         name: str = 'frame_worker',
         stats_window: int = 500,
+        finish_fn: Optional[Callable[[Any, Any], Any]] = None,
     ):
         if not callable(process_fn):
             raise TypeError('process_fn must be callable')
+        if finish_fn is not None and not callable(finish_fn):
+            raise TypeError('finish_fn must be callable')
         if max_age_s is not None and not max_age_s > 0:
             raise ValueError(f'max_age_s must be > 0 or None, got {max_age_s}')
         self._process_fn = process_fn
+        self._finish_fn = finish_fn
         self._on_result = on_result
         self._on_error = on_error
         self.max_age_s = max_age_s  # may be changed at runtime (dynamic parameter)
@@ -212,7 +223,12 @@ class FrameWorker:
         self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        # processing time of process_fn, and age of a frame when the worker picked it (both ms)
+        # the hand-over to the finisher: one item at most, given only while the finisher is free
+        self._handoff: Optional[Tuple[Any, Any, float]] = None
+        self._finishing = False  # an item is handed over or being finished
+        self._handoff_cond = threading.Condition(self._lock)
+        self._finisher: Optional[threading.Thread] = None
+        # time from pick to result (both stages), and age of a frame when the worker picked it (both ms)
         self.processing_ms = LatencyStats(stats_window, clock)
         self.pick_age_ms = LatencyStats(stats_window, clock)
         self.input_rate = LatencyStats(stats_window, clock)
@@ -222,18 +238,30 @@ class FrameWorker:
     def start(self) -> 'FrameWorker':
         if self._thread is not None:
             raise RuntimeError('FrameWorker already started')
+        if self._finish_fn is not None:
+            self._finisher = threading.Thread(target=self._finish_loop, name=f'{self._name}_finish', daemon=True)
+            self._finisher.start()
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
         return self
 
+    @property
+    def pipelined(self) -> bool:
+        return self._finish_fn is not None
+
     def stop(self, timeout: Optional[float] = 5.0) -> bool:
-        """Stop after the frame in progress (if any); the pending frame is discarded. True if joined."""
+        """Stop after the frame(s) in progress (if any); the pending frame is discarded. True if joined."""
         self._stop.set()
         self._slot.close()
+        with self._handoff_cond:
+            self._handoff_cond.notify_all()
         joined = True
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-            joined = not self._thread.is_alive()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # the worker first: a frame it hands over on its way out is still finished
+        for thread in (self._thread, self._finisher):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                joined = joined and not thread.is_alive()
         ok, _ = self._slot.take_pending()
         if ok:
             with self._lock:
@@ -274,7 +302,7 @@ class FrameWorker:
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
         """Block until nothing is pending or in progress (tests, shutdown). True if idle."""
         with self._idle:
-            return self._idle.wait_for(lambda: not self._busy and len(self._slot) == 0, timeout)
+            return self._idle.wait_for(lambda: not self._busy and not self._finishing and len(self._slot) == 0, timeout)
 
     # -- worker side -------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -308,20 +336,72 @@ class FrameWorker:
         t0 = time.perf_counter()
         try:
             result = self._process_fn(frame)
+        except Exception as exc:  # the worker must survive anything the pipeline throws
+            self._failed(frame, exc)
+            return
+        if self._finish_fn is None:
+            self._complete(frame, result, t0)
+        elif not self._hand_over(frame, result, t0):
+            with self._lock:
+                self._stats.discarded_on_stop += 1
+
+    def _complete(self, frame: Any, result: Any, t0: float) -> None:
+        """The frame's last stage returned: time it, call on_result, count it."""
+        try:
             self.processing_ms.add((time.perf_counter() - t0) * 1e3)
             if self._on_result is not None:
                 self._on_result(frame, result)
-        except Exception as exc:  # the worker must survive anything the pipeline throws
-            with self._lock:
-                self._stats.errors += 1
-            self.last_error = exc
-            if self._on_error is not None:
-                try:
-                    self._on_error(frame, exc)
-                except Exception:
-                    _log.exception('on_error callback raised')
-            else:
-                _log.exception('frame processing failed')
+        except Exception as exc:
+            self._failed(frame, exc)
             return
         with self._lock:
             self._stats.processed += 1
+
+    def _failed(self, frame: Any, exc: BaseException) -> None:
+        with self._lock:
+            self._stats.errors += 1
+        self.last_error = exc
+        if self._on_error is not None:
+            try:
+                self._on_error(frame, exc)
+            except Exception:
+                _log.exception('on_error callback raised')
+        else:
+            _log.exception('frame processing failed', exc_info=exc)
+
+    # -- finisher side (pipelined) ---------------------------------------------------------------------
+    def _hand_over(self, frame: Any, intermediate: Any, t0: float) -> bool:
+        """Give the finisher this frame once it is free; False when stopped while waiting."""
+        with self._handoff_cond:
+            while self._finishing:
+                if self._stop.is_set() and not (self._finisher is not None and self._finisher.is_alive()):
+                    return False
+                self._handoff_cond.wait(0.1)
+            self._handoff, self._finishing = (frame, intermediate, t0), True
+            self._handoff_cond.notify_all()
+        return True
+
+    def _finish_loop(self) -> None:
+        assert self._finish_fn is not None
+        while True:
+            with self._handoff_cond:
+                # a frame handed over before stop() is still finished (it is in progress)
+                self._handoff_cond.wait_for(lambda: self._handoff is not None or self._stop.is_set())
+                if self._handoff is None:
+                    if self._thread is not None and self._thread.is_alive():
+                        self._handoff_cond.wait(0.1)  # the worker may still hand over its frame in progress
+                        continue
+                    break
+                (frame, intermediate, t0), self._handoff = self._handoff, None
+            try:
+                try:
+                    result = self._finish_fn(frame, intermediate)
+                except Exception as exc:
+                    self._failed(frame, exc)
+                else:
+                    self._complete(frame, result, t0)
+            finally:
+                with self._handoff_cond:
+                    self._finishing = False
+                    self._handoff_cond.notify_all()
+                    self._idle.notify_all()

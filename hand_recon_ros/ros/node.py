@@ -1,7 +1,8 @@
 """The hand_recon lifecycle node: camera images in, two-hand reconstructions out.
 
-Thin ROS layer: it converts messages, hands the newest frame to one worker thread, and publishes what
-the ROS-free pipeline returns. Start it with ``hand_recon_node --ros-args --params-file ...`` (or a
+Thin ROS layer: it converts messages, hands the newest frame to one worker thread (the network; with
+``pipelined`` a second thread makes the hands and publishes meanwhile), and publishes what the ROS-free
+pipeline returns. Start it with ``hand_recon_node --ros-args --params-file ...`` (or a
 launch file); with ``autostart`` (default) it configures and activates itself. Parameters are declared
 from the table in parameters.py; lifecycle requests go through lifecycle_guard.py (no request ends it);
 the publishers and the fan-out of a result live in outputs.py.
@@ -11,6 +12,7 @@ import dataclasses
 import sys
 import threading
 import time
+from typing import Any
 
 import rclpy
 from lifecycle_msgs.msg import Transition
@@ -60,6 +62,17 @@ def input_qos(reliability: str, depth: int) -> QoSProfile:
     else:
         raise ValueError(f"input_reliability must be one of {', '.join(INPUT_RELIABILITY)}, got {reliability!r}")
     return qos
+
+
+@dataclasses.dataclass
+class _NetworkStage:
+    """What the first stage hands the second: the frame's settings are those the network ran with."""
+
+    reconstructor: Any
+    header: Any
+    image: Any
+    settings: FrameSettings
+    network_pass: Any
 
 
 class HandReconNode(LifecycleNode):
@@ -292,8 +305,13 @@ class HandReconNode(LifecycleNode):
 
     def _start_worker(self):
         max_age = float(self.p('max_input_age_s'))
+        pipelined = bool(self.p('pipelined'))
         self.worker = FrameWorker(
-            self._process, on_result=None, on_error=self._on_worker_error, max_age_s=max_age if max_age > 0 else None
+            self._run_network if pipelined else self._process,
+            on_result=None,
+            on_error=self._on_worker_error,
+            max_age_s=max_age if max_age > 0 else None,
+            finish_fn=self._finish if pipelined else None,
         )
         self.worker.start()
 
@@ -384,10 +402,15 @@ class HandReconNode(LifecycleNode):
 
     # ------------------------------------------------------------------ worker
     def _process(self, item):
+        """One frame on one thread (``pipelined: false``)."""
+        self._finish(item, self._run_network(item))
+
+    def _run_network(self, item):
+        """First stage: the image, its intrinsics and the network pass (None: nothing to finish)."""
         msg, received_at = item
         reconstructor = self.reconstructor
         if reconstructor is None:
-            return
+            return None
         header = msg.header
         if header.stamp.sec == 0 and header.stamp.nanosec == 0:
             self._warn_once(
@@ -397,7 +420,7 @@ class HandReconNode(LifecycleNode):
             )
         image = self._to_image(msg)
         if image is None:
-            return
+            return None
         settings = self.frame_settings
         height, width = image.shape[:2]
         K, depth_source = conversions.intrinsics_for(
@@ -411,16 +434,25 @@ class HandReconNode(LifecycleNode):
         if (reconstructor, settings.runtime) != self._applied_runtime:
             reconstructor.set_runtime(**settings.runtime.as_kwargs())
             self._applied_runtime = (reconstructor, settings.runtime)
-        frame = reconstructor.reconstruct(image, K, depth_source=depth_source)
+        network_pass = reconstructor.run_network([image], [K], [depth_source])[0]
+        return _NetworkStage(reconstructor, header, image, settings, network_pass)
+
+    def _finish(self, item, stage):
+        """Second stage: hands, refinement, smoothing and publishing (the finisher thread when pipelined)."""
+        if stage is None:
+            return
+        received_at = item[1]
+        frame = stage.reconstructor.finish(stage.network_pass)
         processing_ms = (time.monotonic() - received_at) * 1e3
         outputs = self.outputs
         if outputs is None:
             return
+        header, settings = stage.header, stage.settings
         outputs.publish(
             frame,
             header,
             settings.outputs,
-            image=image,
+            image=stage.image,
             smoothed=self._smoothed(frame, header, settings),
             processing_ms=processing_ms,
         )

@@ -150,6 +150,12 @@ _TABLE = (
         choices=('auto', 'best_effort', 'reliable', 'system_default'),
     ),
     _P('input_depth', 1, 'subscription queue depth', 'configure', low=1, high=100),
+    _P(
+        'pipelined',
+        True,
+        'run the network of the next frame while the hands of this one are made and published (two threads)',
+        'activate',
+    ),
     _P('max_input_age_s', 0.5, 'drop frames older than this when picked (0 = off)', low=0.0, high=3600.0),
     _P('use_camera_info', True, 'use CameraInfo intrinsics'),
     _P('use_rectified', False, 'use P (rectified) instead of K'),

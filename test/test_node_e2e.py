@@ -300,6 +300,7 @@ def test_default_torch_threads_leave_a_core_to_the_ros_side(ros, start_node):
     assert values['num_threads'] == str(max(1, default - 1))
     log = assert_clean_exit(node)
     assert f'{max(1, default - 1)} torch threads' in log
+    assert 'pipelined (network and publishing on two threads)' in log  # the default
 
 
 def test_reliable_input_option(ros, start_node):

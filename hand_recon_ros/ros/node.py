@@ -300,6 +300,7 @@ class HandReconNode(LifecycleNode):
             f"active: {info['network']} on {info['device']} ({info['precision']}"
             + (f", {info['num_threads']} torch threads" if info.get('num_threads') else '')
             + f"), hand model {info['hand_model']}"
+            + (', pipelined (network and publishing on two threads)' if self.worker and self.worker.pipelined else '')
         )
         return super().on_activate(state)
 

@@ -432,7 +432,9 @@ def main():
         f'({os.cpu_count()} CPU cores, torch default threads), '
         f'detection_threshold 0 (both hands always), untrained weights, procedural stand-in (no MANO); reliable QoS; '
         f'load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; {time.monotonic() - t_start:.0f} s; '
-        f'{"plain node" if args.plain_node else "node with stage timings"}; extra args: {args.node_args or "none"}\n'
+        f'{"plain node" if args.plain_node else "node with stage timings"}; worker: '
+        f'{"one thread" if "pipelined:=false" in args.node_args else "two-stage (pipelined)"}; '
+        f'extra args: {args.node_args or "none"}\n'
     )
     print('Latency mode (one frame in flight; ms; overhead = round trip - network - refine, % of network):\n')
     print(

@@ -49,11 +49,31 @@ def main(argv=None) -> int:
         help='centre-map threshold: one for every --weights, or one per --weights (default: the shipped one)',
     )
     p.add_argument('--min-side-share', type=float, default=None, help='minimum side share (default: the shipped one)')
+    p.add_argument(
+        '--side-separation',
+        type=float,
+        nargs='*',
+        default=[],
+        help='map pixels (decoding.DecodeConfig): one for every --weights, or one per --weights (default: shipped)',
+    )
+    p.add_argument(
+        '--center-anchor',
+        type=float,
+        nargs='*',
+        default=[],
+        help='map pixels (pipeline.anchor_camera, 0 = off): one for every --weights, or one per --weights',
+    )
     p.add_argument('--out', type=Path, default=REPO / 'out/bench/real')
     args = p.parse_args(argv)
     if len(args.threshold) not in (0, 1, len(args.weights)):
         p.error(f'--threshold takes one value or one per --weights ({len(args.weights)}), got {len(args.threshold)}')
     thresholds = args.threshold * len(args.weights) if len(args.threshold) == 1 else args.threshold
+    if len(args.side_separation) not in (0, 1, len(args.weights)):
+        p.error(f'--side-separation takes one value or one per --weights, got {len(args.side_separation)}')
+    separations = args.side_separation * len(args.weights) if len(args.side_separation) == 1 else args.side_separation
+    if len(args.center_anchor) not in (0, 1, len(args.weights)):
+        p.error(f'--center-anchor takes one value or one per --weights, got {len(args.center_anchor)}')
+    anchors = args.center_anchor * len(args.weights) if len(args.center_anchor) == 1 else args.center_anchor
 
     frames_by_set = {}
     if 'annotated' in args.sets:
@@ -87,9 +107,21 @@ def main(argv=None) -> int:
         threshold = thresholds[i] if thresholds else None
         if threshold is not None:
             name += f'@{threshold:g}'
+        separation = separations[i] if separations else None
+        if separation is not None:
+            name += f'/sep{separation:g}'
+        anchor = anchors[i] if anchors else None
+        if anchor is not None:
+            name += f'/anchor{anchor:g}'
         methods.append(
             rb.AcrMethod(
-                w, name=name, precision=args.precision, threshold=threshold, min_side_share=args.min_side_share
+                w,
+                name=name,
+                precision=args.precision,
+                threshold=threshold,
+                min_side_share=args.min_side_share,
+                side_separation=separation,
+                center_anchor=anchor,
             )
         )
     if not args.no_mediapipe:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from hand_recon_ros.acr.network import ACRNet
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.acr.preprocess import letterbox
 from hand_recon_ros.conventions import SIDES  # network side index 0 = left, 1 = right (ACR order)
-from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
+from hand_recon_ros.detection_defaults import CENTER_ANCHOR, DETECTION_THRESHOLD, MIN_SIDE_SHARE, SIDE_SEPARATION
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsics, project_points
 from hand_recon_ros.geometry.image_rotation import TurnedView, check_turn, turn_image
@@ -71,6 +72,8 @@ class PipelineConfig:
     num_threads: int = 0
     detection_threshold: float = DETECTION_THRESHOLD
     min_side_share: float = MIN_SIDE_SHARE  # drop a peak whose side holds less of the two maps there
+    side_separation: float = SIDE_SEPARATION  # both sides' tops closer (map px): search a separated pair instead
+    center_anchor: float = CENTER_ANCHOR  # a hand drawn farther than this (map px) from its peak is moved onto it
     multi_hand: bool = False
     max_hands: int = 2
     refine: bool = False  # IHMR-MLP refinement for close two-hand pairs (README: off by default, why)
@@ -97,6 +100,57 @@ class NetworkPass:
     segmentation: torch.Tensor | None
     view: TurnedView | None  # the turn to undo; None when the camera's image went in as it was
     timings_ms: dict[str, float]
+    peak_centers: np.ndarray | None = None  # (N, 2) each detection's centre-map peak, normalised input (x, y)
+    map_size: int = 0  # centre-map width: normalised units per map pixel = 2 / map_size
+
+
+def check_center_anchor(value: float) -> float:
+    """A valid ``center_anchor`` (map pixels, 0 = off) as float; ValueError otherwise."""
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f'center_anchor must be a finite number of map pixels >= 0 (0 = off), got {value}')
+    return value
+
+
+def peak_centers(
+    center_logits: torch.Tensor, batch: Sequence[int], side: Sequence[int], y: Sequence[int], x: Sequence[int]
+) -> np.ndarray:
+    """(N, 2) normalised input (x, y) of each peak, refined inside its pixel by the 3 x 3 probability centroid
+    (the training centre of a hand is its keypoint box centre / 8 - 0.5 in map pixels)."""
+    out = np.zeros((len(batch), 2))
+    if not len(batch):
+        return out
+    probs = torch.sigmoid(center_logits.detach().float()).numpy()
+    height, width = probs.shape[-2:]
+    for i, (b, s, py, px) in enumerate(zip(batch, side, y, x)):
+        y0, y1, x0, x1 = max(py - 1, 0), min(py + 2, height), max(px - 1, 0), min(px + 2, width)
+        window = probs[b, s, y0:y1, x0:x1]
+        total = float(window.sum())
+        dy = dx = 0.0
+        if total > 0:
+            dy = float((window.sum(1) * (np.arange(y0, y1) - py)).sum()) / total
+            dx = float((window.sum(0) * (np.arange(x0, x1) - px)).sum()) / total
+        cx, cy = px + float(np.clip(dx, -0.5, 0.5)), py + float(np.clip(dy, -0.5, 0.5))
+        out[i] = ((cx + 0.5) * 2.0 / width - 1.0, (cy + 0.5) * 2.0 / height - 1.0)
+    return out
+
+
+def anchor_camera(cam: Sequence[float], joints_model: np.ndarray, anchor: np.ndarray, tolerance: float) -> list[float]:
+    """The weak camera (s, tx, ty), its translation shifted so that the hand's projected keypoint box centre
+    lies on ``anchor`` when it is farther than ``tolerance`` from it (normalised input units).
+
+    Why: the centre maps find hands where the parameter maps' translation can be wrong (hands rolled far from
+    upright, seen as one hand drawn between two peaks); the peak is where the network saw the hand."""
+    s, tx, ty = (float(v) for v in cam)
+    rel = np.asarray(joints_model, np.float64)
+    rel = rel[:, :2] - rel[conventions.ROOT_MIDDLE_MCP, :2]
+    if not (np.isfinite(rel).all() and math.isfinite(s) and math.isfinite(tx) and math.isfinite(ty)):
+        return [s, tx, ty]
+    center = s * (rel.min(0) + rel.max(0)) / 2.0 + (tx, ty)
+    offset = np.asarray(anchor, np.float64) - center
+    if not np.isfinite(offset).all() or float(np.hypot(*offset)) <= tolerance:
+        return [s, tx, ty]
+    return [s, tx + float(offset[0]), ty + float(offset[1])]
 
 
 class HandReconstructor:
@@ -120,6 +174,8 @@ class HandReconstructor:
         min_side_share: float = MIN_SIDE_SHARE,
         refine_stages: str = 'auto',
         image_rotation: int = 0,
+        side_separation: float = SIDE_SEPARATION,
+        center_anchor: float = CENTER_ANCHOR,
     ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
@@ -134,6 +190,8 @@ class HandReconstructor:
         self.normalization = 'imagenet' if network.normalization == 'imagenet' else 'pm1'
         self.detection_threshold, self.multi_hand, self.max_hands = detection_threshold, multi_hand, max_hands
         self.min_side_share = float(min_side_share)
+        self.side_separation = float(side_separation)
+        self.center_anchor = check_center_anchor(center_anchor)
         self._faces = {side: np.asarray(hand_model.faces(side), np.int64) for side in SIDES}
         from hand_recon_ros.refine import JointHead, build_refiner, joint_template
 
@@ -175,11 +233,17 @@ class HandReconstructor:
         min_side_share: float | None = None,
         refine_stages: str | None = None,
         image_rotation: int | None = None,
+        side_separation: float | None = None,
+        center_anchor: float | None = None,
     ) -> None:
         """Change the per-frame settings; a bad ``refine_stages`` or ``image_rotation`` raises ValueError and
         changes nothing."""
         if image_rotation is not None:
             check_turn(image_rotation)
+        if side_separation is not None:
+            DecodeConfig(side_separation=float(side_separation))  # validates
+        if center_anchor is not None:
+            check_center_anchor(center_anchor)
         if refine_stages is not None:
             from hand_recon_ros.refine import resolve_stages
 
@@ -191,6 +255,10 @@ class HandReconstructor:
             self.detection_threshold = float(detection_threshold)
         if min_side_share is not None:
             self.min_side_share = float(min_side_share)
+        if side_separation is not None:
+            self.side_separation = float(side_separation)
+        if center_anchor is not None:
+            self.center_anchor = check_center_anchor(center_anchor)
         if multi_hand is not None:
             self.multi_hand = bool(multi_hand)
         if max_hands is not None:
@@ -204,7 +272,11 @@ class HandReconstructor:
 
     def decode_config(self) -> DecodeConfig:
         multi = self.multi_hand and self.network.config.center_attention == 'peak'
-        return DecodeConfig(threshold=self.detection_threshold, max_per_side=max(1, self.max_hands) if multi else 1)
+        return DecodeConfig(
+            threshold=self.detection_threshold,
+            max_per_side=max(1, self.max_hands) if multi else 1,
+            side_separation=self.side_separation,
+        )
 
     def faces(self, side: str) -> np.ndarray:
         return self._faces[side]
@@ -339,12 +411,19 @@ class HandReconstructor:
                 host['center_maps'], dets.batch_index.tolist(), dets.side.tolist(), dets.y.tolist(), dets.x.tolist()
             )
         det_batch, det_side, det_score = dets.batch_index.tolist(), dets.side.tolist(), dets.score.tolist()
+        centers = peak_centers(host['center_maps'], det_batch, det_side, dets.y.tolist(), dets.x.tolist())
+        assigned = dets.side_assigned.tolist() if dets.side_assigned is not None else [False] * len(dets)
         timings['decode'] = (time.perf_counter() - t) * 1e3
 
         passes = []
         for b in range(n):
-            # a peak whose own side holds too little of the two maps there: the other side's hand seen twice
-            mine = [i for i in range(len(dets)) if det_batch[i] == b and det_handedness[i] >= self.min_side_share]
+            # a peak whose own side holds too little of the two maps there: the other side's hand seen twice (a
+            # side chosen by the separated-pair search already rules that out)
+            mine = [
+                i
+                for i in range(len(dets))
+                if det_batch[i] == b and (det_handedness[i] >= self.min_side_share or assigned[i])
+            ]
             order = sorted(mine, key=lambda i: -det_score[i])[: max(1, self.max_hands)]
             assert dets.params is not None  # decode() always fills it
             passes.append(
@@ -360,6 +439,8 @@ class HandReconstructor:
                     segmentation=outputs['segmentation'][b] if 'segmentation' in outputs else None,
                     view=views[b],
                     timings_ms=dict(timings),
+                    peak_centers=centers[order],
+                    map_size=int(host['center_maps'].shape[-1]),
                 )
             )
         return passes
@@ -372,8 +453,17 @@ class HandReconstructor:
         t = time.perf_counter()
         hands = []
         if p.sides:
+            anchors = p.peak_centers if self.center_anchor > 0 and p.peak_centers is not None else None
             hands = self.hands_from_params(
-                p.params, p.sides, p.scores, p.image_size, p.intrinsics, p.depth_source, p.handedness_scores
+                p.params,
+                p.sides,
+                p.scores,
+                p.image_size,
+                p.intrinsics,
+                p.depth_source,
+                p.handedness_scores,
+                anchors=anchors,
+                anchor_tolerance=self.center_anchor * 2.0 / max(p.map_size, 1),
             )
         timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
         if self.refine_enabled and len({h.handedness for h in hands}) == 2:
@@ -442,8 +532,14 @@ class HandReconstructor:
         K: np.ndarray,
         depth_source: str = DEPTH_SOURCE_CAMERA_INFO,
         handedness_scores: Sequence[float] | None = None,
+        anchors: np.ndarray | None = None,
+        anchor_tolerance: float = 0.0,
     ) -> list[HandResult]:
         """(N, 109) decoded parameters -> HandResults in the camera frame (metres) and image pixels.
+
+        ``anchors`` (N, 2): where each hand's centre-map peak is (normalised input x, y); a hand whose projected
+        keypoint box centre is farther than ``anchor_tolerance`` (normalised units) from it is moved onto it
+        (the weak camera's translation is shifted; pose, shape and scale are kept).
 
         joint_confidence is the detection score here; reconstruct_batch replaces it with the per-joint
         segmentation confidence once the final keypoints are known."""
@@ -469,6 +565,11 @@ class HandReconstructor:
                     meshes[i] = (verts_side[k], joints_side[k])
         # one host conversion per quantity for all hands instead of one per hand
         cams = mano['cam'].tolist()
+        if anchors is not None:
+            cams = [
+                anchor_camera(cam, joints, anchor, anchor_tolerance)
+                for cam, (_, joints), anchor in zip(cams, (meshes[i] for i in range(len(sides))), anchors)
+            ]
         quats = mano['root_quaternion'].numpy()
         poses = torch.cat([mano['global_orient'], mano['hand_pose']], dim=1).numpy()
         betas = mano['betas'].numpy()
@@ -608,6 +709,8 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         config.refine_gate_m,
         refine_path,
         min_side_share=config.min_side_share,
+        side_separation=config.side_separation,
+        center_anchor=config.center_anchor,
         refine_stages=config.refine_stages,
         image_rotation=config.image_rotation,
     )
@@ -620,4 +723,12 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
     return reconstructor
 
 
-__all__ = ['PipelineConfig', 'HandReconstructor', 'NetworkPass', 'create_reconstructor']
+__all__ = [
+    'PipelineConfig',
+    'HandReconstructor',
+    'NetworkPass',
+    'anchor_camera',
+    'check_center_anchor',
+    'create_reconstructor',
+    'peak_centers',
+]

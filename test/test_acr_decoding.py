@@ -181,3 +181,72 @@ def test_bad_inputs_raise_clear_errors():
         DecodeConfig(prior_gate='maybe')
     with pytest.raises(ValueError, match="missing 'prior'"):
         decode({'center_maps': blank(), 'params': torch.zeros(1, 2, 109)})
+
+
+def _pair_maps() -> torch.Tensor:
+    """Image 0: both sides' best peaks on one spot (13, 12), the left map's second peak on another hand at
+    (24, 11). Image 1: the two tops far apart (unchanged by the pair search)."""
+    maps = blank(2)
+    maps[0, LEFT, 13, 12] = logit(0.52)
+    maps[0, LEFT, 24, 11] = logit(0.28)
+    maps[0, RIGHT, 13, 12] = logit(0.32)
+    maps[1, LEFT, 5, 5] = logit(0.6)
+    maps[1, RIGHT, 20, 25] = logit(0.5)
+    maps[1, RIGHT, 5, 6] = logit(0.4)
+    return maps
+
+
+def _outputs(maps: torch.Tensor) -> dict:
+    b = maps.shape[0]
+    return {'center_maps': maps, 'params': torch.zeros(b, 2, 109, MAP, MAP), 'prior': torch.zeros(b, 2, 106, MAP, MAP)}
+
+
+def test_side_separation_replaces_one_hand_seen_on_both_maps_by_the_separated_pair():
+    maps = _pair_maps()
+    top1 = decode(_outputs(maps), DecodeConfig(threshold=0.2))
+    assert peaks_of(top1) == [(0, LEFT, 13, 12), (0, RIGHT, 13, 12), (1, LEFT, 5, 5), (1, RIGHT, 20, 25)]
+    assert not top1.side_assigned.any()
+    paired = decode(_outputs(maps), DecodeConfig(threshold=0.2, side_separation=2.0))
+    # the spot goes to the right side: the other hand can only be the left one
+    assert peaks_of(paired) == [(0, LEFT, 24, 11), (0, RIGHT, 13, 12), (1, LEFT, 5, 5), (1, RIGHT, 20, 25)]
+    assert paired.side_assigned.tolist() == [True, True, False, False]
+    assert paired.score[:2].tolist() == pytest.approx([0.28, 0.32], abs=1e-6)
+    assert [d['side_assigned'] for d in paired.to_list()] == [True, True, False, False]
+
+
+def test_side_separation_keeps_the_tops_without_a_separated_pair_or_above_the_threshold():
+    maps = _pair_maps()
+    # the second left peak is under the threshold: nothing to pair with, the two tops stay
+    dets = decode(_outputs(maps), DecodeConfig(threshold=0.3, side_separation=2.0))
+    assert peaks_of(dets)[:2] == [(0, LEFT, 13, 12), (0, RIGHT, 13, 12)]
+    assert not dets.side_assigned.any()
+    # tops 2.2 px apart are separate hands at 2 px, the same hand at 3 px
+    near = blank()
+    near[0, LEFT, 10, 10] = logit(0.6)
+    near[0, RIGHT, 12, 11] = logit(0.5)
+    near[0, RIGHT, 25, 25] = logit(0.3)
+    assert peaks_of(decode(_outputs(near), DecodeConfig(threshold=0.2, side_separation=2.0))) == [
+        (0, LEFT, 10, 10),
+        (0, RIGHT, 12, 11),
+    ]
+    assert peaks_of(decode(_outputs(near), DecodeConfig(threshold=0.2, side_separation=3.0))) == [
+        (0, LEFT, 10, 10),
+        (0, RIGHT, 25, 25),
+    ]
+
+
+def test_side_separation_takes_the_pair_with_the_largest_summed_score():
+    maps = blank()
+    maps[0, LEFT, 10, 10] = logit(0.9)
+    maps[0, RIGHT, 10, 10] = logit(0.8)
+    maps[0, LEFT, 25, 5] = logit(0.5)
+    maps[0, RIGHT, 25, 25] = logit(0.3)
+    # (L 0.9 here, R 0.3 there) = 1.2 < (L 0.5 there, R 0.8 here) = 1.3
+    dets = decode(_outputs(maps), DecodeConfig(threshold=0.2, side_separation=2.0))
+    assert peaks_of(dets) == [(0, LEFT, 25, 5), (0, RIGHT, 10, 10)]
+
+
+@pytest.mark.parametrize('bad', [{'side_separation': -1.0}, {'side_separation': math.nan}, {'side_candidates': 0}])
+def test_side_separation_options_are_checked(bad):
+    with pytest.raises(ValueError):
+        DecodeConfig(**bad)

@@ -83,7 +83,8 @@ def test_detection_threshold_controls_output(reconstructor):
 
 def test_min_side_share_drops_exactly_the_peaks_the_other_side_claims_more(reconstructor):
     image = np.random.default_rng(5).integers(0, 255, (240, 320, 3), dtype=np.uint8)
-    reconstructor.set_runtime(detection_threshold=0.0, refine=False)
+    # the share filter alone: no separated-pair search (its pairs are exempt from the filter)
+    reconstructor.set_runtime(detection_threshold=0.0, refine=False, side_separation=0.0)
     try:
         every = reconstructor.reconstruct(image).hands
         assert len(every) == 2  # threshold 0: the best peak of each side
@@ -98,7 +99,7 @@ def test_min_side_share_drops_exactly_the_peaks_the_other_side_claims_more(recon
         if abs(shares[0] + shares[1] - 1.0) < 1e-6:
             assert len(kept) == 1
     finally:
-        reconstructor.set_runtime(detection_threshold=0.35, min_side_share=0.0, refine=True)
+        reconstructor.set_runtime(detection_threshold=0.35, min_side_share=0.0, refine=True, side_separation=2.0)
 
 
 def test_device_resolution_fails_loudly_without_cuda():

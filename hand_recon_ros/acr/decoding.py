@@ -37,6 +37,12 @@ class DecodeConfig:
     ``None`` = half the map width, i.e. 32 on a 64 map); ``'soft'`` = interaction field
     IF = gamma * (k_L + k_R + 1) with k from each hand's predicted camera scale, coefficient
     ``max(0, 1 - d / IF)``; ``'off'`` = never add the prior.
+
+    ``side_separation`` (map pixels, top-1 decoding only): when the best left and best right peaks lie closer
+    than this, they are usually ONE hand seen on both maps, and the other hand, if any, is a weaker peak that
+    top-1 drops. The decoder then takes the pair of left and right peaks at least this far apart with the
+    largest summed score (each above ``threshold``), marked ``side_assigned``; without such a pair it keeps
+    the two tops as before. 0 = off (the released top-1 per side).
     """
 
     threshold: float = 0.35
@@ -47,6 +53,8 @@ class DecodeConfig:
     prior_radius: float | None = None
     prior_gamma: float = 1.0
     hand_extent_m: float = 0.2
+    side_separation: float = 0.0
+    side_candidates: int = 4  # peaks per side searched for the pair
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold < 1.0:
@@ -57,6 +65,10 @@ class DecodeConfig:
             raise ValueError(f'max_per_side must be >= 1, got {self.max_per_side}')
         if self.min_distance < 0:
             raise ValueError(f'min_distance must be >= 0, got {self.min_distance}')
+        if not (math.isfinite(self.side_separation) and self.side_separation >= 0):
+            raise ValueError(f'side_separation must be a finite number >= 0, got {self.side_separation}')
+        if self.side_candidates < 1:
+            raise ValueError(f'side_candidates must be >= 1, got {self.side_candidates}')
         if self.prior_gate not in ('hard', 'soft', 'off'):
             raise ValueError(f"prior_gate must be 'hard', 'soft' or 'off', got {self.prior_gate!r}")
 
@@ -72,6 +84,7 @@ class Detections:
     x: torch.Tensor  # (N,) int64 map column
     params: torch.Tensor | None = field(default=None)  # (N, 109) fused params (+ prior)
     prior_coefficient: torch.Tensor | None = field(default=None)  # (N,) weight the prior was added with
+    side_assigned: torch.Tensor | None = field(default=None)  # (N,) bool: side set by the pair search
 
     def __len__(self) -> int:
         return int(self.batch_index.shape[0])
@@ -86,6 +99,7 @@ class Detections:
                 'x': int(self.x[i]),
                 'params': None if self.params is None else self.params[i],
                 'prior_coefficient': None if self.prior_coefficient is None else float(self.prior_coefficient[i]),
+                'side_assigned': False if self.side_assigned is None else bool(self.side_assigned[i]),
             }
             for i in range(len(self))
         ]
@@ -175,6 +189,44 @@ def find_peaks(
     )
 
 
+def _separated_pairs(peaks: Detections, top: Detections, separation: float) -> Detections:
+    """Top-1 detections per (image, side), except where an image's two tops lie closer than ``separation``:
+    there the left/right pair of ``peaks`` (several per side, best first) at least that far apart with the
+    largest summed score, when one exists."""
+    rows: list[tuple[int, int, float, int, int, bool]] = []
+    by_image: dict[int, list[list[int]]] = {}
+    for i, (b, s) in enumerate(zip(peaks.batch_index.tolist(), peaks.side.tolist())):
+        by_image.setdefault(b, [[], []])[s].append(i)
+    ys, xs, scores = peaks.y.tolist(), peaks.x.tolist(), peaks.score.tolist()
+    chosen: dict[int, tuple[int, int]] = {}
+    for b, (left, right) in by_image.items():
+        if not left or not right or math.hypot(ys[left[0]] - ys[right[0]], xs[left[0]] - xs[right[0]]) >= separation:
+            continue
+        best, best_sum = None, -1.0
+        for i in left:
+            for j in right:
+                if math.hypot(ys[i] - ys[j], xs[i] - xs[j]) >= separation and scores[i] + scores[j] > best_sum:
+                    best, best_sum = (i, j), scores[i] + scores[j]
+        if best is not None:
+            chosen[b] = best
+    for i in range(len(top)):
+        b = int(top.batch_index[i])
+        if b not in chosen:
+            rows.append((b, int(top.side[i]), float(top.score[i]), int(top.y[i]), int(top.x[i]), False))
+    for b, pair in chosen.items():
+        rows += [(b, peaks_side, scores[k], ys[k], xs[k], True) for peaks_side, k in zip((LEFT, RIGHT), pair)]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    columns = list(zip(*rows)) if rows else [()] * 6
+    return Detections(
+        batch_index=torch.tensor(columns[0], dtype=torch.long),
+        side=torch.tensor(columns[1], dtype=torch.long),
+        score=torch.tensor(columns[2], dtype=torch.float32),
+        y=torch.tensor(columns[3], dtype=torch.long),
+        x=torch.tensor(columns[4], dtype=torch.long),
+        side_assigned=torch.tensor(columns[5], dtype=torch.bool),
+    )
+
+
 def kernel_from_cam_scale(
     cam_scale: float, map_size: int, hand_extent_m: float = 0.2, k_min: float = 2.0, delta_k: float = 7.0
 ) -> float:
@@ -225,6 +277,11 @@ def decode(outputs: dict[str, torch.Tensor], config: DecodeConfig | None = None)
             raise ValueError(f'outputs is missing {key!r}; got keys {sorted(outputs)}')
     center = outputs['center_maps']
     dets = find_peaks(center, config.threshold, config.nms_kernel, config.max_per_side, config.min_distance)
+    if config.side_separation > 0 and config.max_per_side == 1:
+        peaks = find_peaks(center, config.threshold, config.nms_kernel, config.side_candidates, config.min_distance)
+        dets = _separated_pairs(peaks, dets, config.side_separation)
+    else:
+        dets.side_assigned = torch.zeros(len(dets), dtype=torch.bool)
     params_src = outputs['params'].detach()
     prior_src = outputs['prior'].detach()
     map_size = center.shape[-1]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
+from hand_recon_ros.detection_defaults import CENTER_ANCHOR, DETECTION_THRESHOLD, MIN_SIDE_SHARE, SIDE_SEPARATION
 
 __all__ = ['FrameSettings', 'OutputSettings', 'ReconstructorRuntime']
 
@@ -48,6 +48,8 @@ class ReconstructorRuntime:
 
     detection_threshold: float = DETECTION_THRESHOLD
     min_side_share: float = MIN_SIDE_SHARE
+    side_separation: float = SIDE_SEPARATION
+    center_anchor: float = CENTER_ANCHOR
     multi_hand: bool = False
     max_hands: int = 2
     refine: bool = False
@@ -74,6 +76,8 @@ class FrameSettings:
         runtime = ReconstructorRuntime(
             detection_threshold=float(value('detection_threshold')),
             min_side_share=float(value('min_side_share')),
+            side_separation=float(value('side_separation')),
+            center_anchor=float(value('center_anchor')),
             multi_hand=bool(value('multi_hand')),
             max_hands=int(value('max_hands')),
             refine=bool(value('refinement.enabled')),

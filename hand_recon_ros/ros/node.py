@@ -272,6 +272,8 @@ class HandReconNode(LifecycleNode):
                 num_threads=resolve_num_threads(int(self.p('num_threads'))),
                 detection_threshold=float(self.p('detection_threshold')),
                 min_side_share=float(self.p('min_side_share')),
+                side_separation=float(self.p('side_separation')),
+                center_anchor=float(self.p('center_anchor')),
                 refine=bool(self.p('refinement.enabled')),
                 refine_gate_m=float(self.p('refinement.gate_m')),
                 refine_weights=self.p('refinement.weights'),

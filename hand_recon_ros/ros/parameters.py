@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
-from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
+from hand_recon_ros.detection_defaults import CENTER_ANCHOR, DETECTION_THRESHOLD, MIN_SIDE_SHARE, SIDE_SEPARATION
 
 __all__ = ['ParamSpec', 'SPECS', 'validate', 'descriptor', 'APPLIES']
 
@@ -107,6 +107,22 @@ _TABLE = (
         'its peak (0 keeps all; 0.45 drops a hand the other side claims more)',
         low=0.0,
         high=0.5,
+    ),
+    _P(
+        'side_separation',
+        SIDE_SEPARATION,
+        'centre-map pixels: when the best left and right peaks are closer than this (one hand seen on both '
+        'maps), decode the best left/right pair at least this far apart instead (0 = top peak per side)',
+        low=0.0,
+        high=64.0,
+    ),
+    _P(
+        'center_anchor',
+        CENTER_ANCHOR,
+        'centre-map pixels: a hand drawn farther than this from its centre peak is moved onto the peak '
+        '(0 = off: keep the regressed translation)',
+        low=0.0,
+        high=64.0,
     ),
     _P('multi_hand', False, 'allow more than one hand per side'),
     _P('refinement.enabled', False, 'IHMR-MLP collision-aware refinement of close two-hand pairs'),

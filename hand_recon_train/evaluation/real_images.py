@@ -332,6 +332,8 @@ class AcrMethod:
         threshold: float | None = None,
         refine: bool = False,
         min_side_share: float | None = None,
+        side_separation: float | None = None,
+        center_anchor: float | None = None,
     ):
         from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
 
@@ -340,6 +342,10 @@ class AcrMethod:
             cfg.detection_threshold = threshold
         if min_side_share is not None:
             cfg.min_side_share = min_side_share
+        if side_separation is not None:
+            cfg.side_separation = side_separation
+        if center_anchor is not None:
+            cfg.center_anchor = center_anchor
         self.reconstructor = create_reconstructor(cfg)
         self.name = name
         info = self.reconstructor.info()

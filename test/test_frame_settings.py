@@ -66,4 +66,12 @@ def test_node_rebuilds_the_snapshot_on_change_and_pushes_the_runtime_once(ros):
         assert not refused.successful and 'step' in refused.reason
         node._process((make_image(stamp_sec=105, seed=5), time.monotonic()))
         assert len(calls) == 3 and rec.image_rotation == 180 and rec.info()['image_rotation'] == 180
-        assert node.status.published == 5
+        # the decoding options reach the core the same way; a negative pixel count is refused
+        assert rec.side_separation == 2.0 and rec.center_anchor == 2.0
+        ok = node.set_parameters([Parameter('side_separation', value=0.0), Parameter('center_anchor', value=3.5)])
+        assert all(r.successful for r in ok)
+        assert not node.set_parameters([Parameter('center_anchor', value=-1.0)])[0].successful
+        node._process((make_image(stamp_sec=106, seed=6), time.monotonic()))
+        assert len(calls) == 4 and rec.side_separation == 0.0 and rec.center_anchor == 3.5
+        assert rec.decode_config().side_separation == 0.0
+        assert node.status.published == 6

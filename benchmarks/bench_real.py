@@ -63,6 +63,13 @@ def main(argv=None) -> int:
         default=[],
         help='map pixels (pipeline.anchor_camera, 0 = off): one for every --weights, or one per --weights',
     )
+    p.add_argument(
+        '--max-pair-overlap',
+        type=float,
+        nargs='*',
+        default=[],
+        help='2D box IoU (pipeline.drop_overlapping_hands, 1 = off): one for every --weights, or one per --weights',
+    )
     p.add_argument('--out', type=Path, default=REPO / 'out/bench/real')
     args = p.parse_args(argv)
     if len(args.threshold) not in (0, 1, len(args.weights)):
@@ -74,6 +81,9 @@ def main(argv=None) -> int:
     if len(args.center_anchor) not in (0, 1, len(args.weights)):
         p.error(f'--center-anchor takes one value or one per --weights, got {len(args.center_anchor)}')
     anchors = args.center_anchor * len(args.weights) if len(args.center_anchor) == 1 else args.center_anchor
+    if len(args.max_pair_overlap) not in (0, 1, len(args.weights)):
+        p.error(f'--max-pair-overlap takes one value or one per --weights, got {len(args.max_pair_overlap)}')
+    overlaps = args.max_pair_overlap * len(args.weights) if len(args.max_pair_overlap) == 1 else args.max_pair_overlap
 
     frames_by_set = {}
     if 'annotated' in args.sets:
@@ -113,6 +123,9 @@ def main(argv=None) -> int:
         anchor = anchors[i] if anchors else None
         if anchor is not None:
             name += f'/anchor{anchor:g}'
+        overlap = overlaps[i] if overlaps else None
+        if overlap is not None:
+            name += f'/iou{overlap:g}'
         methods.append(
             rb.AcrMethod(
                 w,
@@ -122,6 +135,7 @@ def main(argv=None) -> int:
                 min_side_share=args.min_side_share,
                 side_separation=separation,
                 center_anchor=anchor,
+                max_pair_overlap=overlap,
             )
         )
     if not args.no_mediapipe:

@@ -23,13 +23,20 @@ anchoring at 2 map px: rolled photos both hands 32 -> 88 %, sides right 31 -> 82
 0.69 -> 0.76; upright validation both hands 95 -> 98 %, PCK* 0.77 -> 0.76; pasted pairs both sides right 54 -> 64 %;
 synthetic separate pairs recall 0.45 -> 0.97. Separation 2 and 3 decode the same; anchoring at 1-1.5 px moved hands
 that were right (PCK* 0.74-0.75), at 2.5-3 px it kept fewer rolled pairs.
+
+``MAX_PAIR_OVERLAP`` (same day and sets, on top of the two above): a left and a right hand whose 2D keypoint boxes
+overlap by more than this IoU are one hand that both maps claimed; the better-scored one stays. At 0.7 precision
+rises (validation 0.92 -> 0.94, rolled 0.76 -> 0.83) and no set loses a pair with both sides right (pasted 64 %,
+synthetic close 31 %, interacting 30 %); only "both found" falls where it counted one hand twice. At 0.6 and 0.5
+precision rises further (rolled 0.88, 0.91) but real pairs go (synthetic close both sides right 31 -> 26 %).
 """
 
 from __future__ import annotations
 
-__all__ = ['CENTER_ANCHOR', 'DETECTION_THRESHOLD', 'MIN_SIDE_SHARE', 'SIDE_SEPARATION']
+__all__ = ['CENTER_ANCHOR', 'DETECTION_THRESHOLD', 'MAX_PAIR_OVERLAP', 'MIN_SIDE_SHARE', 'SIDE_SEPARATION']
 
 DETECTION_THRESHOLD = 0.20  # centre-map confidence a peak must exceed (ACR's release used 0.35)
 MIN_SIDE_SHARE = 0.45  # a peak's side must hold this share of the two centre maps at that pixel
 SIDE_SEPARATION = 2.0  # map pixels; left and right tops closer than this: search a separated pair (decoding.py)
 CENTER_ANCHOR = 2.0  # map pixels; a hand drawn farther than this from its peak is moved onto it (pipeline.py)
+MAX_PAIR_OVERLAP = 0.7  # keypoint-box IoU above which two hands are one hand seen twice (1 = keep both)

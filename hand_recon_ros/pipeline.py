@@ -39,7 +39,14 @@ from hand_recon_ros.acr.network import ACRNet
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.acr.preprocess import letterbox
 from hand_recon_ros.conventions import SIDES  # network side index 0 = left, 1 = right (ACR order)
-from hand_recon_ros.detection_defaults import CENTER_ANCHOR, DETECTION_THRESHOLD, MIN_SIDE_SHARE, SIDE_SEPARATION
+from hand_recon_ros.detection_defaults import (
+    CENTER_ANCHOR,
+    DETECTION_THRESHOLD,
+    MAX_PAIR_OVERLAP,
+    MIN_SIDE_SHARE,
+    SIDE_SEPARATION,
+)
+from hand_recon_ros.detection_metrics import box_iou, keypoint_box
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsics, project_points
 from hand_recon_ros.geometry.image_rotation import TurnedView, check_turn, turn_image
@@ -74,6 +81,7 @@ class PipelineConfig:
     min_side_share: float = MIN_SIDE_SHARE  # drop a peak whose side holds less of the two maps there
     side_separation: float = SIDE_SEPARATION  # both sides' tops closer (map px): search a separated pair instead
     center_anchor: float = CENTER_ANCHOR  # a hand drawn farther than this (map px) from its peak is moved onto it
+    max_pair_overlap: float = MAX_PAIR_OVERLAP  # two hands whose keypoint boxes overlap more (IoU): one hand, twice
     multi_hand: bool = False
     max_hands: int = 2
     refine: bool = False  # IHMR-MLP refinement for close two-hand pairs (README: off by default, why)
@@ -135,6 +143,27 @@ def peak_centers(
     return out
 
 
+def check_pair_overlap(value: float) -> float:
+    """A valid ``max_pair_overlap`` (box IoU in [0, 1], 1 = off) as float; ValueError otherwise."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ValueError(f'max_pair_overlap must be a box IoU in [0, 1] (1 = off), got {value}')
+    return value
+
+
+def drop_overlapping_hands(hands: list[HandResult], max_overlap: float) -> list[HandResult]:
+    """The hands, best score first, without any whose 2D keypoint box overlaps a better one's by more than
+    ``max_overlap`` (IoU): one hand that both centre maps claimed, drawn twice. Order is kept."""
+    if len(hands) < 2 or max_overlap >= 1.0:
+        return hands
+    boxes = [keypoint_box(h.keypoints_2d) for h in hands]
+    kept: list[int] = []
+    for i in sorted(range(len(hands)), key=lambda i: -hands[i].score):
+        if all(box_iou(boxes[i], boxes[k]) <= max_overlap for k in kept):
+            kept.append(i)
+    return [hands[i] for i in sorted(kept)]
+
+
 def anchor_camera(cam: Sequence[float], joints_model: np.ndarray, anchor: np.ndarray, tolerance: float) -> list[float]:
     """The weak camera (s, tx, ty), its translation shifted so that the hand's projected keypoint box centre
     lies on ``anchor`` when it is farther than ``tolerance`` from it (normalised input units).
@@ -176,6 +205,7 @@ class HandReconstructor:
         image_rotation: int = 0,
         side_separation: float = SIDE_SEPARATION,
         center_anchor: float = CENTER_ANCHOR,
+        max_pair_overlap: float = MAX_PAIR_OVERLAP,
     ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
@@ -192,6 +222,7 @@ class HandReconstructor:
         self.min_side_share = float(min_side_share)
         self.side_separation = float(side_separation)
         self.center_anchor = check_center_anchor(center_anchor)
+        self.max_pair_overlap = check_pair_overlap(max_pair_overlap)
         self._faces = {side: np.asarray(hand_model.faces(side), np.int64) for side in SIDES}
         from hand_recon_ros.refine import JointHead, build_refiner, joint_template
 
@@ -235,6 +266,7 @@ class HandReconstructor:
         image_rotation: int | None = None,
         side_separation: float | None = None,
         center_anchor: float | None = None,
+        max_pair_overlap: float | None = None,
     ) -> None:
         """Change the per-frame settings; a bad ``refine_stages`` or ``image_rotation`` raises ValueError and
         changes nothing."""
@@ -244,6 +276,8 @@ class HandReconstructor:
             DecodeConfig(side_separation=float(side_separation))  # validates
         if center_anchor is not None:
             check_center_anchor(center_anchor)
+        if max_pair_overlap is not None:
+            check_pair_overlap(max_pair_overlap)
         if refine_stages is not None:
             from hand_recon_ros.refine import resolve_stages
 
@@ -259,6 +293,8 @@ class HandReconstructor:
             self.side_separation = float(side_separation)
         if center_anchor is not None:
             self.center_anchor = check_center_anchor(center_anchor)
+        if max_pair_overlap is not None:
+            self.max_pair_overlap = check_pair_overlap(max_pair_overlap)
         if multi_hand is not None:
             self.multi_hand = bool(multi_hand)
         if max_hands is not None:
@@ -465,6 +501,7 @@ class HandReconstructor:
                 anchors=anchors,
                 anchor_tolerance=self.center_anchor * 2.0 / max(p.map_size, 1),
             )
+        hands = drop_overlapping_hands(hands, self.max_pair_overlap)
         timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
         if self.refine_enabled and len({h.handedness for h in hands}) == 2:
             t = time.perf_counter()
@@ -711,6 +748,7 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         min_side_share=config.min_side_share,
         side_separation=config.side_separation,
         center_anchor=config.center_anchor,
+        max_pair_overlap=config.max_pair_overlap,
         refine_stages=config.refine_stages,
         image_rotation=config.image_rotation,
     )
@@ -729,6 +767,8 @@ __all__ = [
     'NetworkPass',
     'anchor_camera',
     'check_center_anchor',
+    'check_pair_overlap',
+    'drop_overlapping_hands',
     'create_reconstructor',
     'peak_centers',
 ]

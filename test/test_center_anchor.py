@@ -1,5 +1,7 @@
-"""Hands kept on their centre-map peaks: sub-pixel peak centres, the weak camera shift, the pipeline option."""
+"""Decoding aids of the pipeline: hands kept on their centre-map peaks (sub-pixel peak centres, the weak camera
+shift) and one hand claimed by both sides dropped (keypoint-box overlap)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -8,7 +10,13 @@ import torch
 
 from hand_recon_ros.conventions import ROOT_MIDDLE_MCP
 from hand_recon_ros.geometry.camera import LetterboxTransform
-from hand_recon_ros.pipeline import PipelineConfig, anchor_camera, create_reconstructor, peak_centers
+from hand_recon_ros.pipeline import (
+    PipelineConfig,
+    anchor_camera,
+    create_reconstructor,
+    drop_overlapping_hands,
+    peak_centers,
+)
 
 from test_pipeline import make_params
 
@@ -84,12 +92,25 @@ def test_anchored_hands_are_placed_at_their_peaks_in_metric_3d(reconstructor):
     )
 
 
-@pytest.mark.parametrize('bad', [{'center_anchor': -1.0}, {'center_anchor': math.inf}, {'side_separation': -2.0}])
+@pytest.mark.parametrize(
+    'bad',
+    [
+        {'center_anchor': -1.0},
+        {'center_anchor': math.inf},
+        {'side_separation': -2.0},
+        {'max_pair_overlap': 1.5},
+        {'max_pair_overlap': math.nan},
+    ],
+)
 def test_bad_anchor_or_separation_is_refused_and_changes_nothing(reconstructor, bad):
-    before = (reconstructor.center_anchor, reconstructor.side_separation, reconstructor.detection_threshold)
+    def state():
+        r = reconstructor
+        return (r.center_anchor, r.side_separation, r.max_pair_overlap, r.detection_threshold)
+
+    before = state()
     with pytest.raises(ValueError):
         reconstructor.set_runtime(detection_threshold=0.9, **bad)
-    assert (reconstructor.center_anchor, reconstructor.side_separation, reconstructor.detection_threshold) == before
+    assert state() == before
 
 
 def test_whole_frames_carry_peak_centres_and_anchoring_can_be_switched_off(reconstructor):
@@ -108,3 +129,20 @@ def test_whole_frames_carry_peak_centres_and_anchoring_can_be_switched_off(recon
             np.testing.assert_array_equal(a.joints_3d, b.joints_3d)
     finally:
         reconstructor.set_runtime(detection_threshold=0.35, center_anchor=2.0)
+
+
+def test_a_hand_drawn_twice_keeps_its_better_scored_copy_and_separate_hands_stay(reconstructor):
+    rng = np.random.default_rng(5)
+    K = np.array([[600.0, 0, 320.0], [0, 600.0, 240.0], [0, 0, 1]])
+    params = torch.stack([make_params(rng, s=1.3, tx=-0.4, ty=0.0), make_params(rng, s=1.3, tx=0.4, ty=0.0)])
+    right, left = reconstructor.hands_from_params(params, ['right', 'left'], [0.6, 0.5], (480, 640), K)
+    twice = dataclasses.replace(right, handedness='left', score=0.4)  # the same spot claimed by the left map
+    assert drop_overlapping_hands([right, left], 0.7) == [right, left]
+    assert drop_overlapping_hands([twice, right, left], 0.7) == [right, left]
+    better = dataclasses.replace(twice, score=0.9)
+    assert drop_overlapping_hands([right, better], 0.7) == [better]
+    assert drop_overlapping_hands([right, better], 1.0) == [right, better]  # 1 = off
+    # half-overlapping boxes (IoU 1/3): two hands at 0.7, one at 0.3
+    shifted = dataclasses.replace(twice, keypoints_2d=right.keypoints_2d + [np.ptp(right.keypoints_2d[:, 0]) / 2, 0])
+    assert len(drop_overlapping_hands([right, shifted], 0.7)) == 2
+    assert drop_overlapping_hands([right, shifted], 0.3) == [right]

@@ -74,4 +74,8 @@ def test_node_rebuilds_the_snapshot_on_change_and_pushes_the_runtime_once(ros):
         node._process((make_image(stamp_sec=106, seed=6), time.monotonic()))
         assert len(calls) == 4 and rec.side_separation == 0.0 and rec.center_anchor == 3.5
         assert rec.decode_config().side_separation == 0.0
-        assert node.status.published == 6
+        assert node.set_parameters([Parameter('max_pair_overlap', value=1.0)])[0].successful
+        assert not node.set_parameters([Parameter('max_pair_overlap', value=1.2)])[0].successful
+        node._process((make_image(stamp_sec=107, seed=7), time.monotonic()))
+        assert len(calls) == 5 and rec.max_pair_overlap == 1.0
+        assert node.status.published == 7

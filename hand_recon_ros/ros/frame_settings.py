@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hand_recon_ros.detection_defaults import CENTER_ANCHOR, DETECTION_THRESHOLD, MIN_SIDE_SHARE, SIDE_SEPARATION
+from hand_recon_ros.detection_defaults import (
+    CENTER_ANCHOR,
+    DETECTION_THRESHOLD,
+    MAX_PAIR_OVERLAP,
+    MIN_SIDE_SHARE,
+    SIDE_SEPARATION,
+)
 
 __all__ = ['FrameSettings', 'OutputSettings', 'ReconstructorRuntime']
 
@@ -50,6 +56,7 @@ class ReconstructorRuntime:
     min_side_share: float = MIN_SIDE_SHARE
     side_separation: float = SIDE_SEPARATION
     center_anchor: float = CENTER_ANCHOR
+    max_pair_overlap: float = MAX_PAIR_OVERLAP
     multi_hand: bool = False
     max_hands: int = 2
     refine: bool = False
@@ -78,6 +85,7 @@ class FrameSettings:
             min_side_share=float(value('min_side_share')),
             side_separation=float(value('side_separation')),
             center_anchor=float(value('center_anchor')),
+            max_pair_overlap=float(value('max_pair_overlap')),
             multi_hand=bool(value('multi_hand')),
             max_hands=int(value('max_hands')),
             refine=bool(value('refinement.enabled')),

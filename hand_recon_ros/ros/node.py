@@ -274,6 +274,7 @@ class HandReconNode(LifecycleNode):
                 min_side_share=float(self.p('min_side_share')),
                 side_separation=float(self.p('side_separation')),
                 center_anchor=float(self.p('center_anchor')),
+                max_pair_overlap=float(self.p('max_pair_overlap')),
                 refine=bool(self.p('refinement.enabled')),
                 refine_gate_m=float(self.p('refinement.gate_m')),
                 refine_weights=self.p('refinement.weights'),

@@ -11,7 +11,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
-from hand_recon_ros.detection_defaults import CENTER_ANCHOR, DETECTION_THRESHOLD, MIN_SIDE_SHARE, SIDE_SEPARATION
+from hand_recon_ros.detection_defaults import (
+    CENTER_ANCHOR,
+    DETECTION_THRESHOLD,
+    MAX_PAIR_OVERLAP,
+    MIN_SIDE_SHARE,
+    SIDE_SEPARATION,
+)
 
 __all__ = ['ParamSpec', 'SPECS', 'validate', 'descriptor', 'APPLIES']
 
@@ -123,6 +129,14 @@ _TABLE = (
         '(0 = off: keep the regressed translation)',
         low=0.0,
         high=64.0,
+    ),
+    _P(
+        'max_pair_overlap',
+        MAX_PAIR_OVERLAP,
+        'two hands whose 2D keypoint boxes overlap by more than this IoU are one hand seen twice: the better '
+        'scored one stays (1 = keep both)',
+        low=0.0,
+        high=1.0,
     ),
     _P('multi_hand', False, 'allow more than one hand per side'),
     _P('refinement.enabled', False, 'IHMR-MLP collision-aware refinement of close two-hand pairs'),

@@ -334,6 +334,7 @@ class AcrMethod:
         min_side_share: float | None = None,
         side_separation: float | None = None,
         center_anchor: float | None = None,
+        max_pair_overlap: float | None = None,
     ):
         from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
 
@@ -346,6 +347,8 @@ class AcrMethod:
             cfg.side_separation = side_separation
         if center_anchor is not None:
             cfg.center_anchor = center_anchor
+        if max_pair_overlap is not None:
+            cfg.max_pair_overlap = max_pair_overlap
         self.reconstructor = create_reconstructor(cfg)
         self.name = name
         info = self.reconstructor.info()

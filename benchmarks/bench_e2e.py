@@ -1,7 +1,8 @@
 """End-to-end node latency and throughput over real DDS: a 640x480 image published -> its HandArray received.
 
 The node runs as a subprocess started like the tests start it (``--ros-args --params-file config/hand_recon.yaml
--p ...``), discovery on LOCALHOST in its own ROS_DOMAIN_ID, detection_threshold 0 so both hands always exist.
+-p ...``), discovery on LOCALHOST in its own ROS_DOMAIN_ID, detection_threshold 0 and ACR's released decoding
+(side_separation 0, center_anchor 0, max_pair_overlap 1) so both hands always exist and sit close together.
 By default it is started through this file's ``--node-with-timings`` mode: the unmodified node plus a wrapper that
 appends, per frame, the pipeline's own stage timings (network, refine, ...) to a JSONL file after the frame has been
 published (so the figures include no instrumentation cost). ``--plain-node`` runs ``-m hand_recon_ros.ros.node``
@@ -139,6 +140,14 @@ class NodeUnderTest:
             f'network.input_size:={input_size}',
             '-p',
             'detection_threshold:=0.0',
+            '-p',
+            # ACR's released decoding: the untrained network's two hands then sit together (and both are kept),
+            # so the refinement runs on every frame, the worst case
+            'max_pair_overlap:=1.0',
+            '-p',
+            'center_anchor:=0.0',
+            '-p',
+            'side_separation:=0.0',
             '-p',
             'input_reliability:=reliable',
             *node_args,

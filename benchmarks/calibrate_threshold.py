@@ -13,6 +13,11 @@ pairs: frames where a left and a right detection sit on one hand (centroids clos
 hand), the false positives a side share removes. The suggestion per share: the lowest threshold whose precision
 stays >= --min-precision. The reported real-image figures stay on the validation split (bench_real.py), which this
 never reads.
+
+The sweep runs with ACR's released decoding (top-1 per side, no separated pairs, no anchoring, nothing dropped as a
+hand claimed twice), which keeps it one run filtered by score. ``--decoding`` instead compares, at the shipped
+threshold and side share, the released decoding with the shipped decoding aids (separated pairs, anchoring on the
+peak, pair overlap; hand_recon_ros/detection_defaults.py) on the same training-split frames.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hand_recon_ros.detection_defaults import DETECTION_THRESHOLD, MIN_SIDE_SHARE
+from hand_recon_ros.detection_defaults import (
+    CENTER_ANCHOR,
+    DETECTION_THRESHOLD,
+    MAX_PAIR_OVERLAP,
+    MIN_SIDE_SHARE,
+    SIDE_SEPARATION,
+)
 from hand_recon_ros.detection_metrics import DetectionTally, box_size, keypoint_box, keypoint_centroid
 from hand_recon_train.datasets.teacher import select_frames
 from hand_recon_train.evaluation import real_images as rb
@@ -72,6 +83,32 @@ def choose(rows: dict[tuple[float, float], dict], share: float, min_precision: f
     return min(ok) if ok else None
 
 
+def compare_decoding(weights: str, frames: list, two_hand: int) -> int:
+    """The released decoding against the shipped aids at the shipped threshold and side share."""
+    settings = {
+        'released (top-1 per side)': {'side_separation': 0.0, 'center_anchor': 0.0, 'max_pair_overlap': 1.0},
+        f'shipped (separation {SIDE_SEPARATION:g}, anchor {CENTER_ANCHOR:g}, overlap {MAX_PAIR_OVERLAP:g})': {},
+    }
+    methods = [rb.AcrMethod(weights, name=name, **options) for name, options in settings.items()]
+    print(f'[calibrate] {methods[0].description}: {len(frames)} training-split frames ({two_hand} with two hands)')
+    results = rb.run_benchmark(frames, methods, log=print)
+    print('| decoding | recall | precision | handedness* | both hands found | both, sides right* | same-spot pairs |')
+    print('|---' * 7 + '|')
+    for name, result in results.items():
+        tally, spots = DetectionTally(), 0
+        for frame in frames:
+            preds = result['preds'].get(str(frame.path)) or []
+            tally.add_frame(frame.hands, preds)
+            spots += int(same_spot(preds))
+        r = tally.summary()
+        print(
+            f"| {name} | {r['recall']:.3f} | {r['precision']:.3f} | {r['handedness']:.3f} | "
+            f"{100 * r['both_found']:.0f} % of {r['two_hand_frames']} | {100 * r['both_found_sides']:.0f} % | "
+            f'{spots} of {len(frames)} frames |'
+        )
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--weights', default='', help="ACR weights ('' = the shipped model)")
@@ -79,6 +116,7 @@ def main(argv=None) -> int:
     p.add_argument('--train-root', type=Path, default=REPO.parent / 'shared' / 'realimgs-train')
     p.add_argument('--every', type=int, default=4, help='one-hand frames: every N-th (two-hand frames: all)')
     p.add_argument('--min-precision', type=float, default=0.9)
+    p.add_argument('--decoding', action='store_true', help='compare the released decoding with the shipped aids')
     args = p.parse_args(argv)
     if not args.labels.exists():
         print(f'no teacher labels at {args.labels}: run python -m hand_recon_train.teacher label', file=sys.stderr)
@@ -94,7 +132,17 @@ def main(argv=None) -> int:
     two = [f for f in frames if f.two_hand]
     one = [f for f in frames if not f.two_hand][:: max(1, args.every)]
     frames = two + one
-    method = rb.AcrMethod(args.weights, name='acr', threshold=0.0, min_side_share=0.0)
+    if args.decoding:
+        return compare_decoding(args.weights, frames, len(two))
+    method = rb.AcrMethod(
+        args.weights,
+        name='acr',
+        threshold=0.0,
+        min_side_share=0.0,
+        side_separation=0.0,
+        center_anchor=0.0,
+        max_pair_overlap=1.0,
+    )
     print(f'[calibrate] {method.description}: {len(frames)} training-split frames ({len(two)} with two hands)')
     result = rb.run_benchmark(frames, [method], log=print)['acr']
     rows = sweep(frames, result['preds'])

@@ -23,6 +23,15 @@ from hand_recon_train.teacher.corpus import default_root
 REPO = Path(__file__).resolve().parents[1]
 
 
+# per-model decoding options of the pipeline (hand_recon_ros/detection_defaults.py): flag, what it sets
+DECODING_OPTIONS = (
+    ('--side-separation', 'map pixels (decoding.DecodeConfig, 0 = off)'),
+    ('--center-anchor', 'map pixels (pipeline.anchor_camera, 0 = off)'),
+    ('--max-pair-overlap', '2D box IoU (pipeline.drop_overlapping_hands, 1 = off)'),
+)
+TAGS = {'threshold': '@', 'side_separation': '/sep', 'center_anchor': '/anchor', 'max_pair_overlap': '/iou'}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--weights', nargs='*', default=[''], help="ACR weights ('' = the shipped model)")
@@ -49,41 +58,18 @@ def main(argv=None) -> int:
         help='centre-map threshold: one for every --weights, or one per --weights (default: the shipped one)',
     )
     p.add_argument('--min-side-share', type=float, default=None, help='minimum side share (default: the shipped one)')
-    p.add_argument(
-        '--side-separation',
-        type=float,
-        nargs='*',
-        default=[],
-        help='map pixels (decoding.DecodeConfig): one for every --weights, or one per --weights (default: shipped)',
-    )
-    p.add_argument(
-        '--center-anchor',
-        type=float,
-        nargs='*',
-        default=[],
-        help='map pixels (pipeline.anchor_camera, 0 = off): one for every --weights, or one per --weights',
-    )
-    p.add_argument(
-        '--max-pair-overlap',
-        type=float,
-        nargs='*',
-        default=[],
-        help='2D box IoU (pipeline.drop_overlapping_hands, 1 = off): one for every --weights, or one per --weights',
-    )
+    for flag, what in DECODING_OPTIONS:
+        p.add_argument(
+            flag, type=float, nargs='*', default=[], help=f'{what}: one for every --weights, or one per --weights'
+        )
     p.add_argument('--out', type=Path, default=REPO / 'out/bench/real')
     args = p.parse_args(argv)
-    if len(args.threshold) not in (0, 1, len(args.weights)):
-        p.error(f'--threshold takes one value or one per --weights ({len(args.weights)}), got {len(args.threshold)}')
-    thresholds = args.threshold * len(args.weights) if len(args.threshold) == 1 else args.threshold
-    if len(args.side_separation) not in (0, 1, len(args.weights)):
-        p.error(f'--side-separation takes one value or one per --weights, got {len(args.side_separation)}')
-    separations = args.side_separation * len(args.weights) if len(args.side_separation) == 1 else args.side_separation
-    if len(args.center_anchor) not in (0, 1, len(args.weights)):
-        p.error(f'--center-anchor takes one value or one per --weights, got {len(args.center_anchor)}')
-    anchors = args.center_anchor * len(args.weights) if len(args.center_anchor) == 1 else args.center_anchor
-    if len(args.max_pair_overlap) not in (0, 1, len(args.weights)):
-        p.error(f'--max-pair-overlap takes one value or one per --weights, got {len(args.max_pair_overlap)}')
-    overlaps = args.max_pair_overlap * len(args.weights) if len(args.max_pair_overlap) == 1 else args.max_pair_overlap
+    per_model = {}
+    for flag in ['--threshold'] + [flag for flag, _ in DECODING_OPTIONS]:
+        values = getattr(args, flag[2:].replace('-', '_'))
+        if len(values) not in (0, 1, len(args.weights)):
+            p.error(f'{flag} takes one value or one per --weights ({len(args.weights)}), got {len(values)}')
+        per_model[flag[2:].replace('-', '_')] = values * len(args.weights) if len(values) == 1 else values
 
     frames_by_set = {}
     if 'annotated' in args.sets:
@@ -114,29 +100,11 @@ def main(argv=None) -> int:
         name = 'acr (shipped)' if not w else f'acr:{Path(w).parent.name or Path(w).stem}'
         if len(args.weights) > 1 and name in [m.name for m in methods]:
             name += f'#{i}'
-        threshold = thresholds[i] if thresholds else None
-        if threshold is not None:
-            name += f'@{threshold:g}'
-        separation = separations[i] if separations else None
-        if separation is not None:
-            name += f'/sep{separation:g}'
-        anchor = anchors[i] if anchors else None
-        if anchor is not None:
-            name += f'/anchor{anchor:g}'
-        overlap = overlaps[i] if overlaps else None
-        if overlap is not None:
-            name += f'/iou{overlap:g}'
+        options = {key: values[i] for key, values in per_model.items() if values}
+        for key, value in options.items():
+            name += f'{TAGS[key]}{value:g}'
         methods.append(
-            rb.AcrMethod(
-                w,
-                name=name,
-                precision=args.precision,
-                threshold=threshold,
-                min_side_share=args.min_side_share,
-                side_separation=separation,
-                center_anchor=anchor,
-                max_pair_overlap=overlap,
-            )
+            rb.AcrMethod(w, name=name, precision=args.precision, min_side_share=args.min_side_share, **options)
         )
     if not args.no_mediapipe:
         if rb.teacher_available():

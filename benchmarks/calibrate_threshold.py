@@ -44,6 +44,8 @@ from hand_recon_train.teacher.labels import load_labels
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 SHARES = (0.0, 0.4, 0.45, 0.5)
+# ACR's released decoding: top-1 per side, no separated pairs, no anchoring, no hand dropped as claimed twice
+RELEASED_DECODING = {'side_separation': 0.0, 'center_anchor': 0.0, 'max_pair_overlap': 1.0}
 
 
 def same_spot(preds: list, fraction: float = 0.25) -> bool:
@@ -86,7 +88,7 @@ def choose(rows: dict[tuple[float, float], dict], share: float, min_precision: f
 def compare_decoding(weights: str, frames: list, two_hand: int) -> int:
     """The released decoding against the shipped aids at the shipped threshold and side share."""
     settings = {
-        'released (top-1 per side)': {'side_separation': 0.0, 'center_anchor': 0.0, 'max_pair_overlap': 1.0},
+        'released (top-1 per side)': RELEASED_DECODING,
         f'shipped (separation {SIDE_SEPARATION:g}, anchor {CENTER_ANCHOR:g}, overlap {MAX_PAIR_OVERLAP:g})': {},
     }
     methods = [rb.AcrMethod(weights, name=name, **options) for name, options in settings.items()]
@@ -134,15 +136,7 @@ def main(argv=None) -> int:
     frames = two + one
     if args.decoding:
         return compare_decoding(args.weights, frames, len(two))
-    method = rb.AcrMethod(
-        args.weights,
-        name='acr',
-        threshold=0.0,
-        min_side_share=0.0,
-        side_separation=0.0,
-        center_anchor=0.0,
-        max_pair_overlap=1.0,
-    )
+    method = rb.AcrMethod(args.weights, name='acr', threshold=0.0, min_side_share=0.0, **RELEASED_DECODING)
     print(f'[calibrate] {method.description}: {len(frames)} training-split frames ({len(two)} with two hands)')
     result = rb.run_benchmark(frames, [method], log=print)['acr']
     rows = sweep(frames, result['preds'])

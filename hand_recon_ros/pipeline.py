@@ -38,6 +38,7 @@ from hand_recon_ros.acr.factory import (
 from hand_recon_ros.acr.network import ACRNet
 from hand_recon_ros.acr.params import params_to_mano
 from hand_recon_ros.acr.preprocess import letterbox
+from hand_recon_ros.acr.traced import TracedNetwork
 from hand_recon_ros.conventions import SIDES  # network side index 0 = left, 1 = right (ACR order)
 from hand_recon_ros.detection_defaults import (
     CENTER_ANCHOR,
@@ -89,6 +90,7 @@ class PipelineConfig:
     refine_weights: str = ''  # IHMR-MLP weights; '' = models/ihmr_default.safetensors if shipped
     refine_stages: str = 'auto'  # auto: the stages the weights' held-out pairs ever accepted (refiner.resolve_stages)
     image_rotation: int = 0  # turn images clockwise by this (0/90/180/270) before the network: the camera's mount
+    trace_network: bool = True  # frozen TorchScript graph per input shape (acr/traced.py: faster, GIL released)
     seed: int = 0
 
 
@@ -206,6 +208,7 @@ class HandReconstructor:
         side_separation: float = SIDE_SEPARATION,
         center_anchor: float = CENTER_ANCHOR,
         max_pair_overlap: float = MAX_PAIR_OVERLAP,
+        trace_network: bool = False,
     ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
@@ -214,6 +217,7 @@ class HandReconstructor:
         self.device = device
         self.precision = precision
         self.autocast_dtype = autocast_dtype(precision, device)
+        self.network_runner = TracedNetwork(self.network, self.autocast_dtype, enabled=trace_network)
         self.weights_file, self.weights_sha256 = str(weights_file), weights_sha256
         self.weights_description = weights_description
         self.input_size = network.config.input_size
@@ -337,6 +341,7 @@ class HandReconstructor:
             'hand_model_is_standin': self.hand_model.is_standin,
             'device': str(self.device),
             'precision': self.precision,
+            'network_runner': self.network_runner.mode,
             'num_threads': torch.get_num_threads() if self.device.type == 'cpu' else 0,
             'refine_weights_file': self.refine_weights_file,
             'refine_weights_sha256': self.refine_weights_sha256,
@@ -429,12 +434,7 @@ class HandReconstructor:
         timings['preprocess'] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
-        if self.autocast_dtype is not None:
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                outputs = self.network(batch)
-        else:
-            outputs = self.network(batch)
-        outputs = {k: v.float() for k, v in outputs.items()}
+        outputs = {k: v.float() for k, v in self.network_runner(batch).items()}
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         timings['network'] = (time.perf_counter() - t) * 1e3
@@ -751,7 +751,18 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         max_pair_overlap=config.max_pair_overlap,
         refine_stages=config.refine_stages,
         image_rotation=config.image_rotation,
+        trace_network=config.trace_network,
     )
+    if config.trace_network:
+        # trace the one-camera graph now: the first frame should not pay for it
+        size = reconstructor.input_size
+        example = torch.zeros(1, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+        t = time.perf_counter()
+        if reconstructor.network_runner.prepare(example) == 'traced':
+            note = getattr(log, 'info', None) or warn
+            note(f'network traced and frozen in {time.perf_counter() - t:.1f} s (network.trace)')
+        else:
+            warn(f'network runs eager PyTorch: {reconstructor.network_runner.fallback_reason}')
     if reconstructor.refiner_matches_network() is False:
         warn(
             f'the IHMR-MLP weights {refine_path} were trained on the features of another ACR network (sha256 '

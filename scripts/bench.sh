@@ -17,7 +17,7 @@ report="$out/BENCHMARKS.md"
        "(load average $(cut -d' ' -f1-3 /proc/loadavg) at start; other jobs slow every figure down)"
 } > "$report"
 for bench in bench_pipeline bench_acr bench_hand_model bench_fit bench_penetration bench_refine bench_synth bench_input_qos bench_dds_transport \
-    bench_e2e bench_memory bench_scaling bench_accuracy bench_render; do
+    bench_e2e bench_overlap bench_memory bench_scaling bench_accuracy bench_render; do
   echo "[bench] $bench"
   { echo; echo "## $bench"; echo; } >> "$report"
   # the scripts print Markdown (tables + notes): kept unfenced so the tables render

@@ -249,8 +249,10 @@ def test_replay_matches_untouched_outputs_and_flags_changed_ones(tmp_path, offli
         records.append(('/hand_recon/hands', HANDS_T, recv + 30 * MS, hand_array_msg(recorded, header_at(stamp))))
     bag = write_bag(tmp_path / 'bag', records)
 
+    contents = bag_eval.read_bag(bag)
+    assert contents.model_info['network_runner'] == 'traced'  # recorded, so the CLI replay below runs the same
     options = bag_eval.ReplayOptions(device='cpu', detection_threshold=0.05)
-    out = bag_eval.replay(bag_eval.read_bag(bag), options, reconstructor=rec, log=lambda *_: None)
+    out = bag_eval.replay(contents, options, reconstructor=rec, log=lambda *_: None)
     f0, f1, f2 = out['frames']
     assert f0['ok'] and f0['same_hands'] and f0['max_joint_diff_mm'] < 1e-3
     assert not f1['ok'] and f1['same_hands'] and f1['max_joint_diff_mm'] == pytest.approx(5.0, abs=0.01)
@@ -280,6 +282,17 @@ def test_replay_runs_the_recorded_precision():
     assert config.precision == 'fp32'
     config = bag_eval.pipeline_config(bag_eval.ReplayOptions(device='cpu', precision='bf16'), {'precision': 'fp32'})
     assert config.precision == 'bf16'
+
+
+def test_replay_runs_the_network_the_way_the_node_did():
+    options = bag_eval.ReplayOptions(device='cpu')
+    assert bag_eval.pipeline_config(options, {'network_runner': 'traced'}).trace_network is True
+    assert bag_eval.pipeline_config(options, {'network_runner': 'eager'}).trace_network is False
+    # bags recorded before the field existed: the node ran eager PyTorch
+    assert bag_eval.pipeline_config(options, {'network_runner': ''}).trace_network is False
+    assert bag_eval.pipeline_config(options, None).trace_network is False
+    forced = bag_eval.ReplayOptions(device='cpu', network_runner='traced')
+    assert bag_eval.pipeline_config(forced, {'network_runner': 'eager'}).trace_network is True
 
 
 # ---------------------------------------------------------------------------------------------- real DDS

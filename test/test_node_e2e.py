@@ -270,6 +270,7 @@ def test_large_best_effort_frames_get_a_transport_hint_and_diagnostics_name_the_
     values = {kv.key: kv.value for kv in diags[-1].status[0].values}
     assert values['rmw'] == 'rmw_fastrtps_cpp' and values['fastdds_profile'] == 'none (Fast DDS defaults)'
     assert values['num_threads'] == '1'  # FAST asks for one torch thread; the diagnostics say what runs
+    assert values['network_runner'] == 'traced'  # the default: frozen TorchScript graphs
     hands.clear()
     # 640x480 bgr8 (900 KiB) over best effort: frames may be lost, so re-send until one is answered.
     publish_until(ros, pub, make_image(stamp_sec=6, width=640, height=480), hands, timeout=60)
@@ -293,13 +294,16 @@ def test_default_torch_threads_leave_a_core_to_the_ros_side(ros, start_node):
             [sys.executable, '-c', probe], env={**os.environ, **env}, capture_output=True, text=True, check=True
         ).stdout
     )
-    node = start_node(*args, '-p', 'diagnostics_period_s:=0.2', env=env)
+    # and eager PyTorch asked for (network.trace false)
+    node = start_node(*args, '-p', 'diagnostics_period_s:=0.2', '-p', 'network.trace:=false', env=env)
     diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
     ros.spin_until(lambda: any(kv.key == 'num_threads' for d in diags for kv in d.status[0].values), what='diagnostics')
     values = {kv.key: kv.value for d in diags for kv in d.status[0].values}
     assert values['num_threads'] == str(max(1, default - 1))
+    assert values['network_runner'] == 'eager'
     log = assert_clean_exit(node)
     assert f'{max(1, default - 1)} torch threads' in log
+    assert 'network traced' not in log
     assert 'pipelined (network and publishing on two threads)' in log  # the default
 
 

@@ -153,6 +153,7 @@ def model_info_msg(info: dict):
     msg.hand_model_identity = info.get('hand_model', '')
     msg.device = info['device']
     msg.precision = info['precision']
+    msg.network_runner = str(info.get('network_runner', ''))
     msg.joint_names = list(conventions.JOINT_NAMES)
     msg.joint_parents = list(conventions.JOINT_PARENTS)
     msg.num_vertices = int(info['num_vertices'])

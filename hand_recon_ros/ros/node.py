@@ -269,6 +269,7 @@ class HandReconNode(LifecycleNode):
                 mano_dir=self.p('mano_dir') or None,
                 device=self.p('device'),
                 precision=self.p('precision'),
+                trace_network=bool(self.p('network.trace')),
                 num_threads=resolve_num_threads(int(self.p('num_threads'))),
                 detection_threshold=float(self.p('detection_threshold')),
                 min_side_share=float(self.p('min_side_share')),
@@ -300,7 +301,7 @@ class HandReconNode(LifecycleNode):
         self._start_worker()
         self._activated_at = time.monotonic()
         self.get_logger().info(
-            f"active: {info['network']} on {info['device']} ({info['precision']}"
+            f"active: {info['network']} on {info['device']} ({info['precision']}, {info['network_runner']}"
             + (f", {info['num_threads']} torch threads" if info.get('num_threads') else '')
             + f"), hand model {info['hand_model']}"
             + (', pipelined (network and publishing on two threads)' if self.worker and self.worker.pipelined else '')

@@ -27,6 +27,7 @@ class ModelStatus:
     weights_sha256: str = ''
     model_id: str = ''
     num_threads: int = 0  # torch CPU threads (0: not a CPU run, or not reported)
+    network_runner: str = ''  # 'traced' (frozen TorchScript graphs) or 'eager'
 
     @classmethod
     def from_info(cls, info: Mapping[str, Any]) -> 'ModelStatus':
@@ -39,6 +40,7 @@ class ModelStatus:
             weights_sha256=str(info.get('weights_sha256', '') or ''),
             model_id=str(info.get('model_id', '') or ''),
             num_threads=int(info.get('num_threads', 0) or 0),
+            network_runner=str(info.get('network_runner', '') or ''),
         )
 
 
@@ -121,6 +123,7 @@ def diagnostic_values(status: NodeStatus) -> Diagnostic:
             ('device', m.device),
             ('precision', m.precision),
             ('num_threads', str(m.num_threads)),
+            ('network_runner', m.network_runner),
             ('network', m.network),
             ('weights_sha256', m.weights_sha256),
             ('hand_model', m.hand_model),

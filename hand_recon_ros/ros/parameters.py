@@ -91,6 +91,13 @@ _TABLE = (
         choices=('auto', 'fp32', 'fp16', 'bf16'),
     ),
     _P(
+        'network.trace',
+        True,
+        "run the network as a frozen TorchScript graph traced per input shape (faster, and Python's GIL is "
+        'released while it runs, so the pipelined finisher does not slow it); false = eager PyTorch',
+        'activate',
+    ),
+    _P(
         'num_threads',
         0,
         "torch CPU threads (0 = auto: torch's default less one core, left to the ROS side)",

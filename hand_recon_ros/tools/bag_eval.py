@@ -216,7 +216,7 @@ def read_bag(
                 images_by_topic[conn.topic].append(ImageRecord(_stamp_ns(msg.header), int(recv_ns)))
             elif conn.msgtype == MODEL_INFO_TYPE:
                 contents.model_info = {
-                    k: str(getattr(msg, k))
+                    k: str(getattr(msg, k, ''))  # network_runner: not in bags recorded before 2026-12-07
                     for k in (
                         'network',
                         'weights_file',
@@ -225,6 +225,7 @@ def read_bag(
                         'hand_model',
                         'device',
                         'precision',
+                        'network_runner',
                     )
                 }
             else:
@@ -452,6 +453,7 @@ class ReplayOptions:
     weights: str = ''
     device: str = 'auto'
     precision: str = ''  # '' = what the bag's hand_model_info records (bf16 and fp32 differ in the last digits)
+    network_runner: str = ''  # '' = the recorded one (traced and eager bf16 round differently); traced | eager
     mano_dir: str | None = None
     detection_threshold: float = DETECTION_THRESHOLD
     min_side_share: float = MIN_SIDE_SHARE
@@ -470,6 +472,7 @@ def pipeline_config(options: ReplayOptions, model_info: dict[str, Any] | None) -
         weights=options.weights,
         device=options.device,
         precision=options.precision or replay_precision(model_info, options.device),
+        trace_network=(options.network_runner or replay_network_runner(model_info)) == 'traced',
         mano_dir=options.mano_dir,
         detection_threshold=options.detection_threshold,
         min_side_share=options.min_side_share,
@@ -485,6 +488,13 @@ def pipeline_config(options: ReplayOptions, model_info: dict[str, Any] | None) -
         if size.isdigit():
             config.input_size = int(size)
     return config
+
+
+def replay_network_runner(model_info: dict[str, Any] | None) -> str:
+    """How the node ran its network: 'traced' or 'eager' as recorded; bags from before the field existed (empty)
+    ran eager PyTorch."""
+    recorded = str((model_info or {}).get('network_runner') or '')
+    return recorded if recorded in ('traced', 'eager') else 'eager'
 
 
 def replay_precision(model_info: dict[str, Any] | None, device: str) -> str:
@@ -814,6 +824,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=('', 'auto', 'fp32', 'fp16', 'bf16'),
         help="default: the precision the bag's hand_model_info records (else auto)",
     )
+    g.add_argument(
+        '--network-runner',
+        default='',
+        choices=('', 'traced', 'eager'),
+        help="default: how the bag's hand_model_info says the node ran its network (older bags: eager)",
+    )
     g.add_argument('--mano-dir', default=None)
     g.add_argument('--detection-threshold', type=float, default=DETECTION_THRESHOLD)
     g.add_argument('--min-side-share', type=float, default=MIN_SIDE_SHARE)
@@ -836,6 +852,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             weights=args.weights,
             device=args.device,
             precision=args.precision,
+            network_runner=args.network_runner,
             mano_dir=args.mano_dir,
             detection_threshold=args.detection_threshold,
             min_side_share=args.min_side_share,

@@ -4,8 +4,9 @@ Stages: preprocess (letterbox of a 640x480 BGR frame), backbone, heads (CoordCon
 segmentation), aggregation (part attention, centre attention, fusion, image feature), decoding
 (NMS + sampling + prior). Modes: fp32 eager (contiguous), fp32 eager channels_last, bf16 channels_last
 (torch.autocast over the network stages, outputs back to fp32 before decoding, as the node's ``precision: bf16``;
-fast where the CPU has bf16 instructions, e.g. AVX512-BF16 or AMX), and with ``--ort`` the whole map network under
-onnxruntime (same decoding).
+fast where the CPU has bf16 instructions, e.g. AVX512-BF16 or AMX), bf16 traced (the whole network as the node runs
+it by default: one frozen TorchScript graph under bf16 autocast, ``acr/traced.py``, ``network.trace``), and with
+``--ort`` the whole map network under onnxruntime (same decoding).
 
     .venv/bin/python benchmarks/bench_acr.py                 # default set, about a minute on 2 cores
     .venv/bin/python benchmarks/bench_acr.py --configs light@256 --iters 30 --ort
@@ -83,6 +84,29 @@ def bench_eager(net, frame, size, iters, channels_last, bf16=False) -> dict[str,
     result = {s: statistics.median(r[s] for r in runs) for s in STAGES}
     result['total'] = statistics.median(sum(r.values()) for r in runs)
     return result
+
+
+def bench_traced(net, frame, size, iters) -> dict[str, float]:
+    from hand_recon_ros.acr.traced import TracedNetwork
+
+    net = net.to(memory_format=torch.channels_last)
+    runner = TracedNetwork(net, torch.bfloat16)
+    runs = []
+    with torch.inference_mode():
+        for i in range(iters + 1):  # the first run traces: not timed
+            t0 = CLOCK()
+            images, _ = letterbox(frame, size, normalization=net.normalization, channels_last=True)
+            t1 = CLOCK()
+            out = {k: v.float() for k, v in runner(images).items()}
+            t2 = CLOCK()
+            decode(out, DECODE)
+            t3 = CLOCK()
+            if i:
+                runs.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3))
+    if runner.mode != 'traced':
+        raise RuntimeError(f'the network did not trace: {runner.fallback_reason}')
+    pre, network, dec = (statistics.median(r[i] for r in runs) for i in range(3))
+    return {'preprocess': pre, 'network': network, 'decoding': dec, 'total': statistics.median(sum(r) for r in runs)}
 
 
 def bench_ort(net, frame, size, iters, threads) -> dict[str, float]:
@@ -184,6 +208,13 @@ def main() -> None:
                 f'| {spec} | {mode} | {cells} | **{r["total"]:.1f}** | {flop_text} | {rate:.0f} ({100 * rate / peak:.0f}%) |',
                 flush=True,
             )
+        r = bench_traced(net, frame, size, iters)
+        rate = sum(flops) / (r['network'] / 1e3)
+        print(
+            f'| {spec} | bf16 traced | {r["preprocess"]:.1f} | network {r["network"]:.1f} | (incl.) | (incl.) | '
+            f'{r["decoding"]:.1f} | **{r["total"]:.1f}** | {flop_text} | {rate:.0f} ({100 * rate / peak:.0f}%) |',
+            flush=True,
+        )
         if args.ort:
             net = net.to(memory_format=torch.contiguous_format)
             r = bench_ort(net, frame, size, iters, args.threads)

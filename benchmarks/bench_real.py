@@ -28,8 +28,20 @@ DECODING_OPTIONS = (
     ('--side-separation', 'map pixels (decoding.DecodeConfig, 0 = off)'),
     ('--center-anchor', 'map pixels (pipeline.anchor_camera, 0 = off)'),
     ('--max-pair-overlap', '2D box IoU (pipeline.drop_overlapping_hands, 1 = off)'),
+    # the landmark network on a crop around each found hand (hand_recon_ros/landmarks/crop_stage.py)
+    ('--landmarks', "crop passes of the landmark network per hand (0 = off): its 2D keypoints replace ACR's"),
+    ('--landmark-presence', "with --landmarks: drop a hand whose crop's presence is under this (0 = keep all)"),
+    ('--landmark-sides', "with --landmarks: 1 = the side from the landmark network's handedness"),
 )
-TAGS = {'threshold': '@', 'side_separation': '/sep', 'center_anchor': '/anchor', 'max_pair_overlap': '/iou'}
+TAGS = {
+    'threshold': '@',
+    'side_separation': '/sep',
+    'center_anchor': '/anchor',
+    'max_pair_overlap': '/iou',
+    'landmarks': '/lm',
+    'landmark_presence': '/pres',
+    'landmark_sides': '/lmside',
+}
 
 
 def main(argv=None) -> int:

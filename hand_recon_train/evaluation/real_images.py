@@ -335,6 +335,9 @@ class AcrMethod:
         side_separation: float | None = None,
         center_anchor: float | None = None,
         max_pair_overlap: float | None = None,
+        landmarks: float = 0,
+        landmark_presence: float = 0.0,
+        landmark_sides: float = 0,
     ):
         from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
 
@@ -353,11 +356,19 @@ class AcrMethod:
         self.name = name
         info = self.reconstructor.info()
         self.description = f"{info['network']} {Path(info['weights_file']).name or 'untrained'}"
+        self.crop_stage = None
+        self.landmark_presence, self.landmark_sides = float(landmark_presence), bool(landmark_sides)
+        if landmarks:
+            from hand_recon_ros.landmarks import load_landmark_model
+            from hand_recon_ros.landmarks.crop_stage import CropStage
+
+            self.crop_stage = CropStage(load_landmark_model(), iterations=int(landmarks))
+            self.description += f' + landmark network on crops ({int(landmarks)} pass(es))'
 
     def predict(self, image_bgr: np.ndarray, frame: Frame) -> list[PredictedHand]:
         K = frame.K if frame.K is not None else fallback_intrinsics(image_bgr.shape[1], image_bgr.shape[0])
         result = self.reconstructor.reconstruct(image_bgr, K)
-        return [
+        hands = [
             PredictedHand(
                 np.asarray(h.keypoints_2d, np.float64),
                 h.handedness,
@@ -367,6 +378,18 @@ class AcrMethod:
             )
             for h in result.hands
         ]
+        if self.crop_stage is None or not hands:
+            return hands
+        answers = self.crop_stage.run(image_bgr, [h.keypoints for h in hands])
+        out = []
+        for hand, answer in zip(hands, answers):
+            if answer.presence < self.landmark_presence:
+                continue
+            side = hand.side
+            if self.landmark_sides:
+                side = 'right' if answer.right_probability >= 0.5 else 'left'
+            out.append(PredictedHand(answer.keypoints_2d, side, hand.score, hand.joints_cam, hand.side_share))
+        return out
 
 
 class MediaPipeMethod:

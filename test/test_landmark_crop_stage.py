@@ -1,0 +1,126 @@
+"""The crop stage (hand_recon_ros/landmarks/crop_stage.py): upright crops around found hands, answers mapped back
+to image pixels, the side convention of the landmark network."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hand_recon_ros.landmarks import load_landmark_model
+from hand_recon_ros.landmarks.crop_stage import CropStage, crop_affine, crop_from_keypoints
+from hand_recon_ros.landmarks.mediapipe_port import INPUT_SIZE
+
+
+def upright_hand(seed=0, wrist=(300.0, 360.0), length=90.0):
+    """21 keypoints: wrist below the middle finger's base, the rest scattered around that base."""
+    rng = np.random.default_rng(seed)
+    points = np.zeros((21, 2))
+    points[0] = wrist
+    base = np.array(wrist) - [0.0, length]
+    points[1:] = base + rng.normal(0, length / 3, (20, 2))
+    points[9] = base
+    return points
+
+
+def turn(points, degrees, centre=(320.0, 240.0)):
+    a = np.deg2rad(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return (points - centre) @ rot.T + centre
+
+
+def to_crop(points, affine):
+    return points @ affine[:, :2].T + affine[:, 2]
+
+
+def test_an_upright_hand_gives_an_upright_unmirrored_crop():
+    points = upright_hand()
+    centre, side, angle = crop_from_keypoints(points, scale=2.0, shift_up=0.1)
+    affine = crop_affine(centre, side, angle)
+    crop = to_crop(points, affine)
+    assert np.linalg.det(affine[:, :2]) > 0  # no mirror: a left hand stays a left hand
+    assert crop[0, 1] > crop[9, 1] and crop[0, 0] == pytest.approx(crop[9, 0], abs=1e-6)  # wrist below, in line
+    # the keypoints' extent (longer side) fills half the crop
+    extent = np.ptp(crop, axis=0).max()
+    assert extent == pytest.approx(INPUT_SIZE / 2.0, rel=1e-6)
+    assert np.all(crop > 0) and np.all(crop < INPUT_SIZE)
+
+
+@pytest.mark.parametrize('degrees', [37, 90, 180, 271])
+def test_a_rolled_hand_gets_the_same_crop_as_upright(degrees):
+    points = upright_hand(seed=1)
+    upright = to_crop(points, crop_affine(*crop_from_keypoints(points)))
+    turned = turn(points, degrees)
+    rolled = to_crop(turned, crop_affine(*crop_from_keypoints(turned)))
+    np.testing.assert_allclose(rolled, upright, atol=1e-3)
+
+
+def test_bad_keypoints_are_refused():
+    with pytest.raises(ValueError, match='21, 2'):
+        crop_from_keypoints(np.zeros((20, 2)))
+    points = upright_hand()
+    points[3, 0] = np.nan
+    with pytest.raises(ValueError, match='finite'):
+        crop_from_keypoints(points)
+    with pytest.raises(ValueError, match='scale'):
+        crop_from_keypoints(upright_hand(), scale=0.0)
+    with pytest.raises(ValueError, match='iterations'):
+        CropStage(nn.Identity(), iterations=0)
+
+
+class CropReader(nn.Module):
+    """Stands in for the landmark network: reports where the brightest pixel of the crop is as every landmark,
+    presence 0.8 and handedness 0.9 (the port's output: P(MediaPipe says 'Right'), which MediaPipe means for a
+    mirrored image, so in a camera image the person's left hand)."""
+
+    def forward(self, images):
+        batch = images.shape[0]
+        gray = images.sum(dim=-1)  # (B, 224, 224)
+        flat = gray.reshape(batch, -1).argmax(dim=1)
+        y, x = (flat // INPUT_SIZE).float() + 0.5, (flat % INPUT_SIZE).float() + 0.5
+        landmarks = torch.stack([x, y, torch.zeros_like(x)], dim=1)[:, None].repeat(1, 21, 1)
+        return {
+            'landmarks': landmarks,
+            'presence': torch.full((batch,), 0.8),
+            'handedness': torch.full((batch,), 0.9),
+            'world_landmarks': torch.zeros(batch, 21, 3),
+        }
+
+
+def test_answers_come_back_in_image_pixels_for_each_hand():
+    image = np.zeros((480, 640, 3), np.uint8)
+    second = turn(upright_hand(seed=3, wrist=(500.0, 380.0), length=40.0), 120, centre=(500.0, 380.0))
+    hands = [upright_hand(seed=2, wrist=(150.0, 400.0), length=40.0), second]
+    spots = [(150, 350), (530, 398)]  # a bright pixel inside each hand's crop (and only in that one)
+    for x, y in spots:
+        image[y, x] = 255
+    answers = CropStage(CropReader()).run(image, hands)
+    assert len(answers) == 2
+    for answer, (x, y) in zip(answers, spots):
+        # crops are sampled bilinearly at ~1.5x: the spot comes back within about one image pixel
+        assert np.abs(answer.keypoints_2d - [x + 0.5, y + 0.5]).max() < 1.5
+        assert answer.presence == pytest.approx(0.8)
+        assert answer.right_probability == pytest.approx(0.1)  # the person's right = 1 - MediaPipe's 'Right'
+        assert answer.keypoints_2d.shape == (21, 2) and answer.world_landmarks.shape == (21, 3)
+    assert CropStage(CropReader()).run(image, []) == []
+
+
+def test_a_second_pass_crops_around_the_first_answer():
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[300, 260] = 255
+    hand = upright_hand(seed=4, wrist=(250.0, 420.0))
+    one = CropStage(CropReader(), iterations=1).run(image, [hand])[0]
+    two = CropStage(CropReader(), iterations=2).run(image, [hand])[0]
+    # all landmarks of the first answer sit on one point: the second crop is the minimum size around it
+    assert two.crop_side_px == pytest.approx(8.0)
+    assert np.abs(two.keypoints_2d - one.keypoints_2d).max() < 1.0
+
+
+def test_the_shipped_landmark_network_runs_on_crops():
+    stage = CropStage(load_landmark_model())
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    answers = stage.run(image, [upright_hand(seed=6, wrist=(160.0, 200.0), length=40.0)])
+    assert len(answers) == 1
+    a = answers[0]
+    assert np.isfinite(a.keypoints_2d).all() and 0.0 <= a.presence <= 1.0 and 0.0 <= a.right_probability <= 1.0
+    assert a.presence < 0.5  # noise is not a hand

@@ -19,7 +19,7 @@ import torch
 
 from hand_recon_ros.landmarks.mediapipe_port import INPUT_SIZE, MediaPipeLandmarkNet
 
-__all__ = ['CropStage', 'LandmarkAnswer', 'crop_affine', 'crop_from_keypoints']
+__all__ = ['CropStage', 'LandmarkAnswer', 'crop_affine', 'crop_axes', 'crop_from_keypoints']
 
 WRIST, MIDDLE_BASE = 0, 9  # project joint order = MediaPipe's landmark order
 
@@ -29,7 +29,7 @@ class LandmarkAnswer:
     keypoints_2d: np.ndarray  # (21, 2) image pixels
     presence: float  # the network's probability that a hand is in the crop
     right_probability: float  # P(the person's right hand), for an unmirrored camera image
-    world_landmarks: np.ndarray  # (21, 3) metres, root-free (the network's own 3D)
+    world_landmarks: np.ndarray  # (21, 3) metres, the network's own 3D, x and y turned back to the image's axes
     crop_side_px: float  # side of the crop in image pixels
 
 
@@ -58,11 +58,16 @@ def crop_from_keypoints(
     return centre, side, angle
 
 
+def crop_axes(angle: float) -> np.ndarray:
+    """(2, 2): rows = the image directions of the crop's +x and +y axes (the crop's up = ``angle``)."""
+    down = -np.array([np.cos(angle), np.sin(angle)])
+    right = np.array([down[1], -down[0]])  # the crop's +x: down turned a quarter back
+    return np.stack([right, down])
+
+
 def crop_affine(centre: np.ndarray, side: float, angle: float, size: int = INPUT_SIZE) -> np.ndarray:
     """2x3 affine taking image pixels to crop pixels (the crop's up = the direction ``angle`` in the image)."""
-    direction = np.array([np.cos(angle), np.sin(angle)])  # image direction of the crop's up
-    down = -direction
-    right = np.array([down[1], -down[0]])  # the crop's +x: down turned a quarter back
+    right, down = crop_axes(angle)
     half = side / 2
     corners_image = np.asarray(
         [centre - half * right - half * down, centre + half * right - half * down, centre - half * right + half * down],
@@ -106,11 +111,12 @@ class CropStage:
         current = [np.asarray(k, np.float64) for k in keypoints]
         answers: list[LandmarkAnswer] = []
         for _ in range(self.iterations):
-            affines, sides, crops = [], [], []
+            affines, sides, crops, axes = [], [], [], []
             for points in current:
                 centre, side, angle = crop_from_keypoints(points, self.scale, self.shift_up)
                 affine = crop_affine(centre, side, angle)
                 affines.append(affine)
+                axes.append(crop_axes(angle))
                 sides.append(side)
                 crops.append(cv2.warpAffine(rgb, affine, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR))
             out = self._forward(np.stack(crops))
@@ -119,13 +125,15 @@ class CropStage:
                 back = cv2.invertAffineTransform(affine)
                 crop_xy = out['landmarks'][i, :, :2].astype(np.float64)
                 image_xy = crop_xy @ back[:, :2].T + back[:, 2]
+                world = out['world_landmarks'][i].astype(np.float64)
+                world[:, :2] = world[:, :2] @ axes[i]  # crop axes -> image axes (z along the optical axis)
                 answers.append(
                     LandmarkAnswer(
                         keypoints_2d=image_xy,
                         presence=float(out['presence'][i]),
                         # the network's 'Right' assumes a mirrored image: the person's left in a camera image
                         right_probability=float(1.0 - out['handedness'][i]),
-                        world_landmarks=out['world_landmarks'][i].astype(np.float64),
+                        world_landmarks=world,
                         crop_side_px=sides[i],
                     )
                 )

@@ -368,28 +368,29 @@ class AcrMethod:
     def predict(self, image_bgr: np.ndarray, frame: Frame) -> list[PredictedHand]:
         K = frame.K if frame.K is not None else fallback_intrinsics(image_bgr.shape[1], image_bgr.shape[0])
         result = self.reconstructor.reconstruct(image_bgr, K)
-        hands = [
+        found = list(result.hands)
+        sides = [h.handedness for h in found]
+        if self.crop_stage is not None and found:
+            from hand_recon_ros.landmarks.hand_update import landmark_hands
+
+            # the node's path: crop answers -> hand model fitted to them (3D and 2D stay one hand)
+            found, answers = landmark_hands(
+                image_bgr, found, K, self.crop_stage, self.reconstructor.hand_model, self.landmark_presence
+            )
+            if self.landmark_sides:  # reported side only (the fit used ACR's)
+                sides = ['right' if a.right_probability >= 0.5 else 'left' for a in answers]
+            kept = [i for i, a in enumerate(answers) if a.presence >= self.landmark_presence]
+            sides = [sides[i] for i in kept]
+        return [
             PredictedHand(
                 np.asarray(h.keypoints_2d, np.float64),
-                h.handedness,
+                side,
                 float(h.score),
                 np.asarray(h.joints_3d, np.float64),
                 float(h.handedness_score),
             )
-            for h in result.hands
+            for h, side in zip(found, sides)
         ]
-        if self.crop_stage is None or not hands:
-            return hands
-        answers = self.crop_stage.run(image_bgr, [h.keypoints for h in hands])
-        out = []
-        for hand, answer in zip(hands, answers):
-            if answer.presence < self.landmark_presence:
-                continue
-            side = hand.side
-            if self.landmark_sides:
-                side = 'right' if answer.right_probability >= 0.5 else 'left'
-            out.append(PredictedHand(answer.keypoints_2d, side, hand.score, hand.joints_cam, hand.side_share))
-        return out
 
 
 class MediaPipeMethod:

@@ -1,0 +1,89 @@
+"""Found hands redrawn from the crop stage: the hand model fitted to the landmark network's 2D keypoints and 3D.
+
+ACR decides where the hands are, how many and which side; this replaces each hand's pose, shape and placement by a
+fit of the hand model (``hand_model/fit.py``) to the crop's 21 keypoints (pixels, with the camera's K) and its
+world landmarks (root-relative metres, scale free), so the published 3D, mesh and 2D stay one hand (the 2D is the
+projection of the fitted joints). A crop whose presence is under ``min_presence`` drops the hand; a fit that
+fails keeps ACR's hand. Not wired into the node yet (README "Real images").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from hand_recon_ros import conventions
+from hand_recon_ros.geometry import rotations
+from hand_recon_ros.geometry.camera import project_points
+from hand_recon_ros.hand_model.fit import FitConfig, fit_keypoints
+from hand_recon_ros.hand_model.model import HandModel
+from hand_recon_ros.landmarks.crop_stage import CropStage, LandmarkAnswer
+from hand_recon_ros.results import HandResult
+
+__all__ = ['LANDMARK_FACTOR', 'landmark_hands']
+
+LANDMARK_FACTOR = 'landmarks'  # in HandResult.refined_factors: the hand was redrawn from the crop stage
+PER_HAND = ('joints', 'vertices', 'global_orient', 'hand_pose', 'betas')  # the fit's outputs a hand needs
+
+
+def _redrawn(hand: HandResult, fit: dict[str, np.ndarray], K: np.ndarray) -> HandResult:
+    joints = np.asarray(fit['joints'], np.float64)
+    orient = np.asarray(fit['global_orient'], np.float64).reshape(3)
+    keypoints = project_points(joints, K).astype(np.float32)
+    import torch
+
+    quat = rotations.axis_angle_to_quaternion(torch.as_tensor(orient, dtype=torch.float32)[None])[0].numpy()
+    return dataclasses.replace(
+        hand,
+        joints_3d=joints.astype(np.float32),
+        keypoints_2d=keypoints,
+        wrist_position=joints[0].astype(np.float32),
+        wrist_orientation=quat.astype(np.float32),
+        vertices=None if fit['vertices'] is None else np.asarray(fit['vertices'], np.float32),
+        mano_pose=np.concatenate([orient, np.asarray(fit['hand_pose'], np.float64).reshape(45)]).astype(np.float32),
+        mano_shape=np.asarray(fit['betas'], np.float32).reshape(10),
+        center_2d=keypoints[conventions.ROOT_MIDDLE_MCP].copy(),
+        refined_factors=(*hand.refined_factors, LANDMARK_FACTOR),
+    )
+
+
+def landmark_hands(
+    image_bgr: np.ndarray,
+    hands: Sequence[HandResult],
+    K: np.ndarray,
+    stage: CropStage,
+    hand_model: HandModel,
+    min_presence: float = 0.0,
+    fit_config: FitConfig | None = None,
+) -> tuple[list[HandResult], list[LandmarkAnswer]]:
+    """-> (the hands, redrawn where the fit worked, in their input order less the dropped ones; the crop answers,
+    one per input hand). ``K``: the intrinsics of ``image_bgr`` (the image the hands' pixels refer to)."""
+    if not 0.0 <= min_presence <= 1.0:
+        raise ValueError(f'min_presence must be in [0, 1], got {min_presence}')
+    hands = list(hands)
+    answers = stage.run(image_bgr, [np.asarray(h.keypoints_2d, np.float64) for h in hands])
+    kept = [i for i, a in enumerate(answers) if a.presence >= min_presence]
+    config = fit_config or FitConfig(num_threads=1)
+    redrawn: dict[int, HandResult] = {}
+    if hand_model.pose_dim == 45:  # a PCA-pose model has no 45-angle hand pose to publish
+        for side in conventions.SIDES:
+            rows = [i for i in kept if hands[i].handedness == side]
+            if not rows:
+                continue
+            keypoints = np.stack([answers[i].keypoints_2d for i in rows])
+            world = np.stack([answers[i].world_landmarks for i in rows])
+            try:
+                fit = fit_keypoints(hand_model, side, keypoints, K, world_joints=world, config=config)
+            except ValueError:  # a degenerate crop answer (all points on one spot): keep ACR's hands
+                continue
+            for j, i in enumerate(rows):
+                one = {k: fit[k] if fit[k] is None or np.ndim(fit[k]) == 0 else np.asarray(fit[k])[j] for k in PER_HAND}
+                candidate = _redrawn(hands[i], one, K)
+                try:
+                    candidate.validate()
+                except ValueError:
+                    continue
+                redrawn[i] = candidate
+    return [redrawn.get(i, hands[i]) for i in kept], answers

@@ -1,0 +1,103 @@
+"""Hands redrawn from crop answers (hand_recon_ros/landmarks/hand_update.py): the real stand-in hand model fitted to
+the answers' keypoints and 3D, published 2D = projection of the published 3D, dropped and kept hands."""
+
+import numpy as np
+import pytest
+import torch
+
+from hand_recon_ros.geometry.camera import project_points
+from hand_recon_ros.hand_model import load_hand_model
+from hand_recon_ros.landmarks.crop_stage import LandmarkAnswer
+from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, landmark_hands
+from hand_recon_ros.results import HandResult
+
+K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.fixture(scope='module')
+def hand_model():
+    torch.set_num_threads(1)
+    return load_hand_model()
+
+
+def true_hand(hand_model, side, transl, seed):
+    rng = np.random.default_rng(seed)
+    out = hand_model(
+        side,
+        torch.tensor([[0.3, -0.2, 0.1]], dtype=torch.float32),
+        torch.tensor(rng.normal(0, 0.05, (1, 45)), dtype=torch.float32),  # near the model's mean pose
+        torch.zeros(1, 10),
+        torch.tensor([transl], dtype=torch.float32),
+    )
+    return out['joints'][0].numpy().astype(np.float64)
+
+
+def acr_hand(side, joints):
+    """What ACR would have published: here a flat guess 3 cm off, with the wrong fingers."""
+    guess = joints[[0]] + (joints - joints[[0]]) * np.array([1.0, 0.2, 1.0]) + [0.03, 0.0, 0.0]
+    keypoints = project_points(guess, K)
+    return HandResult(
+        handedness=side,
+        score=0.9,
+        joints_3d=guess.astype(np.float32),
+        keypoints_2d=keypoints.astype(np.float32),
+        joint_confidence=np.full(21, 0.9, np.float32),
+        wrist_position=guess[0].astype(np.float32),
+        wrist_orientation=np.array([0, 0, 0, 1], np.float32),
+    )
+
+
+class KnownAnswers:
+    """Stands in for the crop stage: answers the true hands' projections and root-relative 3D."""
+
+    def __init__(self, truths, presences):
+        self.truths, self.presences = truths, presences
+        self.calls = 0
+
+    def run(self, image_bgr, keypoints):
+        self.calls += 1
+        assert len(keypoints) == len(self.truths)
+        return [
+            LandmarkAnswer(project_points(t, K), p, 0.5, t - t[0], 100.0) for t, p in zip(self.truths, self.presences)
+        ]
+
+
+def test_hands_are_redrawn_from_the_answers_and_stay_one_hand(hand_model):
+    truths = [true_hand(hand_model, 'left', (-0.12, 0.02, 0.55), 1), true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 2)]
+    hands = [acr_hand('left', truths[0]), acr_hand('right', truths[1])]
+    image = np.zeros((480, 640, 3), np.uint8)
+    out, answers = landmark_hands(image, hands, K, KnownAnswers(truths, [0.9, 0.9]), hand_model)
+    assert [h.handedness for h in out] == ['left', 'right'] and len(answers) == 2
+    for hand, truth, before in zip(out, truths, hands):
+        assert LANDMARK_FACTOR in hand.refined_factors
+        # the fitted hand: fingers and placement from the answers (ACR's guess was 3 cm off, fingers flattened)
+        error = np.linalg.norm(hand.joints_3d - truth, axis=1)
+        # (depth from a 2D fit: within ~3 % here)
+        assert error.mean() < 0.02 and error.mean() < np.linalg.norm(before.joints_3d - truth, axis=1).mean() / 2
+        np.testing.assert_allclose(hand.keypoints_2d, project_points(hand.joints_3d.astype(np.float64), K), atol=1e-3)
+        np.testing.assert_allclose(hand.wrist_position, hand.joints_3d[0])
+        assert hand.vertices.shape[1] == 3 and hand.mano_pose.shape == (48,)
+        assert hand.score == before.score and hand.handedness_score == before.handedness_score
+        hand.validate()
+
+
+def test_low_presence_drops_the_hand_and_bad_settings_are_refused(hand_model):
+    truths = [true_hand(hand_model, 'left', (-0.12, 0.02, 0.55), 3), true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 4)]
+    hands = [acr_hand('left', truths[0]), acr_hand('right', truths[1])]
+    image = np.zeros((480, 640, 3), np.uint8)
+    out, _ = landmark_hands(image, hands, K, KnownAnswers(truths, [0.05, 0.9]), hand_model, min_presence=0.5)
+    assert [h.handedness for h in out] == ['right']
+    with pytest.raises(ValueError, match='min_presence'):
+        landmark_hands(image, hands, K, KnownAnswers(truths, [0.9, 0.9]), hand_model, min_presence=1.5)
+
+
+def test_a_degenerate_answer_keeps_acrs_hand(hand_model):
+    truth = true_hand(hand_model, 'right', (0.0, 0.0, 0.5), 5)
+    hand = acr_hand('right', truth)
+
+    class OneSpot(KnownAnswers):
+        def run(self, image_bgr, keypoints):
+            return [LandmarkAnswer(np.full((21, 2), 100.0), 0.9, 0.5, np.zeros((21, 3)), 8.0)]
+
+    out, _ = landmark_hands(np.zeros((480, 640, 3), np.uint8), [hand], K, OneSpot([truth], [0.9]), hand_model)
+    assert len(out) == 1 and out[0] is hand and LANDMARK_FACTOR not in out[0].refined_factors

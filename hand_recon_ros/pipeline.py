@@ -52,6 +52,8 @@ from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsics, project_points
 from hand_recon_ros.geometry.image_rotation import TurnedView, check_turn, turn_image
 from hand_recon_ros.geometry.placement import place_hands
+from hand_recon_ros.landmarks.crop_stage import CropStage
+from hand_recon_ros.landmarks.hand_update import landmark_hands
 from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult, HandResult
 from hand_recon_ros.runtime import (
     autocast_dtype,
@@ -91,6 +93,9 @@ class PipelineConfig:
     refine_stages: str = 'auto'  # auto: the stages the weights' held-out pairs ever accepted (refiner.resolve_stages)
     image_rotation: int = 0  # turn images clockwise by this (0/90/180/270) before the network: the camera's mount
     trace_network: bool = True  # frozen TorchScript graph per input shape (acr/traced.py: faster, GIL released)
+    landmarks: bool = False  # redraw each found hand from the landmark network on a crop (landmarks/hand_update.py)
+    landmark_passes: int = 2  # crops per hand (the second around the first answer)
+    landmark_min_presence: float = 0.0  # drop a hand whose crop's presence is under this (0 keeps all)
     seed: int = 0
 
 
@@ -110,6 +115,7 @@ class NetworkPass:
     segmentation: torch.Tensor | None
     view: TurnedView | None  # the turn to undo; None when the camera's image went in as it was
     timings_ms: dict[str, float]
+    image: np.ndarray | None = None  # the BGR image the network saw (turned when ``view``): for the landmark crops
     peak_centers: np.ndarray | None = None  # (N, 2) each detection's centre-map peak, normalised input (x, y)
     map_size: int = 0  # centre-map width: normalised units per map pixel = 2 / map_size
 
@@ -209,6 +215,9 @@ class HandReconstructor:
         center_anchor: float = CENTER_ANCHOR,
         max_pair_overlap: float = MAX_PAIR_OVERLAP,
         trace_network: bool = False,
+        landmarks: bool = False,
+        landmark_passes: int = 2,
+        landmark_min_presence: float = 0.0,
     ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
@@ -249,7 +258,26 @@ class HandReconstructor:
         self.refine_stages_spec = ''
         self.image_rotation = 0
         self._refiner_lock = threading.Lock()
-        self.set_runtime(refine_stages=refine_stages, image_rotation=image_rotation)
+        self.landmarks_enabled, self.landmark_passes, self.landmark_min_presence = False, 2, 0.0
+        self._crop_stage: CropStage | None = None  # built on first use (the landmark network loads then)
+        self._crop_stage_lock = threading.Lock()
+        self.set_runtime(
+            refine_stages=refine_stages,
+            image_rotation=image_rotation,
+            landmarks=landmarks,
+            landmark_passes=landmark_passes,
+            landmark_min_presence=landmark_min_presence,
+        )
+
+    def _landmark_stage(self) -> CropStage:
+        with self._crop_stage_lock:
+            if self._crop_stage is None:
+                from hand_recon_ros.landmarks import load_landmark_model
+
+                # on the CPU beside the finisher's other work; bf16 where the network runs bf16 on the CPU
+                dtype = self.autocast_dtype if self.device.type == 'cpu' else None
+                self._crop_stage = CropStage(load_landmark_model(), autocast_dtype=dtype)
+            return self._crop_stage
 
     def refiner_matches_network(self) -> bool | None:
         """Whether the refiner was trained on this network's features (None: no weights or no record)."""
@@ -271,11 +299,20 @@ class HandReconstructor:
         side_separation: float | None = None,
         center_anchor: float | None = None,
         max_pair_overlap: float | None = None,
+        landmarks: bool | None = None,
+        landmark_passes: int | None = None,
+        landmark_min_presence: float | None = None,
     ) -> None:
-        """Change the per-frame settings; a bad ``refine_stages`` or ``image_rotation`` raises ValueError and
-        changes nothing."""
+        """Change the per-frame settings; a bad value (``refine_stages``, ``image_rotation``, landmark settings ...)
+        raises ValueError and changes nothing."""
         if image_rotation is not None:
             check_turn(image_rotation)
+        if landmark_passes is not None and not 1 <= int(landmark_passes) <= 3:
+            raise ValueError(f'landmark_passes must be 1, 2 or 3, got {landmark_passes}')
+        if landmark_min_presence is not None and not 0.0 <= float(landmark_min_presence) <= 1.0:
+            raise ValueError(f'landmark_min_presence must be in [0, 1], got {landmark_min_presence}')
+        if landmarks:
+            self._landmark_stage()  # load the landmark network now: a missing file is refused here, not per frame
         if side_separation is not None:
             DecodeConfig(side_separation=float(side_separation))  # validates
         if center_anchor is not None:
@@ -305,6 +342,12 @@ class HandReconstructor:
             self.max_hands = int(max_hands)
         if refine is not None:
             self.refine_enabled = bool(refine)
+        if landmark_passes is not None:
+            self.landmark_passes = int(landmark_passes)
+        if landmark_min_presence is not None:
+            self.landmark_min_presence = float(landmark_min_presence)
+        if landmarks is not None:
+            self.landmarks_enabled = bool(landmarks)
         if refine_gate_m is not None:
             self.refine_gate_m = self.refiner.gate_m = float(refine_gate_m)
         if image_rotation is not None:
@@ -342,6 +385,7 @@ class HandReconstructor:
             'device': str(self.device),
             'precision': self.precision,
             'network_runner': self.network_runner.mode,
+            'landmarks': self.landmarks_enabled,
             'num_threads': torch.get_num_threads() if self.device.type == 'cpu' else 0,
             'refine_weights_file': self.refine_weights_file,
             'refine_weights_sha256': self.refine_weights_sha256,
@@ -475,6 +519,7 @@ class HandReconstructor:
                     segmentation=outputs['segmentation'][b] if 'segmentation' in outputs else None,
                     view=views[b],
                     timings_ms=dict(timings),
+                    image=images_bgr[b],
                     peak_centers=centers[order],
                     map_size=int(host['center_maps'].shape[-1]),
                 )
@@ -503,6 +548,15 @@ class HandReconstructor:
             )
         hands = drop_overlapping_hands(hands, self.max_pair_overlap)
         timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
+        if self.landmarks_enabled and hands and p.image is not None:
+            t = time.perf_counter()
+            stage = self._landmark_stage()
+            stage.iterations = self.landmark_passes
+            with single_intra_op_thread():
+                hands, _ = landmark_hands(
+                    p.image, hands, p.intrinsics, stage, self.hand_model, self.landmark_min_presence
+                )
+            timings['landmarks'] = (time.perf_counter() - t) * 1e3
         if self.refine_enabled and len({h.handedness for h in hands}) == 2:
             t = time.perf_counter()
             with self._refiner_lock:  # set_runtime may change the refiner's stages from another thread
@@ -752,6 +806,9 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         refine_stages=config.refine_stages,
         image_rotation=config.image_rotation,
         trace_network=config.trace_network,
+        landmarks=config.landmarks,
+        landmark_passes=config.landmark_passes,
+        landmark_min_presence=config.landmark_min_presence,
     )
     if config.trace_network:
         # trace the one-camera graph now: the first frame should not pay for it

@@ -18,6 +18,8 @@ DEPTH_SOURCE_WEAK_PERSPECTIVE = 'weak_perspective'  # no camera model at all (ne
 
 # IHMR refinement factors, in stage order (bit i of Hand.refined_factors = factor i accepted).
 REFINE_FACTORS = ('translation', 'left_orient', 'right_orient', 'fingers', 'shape')
+# Hand.refined_factors bits: the refinement's factors, then the landmark crop stage's redraw (bit 5)
+HAND_UPDATES = (*REFINE_FACTORS, 'landmarks')
 
 
 @dataclass

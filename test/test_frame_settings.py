@@ -78,4 +78,13 @@ def test_node_rebuilds_the_snapshot_on_change_and_pushes_the_runtime_once(ros):
         assert not node.set_parameters([Parameter('max_pair_overlap', value=1.2)])[0].successful
         node._process((make_image(stamp_sec=107, seed=7), time.monotonic()))
         assert len(calls) == 5 and rec.max_pair_overlap == 1.0
-        assert node.status.published == 7
+        # the landmark crop stage switched on at run time; a fourth pass is refused with the range
+        # (threshold 0: the untrained network's hands exist, so redrawn hands go through the message conversion)
+        switch = [Parameter('landmarks.enabled', value=True), Parameter('landmarks.passes', value=1)]
+        ok = node.set_parameters([*switch, Parameter('detection_threshold', value=0.0)])
+        assert all(r.successful for r in ok)
+        refused = node.set_parameters([Parameter('landmarks.passes', value=4)])[0]
+        assert not refused.successful and '3' in refused.reason
+        node._process((make_image(stamp_sec=108, seed=8), time.monotonic()))
+        assert len(calls) == 6 and rec.landmarks_enabled and rec.landmark_passes == 1
+        assert node.status.published == 8 and node.status.errors == 0

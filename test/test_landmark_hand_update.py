@@ -101,3 +101,47 @@ def test_a_degenerate_answer_keeps_acrs_hand(hand_model):
 
     out, _ = landmark_hands(np.zeros((480, 640, 3), np.uint8), [hand], K, OneSpot([truth], [0.9]), hand_model)
     assert len(out) == 1 and out[0] is hand and LANDMARK_FACTOR not in out[0].refined_factors
+
+
+def test_the_pipeline_redraws_its_hands_when_asked():
+    from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+
+    config = PipelineConfig(
+        weights='untrained',
+        device='cpu',
+        backbone='efficientnet_lite0',
+        input_size=128,
+        detection_threshold=0.0,
+        landmarks=True,
+    )
+    reconstructor = create_reconstructor(config)
+    assert reconstructor.info()['landmarks'] is True
+    image = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
+    result = reconstructor.reconstruct(image, K)
+    assert 'landmarks' in result.timings_ms and result.hands
+    for hand in result.hands:
+        hand.validate()
+        assert LANDMARK_FACTOR in hand.refined_factors  # noise crops still give 21 points to fit
+        np.testing.assert_allclose(hand.keypoints_2d, project_points(hand.joints_3d.astype(np.float64), K), atol=0.05)
+    # every crop of noise is a poor hand: a presence floor of 1 drops them all
+    reconstructor.set_runtime(landmark_min_presence=1.0)
+    assert reconstructor.reconstruct(image, K).hands == []
+    reconstructor.set_runtime(landmarks=False, landmark_min_presence=0.0)
+    plain = reconstructor.reconstruct(image, K)
+    assert 'landmarks' not in plain.timings_ms and all(LANDMARK_FACTOR not in h.refined_factors for h in plain.hands)
+    for bad in ({'landmark_passes': 0}, {'landmark_passes': 4}, {'landmark_min_presence': -0.1}):
+        with pytest.raises(ValueError):
+            reconstructor.set_runtime(landmarks=True, **bad)
+    assert reconstructor.landmarks_enabled is False  # a refused change changes nothing
+
+
+def test_a_redrawn_hand_is_flagged_in_the_message(hand_model):
+    msg_module = pytest.importorskip('hand_recon_ros.msg')
+    from hand_recon_ros.ros.conversions import hand_msg
+
+    truth = true_hand(hand_model, 'right', (0.0, 0.0, 0.5), 6)
+    hand = acr_hand('right', truth)
+    hand.refined_factors = ('fingers', LANDMARK_FACTOR)
+    msg = hand_msg(hand)
+    assert msg.refined_factors == msg_module.Hand.REFINED_FINGERS | msg_module.Hand.REFINED_LANDMARKS == 40

@@ -10,7 +10,7 @@ from geometry_msgs.msg import Point, Vector3
 from hand_recon_ros import conventions
 from hand_recon_ros.geometry.camera import intrinsics_from_camera_info
 from hand_recon_ros.msg import Hand, HandArray, HandModelInfo
-from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_FALLBACK_FOV, REFINE_FACTORS, FrameResult
+from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_FALLBACK_FOV, HAND_UPDATES, FrameResult
 from hand_recon_ros.ros.node_status import NodeStatus, diagnostic_values
 
 DEPTH_SOURCE_CODES = {
@@ -98,7 +98,7 @@ def hand_msg(hand, publish_vertices=True):
     msg.weak_camera = np.asarray(hand.weak_camera, np.float32)
     bits = 0
     for name in hand.refined_factors:
-        bits |= 1 << REFINE_FACTORS.index(name)
+        bits |= 1 << HAND_UPDATES.index(name)
     msg.refined_factors = bits
     msg.depth_source = DEPTH_SOURCE_CODES.get(hand.depth_source, Hand.DEPTH_WEAK_PERSPECTIVE)
     return msg

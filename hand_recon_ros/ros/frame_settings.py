@@ -63,6 +63,9 @@ class ReconstructorRuntime:
     refine_gate_m: float = 0.3
     refine_stages: str = 'auto'
     image_rotation: int = 0
+    landmarks: bool = False
+    landmark_passes: int = 2
+    landmark_min_presence: float = 0.0
 
     def as_kwargs(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,6 +95,9 @@ class FrameSettings:
             refine_gate_m=float(value('refinement.gate_m')),
             refine_stages=str(value('refinement.stages')),
             image_rotation=int(value('image_rotation')),
+            landmarks=bool(value('landmarks.enabled')),
+            landmark_passes=int(value('landmarks.passes')),
+            landmark_min_presence=float(value('landmarks.min_presence')),
         )
         return cls(
             use_camera_info=bool(value('use_camera_info')),

@@ -170,6 +170,13 @@ class HandReconNode(LifecycleNode):
             ok, _, reason = parameters.validate(spec, param.value)
             if not ok:
                 return SetParametersResult(successful=False, reason=reason)
+            if param.name == 'landmarks.enabled' and param.value is True:
+                from hand_recon_ros.landmarks.mediapipe_port import default_prefix
+
+                try:
+                    default_prefix()
+                except FileNotFoundError as exc:
+                    return SetParametersResult(successful=False, reason=f'landmark network missing: {exc}')
             if spec.applies == 'activate' and state == 'active':
                 return SetParametersResult(
                     successful=False, reason=f'{param.name} cannot change while active: deactivate first'
@@ -280,6 +287,9 @@ class HandReconNode(LifecycleNode):
                 refine_gate_m=float(self.p('refinement.gate_m')),
                 refine_weights=self.p('refinement.weights'),
                 refine_stages=self.p('refinement.stages'),
+                landmarks=bool(self.p('landmarks.enabled')),
+                landmark_passes=int(self.p('landmarks.passes')),
+                landmark_min_presence=float(self.p('landmarks.min_presence')),
             )
             self.reconstructor = create_reconstructor(config, logger=self.get_logger())
         except Exception as exc:  # a clear message and an inactive node beat a crash

@@ -8,7 +8,7 @@ import torch
 from hand_recon_ros.geometry.camera import project_points
 from hand_recon_ros.hand_model import load_hand_model
 from hand_recon_ros.landmarks.crop_stage import LandmarkAnswer
-from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, landmark_hands
+from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, landmark_hands, same_hand_answers
 from hand_recon_ros.results import HandResult
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
@@ -145,3 +145,20 @@ def test_a_redrawn_hand_is_flagged_in_the_message(hand_model):
     hand.refined_factors = ('fingers', LANDMARK_FACTOR)
     msg = hand_msg(hand)
     assert msg.refined_factors == msg_module.Hand.REFINED_FINGERS | msg_module.Hand.REFINED_LANDMARKS == 40
+
+
+def test_two_crops_that_read_the_same_hand_leave_the_misread_one_to_acr(hand_model):
+    truths = [
+        true_hand(hand_model, 'left', (-0.02, 0.0, 0.55), 8),
+        true_hand(hand_model, 'right', (0.03, 0.0, 0.55), 9),
+    ]
+    hands = [acr_hand('left', truths[0]), acr_hand('right', truths[1])]
+    # both crops answer the right hand: the left hand's answer moved far from its own keypoints
+    answers = KnownAnswers([truths[1], truths[1]], [0.9, 0.9])
+    assert same_hand_answers(hands, answers.run(None, [h.keypoints_2d for h in hands])) == {0}
+    out, _ = landmark_hands(np.zeros((480, 640, 3), np.uint8), hands, K, answers, hand_model)
+    assert out[0] is hands[0] and LANDMARK_FACTOR not in out[0].refined_factors
+    assert LANDMARK_FACTOR in out[1].refined_factors
+    # apart, nobody is misread
+    apart = KnownAnswers(truths, [0.9, 0.9])
+    assert same_hand_answers(hands, apart.run(None, [h.keypoints_2d for h in hands])) == set()

@@ -4,7 +4,7 @@ ACR decides where the hands are, how many and which side; this replaces each han
 fit of the hand model (``hand_model/fit.py``) to the crop's 21 keypoints (pixels, with the camera's K) and its
 world landmarks (root-relative metres, scale free), so the published 3D, mesh and 2D stay one hand (the 2D is the
 projection of the fitted joints). A crop whose presence is under ``min_presence`` drops the hand; a fit that
-fails keeps ACR's hand. Not wired into the node yet (README "Real images").
+fails, or a crop that read the other hand of an overlapping pair, keeps ACR's hand. Not wired into the node yet (README "Real images").
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hand_recon_ros import conventions
+from hand_recon_ros.detection_metrics import box_iou, keypoint_box
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import project_points
 from hand_recon_ros.hand_model.fit import FitConfig, fit_keypoints
@@ -22,7 +23,7 @@ from hand_recon_ros.hand_model.model import HandModel
 from hand_recon_ros.landmarks.crop_stage import CropStage, LandmarkAnswer
 from hand_recon_ros.results import HandResult
 
-__all__ = ['LANDMARK_FACTOR', 'landmark_hands']
+__all__ = ['LANDMARK_FACTOR', 'landmark_hands', 'same_hand_answers']
 
 LANDMARK_FACTOR = 'landmarks'  # in HandResult.refined_factors: the hand was redrawn from the crop stage
 PER_HAND = ('joints', 'vertices', 'global_orient', 'hand_pose', 'betas')  # the fit's outputs a hand needs
@@ -49,6 +50,29 @@ def _redrawn(hand: HandResult, fit: dict[str, np.ndarray], K: np.ndarray) -> Han
     )
 
 
+def same_hand_answers(
+    hands: Sequence[HandResult], answers: Sequence[LandmarkAnswer], max_overlap: float = 0.5
+) -> set[int]:
+    """Indices of hands whose crop answer landed on another hand's answer (keypoint boxes overlapping more than
+    ``max_overlap``): two crops of an overlapping pair that both read the front hand. Of such a pair, the hand whose
+    answer moved farther from its own keypoints (relative to their size) is the one that was misread."""
+    boxes = [keypoint_box(a.keypoints_2d) for a in answers]
+    misread: set[int] = set()
+    for i in range(len(answers)):
+        for j in range(i + 1, len(answers)):
+            if box_iou(boxes[i], boxes[j]) <= max_overlap:
+                continue
+
+            def moved(k: int) -> float:
+                before = keypoint_box(hands[k].keypoints_2d)
+                size = max(float(np.max(before[2:] - before[:2])), 1.0)
+                shift = (boxes[k][:2] + boxes[k][2:] - before[:2] - before[2:]) / 2
+                return float(np.linalg.norm(shift)) / size
+
+            misread.add(i if moved(i) > moved(j) else j)
+    return misread
+
+
 def landmark_hands(
     image_bgr: np.ndarray,
     hands: Sequence[HandResult],
@@ -65,11 +89,12 @@ def landmark_hands(
     hands = list(hands)
     answers = stage.run(image_bgr, [np.asarray(h.keypoints_2d, np.float64) for h in hands])
     kept = [i for i, a in enumerate(answers) if a.presence >= min_presence]
+    misread = same_hand_answers(hands, answers)  # these keep ACR's hand
     config = fit_config or FitConfig(num_threads=1)
     redrawn: dict[int, HandResult] = {}
     if hand_model.pose_dim == 45:  # a PCA-pose model has no 45-angle hand pose to publish
         for side in conventions.SIDES:
-            rows = [i for i in kept if hands[i].handedness == side]
+            rows = [i for i in kept if hands[i].handedness == side and i not in misread]
             if not rows:
                 continue
             keypoints = np.stack([answers[i].keypoints_2d for i in rows])

@@ -4,7 +4,8 @@ ACR decides where the hands are, how many and which side; this replaces each han
 fit of the hand model (``hand_model/fit.py``) to the crop's 21 keypoints (pixels, with the camera's K) and its
 world landmarks (root-relative metres, scale free), so the published 3D, mesh and 2D stay one hand (the 2D is the
 projection of the fitted joints). A crop whose presence is under ``min_presence`` drops the hand; a fit that
-fails, or a crop that read the other hand of an overlapping pair, keeps ACR's hand. Not wired into the node yet (README "Real images").
+fails, or a crop that read the other hand of an overlapping pair, keeps ACR's hand. The pipeline runs it when
+``landmarks`` is on (node parameter ``landmarks.enabled``; README "Real images").
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ DECODING_OPTIONS = (
     # the landmark network on a crop around each found hand (hand_recon_ros/landmarks/crop_stage.py)
     ('--landmarks', "crop passes of the landmark network per hand (0 = off): its 2D keypoints replace ACR's"),
     ('--landmark-presence', "with --landmarks: drop a hand whose crop's presence is under this (0 = keep all)"),
-    ('--landmark-sides', "with --landmarks: 1 = the side from the landmark network's handedness"),
+    ('--landmark-sides', "with --landmarks: 1 = a redrawn hand takes its crop's side (the node's, default), 0 = ACR's"),
 )
 TAGS = {
     'threshold': '@',

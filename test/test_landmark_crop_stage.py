@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hand_recon_ros.landmarks import load_landmark_model
-from hand_recon_ros.landmarks.crop_stage import CropStage, crop_affine, crop_from_keypoints
+from hand_recon_ros.landmarks.crop_stage import CropStage, crop_affine, crop_from_keypoints, crop_from_landmarks
 from hand_recon_ros.landmarks.mediapipe_port import INPUT_SIZE
 
 
@@ -65,6 +65,26 @@ def test_bad_keypoints_are_refused():
         crop_from_keypoints(upright_hand(), scale=0.0)
     with pytest.raises(ValueError, match='iterations'):
         CropStage(nn.Identity(), iterations=0)
+    with pytest.raises(ValueError, match='turns'):
+        CropStage(nn.Identity(), turns=0)
+    with pytest.raises(ValueError, match='turn_below'):
+        CropStage(nn.Identity(), turn_below=1.5)
+
+
+def test_a_tracking_crop_follows_the_palm_not_the_fingertips():
+    points = upright_hand(seed=8)
+    centre, side, angle = crop_from_landmarks(points)
+    moved = points.copy()
+    moved[[4, 8, 12, 16, 20]] += [400.0, -300.0]  # fingertips misread far away
+    again = crop_from_landmarks(moved)
+    np.testing.assert_allclose(again[0], centre)
+    assert again[1:] == pytest.approx((side, angle))
+    # up: from the wrist towards the finger bases (middle blended with index and ring)
+    towards = ((points[5] + points[13]) / 2 + points[9]) / 2 - points[0]
+    assert angle == pytest.approx(np.arctan2(towards[1], towards[0]))
+    # a turned hand gets the same crop, turned
+    rolled = to_crop(turn(points, 90), crop_affine(*crop_from_landmarks(turn(points, 90))))
+    np.testing.assert_allclose(rolled, to_crop(points, crop_affine(centre, side, angle)), atol=1e-3)
 
 
 class CropReader(nn.Module):
@@ -113,6 +133,35 @@ def test_a_second_pass_crops_around_the_first_answer():
     # all landmarks of the first answer sit on one point: the second crop is the minimum size around it
     assert two.crop_side_px == pytest.approx(8.0)
     assert np.abs(two.keypoints_2d - one.keypoints_2d).max() < 1.0
+
+
+class UprightReader(CropReader):
+    """Sees a hand only when the crop's bright spot is in its upper half (a hand read upright), like the landmark
+    network whose presence drops on a hand turned upside down."""
+
+    def forward(self, images):
+        out = super().forward(images)
+        out['presence'] = torch.where(out['landmarks'][:, 0, 1] < INPUT_SIZE / 2, 0.9, 0.1)
+        return out
+
+
+def test_a_crop_that_sees_no_hand_is_tried_turned_and_the_best_kept():
+    image = np.zeros((480, 640, 3), np.uint8)
+    hand = upright_hand(seed=9, wrist=(300.0, 300.0), length=60.0)
+    image[290, 300] = 255  # the 'hand' is low in the crop: ACR's keypoints point the wrong way
+    stage = CropStage(UprightReader(), iterations=1)
+    answer = stage.run(image, [hand])[0]
+    assert answer.presence == pytest.approx(0.9) and answer.turn == pytest.approx(np.pi)
+    assert stage.crops_run == 4  # the crop as given, then the three other quarter turns
+    assert np.abs(answer.keypoints_2d - [300.5, 290.5]).max() < 1.5
+    unturned = CropStage(UprightReader(), iterations=1, turns=1)
+    assert unturned.run(image, [hand])[0].presence == pytest.approx(0.1) and unturned.crops_run == 1
+    # a crop that sees its hand as given is not turned
+    image[:] = 0
+    image[200, 300] = 255
+    sure = CropStage(UprightReader(), iterations=1)
+    answer = sure.run(image, [hand])[0]
+    assert answer.turn == 0.0 and answer.presence == pytest.approx(0.9) and sure.crops_run == 1
 
 
 def test_the_shipped_landmark_network_runs_on_crops():

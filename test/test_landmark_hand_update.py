@@ -8,7 +8,7 @@ import torch
 from hand_recon_ros.geometry.camera import project_points
 from hand_recon_ros.hand_model import load_hand_model
 from hand_recon_ros.landmarks.crop_stage import LandmarkAnswer
-from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, landmark_hands, same_hand_answers
+from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, crop_sides, landmark_hands, same_hand_answers
 from hand_recon_ros.results import HandResult
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
@@ -50,15 +50,17 @@ def acr_hand(side, joints):
 class KnownAnswers:
     """Stands in for the crop stage: answers the true hands' projections and root-relative 3D."""
 
-    def __init__(self, truths, presences):
+    def __init__(self, truths, presences, right_probabilities=None):
         self.truths, self.presences = truths, presences
+        self.right = right_probabilities or [0.5] * len(truths)  # 0.5: the crop cannot tell the side
         self.calls = 0
 
     def run(self, image_bgr, keypoints):
         self.calls += 1
         assert len(keypoints) == len(self.truths)
         return [
-            LandmarkAnswer(project_points(t, K), p, 0.5, t - t[0], 100.0) for t, p in zip(self.truths, self.presences)
+            LandmarkAnswer(project_points(t, K), p, r, t - t[0], 100.0)
+            for t, p, r in zip(self.truths, self.presences, self.right)
         ]
 
 
@@ -162,3 +164,35 @@ def test_two_crops_that_read_the_same_hand_leave_the_misread_one_to_acr(hand_mod
     # apart, nobody is misread
     apart = KnownAnswers(truths, [0.9, 0.9])
     assert same_hand_answers(hands, apart.run(None, [h.keypoints_2d for h in hands])) == set()
+
+
+def test_a_clear_crop_side_replaces_acrs_and_the_fit_uses_it(hand_model):
+    truth = true_hand(hand_model, 'right', (0.05, 0.0, 0.5), 7)
+    wrong = acr_hand('left', truth)  # ACR called a right hand left
+    image = np.zeros((480, 640, 3), np.uint8)
+    out, _ = landmark_hands(image, [wrong], K, KnownAnswers([truth], [0.95], [0.9]), hand_model)
+    assert out[0].handedness == 'right' and out[0].handedness_score == pytest.approx(0.9)
+    assert np.linalg.norm(out[0].joints_3d - truth, axis=1).mean() < 0.02  # fitted as a right hand
+    kept, _ = landmark_hands(
+        image, [wrong], K, KnownAnswers([truth], [0.95], [0.9]), hand_model, sides_from_crops=False
+    )
+    assert kept[0].handedness == 'left'
+
+
+def test_crop_sides_keep_acrs_where_the_crop_is_unsure_or_a_pair_would_get_one_side():
+    truth = np.zeros((21, 3))
+    left, right = acr_hand('left', truth + [0.0, 0.0, 0.5]), acr_hand('right', truth + [0.1, 0.0, 0.5])
+    left.handedness_score = right.handedness_score = 0.6
+
+    def answers(*pairs):  # (presence, right probability) per hand
+        return [LandmarkAnswer(np.zeros((21, 2)), p, r, np.zeros((21, 3)), 50.0) for p, r in pairs]
+
+    # a clear crop turns the side; an unsure one (near 0.5) or one with no hand in it (low presence) does not
+    assert crop_sides([left], answers((0.9, 0.95)), [0]) == [('right', 0.95)]
+    assert crop_sides([left], answers((0.9, 0.6)), [0]) == [('left', 0.6)]
+    assert crop_sides([left], answers((0.2, 0.95)), [0]) == [('left', 0.6)]
+    assert crop_sides([left], answers((0.9, 0.95)), []) == [('left', 0.6)]  # not usable (e.g. a misread crop)
+    # a pair whose sides both turn is swapped; one where both crops say 'right' keeps ACR's left and right
+    swapped = crop_sides([left, right], answers((0.9, 0.9), (0.9, 0.1)), [0, 1])
+    assert swapped == [('right', 0.9), ('left', pytest.approx(0.9))]
+    assert crop_sides([left, right], answers((0.9, 0.9), (0.9, 0.9)), [0, 1]) == [('left', 0.6), ('right', 0.6)]

@@ -3,14 +3,20 @@
 The crop follows the hand, as MediaPipe's tracking does with its own landmarks: turned so that the wrist ->
 middle-finger base points up, centred on the keypoints' box in that turned frame (moved a little towards the
 fingers), its side a multiple of the box's longer side. ACR's keypoints only need to put the hand inside the crop;
-the landmark network then reads the fingers at 224 px, where ACR's 24x24 maps cannot. ``iterations=2`` crops again
-around the first answer.
+the landmark network then reads the fingers at 224 px, where ACR's 24x24 maps cannot.
+
+ACR's low-resolution keypoints often get the hand's roll wrong, and the landmark network reads a hand turned
+upside down or sideways poorly. So when the first crop's presence is low (under ``turn_below``), the same crop
+is also tried turned by quarter turns (``turns``) and the most hand-like one is kept. ``iterations=2`` crops
+again around the first answer, the way MediaPipe's tracking does (``crop_from_landmarks``: the palm and the
+fingers' first joints only, so a misread fingertip does not move the crop).
 
 Plain numpy / OpenCV / torch; no ROS import.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -19,9 +25,11 @@ import torch
 
 from hand_recon_ros.landmarks.mediapipe_port import INPUT_SIZE, MediaPipeLandmarkNet
 
-__all__ = ['CropStage', 'LandmarkAnswer', 'crop_affine', 'crop_axes', 'crop_from_keypoints']
+__all__ = ['CropStage', 'LandmarkAnswer', 'crop_affine', 'crop_axes', 'crop_from_keypoints', 'crop_from_landmarks']
 
-WRIST, MIDDLE_BASE = 0, 9  # project joint order = MediaPipe's landmark order
+WRIST, INDEX_BASE, MIDDLE_BASE, RING_BASE = 0, 5, 9, 13  # project joint order = MediaPipe's landmark order
+# wrist, thumb up to its middle joint, each finger's base and first joint: the points a tracking crop follows
+PALM_AND_FIRST_JOINTS = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)
 
 
 @dataclass(frozen=True)
@@ -31,31 +39,51 @@ class LandmarkAnswer:
     right_probability: float  # P(the person's right hand), for an unmirrored camera image
     world_landmarks: np.ndarray  # (21, 3) metres, the network's own 3D, x and y turned back to the image's axes
     crop_side_px: float  # side of the crop in image pixels
+    turn: float = 0.0  # radians the first crop was turned from the input keypoints' 'up' (0 unless tried turned)
 
 
-def crop_from_keypoints(
-    keypoints: np.ndarray, scale: float = 2.0, shift_up: float = 0.1
-) -> tuple[np.ndarray, float, float]:
-    """(21, 2) pixels -> (centre (2,), side in pixels, angle in radians of the crop's 'up' in the image)."""
+def _checked(keypoints: np.ndarray, scale: float) -> np.ndarray:
     points = np.asarray(keypoints, np.float64)
     if points.shape != (21, 2) or not np.isfinite(points).all():
         raise ValueError(f'keypoints must be finite (21, 2) pixels, got {points.shape}')
     if scale <= 0:
         raise ValueError(f'scale must be > 0, got {scale}')
-    up = points[MIDDLE_BASE] - points[WRIST]
+    return points
+
+
+def _square_around(
+    points: np.ndarray, up: np.ndarray, scale: float, shift_up: float, turn: float = 0.0
+) -> tuple[np.ndarray, float, float]:
+    """The square crop whose 'up' is ``up`` (turned by ``turn`` radians) around ``points``."""
     if np.linalg.norm(up) < 1e-6:
         up = np.array([0.0, -1.0])
-    angle = float(np.arctan2(up[1], up[0]))
-    # the turned frame: its y axis points from the fingers to the wrist (image 'down' of the upright hand)
-    down = -up / max(float(np.linalg.norm(up)), 1e-9)
-    right = np.array([down[1], -down[0]])  # the crop's +x: down turned a quarter back
+    angle = float(np.arctan2(up[1], up[0])) + float(turn)
+    right, down = crop_axes(angle)
     local = np.stack([points @ right, points @ down], axis=1)
     lo, hi = local.min(axis=0), local.max(axis=0)
-    side: float = float(np.max(hi - lo)) * scale
-    side = max(side, 8.0)
+    side = max(float(np.max(hi - lo)) * scale, 8.0)
     centre_local = (lo + hi) / 2 - np.array([0.0, shift_up * side])
     centre = centre_local[0] * right + centre_local[1] * down
     return centre, side, angle
+
+
+def crop_from_keypoints(
+    keypoints: np.ndarray, scale: float = 2.0, shift_up: float = 0.1, turn: float = 0.0
+) -> tuple[np.ndarray, float, float]:
+    """(21, 2) pixels -> (centre (2,), side in pixels, angle in radians of the crop's 'up' in the image): up from
+    the wrist to the middle finger's base (turned by ``turn``), around all 21 points."""
+    points = _checked(keypoints, scale)
+    return _square_around(points, points[MIDDLE_BASE] - points[WRIST], scale, shift_up, turn)
+
+
+def crop_from_landmarks(
+    landmarks: np.ndarray, scale: float = 2.0, shift_up: float = 0.1
+) -> tuple[np.ndarray, float, float]:
+    """The next crop around the landmark network's own answer, as MediaPipe's tracking places it: up from the wrist
+    towards the finger bases (middle blended with index and ring), around the palm and the fingers' first joints."""
+    points = _checked(landmarks, scale)
+    towards = ((points[INDEX_BASE] + points[RING_BASE]) / 2 + points[MIDDLE_BASE]) / 2
+    return _square_around(points[list(PALM_AND_FIRST_JOINTS)], towards - points[WRIST], scale, shift_up)
 
 
 def crop_axes(angle: float) -> np.ndarray:
@@ -78,7 +106,10 @@ def crop_affine(centre: np.ndarray, side: float, angle: float, size: int = INPUT
 
 
 class CropStage:
-    """Landmarks for hands already found: ``run(image_bgr, [keypoints (21, 2), ...]) -> [LandmarkAnswer, ...]``."""
+    """Landmarks for hands already found: ``run(image_bgr, [keypoints (21, 2), ...]) -> [LandmarkAnswer, ...]``.
+
+    ``iterations``: crops per hand, each later one around the previous answer. ``turns``: orientations the first
+    crop is tried in when its presence is under ``turn_below`` (1 = only the keypoints' own; 4 = quarter turns)."""
 
     def __init__(
         self,
@@ -87,12 +118,20 @@ class CropStage:
         shift_up: float = 0.1,
         iterations: int = 1,
         autocast_dtype: torch.dtype | None = None,
+        turns: int = 4,
+        turn_below: float = 0.5,
     ) -> None:
         if iterations < 1:
             raise ValueError(f'iterations must be >= 1, got {iterations}')
+        if not 1 <= int(turns) <= 8:
+            raise ValueError(f'turns must be 1..8, got {turns}')
+        if not 0.0 <= float(turn_below) <= 1.0:
+            raise ValueError(f'turn_below must be in [0, 1], got {turn_below}')
         self.model = model
         self.scale, self.shift_up, self.iterations = float(scale), float(shift_up), int(iterations)
+        self.turns, self.turn_below = int(turns), float(turn_below)
         self.autocast_dtype = autocast_dtype
+        self.crops_run = 0  # crops through the network since construction (cost figure for benchmarks)
 
     @torch.inference_mode()
     def _forward(self, crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -102,40 +141,55 @@ class CropStage:
                 out = self.model(batch)
         else:
             out = self.model(batch)
+        self.crops_run += len(crops)
         return {k: v.float().numpy() for k, v in out.items()}
+
+    def _read(
+        self, rgb: np.ndarray, rects: list[tuple[np.ndarray, float, float]], turns: list[float]
+    ) -> list[LandmarkAnswer]:
+        """The landmark network on one crop per rect, answers in image pixels and image axes."""
+        affines = [crop_affine(centre, side, angle) for centre, side, angle in rects]
+        crops = [cv2.warpAffine(rgb, a, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR) for a in affines]
+        out = self._forward(np.stack(crops))
+        answers = []
+        for i, (affine, (_, side, angle)) in enumerate(zip(affines, rects)):
+            back = cv2.invertAffineTransform(affine)
+            crop_xy = out['landmarks'][i, :, :2].astype(np.float64)
+            world = out['world_landmarks'][i].astype(np.float64)
+            world[:, :2] = world[:, :2] @ crop_axes(angle)  # crop axes -> image axes (z along the optical axis)
+            answers.append(
+                LandmarkAnswer(
+                    keypoints_2d=crop_xy @ back[:, :2].T + back[:, 2],
+                    presence=float(out['presence'][i]),
+                    # the network's 'Right' assumes a mirrored image: the person's left in a camera image
+                    right_probability=float(1.0 - out['handedness'][i]),
+                    world_landmarks=world,
+                    crop_side_px=side,
+                    turn=turns[i],
+                )
+            )
+        return answers
 
     def run(self, image_bgr: np.ndarray, keypoints: list[np.ndarray]) -> list[LandmarkAnswer]:
         if not keypoints:
             return []
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        current = [np.asarray(k, np.float64) for k in keypoints]
-        answers: list[LandmarkAnswer] = []
-        for _ in range(self.iterations):
-            affines, sides, crops, axes = [], [], [], []
-            for points in current:
-                centre, side, angle = crop_from_keypoints(points, self.scale, self.shift_up)
-                affine = crop_affine(centre, side, angle)
-                affines.append(affine)
-                axes.append(crop_axes(angle))
-                sides.append(side)
-                crops.append(cv2.warpAffine(rgb, affine, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR))
-            out = self._forward(np.stack(crops))
-            answers = []
-            for i, affine in enumerate(affines):
-                back = cv2.invertAffineTransform(affine)
-                crop_xy = out['landmarks'][i, :, :2].astype(np.float64)
-                image_xy = crop_xy @ back[:, :2].T + back[:, 2]
-                world = out['world_landmarks'][i].astype(np.float64)
-                world[:, :2] = world[:, :2] @ axes[i]  # crop axes -> image axes (z along the optical axis)
-                answers.append(
-                    LandmarkAnswer(
-                        keypoints_2d=image_xy,
-                        presence=float(out['presence'][i]),
-                        # the network's 'Right' assumes a mirrored image: the person's left in a camera image
-                        right_probability=float(1.0 - out['handedness'][i]),
-                        world_landmarks=world,
-                        crop_side_px=sides[i],
-                    )
-                )
-            current = [a.keypoints_2d for a in answers]
+        points = [np.asarray(k, np.float64) for k in keypoints]
+        answers = self._read(
+            rgb, [crop_from_keypoints(k, self.scale, self.shift_up) for k in points], [0.0] * len(points)
+        )
+        unsure = [i for i, a in enumerate(answers) if a.presence < self.turn_below]
+        if self.turns > 1 and unsure:
+            turns = [2 * np.pi * t / self.turns for t in range(1, self.turns)]
+            tried = [(i, t) for i in unsure for t in turns]
+            rects = [crop_from_keypoints(points[i], self.scale, self.shift_up, turn=t) for i, t in tried]
+            for (i, _), answer in zip(tried, self._read(rgb, rects, [t for _, t in tried])):
+                if answer.presence > answers[i].presence:
+                    answers[i] = answer
+        for _ in range(self.iterations - 1):
+            rects = [crop_from_landmarks(a.keypoints_2d, self.scale, self.shift_up) for a in answers]
+            answers = [
+                dataclasses.replace(new, turn=old.turn)
+                for old, new in zip(answers, self._read(rgb, rects, [0.0] * len(rects)))
+            ]
         return answers

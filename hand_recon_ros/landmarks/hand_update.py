@@ -3,8 +3,10 @@
 ACR decides where the hands are, how many and which side; this replaces each hand's pose, shape and placement by a
 fit of the hand model (``hand_model/fit.py``) to the crop's 21 keypoints (pixels, with the camera's K) and its
 world landmarks (root-relative metres, scale free), so the published 3D, mesh and 2D stay one hand (the 2D is the
-projection of the fitted joints). A crop whose presence is under ``min_presence`` drops the hand; a fit that
-fails, or a crop that read the other hand of an overlapping pair, keeps ACR's hand. The pipeline runs it when
+projection of the fitted joints). The side is the crop's where it reads a hand clearly (the landmark network
+sees each hand at 224 px, ACR's side maps at 24 x 24), unless that would give both hands of a pair one side.
+A crop whose presence is under ``min_presence`` drops the hand; a fit that fails, or a crop that read the other
+hand of an overlapping pair, keeps ACR's hand. The pipeline runs it when
 ``landmarks`` is on (node parameter ``landmarks.enabled``; README "Real images").
 """
 
@@ -24,13 +26,15 @@ from hand_recon_ros.hand_model.model import HandModel
 from hand_recon_ros.landmarks.crop_stage import CropStage, LandmarkAnswer
 from hand_recon_ros.results import HandResult
 
-__all__ = ['LANDMARK_FACTOR', 'landmark_hands', 'same_hand_answers']
+__all__ = ['LANDMARK_FACTOR', 'crop_sides', 'landmark_hands', 'same_hand_answers']
 
 LANDMARK_FACTOR = 'landmarks'  # in HandResult.refined_factors: the hand was redrawn from the crop stage
 PER_HAND = ('joints', 'vertices', 'global_orient', 'hand_pose', 'betas')  # the fit's outputs a hand needs
+SIDE_PRESENCE = 0.5  # a crop's side counts only where the crop holds a hand this surely
+SIDE_MARGIN = 0.25  # ... and its right-hand probability is this far from 0.5
 
 
-def _redrawn(hand: HandResult, fit: dict[str, np.ndarray], K: np.ndarray) -> HandResult:
+def _redrawn(hand: HandResult, fit: dict[str, np.ndarray], K: np.ndarray, side: str, side_score: float) -> HandResult:
     joints = np.asarray(fit['joints'], np.float64)
     orient = np.asarray(fit['global_orient'], np.float64).reshape(3)
     keypoints = project_points(joints, K).astype(np.float32)
@@ -39,6 +43,8 @@ def _redrawn(hand: HandResult, fit: dict[str, np.ndarray], K: np.ndarray) -> Han
     quat = rotations.axis_angle_to_quaternion(torch.as_tensor(orient, dtype=torch.float32)[None])[0].numpy()
     return dataclasses.replace(
         hand,
+        handedness=side,
+        handedness_score=float(side_score),
         joints_3d=joints.astype(np.float32),
         keypoints_2d=keypoints,
         wrist_position=joints[0].astype(np.float32),
@@ -74,6 +80,24 @@ def same_hand_answers(
     return misread
 
 
+def crop_sides(
+    hands: Sequence[HandResult], answers: Sequence[LandmarkAnswer], usable: Sequence[int]
+) -> list[tuple[str, float]]:
+    """(side, P(that side)) per hand: the crop's where crop ``usable[i]`` reads a hand clearly, else ACR's. Where
+    ACR found a left and a right hand and the crops call both the same side, both crops most likely read one hand
+    of an overlapping pair: ACR's sides stay."""
+    acr = [(h.handedness, float(h.handedness_score)) for h in hands]
+    proposed = list(acr)
+    for i in usable:
+        a = answers[i]
+        if a.presence >= SIDE_PRESENCE and abs(a.right_probability - 0.5) >= SIDE_MARGIN:
+            right = a.right_probability >= 0.5
+            proposed[i] = ('right', a.right_probability) if right else ('left', 1.0 - a.right_probability)
+    if len(hands) == 2 and acr[0][0] != acr[1][0] and proposed[0][0] == proposed[1][0]:
+        return acr
+    return proposed
+
+
 def landmark_hands(
     image_bgr: np.ndarray,
     hands: Sequence[HandResult],
@@ -82,9 +106,11 @@ def landmark_hands(
     hand_model: HandModel,
     min_presence: float = 0.0,
     fit_config: FitConfig | None = None,
+    sides_from_crops: bool = True,
 ) -> tuple[list[HandResult], list[LandmarkAnswer]]:
     """-> (the hands, redrawn where the fit worked, in their input order less the dropped ones; the crop answers,
-    one per input hand). ``K``: the intrinsics of ``image_bgr`` (the image the hands' pixels refer to)."""
+    one per input hand). ``K``: the intrinsics of ``image_bgr`` (the image the hands' pixels refer to).
+    ``sides_from_crops``: a redrawn hand takes the crop's side (``crop_sides``); False keeps ACR's."""
     if not 0.0 <= min_presence <= 1.0:
         raise ValueError(f'min_presence must be in [0, 1], got {min_presence}')
     hands = list(hands)
@@ -92,10 +118,15 @@ def landmark_hands(
     kept = [i for i, a in enumerate(answers) if a.presence >= min_presence]
     misread = same_hand_answers(hands, answers)  # these keep ACR's hand
     config = fit_config or FitConfig(num_threads=1)
+    usable = [i for i in kept if i not in misread]
+    if sides_from_crops:
+        sides = crop_sides(hands, answers, usable)
+    else:
+        sides = [(h.handedness, float(h.handedness_score)) for h in hands]
     redrawn: dict[int, HandResult] = {}
     if hand_model.pose_dim == 45:  # a PCA-pose model has no 45-angle hand pose to publish
         for side in conventions.SIDES:
-            rows = [i for i in kept if hands[i].handedness == side and i not in misread]
+            rows = [i for i in usable if sides[i][0] == side]
             if not rows:
                 continue
             keypoints = np.stack([answers[i].keypoints_2d for i in rows])
@@ -106,7 +137,7 @@ def landmark_hands(
                 continue
             for j, i in enumerate(rows):
                 one = {k: fit[k] if fit[k] is None or np.ndim(fit[k]) == 0 else np.asarray(fit[k])[j] for k in PER_HAND}
-                candidate = _redrawn(hands[i], one, K)
+                candidate = _redrawn(hands[i], one, K, side, sides[i][1])
                 try:
                     candidate.validate()
                 except ValueError:

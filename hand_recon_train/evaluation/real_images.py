@@ -337,7 +337,7 @@ class AcrMethod:
         max_pair_overlap: float | None = None,
         landmarks: float = 0,
         landmark_presence: float = 0.0,
-        landmark_sides: float = 0,
+        landmark_sides: float = 1,
     ):
         from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
 
@@ -369,18 +369,20 @@ class AcrMethod:
         K = frame.K if frame.K is not None else fallback_intrinsics(image_bgr.shape[1], image_bgr.shape[0])
         result = self.reconstructor.reconstruct(image_bgr, K)
         found = list(result.hands)
-        sides = [h.handedness for h in found]
         if self.crop_stage is not None and found:
             from hand_recon_ros.landmarks.hand_update import landmark_hands
 
             # the node's path: crop answers -> hand model fitted to them (3D and 2D stay one hand)
-            found, answers = landmark_hands(
-                image_bgr, found, K, self.crop_stage, self.reconstructor.hand_model, self.landmark_presence
+            found, _ = landmark_hands(
+                image_bgr,
+                found,
+                K,
+                self.crop_stage,
+                self.reconstructor.hand_model,
+                self.landmark_presence,
+                sides_from_crops=self.landmark_sides,
             )
-            if self.landmark_sides:  # reported side only (the fit used ACR's)
-                sides = ['right' if a.right_probability >= 0.5 else 'left' for a in answers]
-            kept = [i for i, a in enumerate(answers) if a.presence >= self.landmark_presence]
-            sides = [sides[i] for i in kept]
+        sides = [h.handedness for h in found]
         return [
             PredictedHand(
                 np.asarray(h.keypoints_2d, np.float64),

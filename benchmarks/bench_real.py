@@ -44,6 +44,33 @@ TAGS = {
 }
 
 
+def mean_pose_reference(frames) -> str:
+    """PA-MPJPE of the hand model's mean pose against the synthetic hands: what a network that learnt no pose
+    scores (the issue's 'flat template hand' bar)."""
+    import numpy as np
+    import torch
+
+    from hand_recon_ros.hand_model.model import load_hand_model
+    from hand_recon_ros.metrics import pa_mpjpe
+
+    model = load_hand_model()
+    zeros = torch.zeros(1, 3)
+    mean_pose = {
+        side: model(side, zeros, torch.zeros(1, 45), torch.zeros(1, 10), zeros)['joints'][0].double().numpy()
+        for side in ('left', 'right')
+    }
+    errors = [
+        float(pa_mpjpe(mean_pose[h.side], h.joints_cam))
+        for f in frames
+        for h in f.hands
+        if h.joints_cam is not None and h.side in mean_pose
+    ]
+    return (
+        f'Synthetic hands: the mean pose of the hand model scores PA-MPJPE {np.mean(errors):.1f} mm on the same '
+        f'{len(errors)} hands (what a model that learnt no pose gets).'
+    )
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--weights', nargs='*', default=[''], help="ACR weights ('' = the shipped model)")
@@ -134,6 +161,8 @@ def main(argv=None) -> int:
             print('MediaPipe column skipped: no teacher environment (scripts/setup_teacher.sh)')
     results = rb.run_benchmark(all_frames, methods)
     table = rb.markdown_table(results, all_frames)
+    if 'synthetic' in frames_by_set:
+        table += '\n\n' + mean_pose_reference(frames_by_set['synthetic'])
     print('Methods: ' + '; '.join(f"{n} = {r['description']}" for n, r in results.items()))
     print()
     print(table)

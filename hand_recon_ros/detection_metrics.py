@@ -18,6 +18,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
+from hand_recon_ros.metrics import pa_mpjpe
+
 __all__ = [
     'keypoint_box',
     'box_size',
@@ -129,6 +131,7 @@ class DetectionTally:
     # alone can count a hand seen twice (once per side map); this one also needs both sides right
     two_hand_found_sides: int = 0
     mpjpe_mm: list = field(default_factory=list)  # wrist-aligned, per matched 3D hand
+    pa_mpjpe_mm: list = field(default_factory=list)  # after similarity Procrustes (the hand's pose and shape only)
     root_depth_mm: list = field(default_factory=list)  # |z_pred - z_true| of the wrist
 
     def add_frame(self, labelled: list[LabelledHand], predicted: list[PredictedHand]) -> list[tuple[int, int]]:
@@ -169,6 +172,7 @@ class DetectionTally:
                     g = np.asarray(gt.joints_cam, np.float64)
                     d = np.linalg.norm((p - p[0]) - (g - g[0]), axis=1)[valid]
                     self.mpjpe_mm.append(float(d.mean() * 1000))
+                    self.pa_mpjpe_mm.append(float(pa_mpjpe(p, g, valid)))
                     self.root_depth_mm.append(float(abs(p[0, 2] - g[0, 2]) * 1000))
         return pairs
 
@@ -194,6 +198,7 @@ class DetectionTally:
             'both_found': ratio(self.two_hand_found, self.two_hand_frames),
             'both_found_sides': ratio(self.two_hand_found_sides, self.two_hand_frames),
             'mpjpe_mm': mean(self.mpjpe_mm),
+            'pa_mpjpe_mm': mean(self.pa_mpjpe_mm),
             'root_depth_mm': mean(self.root_depth_mm),
             'n_3d': len(self.mpjpe_mm),
         }

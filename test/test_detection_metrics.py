@@ -121,6 +121,12 @@ def test_3d_wrist_aligned_error_and_root_depth():
     tally.add_frame([lab], [PredictedHand(gt2d, 'right', joints_cam=pred3d)])
     s = tally.summary()
     assert s['mpjpe_mm'] == pytest.approx(1.0) and s['root_depth_mm'] == pytest.approx(200.0)
+    assert 0.0 < s['pa_mpjpe_mm'] < 3.0  # the one joint's 21 mm, spread over the hand by the alignment
+    # a hand turned and scaled as a whole has no pose error after alignment
+    turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    rigid = DetectionTally()
+    rigid.add_frame([lab], [PredictedHand(gt2d, 'right', joints_cam=1.3 * j @ turn.T + 0.1)])
+    assert rigid.summary()['pa_mpjpe_mm'] == pytest.approx(0.0, abs=1e-6) and rigid.summary()['mpjpe_mm'] > 10
 
 
 def test_empty_tally_gives_nan_not_zero():

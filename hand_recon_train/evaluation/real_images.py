@@ -493,9 +493,9 @@ def markdown_table(results: dict, frames: list[Frame]) -> str:
     teacher_sets = {f.set_name for f in frames if f.teacher_labels} | {'realval (all)', 'rotated (all)'}
     lines = [
         '| set | method | images | hands | recall | precision | handedness | 2D err px | err / box | '
-        'PCK@0.1 | both hands found | both, sides right | MPJPE mm (wrist-aligned) | root depth err mm | '
-        'ms / image |',
-        '|---' * 15 + '|',
+        'PCK@0.1 | both hands found | both, sides right | MPJPE mm (wrist-aligned) | PA-MPJPE mm | '
+        'root depth err mm | ms / image |',
+        '|---' * 16 + '|',
     ]
     sets = sorted({s for r in results.values() for s in r['sets']})
     n_images = {s: sum(1 for f in frames if f.set_name == s or _group_of(f.set_name) == s) for s in sets}
@@ -511,7 +511,8 @@ def markdown_table(results: dict, frames: list[Frame]) -> str:
                 f"| {s} | {name} | {n_images[s]} | {t['labelled']} | {_f(t['recall'])} | "
                 f"{_f(t['precision'])} | {_f(t['handedness'])}{agree} | {_f(t['err_px'], 1)}{agree} | "
                 f"{_f(t['err_rel'], 3)}{agree} | {_f(t['pck'])}{agree} | {both} | {both_sides}{agree} | "
-                f"{_f(t['mpjpe_mm'], 1)} | {_f(t['root_depth_mm'], 0)} | {_f(r['ms'], 1)} |"
+                f"{_f(t['mpjpe_mm'], 1)} | {_f(t.get('pa_mpjpe_mm'), 1)} | {_f(t['root_depth_mm'], 0)} | "
+                f"{_f(r['ms'], 1)} |"
             )
     if teacher_sets:
         lines += [

@@ -69,6 +69,8 @@ def test_bad_keypoints_are_refused():
         CropStage(nn.Identity(), turns=0)
     with pytest.raises(ValueError, match='turn_below'):
         CropStage(nn.Identity(), turn_below=1.5)
+    with pytest.raises(ValueError, match='zoom_out'):
+        CropStage(nn.Identity(), zoom_out=0.5)
 
 
 def test_a_tracking_crop_follows_the_palm_not_the_fingertips():
@@ -154,7 +156,7 @@ def test_a_crop_that_sees_no_hand_is_tried_turned_and_the_best_kept():
     assert answer.presence == pytest.approx(0.9) and answer.turn == pytest.approx(np.pi)
     assert stage.crops_run == 4  # the crop as given, then the three other quarter turns
     assert np.abs(answer.keypoints_2d - [300.5, 290.5]).max() < 1.5
-    unturned = CropStage(UprightReader(), iterations=1, turns=1)
+    unturned = CropStage(UprightReader(), iterations=1, turns=1, zoom_out=1.0)
     assert unturned.run(image, [hand])[0].presence == pytest.approx(0.1) and unturned.crops_run == 1
     # a crop that sees its hand as given is not turned
     image[:] = 0
@@ -162,6 +164,30 @@ def test_a_crop_that_sees_no_hand_is_tried_turned_and_the_best_kept():
     sure = CropStage(UprightReader(), iterations=1)
     answer = sure.run(image, [hand])[0]
     assert answer.turn == 0.0 and answer.presence == pytest.approx(0.9) and sure.crops_run == 1
+
+
+class SpotReader(CropReader):
+    """Sees a hand only when the crop holds the bright spot."""
+
+    def forward(self, images):
+        out = super().forward(images)
+        out['presence'] = torch.where(images.amax(dim=(1, 2, 3)) > 0.5, 0.9, 0.1)
+        return out
+
+
+def test_a_hand_outside_every_turned_crop_is_found_zoomed_out():
+    image = np.zeros((480, 640, 3), np.uint8)
+    hand = upright_hand(seed=9, wrist=(300.0, 300.0), length=60.0)
+    centre, side, _ = crop_from_keypoints(hand)
+    spot = (int(centre[0] + 0.75 * side), int(centre[1]))  # beyond every same-size crop, inside one twice as big
+    image[spot[1], spot[0]] = 255
+    stage = CropStage(SpotReader(), iterations=1)
+    answer = stage.run(image, [hand])[0]
+    assert answer.presence == pytest.approx(0.9) and answer.crop_side_px == pytest.approx(2 * side)
+    assert np.abs(answer.keypoints_2d - [spot[0] + 0.5, spot[1] + 0.5]).max() < 2.5
+    assert stage.crops_run == 1 + 3 + 4  # as given, three turns, then zoomed out in four orientations
+    unzoomed = CropStage(SpotReader(), iterations=1, zoom_out=1.0)
+    assert unzoomed.run(image, [hand])[0].presence == pytest.approx(0.1) and unzoomed.crops_run == 4
 
 
 def test_the_shipped_landmark_network_runs_on_crops():

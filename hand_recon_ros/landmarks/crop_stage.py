@@ -7,7 +7,8 @@ the landmark network then reads the fingers at 224 px, where ACR's 24x24 maps ca
 
 ACR's low-resolution keypoints often get the hand's roll wrong, and the landmark network reads a hand turned
 upside down or sideways poorly. So when the first crop's presence is low (under ``turn_below``), the same crop
-is also tried turned by quarter turns (``turns``) and the most hand-like one is kept. ``iterations=2`` crops
+is also tried turned by quarter turns (``turns``), and when none of those sees a hand, zoomed out (``zoom_out``:
+ACR's keypoints on a close-up often cover only part of the hand); the most hand-like crop is kept. ``iterations=2`` crops
 again around the first answer, the way MediaPipe's tracking does (``crop_from_landmarks``: the palm and the
 fingers' first joints only, so a misread fingertip does not move the crop).
 
@@ -109,7 +110,8 @@ class CropStage:
     """Landmarks for hands already found: ``run(image_bgr, [keypoints (21, 2), ...]) -> [LandmarkAnswer, ...]``.
 
     ``iterations``: crops per hand, each later one around the previous answer. ``turns``: orientations the first
-    crop is tried in when its presence is under ``turn_below`` (1 = only the keypoints' own; 4 = quarter turns)."""
+    crop is tried in when its presence is under ``turn_below`` (1 = only the keypoints' own; 4 = quarter turns);
+    ``zoom_out``: the first crop's size factor for a last try in those orientations (1 = no such try)."""
 
     def __init__(
         self,
@@ -120,6 +122,7 @@ class CropStage:
         autocast_dtype: torch.dtype | None = None,
         turns: int = 4,
         turn_below: float = 0.5,
+        zoom_out: float = 2.0,
     ) -> None:
         if iterations < 1:
             raise ValueError(f'iterations must be >= 1, got {iterations}')
@@ -127,9 +130,11 @@ class CropStage:
             raise ValueError(f'turns must be 1..8, got {turns}')
         if not 0.0 <= float(turn_below) <= 1.0:
             raise ValueError(f'turn_below must be in [0, 1], got {turn_below}')
+        if not float(zoom_out) >= 1.0:
+            raise ValueError(f'zoom_out must be >= 1, got {zoom_out}')
         self.model = model
         self.scale, self.shift_up, self.iterations = float(scale), float(shift_up), int(iterations)
-        self.turns, self.turn_below = int(turns), float(turn_below)
+        self.turns, self.turn_below, self.zoom_out = int(turns), float(turn_below), float(zoom_out)
         self.autocast_dtype = autocast_dtype
         self.crops_run = 0  # crops through the network since construction (cost figure for benchmarks)
 
@@ -178,11 +183,16 @@ class CropStage:
         answers = self._read(
             rgb, [crop_from_keypoints(k, self.scale, self.shift_up) for k in points], [0.0] * len(points)
         )
-        unsure = [i for i, a in enumerate(answers) if a.presence < self.turn_below]
-        if self.turns > 1 and unsure:
-            turns = [2 * np.pi * t / self.turns for t in range(1, self.turns)]
+        # retries for crops that see no hand: the other orientations, then all of them zoomed out
+        retries = [(self.scale, [2 * np.pi * t / self.turns for t in range(1, self.turns)])]
+        if self.zoom_out > 1.0:
+            retries.append((self.scale * self.zoom_out, [2 * np.pi * t / self.turns for t in range(self.turns)]))
+        for scale, turns in retries:
+            unsure = [i for i, a in enumerate(answers) if a.presence < self.turn_below]
             tried = [(i, t) for i in unsure for t in turns]
-            rects = [crop_from_keypoints(points[i], self.scale, self.shift_up, turn=t) for i, t in tried]
+            if not tried:
+                continue
+            rects = [crop_from_keypoints(points[i], scale, self.shift_up, turn=t) for i, t in tried]
             for (i, _), answer in zip(tried, self._read(rgb, rects, [t for _, t in tried])):
                 if answer.presence > answers[i].presence:
                     answers[i] = answer

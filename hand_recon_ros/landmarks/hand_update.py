@@ -30,6 +30,10 @@ __all__ = ['LANDMARK_FACTOR', 'crop_sides', 'landmark_hands', 'same_hand_answers
 
 LANDMARK_FACTOR = 'landmarks'  # in HandResult.refined_factors: the hand was redrawn from the crop stage
 PER_HAND = ('joints', 'vertices', 'global_orient', 'hand_pose', 'betas')  # the fit's outputs a hand needs
+# the crop's 2D is its best output; its 3D mostly settles the pose's depth order. Weighting the 3D a quarter keeps
+# the published (projected) keypoints nearer the crop's: PCK of the projection vs the teacher on rolled photos
+# 0.963 -> 0.975 (the crop's own 2D: 0.982)
+LANDMARK_FIT = FitConfig(num_threads=1, weight_3d=0.25)
 SIDE_PRESENCE = 0.5  # a crop's side counts only where the crop holds a hand this surely
 SIDE_MARGIN = 0.25  # ... and its right-hand probability is this far from 0.5
 
@@ -117,7 +121,7 @@ def landmark_hands(
     answers = stage.run(image_bgr, [np.asarray(h.keypoints_2d, np.float64) for h in hands])
     kept = [i for i, a in enumerate(answers) if a.presence >= min_presence]
     misread = same_hand_answers(hands, answers)  # these keep ACR's hand
-    config = fit_config or FitConfig(num_threads=1)
+    config = fit_config or LANDMARK_FIT
     usable = [i for i in kept if i not in misread]
     if sides_from_crops:
         sides = crop_sides(hands, answers, usable)

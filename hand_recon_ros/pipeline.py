@@ -269,13 +269,16 @@ class HandReconstructor:
             landmark_min_presence=landmark_min_presence,
         )
 
-    def _landmark_stage(self) -> CropStage:
+    def landmark_stage(self) -> CropStage:
+        """The crop stage (loaded on first use; shared by every frame and by benchmarks that run the node's path)."""
         with self._crop_stage_lock:
             if self._crop_stage is None:
                 from hand_recon_ros.landmarks import load_landmark_model
 
-                # on the CPU beside the finisher's other work; bf16 where the network runs bf16 on the CPU
-                dtype = self.autocast_dtype if self.device.type == 'cpu' else None
+                # on the CPU beside the finisher's other work; bf16 where the network runs bf16 on a CPU that has
+                # it natively (emulated, its depthwise convolutions take a slow path: ~0.7 s per crop, not 14 ms)
+                native = self.device.type == 'cpu' and cpu_has_native_bf16()
+                dtype = self.autocast_dtype if native else None
                 self._crop_stage = CropStage(load_landmark_model(), autocast_dtype=dtype)
             return self._crop_stage
 
@@ -312,7 +315,7 @@ class HandReconstructor:
         if landmark_min_presence is not None and not 0.0 <= float(landmark_min_presence) <= 1.0:
             raise ValueError(f'landmark_min_presence must be in [0, 1], got {landmark_min_presence}')
         if landmarks:
-            self._landmark_stage()  # load the landmark network now: a missing file is refused here, not per frame
+            self.landmark_stage()  # load the landmark network now: a missing file is refused here, not per frame
         if side_separation is not None:
             DecodeConfig(side_separation=float(side_separation))  # validates
         if center_anchor is not None:
@@ -550,7 +553,7 @@ class HandReconstructor:
         timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
         if self.landmarks_enabled and hands and p.image is not None:
             t = time.perf_counter()
-            stage = self._landmark_stage()
+            stage = self.landmark_stage()
             stage.iterations = self.landmark_passes
             with single_intra_op_thread():
                 hands, _ = landmark_hands(

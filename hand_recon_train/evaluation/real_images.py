@@ -359,10 +359,8 @@ class AcrMethod:
         self.crop_stage = None
         self.landmark_presence, self.landmark_sides = float(landmark_presence), bool(landmark_sides)
         if landmarks:
-            from hand_recon_ros.landmarks import load_landmark_model
-            from hand_recon_ros.landmarks.crop_stage import CropStage
-
-            self.crop_stage = CropStage(load_landmark_model(), iterations=int(landmarks))
+            self.crop_stage = self.reconstructor.landmark_stage()  # the node's own (its precision too)
+            self.crop_stage.iterations = int(landmarks)
             self.description += f' + landmark network on crops ({int(landmarks)} pass(es))'
 
     def predict(self, image_bgr: np.ndarray, frame: Frame) -> list[PredictedHand]:

@@ -196,3 +196,13 @@ def test_crop_sides_keep_acrs_where_the_crop_is_unsure_or_a_pair_would_get_one_s
     swapped = crop_sides([left, right], answers((0.9, 0.9), (0.9, 0.1)), [0, 1])
     assert swapped == [('right', 0.9), ('left', pytest.approx(0.9))]
     assert crop_sides([left, right], answers((0.9, 0.9), (0.9, 0.9)), [0, 1]) == [('left', 0.6), ('right', 0.6)]
+    # only one crop reads its hand clearly: it decides, and the pair stays a left and a right
+    one = crop_sides([left, right], answers((0.9, 0.95), (0.2, 0.9)), [0, 1])
+    assert one == [('right', 0.95), ('left', 0.95)]
+    assert crop_sides([left, right], answers((0.9, 0.95), (0.9, 0.95)), [0]) == [('right', 0.95), ('left', 0.95)]
+    # two hands ACR called the same side (two people's right hands): each crop decides for its own hand
+    other_right = acr_hand('right', truth + [0.3, 0.0, 0.5])
+    assert crop_sides([right, other_right], answers((0.9, 0.1), (0.9, 0.5)), [0, 1]) == [
+        ('left', pytest.approx(0.9)),
+        ('right', 0.5),  # ACR's own score
+    ]

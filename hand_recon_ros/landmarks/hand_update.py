@@ -87,19 +87,28 @@ def same_hand_answers(
 def crop_sides(
     hands: Sequence[HandResult], answers: Sequence[LandmarkAnswer], usable: Sequence[int]
 ) -> list[tuple[str, float]]:
-    """(side, P(that side)) per hand: the crop's where crop ``usable[i]`` reads a hand clearly, else ACR's. Where
-    ACR found a left and a right hand and the crops call both the same side, both crops most likely read one hand
-    of an overlapping pair: ACR's sides stay."""
+    """(side, P(that side)) per hand: the crop's where crop ``usable[i]`` reads a hand clearly, else ACR's.
+
+    Where ACR found a left and a right hand, the pair stays a left and a right: crops that call both the same side
+    most likely read one hand of an overlapping pair (ACR's sides stay); where only one crop reads its hand
+    clearly, the other hand takes the other side (on a close-up ACR can see one hand twice, and the crop that
+    reads it well decides)."""
     acr = [(h.handedness, float(h.handedness_score)) for h in hands]
-    proposed = list(acr)
+    clear: dict[int, tuple[str, float]] = {}
     for i in usable:
         a = answers[i]
         if a.presence >= SIDE_PRESENCE and abs(a.right_probability - 0.5) >= SIDE_MARGIN:
             right = a.right_probability >= 0.5
-            proposed[i] = ('right', a.right_probability) if right else ('left', 1.0 - a.right_probability)
-    if len(hands) == 2 and acr[0][0] != acr[1][0] and proposed[0][0] == proposed[1][0]:
-        return acr
-    return proposed
+            clear[i] = ('right', a.right_probability) if right else ('left', 1.0 - a.right_probability)
+    if len(hands) == 2 and acr[0][0] != acr[1][0] and clear:
+        if len(clear) == 2:
+            return [clear[0], clear[1]] if clear[0][0] != clear[1][0] else acr
+        k, (side, p) = next(iter(clear.items()))
+        sides = [acr[0], acr[1]]
+        sides[k] = (side, p)
+        sides[1 - k] = ('left' if side == 'right' else 'right', p)
+        return sides
+    return [clear.get(i, acr[i]) for i in range(len(hands))]
 
 
 def landmark_hands(

@@ -71,6 +71,8 @@ def test_bad_keypoints_are_refused():
         CropStage(nn.Identity(), turn_below=1.5)
     with pytest.raises(ValueError, match='zoom_out'):
         CropStage(nn.Identity(), zoom_out=0.5)
+    with pytest.raises(ValueError, match='retry_crops'):
+        CropStage(nn.Identity(), retry_crops=-1)
 
 
 def test_a_tracking_crop_follows_the_palm_not_the_fingertips():
@@ -188,6 +190,10 @@ def test_a_hand_outside_every_turned_crop_is_found_zoomed_out():
     assert stage.crops_run == 1 + 3 + 4  # as given, three turns, then zoomed out in four orientations
     unzoomed = CropStage(SpotReader(), iterations=1, zoom_out=1.0)
     assert unzoomed.run(image, [hand])[0].presence == pytest.approx(0.1) and unzoomed.crops_run == 4
+    # tries are bounded per frame: two hands that see nothing cost at most retry_crops more crops
+    bounded = CropStage(SpotReader(), iterations=1, retry_crops=5)
+    bounded.run(np.zeros_like(image), [hand, hand + 5.0])
+    assert bounded.crops_run == 2 + 5
 
 
 def test_the_shipped_landmark_network_runs_on_crops():

@@ -111,7 +111,9 @@ class CropStage:
 
     ``iterations``: crops per hand, each later one around the previous answer. ``turns``: orientations the first
     crop is tried in when its presence is under ``turn_below`` (1 = only the keypoints' own; 4 = quarter turns);
-    ``zoom_out``: the first crop's size factor for a last try in those orientations (1 = no such try)."""
+    ``zoom_out``: the first crop's size factor for a last try in those orientations (1 = no such try);
+    ``retry_crops``: at most this many such tries per frame, hands in their given order (a false hand, e.g. a face,
+    sees no hand in any crop: without a bound it would cost every try on every frame)."""
 
     def __init__(
         self,
@@ -123,6 +125,7 @@ class CropStage:
         turns: int = 4,
         turn_below: float = 0.5,
         zoom_out: float = 2.0,
+        retry_crops: int = 8,
     ) -> None:
         if iterations < 1:
             raise ValueError(f'iterations must be >= 1, got {iterations}')
@@ -132,9 +135,12 @@ class CropStage:
             raise ValueError(f'turn_below must be in [0, 1], got {turn_below}')
         if not float(zoom_out) >= 1.0:
             raise ValueError(f'zoom_out must be >= 1, got {zoom_out}')
+        if int(retry_crops) < 0:
+            raise ValueError(f'retry_crops must be >= 0, got {retry_crops}')
         self.model = model
         self.scale, self.shift_up, self.iterations = float(scale), float(shift_up), int(iterations)
         self.turns, self.turn_below, self.zoom_out = int(turns), float(turn_below), float(zoom_out)
+        self.retry_crops = int(retry_crops)
         self.autocast_dtype = autocast_dtype
         self.crops_run = 0  # crops through the network since construction (cost figure for benchmarks)
 
@@ -187,11 +193,13 @@ class CropStage:
         retries = [(self.scale, [2 * np.pi * t / self.turns for t in range(1, self.turns)])]
         if self.zoom_out > 1.0:
             retries.append((self.scale * self.zoom_out, [2 * np.pi * t / self.turns for t in range(self.turns)]))
+        budget = self.retry_crops
         for scale, turns in retries:
             unsure = [i for i, a in enumerate(answers) if a.presence < self.turn_below]
-            tried = [(i, t) for i in unsure for t in turns]
+            tried = [(i, t) for i in unsure for t in turns][:budget]
             if not tried:
                 continue
+            budget -= len(tried)
             rects = [crop_from_keypoints(points[i], scale, self.shift_up, turn=t) for i, t in tried]
             for (i, _), answer in zip(tried, self._read(rgb, rects, [t for _, t in tried])):
                 if answer.presence > answers[i].presence:

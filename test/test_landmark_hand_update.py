@@ -107,26 +107,38 @@ def test_a_degenerate_answer_keeps_acrs_hand(hand_model):
 
 def test_the_pipeline_redraws_its_hands_when_asked():
     from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+    from hand_recon_train.synth import SynthConfig, SynthDataset
 
-    config = PipelineConfig(
-        weights='untrained',
-        device='cpu',
-        backbone='efficientnet_lite0',
-        input_size=128,
-        detection_threshold=0.0,
-        landmarks=True,
-    )
-    reconstructor = create_reconstructor(config)
+    # the shipped model on a synthetic two-hand frame whose hands the crop network reads (seed 4242, frame 1)
+    reconstructor = create_reconstructor(PipelineConfig(device='cpu', refine=False, landmarks=True))
     assert reconstructor.info()['landmarks'] is True
-    image = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
-    K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
+    raw = SynthDataset(SynthConfig(image_size=640, supersample=1), seed=4242, length=2).raw(1)
+    image = np.ascontiguousarray(raw['image'][80:560])
+    K = raw['K'].astype(np.float64).copy()
+    K[1, 2] -= 80.0
     result = reconstructor.reconstruct(image, K)
-    assert 'landmarks' in result.timings_ms and result.hands
+    assert 'landmarks' in result.timings_ms and len(result.hands) == 2
     for hand in result.hands:
         hand.validate()
-        assert LANDMARK_FACTOR in hand.refined_factors  # noise crops still give 21 points to fit
+        assert LANDMARK_FACTOR in hand.refined_factors
         np.testing.assert_allclose(hand.keypoints_2d, project_points(hand.joints_3d.astype(np.float64), K), atol=0.05)
-    # every crop of noise is a poor hand: a presence floor of 1 drops them all
+    # no crop finds a hand on noise: the untrained network's hands are published as ACR drew them, with no fit
+    noise_pipeline = create_reconstructor(
+        PipelineConfig(
+            weights='untrained',
+            device='cpu',
+            backbone='efficientnet_lite0',
+            input_size=128,
+            detection_threshold=0.0,
+            landmarks=True,
+        )
+    )
+    noise = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    K_noise = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
+    found = noise_pipeline.reconstruct(noise, K_noise)
+    assert 'landmarks' in found.timings_ms and found.hands
+    assert all(LANDMARK_FACTOR not in h.refined_factors for h in found.hands)
+    # a presence floor of 1 drops every hand
     reconstructor.set_runtime(landmark_min_presence=1.0)
     assert reconstructor.reconstruct(image, K).hands == []
     reconstructor.set_runtime(landmarks=False, landmark_min_presence=0.0)

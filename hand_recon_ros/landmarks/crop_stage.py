@@ -26,8 +26,17 @@ import torch
 
 from hand_recon_ros.landmarks.mediapipe_port import INPUT_SIZE, MediaPipeLandmarkNet
 
-__all__ = ['CropStage', 'LandmarkAnswer', 'crop_affine', 'crop_axes', 'crop_from_keypoints', 'crop_from_landmarks']
+__all__ = [
+    'NO_HAND',
+    'CropStage',
+    'LandmarkAnswer',
+    'crop_affine',
+    'crop_axes',
+    'crop_from_keypoints',
+    'crop_from_landmarks',
+]
 
+NO_HAND = 0.1  # presence under which a crop answer is read as 'no hand here': not followed by another crop
 WRIST, INDEX_BASE, MIDDLE_BASE, RING_BASE = 0, 5, 9, 13  # project joint order = MediaPipe's landmark order
 # wrist, thumb up to its middle joint, each finger's base and first joint: the points a tracking crop follows
 PALM_AND_FIRST_JOINTS = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)
@@ -205,9 +214,10 @@ class CropStage:
                 if answer.presence > answers[i].presence:
                     answers[i] = answer
         for _ in range(self.iterations - 1):
-            rects = [crop_from_landmarks(a.keypoints_2d, self.scale, self.shift_up) for a in answers]
-            answers = [
-                dataclasses.replace(new, turn=old.turn)
-                for old, new in zip(answers, self._read(rgb, rects, [0.0] * len(rects)))
-            ]
+            follow = [i for i, a in enumerate(answers) if a.presence >= NO_HAND]
+            if not follow:
+                break
+            rects = [crop_from_landmarks(answers[i].keypoints_2d, self.scale, self.shift_up) for i in follow]
+            for i, new in zip(follow, self._read(rgb, rects, [0.0] * len(rects))):
+                answers[i] = dataclasses.replace(new, turn=answers[i].turn)
         return answers

@@ -23,7 +23,7 @@ from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import project_points
 from hand_recon_ros.hand_model.fit import FitConfig, fit_keypoints
 from hand_recon_ros.hand_model.model import HandModel
-from hand_recon_ros.landmarks.crop_stage import CropStage, LandmarkAnswer
+from hand_recon_ros.landmarks.crop_stage import NO_HAND, CropStage, LandmarkAnswer
 from hand_recon_ros.results import HandResult
 
 __all__ = ['LANDMARK_FACTOR', 'crop_sides', 'landmark_hands', 'same_hand_answers']
@@ -131,7 +131,8 @@ def landmark_hands(
     kept = [i for i, a in enumerate(answers) if a.presence >= min_presence]
     misread = same_hand_answers(hands, answers)  # these keep ACR's hand
     config = fit_config or LANDMARK_FIT
-    usable = [i for i in kept if i not in misread]
+    # a crop that found no hand (a false hand, or one no crop could read) leaves ACR's hand and costs no fit
+    usable = [i for i in kept if i not in misread and answers[i].presence >= NO_HAND]
     if sides_from_crops:
         sides = crop_sides(hands, answers, usable)
     else:

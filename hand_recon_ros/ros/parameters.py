@@ -149,10 +149,10 @@ _TABLE = (
     _P(
         'landmarks.enabled',
         False,
-        "redraw each found hand from MediaPipe's landmark network on a crop around it (fingers read at 224 px; "
-        'the hand model fitted to them): much better keypoints, ~40 ms per frame more',
+        "redraw each found hand from MediaPipe's landmark network on a crop around it (fingers and side read at "
+        '224 px; the hand model fitted to them): much better keypoints, ~100-200 ms per frame more on a 2-core CPU',
     ),
-    _P('landmarks.passes', 2, 'crops per hand (the second around the first answer)', low=1, high=3),
+    _P('landmarks.passes', 2, 'crops per hand (each later one follows the previous answer)', low=1, high=3),
     _P(
         'landmarks.min_presence',
         0.0,

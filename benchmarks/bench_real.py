@@ -8,6 +8,8 @@ Label sets and the matching rule: ``hand_recon_train/evaluation/real_images.py``
 Writes ``<out>/real_benchmark.md``, ``.json`` and one contact sheet per set (``sheet_<set>.png``).
 ``pasted``: held-out overlapping pairs made from validation-split hands (``hand_recon_train/datasets/pasted.py``).
 ``rotated``: validation frames turned by 90, 180 and 270 degrees with their labels (``real_images.load_rotated``).
+3D columns (sets with true 3D: InterHand2.6M, synthetic): wrist-aligned MPJPE, PA-MPJPE, root depth error; under the
+table, the hand model's mean pose's PA-MPJPE on the same synthetic hands (what a model that learnt no pose scores).
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
-"""MediaPipe's hand landmark network (``hand_landmark_full.tflite``, mediapipe 0.10.21) as a plain PyTorch module.
+"""MediaPipe's hand landmark and palm detection networks (mediapipe 0.10.21) as plain PyTorch modules.
 
-The network is rebuilt from two files written by ``tools/mediapipe_landmarks/convert.py``: a JSON description of the
-TFLite graph (ordered ops, tensor ids, shapes, options) and a safetensors file holding its constant tensors. Every
-TFLite op becomes one torch operation. TFLite works in NHWC; here every rank-4 activation is kept NCHW (faster
-convolutions on CPU), constants are permuted once at load, and ops that depend on the memory order (reshape,
-fully connected on a rank-4 input, reductions) go back to NHWC first, so the results equal TFLite's.
+Each network is rebuilt from two files written by ``tools/mediapipe_landmarks/convert.py``: a JSON description of
+the TFLite graph (ordered ops, tensor ids, shapes, options) and a safetensors file holding its constant tensors.
+:class:`MediaPipeGraphNet` executes such a graph: every TFLite op becomes one torch operation. TFLite works in NHWC;
+here every rank-4 activation is kept NCHW (faster convolutions on CPU), constants are permuted once at load, and ops
+that depend on the memory order (reshape, fully connected on a rank-4 input, reductions) go back to NHWC first, so
+the results equal TFLite's. The input size is the graph's input tensor's. Two thin subclasses give the outputs
+meaning: :class:`MediaPipeLandmarkNet` and :class:`MediaPipePalmNet`.
 
-Outputs of the network (224x224 RGB crop, float in [0, 1]):
+**Hand landmarks** (``hand_landmark_full.tflite``, :func:`load_landmark_model`). Outputs of the network (224x224
+RGB crop, float in [0, 1]):
 
 * ``landmarks`` (B, 21, 3): x, y in input pixels (0..224), z in the same pixel scale relative to the wrist.
 * ``presence`` (B,): probability that a hand is in the crop (the graph ends this head with a LOGISTIC op).
@@ -19,6 +22,22 @@ Outputs of the network (224x224 RGB crop, float in [0, 1]):
   "Right" (handedness > 0.5) is then the person's LEFT hand, and the raw output the person's right hand (the
   palm-facing crops of the parity photos agree, if those photos are unmirrored, which the data does not state).
 * ``world_landmarks`` (B, 21, 3): metric 3D landmarks (metres) around the hand's approximate centre.
+
+**Palm detection** (``palm_detection_full.tflite``, :func:`load_palm_model`). Input: the (letterboxed) image at
+192x192, RGB float in **[0, 1]**, like the landmark network's, passed to the graph unchanged: [0, 1] is the range
+this graph takes (not [-1, 1], the range of MediaPipe's older 256 px palm model). Checked with the original
+interpreter on 40 letterboxed photos of ``realimgs-train/handsdataset/train``: with [0, 1] input the best anchor's
+decoded box centre lies inside a labelled hand box on 40 of 40 photos (best palm probability median 0.95, > 0.9 on
+35, box ~32 px), with [-1, 1] input on none (logits in the thousands, boxes ~2400 px wide: out of range);
+``tools/mediapipe_landmarks/parity.py --model palm`` repeats the check on its photos. Outputs, one row per SSD
+anchor (2016: a 24x24 map of stride 8 then a 12x12 map of stride 16, 2 and 6 anchors per cell, in the graph's
+concatenation order):
+
+* ``regressors`` (B, 2016, 18) float32, undecoded: per anchor the box centre (x, y) as an offset from the anchor
+  centre, the box width and height, then 7 keypoints (x, y) as offsets from the anchor centre, all in input pixels
+  (MediaPipe's ``TensorsToDetectionsCalculator`` decodes them with its anchors, scale 192).
+* ``scores`` (B, 2016) float32: raw logits (sigmoid gives the palm probability; MediaPipe clips them to +-100
+  and keeps detections with probability >= 0.5).
 """
 
 from __future__ import annotations
@@ -35,8 +54,12 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 DEFAULT_NAME = 'mp_hand_landmark_full'
-INPUT_SIZE = 224
+PALM_DEFAULT_NAME = 'mp_palm_detection_full'
+INPUT_SIZE = 224  # the landmark network's
+PALM_INPUT_SIZE = 192
 NUM_LANDMARKS = 21
+NUM_PALM_ANCHORS = 2016
+PALM_REGRESSORS = 18  # box (4) + 7 keypoints (x, y)
 GRAPH_FORMAT = 'hand_recon_ros.tflite_graph/1'
 HANDEDNESS_MEANING = (
     'probability that MediaPipe labels the hand "Right" (= 1 - the raw graph output); MediaPipe assumes a mirrored '
@@ -52,12 +75,12 @@ def model_dirs() -> list[Path]:
     return [Path(__file__).resolve().parents[2] / 'models', Path(sys.prefix) / 'share' / 'hand_recon_ros' / 'models']
 
 
-def default_prefix() -> Path:
-    """``models/mp_hand_landmark_full`` in the first of :func:`model_dirs` that holds the weights."""
+def default_prefix(name: str = DEFAULT_NAME) -> Path:
+    """``models/<name>`` (default ``mp_hand_landmark_full``) in the first of :func:`model_dirs` that holds it."""
     for folder in model_dirs():
-        if (folder / f'{DEFAULT_NAME}.safetensors').is_file():
-            return folder / DEFAULT_NAME
-    raise FileNotFoundError(f'{DEFAULT_NAME}.safetensors not found in any of {[str(d) for d in model_dirs()]}')
+        if (folder / f'{name}.safetensors').is_file():
+            return folder / name
+    raise FileNotFoundError(f'{name}.safetensors not found in any of {[str(d) for d in model_dirs()]}')
 
 
 def _activation(x: Tensor, name: str) -> Tensor:
@@ -89,8 +112,15 @@ def _to_nchw(x: Tensor) -> Tensor:
     return x.permute(0, 3, 1, 2) if x.dim() == 4 else x
 
 
-class MediaPipeLandmarkNet(nn.Module):
-    """The TFLite graph executed op by op in torch; see the module docstring for inputs and outputs."""
+class MediaPipeGraphNet(nn.Module):
+    """A converted TFLite graph executed op by op in torch (module docstring); subclasses name its outputs.
+
+    ``forward`` of a subclass validates the batch with :meth:`_check_input` (NHWC or NCHW float RGB at the graph's
+    input size) and runs it with :meth:`run_graph`, which returns the graph's outputs by role (``output_roles``).
+    """
+
+    #: output roles the graph must have
+    REQUIRED_ROLES: frozenset[str] = frozenset()
 
     def __init__(self, graph: dict[str, Any], weights: dict[str, Tensor]) -> None:
         super().__init__()
@@ -98,13 +128,15 @@ class MediaPipeLandmarkNet(nn.Module):
             raise ValueError(f'unsupported graph format {graph.get("format")!r}; expected {GRAPH_FORMAT!r}')
         self.tensors: list[dict[str, Any]] = graph['tensors']
         self.input_id: int = int(graph['inputs'][0])
+        input_shape = [int(s) for s in self.tensors[self.input_id]['shape']]
+        if len(input_shape) != 4 or input_shape[3] != 3:
+            raise ValueError(f'graph input has shape {input_shape}; expected (1, H, W, 3)')
+        self.input_size: tuple[int, int] = (input_shape[1], input_shape[2])
         self.roles: dict[str, int] = {role: int(v['tensor']) for role, v in graph['output_roles'].items()}
-        missing_roles = {'landmarks', 'presence', 'handedness', 'world_landmarks'} - set(self.roles)
+        missing_roles = self.REQUIRED_ROLES - set(self.roles)
         if missing_roles:
             raise ValueError(f'graph lacks outputs {sorted(missing_roles)}')
-        for role in ('presence', 'handedness'):
-            if graph['output_roles'][role]['after_dense'] != ['LOGISTIC']:
-                raise ValueError(f'{role} output is not a LOGISTIC probability in this graph')
+        self._check_roles(graph['output_roles'])
         # constant tensor id -> safetensors key; DEQUANTIZE outputs alias their (already float) inputs
         self.const_key: dict[int, str] = {t['id']: t['constant'] for t in self.tensors if 'constant' in t}
         self.used_keys: set[str] = set()
@@ -129,6 +161,9 @@ class MediaPipeLandmarkNet(nn.Module):
         missing = sorted(set(weights) - self.used_keys)
         if missing:
             raise ValueError(f'weights not used by the graph: {missing}')
+
+    def _check_roles(self, roles: dict[str, dict[str, Any]]) -> None:
+        """Subclass hook: refuse a graph whose outputs do not mean what the subclass reports."""
 
     # ----------------------------------------------------------------------------------------------- loading
     def _const(self, tid: int, weights: dict[str, Tensor]) -> Tensor:
@@ -193,7 +228,15 @@ class MediaPipeLandmarkNet(nn.Module):
             step['operands'] = [self._operand(t, weights, f'{tag}_in{i}', rank) for i, t in enumerate(ins)]
         elif kind == 'PRELU':
             rank = len(self._shape(op['outputs'][0]))
-            step['operands'] = [{'id': ins[0]}, self._operand(ins[1], weights, f'{tag}_alpha', rank)]
+            alpha = self._operand(ins[1], weights, f'{tag}_alpha', rank)
+            step['operands'] = [{'id': ins[0]}, alpha]
+            # one slope per channel (the usual case): F.prelu, several times faster than the elementwise form
+            step['prelu_weight'] = None
+            if rank == 4 and 'buffer' in alpha:
+                slopes = getattr(self, alpha['buffer'])
+                channels = self._shape(ins[0])[3]
+                if tuple(slopes.shape) == (1, channels, 1, 1):
+                    step['prelu_weight'] = self._register(f'{tag}_slopes', slopes.reshape(channels))
         elif kind == 'MEAN':
             axes = [int(a) % 4 for a in self._const(ins[1], weights).reshape(-1).tolist()]
             if len(self._shape(ins[0])) != 4:
@@ -214,6 +257,21 @@ class MediaPipeLandmarkNet(nn.Module):
             rank = len(self._shape(op['outputs'][0]))
             axis = opt['axis'] % rank
             step['axis'] = _TO_NCHW_AXIS[axis] if rank == 4 else axis
+        elif kind == 'RESIZE_BILINEAR':
+            out_shape, in_shape = self._shape(op['outputs'][0]), self._shape(ins[0])
+            if len(out_shape) != 4 or len(in_shape) != 4:
+                raise NotImplementedError('RESIZE_BILINEAR on a tensor that is not rank 4')
+            size = [int(v) for v in self._const(ins[1], weights).reshape(-1).tolist()]
+            if size != out_shape[1:3]:
+                raise ValueError(f'RESIZE_BILINEAR op {op["index"]}: size {size} but output shape {out_shape}')
+            step['size'] = (size[0], size[1])
+            if opt['align_corners'] and opt['half_pixel_centers']:
+                raise ValueError('RESIZE_BILINEAR with both align_corners and half_pixel_centers')
+            if not opt['align_corners'] and not opt['half_pixel_centers']:
+                # TF's legacy sampling (source = destination * in / out) has no torch equivalent
+                raise NotImplementedError('RESIZE_BILINEAR without align_corners or half_pixel_centers')
+            # half_pixel_centers is torch's align_corners=False: source = (destination + 0.5) * in / out - 0.5
+            step['align_corners'] = bool(opt['align_corners'])
         elif kind not in ('LOGISTIC', 'RELU', 'RELU6', 'TANH', 'HARD_SWISH'):
             raise NotImplementedError(f'TFLite op {kind} is not supported')
         return step
@@ -245,7 +303,9 @@ class MediaPipeLandmarkNet(nn.Module):
         kernel, stride = (opt['filter_h'], opt['filter_w']), (opt['stride_h'], opt['stride_w'])
         left, right, top, bottom = step['pad']
         if step['type'] == 'MAX_POOL_2D':
-            y = F.max_pool2d(F.pad(x, (left, right, top, bottom), value=float('-inf')), kernel, stride)
+            if left or right or top or bottom:
+                x = F.pad(x, (left, right, top, bottom), value=float('-inf'))
+            y = F.max_pool2d(x, kernel, stride)
         else:  # TF averages over the valid pixels only
             total = F.avg_pool2d(F.pad(x, (left, right, top, bottom)), kernel, stride, divisor_override=1)
             ones = F.pad(torch.ones_like(x[:1, :1]), (left, right, top, bottom))
@@ -270,6 +330,10 @@ class MediaPipeLandmarkNet(nn.Module):
             y = a + b if kind == 'ADD' else a - b if kind == 'SUB' else a * b
             return _activation(y, opt['activation'])
         if kind == 'PRELU':
+            if step['prelu_weight'] is not None:
+                a = values[step['inputs'][0]]
+                slopes: Tensor = getattr(self, step['prelu_weight'])
+                return F.prelu(a, slopes.to(a.dtype))
             a, alpha = (self._value(o, values) for o in step['operands'])
             return torch.where(a >= 0, a, a * alpha)
         assert x is not None
@@ -305,40 +369,88 @@ class MediaPipeLandmarkNet(nn.Module):
         if kind == 'CONCATENATION':
             parts = [values[t] for t in step['inputs']]
             return _activation(torch.cat(parts, dim=step['axis']), opt['activation'])
+        if kind == 'RESIZE_BILINEAR':
+            return F.interpolate(x, size=step['size'], mode='bilinear', align_corners=step['align_corners'])
         raise NotImplementedError(kind)
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        """(B, 224, 224, 3) or (B, 3, 224, 224) float RGB in [0, 1] -> dict of outputs (module docstring)."""
-        x = self._check_input(images)
+    def run_graph(self, x: Tensor) -> dict[str, Tensor]:
+        """NCHW input as the graph takes it (already validated and scaled) -> the graph's outputs by role."""
         values: dict[int, Tensor] = {self.input_id: x}
         for step in self.steps:
             values[step['output']] = self._run(step, values)
             for tid in step['free']:
                 del values[tid]
-        batch = x.shape[0]
-        return {
-            'landmarks': values[self.roles['landmarks']].reshape(batch, NUM_LANDMARKS, 3).float(),
-            'presence': values[self.roles['presence']].reshape(batch).float(),
-            'handedness': 1.0 - values[self.roles['handedness']].reshape(batch).float(),
-            'world_landmarks': values[self.roles['world_landmarks']].reshape(batch, NUM_LANDMARKS, 3).float(),
-        }
+        return {role: values[tid] for role, tid in self.roles.items()}
 
-    @staticmethod
-    def _check_input(images: Tensor) -> Tensor:
+    def _check_input(self, images: Tensor) -> Tensor:
         """Validate and return the batch as NCHW float32."""
         if not isinstance(images, Tensor):
             raise ValueError(f'images must be a torch.Tensor, got {type(images).__name__}')
         if not images.is_floating_point():
             raise ValueError(f'images must be float RGB in [0, 1], got dtype {images.dtype}')
         shape = tuple(images.shape)
-        if images.dim() == 4 and shape[1:] == (INPUT_SIZE, INPUT_SIZE, 3):
+        height, width = self.input_size
+        if images.dim() == 4 and shape[1:] == (height, width, 3):
             return images.permute(0, 3, 1, 2).float()
-        if images.dim() == 4 and shape[1:] == (3, INPUT_SIZE, INPUT_SIZE):
+        if images.dim() == 4 and shape[1:] == (3, height, width):
             return images.float()
-        raise ValueError(
-            f'images must have shape (B, {INPUT_SIZE}, {INPUT_SIZE}, 3) or (B, 3, {INPUT_SIZE}, {INPUT_SIZE}), '
-            f'got {shape}'
-        )
+        raise ValueError(f'images must have shape (B, {height}, {width}, 3) or (B, 3, {height}, {width}), got {shape}')
+
+
+class MediaPipeLandmarkNet(MediaPipeGraphNet):
+    """MediaPipe's hand landmark graph; see the module docstring for inputs and outputs."""
+
+    REQUIRED_ROLES = frozenset({'landmarks', 'presence', 'handedness', 'world_landmarks'})
+
+    def _check_roles(self, roles: dict[str, dict[str, Any]]) -> None:
+        for role in ('presence', 'handedness'):
+            if roles[role]['after_dense'] != ['LOGISTIC']:
+                raise ValueError(f'{role} output is not a LOGISTIC probability in this graph')
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """(B, 224, 224, 3) or (B, 3, 224, 224) float RGB in [0, 1] -> dict of outputs (module docstring)."""
+        x = self._check_input(images)
+        out = self.run_graph(x)
+        batch = x.shape[0]
+        return {
+            'landmarks': out['landmarks'].reshape(batch, NUM_LANDMARKS, 3).float(),
+            'presence': out['presence'].reshape(batch).float(),
+            'handedness': 1.0 - out['handedness'].reshape(batch).float(),
+            'world_landmarks': out['world_landmarks'].reshape(batch, NUM_LANDMARKS, 3).float(),
+        }
+
+
+class MediaPipePalmNet(MediaPipeGraphNet):
+    """MediaPipe's palm detection graph: float RGB in [0, 1] in, raw anchor outputs out (module docstring)."""
+
+    REQUIRED_ROLES = frozenset({'regressors', 'scores'})
+
+    def _check_roles(self, roles: dict[str, dict[str, Any]]) -> None:
+        regressors = [int(s) for s in self.tensors[self.roles['regressors']]['shape']]
+        scores = [int(s) for s in self.tensors[self.roles['scores']]['shape']]
+        if len(regressors) != 3 or regressors[2] != PALM_REGRESSORS or scores != [*regressors[:2], 1]:
+            raise ValueError(f'palm outputs have shapes {regressors} and {scores}; expected (1, N, 18) and (1, N, 1)')
+        self.num_anchors: int = regressors[1]
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """(B, 192, 192, 3) or (B, 3, 192, 192) float RGB in [0, 1] (the graph's own range) -> ``regressors``
+        (B, 2016, 18) and ``scores`` (B, 2016) raw logits, float32."""
+        x = self._check_input(images)
+        out = self.run_graph(x)
+        batch = x.shape[0]
+        return {
+            'regressors': out['regressors'].reshape(batch, self.num_anchors, PALM_REGRESSORS).float(),
+            'scores': out['scores'].reshape(batch, self.num_anchors).float(),
+        }
+
+
+def _read_files(prefix: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    graph_path = prefix.with_name(prefix.name + '.graph.json')
+    weights_path = prefix.with_name(prefix.name + '.safetensors')
+    for path in (graph_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(path)
+    return json.loads(graph_path.read_text()), load_file(str(weights_path))
 
 
 def load_landmark_model(path_prefix: str | Path | None = None) -> MediaPipeLandmarkNet:
@@ -347,14 +459,17 @@ def load_landmark_model(path_prefix: str | Path | None = None) -> MediaPipeLandm
     Returns the module in eval mode, float32, on the CPU.
     """
     prefix = Path(path_prefix) if path_prefix is not None else default_prefix()
-    graph_path = prefix.with_name(prefix.name + '.graph.json')
-    weights_path = prefix.with_name(prefix.name + '.safetensors')
-    for path in (graph_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(path)
-    graph = json.loads(graph_path.read_text())
-    model = MediaPipeLandmarkNet(graph, load_file(str(weights_path)))
-    return model.eval()
+    return MediaPipeLandmarkNet(*_read_files(prefix)).eval()
+
+
+def load_palm_model(path_prefix: str | Path | None = None) -> MediaPipePalmNet:
+    """The palm detector from ``<prefix>.graph.json`` + ``<prefix>.safetensors`` (default: the shipped
+    ``models/mp_palm_detection_full.*``, found like :func:`default_prefix`).
+
+    Returns the module in eval mode, float32, on the CPU.
+    """
+    prefix = Path(path_prefix) if path_prefix is not None else default_prefix(PALM_DEFAULT_NAME)
+    return MediaPipePalmNet(*_read_files(prefix)).eval()
 
 
 def graph_constant_keys(graph: dict[str, Any]) -> set[str]:

@@ -1,4 +1,4 @@
-"""Convert MediaPipe's ``hand_landmark_full.tflite`` into files the plain-PyTorch port loads.
+"""Convert MediaPipe's ``hand_landmark_full.tflite`` / ``palm_detection_full.tflite`` into files the PyTorch port loads.
 
 Reads the flatbuffer with the ``tflite`` schema package (requirements/mediapipe_landmarks.txt), never runs it, and
 writes, next to each other:
@@ -12,10 +12,21 @@ writes, next to each other:
 
 It also copies the wheel's licence file to ``models/LICENSE.mediapipe``.
 
-Usage (repository root)::
+The graph's outputs are named by role (``output_roles``): the hand landmark graph's by the dense (FULLY_CONNECTED)
+head that produces each (``landmarks``, ``world_landmarks``, ``presence``, ``handedness``); a graph without dense
+heads, the palm detector, by its output shapes: (1, anchors, 1) is ``scores``, (1, anchors, K > 1) ``regressors``.
+
+Usage (repository root), the hand landmark model (the default ``--tflite``; ``--out-prefix`` defaults to
+``models/mp_<tflite stem>``)::
 
     .venv/bin/python -m tools.mediapipe_landmarks.convert \
         --tflite .venv-teacher/lib/python3.11/site-packages/mediapipe/modules/hand_landmark/hand_landmark_full.tflite
+
+and the palm detector::
+
+    .venv/bin/python -m tools.mediapipe_landmarks.convert \
+        --tflite .venv-teacher/lib/python3.11/site-packages/mediapipe/modules/palm_detection/palm_detection_full.tflite \
+        --out-prefix models/mp_palm_detection_full
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TFLITE = (
     REPO / '.venv-teacher/lib/python3.11/site-packages/mediapipe/modules/hand_landmark/hand_landmark_full.tflite'
 )
-DEFAULT_PREFIX = REPO / 'models' / 'mp_hand_landmark_full'
+MODELS = REPO / 'models'
 FORMAT = 'hand_recon_ros.tflite_graph/1'
 
 TENSOR_TYPES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith('_')}
@@ -101,10 +112,21 @@ OPTION_FIELDS: dict[str, tuple[str, dict[str, _Field]]] = {
     ),
     'MEAN': ('ReducerOptions', {'keep_dims': ('KeepDims', bool)}),
     'RESHAPE': ('ReshapeOptions', {'new_shape': ('NewShapeAsNumpy', lambda v: [int(x) for x in np.atleast_1d(v)])}),
+    'RESIZE_BILINEAR': (
+        'ResizeBilinearOptions',
+        {'align_corners': ('AlignCorners', bool), 'half_pixel_centers': ('HalfPixelCenters', bool)},
+    ),
 }
 OPTION_FIELDS['AVERAGE_POOL_2D'] = OPTION_FIELDS['MAX_POOL_2D']
 # ops whose semantics need no options (or whose parameters arrive as constant input tensors)
 NO_OPTIONS = {'DEQUANTIZE', 'LOGISTIC', 'RELU', 'RELU6', 'PRELU', 'HARD_SWISH', 'TANH', 'PAD'}
+# ops whose options table may be absent: their parameters then arrive as a constant input tensor (RESHAPE's shape)
+OPTIONAL_OPTIONS = {'RESHAPE'}
+# the model a file of the wheel holds, by its folder under mediapipe/modules/ (the manifest's attribution)
+MODEL_OF_FOLDER = {
+    'hand_landmark': 'MediaPipe Hands landmark model',
+    'palm_detection': 'MediaPipe Hands palm detection model',
+}
 
 
 def _sha256(path: Path) -> str:
@@ -119,6 +141,8 @@ def _options(op: Any, op_type: str) -> dict[str, Any]:
     class_name, fields = OPTION_FIELDS[op_type]
     table = op.BuiltinOptions()
     if table is None:  # all defaults
+        if op_type in OPTIONAL_OPTIONS:
+            return {}
         raise ValueError(f'{op_type} has no options table')
     options = getattr(tflite, class_name)()
     options.Init(table.Bytes, table.Pos)
@@ -137,6 +161,22 @@ def _wheel_of(tflite_path: Path) -> tuple[str, str, Path | None]:
                 licence = next((p for p in (info / 'LICENSE', info / 'licenses' / 'LICENSE') if p.exists()), None)
                 return meta['Name'], meta['Version'], licence
     return 'unknown', 'unknown', None
+
+
+def _file_in_wheel(tflite_path: Path) -> str:
+    """The file's path inside the installed package (``mediapipe/modules/<folder>/<file>``), else its bare name."""
+    resolved = tflite_path.resolve()
+    for parent in resolved.parents:
+        if parent.name == 'site-packages':
+            return resolved.relative_to(parent).as_posix()
+    return resolved.name
+
+
+def _attribution(file_in_wheel: str) -> str:
+    parts = file_in_wheel.split('/')
+    folder = parts[-2] if len(parts) >= 2 else ''
+    model = MODEL_OF_FOLDER.get(folder, f'MediaPipe model {parts[-1]}')
+    return f'{model}, Google LLC, Apache-2.0'
 
 
 def read_graph(buf: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -205,22 +245,69 @@ ROLE_OF_HEAD = {
 }
 
 
+def _dense_head(producer: dict[int, dict[str, Any]], out: int) -> tuple[dict[str, Any] | None, list[str]]:
+    """The FULLY_CONNECTED op an output comes from through single-input ops (first inputs), and the ops after it."""
+    chain: list[str] = []
+    op = producer.get(out)
+    while op is not None and op['type'] != 'FULLY_CONNECTED':
+        chain.append(op['type'])
+        op = producer.get(op['inputs'][0])
+    return op, chain
+
+
 def _output_roles(description: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Name each graph output by the dense head that produces it (the weight tensor's Keras layer name)."""
+    """Name each graph output: by its dense head if the graph has them, else by its shape (a detector's outputs)."""
     producer = {t: op for op in description['ops'] for t in op['outputs']}
+    if all(_dense_head(producer, out)[0] is None for out in description['outputs']):
+        return _detector_roles(description, producer)
+    return _dense_roles(description, producer)
+
+
+def _dense_roles(description: dict[str, Any], producer: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Name each graph output by the dense head that produces it (the weight tensor's Keras layer name)."""
     tensors = description['tensors']
     roles: dict[str, dict[str, Any]] = {}
     for out in description['outputs']:
-        chain = []
-        op = producer[out]
-        while op['type'] != 'FULLY_CONNECTED':
-            chain.append(op['type'])
-            op = producer[op['inputs'][0]]
+        op, chain = _dense_head(producer, out)
+        if op is None:
+            raise ValueError(f'output {tensors[out]["name"]} does not come from a FULLY_CONNECTED head')
         weight_name = tensors[op['inputs'][1]]['name']
         layer = weight_name.split('/')[2]  # model_1/model/<layer>/MatMul...
         role = ROLE_OF_HEAD[layer]
         roles[role] = {'tensor': out, 'name': tensors[out]['name'], 'layer': layer, 'after_dense': chain}
     return roles
+
+
+def _detector_roles(description: dict[str, Any], producer: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """An anchor detector's outputs by shape: (1, anchors, 1) ``scores``, (1, anchors, K > 1) ``regressors``.
+
+    Each entry also lists the convolution layers (Keras names, one per feature map) whose outputs are reshaped to
+    anchors and concatenated into it, in concatenation order.
+    """
+    tensors = description['tensors']
+    roles: dict[str, dict[str, Any]] = {}
+    anchors = set()
+    for out in description['outputs']:
+        shape = tensors[out]['shape']
+        if len(shape) != 3 or shape[0] != 1:
+            raise ValueError(f'output {tensors[out]["name"]} has shape {shape}, not (1, anchors, K)')
+        anchors.add(shape[1])
+        role = 'scores' if shape[2] == 1 else 'regressors'
+        if role in roles:
+            raise ValueError(f'two outputs would be {role!r}: {roles[role]["name"]} and {tensors[out]["name"]}')
+        layers = []
+        op = producer[out]
+        for part in op['inputs'] if op['type'] == 'CONCATENATION' else [out]:
+            source = producer[part]
+            while source['type'] == 'RESHAPE':
+                source = producer[source['inputs'][0]]
+            # a fused conv's output is named '<model>/<model>/<layer>/BiasAdd;...'
+            name_parts = tensors[source['outputs'][0]]['name'].split(';')[0].split('/')
+            layers.append(name_parts[2] if len(name_parts) > 3 else name_parts[-1])
+        roles[role] = {'tensor': out, 'name': tensors[out]['name'], 'shape': shape, 'layers': layers}
+    if set(roles) != {'scores', 'regressors'} or len(anchors) != 1:
+        raise ValueError(f'expected one scores and one regressors output over the same anchors, got {roles}')
+    return dict(sorted(roles.items()))
 
 
 def convert(tflite_path: Path, prefix: Path, licence_out: Path | None, command: str) -> dict[str, Any]:
@@ -238,6 +325,7 @@ def convert(tflite_path: Path, prefix: Path, licence_out: Path | None, command: 
     graph = prefix.with_name(prefix.name + '.graph.json')
     manifest_path = prefix.with_name(prefix.name + '.manifest.json')
     source_sha = hashlib.sha256(buf).hexdigest()
+    file_in_wheel = _file_in_wheel(tflite_path)
     save_file(
         dict(sorted(constants.items())),
         str(weights),
@@ -254,11 +342,11 @@ def convert(tflite_path: Path, prefix: Path, licence_out: Path | None, command: 
         'source': {
             'wheel': wheel,
             'version': version,
-            'file': 'mediapipe/modules/hand_landmark/' + tflite_path.name,
+            'file': file_in_wheel,
             'sha256': source_sha,
         },
         'licence': 'Apache-2.0',
-        'attribution': 'MediaPipe Hands landmark model, Google LLC, Apache-2.0',
+        'attribution': _attribution(file_in_wheel),
         'parameters': int(sum(a.size for a in constants.values() if a.dtype.kind == 'f')),
         'command': command,
     }
@@ -272,15 +360,16 @@ def convert(tflite_path: Path, prefix: Path, licence_out: Path | None, command: 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--tflite', type=Path, default=DEFAULT_TFLITE)
-    parser.add_argument('--out-prefix', type=Path, default=DEFAULT_PREFIX)
-    parser.add_argument('--licence-out', type=Path, default=REPO / 'models' / 'LICENSE.mediapipe')
+    parser.add_argument('--out-prefix', type=Path, help='default: models/mp_<tflite stem>')
+    parser.add_argument('--licence-out', type=Path, default=MODELS / 'LICENSE.mediapipe')
     args = parser.parse_args(argv)
     given = list(sys.argv[1:] if argv is None else argv)
     shown = [
         str(Path(a).relative_to(REPO)) if Path(a).is_absolute() and Path(a).is_relative_to(REPO) else a for a in given
     ]
     command = '.venv/bin/python -m tools.mediapipe_landmarks.convert ' + shlex.join(shown)
-    manifest = convert(args.tflite, args.out_prefix, args.licence_out, command.strip())
+    prefix = args.out_prefix if args.out_prefix is not None else MODELS / f'mp_{args.tflite.stem}'
+    manifest = convert(args.tflite, prefix, args.licence_out, command.strip())
     print(json.dumps(manifest, indent=1))
     return 0
 

@@ -5,8 +5,9 @@ venv, and imports nothing from this repository. ``parity.py`` calls it through a
 
     .venv-teacher/bin/python tools/mediapipe_landmarks/teacher_run.py --model M.tflite --inputs in.npz --out out.npz
 
-``in.npz`` holds ``images`` (N, 224, 224, 3) float32; ``out.npz`` gets one (N, ...) array per graph output, keyed by
-the output tensor's name (``Identity``, ``Identity_1``, ...). With ``--photos`` it also runs the complete
+``in.npz`` holds ``images`` (N, H, W, 3) float32 at the model's input size, in the range the graph takes (the
+landmark graph [0, 1], the palm graph [-1, 1]); ``out.npz`` gets one (N, ...) array per graph output, keyed by the
+output tensor's name (``Identity``, ``Identity_1``, ...). With ``--photos`` it also runs the complete
 ``mediapipe.solutions.hands`` pipeline on those full photos (and on their mirror images) and stores the handedness
 label it reports, which is how the meaning of the raw handedness output is checked.
 """
@@ -58,7 +59,7 @@ def run_solution(photos: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description='run hand_landmark_full.tflite with LiteRT on an .npz of images')
+    parser = argparse.ArgumentParser(description='run a MediaPipe .tflite with LiteRT on an .npz of images')
     parser.add_argument('--model', required=True)
     parser.add_argument('--inputs', required=True)
     parser.add_argument('--out', required=True)

@@ -34,6 +34,11 @@ DECODING_OPTIONS = (
     ('--landmarks', "crop passes of the landmark network per hand (0 = off): its 2D keypoints replace ACR's"),
     ('--landmark-presence', "with --landmarks: drop a hand whose crop's presence is under this (0 = keep all)"),
     ('--landmark-sides', "with --landmarks: 1 = a redrawn hand takes its crop's side (the node's, default), 0 = ACR's"),
+    (
+        '--landmark-palms',
+        "with --landmarks: 1 = first crops on MediaPipe's palm detections (the node's, default), 0 = off",
+    ),
+    ('--landmark-new-hands', 'with --landmark-palms 1: 1 = free palms read as a hand become hands (default), 0 = off'),
 )
 TAGS = {
     'threshold': '@',
@@ -43,6 +48,8 @@ TAGS = {
     'landmarks': '/lm',
     'landmark_presence': '/pres',
     'landmark_sides': '/lmside',
+    'landmark_palms': '/palms',
+    'landmark_new_hands': '/new',
 }
 
 

@@ -54,6 +54,7 @@ from hand_recon_ros.geometry.image_rotation import TurnedView, check_turn, turn_
 from hand_recon_ros.geometry.placement import place_hands
 from hand_recon_ros.landmarks.crop_stage import CropStage
 from hand_recon_ros.landmarks.hand_update import landmark_hands
+from hand_recon_ros.landmarks.palm_detection import PalmDetector
 from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult, HandResult
 from hand_recon_ros.runtime import (
     autocast_dtype,
@@ -96,6 +97,8 @@ class PipelineConfig:
     landmarks: bool = False  # redraw each found hand from the landmark network on a crop (landmarks/hand_update.py)
     landmark_passes: int = 2  # crops per hand (the second around the first answer)
     landmark_min_presence: float = 0.0  # drop a hand whose crop's presence is under this (0 keeps all)
+    landmark_palms: bool = True  # place first crops on MediaPipe's palm detections where one lies on the hand
+    landmark_new_hands: bool = True  # with palms: a palm no hand took, read as a hand of a free side, is a new hand
     seed: int = 0
 
 
@@ -218,6 +221,8 @@ class HandReconstructor:
         landmarks: bool = False,
         landmark_passes: int = 2,
         landmark_min_presence: float = 0.0,
+        landmark_palms: bool = True,
+        landmark_new_hands: bool = True,
     ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
@@ -259,7 +264,9 @@ class HandReconstructor:
         self.image_rotation = 0
         self._refiner_lock = threading.Lock()
         self.landmarks_enabled, self.landmark_passes, self.landmark_min_presence = False, 2, 0.0
+        self.landmark_palms, self.landmark_new_hands = False, False
         self._crop_stage: CropStage | None = None  # built on first use (the landmark network loads then)
+        self._palm_detector: PalmDetector | None = None  # likewise, when palms are on
         self._crop_stage_lock = threading.Lock()
         self.set_runtime(
             refine_stages=refine_stages,
@@ -267,7 +274,24 @@ class HandReconstructor:
             landmarks=landmarks,
             landmark_passes=landmark_passes,
             landmark_min_presence=landmark_min_presence,
+            landmark_palms=landmark_palms,
+            landmark_new_hands=landmark_new_hands,
         )
+
+    def _landmark_dtype(self) -> torch.dtype | None:
+        # on the CPU beside the finisher's other work; bf16 where the network runs bf16 on a CPU that has it
+        # natively (emulated, depthwise convolutions take a slow path: ~0.7 s per landmark crop, not 14 ms)
+        native = self.device.type == 'cpu' and cpu_has_native_bf16()
+        return self.autocast_dtype if native else None
+
+    def palm_detector(self) -> PalmDetector:
+        """MediaPipe's palm detector for the crop stage's first crops (loaded on first use)."""
+        with self._crop_stage_lock:
+            if self._palm_detector is None:
+                from hand_recon_ros.landmarks import load_palm_model
+
+                self._palm_detector = PalmDetector(load_palm_model(), autocast_dtype=self._landmark_dtype())
+            return self._palm_detector
 
     def landmark_stage(self) -> CropStage:
         """The crop stage (loaded on first use; shared by every frame and by benchmarks that run the node's path)."""
@@ -275,11 +299,7 @@ class HandReconstructor:
             if self._crop_stage is None:
                 from hand_recon_ros.landmarks import load_landmark_model
 
-                # on the CPU beside the finisher's other work; bf16 where the network runs bf16 on a CPU that has
-                # it natively (emulated, its depthwise convolutions take a slow path: ~0.7 s per crop, not 14 ms)
-                native = self.device.type == 'cpu' and cpu_has_native_bf16()
-                dtype = self.autocast_dtype if native else None
-                self._crop_stage = CropStage(load_landmark_model(), autocast_dtype=dtype)
+                self._crop_stage = CropStage(load_landmark_model(), autocast_dtype=self._landmark_dtype())
             return self._crop_stage
 
     def refiner_matches_network(self) -> bool | None:
@@ -305,6 +325,8 @@ class HandReconstructor:
         landmarks: bool | None = None,
         landmark_passes: int | None = None,
         landmark_min_presence: float | None = None,
+        landmark_palms: bool | None = None,
+        landmark_new_hands: bool | None = None,
     ) -> None:
         """Change the per-frame settings; a bad value (``refine_stages``, ``image_rotation``, landmark settings ...)
         raises ValueError and changes nothing."""
@@ -314,8 +336,11 @@ class HandReconstructor:
             raise ValueError(f'landmark_passes must be 1, 2 or 3, got {landmark_passes}')
         if landmark_min_presence is not None and not 0.0 <= float(landmark_min_presence) <= 1.0:
             raise ValueError(f'landmark_min_presence must be in [0, 1], got {landmark_min_presence}')
-        if landmarks:
-            self.landmark_stage()  # load the landmark network now: a missing file is refused here, not per frame
+        # load the networks now: a missing file is refused here, not per frame
+        if landmarks or (landmarks is None and self.landmarks_enabled):
+            self.landmark_stage()
+            if landmark_palms or (landmark_palms is None and self.landmark_palms):
+                self.palm_detector()
         if side_separation is not None:
             DecodeConfig(side_separation=float(side_separation))  # validates
         if center_anchor is not None:
@@ -349,6 +374,10 @@ class HandReconstructor:
             self.landmark_passes = int(landmark_passes)
         if landmark_min_presence is not None:
             self.landmark_min_presence = float(landmark_min_presence)
+        if landmark_palms is not None:
+            self.landmark_palms = bool(landmark_palms)
+        if landmark_new_hands is not None:
+            self.landmark_new_hands = bool(landmark_new_hands)
         if landmarks is not None:
             self.landmarks_enabled = bool(landmarks)
         if refine_gate_m is not None:
@@ -389,6 +418,8 @@ class HandReconstructor:
             'precision': self.precision,
             'network_runner': self.network_runner.mode,
             'landmarks': self.landmarks_enabled,
+            'landmark_palms': self.landmarks_enabled and self.landmark_palms,
+            'landmark_new_hands': self.landmarks_enabled and self.landmark_palms and self.landmark_new_hands,
             'num_threads': torch.get_num_threads() if self.device.type == 'cpu' else 0,
             'refine_weights_file': self.refine_weights_file,
             'refine_weights_sha256': self.refine_weights_sha256,
@@ -551,13 +582,21 @@ class HandReconstructor:
             )
         hands = drop_overlapping_hands(hands, self.max_pair_overlap)
         timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
-        if self.landmarks_enabled and hands and p.image is not None:
+        new_hands = self.landmark_palms and self.landmark_new_hands
+        if self.landmarks_enabled and (hands or new_hands) and p.image is not None:
             t = time.perf_counter()
             stage = self.landmark_stage()
             stage.iterations = self.landmark_passes
+            stage.palms = self.palm_detector() if self.landmark_palms else None
             with single_intra_op_thread():
                 hands, _ = landmark_hands(
-                    p.image, hands, p.intrinsics, stage, self.hand_model, self.landmark_min_presence
+                    p.image,
+                    hands,
+                    p.intrinsics,
+                    stage,
+                    self.hand_model,
+                    self.landmark_min_presence,
+                    new_hands=new_hands,
                 )
             timings['landmarks'] = (time.perf_counter() - t) * 1e3
         if self.refine_enabled and len({h.handedness for h in hands}) == 2:
@@ -812,6 +851,8 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         landmarks=config.landmarks,
         landmark_passes=config.landmark_passes,
         landmark_min_presence=config.landmark_min_presence,
+        landmark_palms=config.landmark_palms,
+        landmark_new_hands=config.landmark_new_hands,
     )
     if config.trace_network:
         # trace the one-camera graph now: the first frame should not pay for it

@@ -1,14 +1,18 @@
 """Hands redrawn from crop answers (hand_recon_ros/landmarks/hand_update.py): the real stand-in hand model fitted to
 the answers' keypoints and 3D, published 2D = projection of the published 3D, dropped and kept hands."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from hand_recon_ros.detection_metrics import keypoint_box
 from hand_recon_ros.geometry.camera import project_points
 from hand_recon_ros.hand_model import load_hand_model
 from hand_recon_ros.landmarks.crop_stage import LandmarkAnswer
 from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, crop_sides, landmark_hands, same_hand_answers
+from hand_recon_ros.landmarks.palm_detection import PalmDetection
 from hand_recon_ros.results import HandResult
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])
@@ -122,6 +126,15 @@ def test_the_pipeline_redraws_its_hands_when_asked():
         hand.validate()
         assert LANDMARK_FACTOR in hand.refined_factors
         np.testing.assert_allclose(hand.keypoints_2d, project_points(hand.joints_3d.astype(np.float64), K), atol=0.05)
+    # the palm detector ran on the frame (on by default with landmarks); without it the hands are still redrawn
+    info = reconstructor.info()
+    assert info['landmark_palms'] is True and info['landmark_new_hands'] is True
+    assert reconstructor.landmark_stage().palms is reconstructor.palm_detector()
+    reconstructor.set_runtime(landmark_palms=False)
+    no_palms = reconstructor.reconstruct(image, K)
+    assert reconstructor.landmark_stage().palms is None and reconstructor.info()['landmark_new_hands'] is False
+    assert len(no_palms.hands) == 2 and all(LANDMARK_FACTOR in h.refined_factors for h in no_palms.hands)
+    reconstructor.set_runtime(landmark_palms=True)
     # no crop finds a hand on noise: the untrained network's hands are published as ACR drew them, with no fit
     noise_pipeline = create_reconstructor(
         PipelineConfig(
@@ -176,6 +189,10 @@ def test_two_crops_that_read_the_same_hand_leave_the_misread_one_to_acr(hand_mod
     # apart, nobody is misread
     apart = KnownAnswers(truths, [0.9, 0.9])
     assert same_hand_answers(hands, apart.run(None, [h.keypoints_2d for h in hands])) == set()
+    # a crop placed on a detected palm wins over one placed around ACR's keypoints, however far either moved
+    read = answers.run(None, [h.keypoints_2d for h in hands])
+    on_palm = [dataclasses.replace(read[0], from_palm=True), read[1]]
+    assert same_hand_answers(hands, on_palm) == {1}
 
 
 def test_a_clear_crop_side_replaces_acrs_and_the_fit_uses_it(hand_model):
@@ -218,3 +235,60 @@ def test_crop_sides_keep_acrs_where_the_crop_is_unsure_or_a_pair_would_get_one_s
         ('left', pytest.approx(0.9)),
         ('right', 0.5),  # ACR's own score
     ]
+
+
+class PalmAnswers(KnownAnswers):
+    """KnownAnswers plus palm detections no hand took, each read as the given true hand."""
+
+    def __init__(self, truths, presences, right_probabilities, palm_truths, palm_right):
+        super().__init__(truths, presences, right_probabilities)
+        self.palm_truths, self.palm_right = palm_truths, palm_right
+        self.unused_palms = [
+            PalmDetection(box=keypoint_box(project_points(t, K)), keypoints=project_points(t, K)[:7], score=0.9)
+            for t in palm_truths
+        ]
+
+    def read_palms(self, image_bgr, palms):
+        assert len(palms) == len(self.palm_truths)
+        return [
+            LandmarkAnswer(project_points(t, K), 0.95, r, t - t[0], 100.0, from_palm=True)
+            for t, r in zip(self.palm_truths, self.palm_right)
+        ]
+
+
+def test_a_free_palm_read_as_a_hand_of_a_free_side_becomes_a_new_hand(hand_model):
+    found = true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 11)
+    missed = true_hand(hand_model, 'left', (-0.15, 0.05, 0.7), 12)  # a hand ACR did not find
+    hands = [acr_hand('right', found)]
+    image = np.zeros((480, 640, 3), np.uint8)
+    stage = PalmAnswers([found], [0.9], [0.9], [missed], [0.05])  # the palm's crop: clearly a left hand
+    out, answers = landmark_hands(image, hands, K, stage, hand_model, new_hands=True)
+    assert [h.handedness for h in out] == ['right', 'left'] and len(answers) == 1
+    new = out[1]
+    assert new.refined_factors == (LANDMARK_FACTOR,) and new.score == pytest.approx(0.9 * 0.95)
+    assert np.linalg.norm(new.joints_3d - missed, axis=1).mean() < 0.02  # placed and posed by its fit
+    new.validate()
+    # off by default; a side already taken, an unsure side, or a palm on a hand already read: no new hand
+    assert len(landmark_hands(image, hands, K, stage, hand_model)[0]) == 1
+    same_side = PalmAnswers([found], [0.9], [0.9], [missed], [0.95])
+    assert len(landmark_hands(image, hands, K, same_side, hand_model, new_hands=True)[0]) == 1
+    unsure = PalmAnswers([found], [0.9], [0.9], [missed], [0.6])
+    assert len(landmark_hands(image, hands, K, unsure, hand_model, new_hands=True)[0]) == 1
+    twice = PalmAnswers([found], [0.9], [0.9], [found], [0.05])
+    assert len(landmark_hands(image, hands, K, twice, hand_model, new_hands=True)[0]) == 1
+
+
+def test_a_found_hand_whose_crops_saw_nothing_gives_its_side_to_a_palm_hand(hand_model):
+    found = true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 13)
+    face = true_hand(hand_model, 'left', (-0.05, -0.1, 0.6), 14)  # ACR's 'left hand' on a face
+    missed = true_hand(hand_model, 'left', (-0.15, 0.05, 0.7), 15)
+    hands = [acr_hand('right', found), acr_hand('left', face)]
+    image = np.zeros((480, 640, 3), np.uint8)
+    stage = PalmAnswers([found, face], [0.9, 0.05], [0.9, 0.5], [missed], [0.05])
+    out, _ = landmark_hands(image, hands, K, stage, hand_model, new_hands=True)
+    assert [h.handedness for h in out] == ['right', 'left'] and hands[1] not in out
+    assert np.linalg.norm(out[1].joints_3d - missed, axis=1).mean() < 0.02
+    # a left hand the crop saw (presence 0.3, not sure of the side) keeps its side: no new hand
+    seen = PalmAnswers([found, face], [0.9, 0.3], [0.9, 0.5], [missed], [0.05])
+    out, _ = landmark_hands(image, hands, K, seen, hand_model, new_hands=True)
+    assert len(out) == 2 and all(np.linalg.norm(h.joints_3d - missed, axis=1).mean() > 0.02 for h in out)

@@ -65,8 +65,9 @@ def same_hand_answers(
     hands: Sequence[HandResult], answers: Sequence[LandmarkAnswer], max_overlap: float = 0.5
 ) -> set[int]:
     """Indices of hands whose crop answer landed on another hand's answer (keypoint boxes overlapping more than
-    ``max_overlap``): two crops of an overlapping pair that both read the front hand. Of such a pair, the hand whose
-    answer moved farther from its own keypoints (relative to their size) is the one that was misread."""
+    ``max_overlap``): two crops of an overlapping pair that both read the front hand. Of such a pair, a crop not
+    placed on a palm detection lost to one that was; otherwise the hand whose answer moved farther from its own
+    keypoints (relative to their size) is the one that was misread."""
     boxes = [keypoint_box(a.keypoints_2d) for a in answers]
     misread: set[int] = set()
     for i in range(len(answers)):
@@ -80,8 +81,34 @@ def same_hand_answers(
                 shift = (boxes[k][:2] + boxes[k][2:] - before[:2] - before[2:]) / 2
                 return float(np.linalg.norm(shift)) / size
 
-            misread.add(i if moved(i) > moved(j) else j)
+            if answers[i].from_palm != answers[j].from_palm:  # a crop placed on a detected palm read that palm
+                misread.add(j if answers[i].from_palm else i)
+            else:
+                misread.add(i if moved(i) > moved(j) else j)
     return misread
+
+
+def _clear_side(answer: LandmarkAnswer) -> tuple[str, float] | None:
+    """(side, P(side)) where the crop holds a hand surely and tells its side clearly, else None."""
+    if answer.presence < SIDE_PRESENCE or abs(answer.right_probability - 0.5) < SIDE_MARGIN:
+        return None
+    if answer.right_probability >= 0.5:
+        return 'right', answer.right_probability
+    return 'left', 1.0 - answer.right_probability
+
+
+def _palm_hand(answer: LandmarkAnswer, side: str, palm_score: float) -> HandResult:
+    """A placeholder for a hand only the palm detector found: its fit replaces every geometric field."""
+    confidence = float(palm_score) * float(answer.presence)
+    return HandResult(
+        handedness=side,
+        score=confidence,
+        joints_3d=np.zeros((21, 3), np.float32),
+        keypoints_2d=np.asarray(answer.keypoints_2d, np.float32),
+        joint_confidence=np.full(21, confidence, np.float32),
+        wrist_position=np.zeros(3, np.float32),
+        wrist_orientation=np.array([0.0, 0.0, 0.0, 1.0], np.float32),
+    )
 
 
 def crop_sides(
@@ -96,10 +123,9 @@ def crop_sides(
     acr = [(h.handedness, float(h.handedness_score)) for h in hands]
     clear: dict[int, tuple[str, float]] = {}
     for i in usable:
-        a = answers[i]
-        if a.presence >= SIDE_PRESENCE and abs(a.right_probability - 0.5) >= SIDE_MARGIN:
-            right = a.right_probability >= 0.5
-            clear[i] = ('right', a.right_probability) if right else ('left', 1.0 - a.right_probability)
+        read = _clear_side(answers[i])
+        if read is not None:
+            clear[i] = read
     if len(hands) == 2 and acr[0][0] != acr[1][0] and clear:
         if len(clear) == 2:
             return [clear[0], clear[1]] if clear[0][0] != clear[1][0] else acr
@@ -120,14 +146,21 @@ def landmark_hands(
     min_presence: float = 0.0,
     fit_config: FitConfig | None = None,
     sides_from_crops: bool = True,
+    new_hands: bool = False,
 ) -> tuple[list[HandResult], list[LandmarkAnswer]]:
-    """-> (the hands, redrawn where the fit worked, in their input order less the dropped ones; the crop answers,
-    one per input hand). ``K``: the intrinsics of ``image_bgr`` (the image the hands' pixels refer to).
-    ``sides_from_crops``: a redrawn hand takes the crop's side (``crop_sides``); False keeps ACR's."""
+    """-> (the hands, redrawn where the fit worked, in their input order less the dropped ones, then any new ones;
+    the crop answers, one per input hand). ``K``: the intrinsics of ``image_bgr`` (the image the hands' pixels refer
+    to). ``sides_from_crops``: a redrawn hand takes the crop's side (``crop_sides``); False keeps ACR's.
+    ``new_hands``: a palm detection no hand took (``CropStage.unused_palms``) whose crop reads a hand clearly, of a
+    side no kept hand has, becomes a hand of its own (ACR at 24 x 24 misses small hands the palm detector finds); a
+    found hand whose crops saw no hand at all (presence < ``NO_HAND``) gives its side up to such a hand and is
+    dropped."""
     if not 0.0 <= min_presence <= 1.0:
         raise ValueError(f'min_presence must be in [0, 1], got {min_presence}')
     hands = list(hands)
     answers = stage.run(image_bgr, [np.asarray(h.keypoints_2d, np.float64) for h in hands])
+    given = len(hands)
+    crop_answers = answers
     kept = [i for i, a in enumerate(answers) if a.presence >= min_presence]
     misread = same_hand_answers(hands, answers)  # these keep ACR's hand
     config = fit_config or LANDMARK_FIT
@@ -138,6 +171,23 @@ def landmark_hands(
     else:
         sides = [(h.handedness, float(h.handedness_score)) for h in hands]
     redrawn: dict[int, HandResult] = {}
+    if new_hands and stage.unused_palms and hand_model.pose_dim == 45:
+        # a found hand in whose crops the network saw no hand at all (a face, a bright patch) yields its side
+        unseen = {i for i in kept if answers[i].presence < NO_HAND}
+        taken = {sides[i][0] for i in kept if i not in unseen}
+        for palm, answer in zip(stage.unused_palms, stage.read_palms(image_bgr, stage.unused_palms)):
+            side_p = _clear_side(answer)
+            box = keypoint_box(answer.keypoints_2d)
+            if side_p is None or side_p[0] in taken:
+                continue
+            if any(box_iou(box, keypoint_box(answers[i].keypoints_2d)) > 0.5 for i in kept if i not in unseen):
+                continue  # a hand already read under another crop
+            taken.add(side_p[0])
+            kept = [i for i in kept if not (i in unseen and sides[i][0] == side_p[0])]
+            hands.append(_palm_hand(answer, side_p[0], palm.score))
+            answers = [*answers, answer]
+            sides.append(side_p)
+            usable.append(len(hands) - 1)
     if hand_model.pose_dim == 45:  # a PCA-pose model has no 45-angle hand pose to publish
         for side in conventions.SIDES:
             rows = [i for i in usable if sides[i][0] == side]
@@ -157,4 +207,5 @@ def landmark_hands(
                 except ValueError:
                     continue
                 redrawn[i] = candidate
-    return [redrawn.get(i, hands[i]) for i in kept], answers
+    new = [redrawn[i] for i in range(given, len(hands)) if i in redrawn]  # a new hand exists only as a fit
+    return [redrawn.get(i, hands[i]) for i in kept] + new, crop_answers

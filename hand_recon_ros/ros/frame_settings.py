@@ -66,6 +66,8 @@ class ReconstructorRuntime:
     landmarks: bool = False
     landmark_passes: int = 2
     landmark_min_presence: float = 0.0
+    landmark_palms: bool = True
+    landmark_new_hands: bool = True
 
     def as_kwargs(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,6 +100,8 @@ class FrameSettings:
             landmarks=bool(value('landmarks.enabled')),
             landmark_passes=int(value('landmarks.passes')),
             landmark_min_presence=float(value('landmarks.min_presence')),
+            landmark_palms=bool(value('landmarks.palms')),
+            landmark_new_hands=bool(value('landmarks.new_hands')),
         )
         return cls(
             use_camera_info=bool(value('use_camera_info')),

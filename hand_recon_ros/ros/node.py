@@ -161,6 +161,23 @@ class HandReconNode(LifecycleNode):
         except Exception as exc:  # values were validated before: only a bug lands here, never end the node
             self.get_logger().error(f'frame settings not rebuilt: {type(exc).__name__}: {exc}')
 
+    def _missing_landmark_files(self, name, params) -> str:
+        """'' when the networks that turning ``name`` on needs are shipped, else why not: the landmark network for
+        ``landmarks.enabled``, the palm detector too while ``landmarks.palms`` is (or is being set) true."""
+        from hand_recon_ros.landmarks.mediapipe_port import DEFAULT_NAME, PALM_DEFAULT_NAME, default_prefix
+
+        batch = {p.name: p.value for p in params}
+        palms = batch.get('landmarks.palms', self.p('landmarks.palms'))
+        needed = [('landmark network', DEFAULT_NAME)] if name == 'landmarks.enabled' else []
+        if palms is True:
+            needed.append(('palm detector', PALM_DEFAULT_NAME))
+        for what, file_name in needed:
+            try:
+                default_prefix(file_name)
+            except FileNotFoundError as exc:
+                return f'{what} missing: {exc}'
+        return ''
+
     def _set_parameters_checked(self, params):
         state = lifecycle_guard.current_state(self)
         for param in params:
@@ -170,13 +187,10 @@ class HandReconNode(LifecycleNode):
             ok, _, reason = parameters.validate(spec, param.value)
             if not ok:
                 return SetParametersResult(successful=False, reason=reason)
-            if param.name == 'landmarks.enabled' and param.value is True:
-                from hand_recon_ros.landmarks.mediapipe_port import default_prefix
-
-                try:
-                    default_prefix()
-                except FileNotFoundError as exc:
-                    return SetParametersResult(successful=False, reason=f'landmark network missing: {exc}')
+            if param.name in ('landmarks.enabled', 'landmarks.palms') and param.value is True:
+                missing = self._missing_landmark_files(param.name, params)
+                if missing:
+                    return SetParametersResult(successful=False, reason=missing)
             if spec.applies == 'activate' and state == 'active':
                 return SetParametersResult(
                     successful=False, reason=f'{param.name} cannot change while active: deactivate first'
@@ -290,6 +304,8 @@ class HandReconNode(LifecycleNode):
                 landmarks=bool(self.p('landmarks.enabled')),
                 landmark_passes=int(self.p('landmarks.passes')),
                 landmark_min_presence=float(self.p('landmarks.min_presence')),
+                landmark_palms=bool(self.p('landmarks.palms')),
+                landmark_new_hands=bool(self.p('landmarks.new_hands')),
             )
             self.reconstructor = create_reconstructor(config, logger=self.get_logger())
         except Exception as exc:  # a clear message and an inactive node beat a crash

@@ -152,6 +152,18 @@ _TABLE = (
         "redraw each found hand from MediaPipe's landmark network on a crop around it (fingers and side read at "
         '224 px; the hand model fitted to them): much better keypoints, ~100-200 ms per frame more on a 2-core CPU',
     ),
+    _P(
+        'landmarks.palms',
+        True,
+        "with landmarks.enabled: place a hand's first crop on MediaPipe's palm detection where one lies on the hand "
+        "(its roll and extent, where ACR's coarse keypoints get them wrong); one 192 px detector pass per frame",
+    ),
+    _P(
+        'landmarks.new_hands',
+        True,
+        'with landmarks.palms: a palm detection no found hand took, that the landmark network reads as a hand of a '
+        'side no found hand has, is published as a new hand (small hands ACR misses)',
+    ),
     _P('landmarks.passes', 2, 'crops per hand (each later one follows the previous answer)', low=1, high=3),
     _P(
         'landmarks.min_presence',

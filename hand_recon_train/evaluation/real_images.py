@@ -338,6 +338,8 @@ class AcrMethod:
         landmarks: float = 0,
         landmark_presence: float = 0.0,
         landmark_sides: float = 1,
+        landmark_palms: float = 1,
+        landmark_new_hands: float = 1,
     ):
         from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
 
@@ -357,17 +359,22 @@ class AcrMethod:
         info = self.reconstructor.info()
         self.description = f"{info['network']} {Path(info['weights_file']).name or 'untrained'}"
         self.crop_stage = None
+        self.new_hands = False
         self.landmark_presence, self.landmark_sides = float(landmark_presence), bool(landmark_sides)
         if landmarks:
             self.crop_stage = self.reconstructor.landmark_stage()  # the node's own (its precision too)
             self.crop_stage.iterations = int(landmarks)
+            self.crop_stage.palms = self.reconstructor.palm_detector() if landmark_palms else None
             self.description += f' + landmark network on crops ({int(landmarks)} pass(es))'
+            self.description += ', first crops on palm detections' if landmark_palms else ''
+            self.new_hands = bool(landmark_palms and landmark_new_hands)
+            self.description += ', new hands from free palms' if self.new_hands else ''
 
     def predict(self, image_bgr: np.ndarray, frame: Frame) -> list[PredictedHand]:
         K = frame.K if frame.K is not None else fallback_intrinsics(image_bgr.shape[1], image_bgr.shape[0])
         result = self.reconstructor.reconstruct(image_bgr, K)
         found = list(result.hands)
-        if self.crop_stage is not None and found:
+        if self.crop_stage is not None and (found or self.new_hands):
             from hand_recon_ros.landmarks.hand_update import landmark_hands
 
             # the node's path: crop answers -> hand model fitted to them (3D and 2D stay one hand)
@@ -379,6 +386,7 @@ class AcrMethod:
                 self.reconstructor.hand_model,
                 self.landmark_presence,
                 sides_from_crops=self.landmark_sides,
+                new_hands=self.new_hands,
             )
         sides = [h.handedness for h in found]
         return [

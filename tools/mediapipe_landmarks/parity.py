@@ -61,15 +61,15 @@ def random_image(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((INPUT_SIZE, INPUT_SIZE, 3), dtype=np.float32)
 
 
-def reference_seed_image(seed: int) -> np.ndarray:
-    """The small uint8 pattern stored in the reference file (28x28x3)."""
-    size = INPUT_SIZE // REFERENCE_CELL
+def reference_seed_image(seed: int, input_size: int = INPUT_SIZE, cell: int = REFERENCE_CELL) -> np.ndarray:
+    """The small uint8 pattern stored in a reference file ((input_size / cell) squared, 3 channels)."""
+    size = input_size // cell
     return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
 
 
-def expand_reference(pattern: np.ndarray) -> np.ndarray:
-    """(N, 28, 28, 3) uint8 -> (N, 224, 224, 3) float32 in [0, 1]."""
-    big = np.repeat(np.repeat(pattern, REFERENCE_CELL, axis=-3), REFERENCE_CELL, axis=-2)
+def expand_reference(pattern: np.ndarray, cell: int = REFERENCE_CELL) -> np.ndarray:
+    """(N, s, s, 3) uint8 -> (N, s * cell, s * cell, 3) float32 in [0, 1] (nearest upsampling)."""
+    big = np.repeat(np.repeat(pattern, cell, axis=-3), cell, axis=-2)
     return big.astype(np.float32) / 255.0
 
 
@@ -232,17 +232,6 @@ def best_palm_on_hand(out: dict[str, np.ndarray], boxes: Sequence[np.ndarray]) -
     return hits
 
 
-def palm_reference_pattern(seed: int) -> np.ndarray:
-    size = PALM_INPUT_SIZE // PALM_REFERENCE_CELL
-    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-
-
-def expand_palm_reference(pattern: np.ndarray) -> np.ndarray:
-    """(N, 32, 32, 3) uint8 -> (N, 192, 192, 3) float32 in [0, 1] (nearest upsampling)."""
-    big = np.repeat(np.repeat(pattern, PALM_REFERENCE_CELL, axis=-3), PALM_REFERENCE_CELL, axis=-2)
-    return big.astype(np.float32) / 255.0
-
-
 def run_palm_teacher(graph_inputs: np.ndarray) -> dict[str, np.ndarray]:
     """The original palm graph on inputs already in the graph's range; ``regressors`` (N, 2016, 18), ``scores``."""
     roles = {name: v['name'] for name, v in json.loads(PALM_GRAPH.read_text())['output_roles'].items()}
@@ -276,8 +265,8 @@ def main_palm(args: argparse.Namespace) -> dict[str, Any]:
         [np.random.default_rng(s).random((PALM_INPUT_SIZE, PALM_INPUT_SIZE, 3), dtype=np.float32) for s in RANDOM_SEEDS]
     )
     photos, paths, boxes = letterboxed_photos(args.photos)
-    patterns = np.stack([palm_reference_pattern(s) for s in REFERENCE_SEEDS])
-    images = np.concatenate([random_images, photos, expand_palm_reference(patterns)])
+    patterns = np.stack([reference_seed_image(s, PALM_INPUT_SIZE, PALM_REFERENCE_CELL) for s in REFERENCE_SEEDS])
+    images = np.concatenate([random_images, photos, expand_reference(patterns, PALM_REFERENCE_CELL)])
     count = len(photos)
     groups = {'random': slice(0, 8), 'real_photos': slice(8, 8 + count), 'reference': slice(8 + count, 10 + count)}
 

@@ -276,6 +276,10 @@ def test_a_free_palm_read_as_a_hand_of_a_free_side_becomes_a_new_hand(hand_model
     assert len(landmark_hands(image, hands, K, unsure, hand_model, new_hands=True)[0]) == 1
     twice = PalmAnswers([found], [0.9], [0.9], [found], [0.05])
     assert len(landmark_hands(image, hands, K, twice, hand_model, new_hands=True)[0]) == 1
+    # a presence floor applies to new hands too (the palm crop's 0.95 is under 0.96)
+    sure = PalmAnswers([found], [0.97], [0.9], [missed], [0.05])
+    assert len(landmark_hands(image, hands, K, sure, hand_model, min_presence=0.96, new_hands=True)[0]) == 1
+    assert len(landmark_hands(image, hands, K, sure, hand_model, min_presence=0.9, new_hands=True)[0]) == 2
 
 
 def test_a_found_hand_whose_crops_saw_nothing_gives_its_side_to_a_palm_hand(hand_model):

@@ -1,12 +1,14 @@
 """Found hands redrawn from the crop stage: the hand model fitted to the landmark network's 2D keypoints and 3D.
 
-ACR decides where the hands are, how many and which side; this replaces each hand's pose, shape and placement by a
-fit of the hand model (``hand_model/fit.py``) to the crop's 21 keypoints (pixels, with the camera's K) and its
-world landmarks (root-relative metres, scale free), so the published 3D, mesh and 2D stay one hand (the 2D is the
-projection of the fitted joints). The side is the crop's where it reads a hand clearly (the landmark network
-sees each hand at 224 px, ACR's side maps at 24 x 24), unless that would give both hands of a pair one side.
+ACR decides where the hands are, how many and which side (the palm detector may add one it missed); this
+replaces each hand's pose, shape and placement by a fit of the hand model (``hand_model/fit.py``) to the crop's 21
+keypoints (pixels, with the camera's K) and its world landmarks (root-relative metres, scale free), so the published
+3D, mesh and 2D stay one hand (the 2D is the projection of the fitted joints). The side is the crop's where it
+reads a hand clearly (the landmark network sees each hand at 224 px, ACR's side maps at 24 x 24), unless that would
+give both hands of a pair one side.
 A crop whose presence is under ``min_presence`` drops the hand; a fit that fails, or a crop that read the other
-hand of an overlapping pair, keeps ACR's hand. The pipeline runs it when
+hand of an overlapping pair, keeps ACR's hand. With ``new_hands``, a palm detection no found hand took becomes a hand
+of its own where its crop reads one clearly, of a side still free. The pipeline runs it when
 ``landmarks`` is on (node parameter ``landmarks.enabled``; README "Real images").
 """
 
@@ -178,7 +180,7 @@ def landmark_hands(
         for palm, answer in zip(stage.unused_palms, stage.read_palms(image_bgr, stage.unused_palms)):
             side_p = _clear_side(answer)
             box = keypoint_box(answer.keypoints_2d)
-            if side_p is None or side_p[0] in taken:
+            if side_p is None or side_p[0] in taken or answer.presence < min_presence:
                 continue
             if any(box_iou(box, keypoint_box(answers[i].keypoints_2d)) > 0.5 for i in kept if i not in unseen):
                 continue  # a hand already read under another crop

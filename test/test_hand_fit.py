@@ -166,17 +166,31 @@ def test_2d_fit_with_K_gives_metric_depth(model, hands, side):
     assert np.isnan(res.residual_3d).all()
 
 
+@pytest.mark.parametrize('prefit_3d', [True, False])
 @pytest.mark.parametrize('side', ['right', 'left'])
-def test_2d_with_world_joints(model, hands, side):
-    """The benchmark's use: 2D keypoints + K + root-relative 3D of unknown scale -> metric camera-frame hand."""
+def test_2d_with_world_joints(model, hands, side, prefit_3d):
+    """The benchmark's use: 2D keypoints + K + root-relative 3D of unknown scale -> metric camera-frame hand
+    (with and without fitting the 3D alone first)."""
     h = hands[side]
-    res = fit.fit_keypoints(model, side, h['noisy_2d'], h['K'], world_joints=h['noisy_3d'] * 0.9)
+    cfg = fit.FitConfig(prefit_3d=prefit_3d)
+    res = fit.fit_keypoints(model, side, h['noisy_2d'], h['K'], world_joints=h['noisy_3d'] * 0.9, config=cfg)
     root_err = 1000 * np.linalg.norm(res.root - h['root'], axis=1)
     joint_err = 1000 * np.linalg.norm(res.joints - h['joints'], axis=-1).mean(1)  # camera frame, absolute
     assert root_err.mean() < 30.0 and root_err.max() < 60.0, root_err
     assert joint_err.mean() < 30.0, joint_err
     assert fit_check.joint_error_mm(res.joints, h['joints']).mean() < 6.5
     assert np.median(res.residual_2d) < 3.5
+
+
+def test_one_stage_fit_matches_two_stages_in_fewer_iterations(model, hands):
+    """prefit_3d=False (the crop stage's fit) skips the 3D-only stage: same hands, fewer LM iterations."""
+    h = hands['right']
+    args = (model, 'right', h['noisy_2d'], h['K'])
+    two = fit.fit_keypoints(*args, world_joints=h['noisy_3d'], config=fit.FitConfig(prefit_3d=True))
+    one = fit.fit_keypoints(*args, world_joints=h['noisy_3d'], config=fit.FitConfig(prefit_3d=False))
+    apart = 1000 * np.linalg.norm(one.joints - two.joints, axis=-1).mean(1)
+    assert np.median(apart) < 3.0 and apart.max() < 15.0, apart
+    assert one.iterations.mean() < 0.8 * two.iterations.mean(), (one.iterations, two.iterations)
 
 
 def test_result_reproduces_through_the_model(model, hands):

@@ -51,6 +51,10 @@ class FitConfig:
     init_iterations: int = 5  # rigid LM iterations per start
     screen_iterations: int = 8  # full LM iterations per start before choosing
     starts_kept: int = 2  # starts carried into the full fit
+    # with 3D and 2D targets: fit the 3D alone first (from the palm's rigid alignment), then both. False fits both
+    # at once from the palm alignment and the 3D hand's linear placement onto the keypoints: about half the LM
+    # iterations
+    prefit_3d: bool = True
     sigma_3d: float = 0.005  # metres
     sigma_2d: float = 2.0  # pixels
     weight_3d: float = 1.0
@@ -738,11 +742,12 @@ def _fit_stages(
             target3d = target3d * s0[:, None, None]
         else:
             s0 = torch.ones_like(s0)
-        free = ('rot', 'pose') + shape_block + scale_block + ('offset',)
-        problem = _Problem(kin, cfg, free, values, rot, target3d=target3d)
-        p, cost, it = _run(problem, _params_from(problem, values), cfg.iterations, cfg)
-        values.update(_take(problem, p, ('pose', 'betas', 'log_scale', 'offset')))
-        rot, used = problem.root_rot, used + it
+        if kp2d is None or cfg.prefit_3d:
+            free = ('rot', 'pose') + shape_block + scale_block + ('offset',)
+            problem = _Problem(kin, cfg, free, values, rot, target3d=target3d)
+            p, cost, it = _run(problem, _params_from(problem, values), cfg.iterations, cfg)
+            values.update(_take(problem, p, ('pose', 'betas', 'log_scale', 'offset')))
+            rot, used = problem.root_rot, used + it
     if kp2d is not None and target3d is not None:
         assert K is not None  # K comes with kp2d
         rel, _ = _Problem(kin, cfg, (), values, rot).joints(zeros(0))

@@ -32,7 +32,10 @@ DECODING_OPTIONS = (
     ('--max-pair-overlap', '2D box IoU (pipeline.drop_overlapping_hands, 1 = off)'),
     # the landmark network on a crop around each found hand (hand_recon_ros/landmarks/crop_stage.py)
     ('--landmarks', "crop passes of the landmark network per hand (0 = off): its 2D keypoints replace ACR's"),
-    ('--landmark-presence', "with --landmarks: drop a hand whose crop's presence is under this (0 = keep all)"),
+    (
+        '--landmark-presence',
+        "with --landmarks: drop a hand whose crop's presence is under this unless on a palm (default: the node's)",
+    ),
     ('--landmark-sides', "with --landmarks: 1 = a redrawn hand takes its crop's side (the node's, default), 0 = ACR's"),
     (
         '--landmark-palms',

@@ -53,7 +53,7 @@ from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsi
 from hand_recon_ros.geometry.image_rotation import TurnedView, check_turn, turn_image
 from hand_recon_ros.geometry.placement import place_hands
 from hand_recon_ros.landmarks.crop_stage import CropStage
-from hand_recon_ros.landmarks.hand_update import landmark_hands
+from hand_recon_ros.landmarks.hand_update import MIN_PRESENCE, landmark_hands
 from hand_recon_ros.landmarks.palm_detection import PalmDetector
 from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult, HandResult
 from hand_recon_ros.runtime import (
@@ -96,7 +96,7 @@ class PipelineConfig:
     trace_network: bool = True  # frozen TorchScript graph per input shape (acr/traced.py: faster, GIL released)
     landmarks: bool = False  # redraw each found hand from the landmark network on a crop (landmarks/hand_update.py)
     landmark_passes: int = 2  # crops per hand (the second around the first answer)
-    landmark_min_presence: float = 0.0  # drop a hand whose crop's presence is under this (0 keeps all)
+    landmark_min_presence: float = MIN_PRESENCE  # drop a hand whose crop's presence is under this unless on a palm
     landmark_palms: bool = True  # place first crops on MediaPipe's palm detections where one lies on the hand
     landmark_new_hands: bool = True  # with palms: a palm no hand took, read as a hand of a free side, is a new hand
     seed: int = 0
@@ -220,7 +220,7 @@ class HandReconstructor:
         trace_network: bool = False,
         landmarks: bool = False,
         landmark_passes: int = 2,
-        landmark_min_presence: float = 0.0,
+        landmark_min_presence: float = MIN_PRESENCE,
         landmark_palms: bool = True,
         landmark_new_hands: bool = True,
     ):
@@ -263,7 +263,7 @@ class HandReconstructor:
         self.refine_stages_spec = ''
         self.image_rotation = 0
         self._refiner_lock = threading.Lock()
-        self.landmarks_enabled, self.landmark_passes, self.landmark_min_presence = False, 2, 0.0
+        self.landmarks_enabled, self.landmark_passes, self.landmark_min_presence = False, 2, MIN_PRESENCE
         self.landmark_palms, self.landmark_new_hands = False, False
         self._crop_stage: CropStage | None = None  # built on first use (the landmark network loads then)
         self._palm_detector: PalmDetector | None = None  # likewise, when palms are on

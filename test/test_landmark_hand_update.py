@@ -11,7 +11,13 @@ from hand_recon_ros.detection_metrics import keypoint_box
 from hand_recon_ros.geometry.camera import project_points
 from hand_recon_ros.hand_model import load_hand_model
 from hand_recon_ros.landmarks.crop_stage import LandmarkAnswer
-from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, crop_sides, landmark_hands, same_hand_answers
+from hand_recon_ros.landmarks.hand_update import (
+    LANDMARK_FACTOR,
+    MIN_PRESENCE,
+    crop_sides,
+    landmark_hands,
+    same_hand_answers,
+)
 from hand_recon_ros.landmarks.palm_detection import PalmDetection
 from hand_recon_ros.results import HandResult
 
@@ -54,17 +60,18 @@ def acr_hand(side, joints):
 class KnownAnswers:
     """Stands in for the crop stage: answers the true hands' projections and root-relative 3D."""
 
-    def __init__(self, truths, presences, right_probabilities=None):
+    def __init__(self, truths, presences, right_probabilities=None, from_palm=None):
         self.truths, self.presences = truths, presences
         self.right = right_probabilities or [0.5] * len(truths)  # 0.5: the crop cannot tell the side
+        self.from_palm = from_palm or [False] * len(truths)
         self.calls = 0
 
     def run(self, image_bgr, keypoints):
         self.calls += 1
         assert len(keypoints) == len(self.truths)
         return [
-            LandmarkAnswer(project_points(t, K), p, r, t - t[0], 100.0)
-            for t, p, r in zip(self.truths, self.presences, self.right)
+            LandmarkAnswer(project_points(t, K), p, r, t - t[0], 100.0, from_palm=f)
+            for t, p, r, f in zip(self.truths, self.presences, self.right, self.from_palm)
         ]
 
 
@@ -93,6 +100,14 @@ def test_low_presence_drops_the_hand_and_bad_settings_are_refused(hand_model):
     image = np.zeros((480, 640, 3), np.uint8)
     out, _ = landmark_hands(image, hands, K, KnownAnswers(truths, [0.05, 0.9]), hand_model, min_presence=0.5)
     assert [h.handedness for h in out] == ['right']
+    # the default floor drops a hand its crop barely calls a hand, unless a palm detection lies on it
+    out, _ = landmark_hands(image, hands, K, KnownAnswers(truths, [0.3, 0.9]), hand_model)
+    assert [h.handedness for h in out] == ['right'] and MIN_PRESENCE == 0.5
+    on_palm = KnownAnswers(truths, [0.3, 0.9], from_palm=[True, False])
+    out, _ = landmark_hands(image, hands, K, on_palm, hand_model)
+    assert [h.handedness for h in out] == ['left', 'right'] and LANDMARK_FACTOR in out[0].refined_factors
+    out, _ = landmark_hands(image, hands, K, KnownAnswers(truths, [0.3, 0.9]), hand_model, min_presence=0.0)
+    assert len(out) == 2
     with pytest.raises(ValueError, match='min_presence'):
         landmark_hands(image, hands, K, KnownAnswers(truths, [0.9, 0.9]), hand_model, min_presence=1.5)
 
@@ -144,6 +159,7 @@ def test_the_pipeline_redraws_its_hands_when_asked():
             input_size=128,
             detection_threshold=0.0,
             landmarks=True,
+            landmark_min_presence=0.0,  # (the default drops hands whose crops see none: below)
         )
     )
     noise = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
@@ -151,6 +167,8 @@ def test_the_pipeline_redraws_its_hands_when_asked():
     found = noise_pipeline.reconstruct(noise, K_noise)
     assert 'landmarks' in found.timings_ms and found.hands
     assert all(LANDMARK_FACTOR not in h.refined_factors for h in found.hands)
+    noise_pipeline.set_runtime(landmark_min_presence=MIN_PRESENCE)
+    assert noise_pipeline.reconstruct(noise, K_noise).hands == []
     # a presence floor of 1 drops every hand
     reconstructor.set_runtime(landmark_min_presence=1.0)
     assert reconstructor.reconstruct(image, K).hands == []
@@ -292,7 +310,11 @@ def test_a_found_hand_whose_crops_saw_nothing_gives_its_side_to_a_palm_hand(hand
     out, _ = landmark_hands(image, hands, K, stage, hand_model, new_hands=True)
     assert [h.handedness for h in out] == ['right', 'left'] and hands[1] not in out
     assert np.linalg.norm(out[1].joints_3d - missed, axis=1).mean() < 0.02
-    # a left hand the crop saw (presence 0.3, not sure of the side) keeps its side: no new hand
+    # with no presence floor, a left hand the crop saw (presence 0.3, not sure of the side) keeps its side
     seen = PalmAnswers([found, face], [0.9, 0.3], [0.9, 0.5], [missed], [0.05])
-    out, _ = landmark_hands(image, hands, K, seen, hand_model, new_hands=True)
+    out, _ = landmark_hands(image, hands, K, seen, hand_model, min_presence=0.0, new_hands=True)
     assert len(out) == 2 and all(np.linalg.norm(h.joints_3d - missed, axis=1).mean() > 0.02 for h in out)
+    # the default floor (0.5) drops it, and the palm's sure left hand takes the side
+    out, _ = landmark_hands(image, hands, K, seen, hand_model, new_hands=True)
+    assert [h.handedness for h in out] == ['right', 'left'] and hands[1] not in out
+    assert np.linalg.norm(out[1].joints_3d - missed, axis=1).mean() < 0.02

@@ -477,7 +477,14 @@ def test_node_started_exactly_as_the_xml_launch_file_says(ros, tmp_path):
         assert not ros.node.get_subscriptions_info_by_topic('/image')
         # What the RViz config displays is what the node publishes, with the types RViz expects.
         _, displays = rviz_displays()
-        published = dict(ros.node.get_publisher_names_and_types_by_node('hand_recon', '/'))
+        shown = [displays[kind]['Topic']['Value'] for kind in ('MarkerArray', 'Image')]
+
+        def publishers() -> dict:
+            return dict(ros.node.get_publisher_names_and_types_by_node('hand_recon', '/'))
+
+        # discovery lists a node's publishers one by one: wait for the displayed ones, then check their types
+        ros.spin_until(lambda: all(t in publishers() for t in shown), what=f'publishers {shown}')
+        published = publishers()
         assert published[displays['MarkerArray']['Topic']['Value']] == ['visualization_msgs/msg/MarkerArray']
         assert published[displays['Image']['Topic']['Value']] == ['sensor_msgs/msg/Image']
 

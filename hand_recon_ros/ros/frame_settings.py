@@ -20,6 +20,7 @@ from hand_recon_ros.detection_defaults import (
     MIN_SIDE_SHARE,
     SIDE_SEPARATION,
 )
+from hand_recon_ros.landmarks.hand_update import MIN_PRESENCE
 
 __all__ = ['FrameSettings', 'OutputSettings', 'ReconstructorRuntime']
 
@@ -65,7 +66,7 @@ class ReconstructorRuntime:
     image_rotation: int = 0
     landmarks: bool = False
     landmark_passes: int = 2
-    landmark_min_presence: float = 0.0
+    landmark_min_presence: float = MIN_PRESENCE
     landmark_palms: bool = True
     landmark_new_hands: bool = True
 

@@ -167,8 +167,9 @@ _TABLE = (
     _P('landmarks.passes', 2, 'crops per hand (each later one follows the previous answer)', low=1, high=3),
     _P(
         'landmarks.min_presence',
-        0.0,
-        'drop a hand whose crop the landmark network does not call a hand (its presence under this; 0 keeps all)',
+        0.5,
+        'drop a hand whose crop the landmark network does not call a hand (its presence under this; 0 keeps all) '
+        'unless a palm detection lies on it: ACR false hands on faces and forearms',
         low=0.0,
         high=1.0,
     ),

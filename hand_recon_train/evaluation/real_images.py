@@ -336,7 +336,7 @@ class AcrMethod:
         center_anchor: float | None = None,
         max_pair_overlap: float | None = None,
         landmarks: float = 0,
-        landmark_presence: float = 0.0,
+        landmark_presence: float | None = None,
         landmark_sides: float = 1,
         landmark_palms: float = 1,
         landmark_new_hands: float = 1,
@@ -360,7 +360,11 @@ class AcrMethod:
         self.description = f"{info['network']} {Path(info['weights_file']).name or 'untrained'}"
         self.crop_stage = None
         self.new_hands = False
-        self.landmark_presence, self.landmark_sides = float(landmark_presence), bool(landmark_sides)
+        self.landmark_sides = bool(landmark_sides)
+        # the node's default unless given (landmarks.min_presence)
+        self.landmark_presence = (
+            self.reconstructor.landmark_min_presence if landmark_presence is None else float(landmark_presence)
+        )
         if landmarks:
             self.crop_stage = self.reconstructor.landmark_stage()  # the node's own (its precision too)
             self.crop_stage.iterations = int(landmarks)

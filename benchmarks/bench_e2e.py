@@ -2,7 +2,9 @@
 
 The node runs as a subprocess started like the tests start it (``--ros-args --params-file config/hand_recon.yaml
 -p ...``), discovery on LOCALHOST in its own ROS_DOMAIN_ID, detection_threshold 0 and ACR's released decoding
-(side_separation 0, center_anchor 0, max_pair_overlap 1) so both hands always exist and sit close together.
+(side_separation 0, center_anchor 0, max_pair_overlap 1) so both hands always exist and sit close together; the
+landmark crop stage (on by default) runs on them with ``landmarks.min_presence`` 0, so they stay (worst case: every
+crop on noise is retried; ``--node-args '-p landmarks.enabled:=false'`` for ACR alone).
 By default it is started through this file's ``--node-with-timings`` mode: the unmodified node plus a wrapper that
 appends, per frame, the pipeline's own stage timings (network, refine, ...) to a JSONL file after the frame has been
 published (so the figures include no instrumentation cost). ``--plain-node`` runs ``-m hand_recon_ros.ros.node``
@@ -148,6 +150,10 @@ class NodeUnderTest:
             'center_anchor:=0.0',
             '-p',
             'side_separation:=0.0',
+            '-p',
+            # the crop stage (on by default) runs on both hands, but the noise's hands, which its crops do not call
+            # hands, are kept: the refinement still runs on every frame
+            'landmarks.min_presence:=0.0',
             '-p',
             'input_reliability:=reliable',
             *node_args,

@@ -64,7 +64,7 @@ class ReconstructorRuntime:
     refine_gate_m: float = 0.3
     refine_stages: str = 'auto'
     image_rotation: int = 0
-    landmarks: bool = False
+    landmarks: bool = True
     landmark_passes: int = 2
     landmark_min_presence: float = MIN_PRESENCE
     landmark_palms: bool = True

@@ -60,6 +60,8 @@ def test_default_xml_launch_is_one_node_with_params_then_remaps():
         'input_transport:=raw',
         '-p',
         'autostart:=true',
+        '-p',
+        'landmarks.enabled:=true',
         '-r',
         'image:=/camera/image_raw',
         '-r',
@@ -302,6 +304,7 @@ def test_python_launch_file_compiles_imports_launch_lazily_and_matches_the_xml(t
         record_images='true',
         input_transport='compressed',
         device='cuda:1',
+        landmarks='false',
         bag_dir='/b',
         fastdds_profile='/dds.xml',
     )
@@ -315,7 +318,7 @@ def test_python_launch_file_compiles_imports_launch_lazily_and_matches_the_xml(t
     assert node.kwargs['namespace'] == '/cam1' and node.kwargs['name'] == 'hand_recon'
     assert node.kwargs['parameters'] == [
         '/p.yaml',
-        {'device': 'cuda:1', 'input_transport': 'compressed', 'autostart': True},
+        {'device': 'cuda:1', 'input_transport': 'compressed', 'autostart': True, 'landmarks.enabled': False},
     ]
     # A relative camera resolves in the node's namespace, like the node's own remap would.
     assert node.kwargs['remappings'] == [

@@ -182,6 +182,37 @@ def test_2d_with_world_joints(model, hands, side, prefit_3d):
     assert np.median(res.residual_2d) < 3.5
 
 
+def test_traced_kinematics_give_the_eager_values(model, monkeypatch):
+    """Kinematics.fast (TorchScript traced per input shape, the LM's hot path) = the eager methods, per shape;
+    past MAX_TRACED shapes it stays eager."""
+    kin = fit._Kinematics(model, 'left')  # a fresh one: no traces yet
+    problem = fit._Problem(kin, fit.FitConfig(), ('rot', 'pose', 'betas'), {}, torch.eye(3, dtype=torch.float64)[None])
+    rng = np.random.default_rng(5)
+    for b in (1, 3):
+        rot = torch.as_tensor(fit_check.random_rotations(rng, b), dtype=torch.float64)
+        pose = kin.finger_pose(kin.bank_mean + torch.as_tensor(rng.normal(0, 0.5, (b, kin.pose_dim))))
+        betas = torch.as_tensor(rng.normal(0, 0.5, (b, 10)))
+        for name, args in (
+            ('joints_rel', (rot, pose, betas)),
+            ('joints_rel_jac', (rot, pose, betas, problem.pose_map)),
+        ):
+            eager = getattr(kin, name)(*args)
+            for _ in range(2):  # the first call traces, the second runs the stored graph
+                fast = kin.fast(name, *args)
+                for e, f in zip(
+                    eager if isinstance(eager, tuple) else (eager,), fast if isinstance(fast, tuple) else (fast,)
+                ):
+                    torch.testing.assert_close(f, e, rtol=0, atol=1e-12)
+    assert len(kin._traced) == 4 and all(hasattr(f, 'graph') for f in kin._traced.values())  # traced graphs
+    monkeypatch.setattr(fit, 'MAX_TRACED', 4)
+    assert kin.fast('joints_rel', rot[:1].expand(2, 3, 3), pose[:1].expand(2, -1), betas[:1].expand(2, -1)).shape == (
+        2,
+        21,
+        3,
+    )
+    assert len(kin._traced) == 4  # full: the new shape ran eager, nothing stored
+
+
 def test_one_stage_fit_matches_two_stages_in_fewer_iterations(model, hands):
     """prefit_3d=False (the crop stage's fit) skips the 3D-only stage: same hands, fewer LM iterations."""
     h = hands['right']

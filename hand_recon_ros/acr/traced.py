@@ -12,7 +12,7 @@ A trace records one input shape and the ops that ran (the network has no data-de
 Every new graph is traced on one seeded random input and checked against the eager network on another (a value
 the trace had baked in shows there); a graph that does not trace or does not match is never used, and the runner
 stays on eager PyTorch (``fallback_reason`` says why). ``torch.jit`` is deprecated upstream but present in the
-pinned torch; its deprecation warnings are silenced here and nowhere else.
+pinned torch; its deprecation warnings are silenced here and in the hand-model fit's kinematics (hand_model/fit.py).
 """
 
 from __future__ import annotations

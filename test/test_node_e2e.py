@@ -572,8 +572,9 @@ def test_default_node_redraws_hands_from_the_landmark_crop_stage(ros, start_node
     image = np.ascontiguousarray(raw['image'][80:560])
     K = raw['K'].astype(np.float64).copy()
     K[1, 2] -= 80.0
-    node = start_node('-p', 'device:=cpu')  # everything else from config/hand_recon.yaml
+    node = start_node('-p', 'device:=cpu', '-p', 'diagnostics_period_s:=0.2')  # the rest: config/hand_recon.yaml
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
     pub = ros.node.create_publisher(Image, '/image', RELIABLE)
     info_pub = ros.node.create_publisher(CameraInfo, '/camera_info', RELIABLE)
     wait_ready(ros, pub)
@@ -591,4 +592,15 @@ def test_default_node_redraws_hands_from_the_landmark_crop_stage(ros, start_node
         joints = np.asarray(hand['joints'], np.float64)
         projected = (joints @ K.T)[:, :2] / (joints @ K.T)[:, 2:]
         np.testing.assert_allclose(hand['keypoints_2d'], projected, atol=0.05)
+
+    def stages():
+        for d in reversed(diags):
+            for kv in d.status[0].values:
+                if kv.key == 'stage_ms_p50' and kv.value != 'none':
+                    return dict(part.rsplit(' ', 1) for part in kv.value.split(', '))
+        return {}
+
+    # /diagnostics says where the time goes, the crop stage included
+    ros.spin_until(lambda: 'landmarks' in stages(), what='stage timings with the landmarks stage in /diagnostics')
+    assert float(stages()['landmarks']) > 0 and float(stages()['network']) > 0
     assert_clean_exit(node)

@@ -41,6 +41,7 @@ def running(**changes):
         worker=dict(WORKER),
         input_rate_hz=29.951,
         processing_ms_p50=30.04,
+        stage_ms_p50={'network': 21.04, 'landmarks': 188.96, 'refine': float('nan')},
         input_lost_estimate=5,
         input_period_s=1 / 30,
         input_pauses=1,
@@ -69,6 +70,8 @@ def test_a_running_node_maps_every_field_to_its_value():
     }
     assert {k[len('worker_') :]: int(x) for k, x in v.items() if k.startswith('worker_')} == WORKER
     assert (v['input_rate_hz'], v['processing_ms_p50']) == ('29.95', '30.0')
+    assert v['stage_ms_p50'] == 'landmarks 189.0, network 21.0'  # by name; a stage with no sample yet left out
+    assert diagnostic_values(running(stage_ms_p50={})).as_dict()['stage_ms_p50'] == 'none'
     assert (v['latency_p95'], v['latency_count'], v['latency_rate_hz'], v['latency_last']) == (
         '44.4',
         '9.0',

@@ -9,6 +9,7 @@ the publishers and the fan-out of a result live in outputs.py.
 """
 
 import dataclasses
+import math
 import sys
 import threading
 import time
@@ -104,6 +105,7 @@ class HandReconNode(LifecycleNode):
         self.problems = ProblemLog(self.get_logger().warning, self.get_logger().error)
         self.input_gaps = StampGapEstimator()
         self.latency = LatencyStats(window=300)
+        self._stage_ms: dict[str, LatencyStats] = {}  # the pipeline's own stage timings (FrameResult.timings_ms)
         self._last_input_time = None
         self._activated_at = None
         self._sides_published = set()
@@ -488,6 +490,9 @@ class HandReconNode(LifecycleNode):
             processing_ms=processing_ms,
         )
         self.status.published += 1
+        for name, ms in frame.timings_ms.items():
+            if math.isfinite(ms):
+                self._stage_ms.setdefault(name, LatencyStats(window=300)).add(ms)
         now = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         self.status.last_latency_ms = (now - stamp) * 1e3 if stamp > 0 else processing_ms
@@ -591,6 +596,8 @@ class HandReconNode(LifecycleNode):
             status.worker = worker.stats().as_dict()
             status.input_rate_hz = worker.input_rate.rate_hz()
             status.processing_ms_p50 = worker.processing_ms.p50
+            # (a copy: the finisher thread may add a stage meanwhile)
+            status.stage_ms_p50 = {name: stats.p50 for name, stats in dict(self._stage_ms).items()}
         status.latency_ms = self.latency.summary()
         status.input_lost_estimate, status.input_period_s = gaps.lost, gaps.period_s
         status.input_pauses, status.input_stamps_out_of_order = gaps.pauses, gaps.out_of_order

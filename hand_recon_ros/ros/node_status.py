@@ -58,6 +58,8 @@ class NodeStatus:
     worker: Dict[str, int] = field(default_factory=dict)  # FrameWorkerStats.as_dict()
     input_rate_hz: float = math.nan
     processing_ms_p50: float = math.nan
+    # median ms per pipeline stage over the recent frames (network, landmarks, refine, ...): where the time goes
+    stage_ms_p50: Dict[str, float] = field(default_factory=dict)
     latency_ms: Dict[str, float] = field(default_factory=dict)  # LatencyStats.summary()
     input_lost_estimate: int = 0
     input_period_s: float = math.nan
@@ -104,6 +106,10 @@ def diagnostic_values(status: NodeStatus) -> Diagnostic:
         values += [
             ('input_rate_hz', f'{status.input_rate_hz:.2f}'),
             ('processing_ms_p50', f'{status.processing_ms_p50:.1f}'),
+            (
+                'stage_ms_p50',
+                ', '.join(f'{k} {v:.1f}' for k, v in sorted(status.stage_ms_p50.items()) if math.isfinite(v)) or 'none',
+            ),
         ]
     values += [
         ('received', str(status.received)),

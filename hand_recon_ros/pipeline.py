@@ -99,6 +99,8 @@ class PipelineConfig:
     landmark_min_presence: float = MIN_PRESENCE  # drop a hand whose crop's presence is under this unless on a palm
     landmark_palms: bool = True  # place first crops on MediaPipe's palm detections where one lies on the hand
     landmark_new_hands: bool = True  # with palms: a palm no hand took, read as a hand of a free side, is a new hand
+    # video: a hand's first crop follows its previous frame's answer (landmarks/crop_stage.py; off for still photos)
+    landmark_tracking: bool = False
     seed: int = 0
 
 
@@ -223,6 +225,7 @@ class HandReconstructor:
         landmark_min_presence: float = MIN_PRESENCE,
         landmark_palms: bool = True,
         landmark_new_hands: bool = True,
+        landmark_tracking: bool = False,
     ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
@@ -264,7 +267,7 @@ class HandReconstructor:
         self.image_rotation = 0
         self._refiner_lock = threading.Lock()
         self.landmarks_enabled, self.landmark_passes, self.landmark_min_presence = False, 2, MIN_PRESENCE
-        self.landmark_palms, self.landmark_new_hands = False, False
+        self.landmark_palms, self.landmark_new_hands, self.landmark_tracking = False, False, False
         self._crop_stage: CropStage | None = None  # built on first use (the landmark network loads then)
         self._palm_detector: PalmDetector | None = None  # likewise, when palms are on
         self._crop_stage_lock = threading.Lock()
@@ -276,6 +279,7 @@ class HandReconstructor:
             landmark_min_presence=landmark_min_presence,
             landmark_palms=landmark_palms,
             landmark_new_hands=landmark_new_hands,
+            landmark_tracking=landmark_tracking,
         )
 
     def _landmark_dtype(self) -> torch.dtype | None:
@@ -327,9 +331,10 @@ class HandReconstructor:
         landmark_min_presence: float | None = None,
         landmark_palms: bool | None = None,
         landmark_new_hands: bool | None = None,
+        landmark_tracking: bool | None = None,
     ) -> None:
         """Change the per-frame settings; a bad value (``refine_stages``, ``image_rotation``, landmark settings ...)
-        raises ValueError and changes nothing."""
+        raises ValueError and changes nothing. Any change ends the crop stage's tracking: the next frame starts over."""
         if image_rotation is not None:
             check_turn(image_rotation)
         if landmark_passes is not None and not 1 <= int(landmark_passes) <= 3:
@@ -378,12 +383,16 @@ class HandReconstructor:
             self.landmark_palms = bool(landmark_palms)
         if landmark_new_hands is not None:
             self.landmark_new_hands = bool(landmark_new_hands)
+        if landmark_tracking is not None:
+            self.landmark_tracking = bool(landmark_tracking)
         if landmarks is not None:
             self.landmarks_enabled = bool(landmarks)
         if refine_gate_m is not None:
             self.refine_gate_m = self.refiner.gate_m = float(refine_gate_m)
         if image_rotation is not None:
             self.image_rotation = check_turn(image_rotation)
+        if self._crop_stage is not None:
+            self._crop_stage.forget()
 
     def decode_config(self) -> DecodeConfig:
         multi = self.multi_hand and self.network.config.center_attention == 'peak'
@@ -588,6 +597,7 @@ class HandReconstructor:
             stage = self.landmark_stage()
             stage.iterations = self.landmark_passes
             stage.palms = self.palm_detector() if self.landmark_palms else None
+            stage.tracking = self.landmark_tracking
             with single_intra_op_thread():
                 hands, _ = landmark_hands(
                     p.image,
@@ -853,6 +863,7 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         landmark_min_presence=config.landmark_min_presence,
         landmark_palms=config.landmark_palms,
         landmark_new_hands=config.landmark_new_hands,
+        landmark_tracking=config.landmark_tracking,
     )
     if config.trace_network:
         # trace the one-camera graph now: the first frame should not pay for it

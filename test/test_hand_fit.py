@@ -224,6 +224,33 @@ def test_one_stage_fit_matches_two_stages_in_fewer_iterations(model, hands):
     assert one.iterations.mean() < 0.8 * two.iterations.mean(), (one.iterations, two.iterations)
 
 
+@pytest.mark.parametrize('with_3d', [True, False])
+def test_a_fit_started_from_the_previous_frames_fit(model, hands, with_3d):
+    """Video: the next frame's hands moved a little; starting from the last fit gives the same hands as a fit
+    from scratch in fewer LM iterations."""
+    h = hands['right']
+    rng = np.random.default_rng(1500)
+    world = (lambda x: {'world_joints': x}) if with_3d else (lambda x: {})  # noqa: E731
+    config = fit.FitConfig(prefit_3d=False)
+    before = fit.fit_keypoints(model, 'right', h['noisy_2d'], h['K'], config=config, **world(h['noisy_3d']))
+    moved_2d = h['noisy_2d'] + [4.0, -3.0] + rng.normal(0.0, 1.0, h['noisy_2d'].shape)
+    moved_3d = h['noisy_3d'] + rng.normal(0.0, 0.002, h['noisy_3d'].shape)
+    cold = fit.fit_keypoints(model, 'right', moved_2d, h['K'], config=config, **world(moved_3d))
+    start = fit.FitStart.of(before)
+    warm = fit.fit_keypoints(model, 'right', moved_2d, h['K'], config=config, start=start, **world(moved_3d))
+    apart = 1000 * np.linalg.norm(warm.joints - cold.joints, axis=-1).mean(1)
+    assert np.median(apart) < 2.0, apart
+    assert np.median(warm.residual_2d) <= 1.05 * np.median(cold.residual_2d)
+    assert warm.iterations.mean() < 0.7 * cold.iterations.mean(), (warm.iterations, cold.iterations)
+    # the start of some hands only; a start that does not fit the hands is refused
+    assert len(fit.FitStart.of(before, [0, 2])) == 2
+    with pytest.raises(ValueError, match=r'start.global_orient must be finite \(10, 3\)'):
+        fit.fit_keypoints(model, 'right', moved_2d, h['K'], start=fit.FitStart.of(before, [0, 1]))
+    bad = dataclasses.replace(start, betas=np.full_like(start.betas, np.nan))
+    with pytest.raises(ValueError, match='start.betas'):
+        fit.fit_keypoints(model, 'right', moved_2d, h['K'], start=bad)
+
+
 def test_result_reproduces_through_the_model(model, hands):
     h = hands['right']
     res = fit.fit_keypoints(model, 'right', h['noisy_2d'][:3], h['K'])

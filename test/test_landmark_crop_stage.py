@@ -205,3 +205,82 @@ def test_the_shipped_landmark_network_runs_on_crops():
     a = answers[0]
     assert np.isfinite(a.keypoints_2d).all() and 0.0 <= a.presence <= 1.0 and 0.0 <= a.right_probability <= 1.0
     assert a.presence < 0.5  # noise is not a hand
+
+
+class SpreadSpotReader(SpotReader):
+    """SpotReader whose 21 landmarks spread around the spot (a hand's extent, centred on it), so its answers have a
+    keypoint box the next frame's hand can overlap."""
+
+    OFFSETS = torch.from_numpy(np.random.default_rng(7).uniform(-40.0, 40.0, (21, 2))).float()
+
+    def forward(self, images):
+        out = super().forward(images)
+        out['landmarks'][..., :2] += self.OFFSETS - self.OFFSETS.mean(0)
+        return out
+
+
+class CountingPalms:
+    """A palm detector that finds nothing and counts the frames it ran on."""
+
+    def __init__(self):
+        self.runs = 0
+
+    def detect(self, image_bgr):
+        self.runs += 1
+        return []
+
+
+def test_tracking_follows_the_remembered_hands_and_skips_the_palm_detector():
+    image = np.zeros((480, 640, 3), np.uint8)
+    hands = [
+        upright_hand(seed=2, wrist=(150.0, 400.0), length=40.0),
+        upright_hand(seed=3, wrist=(500.0, 400.0), length=40.0),
+    ]
+    spots = [(150, 350), (500, 350)]
+    for x, y in spots:
+        image[y, x] = 255
+    palms = CountingPalms()
+    stage = CropStage(SpreadSpotReader(), iterations=2, palms=palms, tracking=True)
+    first = stage.run(image, hands)
+    assert not any(a.tracked for a in first) and palms.runs == 1 and stage.crops_run == 4  # two passes each
+    stage.remember(first, image.shape[:2], notes=['left one', 'right one'])
+    # the next frame: each hand's first crop follows its remembered answer, reads it, and is its only crop
+    second = stage.run(image, hands, free_palms=False)
+    assert [a.follows for a in second] == [0, 1] and [stage.note(a) for a in second] == ['left one', 'right one']
+    assert palms.runs == 1 and stage.crops_run == 6 and stage.tracked_crops == 2
+    for answer, before in zip(second, first):
+        assert answer.presence == pytest.approx(0.9)
+        assert np.abs(answer.keypoints_2d.mean(0) - before.keypoints_2d.mean(0)).max() < 1.5  # on the same spot
+    # two followed hands leave no side for a new one: no palm detection even when new hands are wanted
+    stage.run(image, hands, free_palms=True)
+    assert palms.runs == 1
+    # one followed hand while new hands are wanted: the palm detector runs, the followed hand keeps its answer
+    stage.remember(first[:1], image.shape[:2])
+    alone = stage.run(image, hands[:1], free_palms=True)
+    assert alone[0].follows == 0 and palms.runs == 2 and stage.note(alone[0]) is None
+
+
+def test_tracking_falls_back_to_the_still_image_path():
+    image = np.zeros((480, 640, 3), np.uint8)
+    hand = upright_hand(seed=2, wrist=(150.0, 400.0), length=40.0)
+    image[350, 150] = 255
+    palms = CountingPalms()
+    stage = CropStage(SpreadSpotReader(), iterations=1, turns=1, zoom_out=1.0, palms=palms, tracking=True)
+    stage.remember(stage.run(image, [hand]), image.shape[:2])
+    # a hand elsewhere (no overlap with the remembered one) is read from its own keypoints
+    far = upright_hand(seed=2, wrist=(450.0, 200.0), length=40.0)
+    assert not stage.run(image, [far], free_palms=False)[0].tracked
+    # a frame of another size, a stage told to forget, or tracking off: nothing is followed
+    assert not stage.run(np.zeros((240, 640, 3), np.uint8), [hand], free_palms=False)[0].tracked
+    stage.forget()
+    assert not stage.run(image, [hand], free_palms=False)[0].tracked
+    stage.remember(stage.run(image, [hand]), image.shape[:2])
+    stage.tracking = False
+    assert not stage.run(image, [hand], free_palms=False)[0].tracked
+    # a followed crop that no longer sees the hand sends it through the palm detector and its own crop
+    stage.tracking = True
+    runs = palms.runs
+    answer = stage.run(np.zeros_like(image), [hand], free_palms=False)[0]
+    assert not answer.tracked and answer.presence == pytest.approx(0.1) and palms.runs == runs + 1
+    with pytest.raises(ValueError, match='one note per answer'):
+        stage.remember([answer], image.shape[:2], notes=[1, 2])

@@ -60,19 +60,27 @@ def acr_hand(side, joints):
 class KnownAnswers:
     """Stands in for the crop stage: answers the true hands' projections and root-relative 3D."""
 
-    def __init__(self, truths, presences, right_probabilities=None, from_palm=None):
+    def __init__(self, truths, presences, right_probabilities=None, from_palm=None, follows=None):
         self.truths, self.presences = truths, presences
         self.right = right_probabilities or [0.5] * len(truths)  # 0.5: the crop cannot tell the side
         self.from_palm = from_palm or [False] * len(truths)
+        self.follows = follows or [-1] * len(truths)  # the remembered hand each answer's crop followed
         self.calls = 0
+        self.remembered = []  # (answer, note) pairs the last frame left to follow
 
-    def run(self, image_bgr, keypoints):
+    def run(self, image_bgr, keypoints, free_palms=True):
         self.calls += 1
         assert len(keypoints) == len(self.truths)
         return [
-            LandmarkAnswer(project_points(t, K), p, r, t - t[0], 100.0, from_palm=f)
-            for t, p, r, f in zip(self.truths, self.presences, self.right, self.from_palm)
+            LandmarkAnswer(project_points(t, K), p, r, t - t[0], 100.0, from_palm=f, follows=j)
+            for t, p, r, f, j in zip(self.truths, self.presences, self.right, self.from_palm, self.follows)
         ]
+
+    def remember(self, answers, image_size, notes=None):
+        self.remembered = list(zip(answers, notes or [None] * len(answers)))
+
+    def note(self, answer):
+        return self.remembered[answer.follows][1] if 0 <= answer.follows < len(self.remembered) else None
 
 
 def test_hands_are_redrawn_from_the_answers_and_stay_one_hand(hand_model):
@@ -92,6 +100,57 @@ def test_hands_are_redrawn_from_the_answers_and_stay_one_hand(hand_model):
         assert hand.vertices.shape[1] == 3 and hand.mano_pose.shape == (48,)
         assert hand.score == before.score and hand.handedness_score == before.handedness_score
         hand.validate()
+
+
+def test_a_followed_hand_starts_its_fit_from_the_previous_frames(hand_model, monkeypatch):
+    from hand_recon_ros.hand_model.fit import FitStart
+    from hand_recon_ros.landmarks import hand_update
+
+    calls = []  # (started from a previous fit, LM iterations) per fit
+
+    def recording_fit(*args, **kwargs):
+        result = fit_keypoints(*args, **kwargs)
+        calls.append((kwargs.get('start') is not None, int(result.iterations.max())))
+        return result
+
+    fit_keypoints = hand_update.fit_keypoints
+    monkeypatch.setattr(hand_update, 'fit_keypoints', recording_fit)
+    truths = [
+        true_hand(hand_model, 'left', (-0.12, 0.02, 0.55), 21),
+        true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 22),
+    ]
+    hands = [acr_hand('left', truths[0]), acr_hand('right', truths[1])]
+    image = np.zeros((480, 640, 3), np.uint8)
+    stage = KnownAnswers(truths, [0.9, 0.9], right_probabilities=[0.1, 0.9])
+    first, _ = landmark_hands(image, hands, K, stage, hand_model)
+    # the redrawn hands are remembered, each with its side and the start that continues its fit
+    assert [(a.follows, n[0], type(n[1])) for a, n in stage.remembered] == [
+        (-1, 'left', FitStart),
+        (-1, 'right', FitStart),
+    ]
+    assert calls == [(False, calls[0][1]), (False, calls[1][1])]
+    # the next frame: the hands moved 1 cm, each crop followed its hand: each fit starts from that hand's
+    moved = [t + [0.01, 0.0, 0.0] for t in truths]
+    calls.clear()
+    follow = KnownAnswers(moved, [0.9, 0.9], right_probabilities=[0.1, 0.9], follows=[0, 1])
+    follow.remembered = stage.remembered
+    second, _ = landmark_hands(image, hands, K, follow, hand_model)
+    assert [c[0] for c in calls] == [True, True] and all(c[1] < 6 for c in calls), calls
+    for hand, truth in zip(second, moved):
+        assert np.linalg.norm(hand.joints_3d - truth, axis=1).mean() < 0.02
+    # a note of the other side is no start; a start that misses is done again from scratch (the closer kept)
+    calls.clear()
+    crossed = KnownAnswers(moved, [0.9, 0.9], right_probabilities=[0.1, 0.9], follows=[1, 0])
+    crossed.remembered = stage.remembered
+    landmark_hands(image, hands, K, crossed, hand_model)
+    assert [c[0] for c in calls] == [False, False]
+    calls.clear()
+    monkeypatch.setattr(hand_update, 'WARM_MISS', -1.0)
+    follow.remembered = stage.remembered
+    again, _ = landmark_hands(image, hands, K, follow, hand_model)
+    assert [c[0] for c in calls] == [True, False, True, False]
+    for hand, before in zip(again, second):
+        np.testing.assert_allclose(hand.joints_3d, before.joints_3d, atol=0.01)
 
 
 def test_low_presence_drops_the_hand_and_bad_settings_are_refused(hand_model):
@@ -117,7 +176,7 @@ def test_a_degenerate_answer_keeps_acrs_hand(hand_model):
     hand = acr_hand('right', truth)
 
     class OneSpot(KnownAnswers):
-        def run(self, image_bgr, keypoints):
+        def run(self, image_bgr, keypoints, free_palms=True):
             return [LandmarkAnswer(np.full((21, 2), 100.0), 0.9, 0.5, np.zeros((21, 3)), 8.0)]
 
     out, _ = landmark_hands(np.zeros((480, 640, 3), np.uint8), [hand], K, OneSpot([truth], [0.9]), hand_model)
@@ -150,6 +209,28 @@ def test_the_pipeline_redraws_its_hands_when_asked():
     assert reconstructor.landmark_stage().palms is None and reconstructor.info()['landmark_new_hands'] is False
     assert len(no_palms.hands) == 2 and all(LANDMARK_FACTOR in h.refined_factors for h in no_palms.hands)
     reconstructor.set_runtime(landmark_palms=True)
+    # video (landmark_tracking): the next frame's crops follow this frame's hands, the palm detector rests
+    stage, palms = reconstructor.landmark_stage(), reconstructor.palm_detector()
+    runs = stage.palm_runs
+    reconstructor.set_runtime(landmark_tracking=True)
+    tracked_before = stage.tracked_crops
+    first = reconstructor.reconstruct(image, K)
+    assert stage.palm_runs == runs + 1 and stage.tracked_crops == tracked_before
+    crops = stage.crops_run
+    second = reconstructor.reconstruct(image, K)
+    assert stage.tracked_crops == tracked_before + 2 and stage.crops_run == crops + 2 and stage.palm_runs == runs + 1
+    assert [h.handedness for h in second.hands] == [h.handedness for h in first.hands]
+    for hand, before in zip(second.hands, first.hands):
+        assert LANDMARK_FACTOR in hand.refined_factors
+        # the same hands, read from crops placed a little differently (the stand-in's renders read unsteadily)
+        shift = np.abs(hand.keypoints_2d - before.keypoints_2d)
+        assert np.median(shift) < 0.03 * np.ptp(before.keypoints_2d, axis=0).max()
+    # a settings change starts over: nothing followed, the palm detector runs again
+    reconstructor.set_runtime(landmark_tracking=False)
+    reconstructor.set_runtime(landmark_tracking=True)
+    reconstructor.reconstruct(image, K)
+    assert stage.tracked_crops == tracked_before + 2 and stage.palm_runs == runs + 2 and palms is stage.palms
+    reconstructor.set_runtime(landmark_tracking=False)
     # no crop finds a hand on noise: the untrained network's hands are published as ACR drew them, with no fit
     noise_pipeline = create_reconstructor(
         PipelineConfig(

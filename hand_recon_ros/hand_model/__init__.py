@@ -18,6 +18,7 @@ _LAZY = {
     'fit_hands': ('fit', 'fit_hands'),
     'FitConfig': ('fit', 'FitConfig'),
     'FitResult': ('fit', 'FitResult'),
+    'FitStart': ('fit', 'FitStart'),
 }
 
 __all__ = sorted(_LAZY)

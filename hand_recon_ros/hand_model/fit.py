@@ -115,6 +115,7 @@ class FitResult:
     residual_2d: np.ndarray
     cost: np.ndarray
     iterations: np.ndarray
+    coeffs: np.ndarray | None = None  # (N, D) the pose coefficients the fit solved for (``FitStart``)
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.keys():
@@ -126,6 +127,33 @@ class FitResult:
 
     def __len__(self) -> int:
         return int(self.joints.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class FitStart:
+    """Where a fit starts instead of the palm's alignment: an earlier fit of the same hands (the previous video
+    frame's), per hand (first axis N) its ``global_orient`` (N, 3), ``coeffs`` (N, D) and ``betas`` (N, 10).
+    From a near start the fit needs a few LM iterations instead of ~10; from a far one it can end in a worse
+    minimum, so callers check the result (``hand_update`` refits from scratch a hand whose keypoints it misses)."""
+
+    global_orient: np.ndarray
+    coeffs: np.ndarray
+    betas: np.ndarray
+
+    @classmethod
+    def of(cls, result: FitResult, rows: Sequence[int] | None = None) -> FitStart:
+        """The start that continues ``result`` (its hands ``rows``, all by default)."""
+        if result.coeffs is None:
+            raise ValueError('the fit result carries no pose coefficients to start from')
+        pick = slice(None) if rows is None else list(rows)
+        return cls(
+            np.asarray(result.global_orient, np.float64)[pick].copy(),
+            np.asarray(result.coeffs, np.float64)[pick].copy(),
+            np.asarray(result.betas, np.float64)[pick].copy(),
+        )
+
+    def __len__(self) -> int:
+        return int(np.asarray(self.global_orient).shape[0])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -749,20 +777,45 @@ def _params_from(problem: _Problem, values: Mapping[str, Tensor]) -> Tensor:
 
 
 def _fit(
-    hand_model: HandModel, side: str, target3d: Tensor | None, kp2d: Tensor | None, K: Tensor | None, cfg: FitConfig
+    hand_model: HandModel,
+    side: str,
+    target3d: Tensor | None,
+    kp2d: Tensor | None,
+    K: Tensor | None,
+    cfg: FitConfig,
+    start: FitStart | None = None,
 ) -> FitResult:
     if cfg.num_threads is None:
-        return _fit_stages(hand_model, side, target3d, kp2d, K, cfg)
+        return _fit_stages(hand_model, side, target3d, kp2d, K, cfg, start)
     before = torch.get_num_threads()
     torch.set_num_threads(int(cfg.num_threads))
     try:
-        return _fit_stages(hand_model, side, target3d, kp2d, K, cfg)
+        return _fit_stages(hand_model, side, target3d, kp2d, K, cfg, start)
     finally:
         torch.set_num_threads(before)
 
 
+def _start_values(kin: _Kinematics, cfg: FitConfig, start: FitStart, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(root rotation (N, 3, 3), whitened pose (N, D), betas (N, 10)) of a start, checked against the fit."""
+    orient = torch.as_tensor(np.asarray(start.global_orient, np.float64), dtype=DTYPE)
+    coeffs = torch.as_tensor(np.asarray(start.coeffs, np.float64), dtype=DTYPE)
+    betas = torch.as_tensor(np.asarray(start.betas, np.float64), dtype=DTYPE)
+    expected = {'global_orient': (orient, 3), 'coeffs': (coeffs, kin.pose_dim), 'betas': (betas, 10)}
+    for name, (value, width) in expected.items():
+        if tuple(value.shape) != (n, width) or not torch.isfinite(value).all():
+            raise ValueError(f'start.{name} must be finite ({n}, {width}), got {tuple(value.shape)}')
+    std = kin.bank_std.clamp_min(cfg.pose_std_floor)
+    return rotations.axis_angle_to_matrix(orient), (coeffs - kin.bank_mean) / std, betas
+
+
 def _fit_stages(
-    hand_model: HandModel, side: str, target3d: Tensor | None, kp2d: Tensor | None, K: Tensor | None, cfg: FitConfig
+    hand_model: HandModel,
+    side: str,
+    target3d: Tensor | None,
+    kp2d: Tensor | None,
+    K: Tensor | None,
+    cfg: FitConfig,
+    start: FitStart | None = None,
 ) -> FitResult:
     kin = _kinematics(hand_model, side)
     first = target3d if target3d is not None else kp2d
@@ -774,15 +827,18 @@ def _fit_stages(
     eye = torch.eye(3, dtype=DTYPE).expand(n, 3, 3)
     template = kin.joints_rel(eye, kin.finger_pose(kin.bank_mean).expand(n, -1), zeros(10))
     rot, s0 = eye, torch.ones(n, dtype=DTYPE)
+    if start is not None:
+        rot, values['pose'], values['betas'] = _start_values(kin, cfg, start, n)
     used = torch.zeros(n, dtype=torch.long)
     if target3d is not None:
-        rot, s0 = _palm_alignment(template, target3d)
+        palm_rot, s0 = _palm_alignment(template, target3d)
+        rot = palm_rot if start is None else rot
         scale_block = ('log_scale',) if cfg.free_scale else ()
         if cfg.free_scale:
             target3d = target3d * s0[:, None, None]
         else:
             s0 = torch.ones_like(s0)
-        if kp2d is None or cfg.prefit_3d:
+        if kp2d is None or (cfg.prefit_3d and start is None):
             free = ('rot', 'pose') + shape_block + scale_block + ('offset',)
             problem = _Problem(kin, cfg, free, values, rot, target3d=target3d)
             p, cost, it = _run(problem, _params_from(problem, values), cfg.iterations, cfg)
@@ -796,6 +852,14 @@ def _fit_stages(
         problem = _Problem(kin, cfg, free, values, rot, target3d=target3d, kp2d=kp2d, K=K)
         p, cost, it = _run(problem, _params_from(problem, values), cfg.iterations, cfg)
         values.update(_take(problem, p, ('pose', 'betas', 'log_scale', 'offset', 'root')))
+        rot, used = problem.root_rot, used + it
+    elif kp2d is not None and start is not None:
+        assert K is not None  # K comes with kp2d
+        rel, _ = _Problem(kin, cfg, (), values, rot).joints(zeros(0))
+        values['root'] = _root_params(_initial_root(rel, kp2d, K))
+        problem = _Problem(kin, cfg, ('rot', 'pose') + shape_block + ('root',), values, rot, kp2d=kp2d, K=K)
+        p, cost, it = _run(problem, _params_from(problem, values), cfg.iterations, cfg)
+        values.update(_take(problem, p, ('pose', 'betas', 'root')))
         rot, used = problem.root_rot, used + it
     elif kp2d is not None:
         # every view start: a rigid fit of the mean hand, a short full fit, then the best few in full
@@ -821,8 +885,8 @@ def _fit_stages(
         pick = torch.arange(n) * keep + cost.view(n, keep).argmin(dim=1)
         values.update({k: v[pick] for k, v in _take(problem, p, ('pose', 'betas', 'root')).items()})
         rot = problem.root_rot[pick]
-        start = rows[pick]  # the chosen hand's start row
-        used = it[start] + it2[start] + it3[pick]
+        start_row = rows[pick]  # the chosen hand's start row
+        used = it[start_row] + it2[start_row] + it3[pick]
     final = _Problem(kin, cfg, (), values, rot, target3d=target3d, kp2d=kp2d, K=K)
     return _result(hand_model, side, kin, final, s0, used, cfg)
 
@@ -876,6 +940,7 @@ def _result(
         residual_2d=np_(res2),
         cost=np_(cost),
         iterations=np_(used),
+        coeffs=np_(coeffs),
     )
 
 
@@ -938,11 +1003,13 @@ def fit_keypoints(
     K: ArrayLike | Tensor,
     world_joints: ArrayLike | Tensor | None = None,
     config: FitConfig | None = None,
+    start: FitStart | None = None,
 ) -> FitResult:
     """Fit the hand to 2D keypoints (N, 21, 2) in pixels seen by a camera with intrinsics K ((3, 3) or (N, 3, 3)),
     optionally helped by root-relative 3D joints (N, 21, 3) whose axes follow the camera's (scale free by
     default). The metric depth comes from the model's hand size: the returned joints/vertices are camera-frame
-    metres."""
+    metres. ``start``: begin at an earlier fit of the same N hands (one LM stage; no palm alignment, 3D
+    pre-fit or view search)."""
     from .model import _check_side  # noqa: PLC0415
 
     cfg = config or FitConfig()
@@ -955,4 +1022,4 @@ def fit_keypoints(
         target = _points(world_joints, 'world_joints', 3, n)
         _check_spread(target, 'world_joints')
         target = target - target[:, :1]
-    return _fit(hand_model, side, target, kp, Kt, cfg)
+    return _fit(hand_model, side, target, kp, Kt, cfg, start)

@@ -12,6 +12,11 @@ ACR's keypoints on a close-up often cover only part of the hand); the most hand-
 again around the first answer, the way MediaPipe's tracking does (``crop_from_landmarks``: the palm and the
 fingers' first joints only, so a misread fingertip does not move the crop).
 
+On video (``tracking``), a hand that overlaps a hand read in the previous frame (``remember``) gets its first crop
+from that answer's landmarks, as MediaPipe's tracking does; where that crop reads a hand surely (presence at least
+``turn_below``) it is the hand's only crop, and when every hand of the frame is followed this way the palm detector
+does not run. A followed crop that loses the hand sends that hand through the still-image path.
+
 Plain numpy / OpenCV / torch; no ROS import.
 """
 
@@ -24,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 
+from hand_recon_ros.detection_metrics import box_iou, keypoint_box
 from hand_recon_ros.landmarks.mediapipe_port import INPUT_SIZE, MediaPipeLandmarkNet
 from hand_recon_ros.landmarks.palm_detection import PalmDetection, PalmDetector, palm_crop
 
@@ -36,6 +42,7 @@ __all__ = [
     'crop_from_keypoints',
     'crop_from_landmarks',
     'match_palms',
+    'match_tracks',
     'nearest_palm',
 ]
 
@@ -54,6 +61,12 @@ class LandmarkAnswer:
     crop_side_px: float  # side of the crop in image pixels
     turn: float = 0.0  # radians the first crop was turned from the input keypoints' 'up' (0 unless tried turned)
     from_palm: bool = False  # the first crop was a palm detection's, not one around the input keypoints
+    # the crop followed the answer ``remember`` got at this index in the previous frame (``CropStage.tracking``)
+    follows: int = -1
+
+    @property
+    def tracked(self) -> bool:
+        return self.follows >= 0
 
 
 def _checked(keypoints: np.ndarray, scale: float) -> np.ndarray:
@@ -142,6 +155,26 @@ def match_palms(keypoints: list[np.ndarray], palms: list[PalmDetection], reach: 
     return sorted(pairs)
 
 
+def match_tracks(
+    keypoints: list[np.ndarray], previous: list[np.ndarray], min_iou: float = 0.2
+) -> list[tuple[int, int]]:
+    """(hand index, previous answer index) pairs, one each: keypoint boxes overlapping by at least ``min_iou``,
+    the most overlapping pairs first (on two overlapping hands each follows the answer it overlaps most)."""
+    candidates = []
+    for i, points in enumerate(keypoints):
+        for j, before in enumerate(previous):
+            iou = box_iou(keypoint_box(points), keypoint_box(before))
+            if iou >= min_iou:
+                candidates.append((-iou, i, j))
+    pairs, hands_used, previous_used = [], set(), set()
+    for _, i, j in sorted(candidates):
+        if i not in hands_used and j not in previous_used:
+            pairs.append((i, j))
+            hands_used.add(i)
+            previous_used.add(j)
+    return sorted(pairs)
+
+
 def nearest_palm(
     index: int, keypoints: list[np.ndarray], palms: list[PalmDetection], taken: set[int], reach: float
 ) -> int | None:
@@ -170,7 +203,9 @@ class CropStage:
     sees no hand in any crop: without a bound it would cost every try on every frame). ``palms``: a palm detector
     run once per frame; a hand with a palm inside its keypoint box (``match_palms``) gets the palm's crop as its first
     one (MediaPipe's own placement: the right roll and extent where ACR's keypoints get them wrong); a hand whose
-    first crop sees no hand also tries the nearest palm no hand took within ``palm_reach`` keypoint-box sizes."""
+    first crop sees no hand also tries the nearest palm no hand took within ``palm_reach`` keypoint-box sizes.
+    ``tracking``: follow the hands ``remember`` was given last (module docstring); ``forget`` drops them (a new
+    stream, a reconfiguration). One stage follows one camera."""
 
     def __init__(
         self,
@@ -185,6 +220,7 @@ class CropStage:
         retry_crops: int = 8,
         palms: PalmDetector | None = None,
         palm_reach: float = 1.5,
+        tracking: bool = False,
     ) -> None:
         if iterations < 1:
             raise ValueError(f'iterations must be >= 1, got {iterations}')
@@ -207,6 +243,33 @@ class CropStage:
         self.crops_run = 0  # crops through the network since construction (cost figure for benchmarks)
         self.palm_crops = 0  # first crops placed by a palm detection
         self.unused_palms: list[PalmDetection] = []  # the last run's palm detections no hand took
+        self.tracking = bool(tracking)
+        self.tracked_crops = 0  # crops that followed a previous frame's answer and read its hand
+        self.palm_runs = 0  # frames the palm detector ran on
+        self._previous: list[np.ndarray] = []  # keypoints (21, 2) of the hands to follow into the next frame
+        self._notes: list[object] = []  # the caller's note per such hand
+        self._previous_size: tuple[int, int] | None = None  # (height, width) of the image they were read in
+
+    def remember(self, answers: list[LandmarkAnswer], image_size: tuple[int, int], notes: list | None = None) -> None:
+        """The answers of the hands this frame published, followed into the next frame when ``tracking``; ``notes``:
+        one object per answer the caller gets back for the hand that follows it (``note``), e.g. its fit."""
+        if notes is not None and len(notes) != len(answers):
+            raise ValueError(f'one note per answer: {len(notes)} notes, {len(answers)} answers')
+        self._previous = [np.asarray(a.keypoints_2d, np.float64).copy() for a in answers]
+        self._notes = list(notes) if notes is not None else [None] * len(answers)
+        self._previous_size = (int(image_size[0]), int(image_size[1]))
+
+    def note(self, answer: LandmarkAnswer) -> object:
+        """What ``remember`` noted for the hand ``answer`` followed (None for an answer that followed none)."""
+        return self._notes[answer.follows] if 0 <= answer.follows < len(self._notes) else None
+
+    def forget(self) -> None:
+        self._previous, self._notes, self._previous_size = [], [], None
+
+    def _detect_palms(self, image_bgr: np.ndarray) -> list[PalmDetection]:
+        assert self.palms is not None
+        self.palm_runs += 1
+        return self.palms.detect(image_bgr)
 
     @torch.inference_mode()
     def _forward(self, crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -257,25 +320,53 @@ class CropStage:
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         return self._read(rgb, [palm_crop(p) for p in palms], [0.0] * len(palms), [True] * len(palms))
 
-    def run(self, image_bgr: np.ndarray, keypoints: list[np.ndarray]) -> list[LandmarkAnswer]:
+    def _follow(self, rgb: np.ndarray, points: list[np.ndarray]) -> dict[int, LandmarkAnswer]:
+        """Hand index -> its answer from a crop placed on the previous frame's answer it overlaps, where that crop
+        reads a hand surely."""
+        if not (self.tracking and self._previous) or self._previous_size != rgb.shape[:2]:
+            return {}
+        pairs = match_tracks(points, self._previous)
+        if not pairs:
+            return {}
+        rects = [crop_from_landmarks(self._previous[j], self.scale, self.shift_up) for _, j in pairs]
+        followed = {}
+        for (i, j), answer in zip(pairs, self._read(rgb, rects, [0.0] * len(pairs))):
+            if answer.presence >= self.turn_below:
+                followed[i] = dataclasses.replace(answer, follows=j)
+        self.tracked_crops += len(followed)
+        return followed
+
+    def run(self, image_bgr: np.ndarray, keypoints: list[np.ndarray], free_palms: bool = True) -> list[LandmarkAnswer]:
+        """One answer per hand, in order. ``free_palms``: the caller wants ``unused_palms`` (new hands); without
+        it, a frame whose hands are all followed (``tracking``) runs no palm detector."""
         self.unused_palms = []
         if not keypoints:
             if self.palms is not None:
-                self.unused_palms = self.palms.detect(image_bgr)
+                self.unused_palms = self._detect_palms(image_bgr)
             return []
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         points = [np.asarray(k, np.float64) for k in keypoints]
+        followed = self._follow(rgb, points)
+        # with two hands followed there is no side left for a new hand
+        if len(followed) == len(points) and not (free_palms and self.palms is not None and len(points) < 2):
+            return [followed[i] for i in range(len(points))]
         rects = [crop_from_keypoints(k, self.scale, self.shift_up) for k in points]
         from_palm = [False] * len(points)
         palms: list[PalmDetection] = []
         used: set[int] = set()
         if self.palms is not None:
-            palms = self.palms.detect(image_bgr)
-            for i, j in match_palms(points, palms):
-                rects[i], from_palm[i] = palm_crop(palms[j]), True
+            palms = self._detect_palms(image_bgr)
+            for i, j in match_palms(points, palms):  # a followed hand's palm is taken too (no new hand from it)
                 used.add(j)
+                if i not in followed:
+                    rects[i], from_palm[i] = palm_crop(palms[j]), True
             self.palm_crops += sum(from_palm)
-        answers = self._read(rgb, rects, [0.0] * len(points), from_palm)
+        todo = [i for i in range(len(points)) if i not in followed]
+        read = dict(followed)
+        if todo:
+            first = self._read(rgb, [rects[i] for i in todo], [0.0] * len(todo), [from_palm[i] for i in todo])
+            read.update(zip(todo, first))
+        answers = [read[i] for i in range(len(points))]
         budget = self.retry_crops
         # a crop that sees no hand first tries a palm no hand took, when one lies near (ACR's keypoints on a hand
         # held upright before a face can sit on the fingers, the palm beyond the keypoint box)
@@ -310,7 +401,7 @@ class CropStage:
         for _ in range(self.iterations - 1):
             # a palm's crop is already the one MediaPipe reads a hand in: following its answer again loses (annotated
             # photos: PCK 0.49 with one crop, 0.47 with two)
-            follow = [i for i, a in enumerate(answers) if a.presence >= NO_HAND and not a.from_palm]
+            follow = [i for i, a in enumerate(answers) if a.presence >= NO_HAND and not (a.from_palm or a.tracked)]
             if not follow:
                 break
             rects = [crop_from_landmarks(answers[i].keypoints_2d, self.scale, self.shift_up) for i in follow]

@@ -9,7 +9,8 @@ give both hands of a pair one side.
 A crop whose presence is under ``min_presence`` drops the hand unless a palm detection lies on it; a fit that
 fails, or a crop that read the other hand of an overlapping pair, keeps ACR's hand. With ``new_hands``, a palm
 detection no found hand took becomes a hand of its own where its crop reads one clearly, of a side still free. The
-pipeline runs it when ``landmarks`` is on (node parameter ``landmarks.enabled``; README "Real images").
+hands redrawn are given to the stage to follow into the next frame (``CropStage.tracking``). The pipeline runs it
+when ``landmarks`` is on (node parameter ``landmarks.enabled``; README "Real images").
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hand_recon_ros import conventions
 from hand_recon_ros.detection_metrics import box_iou, keypoint_box
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import project_points
-from hand_recon_ros.hand_model.fit import FitConfig, fit_keypoints
+from hand_recon_ros.hand_model.fit import FitConfig, FitStart, fit_keypoints
 from hand_recon_ros.hand_model.model import HandModel
 from hand_recon_ros.landmarks.crop_stage import NO_HAND, CropStage, LandmarkAnswer
 from hand_recon_ros.results import HandResult
@@ -43,6 +44,9 @@ LANDMARK_FIT = FitConfig(num_threads=1, weight_3d=0.25, prefit_3d=False)
 # 0.94 -> 0.95 at recall 0.996 -> 0.992). The stand-in's synthetic renders read as no hand at all (presence < 0.05):
 # the filter removes most of them, which is why it is a setting (node parameter landmarks.min_presence)
 MIN_PRESENCE = 0.5
+# a fit started from the previous frame's that ends this far from the crop's keypoints (mean, share of the crop's
+# side) is done again from scratch: from-scratch fits of the benchmark's real hands end at ~0.018
+WARM_MISS = 0.04
 SIDE_PRESENCE = 0.5  # a crop's side counts only where the crop holds a hand this surely
 SIDE_MARGIN = 0.25  # ... and its right-hand probability is this far from 0.5
 
@@ -90,8 +94,13 @@ def same_hand_answers(
                 shift = (boxes[k][:2] + boxes[k][2:] - before[:2] - before[2:]) / 2
                 return float(np.linalg.norm(shift)) / size
 
-            if answers[i].from_palm != answers[j].from_palm:  # a crop placed on a detected palm read that palm
-                misread.add(j if answers[i].from_palm else i)
+            # a crop placed on a detected palm read that palm; one that followed last frame's hand read that hand
+            anchored_i, anchored_j = (
+                answers[i].from_palm or answers[i].tracked,
+                answers[j].from_palm or answers[j].tracked,
+            )
+            if anchored_i != anchored_j:
+                misread.add(j if anchored_i else i)
             else:
                 misread.add(i if moved(i) > moved(j) else j)
     return misread
@@ -167,7 +176,7 @@ def landmark_hands(
     if not 0.0 <= min_presence <= 1.0:
         raise ValueError(f'min_presence must be in [0, 1], got {min_presence}')
     hands = list(hands)
-    answers = stage.run(image_bgr, [np.asarray(h.keypoints_2d, np.float64) for h in hands])
+    answers = stage.run(image_bgr, [np.asarray(h.keypoints_2d, np.float64) for h in hands], free_palms=new_hands)
     given = len(hands)
     crop_answers = answers
     # a palm detection on the hand is evidence enough to keep it (a partly hidden hand its crop reads unsurely)
@@ -198,24 +207,72 @@ def landmark_hands(
             answers = [*answers, answer]
             sides.append(side_p)
             usable.append(len(hands) - 1)
+    starts: dict[int, FitStart] = {}
     if hand_model.pose_dim == 45:  # a PCA-pose model has no 45-angle hand pose to publish
         for side in conventions.SIDES:
             rows = [i for i in usable if sides[i][0] == side]
-            if not rows:
-                continue
-            keypoints = np.stack([answers[i].keypoints_2d for i in rows])
-            world = np.stack([answers[i].world_landmarks for i in rows])
-            try:
-                fit = fit_keypoints(hand_model, side, keypoints, K, world_joints=world, config=config)
-            except ValueError:  # a degenerate crop answer (all points on one spot): keep ACR's hands
-                continue
-            for j, i in enumerate(rows):
-                one = {k: fit[k] if fit[k] is None or np.ndim(fit[k]) == 0 else np.asarray(fit[k])[j] for k in PER_HAND}
+            for i, (one, start) in _fit_side(hand_model, side, rows, answers, K, config, stage).items():
                 candidate = _redrawn(hands[i], one, K, side, sides[i][1])
                 try:
                     candidate.validate()
                 except ValueError:
                     continue
-                redrawn[i] = candidate
+                redrawn[i], starts[i] = candidate, start
     new = [redrawn[i] for i in range(given, len(hands)) if i in redrawn]  # a new hand exists only as a fit
+    # the hands drawn from their crops are the ones to follow into the next frame (CropStage.tracking), each with
+    # its fit to start the next one from
+    followed = [i for i in [*kept, *range(given, len(hands))] if i in redrawn]
+    stage.remember([answers[i] for i in followed], image_bgr.shape[:2], [(sides[i][0], starts[i]) for i in followed])
     return [redrawn.get(i, hands[i]) for i in kept] + new, crop_answers
+
+
+def _fit_side(
+    hand_model: HandModel,
+    side: str,
+    rows: list[int],
+    answers: Sequence[LandmarkAnswer],
+    K: np.ndarray,
+    config: FitConfig,
+    stage: CropStage,
+) -> dict[int, tuple[dict, FitStart]]:
+    """Row -> (the fit's per-hand outputs, the start that continues it) for the answers ``rows`` of one side. A hand
+    whose crop followed a hand of the previous frame of this side starts from that hand's fit; where that ends
+    farther from the keypoints than ``WARM_MISS`` of the crop, it is fitted again from scratch."""
+
+    def fit(picked: list[int], start: FitStart | None) -> dict[int, tuple[dict, FitStart]]:
+        if not picked:
+            return {}
+        keypoints = np.stack([answers[i].keypoints_2d for i in picked])
+        world = np.stack([answers[i].world_landmarks for i in picked])
+        try:
+            result = fit_keypoints(hand_model, side, keypoints, K, world_joints=world, config=config, start=start)
+        except ValueError:  # a degenerate crop answer (all points on one spot): keep ACR's hands
+            return {}
+        out = {}
+        for j, i in enumerate(picked):
+            one = {
+                k: result[k] if result[k] is None or np.ndim(result[k]) == 0 else np.asarray(result[k])[j]
+                for k in PER_HAND
+            }
+            one['miss'] = float(np.nanmean(result.residual_2d[j])) / max(answers[i].crop_side_px, 1.0)
+            out[i] = (one, FitStart.of(result, [j]))
+        return out
+
+    warm_starts = {}
+    for i in rows:
+        note = stage.note(answers[i])
+        if isinstance(note, tuple) and note[0] == side and isinstance(note[1], FitStart):
+            warm_starts[i] = note[1]
+    warm = [i for i in rows if i in warm_starts]
+    start = None
+    if warm:
+        parts = [warm_starts[i] for i in warm]
+        start = FitStart(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ('global_orient', 'coeffs', 'betas'))
+        )
+    fitted = fit(warm, start)
+    missed = [i for i in warm if i in fitted and fitted[i][0]['miss'] > WARM_MISS]
+    for i, (one, next_start) in fit([i for i in rows if i not in fitted or i in missed], None).items():
+        if i not in fitted or one['miss'] < fitted[i][0]['miss']:  # from scratch, or the closer of the two
+            fitted[i] = (one, next_start)
+    return fitted

@@ -69,6 +69,7 @@ class ReconstructorRuntime:
     landmark_min_presence: float = MIN_PRESENCE
     landmark_palms: bool = True
     landmark_new_hands: bool = True
+    landmark_tracking: bool = True
 
     def as_kwargs(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,6 +104,7 @@ class FrameSettings:
             landmark_min_presence=float(value('landmarks.min_presence')),
             landmark_palms=bool(value('landmarks.palms')),
             landmark_new_hands=bool(value('landmarks.new_hands')),
+            landmark_tracking=bool(value('landmarks.tracking')),
         )
         return cls(
             use_camera_info=bool(value('use_camera_info')),

@@ -308,6 +308,7 @@ class HandReconNode(LifecycleNode):
                 landmark_min_presence=float(self.p('landmarks.min_presence')),
                 landmark_palms=bool(self.p('landmarks.palms')),
                 landmark_new_hands=bool(self.p('landmarks.new_hands')),
+                landmark_tracking=bool(self.p('landmarks.tracking')),
             )
             self.reconstructor = create_reconstructor(config, logger=self.get_logger())
         except Exception as exc:  # a clear message and an inactive node beat a crash

@@ -165,6 +165,13 @@ _TABLE = (
         'with landmarks.palms: a palm detection no found hand took, that the landmark network reads as a hand of a '
         'side no found hand has, is published as a new hand (small hands ACR misses)',
     ),
+    _P(
+        'landmarks.tracking',
+        True,
+        "video: a hand's first crop follows its landmarks of the previous frame, as MediaPipe's tracking does; a "
+        'crop that reads the hand is its only one, and with every hand followed the palm detector skips the frame '
+        '(false: every frame is read as a still photo)',
+    ),
     _P('landmarks.passes', 2, 'crops per hand (each later one follows the previous answer)', low=1, high=3),
     _P(
         'landmarks.min_presence',

@@ -283,8 +283,9 @@ class HandReconstructor:
         )
 
     def _landmark_dtype(self) -> torch.dtype | None:
-        # on the CPU beside the finisher's other work; bf16 where the network runs bf16 on a CPU that has it
-        # natively (emulated, depthwise convolutions take a slow path: ~0.7 s per landmark crop, not 14 ms)
+        # the crop networks run on the node's device; bf16 where the network runs bf16 on a CPU that has it natively
+        # (emulated, depthwise convolutions take a slow path: ~0.7 s per landmark crop, not 14 ms); fp32 on a GPU
+        # (half precision there was never measured against MediaPipe; the palm detector degrades in bf16)
         native = self.device.type == 'cpu' and cpu_has_native_bf16()
         return self.autocast_dtype if native else None
 
@@ -294,7 +295,9 @@ class HandReconstructor:
             if self._palm_detector is None:
                 from hand_recon_ros.landmarks import load_palm_model
 
-                self._palm_detector = PalmDetector(load_palm_model(), autocast_dtype=self._landmark_dtype())
+                self._palm_detector = PalmDetector(
+                    load_palm_model(), autocast_dtype=self._landmark_dtype(), device=self.device
+                )
             return self._palm_detector
 
     def landmark_stage(self) -> CropStage:
@@ -303,7 +306,9 @@ class HandReconstructor:
             if self._crop_stage is None:
                 from hand_recon_ros.landmarks import load_landmark_model
 
-                self._crop_stage = CropStage(load_landmark_model(), autocast_dtype=self._landmark_dtype())
+                self._crop_stage = CropStage(
+                    load_landmark_model(), autocast_dtype=self._landmark_dtype(), device=self.device
+                )
             return self._crop_stage
 
     def refiner_matches_network(self) -> bool | None:

@@ -284,3 +284,22 @@ def test_tracking_falls_back_to_the_still_image_path():
     assert not answer.tracked and answer.presence == pytest.approx(0.1) and palms.runs == runs + 1
     with pytest.raises(ValueError, match='one note per answer'):
         stage.remember([answer], image.shape[:2], notes=[1, 2])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device on this machine')
+def test_the_crop_networks_give_the_cpus_answers_on_a_gpu():
+    from hand_recon_ros.landmarks import load_palm_model
+    from hand_recon_ros.landmarks.palm_detection import PalmDetector
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    hands = [upright_hand(seed=2, wrist=(150.0, 400.0), length=60.0)]
+    cpu = CropStage(load_landmark_model()).run(image, hands)[0]
+    gpu_stage = CropStage(load_landmark_model(), device='cuda')
+    gpu = gpu_stage.run(image, hands)[0]
+    assert next(gpu_stage.model.parameters(), next(gpu_stage.model.buffers())).device.type == 'cuda'
+    assert abs(gpu.presence - cpu.presence) < 1e-3
+    np.testing.assert_allclose(gpu.keypoints_2d, cpu.keypoints_2d, atol=0.5)
+    palms_cpu = PalmDetector(load_palm_model()).detect(image)
+    palms_gpu = PalmDetector(load_palm_model(), device='cuda').detect(image)
+    assert len(palms_gpu) == len(palms_cpu)

@@ -136,7 +136,8 @@ def palm_crop(palm: PalmDetection, scale: float = 2.6, shift_up: float = 0.5) ->
 
 class PalmDetector:
     """``detect(image_bgr) -> [PalmDetection, ...]``, best first. ``model``: ``MediaPipePalmNet`` (or any module
-    with its outputs). ``min_score``: MediaPipe's 0.5; ``nms_iou``: overlap above which detections merge."""
+    with its outputs). ``min_score``: MediaPipe's 0.5; ``nms_iou``: overlap above which detections merge.
+    ``device``: where the network runs (the model is moved there; decoding stays on the CPU)."""
 
     def __init__(
         self,
@@ -144,24 +145,26 @@ class PalmDetector:
         min_score: float = 0.5,
         nms_iou: float = 0.3,
         autocast_dtype: torch.dtype | None = None,
+        device: torch.device | str = 'cpu',
     ) -> None:
         if not 0.0 < float(min_score) < 1.0:
             raise ValueError(f'min_score must be in (0, 1), got {min_score}')
         if not 0.0 < float(nms_iou) <= 1.0:
             raise ValueError(f'nms_iou must be in (0, 1], got {nms_iou}')
-        self.model = model
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
         self.min_score, self.nms_iou = float(min_score), float(nms_iou)
         self.autocast_dtype = autocast_dtype
 
     @torch.inference_mode()
     def _forward(self, square_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        batch = torch.from_numpy(square_rgb[None]).float().div_(255.0)
+        batch = torch.from_numpy(square_rgb[None]).to(self.device).float().div_(255.0)
         if self.autocast_dtype is not None:
-            with torch.autocast('cpu', dtype=self.autocast_dtype):
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 out = self.model(batch)
         else:
             out = self.model(batch)
-        return out['regressors'][0].float().numpy(), out['scores'][0].float().numpy()
+        return out['regressors'][0].float().cpu().numpy(), out['scores'][0].float().cpu().numpy()
 
     def detect(self, image_bgr: np.ndarray) -> list[PalmDetection]:
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)

@@ -21,6 +21,9 @@ every pipeline stage (DDS, (de)serialisation, image conversion, worker hand-off,
 (e.g. config/fastdds_large_frames.xml: frames over 512 KiB through shared memory instead of UDP fragments).
 Usage: .venv/bin/python benchmarks/bench_e2e.py [--configs light@256 ...] [--frames 30] [--seconds 5] [--quick]
        [--size 640x480] [--fastdds-profile FILE] [--device auto|cpu|cuda] [--precision fp32|fp16|bf16]
+--photo PATH: a real camera instead: the photo (centre-cropped to the frame's aspect, resized) panned back and forth by
+--pan pixels per frame, and the node at its defaults (the shipped model, its decoding and crop stage; only device,
+precision and --node-args change), so the crop stage reads and follows real hands (``landmarks.tracking``).
 GPU goal (ResNet-50@512 with refinement >= 100 frames/s) on a CUDA machine:
   bench_e2e.py --configs resnet50@512 --device cuda --precision fp16 --rate 150 --fastdds-profile config/fastdds_large_frames.xml
 """
@@ -91,6 +94,26 @@ def run_timed_node(timings_path, ros_args):
 
 
 # ---------------------------------------------------------------------------------------------- bench side
+def panned_photo(path, width, height, pan, count=24):
+    """``count`` frames of the photo at ``path`` (centre-cropped to width:height, resized) moved by ``pan`` px per
+    frame to the right and back (a camera panning over a still scene), each a (height, width, 3) bgr8 array."""
+    import cv2
+
+    photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if photo is None:
+        raise SystemExit(f'cannot read the photo {path}')
+    h, w = photo.shape[:2]
+    crop_w, crop_h = min(w, round(h * width / height)), min(h, round(w * height / width))
+    x0, y0 = (w - crop_w) // 2, (h - crop_h) // 2
+    photo = cv2.resize(photo[y0 : y0 + crop_h, x0 : x0 + crop_w], (width, height), interpolation=cv2.INTER_AREA)
+    frames = []
+    for t in range(count):
+        shift = pan * (t if t < count // 2 else count - t)
+        affine = np.array([[1.0, 0.0, shift], [0.0, 1.0, 0.0]])
+        frames.append(cv2.warpAffine(photo, affine, (width, height), borderMode=cv2.BORDER_REFLECT))
+    return frames
+
+
 def percentiles(values):
     if not values:
         return {'p50': float('nan'), 'p95': float('nan'), 'p99': float('nan')}
@@ -114,7 +137,16 @@ class NodeUnderTest:
     """The node subprocess plus a bench-side rclpy node that publishes images and times the answers."""
 
     def __init__(
-        self, backbone, input_size, node_args=(), plain=False, workdir=None, width=640, height=480, device='cpu'
+        self,
+        backbone,
+        input_size,
+        node_args=(),
+        plain=False,
+        workdir=None,
+        width=640,
+        height=480,
+        device='cpu',
+        photo_frames=None,
     ):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
@@ -128,12 +160,7 @@ class NodeUnderTest:
         self.timings_path = self.workdir / f'timings_{backbone}_{input_size}.jsonl'
         self.timings_path.write_text('')
         self.log_path = self.workdir / f'node_{backbone}_{input_size}.log'
-        args = [
-            '--ros-args',
-            '--params-file',
-            str(PARAMS_FILE),
-            '-p',
-            f'device:={device}',
+        stress = [  # noise frames: the untrained network, both hands kept on every frame
             '-p',
             'weights:=untrained',
             '-p',
@@ -154,6 +181,14 @@ class NodeUnderTest:
             # the crop stage (on by default) runs on both hands, but the noise's hands, which its crops do not call
             # hands, are kept: the refinement still runs on every frame
             'landmarks.min_presence:=0.0',
+        ]
+        args = [
+            '--ros-args',
+            '--params-file',
+            str(PARAMS_FILE),
+            '-p',
+            f'device:={device}',
+            *(stress if photo_frames is None else []),
             '-p',
             'input_reliability:=reliable',
             *node_args,
@@ -162,7 +197,7 @@ class NodeUnderTest:
             cmd = [sys.executable, '-m', NODE_MODULE, *args]
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), '--node-with-timings', str(self.timings_path), *args]
-        self.expected_network = f'acr/{backbone}@{input_size}'
+        self.expected_network = f'acr/{backbone}@{input_size}' if photo_frames is None else ''
         self.proc = ChildProcess(cmd, self.log_path, cwd=REPO)
 
         self.ctx = rclpy.Context()
@@ -185,8 +220,10 @@ class NodeUnderTest:
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL),
         )
         self.param_client = None
-        data = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8).tobytes()
-        self.msg = Image(height=height, width=width, encoding='bgr8', step=width * 3, data=data)
+        if photo_frames is None:
+            photo_frames = [np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)]
+        self.frames = [np.ascontiguousarray(f).tobytes() for f in photo_frames]
+        self.msg = Image(height=height, width=width, encoding='bgr8', step=width * 3, data=self.frames[0])
         self.published = {}  # stamp -> publish monotonic
         self.network = None
         self.device = '?'
@@ -214,6 +251,8 @@ class NodeUnderTest:
         stamp = STAMP0 + self.next_index
         self.next_index += 1
         self.msg.header.stamp.sec = stamp
+        if len(self.frames) > 1:
+            self.msg.data = self.frames[(stamp - STAMP0) % len(self.frames)]
         self.published[stamp] = time.monotonic()
         self.pub.publish(self.msg)
         return stamp
@@ -226,7 +265,7 @@ class NodeUnderTest:
             raise RuntimeError('the node did not activate in time:\n' + self.log_tail())
         self.network = self.model_info[-1].network
         self.device = f'{self.model_info[-1].device} {self.model_info[-1].precision}'
-        if self.network != self.expected_network:  # a shipped default model overrides network.backbone
+        if self.expected_network and self.network != self.expected_network:  # shipped weights win
             print(
                 f'note: the node runs {self.network}, not {self.expected_network} (shipped weights win)',
                 file=sys.stderr,
@@ -390,11 +429,16 @@ def main():
     parser.add_argument(
         '--node-args', type=shlex.split, default=[], help="extra --ros-args for the node, e.g. '-p num_threads:=1'"
     )
+    parser.add_argument('--photo', default='', help='a real photo panned as the camera (the node at its defaults)')
+    parser.add_argument('--pan', type=float, default=2.0, help='with --photo: pixels per frame')
     args = parser.parse_args()
     if args.quick:
         args.configs, args.frames, args.seconds = ['light@256'], 3, 1.0
     setup_environment(args.domain_id)
     width, height = (int(v) for v in args.size.split('x'))
+    photo_frames = panned_photo(args.photo, width, height, args.pan) if args.photo else None
+    if photo_frames is not None:
+        args.configs = ['shipped']  # the node's own model and settings
     if args.fastdds_profile:  # read when this process (and the node, which inherits it) creates a participant
         os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(Path(args.fastdds_profile).resolve())
     else:
@@ -403,8 +447,10 @@ def main():
     t_start = time.monotonic()
     lat_rows, tp_rows, devices = [], [], set()
     for name in args.configs:
-        spec = parse_network_spec(name)
-        backbone, size = spec.backbone, spec.input_size
+        backbone, size = '', 0
+        if photo_frames is None:
+            spec = parse_network_spec(name)
+            backbone, size = spec.backbone, spec.input_size
         frames = max(3, args.frames // 3) if backbone in BIG and not args.quick else args.frames
         bench = NodeUnderTest(
             backbone,
@@ -414,6 +460,7 @@ def main():
             width=width,
             height=height,
             device=args.device,
+            photo_frames=photo_frames,
         )
         try:
             bench.wait_ready()
@@ -426,6 +473,8 @@ def main():
                 lat = summarize_latency(bench, stamps, lost, timings)
                 tp = summarize_throughput(bench, sent)
                 label = name if bench.network == bench.expected_network else f'{name} (ran {bench.network})'
+                if photo_frames is not None:
+                    label = f'{bench.network} on {Path(args.photo).name}'
                 lat_rows.append((label, refine, lat))
                 tp_rows.append((label, refine, tp))
                 devices.add(bench.device)
@@ -445,7 +494,12 @@ def main():
     print(
         f'\n{width}x{height} bgr8 frames ({transport}), node on {", ".join(sorted(devices)) or "?"} '
         f'({os.cpu_count()} CPU cores, torch default threads), '
-        f'detection_threshold 0 (both hands always), untrained weights, procedural stand-in (no MANO); reliable QoS; '
+        + (
+            f'the photo {Path(args.photo).name} panned {args.pan:g} px per frame, the node at its defaults; '
+            if args.photo
+            else 'detection_threshold 0 (both hands always), untrained weights, '
+        )
+        + 'procedural stand-in (no MANO); reliable QoS; '
         f'load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; {time.monotonic() - t_start:.0f} s; '
         f'{"plain node" if args.plain_node else "node with stage timings"}; worker: '
         f'{"one thread" if "pipelined:=false" in args.node_args else "two-stage (pipelined)"}; '

@@ -254,10 +254,18 @@ def test_tracking_follows_the_remembered_hands_and_skips_the_palm_detector():
     # two followed hands leave no side for a new one: no palm detection even when new hands are wanted
     stage.run(image, hands, free_palms=True)
     assert palms.runs == 1
-    # one followed hand while new hands are wanted: the palm detector runs, the followed hand keeps its answer
+    # one followed hand while new hands are wanted: the palm detector runs every palm_every-th frame (3 by default;
+    # it ran 3 frames ago), the followed hand keeps its answer
     stage.remember(first[:1], image.shape[:2])
-    alone = stage.run(image, hands[:1], free_palms=True)
-    assert alone[0].follows == 0 and palms.runs == 2 and stage.note(alone[0]) is None
+    runs = []
+    for _ in range(4):
+        alone = stage.run(image, hands[:1], free_palms=True)
+        assert alone[0].follows == 0 and stage.note(alone[0]) is None
+        stage.remember(first[:1], image.shape[:2])  # (the fake reader's answers shrink from crop to crop)
+        runs.append(palms.runs)
+    assert stage.palm_every == 3 and runs == [2, 2, 2, 3]
+    with pytest.raises(ValueError, match='palm_every'):
+        CropStage(SpotReader(), palm_every=0)
 
 
 def test_tracking_falls_back_to_the_still_image_path():
@@ -303,3 +311,33 @@ def test_the_crop_networks_give_the_cpus_answers_on_a_gpu():
     palms_cpu = PalmDetector(load_palm_model()).detect(image)
     palms_gpu = PalmDetector(load_palm_model(), device='cuda').detect(image)
     assert len(palms_gpu) == len(palms_cpu)
+
+
+def test_tracking_carries_a_hand_no_found_hand_overlaps():
+    image = np.zeros((480, 640, 3), np.uint8)
+    hands = [
+        upright_hand(seed=2, wrist=(150.0, 400.0), length=40.0),
+        upright_hand(seed=3, wrist=(500.0, 400.0), length=40.0),
+    ]
+    for x, y in [(150, 350), (500, 350)]:
+        image[y, x] = 255
+    palms = CountingPalms()
+    stage = CropStage(SpreadSpotReader(), iterations=1, turns=1, zoom_out=1.0, palms=palms, tracking=True)
+    both = stage.run(image, hands)
+    stage.remember(both, image.shape[:2], notes=['a', 'b'])
+    # ACR found only the first hand: the second is followed where it was and handed over as carried; with two hands
+    # the palm detector rests
+    runs = palms.runs
+    one = stage.run(image, hands[:1], free_palms=True)
+    assert one[0].follows == 0 and [(a.follows, stage.note(a)) for a in stage.carried] == [(1, 'b')]
+    assert np.abs(stage.carried[0].keypoints_2d.mean(0) - both[1].keypoints_2d.mean(0)).max() < 1.5
+    assert palms.runs == runs
+    # no new hands wanted: nothing carried; no found hand at all: both carried
+    stage.run(image, hands[:1], free_palms=False)
+    assert stage.carried == []
+    assert stage.run(image, [], free_palms=True) == [] and [a.follows for a in stage.carried] == [0, 1]
+    # a remembered hand whose crop no longer reads a hand is not carried
+    gone = image.copy()
+    gone[350, 500] = 0
+    stage.run(gone, hands[:1], free_palms=True)
+    assert stage.carried == []

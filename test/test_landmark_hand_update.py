@@ -67,6 +67,8 @@ class KnownAnswers:
         self.follows = follows or [-1] * len(truths)  # the remembered hand each answer's crop followed
         self.calls = 0
         self.remembered = []  # (answer, note) pairs the last frame left to follow
+        self.carried = []  # followed hands no found hand overlaps (CropStage.carried)
+        self.unused_palms = []
 
     def run(self, image_bgr, keypoints, free_palms=True):
         self.calls += 1
@@ -151,6 +153,52 @@ def test_a_followed_hand_starts_its_fit_from_the_previous_frames(hand_model, mon
     assert [c[0] for c in calls] == [True, False, True, False]
     for hand, before in zip(again, second):
         np.testing.assert_allclose(hand.joints_3d, before.joints_3d, atol=0.01)
+
+
+def test_a_carried_hand_is_published_with_its_side_score_and_fit(hand_model, monkeypatch):
+    from hand_recon_ros.landmarks import hand_update
+
+    starts = []  # per fit: started from a previous one
+
+    def recording_fit(*args, **kwargs):
+        starts.append(kwargs.get('start') is not None)
+        return fit_keypoints(*args, **kwargs)
+
+    fit_keypoints = hand_update.fit_keypoints
+    monkeypatch.setattr(hand_update, 'fit_keypoints', recording_fit)
+    truths = [
+        true_hand(hand_model, 'left', (-0.12, 0.02, 0.55), 31),
+        true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 32),
+    ]
+    hands = [acr_hand('left', truths[0]), acr_hand('right', truths[1])]
+    image = np.zeros((480, 640, 3), np.uint8)
+    stage = KnownAnswers(truths, [0.9, 0.9], right_probabilities=[0.1, 0.9])
+    first, _ = landmark_hands(image, hands, K, stage, hand_model, new_hands=True)
+    right_note = stage.remembered[1][1]
+    assert right_note[0] == 'right' and right_note[2] == pytest.approx(first[1].score)
+    # the next frame: ACR found the left hand only; the right one is carried (its crop still reads it)
+    follow = KnownAnswers(truths[:1], [0.9], right_probabilities=[0.1], follows=[0])
+    follow.remembered = stage.remembered
+    carried = LandmarkAnswer(project_points(truths[1], K), 0.95, 0.5, truths[1] - truths[1][0], 100.0, follows=1)
+    follow.carried = [carried]
+    starts.clear()
+    out, answers = landmark_hands(image, hands[:1], K, follow, hand_model, new_hands=True)
+    assert [h.handedness for h in out] == ['left', 'right'] and len(answers) == 1 and starts == [True, True]
+    new = out[1]
+    # the side it was published with (its crop here cannot tell: 0.5), its score times the crop's presence
+    assert new.handedness_score == pytest.approx(right_note[3]) and new.score == pytest.approx(right_note[2] * 0.95)
+    assert LANDMARK_FACTOR in new.refined_factors and np.linalg.norm(new.joints_3d - truths[1], axis=1).mean() < 0.02
+    assert [a.follows for a, _ in follow.remembered] == [0, 1]  # both followed on into the frame after
+    # not carried: without new hands; onto a hand already read; of a side a found hand has
+    assert len(landmark_hands(image, hands[:1], K, follow, hand_model)[0]) == 1
+    follow.remembered = stage.remembered
+    follow.carried = [dataclasses.replace(carried, keypoints_2d=project_points(truths[0], K))]
+    assert len(landmark_hands(image, hands[:1], K, follow, hand_model, new_hands=True)[0]) == 1
+    follow.remembered = stage.remembered
+    follow.carried = [dataclasses.replace(carried, follows=0)]  # the note of the left hand
+    assert [h.handedness for h in landmark_hands(image, hands[:1], K, follow, hand_model, new_hands=True)[0]] == [
+        'left'
+    ]
 
 
 def test_low_presence_drops_the_hand_and_bad_settings_are_refused(hand_model):

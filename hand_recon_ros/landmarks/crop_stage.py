@@ -15,7 +15,10 @@ fingers' first joints only, so a misread fingertip does not move the crop).
 On video (``tracking``), a hand that overlaps a hand read in the previous frame (``remember``) gets its first crop
 from that answer's landmarks, as MediaPipe's tracking does; where that crop reads a hand surely (presence at least
 ``turn_below``) it is the hand's only crop, and when every hand of the frame is followed this way the palm detector
-does not run. A followed crop that loses the hand sends that hand through the still-image path.
+does not run (with one hand, which leaves a side for a new hand ACR may miss, it runs every ``palm_every``-th
+frame). A followed crop that loses the hand sends that hand through the still-image path. A hand of the previous
+frame that no found hand overlaps (ACR missed it, or placed it far off) is still followed when the caller wants new
+hands (``carried``), as MediaPipe's tracking keeps a hand its detector no longer finds, until its crop loses it.
 
 Plain numpy / OpenCV / torch; no ROS import.
 """
@@ -205,8 +208,10 @@ class CropStage:
     one (MediaPipe's own placement: the right roll and extent where ACR's keypoints get them wrong); a hand whose
     first crop sees no hand also tries the nearest palm no hand took within ``palm_reach`` keypoint-box sizes.
     ``tracking``: follow the hands ``remember`` was given last (module docstring); ``forget`` drops them (a new
-    stream, a reconfiguration). One stage follows one camera. ``device``: where the landmark network runs (the model is
-    moved there; crops are cut on the CPU and sent as uint8)."""
+    stream, a reconfiguration). One stage follows one camera. ``palm_every``: while tracking, a frame whose only hand
+    is followed runs the palm detector (which finds hands ACR misses) every this many frames, not every frame.
+    ``device``: where the landmark network runs (the model is moved there; crops are cut on the CPU and sent as
+    uint8)."""
 
     def __init__(
         self,
@@ -223,6 +228,7 @@ class CropStage:
         palm_reach: float = 1.5,
         tracking: bool = False,
         device: torch.device | str = 'cpu',
+        palm_every: int = 3,
     ) -> None:
         if iterations < 1:
             raise ValueError(f'iterations must be >= 1, got {iterations}')
@@ -246,7 +252,12 @@ class CropStage:
         self.crops_run = 0  # crops through the network since construction (cost figure for benchmarks)
         self.palm_crops = 0  # first crops placed by a palm detection
         self.unused_palms: list[PalmDetection] = []  # the last run's palm detections no hand took
+        self.carried: list[LandmarkAnswer] = []  # the last run's followed hands no input hand overlapped
         self.tracking = bool(tracking)
+        if int(palm_every) < 1:
+            raise ValueError(f'palm_every must be >= 1, got {palm_every}')
+        self.palm_every = int(palm_every)
+        self._frames_without_palms = 0
         self.tracked_crops = 0  # crops that followed a previous frame's answer and read its hand
         self.palm_runs = 0  # frames the palm detector ran on
         self._previous: list[np.ndarray] = []  # keypoints (21, 2) of the hands to follow into the next frame
@@ -268,10 +279,20 @@ class CropStage:
 
     def forget(self) -> None:
         self._previous, self._notes, self._previous_size = [], [], None
+        self._frames_without_palms = 0
+
+    def _unmatched_palms(self, image_bgr: np.ndarray) -> list[PalmDetection]:
+        """A frame without input hands: the palm detections no carried hand holds."""
+        if self.palms is None:
+            return []
+        palms = self._detect_palms(image_bgr)
+        taken = {j for _, j in match_palms([a.keypoints_2d for a in self.carried], palms)}
+        return [palm for j, palm in enumerate(palms) if j not in taken]
 
     def _detect_palms(self, image_bgr: np.ndarray) -> list[PalmDetection]:
         assert self.palms is not None
         self.palm_runs += 1
+        self._frames_without_palms = 0
         return self.palms.detect(image_bgr)
 
     @torch.inference_mode()
@@ -324,45 +345,63 @@ class CropStage:
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         return self._read(rgb, [palm_crop(p) for p in palms], [0.0] * len(palms), [True] * len(palms))
 
-    def _follow(self, rgb: np.ndarray, points: list[np.ndarray]) -> dict[int, LandmarkAnswer]:
-        """Hand index -> its answer from a crop placed on the previous frame's answer it overlaps, where that crop
-        reads a hand surely."""
+    def _follow(
+        self, rgb: np.ndarray, points: list[np.ndarray], carry: bool
+    ) -> tuple[dict[int, LandmarkAnswer], list[LandmarkAnswer]]:
+        """(hand index -> its answer from a crop placed on the previous frame's answer it overlaps, where that crop
+        reads a hand surely; with ``carry``, the answers of crops placed on the previous frame's hands no hand
+        overlapped, where they read a hand surely)."""
         if not (self.tracking and self._previous) or self._previous_size != rgb.shape[:2]:
-            return {}
+            return {}, []
         pairs = match_tracks(points, self._previous)
-        if not pairs:
-            return {}
-        rects = [crop_from_landmarks(self._previous[j], self.scale, self.shift_up) for _, j in pairs]
-        followed = {}
-        for (i, j), answer in zip(pairs, self._read(rgb, rects, [0.0] * len(pairs))):
-            if answer.presence >= self.turn_below:
+        matched = {j for _, j in pairs}
+        left = [j for j in range(len(self._previous)) if j not in matched] if carry else []
+        tries = [(i, j) for i, j in pairs] + [(-1, j) for j in left]
+        if not tries:
+            return {}, []
+        rects = [crop_from_landmarks(self._previous[j], self.scale, self.shift_up) for _, j in tries]
+        followed, carried = {}, []
+        for (i, j), answer in zip(tries, self._read(rgb, rects, [0.0] * len(tries))):
+            if answer.presence < self.turn_below:
+                continue
+            if i >= 0:
                 followed[i] = dataclasses.replace(answer, follows=j)
-        self.tracked_crops += len(followed)
-        return followed
+            else:
+                carried.append(dataclasses.replace(answer, follows=j))
+        self.tracked_crops += len(followed) + len(carried)
+        return followed, carried
 
     def run(self, image_bgr: np.ndarray, keypoints: list[np.ndarray], free_palms: bool = True) -> list[LandmarkAnswer]:
-        """One answer per hand, in order. ``free_palms``: the caller wants ``unused_palms`` (new hands); without
-        it, a frame whose hands are all followed (``tracking``) runs no palm detector."""
-        self.unused_palms = []
-        if not keypoints:
-            if self.palms is not None:
-                self.unused_palms = self._detect_palms(image_bgr)
-            return []
+        """One answer per hand, in order. ``free_palms``: the caller wants new hands: ``unused_palms`` and, when
+        tracking, ``carried`` (hands of the previous frame no input hand overlaps, still read surely where they
+        were: a hand ACR missed in this frame, or one it placed far off). Without it, a frame whose hands are all
+        followed runs no palm detector."""
+        self.unused_palms, self.carried = [], []
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         points = [np.asarray(k, np.float64) for k in keypoints]
-        followed = self._follow(rgb, points)
-        # with two hands followed there is no side left for a new hand
-        if len(followed) == len(points) and not (free_palms and self.palms is not None and len(points) < 2):
-            return [followed[i] for i in range(len(points))]
+        followed, self.carried = self._follow(rgb, points, carry=free_palms)
+        hands = len(points) + len(self.carried)
+        if len(followed) == len(points):
+            # with two hands there is no side left for a new hand; with fewer, the palm detector (which finds hands
+            # ACR misses) runs every palm_every-th frame while hands are followed (ACR still looks every frame)
+            wants_palms = free_palms and self.palms is not None and hands < 2
+            tracked = bool(followed or self.carried)
+            if not wants_palms or (tracked and self._frames_without_palms + 1 < self.palm_every):
+                self._frames_without_palms += 1
+                return [followed[i] for i in range(len(points))]
+        if not points:
+            self.unused_palms = self._unmatched_palms(image_bgr)
+            return []
         rects = [crop_from_keypoints(k, self.scale, self.shift_up) for k in points]
         from_palm = [False] * len(points)
         palms: list[PalmDetection] = []
         used: set[int] = set()
         if self.palms is not None:
             palms = self._detect_palms(image_bgr)
-            for i, j in match_palms(points, palms):  # a followed hand's palm is taken too (no new hand from it)
+            # a followed or carried hand's palm is taken too (no new hand from it)
+            for i, j in match_palms(points + [a.keypoints_2d for a in self.carried], palms):
                 used.add(j)
-                if i not in followed:
+                if i < len(points) and i not in followed:
                     rects[i], from_palm[i] = palm_crop(palms[j]), True
             self.palm_crops += sum(from_palm)
         todo = [i for i in range(len(points)) if i not in followed]

@@ -9,7 +9,8 @@ give both hands of a pair one side.
 A crop whose presence is under ``min_presence`` drops the hand unless a palm detection lies on it; a fit that
 fails, or a crop that read the other hand of an overlapping pair, keeps ACR's hand. With ``new_hands``, a palm
 detection no found hand took becomes a hand of its own where its crop reads one clearly, of a side still free. The
-hands redrawn are given to the stage to follow into the next frame (``CropStage.tracking``). The pipeline runs it
+hands redrawn are given to the stage to follow into the next frame (``CropStage.tracking``); with ``new_hands``, one
+the next frame's found hands do not overlap but its crop still reads is carried on as a hand of its own. The pipeline runs it
 when ``landmarks`` is on (node parameter ``landmarks.enabled``; README "Real images").
 """
 
@@ -115,8 +116,19 @@ def _clear_side(answer: LandmarkAnswer) -> tuple[str, float] | None:
     return 'left', 1.0 - answer.right_probability
 
 
+def _carried_side_and_score(stage: CropStage, answer: LandmarkAnswer) -> tuple[tuple[str, float] | None, float]:
+    """((side, P(side)), score) a carried hand keeps from the frame it was published in (its crop's own clear side
+    and score 1 when the stage kept no note)."""
+    note = stage.note(answer)
+    if isinstance(note, tuple) and len(note) == 4:
+        side, _, score, side_score = note
+        return (str(side), float(side_score)), float(score)
+    return _clear_side(answer), 1.0
+
+
 def _palm_hand(answer: LandmarkAnswer, side: str, palm_score: float) -> HandResult:
-    """A placeholder for a hand only the palm detector found: its fit replaces every geometric field."""
+    """A placeholder for a hand only the palm detector (or the previous frame, when tracking) found: its fit
+    replaces every geometric field."""
     confidence = float(palm_score) * float(answer.presence)
     return HandResult(
         handedness=side,
@@ -190,20 +202,28 @@ def landmark_hands(
     else:
         sides = [(h.handedness, float(h.handedness_score)) for h in hands]
     redrawn: dict[int, HandResult] = {}
-    if new_hands and stage.unused_palms and hand_model.pose_dim == 45:
+    carried = list(stage.carried)
+    if new_hands and (carried or stage.unused_palms) and hand_model.pose_dim == 45:
         # a found hand in whose crops the network saw no hand at all (a face, a bright patch) yields its side
         unseen = {i for i in kept if answers[i].presence < NO_HAND}
         taken = {sides[i][0] for i in kept if i not in unseen}
-        for palm, answer in zip(stage.unused_palms, stage.read_palms(image_bgr, stage.unused_palms)):
-            side_p = _clear_side(answer)
+        # hands the previous frame published that no found hand overlaps, still read where they were (tracking),
+        # keep their side and score; then palms no hand took whose crops read a hand clearly
+        offers = [(answer, *_carried_side_and_score(stage, answer)) for answer in carried]
+        offered_sides = {side_p[0] for _, side_p, _ in offers if side_p is not None}
+        if stage.unused_palms and len(taken | offered_sides) < 2:
+            read = stage.read_palms(image_bgr, stage.unused_palms)
+            offers += [(answer, _clear_side(answer), palm.score) for palm, answer in zip(stage.unused_palms, read)]
+        for answer, side_p, score in offers:
             box = keypoint_box(answer.keypoints_2d)
             if side_p is None or side_p[0] in taken or answer.presence < min_presence:
                 continue
-            if any(box_iou(box, keypoint_box(answers[i].keypoints_2d)) > 0.5 for i in kept if i not in unseen):
+            read_by = [i for i in kept if i not in unseen] + list(range(given, len(hands)))
+            if any(box_iou(box, keypoint_box(answers[i].keypoints_2d)) > 0.5 for i in read_by):
                 continue  # a hand already read under another crop
             taken.add(side_p[0])
             kept = [i for i in kept if not (i in unseen and sides[i][0] == side_p[0])]
-            hands.append(_palm_hand(answer, side_p[0], palm.score))
+            hands.append(_palm_hand(answer, side_p[0], score))
             answers = [*answers, answer]
             sides.append(side_p)
             usable.append(len(hands) - 1)
@@ -222,7 +242,8 @@ def landmark_hands(
     # the hands drawn from their crops are the ones to follow into the next frame (CropStage.tracking), each with
     # its fit to start the next one from
     followed = [i for i in [*kept, *range(given, len(hands))] if i in redrawn]
-    stage.remember([answers[i] for i in followed], image_bgr.shape[:2], [(sides[i][0], starts[i]) for i in followed])
+    notes = [(sides[i][0], starts[i], float(redrawn[i].score), sides[i][1]) for i in followed]
+    stage.remember([answers[i] for i in followed], image_bgr.shape[:2], notes)
     return [redrawn.get(i, hands[i]) for i in kept] + new, crop_answers
 
 

@@ -169,8 +169,9 @@ _TABLE = (
         'landmarks.tracking',
         True,
         "video: a hand's first crop follows its landmarks of the previous frame, as MediaPipe's tracking does; a "
-        'crop that reads the hand is its only one, and with every hand followed the palm detector skips the frame '
-        '(false: every frame is read as a still photo)',
+        'crop that reads the hand is its only one, its fit starts from the last one, a hand ACR misses is carried '
+        'while its crop reads it (with landmarks.new_hands), and with every hand followed the palm detector mostly '
+        'rests (false: every frame is read as a still photo)',
     ),
     _P('landmarks.passes', 2, 'crops per hand (each later one follows the previous answer)', low=1, high=3),
     _P(

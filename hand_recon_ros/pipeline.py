@@ -53,7 +53,7 @@ from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsi
 from hand_recon_ros.geometry.image_rotation import TurnedView, check_turn, turn_image
 from hand_recon_ros.geometry.placement import place_hands
 from hand_recon_ros.landmarks.crop_stage import CropStage
-from hand_recon_ros.landmarks.hand_update import MIN_PRESENCE, landmark_hands
+from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, MIN_PRESENCE, landmark_hands
 from hand_recon_ros.landmarks.palm_detection import PalmDetector
 from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult, HandResult
 from hand_recon_ros.runtime import (
@@ -597,12 +597,14 @@ class HandReconstructor:
         hands = drop_overlapping_hands(hands, self.max_pair_overlap)
         timings['mano_and_camera'] = (time.perf_counter() - t) * 1e3
         new_hands = self.landmark_palms and self.landmark_new_hands
+        landmark_counts: dict[str, int] = {}
         if self.landmarks_enabled and (hands or new_hands) and p.image is not None:
             t = time.perf_counter()
             stage = self.landmark_stage()
             stage.iterations = self.landmark_passes
             stage.palms = self.palm_detector() if self.landmark_palms else None
             stage.tracking = self.landmark_tracking
+            followed_before, palm_runs_before = stage.tracked_crops, stage.palm_runs
             with single_intra_op_thread():
                 hands, _ = landmark_hands(
                     p.image,
@@ -614,6 +616,11 @@ class HandReconstructor:
                     new_hands=new_hands,
                 )
             timings['landmarks'] = (time.perf_counter() - t) * 1e3
+            landmark_counts = {
+                'redrawn_hands': sum(LANDMARK_FACTOR in h.refined_factors for h in hands),
+                'followed_crops': stage.tracked_crops - followed_before,
+                'palm_runs': stage.palm_runs - palm_runs_before,
+            }
         if self.refine_enabled and len({h.handedness for h in hands}) == 2:
             t = time.perf_counter()
             with self._refiner_lock:  # set_runtime may change the refiner's stages from another thread
@@ -631,6 +638,7 @@ class HandReconstructor:
             intrinsics=p.intrinsics.copy(),
             timings_ms=timings,
             model_id=self.model_id,
+            landmark_counts=landmark_counts,
         )
         if p.view is not None:
             _turn_back(result, p.view)

@@ -76,6 +76,8 @@ class FrameResult:
     image_size: Tuple[int, int]  # (height, width) of the input image
     intrinsics: np.ndarray  # (3, 3) K used for the metric conversion
     timings_ms: dict = field(default_factory=dict)  # per-stage latency, for diagnostics/benchmarks
+    # per-frame counts of the landmark crop stage (redrawn_hands, followed_crops, palm_runs), for diagnostics
+    landmark_counts: dict = field(default_factory=dict)
     model_id: str = ''  # HandReconstructor.model_id of the model that produced it
 
     def hand(self, side: str) -> Optional[HandResult]:

@@ -603,4 +603,23 @@ def test_default_node_redraws_hands_from_the_landmark_crop_stage(ros, start_node
     # /diagnostics says where the time goes, the crop stage included
     ros.spin_until(lambda: 'landmarks' in stages(), what='stage timings with the landmarks stage in /diagnostics')
     assert float(stages()['landmarks']) > 0 and float(stages()['network']) > 0
+
+    # video (landmarks.tracking, on by default): the next frames' crops follow the hands of the frame before
+    for stamp in (78, 79, 80):
+        msg.header.stamp.sec = stamp
+        info_pub.publish(info)
+        pub.publish(msg)
+        ros.spin_until(lambda stamp=stamp: any(h.header.stamp.sec == stamp for h in hands), what=f'frame {stamp}')
+    assert all(len(h.hands) == 2 for h in hands if h.header.stamp.sec >= 78)
+
+    def tracking():
+        for d in reversed(diags):
+            for kv in d.status[0].values:
+                if kv.key == 'landmarks_per_frame' and kv.value != 'none':
+                    return {k: float(v) for k, v in (part.rsplit(' ', 1) for part in kv.value.split(', '))}
+        return {}
+
+    ros.spin_until(lambda: tracking().get('followed_crops', 0) > 0, what='followed crops in /diagnostics')
+    counts = tracking()
+    assert counts['redrawn_hands'] == 2.0 and counts['palm_runs'] < 1.0
     assert_clean_exit(node)

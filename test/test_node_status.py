@@ -42,6 +42,7 @@ def running(**changes):
         input_rate_hz=29.951,
         processing_ms_p50=30.04,
         stage_ms_p50={'network': 21.04, 'landmarks': 188.96, 'refine': float('nan')},
+        landmarks_per_frame={'redrawn_hands': 2.0, 'followed_crops': 1.8, 'palm_runs': 0.25},
         input_lost_estimate=5,
         input_period_s=1 / 30,
         input_pauses=1,
@@ -72,6 +73,8 @@ def test_a_running_node_maps_every_field_to_its_value():
     assert (v['input_rate_hz'], v['processing_ms_p50']) == ('29.95', '30.0')
     assert v['stage_ms_p50'] == 'landmarks 189.0, network 21.0'  # by name; a stage with no sample yet left out
     assert diagnostic_values(running(stage_ms_p50={})).as_dict()['stage_ms_p50'] == 'none'
+    assert v['landmarks_per_frame'] == 'followed_crops 1.80, palm_runs 0.25, redrawn_hands 2.00'
+    assert diagnostic_values(running(landmarks_per_frame={})).as_dict()['landmarks_per_frame'] == 'none'
     assert (v['latency_p95'], v['latency_count'], v['latency_rate_hz'], v['latency_last']) == (
         '44.4',
         '9.0',

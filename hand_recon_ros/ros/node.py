@@ -8,6 +8,7 @@ from the table in parameters.py; lifecycle requests go through lifecycle_guard.p
 the publishers and the fan-out of a result live in outputs.py.
 """
 
+import collections
 import dataclasses
 import math
 import sys
@@ -106,6 +107,8 @@ class HandReconNode(LifecycleNode):
         self.input_gaps = StampGapEstimator()
         self.latency = LatencyStats(window=300)
         self._stage_ms: dict[str, LatencyStats] = {}  # the pipeline's own stage timings (FrameResult.timings_ms)
+        # the crop stage's counts of the recent frames that ran it (FrameResult.landmark_counts): is tracking working
+        self._landmark_counts: collections.deque[dict] = collections.deque(maxlen=300)
         self._last_input_time = None
         self._activated_at = None
         self._sides_published = set()
@@ -494,6 +497,8 @@ class HandReconNode(LifecycleNode):
         for name, ms in frame.timings_ms.items():
             if math.isfinite(ms):
                 self._stage_ms.setdefault(name, LatencyStats(window=300)).add(ms)
+        if frame.landmark_counts:
+            self._landmark_counts.append(dict(frame.landmark_counts))
         now = self.get_clock().now().nanoseconds * 1e-9
         stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         self.status.last_latency_ms = (now - stamp) * 1e3 if stamp > 0 else processing_ms
@@ -599,6 +604,9 @@ class HandReconNode(LifecycleNode):
             status.processing_ms_p50 = worker.processing_ms.p50
             # (a copy: the finisher thread may add a stage meanwhile)
             status.stage_ms_p50 = {name: stats.p50 for name, stats in dict(self._stage_ms).items()}
+            recent = list(self._landmark_counts)
+            names = sorted({name for counts in recent for name in counts})
+            status.landmarks_per_frame = {n: sum(c.get(n, 0) for c in recent) / len(recent) for n in names}
         status.latency_ms = self.latency.summary()
         status.input_lost_estimate, status.input_period_s = gaps.lost, gaps.period_s
         status.input_pauses, status.input_stamps_out_of_order = gaps.pauses, gaps.out_of_order

@@ -60,6 +60,9 @@ class NodeStatus:
     processing_ms_p50: float = math.nan
     # median ms per pipeline stage over the recent frames (network, landmarks, refine, ...): where the time goes
     stage_ms_p50: Dict[str, float] = field(default_factory=dict)
+    # the crop stage per frame over the recent frames that ran it: hands redrawn, crops that followed the previous
+    # frame's hands, palm detector runs (tracking at work: followed ~ redrawn, palm runs well under 1)
+    landmarks_per_frame: Dict[str, float] = field(default_factory=dict)
     latency_ms: Dict[str, float] = field(default_factory=dict)  # LatencyStats.summary()
     input_lost_estimate: int = 0
     input_period_s: float = math.nan
@@ -109,6 +112,10 @@ def diagnostic_values(status: NodeStatus) -> Diagnostic:
             (
                 'stage_ms_p50',
                 ', '.join(f'{k} {v:.1f}' for k, v in sorted(status.stage_ms_p50.items()) if math.isfinite(v)) or 'none',
+            ),
+            (
+                'landmarks_per_frame',
+                ', '.join(f'{k} {v:.2f}' for k, v in sorted(status.landmarks_per_frame.items())) or 'none',
             ),
         ]
     values += [

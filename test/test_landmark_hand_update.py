@@ -104,19 +104,28 @@ def test_hands_are_redrawn_from_the_answers_and_stay_one_hand(hand_model):
         hand.validate()
 
 
-def test_a_followed_hand_starts_its_fit_from_the_previous_frames(hand_model, monkeypatch):
-    from hand_recon_ros.hand_model.fit import FitStart
+@pytest.fixture
+def fit_calls(monkeypatch):
+    """(started from a previous fit, LM iterations) of every fit landmark_hands runs in the test."""
     from hand_recon_ros.landmarks import hand_update
 
-    calls = []  # (started from a previous fit, LM iterations) per fit
+    calls = []
+    fit_keypoints = hand_update.fit_keypoints
 
     def recording_fit(*args, **kwargs):
         result = fit_keypoints(*args, **kwargs)
         calls.append((kwargs.get('start') is not None, int(result.iterations.max())))
         return result
 
-    fit_keypoints = hand_update.fit_keypoints
     monkeypatch.setattr(hand_update, 'fit_keypoints', recording_fit)
+    return calls
+
+
+def test_a_followed_hand_starts_its_fit_from_the_previous_frames(hand_model, monkeypatch, fit_calls):
+    from hand_recon_ros.hand_model.fit import FitStart
+    from hand_recon_ros.landmarks import hand_update
+
+    calls = fit_calls
     truths = [
         true_hand(hand_model, 'left', (-0.12, 0.02, 0.55), 21),
         true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 22),
@@ -155,17 +164,7 @@ def test_a_followed_hand_starts_its_fit_from_the_previous_frames(hand_model, mon
         np.testing.assert_allclose(hand.joints_3d, before.joints_3d, atol=0.01)
 
 
-def test_a_carried_hand_is_published_with_its_side_score_and_fit(hand_model, monkeypatch):
-    from hand_recon_ros.landmarks import hand_update
-
-    starts = []  # per fit: started from a previous one
-
-    def recording_fit(*args, **kwargs):
-        starts.append(kwargs.get('start') is not None)
-        return fit_keypoints(*args, **kwargs)
-
-    fit_keypoints = hand_update.fit_keypoints
-    monkeypatch.setattr(hand_update, 'fit_keypoints', recording_fit)
+def test_a_carried_hand_is_published_with_its_side_score_and_fit(hand_model, fit_calls):
     truths = [
         true_hand(hand_model, 'left', (-0.12, 0.02, 0.55), 31),
         true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 32),
@@ -181,9 +180,10 @@ def test_a_carried_hand_is_published_with_its_side_score_and_fit(hand_model, mon
     follow.remembered = stage.remembered
     carried = LandmarkAnswer(project_points(truths[1], K), 0.95, 0.5, truths[1] - truths[1][0], 100.0, follows=1)
     follow.carried = [carried]
-    starts.clear()
+    fit_calls.clear()
     out, answers = landmark_hands(image, hands[:1], K, follow, hand_model, new_hands=True)
-    assert [h.handedness for h in out] == ['left', 'right'] and len(answers) == 1 and starts == [True, True]
+    assert [h.handedness for h in out] == ['left', 'right'] and len(answers) == 1
+    assert [started for started, _ in fit_calls] == [True, True]
     new = out[1]
     # the side it was published with (its crop here cannot tell: 0.5), its score times the crop's presence
     assert new.handedness_score == pytest.approx(right_note[3]) and new.score == pytest.approx(right_note[2] * 0.95)

@@ -149,12 +149,17 @@ def match_palms(keypoints: list[np.ndarray], palms: list[PalmDetection], reach: 
             centre = (palm.box[:2] + palm.box[2:]) / 2
             if np.all(centre >= lo - reach * size) and np.all(centre <= hi + reach * size):
                 candidates.append((float(np.linalg.norm(centre - centroid)), i, j))
-    pairs, hands_used, palms_used = [], set(), set()
+    return _one_to_one(candidates)
+
+
+def _one_to_one(candidates: list[tuple[float, int, int]]) -> list[tuple[int, int]]:
+    """(cost, i, j) candidates -> (i, j) pairs, each i and each j at most once, the cheapest first."""
+    pairs, used_i, used_j = [], set(), set()
     for _, i, j in sorted(candidates):
-        if i not in hands_used and j not in palms_used:
+        if i not in used_i and j not in used_j:
             pairs.append((i, j))
-            hands_used.add(i)
-            palms_used.add(j)
+            used_i.add(i)
+            used_j.add(j)
     return sorted(pairs)
 
 
@@ -169,13 +174,7 @@ def match_tracks(
             iou = box_iou(keypoint_box(points), keypoint_box(before))
             if iou >= min_iou:
                 candidates.append((-iou, i, j))
-    pairs, hands_used, previous_used = [], set(), set()
-    for _, i, j in sorted(candidates):
-        if i not in hands_used and j not in previous_used:
-            pairs.append((i, j))
-            hands_used.add(i)
-            previous_used.add(j)
-    return sorted(pairs)
+    return _one_to_one(candidates)
 
 
 def nearest_palm(

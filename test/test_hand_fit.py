@@ -378,13 +378,13 @@ def test_num_threads_applies_during_the_fit_only(model, hands, monkeypatch):
     h = hands['right']
     before = torch.get_num_threads()
     seen = []
-    original = fit._fit_stages
+    original = fit._fit
 
     def spy(*args):
         seen.append(torch.get_num_threads())
         return original(*args)
 
-    monkeypatch.setattr(fit, '_fit_stages', spy)
+    monkeypatch.setattr(fit, '_fit', spy)
     res = fit.fit_hands(model, 'right', h['noisy_3d'][:2], fit.FitConfig(num_threads=before + 1))
     assert seen == [before + 1] and torch.get_num_threads() == before and len(res) == 2
 

@@ -104,6 +104,17 @@ def test_hands_are_redrawn_from_the_answers_and_stay_one_hand(hand_model):
         hand.validate()
 
 
+def a_read_pair(hand_model, seeds):
+    """(true joints, ACR's rough hands, a blank image, a stage whose crops read both hands surely, sides clear)."""
+    truths = [
+        true_hand(hand_model, 'left', (-0.12, 0.02, 0.55), seeds[0]),
+        true_hand(hand_model, 'right', (0.1, 0.0, 0.6), seeds[1]),
+    ]
+    hands = [acr_hand('left', truths[0]), acr_hand('right', truths[1])]
+    stage = KnownAnswers(truths, [0.9, 0.9], right_probabilities=[0.1, 0.9])
+    return truths, hands, np.zeros((480, 640, 3), np.uint8), stage
+
+
 @pytest.fixture
 def fit_calls(monkeypatch):
     """(started from a previous fit, LM iterations) of every fit landmark_hands runs in the test."""
@@ -126,13 +137,7 @@ def test_a_followed_hand_starts_its_fit_from_the_previous_frames(hand_model, mon
     from hand_recon_ros.landmarks import hand_update
 
     calls = fit_calls
-    truths = [
-        true_hand(hand_model, 'left', (-0.12, 0.02, 0.55), 21),
-        true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 22),
-    ]
-    hands = [acr_hand('left', truths[0]), acr_hand('right', truths[1])]
-    image = np.zeros((480, 640, 3), np.uint8)
-    stage = KnownAnswers(truths, [0.9, 0.9], right_probabilities=[0.1, 0.9])
+    truths, hands, image, stage = a_read_pair(hand_model, seeds=(21, 22))
     first, _ = landmark_hands(image, hands, K, stage, hand_model)
     # the redrawn hands are remembered, each with its side and the start that continues its fit
     assert [(a.follows, n[0], type(n[1])) for a, n in stage.remembered] == [
@@ -165,13 +170,7 @@ def test_a_followed_hand_starts_its_fit_from_the_previous_frames(hand_model, mon
 
 
 def test_a_carried_hand_is_published_with_its_side_score_and_fit(hand_model, fit_calls):
-    truths = [
-        true_hand(hand_model, 'left', (-0.12, 0.02, 0.55), 31),
-        true_hand(hand_model, 'right', (0.1, 0.0, 0.6), 32),
-    ]
-    hands = [acr_hand('left', truths[0]), acr_hand('right', truths[1])]
-    image = np.zeros((480, 640, 3), np.uint8)
-    stage = KnownAnswers(truths, [0.9, 0.9], right_probabilities=[0.1, 0.9])
+    truths, hands, image, stage = a_read_pair(hand_model, seeds=(31, 32))
     first, _ = landmark_hands(image, hands, K, stage, hand_model, new_hands=True)
     right_note = stage.remembered[1][1]
     assert right_note[0] == 'right' and right_note[2] == pytest.approx(first[1].score)

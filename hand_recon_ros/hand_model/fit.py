@@ -16,11 +16,12 @@ on its own, so a hand's result does not depend on the batch it came in. No ROS i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -776,21 +777,16 @@ def _params_from(problem: _Problem, values: Mapping[str, Tensor]) -> Tensor:
     return p
 
 
-def _fit(
-    hand_model: HandModel,
-    side: str,
-    target3d: Tensor | None,
-    kp2d: Tensor | None,
-    K: Tensor | None,
-    cfg: FitConfig,
-    start: FitStart | None = None,
-) -> FitResult:
-    if cfg.num_threads is None:
-        return _fit_stages(hand_model, side, target3d, kp2d, K, cfg, start)
+@contextlib.contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """``count`` torch threads inside (None: torch's setting), the count restored after."""
+    if count is None:
+        yield
+        return
     before = torch.get_num_threads()
-    torch.set_num_threads(int(cfg.num_threads))
+    torch.set_num_threads(int(count))
     try:
-        return _fit_stages(hand_model, side, target3d, kp2d, K, cfg, start)
+        yield
     finally:
         torch.set_num_threads(before)
 
@@ -808,7 +804,7 @@ def _start_values(kin: _Kinematics, cfg: FitConfig, start: FitStart, n: int) -> 
     return rotations.axis_angle_to_matrix(orient), (coeffs - kin.bank_mean) / std, betas
 
 
-def _fit_stages(
+def _fit(
     hand_model: HandModel,
     side: str,
     target3d: Tensor | None,
@@ -993,7 +989,8 @@ def fit_hands(
     _check_side(side)
     target = _points(joints_3d, 'joints_3d', 3)
     _check_spread(target, 'joints_3d')
-    return _fit(hand_model, side, target - target[:, :1], None, None, cfg)
+    with _torch_threads(cfg.num_threads):
+        return _fit(hand_model, side, target - target[:, :1], None, None, cfg)
 
 
 def fit_keypoints(
@@ -1022,4 +1019,5 @@ def fit_keypoints(
         target = _points(world_joints, 'world_joints', 3, n)
         _check_spread(target, 'world_joints')
         target = target - target[:, :1]
-    return _fit(hand_model, side, target, kp, Kt, cfg, start)
+    with _torch_threads(cfg.num_threads):
+        return _fit(hand_model, side, target, kp, Kt, cfg, start)

@@ -13,7 +13,8 @@ the still-image path).
 Runs the node's pipeline (ACR + crop stage at the node's defaults, fp32, CPU) with tracking off, then on; each clip is a
 fresh stream. Prints per mode: recall, precision, handedness, PCK@0.1, both hands of two-hand frames; ms per frame
 (median, the first frame of each clip left out: it is the same in both modes) and the crop stage's share; palm
-detector runs, landmark crops and followed crops per frame.
+detector runs, landmark crops and followed crops per frame. ``--sheet PNG``: the first ``--sheet-clips`` clips'
+frames with each mode's hands drawn (a row per clip and mode; left hands blue, right orange), to look at.
 """
 
 from __future__ import annotations
@@ -64,16 +65,22 @@ def clips_of(frames: list, count: int) -> list:
     return picked + one[:: max(1, len(one) // max(1, count - len(picked)))][: count - len(picked)]
 
 
-def run_mode(reconstructor, clips: list, n_frames: int, pan: float, zoom: float, tracking: bool) -> dict:
+def run_mode(
+    reconstructor, clips: list, n_frames: int, pan: float, zoom: float, tracking: bool, sheet_clips: int = 0
+) -> dict:
+    """The mode's summary; under ``drawn``, the first ``sheet_clips`` clips' frames with the hands drawn."""
     stage = reconstructor.landmark_stage()
+    drawn: list[list[np.ndarray]] = []
     tally = DetectionTally()
     total_ms, crop_ms = [], []
     counts0 = (stage.palm_runs, stage.crops_run, stage.tracked_crops)
     frames_run = 0
-    for clip in clips:
+    for number, clip in enumerate(clips):
         photo = cv2.imread(str(clip.path), cv2.IMREAD_COLOR)
         if photo is None:
             continue
+        if number < sheet_clips:
+            drawn.append([])
         height, width = photo.shape[:2]
         reconstructor.set_runtime(landmark_tracking=tracking)  # a new stream: nothing to follow yet
         for t in range(n_frames):
@@ -99,6 +106,10 @@ def run_mode(reconstructor, clips: list, n_frames: int, pan: float, zoom: float,
                 for h in result.hands
             ]
             tally.add_frame(moved_labels(clip.hands, affine), predicted)
+            if number < sheet_clips:
+                frame = image.copy()
+                rb.draw_hands(frame, [(h.keypoints, h.side) for h in predicted])
+                drawn[-1].append(frame)
     palm_runs, crops, followed = (
         now - before for now, before in zip((stage.palm_runs, stage.crops_run, stage.tracked_crops), counts0)
     )
@@ -110,8 +121,24 @@ def run_mode(reconstructor, clips: list, n_frames: int, pan: float, zoom: float,
         crops=crops / max(frames_run, 1),
         followed=followed / max(frames_run, 1),
         frames=frames_run,
+        drawn=drawn,
     )
     return summary
+
+
+def write_sheet(rows: list[tuple[str, list[np.ndarray]]], path: Path, cell: int = 200) -> None:
+    """One row per (label, frames): the frames scaled to ``cell`` px wide, the label on the first."""
+    lines = []
+    for label, frames in rows:
+        cells = [cv2.resize(f, (cell, max(1, round(cell * f.shape[0] / f.shape[1])))) for f in frames]
+        height = max(c.shape[0] for c in cells)
+        cells = [cv2.copyMakeBorder(c, 0, height - c.shape[0], 0, 0, cv2.BORDER_CONSTANT) for c in cells]
+        cv2.putText(cells[0], label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        lines.append(np.hstack(cells))
+    width = max(line.shape[1] for line in lines)
+    lines = [cv2.copyMakeBorder(x, 0, 0, 0, width - x.shape[1], cv2.BORDER_CONSTANT) for x in lines]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.vstack(lines))
 
 
 def main(argv=None) -> int:
@@ -123,6 +150,8 @@ def main(argv=None) -> int:
     p.add_argument('--labels', type=Path, default=REPO / 'out/teacher/realimgs-train.labels.json')
     p.add_argument('--train-root', type=Path, default=None)
     p.add_argument('--weights', default='', help="ACR weights ('' = the shipped model)")
+    p.add_argument('--sheet', type=Path, default=None, help="PNG of the first clips with each mode's hands drawn")
+    p.add_argument('--sheet-clips', type=int, default=4)
     args = p.parse_args(argv)
     if args.clips < 1 or args.frames < 2:
         p.error('need at least 1 clip of at least 2 frames')
@@ -139,11 +168,21 @@ def main(argv=None) -> int:
     reconstructor.reconstruct(cv2.imread(str(clips[0].path), cv2.IMREAD_COLOR))  # loads and traces, untimed
     rows = {}
     for tracking in (False, True):
-        rows['on' if tracking else 'off'] = run_mode(reconstructor, clips, args.frames, args.pan, args.zoom, tracking)
+        rows['on' if tracking else 'off'] = run_mode(
+            reconstructor, clips, args.frames, args.pan, args.zoom, tracking, args.sheet_clips if args.sheet else 0
+        )
     print(
         f'{len(clips)} clips ({sum(c.two_hand for c in clips)} two-hand) x {args.frames} frames, pan {args.pan:g} px '
         f'and zoom {100 * args.zoom:g} % per frame; fp32, CPU'
     )
+    if args.sheet:
+        sheet_rows = [
+            (f'clip {n} tracking {mode}', rows[mode]['drawn'][n])
+            for n in range(len(rows['off']['drawn']))
+            for mode in ('off', 'on')
+        ]
+        write_sheet(sheet_rows, args.sheet)
+        print(f'contact sheet: {args.sheet}')
     print()
     print(
         '| tracking | recall | precision | handedness | PCK@0.1 | both hands | ms per frame | crop stage ms | '

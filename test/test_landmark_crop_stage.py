@@ -341,3 +341,26 @@ def test_tracking_carries_a_hand_no_found_hand_overlaps():
     gone[350, 500] = 0
     stage.run(gone, hands[:1], free_palms=True)
     assert stage.carried == []
+
+
+def test_a_palm_on_a_carried_hand_is_still_offered_but_never_a_new_hand():
+    from hand_recon_ros.landmarks.palm_detection import PalmDetection
+
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[350, 500] = 255
+    hand = upright_hand(seed=3, wrist=(500.0, 400.0), length=40.0)
+    centre = np.array([500.0, 350.0])
+    palm = PalmDetection(box=np.concatenate([centre - 25, centre + 25]), keypoints=np.tile(centre, (7, 1)), score=0.9)
+
+    class OnePalm:
+        def detect(self, image_bgr):
+            return [palm]
+
+    stage = CropStage(SpreadSpotReader(), iterations=1, turns=1, zoom_out=1.0, palms=OnePalm(), tracking=True)
+    stage.remember(stage.run(image, [hand]), image.shape[:2])
+    # ACR drew the hand 90 px off (its own crop sees nothing there): the remembered hand is carried, and the palm
+    # they share is offered to ACR's hand, whose crop then reads the hand; the palm is no new hand
+    beside = hand + [0.0, 90.0]
+    answer = stage.run(image, [beside], free_palms=True)[0]
+    assert [a.follows for a in stage.carried] == [0]
+    assert answer.from_palm and answer.presence == pytest.approx(0.9) and stage.unused_palms == []

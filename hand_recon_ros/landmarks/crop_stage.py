@@ -397,10 +397,9 @@ class CropStage:
         used: set[int] = set()
         if self.palms is not None:
             palms = self._detect_palms(image_bgr)
-            # a followed or carried hand's palm is taken too (no new hand from it)
-            for i, j in match_palms(points + [a.keypoints_2d for a in self.carried], palms):
+            for i, j in match_palms(points, palms):  # a followed hand's palm is taken too (no new hand from it)
                 used.add(j)
-                if i < len(points) and i not in followed:
+                if i not in followed:
                     rects[i], from_palm[i] = palm_crop(palms[j]), True
             self.palm_crops += sum(from_palm)
         todo = [i for i in range(len(points)) if i not in followed]
@@ -425,7 +424,11 @@ class CropStage:
             for (i, _), answer in zip(offers, self._read(rgb, tried_rects, [0.0] * len(offers), [True] * len(offers))):
                 if answer.presence > answers[i].presence:
                     answers[i] = answer
-        self.unused_palms = [palm for j, palm in enumerate(palms) if j not in used]
+        # a palm on a carried hand is no new hand either (it stayed on offer above: a found hand ACR drew beside
+        # the carried one reads that hand through it, not nothing after every retry)
+        free = [j for j in range(len(palms)) if j not in used]
+        held = {free[k] for _, k in match_palms([a.keypoints_2d for a in self.carried], [palms[j] for j in free])}
+        self.unused_palms = [palms[j] for j in free if j not in held]
         # retries for crops that see no hand: the other orientations, then all of them zoomed out
         retries = [(self.scale, [2 * np.pi * t / self.turns for t in range(1, self.turns)])]
         if self.zoom_out > 1.0:

@@ -46,6 +46,7 @@ __all__ = [
     'run_benchmark',
     'markdown_table',
     'contact_sheet',
+    'draw_hands',
     'ANNOTATED_SETS',
 ]
 
@@ -536,7 +537,8 @@ def markdown_table(results: dict, frames: list[Frame]) -> str:
 _COLORS = {'left': (255, 160, 0), 'right': (0, 140, 255)}  # BGR: left blue, right orange
 
 
-def _draw(image, hands_kps, thickness=2):
+def draw_hands(image, hands_kps, thickness=2):
+    """Each (keypoints (21, 2), side) as a skeleton on ``image`` in place (left blue, right orange)."""
     for kps, side in hands_kps:
         c = _COLORS.get(side, (0, 255, 0))
         k = np.asarray(kps)
@@ -560,7 +562,7 @@ def contact_sheet(frames: list[Frame], results: dict, path: Path, cell: int = 22
         for h in frame.hands:
             x0, y0, x1, y1 = (int(v) for v in h.box)
             cv2.rectangle(lab, (x0, y0), (x1, y1), (200, 200, 200), 1)
-        _draw(
+        draw_hands(
             lab,
             [
                 (np.where(h.visible[:, None], h.keypoints, np.nan) if h.visible is not None else h.keypoints, h.side)
@@ -571,7 +573,7 @@ def contact_sheet(frames: list[Frame], results: dict, path: Path, cell: int = 22
         cells.append(lab)
         for name in names:
             im = image.copy()
-            _draw(im, [(p.keypoints, p.side) for p in results[name]['preds'].get(str(frame.path), [])])
+            draw_hands(im, [(p.keypoints, p.side) for p in results[name]['preds'].get(str(frame.path), [])])
             cells.append(im)
         tiles = []
         for c in cells:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from hand_recon_ros.detection_metrics import DetectionTally, LabelledHand, PredictedHand
 from hand_recon_train.evaluation import real_images as rb
@@ -152,6 +153,13 @@ def main(argv=None) -> int:
     p.add_argument('--weights', default='', help="ACR weights ('' = the shipped model)")
     p.add_argument('--sheet', type=Path, default=None, help="PNG of the first clips with each mode's hands drawn")
     p.add_argument('--sheet-clips', type=int, default=4)
+    p.add_argument(
+        '--runtimes',
+        nargs='+',
+        default=['auto'],
+        choices=['auto', 'torch', 'onnxruntime'],
+        help='what runs the landmark network (landmarks.runtime); several: each mode under each',
+    )
     args = p.parse_args(argv)
     if args.clips < 1 or args.frames < 2:
         p.error('need at least 1 clip of at least 2 frames')
@@ -162,24 +170,30 @@ def main(argv=None) -> int:
 
     frames = rb.load_realval(args.labels, args.train_root or default_root())
     clips = clips_of(frames, args.clips)
-    reconstructor = create_reconstructor(
-        PipelineConfig(weights=args.weights, device='cpu', precision='fp32', landmarks=True)
-    )
-    reconstructor.reconstruct(cv2.imread(str(clips[0].path), cv2.IMREAD_COLOR))  # loads and traces, untimed
     rows = {}
-    for tracking in (False, True):
-        rows['on' if tracking else 'off'] = run_mode(
-            reconstructor, clips, args.frames, args.pan, args.zoom, tracking, args.sheet_clips if args.sheet else 0
+    for runtime in dict.fromkeys(args.runtimes):
+        reconstructor = create_reconstructor(
+            PipelineConfig(
+                weights=args.weights, device='cpu', precision='fp32', landmarks=True, landmark_runtime=runtime
+            )
         )
+        reconstructor.reconstruct(cv2.imread(str(clips[0].path), cv2.IMREAD_COLOR))  # loads and traces, untimed
+        for tracking in (False, True):
+            name = ('on' if tracking else 'off') + (
+                '' if len(args.runtimes) == 1 else f' ({reconstructor.landmark_runner})'
+            )
+            rows[name] = run_mode(
+                reconstructor, clips, args.frames, args.pan, args.zoom, tracking, args.sheet_clips if args.sheet else 0
+            )
     print(
         f'{len(clips)} clips ({sum(c.two_hand for c in clips)} two-hand) x {args.frames} frames, pan {args.pan:g} px '
-        f'and zoom {100 * args.zoom:g} % per frame; fp32, CPU'
+        f'and zoom {100 * args.zoom:g} % per frame; fp32, CPU, {torch.get_num_threads()} torch threads'
     )
     if args.sheet:
         sheet_rows = [
             (f'clip {n} tracking {mode}', rows[mode]['drawn'][n])
-            for n in range(len(rows['off']['drawn']))
-            for mode in ('off', 'on')
+            for n in range(len(next(iter(rows.values()))['drawn']))
+            for mode in rows
         ]
         write_sheet(sheet_rows, args.sheet)
         print(f'contact sheet: {args.sheet}')

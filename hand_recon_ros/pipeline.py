@@ -54,7 +54,9 @@ from hand_recon_ros.geometry.image_rotation import TurnedView, check_turn, turn_
 from hand_recon_ros.geometry.placement import place_hands
 from hand_recon_ros.landmarks.crop_stage import CropStage
 from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, MIN_PRESENCE, landmark_hands
+from hand_recon_ros.landmarks.mediapipe_port import INPUT_SIZE
 from hand_recon_ros.landmarks.palm_detection import PalmDetector
+from hand_recon_ros.onnx_runner import OnnxRunner, OnnxRunnerError, check_runtime, resolve_runtime
 from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult, HandResult
 from hand_recon_ros.runtime import (
     autocast_dtype,
@@ -101,6 +103,8 @@ class PipelineConfig:
     landmark_new_hands: bool = True  # with palms: a palm no hand took, read as a hand of a free side, is a new hand
     # video: a hand's first crop follows its previous frame's answer (landmarks/crop_stage.py; off for still photos)
     landmark_tracking: bool = False
+    # the landmark network under onnxruntime (auto: where it would run fp32 on the CPU; onnx_runner.py)
+    landmark_runtime: str = 'auto'
     seed: int = 0
 
 
@@ -226,6 +230,7 @@ class HandReconstructor:
         landmark_palms: bool = True,
         landmark_new_hands: bool = True,
         landmark_tracking: bool = False,
+        landmark_runtime: str = 'auto',
     ):
         # channels_last: 1.1-1.9x faster convolutions on CPU (oneDNN) and on tensor-core GPUs (bench_acr.py)
         # Module.to takes memory_format (documented); torch's stub overloads leave it out
@@ -271,6 +276,9 @@ class HandReconstructor:
         self._crop_stage: CropStage | None = None  # built on first use (the landmark network loads then)
         self._palm_detector: PalmDetector | None = None  # likewise, when palms are on
         self._crop_stage_lock = threading.Lock()
+        self.landmark_runtime = check_runtime(landmark_runtime)
+        self.landmark_runner = ''  # what runs the landmark network once loaded: 'onnxruntime' or 'torch'
+        self.landmark_runner_note = ''  # why it is not onnxruntime where that was asked for ('' = it is, or not asked)
         self.set_runtime(
             refine_stages=refine_stages,
             image_rotation=image_rotation,
@@ -306,10 +314,23 @@ class HandReconstructor:
             if self._crop_stage is None:
                 from hand_recon_ros.landmarks import load_landmark_model
 
+                model = load_landmark_model()
                 self._crop_stage = CropStage(
-                    load_landmark_model(), autocast_dtype=self._landmark_dtype(), device=self.device
+                    model, autocast_dtype=self._landmark_dtype(), device=self.device, runner=self._onnx_runner(model)
                 )
             return self._crop_stage
+
+    def _onnx_runner(self, model: torch.nn.Module) -> OnnxRunner | None:
+        """The landmark network under onnxruntime where ``landmark_runtime`` asks for it (None: PyTorch runs it)."""
+        self.landmark_runner = resolve_runtime(self.landmark_runtime, self.device, self._landmark_dtype())
+        if self.landmark_runner != 'onnxruntime':
+            return None
+        threads = torch.get_num_threads() if self.device.type == 'cpu' else 1
+        try:
+            return OnnxRunner(model, (INPUT_SIZE, INPUT_SIZE, 3), num_threads=threads)
+        except OnnxRunnerError as exc:
+            self.landmark_runner, self.landmark_runner_note = 'torch', str(exc)
+            return None
 
     def refiner_matches_network(self) -> bool | None:
         """Whether the refiner was trained on this network's features (None: no weights or no record)."""
@@ -434,6 +455,7 @@ class HandReconstructor:
             'landmarks': self.landmarks_enabled,
             'landmark_palms': self.landmarks_enabled and self.landmark_palms,
             'landmark_new_hands': self.landmarks_enabled and self.landmark_palms and self.landmark_new_hands,
+            'landmark_runner': self.landmark_runner,
             'num_threads': torch.get_num_threads() if self.device.type == 'cpu' else 0,
             'refine_weights_file': self.refine_weights_file,
             'refine_weights_sha256': self.refine_weights_sha256,
@@ -877,7 +899,10 @@ def create_reconstructor(config: PipelineConfig, logger: Any = None) -> HandReco
         landmark_palms=config.landmark_palms,
         landmark_new_hands=config.landmark_new_hands,
         landmark_tracking=config.landmark_tracking,
+        landmark_runtime=config.landmark_runtime,
     )
+    if reconstructor.landmark_runner_note:
+        warn(f'the landmark network runs in PyTorch: {reconstructor.landmark_runner_note}')
     if config.trace_network:
         # trace the one-camera graph now: the first frame should not pay for it
         size = reconstructor.input_size

@@ -237,6 +237,9 @@ def test_the_pipeline_redraws_its_hands_when_asked():
     # the shipped model on a synthetic two-hand frame whose hands the crop network reads (seed 4242, frame 1)
     reconstructor = create_reconstructor(PipelineConfig(device='cpu', refine=False, landmarks=True))
     assert reconstructor.info()['landmarks'] is True
+    # landmark_runtime auto: onnxruntime where the crop network runs fp32 on the CPU (onnx_runner.resolve_runtime)
+    expected = 'torch' if reconstructor._landmark_dtype() is not None else 'onnxruntime'
+    assert reconstructor.info()['landmark_runner'] == expected
     raw = SynthDataset(SynthConfig(image_size=640, supersample=1), seed=4242, length=2).raw(1)
     image = np.ascontiguousarray(raw['image'][80:560])
     K = raw['K'].astype(np.float64).copy()

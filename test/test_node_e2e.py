@@ -622,4 +622,9 @@ def test_default_node_redraws_hands_from_the_landmark_crop_stage(ros, start_node
     ros.spin_until(lambda: tracking().get('followed_crops', 0) > 0, what='followed crops in /diagnostics')
     counts = tracking()
     assert counts['redrawn_hands'] == 2.0 and counts['palm_runs'] < 1.0
+    # landmarks.runtime auto: onnxruntime where the crop network runs fp32 on the CPU (no native bf16 here)
+    from hand_recon_ros.runtime import cpu_has_native_bf16
+
+    runner = next(kv.value for kv in diags[-1].status[0].values if kv.key == 'landmark_runner')
+    assert runner == ('torch' if cpu_has_native_bf16() else 'onnxruntime')
     assert_clean_exit(node)

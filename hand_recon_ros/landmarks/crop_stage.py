@@ -26,6 +26,7 @@ Plain numpy / OpenCV / torch; no ROS import.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -210,7 +211,7 @@ class CropStage:
     stream, a reconfiguration). One stage follows one camera. ``palm_every``: while tracking, a frame whose only hand
     is followed runs the palm detector (which finds hands ACR misses) every this many frames, not every frame.
     ``device``: where the landmark network runs (the model is moved there; crops are cut on the CPU and sent as
-    uint8)."""
+    uint8). ``runner``: runs the network in its place, e.g. an ``OnnxRunner`` (onnx_runner.py) on the CPU."""
 
     def __init__(
         self,
@@ -228,6 +229,7 @@ class CropStage:
         tracking: bool = False,
         device: torch.device | str = 'cpu',
         palm_every: int = 3,
+        runner: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
     ) -> None:
         if iterations < 1:
             raise ValueError(f'iterations must be >= 1, got {iterations}')
@@ -245,6 +247,7 @@ class CropStage:
         self.turns, self.turn_below, self.zoom_out = int(turns), float(turn_below), float(zoom_out)
         self.retry_crops = int(retry_crops)
         self.autocast_dtype = autocast_dtype
+        self.runner = runner
         if not float(palm_reach) >= 0.0:
             raise ValueError(f'palm_reach must be >= 0, got {palm_reach}')
         self.palms, self.palm_reach = palms, float(palm_reach)
@@ -296,6 +299,10 @@ class CropStage:
 
     @torch.inference_mode()
     def _forward(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        if self.runner is not None:
+            out = self.runner(torch.from_numpy(crops).float().div_(255.0))
+            self.crops_run += len(crops)
+            return {k: v.float().numpy() for k, v in out.items()}
         # uint8 to the device, float there: a quarter of the bytes over the bus on a GPU
         batch = torch.from_numpy(crops).to(self.device).float().div_(255.0)  # (B, 224, 224, 3) RGB
         if self.autocast_dtype is not None:

@@ -312,6 +312,7 @@ class HandReconNode(LifecycleNode):
                 landmark_palms=bool(self.p('landmarks.palms')),
                 landmark_new_hands=bool(self.p('landmarks.new_hands')),
                 landmark_tracking=bool(self.p('landmarks.tracking')),
+                landmark_runtime=self.p('landmarks.runtime'),
             )
             self.reconstructor = create_reconstructor(config, logger=self.get_logger())
         except Exception as exc:  # a clear message and an inactive node beat a crash
@@ -336,6 +337,7 @@ class HandReconNode(LifecycleNode):
             f"active: {info['network']} on {info['device']} ({info['precision']}, {info['network_runner']}"
             + (f", {info['num_threads']} torch threads" if info.get('num_threads') else '')
             + f"), hand model {info['hand_model']}"
+            + (f", landmark network on {info['landmark_runner']}" if info.get('landmark_runner') else '')
             + (', pipelined (network and publishing on two threads)' if self.worker and self.worker.pipelined else '')
         )
         return super().on_activate(state)
@@ -471,6 +473,7 @@ class HandReconNode(LifecycleNode):
         if (reconstructor, settings.runtime) != self._applied_runtime:
             reconstructor.set_runtime(**settings.runtime.as_kwargs())
             self._applied_runtime = (reconstructor, settings.runtime)
+            self.status.model = ModelStatus.from_info(reconstructor.info())  # e.g. the landmark network loaded now
         network_pass = reconstructor.run_network([image], [K], [depth_source])[0]
         return _NetworkStage(reconstructor, header, image, settings, network_pass)
 

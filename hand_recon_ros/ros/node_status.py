@@ -28,6 +28,7 @@ class ModelStatus:
     model_id: str = ''
     num_threads: int = 0  # torch CPU threads (0: not a CPU run, or not reported)
     network_runner: str = ''  # 'traced' (frozen TorchScript graphs) or 'eager'
+    landmark_runner: str = ''  # 'onnxruntime' or 'torch' once the crop stage's landmark network is loaded
 
     @classmethod
     def from_info(cls, info: Mapping[str, Any]) -> 'ModelStatus':
@@ -41,6 +42,7 @@ class ModelStatus:
             model_id=str(info.get('model_id', '') or ''),
             num_threads=int(info.get('num_threads', 0) or 0),
             network_runner=str(info.get('network_runner', '') or ''),
+            landmark_runner=str(info.get('landmark_runner', '') or ''),
         )
 
 
@@ -137,6 +139,7 @@ def diagnostic_values(status: NodeStatus) -> Diagnostic:
             ('precision', m.precision),
             ('num_threads', str(m.num_threads)),
             ('network_runner', m.network_runner),
+            ('landmark_runner', m.landmark_runner or 'not loaded'),
             ('network', m.network),
             ('weights_sha256', m.weights_sha256),
             ('hand_model', m.hand_model),

@@ -173,6 +173,15 @@ _TABLE = (
         'while its crop reads it (with landmarks.new_hands), and with every hand followed the palm detector mostly '
         'rests (false: every frame is read as a still photo)',
     ),
+    _P(
+        'landmarks.runtime',
+        'auto',
+        'what runs the landmark network: onnxruntime (3x faster per crop on a CPU without native bf16; exported on '
+        'first use and cached under ~/.cache/hand_recon_ros/onnx), torch, or auto (onnxruntime where the network '
+        'would run fp32 on the CPU; PyTorch on a GPU or with native bf16; PyTorch whenever onnxruntime fails)',
+        'activate',
+        choices=('auto', 'torch', 'onnxruntime'),
+    ),
     _P('landmarks.passes', 2, 'crops per hand (each later one follows the previous answer)', low=1, high=3),
     _P(
         'landmarks.min_presence',

@@ -11,6 +11,7 @@ device / precision / thread / hash helpers in ``runtime.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -50,6 +51,7 @@ from hand_recon_ros.detection_defaults import (
 from hand_recon_ros.detection_metrics import box_iou, keypoint_box
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import LetterboxTransform, fallback_intrinsics, project_points
+from hand_recon_ros.geometry.depth_placement import DepthPlacementConfig, depth_fix
 from hand_recon_ros.geometry.image_rotation import TurnedView, check_turn, turn_image
 from hand_recon_ros.geometry.placement import place_hands
 from hand_recon_ros.landmarks.crop_stage import CropStage
@@ -57,7 +59,13 @@ from hand_recon_ros.landmarks.hand_update import LANDMARK_FACTOR, MIN_PRESENCE, 
 from hand_recon_ros.landmarks.mediapipe_port import INPUT_SIZE
 from hand_recon_ros.landmarks.palm_detection import PalmDetector
 from hand_recon_ros.onnx_runner import OnnxRunner, OnnxRunnerError, check_runtime, resolve_runtime
-from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_WEAK_PERSPECTIVE, FrameResult, HandResult
+from hand_recon_ros.results import (
+    DEPTH_SOURCE_CAMERA_INFO,
+    DEPTH_SOURCE_DEPTH_IMAGE,
+    DEPTH_SOURCE_WEAK_PERSPECTIVE,
+    FrameResult,
+    HandResult,
+)
 from hand_recon_ros.runtime import (
     autocast_dtype,
     cpu_has_native_bf16,
@@ -471,10 +479,16 @@ class HandReconstructor:
     # ------------------------------------------------------------------ per frame
     @torch.inference_mode()
     def reconstruct(
-        self, image_bgr: np.ndarray, K: np.ndarray | None = None, depth_source: str = DEPTH_SOURCE_CAMERA_INFO
+        self,
+        image_bgr: np.ndarray,
+        K: np.ndarray | None = None,
+        depth_source: str = DEPTH_SOURCE_CAMERA_INFO,
+        depth_m: np.ndarray | None = None,
     ) -> FrameResult:
-        """One BGR uint8 frame (any size) -> FrameResult. K: 3x3 intrinsics (None: fallback FOV)."""
-        return self.reconstruct_batch([image_bgr], [K], [depth_source])[0]
+        """One BGR uint8 frame (any size) -> FrameResult. K: 3x3 intrinsics (None: fallback FOV). ``depth_m``: a
+        depth image (H, W) in metres registered to this image (any resolution of the same aspect ratio): hands it
+        reads are placed by it (:func:`place_by_depth`)."""
+        return self.finish(self.run_network([image_bgr], [K], [depth_source])[0], depth_m)
 
     @torch.inference_mode()
     def reconstruct_batch(
@@ -597,8 +611,9 @@ class HandReconstructor:
         return passes
 
     @torch.inference_mode()
-    def finish(self, network_pass: NetworkPass) -> FrameResult:
-        """The second half of :meth:`reconstruct_batch`: MANO, metric placement, refinement, confidences."""
+    def finish(self, network_pass: NetworkPass, depth_m: np.ndarray | None = None) -> FrameResult:
+        """The second half of :meth:`reconstruct_batch`: MANO, metric placement, refinement, confidences; with
+        ``depth_m`` (metres, registered to the frame) the hands it reads are then placed by it."""
         p = network_pass
         timings = dict(p.timings_ms)
         t = time.perf_counter()
@@ -664,6 +679,10 @@ class HandReconstructor:
         )
         if p.view is not None:
             _turn_back(result, p.view)
+        if depth_m is not None:
+            t = time.perf_counter()
+            result.hands, result.depth_placed = place_by_depth(result.hands, depth_m, result.image_size)
+            result.timings_ms['depth'] = (time.perf_counter() - t) * 1e3
         return result
 
     def refine_hands(self, hands: list[HandResult], image_feature: torch.Tensor, K: np.ndarray) -> list[HandResult]:
@@ -793,6 +812,37 @@ class HandReconstructor:
                 continue
             hands.append(hand)
         return hands
+
+
+def place_by_depth(
+    hands: Sequence[HandResult],
+    depth_m: np.ndarray,
+    image_size: tuple[int, int],
+    config: DepthPlacementConfig | None = None,
+) -> tuple[list[HandResult], int]:
+    """-> (the hands, each the depth image reads scaled about the camera centre onto it, with depth_source
+    'depth_image'; the number so placed). Projections do not change; distance and size do. ``image_size``: (height,
+    width) of the colour image the keypoints are in. A depth image of another aspect ratio: ValueError."""
+    config = config or DepthPlacementConfig()
+    out, placed = [], 0
+    for hand in hands:
+        fix = depth_fix(hand.joints_3d, hand.keypoints_2d, depth_m, image_size, config)
+        if fix is None:
+            out.append(hand)
+            continue
+        s = np.float32(fix.scale)
+        out.append(
+            dataclasses.replace(
+                hand,
+                joints_3d=hand.joints_3d * s,
+                wrist_position=hand.wrist_position * s,
+                vertices=None if hand.vertices is None else hand.vertices * s,
+                joint_velocities=None if hand.joint_velocities is None else hand.joint_velocities * s,
+                depth_source=DEPTH_SOURCE_DEPTH_IMAGE,
+            )
+        )
+        placed += 1
+    return out, placed
 
 
 def _turn_back(result: FrameResult, view: TurnedView) -> None:
@@ -932,4 +982,5 @@ __all__ = [
     'drop_overlapping_hands',
     'create_reconstructor',
     'peak_centers',
+    'place_by_depth',
 ]

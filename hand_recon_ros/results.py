@@ -15,6 +15,7 @@ from hand_recon_ros.conventions import SIDES
 DEPTH_SOURCE_CAMERA_INFO = 'camera_info'  # real intrinsics
 DEPTH_SOURCE_FALLBACK_FOV = 'fallback_fov'  # uncalibrated camera: documented fallback field of view
 DEPTH_SOURCE_WEAK_PERSPECTIVE = 'weak_perspective'  # no camera model at all (network's own camera)
+DEPTH_SOURCE_DEPTH_IMAGE = 'depth_image'  # placed onto an aligned depth image (distance and size measured)
 
 # IHMR refinement factors, in stage order (bit i of Hand.refined_factors = factor i accepted).
 REFINE_FACTORS = ('translation', 'left_orient', 'right_orient', 'fingers', 'shape')
@@ -79,6 +80,8 @@ class FrameResult:
     # per-frame counts of the landmark crop stage (redrawn_hands, followed_crops, palm_runs), for diagnostics
     landmark_counts: dict = field(default_factory=dict)
     model_id: str = ''  # HandReconstructor.model_id of the model that produced it
+    # hands the aligned depth image placed (depth_source 'depth_image'); -1: no depth image came with the frame
+    depth_placed: int = -1
 
     def hand(self, side: str) -> Optional[HandResult]:
         for h in self.hands:

@@ -26,6 +26,15 @@ ARGUMENTS = {
         'landmark crop stage (parameter landmarks.enabled, overrides the params file): true = real-photo fingers '
         'and sides, ~190 ms more per frame on a 2-core CPU; false = ACR alone',
     ),
+    'depth': (
+        'false',
+        'RGB-D camera: place hands by the aligned depth image on depth_image (parameter depth.enabled, overrides the '
+        'params file)',
+    ),
+    'depth_image': (
+        '/camera/aligned_depth_to_color/image_raw',
+        'depth image registered to the colour camera (16UC1 mm or 32FC1 m), with depth:=true',
+    ),
     'rviz': ('false', 'start rviz2 with config/hand_recon.rviz'),
     'fixed_frame': ('camera_color_optical_frame', 'RViz fixed frame: the frame_id of your camera images'),
     'record': ('false', 'record the node outputs and camera_info with ros2 bag (MCAP)'),
@@ -69,7 +78,7 @@ def _launch_setup(context):
     from launch_ros.actions import Node
 
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    for flag in ('autostart', 'landmarks', 'rviz', 'record', 'record_images'):
+    for flag in ('autostart', 'landmarks', 'depth', 'rviz', 'record', 'record_images'):
         arg[flag] = _as_bool(arg[flag], flag)
     namespace = _absolute(arg['namespace'])
     # A relative camera namespace lives in the node's namespace, as rcl would resolve the remap.
@@ -93,12 +102,14 @@ def _launch_setup(context):
                     'input_transport': arg['input_transport'],
                     'autostart': arg['autostart'],
                     'landmarks.enabled': arg['landmarks'],
+                    'depth.enabled': arg['depth'],
                 },
             ],
             remappings=[
                 ('image', image),
                 ('image/compressed', f'{image}/compressed'),
                 ('camera_info', f'{camera}/camera_info'),
+                ('depth/image', _absolute(arg['depth_image'], namespace)),
             ],
             additional_env=env,
         )

@@ -62,12 +62,16 @@ def test_default_xml_launch_is_one_node_with_params_then_remaps():
         'autostart:=true',
         '-p',
         'landmarks.enabled:=true',
+        '-p',
+        'depth.enabled:=false',
         '-r',
         'image:=/camera/image_raw',
         '-r',
         'image/compressed:=/camera/image_raw/compressed',
         '-r',
         'camera_info:=/camera/camera_info',
+        '-r',
+        'depth/image:=/camera/aligned_depth_to_color/image_raw',
     ]
     assert node.namespace == '/' and node.name == 'hand_recon'
 
@@ -305,6 +309,8 @@ def test_python_launch_file_compiles_imports_launch_lazily_and_matches_the_xml(t
         input_transport='compressed',
         device='cuda:1',
         landmarks='false',
+        depth='true',
+        depth_image='cam_depth/image_raw',
         bag_dir='/b',
         fastdds_profile='/dds.xml',
     )
@@ -318,13 +324,20 @@ def test_python_launch_file_compiles_imports_launch_lazily_and_matches_the_xml(t
     assert node.kwargs['namespace'] == '/cam1' and node.kwargs['name'] == 'hand_recon'
     assert node.kwargs['parameters'] == [
         '/p.yaml',
-        {'device': 'cuda:1', 'input_transport': 'compressed', 'autostart': True, 'landmarks.enabled': False},
+        {
+            'device': 'cuda:1',
+            'input_transport': 'compressed',
+            'autostart': True,
+            'landmarks.enabled': False,
+            'depth.enabled': True,
+        },
     ]
     # A relative camera resolves in the node's namespace, like the node's own remap would.
     assert node.kwargs['remappings'] == [
         ('image', '/cam1/color/image_raw'),
         ('image/compressed', '/cam1/color/image_raw/compressed'),
         ('camera_info', '/cam1/color/camera_info'),
+        ('depth/image', '/cam1/cam_depth/image_raw'),
     ]
     assert rviz.kwargs['arguments'] == [
         '-d',

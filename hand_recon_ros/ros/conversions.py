@@ -10,12 +10,19 @@ from geometry_msgs.msg import Point, Vector3
 from hand_recon_ros import conventions
 from hand_recon_ros.geometry.camera import intrinsics_from_camera_info
 from hand_recon_ros.msg import Hand, HandArray, HandModelInfo
-from hand_recon_ros.results import DEPTH_SOURCE_CAMERA_INFO, DEPTH_SOURCE_FALLBACK_FOV, HAND_UPDATES, FrameResult
+from hand_recon_ros.results import (
+    DEPTH_SOURCE_CAMERA_INFO,
+    DEPTH_SOURCE_DEPTH_IMAGE,
+    DEPTH_SOURCE_FALLBACK_FOV,
+    HAND_UPDATES,
+    FrameResult,
+)
 from hand_recon_ros.ros.node_status import NodeStatus, diagnostic_values
 
 DEPTH_SOURCE_CODES = {
     DEPTH_SOURCE_CAMERA_INFO: Hand.DEPTH_CAMERA_INFO,
     DEPTH_SOURCE_FALLBACK_FOV: Hand.DEPTH_FALLBACK_FOV,
+    DEPTH_SOURCE_DEPTH_IMAGE: Hand.DEPTH_IMAGE,
 }
 
 

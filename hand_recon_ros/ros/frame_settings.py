@@ -81,6 +81,8 @@ class FrameSettings:
     use_rectified: bool = False
     fallback_fov_deg: float = 60.0
     smoothing_enabled: bool = True
+    depth_max_stamp_gap_s: float = 0.02
+    depth_units_m: float = 0.001
     runtime: ReconstructorRuntime = ReconstructorRuntime()
     outputs: OutputSettings = OutputSettings()
 
@@ -111,6 +113,8 @@ class FrameSettings:
             use_rectified=bool(value('use_rectified')),
             fallback_fov_deg=float(value('fallback_fov_deg')),
             smoothing_enabled=bool(value('smoothing.enabled')),
+            depth_max_stamp_gap_s=float(value('depth.max_stamp_gap_s')),
+            depth_units_m=float(value('depth.units_m')),
             runtime=runtime,
             outputs=OutputSettings.from_parameters(value),
         )

@@ -24,6 +24,7 @@ __all__ = [
     'numpy_to_imgmsg',
     'compressed_to_bgr8',
     'bgr8_to_compressed',
+    'to_depth_m',
 ]
 
 
@@ -107,6 +108,22 @@ def imgmsg_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     shape = (height, width) if channels == 1 else (height, width, channels)
     img = rows.view(src_dtype).reshape(shape)
     return img.astype(dtype, copy=False)  # no copy when already native
+
+
+DEPTH_ENCODINGS = ('16UC1', 'mono16', '32FC1')
+
+
+def to_depth_m(msg: Image, units_m: float = 0.001, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A depth image message -> (H, W) float32 metres. 16UC1 / mono16 count ``units_m`` per unit (RealSense and most
+    drivers: millimetres); 32FC1 is metres (REP 118). 0, NaN and inf stay as they are: no reading there."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise ImageConversionError(
+            f'unsupported depth encoding {msg.encoding!r}; supported: {", ".join(DEPTH_ENCODINGS)}', 'encoding'
+        )
+    raw = imgmsg_to_numpy(msg, max_pixels)
+    if raw.dtype == np.uint16:
+        return raw.astype(np.float32) * np.float32(units_m)
+    return raw.astype(np.float32, copy=False)
 
 
 def numpy_to_imgmsg(img: np.ndarray, encoding: str, header=None) -> Image:

@@ -28,7 +28,9 @@ from hand_recon_ros.conventions import SIDES
 from hand_recon_ros.ros import conversions, lifecycle_guard, parameters
 from hand_recon_ros.ros.frame_settings import FrameSettings
 from hand_recon_ros.ros.frame_worker import FrameWorker, LatencyStats
-from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8
+from hand_recon_ros.geometry.depth_placement import depth_pixels
+from hand_recon_ros.ros.depth_input import DepthBuffer, DepthCounts
+from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8, to_depth_m
 from hand_recon_ros.ros.input_gaps import StampGapEstimator
 from hand_recon_ros.ros.lifecycle_guard import transition_callback
 from hand_recon_ros.ros.node_status import ModelStatus, NodeStatus
@@ -75,6 +77,7 @@ class _NetworkStage:
     image: Any
     settings: FrameSettings
     network_pass: Any
+    depth_m: Any = None  # the matched depth image in metres (depth.enabled), or None
 
 
 class HandReconNode(LifecycleNode):
@@ -113,6 +116,8 @@ class HandReconNode(LifecycleNode):
         self._activated_at = None
         self._sides_published = set()
         self._input_reliable = False
+        self.depth_frames = DepthBuffer()
+        self.depth_counts = DepthCounts()
 
     # ------------------------------------------------------------------ parameters
     def p(self, name):
@@ -254,6 +259,8 @@ class HandReconNode(LifecycleNode):
         else:
             image_sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos)
         self._subs = [image_sub, self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)]
+        if self.p('depth.enabled'):
+            self._subs.append(self.create_subscription(Image, 'depth/image', self._on_depth, qos))
 
     @guarded_callback
     def _adapt_input_qos(self):
@@ -439,6 +446,36 @@ class HandReconNode(LifecycleNode):
     def _on_camera_info(self, msg):
         self._camera_info = msg
 
+    @guarded_callback
+    def _on_depth(self, msg):
+        """Keep the depth image, undecoded, for the colour frame stamped like it (depth_input.py)."""
+        self.depth_counts.received += 1
+        self.depth_frames.add(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, msg)
+
+    def _depth_for(self, header, image_size, settings):
+        """The depth image (metres) matched to this colour frame, or None (counted, and said once per kind)."""
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        msg, gap = self.depth_frames.closest(stamp, settings.depth_max_stamp_gap_s)
+        if msg is None:
+            self.depth_counts.unmatched += 1
+            self._warn_once(
+                'depth_unmatched',
+                f"no depth image on '{self._subs[-1].topic_name}' within depth.max_stamp_gap_s = "
+                f'{settings.depth_max_stamp_gap_s:g} s of a colour frame (closest {gap:.3f} s): its hands are placed '
+                'by the hand model; publish the depth aligned to the colour camera, or raise the gap',
+            )
+            return None
+        try:
+            depth = to_depth_m(msg, settings.depth_units_m)
+            depth_pixels(image_size, depth.shape[:2])
+        except (ImageConversionError, ValueError) as exc:
+            self.depth_counts.bad += 1
+            kind = exc.kind if isinstance(exc, ImageConversionError) else 'registration'
+            self.problems.report(f'bad_depth.{kind}', f'depth image not used: {exc}')
+            return None
+        self.depth_counts.matched += 1
+        return depth
+
     # ------------------------------------------------------------------ worker
     def _process(self, item):
         """One frame on one thread (``pipelined: false``)."""
@@ -475,14 +512,18 @@ class HandReconNode(LifecycleNode):
             self._applied_runtime = (reconstructor, settings.runtime)
             self.status.model = ModelStatus.from_info(reconstructor.info())  # e.g. the landmark network loaded now
         network_pass = reconstructor.run_network([image], [K], [depth_source])[0]
-        return _NetworkStage(reconstructor, header, image, settings, network_pass)
+        depth = self._depth_for(header, image.shape[:2], settings) if self.p('depth.enabled') else None
+        return _NetworkStage(reconstructor, header, image, settings, network_pass, depth)
 
     def _finish(self, item, stage):
         """Second stage: hands, refinement, smoothing and publishing (the finisher thread when pipelined)."""
         if stage is None:
             return
         received_at = item[1]
-        frame = stage.reconstructor.finish(stage.network_pass)
+        frame = stage.reconstructor.finish(stage.network_pass, stage.depth_m)
+        if frame.depth_placed >= 0:
+            self.depth_counts.hands_placed += frame.depth_placed
+            self.depth_counts.hands_not_read += len(frame.hands) - frame.depth_placed
         processing_ms = (time.monotonic() - received_at) * 1e3
         outputs = self.outputs
         if outputs is None:
@@ -611,6 +652,7 @@ class HandReconNode(LifecycleNode):
             names = sorted({name for counts in recent for name in counts})
             status.landmarks_per_frame = {n: sum(c.get(n, 0) for c in recent) / len(recent) for n in names}
         status.latency_ms = self.latency.summary()
+        status.depth = self.depth_counts.summary() if self.p('depth.enabled') else 'off'
         status.input_lost_estimate, status.input_period_s = gaps.lost, gaps.period_s
         status.input_pauses, status.input_stamps_out_of_order = gaps.pauses, gaps.out_of_order
         status.problems, status.problem_log_lines = self.problems.counts_snapshot(), self.problems.lines

@@ -66,6 +66,7 @@ class NodeStatus:
     # frame's hands, palm detector runs (tracking at work: followed ~ redrawn, palm runs well under 1)
     landmarks_per_frame: Dict[str, float] = field(default_factory=dict)
     latency_ms: Dict[str, float] = field(default_factory=dict)  # LatencyStats.summary()
+    depth: str = 'off'  # depth.enabled: DepthCounts.summary() (frames matched to depth images, hands placed)
     input_lost_estimate: int = 0
     input_period_s: float = math.nan
     input_pauses: int = 0
@@ -120,6 +121,7 @@ def diagnostic_values(status: NodeStatus) -> Diagnostic:
                 ', '.join(f'{k} {v:.2f}' for k, v in sorted(status.landmarks_per_frame.items())) or 'none',
             ),
         ]
+    values.append(('depth', status.depth))
     values += [
         ('received', str(status.received)),
         ('published', str(status.published)),

@@ -239,6 +239,22 @@ _TABLE = (
         'activate',
     ),
     _P('max_input_age_s', 0.5, 'drop frames older than this when picked (0 = off)', low=0.0, high=3600.0),
+    _P(
+        'depth.enabled',
+        False,
+        "RGB-D cameras: subscribe 'depth/image' (a depth image registered to the colour camera, e.g. RealSense "
+        'aligned_depth_to_color; 16UC1 or 32FC1) and place each hand it reads at the measured distance (and size)',
+        'configure',
+    ),
+    _P(
+        'depth.max_stamp_gap_s',
+        0.02,
+        'use the depth image stamped closest to the colour frame, if within this many seconds',
+        low=0.0,
+        high=1.0,
+    ),
+    _P('depth.units_m', 0.001, 'metres per unit of 16UC1 / mono16 depth images (32FC1 is metres)', low=0.0, high=10.0,
+       low_open=True),
     _P('use_camera_info', True, 'use CameraInfo intrinsics'),
     _P('use_rectified', False, 'use P (rectified) instead of K'),
     _P('fallback_fov_deg', 60.0, 'horizontal FOV when no valid CameraInfo', low=1.0, high=170.0),

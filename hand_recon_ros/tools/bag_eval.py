@@ -35,7 +35,7 @@ HAND_ARRAY_TYPE = 'hand_recon_ros/msg/HandArray'
 MODEL_INFO_TYPE = 'hand_recon_ros/msg/HandModelInfo'
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 # Hand.depth_source codes -> results.DEPTH_SOURCE_* names (msg/Hand.msg).
-DEPTH_SOURCES = {0: 'camera_info', 1: 'fallback_fov', 2: 'weak_perspective'}
+DEPTH_SOURCES = {0: 'camera_info', 1: 'fallback_fov', 2: 'weak_perspective', 3: 'depth_image'}
 LEFT = 0  # Hand.LEFT
 
 

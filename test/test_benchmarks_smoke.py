@@ -146,3 +146,12 @@ def test_bench_accuracy_quick_lists_the_shipped_model():
     mpjpe = [number(row[5].split('/')[0]) for row in rows]
     assert 0 < mpjpe[0] < 500
     assert mpjpe[1] == pytest.approx(mpjpe[0], abs=2.0)  # bf16 keeps the accuracy (autocast over the network)
+
+
+def test_bench_depth_quick_compares_placement_without_and_with_the_depth_image():
+    out = run_bench('bench_depth.py', timeout=300)
+    rows = table_rows(out, '| placement |')
+    assert [r[0] for r in rows] == ['without depth', 'with depth']
+    assert rows[0][1] == rows[1][1] and int(rows[0][1]) > 0  # the same hands, placed two ways
+    placed = re.search(r'placed by the depth image: (\d+) of (\d+) hands', out)
+    assert placed and 0 < int(placed.group(1)) <= int(placed.group(2)) == int(rows[1][1])

@@ -16,23 +16,16 @@ def synthetic_rgbd(seed=4242, index=1):
     """A rendered two-hand frame (480 x 640, interacting hands ~0.4 m away) with its K, a depth image in metres of
     the same camera (the hands' rendered depth in front of a wall) and the true joints per side."""
     from hand_recon_train.synth import SynthConfig, SynthDataset
-    from hand_recon_train.synth.raster import rasterize
+    from hand_recon_train.synth.depth import sample_depth_image
 
     dataset = SynthDataset(SynthConfig(image_size=640, supersample=1), seed=seed, length=index + 1)
     raw = dataset.raw(index)
+    depth = sample_depth_image(raw, dataset.generator.model, background_m=WALL_M)[80:560]
     image = np.ascontiguousarray(raw['image'][80:560])
     K = raw['K'].astype(np.float64).copy()
     K[1, 2] -= 80.0
-    vertices, faces, offset = [], [], 0
-    for i, side in enumerate(SIDES):
-        if raw['valid'][i]:
-            vertices.append(raw['vertices'][i])
-            faces.append(np.asarray(dataset.generator.model.faces(side)) + offset)
-            offset += len(raw['vertices'][i])
-    depth = rasterize(np.concatenate(vertices), np.concatenate(faces), K, 480, 640).depth_image()
-    depth[~np.isfinite(depth)] = WALL_M
     truth = {side: raw['joints_3d'][i] for i, side in enumerate(SIDES) if raw['valid'][i]}
-    return image, K, depth.astype(np.float32), truth
+    return image, K, np.ascontiguousarray(depth), truth
 
 
 @pytest.fixture(scope='module')

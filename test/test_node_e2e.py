@@ -628,3 +628,91 @@ def test_default_node_redraws_hands_from_the_landmark_crop_stage(ros, start_node
     runner = next(kv.value for kv in diags[-1].status[0].values if kv.key == 'landmark_runner')
     assert runner == ('torch' if cpu_has_native_bf16() else 'onnxruntime')
     assert_clean_exit(node)
+
+
+def test_an_rgbd_camera_places_the_hands_by_its_depth_image(ros, start_node):
+    """depth.enabled: the node matches each colour frame to the depth image stamped with it (16UC1 mm, as a
+    RealSense driver publishes aligned depth), places the hands it reads at the measured distance
+    (Hand.DEPTH_IMAGE), and places by the hand model when the depth is missing or unreadable, counting both."""
+    from hand_recon_ros.msg import Hand
+    from hand_recon_ros.ros.conversions import hand_array_to_numpy
+    from hand_recon_ros.ros.image_conversion import numpy_to_imgmsg
+
+    from test_depth_placement import synthetic_rgbd
+
+    image, K, depth, truth = synthetic_rgbd()
+    node = start_node(
+        '-p',
+        'device:=cpu',
+        '-p',
+        'diagnostics_period_s:=0.2',
+        '-p',
+        'depth.enabled:=true',
+        '-p',
+        'landmarks.tracking:=false',
+    )
+    hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
+    diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)
+    pub = ros.node.create_publisher(Image, '/image', RELIABLE)
+    info_pub = ros.node.create_publisher(CameraInfo, '/camera_info', RELIABLE)
+    depth_pub = ros.node.create_publisher(Image, '/depth/image', RELIABLE)
+    wait_ready(ros, pub)
+    ros.spin_until(lambda: depth_pub.get_subscription_count() > 0, what='the node to subscribe depth/image')
+    info = make_camera_info(640, 480)
+    info.k = K.reshape(-1)
+
+    def depth_value():
+        for d in reversed(diags):
+            for kv in d.status[0].values:
+                if kv.key == 'depth':
+                    return kv.value
+        return ''
+
+    def received_depth():
+        value = depth_value()
+        return int(dict(part.rsplit(' ', 1) for part in value.split(', '))['received']) if value else -1
+
+    ros.spin_until(lambda: received_depth() == 0, what='/diagnostics with the depth counts')
+
+    def frame(sec, depth_msg=None):
+        msg = numpy_to_imgmsg(image, 'bgr8')
+        msg.header.stamp.sec, msg.header.frame_id = sec, 'cam_optical'
+        if depth_msg is not None:  # the depth (and CameraInfo) in the node before the colour frame
+            depth_msg.header = msg.header
+            before = received_depth()
+            ros.spin_until(
+                lambda: (info_pub.publish(info), depth_pub.publish(depth_msg), ros.spin_for(0.3))
+                and received_depth() > before,
+                what='the node to receive the depth image',
+            )
+
+        def answer():
+            return next((h for h in hands if h.header.stamp.sec == sec), None)
+
+        ros.spin_until(
+            lambda: (info_pub.publish(info), pub.publish(msg), ros.spin_for(0.5)) and answer() is not None,
+            timeout=60.0,
+            what=f'frame {sec}',
+        )
+        return {h['side']: h for h in hand_array_to_numpy(answer())}, answer()
+
+    millimetres = np.round(np.clip(depth, 0.0, 65.0) * 1000.0).astype(np.uint16)
+    placed, msg = frame(40, numpy_to_imgmsg(millimetres, '16UC1'))
+    assert {h.depth_source for h in msg.hands} == {Hand.DEPTH_IMAGE}
+    assert abs(placed['left']['joints'][0][2] - truth['left'][0, 2]) < 0.015  # the hand in front: within 15 mm
+    for hand in placed.values():  # placed along the rays: the keypoints stay the projections of the joints
+        joints = np.asarray(hand['joints'], np.float64)
+        np.testing.assert_allclose(hand['keypoints_2d'], (joints @ K.T)[:, :2] / (joints @ K.T)[:, 2:], atol=0.05)
+    unmatched, msg = frame(41)  # no depth image stamped near it: the hand model places the hands
+    assert {h.depth_source for h in msg.hands} == {Hand.DEPTH_CAMERA_INFO}
+    bad, msg = frame(42, numpy_to_imgmsg(np.zeros((480, 640, 3), np.uint8), 'rgb8'))  # not a depth encoding
+    assert {h.depth_source for h in msg.hands} == {Hand.DEPTH_CAMERA_INFO}
+
+    def counts():
+        return {k: int(v) for k, v in (part.rsplit(' ', 1) for part in depth_value().split(', '))}
+
+    ros.spin_until(lambda: counts()['bad'] >= 1, what='the bad depth image counted in /diagnostics')
+    # (a colour frame re-sent until answered counts again)
+    assert counts()['matched'] >= 1 and counts()['unmatched'] >= 1 and counts()['hands placed'] >= 2
+    log = assert_clean_exit(node)
+    assert 'no depth image on' in log and 'depth image not used: unsupported depth encoding' in log

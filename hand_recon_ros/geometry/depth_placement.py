@@ -76,9 +76,7 @@ def depth_pixels(image_size: tuple[int, int], depth_size: tuple[int, int]) -> tu
     return sx, sy
 
 
-def read_depth(
-    depth_m: np.ndarray, pixels: np.ndarray, config: DepthPlacementConfig | None = None
-) -> np.ndarray:
+def read_depth(depth_m: np.ndarray, pixels: np.ndarray, config: DepthPlacementConfig | None = None) -> np.ndarray:
     """(N,) median valid depth (metres) in a window around each (x, y) depth-image pixel; NaN where none is valid."""
     config = config or DepthPlacementConfig()
     depth_m = np.asarray(depth_m)

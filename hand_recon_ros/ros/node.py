@@ -25,11 +25,11 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from hand_recon_ros.conventions import SIDES
+from hand_recon_ros.geometry.depth_placement import depth_pixels
 from hand_recon_ros.ros import conversions, lifecycle_guard, parameters
+from hand_recon_ros.ros.depth_input import DepthBuffer, DepthCounts
 from hand_recon_ros.ros.frame_settings import FrameSettings
 from hand_recon_ros.ros.frame_worker import FrameWorker, LatencyStats
-from hand_recon_ros.geometry.depth_placement import depth_pixels
-from hand_recon_ros.ros.depth_input import DepthBuffer, DepthCounts
 from hand_recon_ros.ros.image_conversion import ImageConversionError, compressed_to_bgr8, to_bgr8, to_depth_m
 from hand_recon_ros.ros.input_gaps import StampGapEstimator
 from hand_recon_ros.ros.lifecycle_guard import transition_callback

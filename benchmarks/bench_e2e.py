@@ -66,8 +66,8 @@ def run_timed_node(timings_path, ros_args):
     out = open(timings_path, 'a', buffering=1)
 
     # All three run on the thread that finishes a frame (the finisher when pipelined), one frame at a time.
-    def timed_finish(self, network_pass):
-        result = finish(self, network_pass)
+    def timed_finish(self, network_pass, depth_m=None):
+        result = finish(self, network_pass, depth_m)
         last['timings'] = dict(result.timings_ms)
         last['hands'] = len(result.hands)
         return result

@@ -234,6 +234,7 @@ class HandReconNode(LifecycleNode):
     def on_configure(self, state):
         """Create publishers and subscriptions; nothing heavy yet (the model loads on activate)."""
         self._destroy_entities()  # nothing may be left from an earlier failed attempt
+        self.depth_frames.clear()
         qos = input_qos(self.p('input_reliability'), self.p('input_depth'))
         transport = self.p('input_transport')
         self._input_reliable = self.p('input_reliability') == 'reliable'

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hand_recon_ros.acr.traced import OutputsAsTuple
+
 __all__ = [
     'RUNTIMES',
     'OnnxRunner',
@@ -83,17 +85,6 @@ def onnx_cache_dir() -> Path | None:
         return Path(cache_dir()) / 'onnx'
     except ModelFileError:
         return None
-
-
-class _OutputsAsTuple(nn.Module):
-    def __init__(self, module: nn.Module, keys: tuple[str, ...]):
-        super().__init__()
-        self.module = module
-        self.keys = keys
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.module(x)
-        return tuple(out[k] for k in self.keys)
 
 
 def _module_key(module: nn.Module, input_shape: tuple[int, ...]) -> str:
@@ -190,7 +181,7 @@ class OnnxRunner:
                     self.cache_note = f'not cached: {exc}'
 
     def _export(self) -> bytes:
-        wrapper = _OutputsAsTuple(self.module, self.keys).eval()
+        wrapper = OutputsAsTuple(self.module, self.keys).eval()
         example = torch.zeros((1, *self.input_shape))
         try:
             # the exporter reports its progress on stdout and warns about what it does not need: both noise here

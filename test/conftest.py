@@ -112,6 +112,19 @@ def start_node(tmp_path):
             p.stop()
 
 
+def node_params(*assignments):
+    """'name:=value', ... -> the node's command-line arguments ('-p', 'name:=value', ...)."""
+    return [arg for assignment in assignments for arg in ('-p', assignment)]
+
+
+def small_untrained_config(**overrides):
+    """A PipelineConfig of the seeded untrained EfficientNet-Lite0 network at 128 px on the CPU (quick to build)."""
+    from hand_recon_ros.pipeline import PipelineConfig
+
+    base = dict(weights='untrained', device='cpu', precision='fp32', backbone='efficientnet_lite0', input_size=128)
+    return PipelineConfig(**{**base, **overrides})
+
+
 @contextlib.contextmanager
 def in_process_node(**parameters):
     """The node in this process (own rclpy context, this worker's domain), not started (autostart false);

@@ -638,18 +638,12 @@ def test_an_rgbd_camera_places_the_hands_by_its_depth_image(ros, start_node):
     from hand_recon_ros.ros.conversions import hand_array_to_numpy
     from hand_recon_ros.ros.image_conversion import numpy_to_imgmsg
 
+    from conftest import node_params
     from test_depth_placement import synthetic_rgbd
 
     image, K, depth, truth = synthetic_rgbd()
     node = start_node(
-        '-p',
-        'device:=cpu',
-        '-p',
-        'diagnostics_period_s:=0.2',
-        '-p',
-        'depth.enabled:=true',
-        '-p',
-        'landmarks.tracking:=false',
+        *node_params('device:=cpu', 'diagnostics_period_s:=0.2', 'depth.enabled:=true', 'landmarks.tracking:=false')
     )
     hands = ros.collect(HandArray, '/hand_recon/hands', RELIABLE)
     diags = ros.collect(DiagnosticArray, '/diagnostics', RELIABLE)

@@ -163,21 +163,15 @@ def test_the_pipeline_keeps_pytorch_where_onnxruntime_fails(monkeypatch, caplog)
     import logging
 
     from hand_recon_ros import pipeline
-    from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+    from hand_recon_ros.pipeline import create_reconstructor
+
+    from conftest import small_untrained_config
 
     def refuse(*args, **kwargs):
         raise OnnxRunnerError('export failed: refused by this test')
 
-    config = PipelineConfig(
-        weights='untrained',
-        device='cpu',
-        precision='fp32',
-        backbone='efficientnet_lite0',
-        input_size=128,
-        trace_network=False,
-        landmarks=True,
-        landmark_palms=False,
-        landmark_runtime='onnxruntime',
+    config = small_untrained_config(
+        trace_network=False, landmarks=True, landmark_palms=False, landmark_runtime='onnxruntime'
     )
     monkeypatch.setattr(pipeline, 'OnnxRunner', refuse)
     with caplog.at_level(logging.WARNING, logger=pipeline.LOG.name):

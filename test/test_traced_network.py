@@ -8,7 +8,9 @@ from torch import nn
 
 from hand_recon_ros.acr.factory import create_model
 from hand_recon_ros.acr.traced import TracedNetwork, check_graph_outputs
-from hand_recon_ros.pipeline import PipelineConfig, create_reconstructor
+from hand_recon_ros.pipeline import create_reconstructor
+
+from conftest import small_untrained_config
 
 
 @pytest.fixture(scope='module')
@@ -122,15 +124,7 @@ def test_pipeline_hands_match_with_and_without_the_graph():
     image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
     results = {}
     for trace in (True, False):
-        config = PipelineConfig(
-            weights='untrained',
-            device='cpu',
-            precision='fp32',
-            backbone='efficientnet_lite0',
-            input_size=128,
-            detection_threshold=0.0,
-            trace_network=trace,
-        )
+        config = small_untrained_config(detection_threshold=0.0, trace_network=trace)
         reconstructor = create_reconstructor(config)
         assert reconstructor.info()['network_runner'] == ('traced' if trace else 'eager')
         results[trace] = reconstructor.reconstruct(image)

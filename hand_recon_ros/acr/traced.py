@@ -25,15 +25,15 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ['TracedNetwork', 'check_graph_outputs']
+__all__ = ['OutputsAsTuple', 'TracedNetwork', 'check_graph_outputs']
 
 # max |graph - eager| allowed per output, as a share of (max |eager| + 1): float32 only reorders sums (folded batch
 # norms), a 16-bit autocast rounds differently where the graph fused an op
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 5e-2, torch.float16: 2e-2}
 
 
-class _OutputsAsTuple(nn.Module):
-    """The network's dict of maps as a tuple in a fixed key order (a trace wants tensors)."""
+class OutputsAsTuple(nn.Module):
+    """A network's dict of outputs as a tuple in a fixed key order (tracers and exporters want tensors)."""
 
     def __init__(self, network: nn.Module, keys: tuple[str, ...]):
         super().__init__()
@@ -144,7 +144,7 @@ class TracedNetwork:
                     check = check.contiguous(memory_format=torch.channels_last)
                 eager_out = self.eager(check)
                 keys = tuple(sorted(eager_out))
-                wrapper = _OutputsAsTuple(self.network, keys).eval()
+                wrapper = OutputsAsTuple(self.network, keys).eval()
                 with warnings.catch_warnings():
                     # deprecation notices of torch.jit, and tracer notes about the shape checks it records
                     warnings.simplefilter('ignore')

@@ -651,6 +651,8 @@ class HandReconstructor:
                     self.hand_model,
                     self.landmark_min_presence,
                     new_hands=new_hands,
+                    # the fit follows the depth image's 3D where it reads the hand (camera pixels: not when turned)
+                    depth_m=depth_m if p.view is None else None,
                 )
             timings['landmarks'] = (time.perf_counter() - t) * 1e3
             landmark_counts = {

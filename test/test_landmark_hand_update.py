@@ -449,3 +449,29 @@ def test_a_found_hand_whose_crops_saw_nothing_gives_its_side_to_a_palm_hand(hand
     out, _ = landmark_hands(image, hands, K, seen, hand_model, new_hands=True)
     assert [h.handedness for h in out] == ['right', 'left'] and hands[1] not in out
     assert np.linalg.norm(out[1].joints_3d - missed, axis=1).mean() < 0.02
+
+
+def test_a_depth_image_gives_the_fit_the_hands_measured_3d(hand_model):
+    """With an RGB-D camera the fit follows the depth image's 3D where it reads the hand, not the crop network's
+    own 3D: here the crop answers a flattened hand (every joint at the wrist's depth) and the depth image reads
+    each joint's skin 8 mm in front of it."""
+    truths, hands, image, _ = a_read_pair(hand_model, seeds=(41, 42))
+
+    class FlatAnswers(KnownAnswers):
+        def run(self, image_bgr, keypoints, free_palms=True):
+            answers = super().run(image_bgr, keypoints, free_palms)
+            return [dataclasses.replace(a, world_landmarks=a.world_landmarks * [1.0, 1.0, 0.0]) for a in answers]
+
+    depth = np.zeros((480, 640), np.float32)
+    for truth in truths:
+        for (u, v), z in zip(project_points(truth, K), truth[:, 2]):
+            depth[int(v) - 1 : int(v) + 2, int(u) - 1 : int(u) + 2] = z - 0.008
+    errors = {}
+    for name, depth_m in (('crop 3D', None), ('depth 3D', depth)):
+        stage = FlatAnswers(truths, [0.9, 0.9], right_probabilities=[0.1, 0.9])
+        out, _ = landmark_hands(image, hands, K, stage, hand_model, depth_m=depth_m)
+        errors[name] = np.mean(
+            [np.linalg.norm((h.joints_3d - h.joints_3d[0]) - (t - t[0]), axis=1).mean() for h, t in zip(out, truths)]
+        )
+    # wrist-relative error: the flattened crop 3D bends the fitted fingers; the measured depth straightens them
+    assert errors['depth 3D'] < 0.6 * errors['crop 3D'] and errors['depth 3D'] < 0.01, errors

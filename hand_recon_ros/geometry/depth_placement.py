@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ['DepthFix', 'DepthPlacementConfig', 'depth_fix', 'depth_pixels', 'read_depth']
+__all__ = ['DepthFix', 'DepthPlacementConfig', 'depth_fix', 'depth_pixels', 'depth_joints', 'read_depth']
 
 
 @dataclass(frozen=True)
@@ -136,3 +136,44 @@ def depth_fix(
         if agree.sum() >= config.min_points and low <= scale <= high:
             return DepthFix(scale=scale, points=int(agree.sum()), readings=int(usable.sum()))
     return None
+
+
+def depth_joints(
+    world_joints: np.ndarray,
+    keypoints_2d: np.ndarray,
+    K: np.ndarray,
+    depth_m: np.ndarray,
+    image_size: tuple[int, int],
+    config: DepthPlacementConfig | None = None,
+    hand_extent_m: float = 0.1,
+    min_points: int = 8,
+) -> np.ndarray | None:
+    """(J, 3) camera-frame joints measured by the depth image where it reads the hand, for a fit to follow: each
+    keypoint with a reading within ``hand_extent_m`` of the hand's median reading is its pixel's ray at that depth
+    (+ the surface offset); the other joints are ``world_joints`` (a landmark network's metric 3D, axes as the
+    camera's) moved and scaled onto those. None with fewer than ``min_points`` such readings."""
+    config = config or DepthPlacementConfig()
+    world = np.asarray(world_joints, np.float64)
+    keypoints = np.asarray(keypoints_2d, np.float64)
+    sx, sy = depth_pixels(image_size, np.asarray(depth_m).shape[:2])
+    readings = read_depth(depth_m, keypoints * np.array([sx, sy]), config)
+    valid = np.isfinite(readings)
+    if valid.sum() < min_points:
+        return None
+    near = valid & (np.abs(readings - np.median(readings[valid])) <= hand_extent_m)
+    if near.sum() < min_points:
+        return None
+    K = np.asarray(K, np.float64)
+    z = readings[near] + config.surface_offset_m
+    rays = np.linalg.solve(K, np.concatenate([keypoints[near], np.ones((int(near.sum()), 1))], 1).T).T
+    measured = rays / rays[:, 2:] * z[:, None]
+    centred = world[near] - world[near].mean(0)
+    spread = float((centred**2).sum())
+    if spread <= 1e-12:
+        return None
+    scale = float((centred * (measured - measured.mean(0))).sum()) / spread
+    if scale <= 0:
+        return None
+    out = scale * (world - world[near].mean(0)) + measured.mean(0)
+    out[near] = measured
+    return out

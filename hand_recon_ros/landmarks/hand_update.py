@@ -25,6 +25,7 @@ from hand_recon_ros import conventions
 from hand_recon_ros.detection_metrics import box_iou, keypoint_box
 from hand_recon_ros.geometry import rotations
 from hand_recon_ros.geometry.camera import project_points
+from hand_recon_ros.geometry.depth_placement import depth_joints
 from hand_recon_ros.hand_model.fit import FitConfig, FitStart, fit_keypoints
 from hand_recon_ros.hand_model.model import HandModel
 from hand_recon_ros.landmarks.crop_stage import NO_HAND, CropStage, LandmarkAnswer
@@ -177,6 +178,7 @@ def landmark_hands(
     fit_config: FitConfig | None = None,
     sides_from_crops: bool = True,
     new_hands: bool = False,
+    depth_m: np.ndarray | None = None,
 ) -> tuple[list[HandResult], list[LandmarkAnswer]]:
     """-> (the hands, redrawn where the fit worked, in their input order less the dropped ones, then any new ones;
     the crop answers, one per input hand). ``K``: the intrinsics of ``image_bgr`` (the image the hands' pixels refer
@@ -231,7 +233,10 @@ def landmark_hands(
     if hand_model.pose_dim == 45:  # a PCA-pose model has no 45-angle hand pose to publish
         for side in conventions.SIDES:
             rows = [i for i in usable if sides[i][0] == side]
-            for i, (one, start) in _fit_side(hand_model, side, rows, answers, K, config, stage).items():
+            fitted = _fit_side(
+                hand_model, side, rows, answers, K, config, stage, _measured(answers, rows, K, image_bgr, depth_m)
+            )
+            for i, (one, start) in fitted.items():
                 candidate = _redrawn(hands[i], one, K, side, sides[i][1])
                 try:
                     candidate.validate()
@@ -247,6 +252,20 @@ def landmark_hands(
     return [redrawn.get(i, hands[i]) for i in kept] + new, crop_answers
 
 
+def _measured(
+    answers: Sequence[LandmarkAnswer], rows: list[int], K: np.ndarray, image_bgr: np.ndarray, depth_m: np.ndarray | None
+) -> dict[int, np.ndarray]:
+    """Row -> the hand's 3D joints as the depth image measures them (depth_placement.depth_joints), where it does."""
+    if depth_m is None:
+        return {}
+    out = {}
+    for i in rows:
+        joints = depth_joints(answers[i].world_landmarks, answers[i].keypoints_2d, K, depth_m, image_bgr.shape[:2])
+        if joints is not None:
+            out[i] = joints
+    return out
+
+
 def _fit_side(
     hand_model: HandModel,
     side: str,
@@ -255,6 +274,7 @@ def _fit_side(
     K: np.ndarray,
     config: FitConfig,
     stage: CropStage,
+    measured: dict[int, np.ndarray] | None = None,
 ) -> dict[int, tuple[dict, FitStart]]:
     """Row -> (the fit's per-hand outputs, the start that continues it) for the answers ``rows`` of one side. A hand
     whose crop followed a hand of the previous frame of this side starts from that hand's fit; where that ends
@@ -264,7 +284,7 @@ def _fit_side(
         if not picked:
             return {}
         keypoints = np.stack([answers[i].keypoints_2d for i in picked])
-        world = np.stack([answers[i].world_landmarks for i in picked])
+        world = np.stack([(measured or {}).get(i, answers[i].world_landmarks) for i in picked])
         try:
             result = fit_keypoints(hand_model, side, keypoints, K, world_joints=world, config=config, start=start)
         except ValueError:  # a degenerate crop answer (all points on one spot): keep ACR's hands

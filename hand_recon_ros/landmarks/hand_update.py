@@ -186,7 +186,8 @@ def landmark_hands(
     ``new_hands``: a palm detection no hand took (``CropStage.unused_palms``) whose crop reads a hand clearly, of a
     side no kept hand has, becomes a hand of its own (ACR at 24 x 24 misses small hands the palm detector finds); a
     found hand whose crops saw no hand at all (presence < ``NO_HAND``) gives its side up to such a hand and is
-    dropped."""
+    dropped. ``depth_m``: a depth image (metres) registered to ``image_bgr``: each fit takes the hand's 3D from it
+    where it reads the hand (``depth_placement.depth_joints``) instead of the crop network's."""
     if not 0.0 <= min_presence <= 1.0:
         raise ValueError(f'min_presence must be in [0, 1], got {min_presence}')
     hands = list(hands)

@@ -59,6 +59,17 @@ def wait_ready(ros, pub, topic='/hand_recon/hands'):
     ros.spin_until(lambda: ros.node.count_publishers(topic) > 0, what=f'a publisher on {topic}')
 
 
+def wait_reliable_inputs(ros, *topics):
+    """input_reliability auto re-makes the node's input subscriptions reliable once it sees reliable publishers (a
+    0.5 s timer): a sample sent before can be lost on the way (a first frame without its CameraInfo). Wait for it."""
+
+    def reliable():
+        infos = [i for topic in topics for i in ros.node.get_subscriptions_info_by_topic(topic)]
+        return len(infos) >= len(topics) and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+
+    ros.spin_until(reliable, what=f'the node to subscribe {", ".join(topics)} reliable')
+
+
 def publish_until(ros, pub, msg, received, timeout=30.0, what='a hand message', also=()):
     """Re-publish (fresh discovery can miss the first sample) until something arrives.
 
@@ -90,7 +101,7 @@ def test_outputs_copy_input_header_and_model_info_is_latched(ros, start_node):
     pub = ros.node.create_publisher(Image, '/test_cam/image_raw', RELIABLE)
     info_pub = ros.node.create_publisher(CameraInfo, '/test_cam/camera_info', RELIABLE)
     wait_ready(ros, pub)
-    ros.spin_until(lambda: info_pub.get_subscription_count() > 0, what='the camera_info subscription')
+    wait_reliable_inputs(ros, '/test_cam/image_raw', '/test_cam/camera_info')
     image, camera_info = make_image(stamp_sec=1234), make_camera_info()
 
     def with_camera_info(messages):
@@ -590,6 +601,7 @@ def test_default_node_redraws_hands_from_the_landmark_crop_stage(ros, start_node
     pub = ros.node.create_publisher(Image, '/image', RELIABLE)
     info_pub = ros.node.create_publisher(CameraInfo, '/camera_info', RELIABLE)
     wait_ready(ros, pub)
+    wait_reliable_inputs(ros, '/image', '/camera_info')
     msg = Image()
     msg.header.stamp.sec, msg.header.frame_id = 77, 'cam_optical'
     msg.height, msg.width, msg.encoding, msg.step = 480, 640, 'bgr8', 640 * 3
@@ -663,7 +675,7 @@ def test_an_rgbd_camera_places_the_hands_by_its_depth_image(ros, start_node):
     info_pub = ros.node.create_publisher(CameraInfo, '/camera_info', RELIABLE)
     depth_pub = ros.node.create_publisher(Image, '/depth/image', RELIABLE)
     wait_ready(ros, pub)
-    ros.spin_until(lambda: depth_pub.get_subscription_count() > 0, what='the node to subscribe depth/image')
+    wait_reliable_inputs(ros, '/image', '/camera_info', '/depth/image')
     info = make_camera_info(640, 480)
     info.k = K.reshape(-1)
 
